@@ -1,0 +1,24 @@
+# Fast-simulation workflow: raw ROOT files in, validated and exported generative models out.
+# Thin on purpose: the rules live in workflow/rules/, the logic in the pipeline_steps package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/toy.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/export.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,1 @@
+"""Fast-simulation workflow steps: all logic, importable without Snakemake."""

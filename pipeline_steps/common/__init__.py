@@ -1,0 +1,1 @@
+"""Small pieces every step shares: atomic writes, logging into the rule's log, device choice."""

@@ -1,0 +1,49 @@
+"""Route a step's logging and progress bars into the Snakemake rule's ``log:`` file.
+
+Rules call steps from thin scripts; a physicist debugging a cluster job reads ``logs/<stage>/...``,
+so everything (our messages, library warnings, tqdm bars) must land there, not on the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Iterator, TextIO
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def step_logging(log_path: str | Path | None, level: int = logging.INFO) -> Iterator[TextIO]:
+    """Send ``logging`` and ``sys.stderr`` (where tqdm writes) to ``log_path`` for the block.
+
+    With ``log_path=None`` (tests, interactive use) logging goes to stderr unchanged.
+    An exception escaping the block is logged with its traceback before it propagates, so the
+    log file says why the job failed.
+    """
+    if log_path is None:
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+        yield sys.stderr
+        return
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    previous_level = root.level
+    with open(log_path, "a", buffering=1) as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(level)
+        old_stderr = sys.stderr
+        sys.stderr = stream
+        try:
+            yield stream
+        except BaseException:
+            logging.getLogger("pipeline_steps").exception("step failed")
+            raise
+        finally:
+            sys.stderr = old_stderr
+            root.removeHandler(handler)
+            root.setLevel(previous_level)

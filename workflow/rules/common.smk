@@ -1,0 +1,95 @@
+# Config validation, input functions and wildcard constraints. Nothing here computes data.
+import glob
+import os
+
+from pipeline_steps.workflow_config import (
+    categorised_datasets,
+    models_of_kind,
+    validate_config,
+)
+from pipeline_steps.provenance import source_hash
+
+
+validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+_FINAL_TARGET_FUNCTIONS = []
+
+
+def register_final_targets(targets_function):
+    """Each stage's rule file registers what `rule all` should build from it."""
+    _FINAL_TARGET_FUNCTIONS.append(targets_function)
+
+
+def final_targets():
+    return [t for targets_function in _FINAL_TARGET_FUNCTIONS for t in targets_function()]
+
+
+def _blacklisted(path):
+    from fnmatch import fnmatch
+
+    return any(
+        fnmatch(path, pattern) or fnmatch(os.path.basename(path), pattern)
+        for pattern in config.get("blacklist", [])
+    )
+
+
+def toy_files(dataset):
+    """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root."""
+    n_files = config["datasets"][dataset]["toy"]["n_files"]
+    return [f"data/raw/{dataset}/{index}.root" for index in range(n_files)]
+
+
+def raw_files(dataset):
+    """Raw ROOT files of a dataset, blacklist removed: the user's globs, or the toy files."""
+    settings = config["datasets"][dataset]
+    if "files" in settings:
+        paths = sorted({p for pattern in settings["files"] for p in (glob.glob(pattern) or [pattern])})
+    else:
+        paths = toy_files(dataset)
+    return [p for p in paths if not _blacklisted(p)]
+
+
+def raw_file_by_stem(dataset):
+    """{stem: path} with a clear error when two files of one dataset share a stem."""
+    by_stem = {}
+    for path in raw_files(dataset):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in by_stem:
+            raise ValueError(
+                f"datasets.{dataset}.files: {by_stem[stem]} and {path} have the same file stem "
+                f"'{stem}'; outputs are named by stem, so rename one of them"
+            )
+        by_stem[stem] = path
+    return by_stem
+
+
+def file_stems(dataset):
+    return list(raw_file_by_stem(dataset))
+
+
+def raw_file(wildcards):
+    """Input function: the raw ROOT file behind results/ingest/<dataset>/<table>/<stem>.parquet."""
+    return raw_file_by_stem(wildcards.dataset)[wildcards.stem]
+
+
+def ingested_tables(dataset, table):
+    return [f"results/ingest/{dataset}/{table}/{stem}.parquet" for stem in file_stems(dataset)]
+
+
+def tables_of(dataset):
+    return list(config["datasets"][dataset]["tables"])
+
+
+def model_names(kind=None):
+    return models_of_kind(config, kind)
+
+
+def _alternatives(names):
+    return "|".join(names) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=_alternatives(list(config["datasets"])),
+    model=_alternatives(list(config["models"])),
+    stem=r"[^/]+",
+    table=r"[A-Za-z0-9_]+",

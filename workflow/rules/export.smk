@@ -1,0 +1,1 @@
+# Stage: export (rules added by its issue)

@@ -1,0 +1,1 @@
+# Stage: generate (rules added by its issue)

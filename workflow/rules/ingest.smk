@@ -1,0 +1,1 @@
+# Stage: ingest (rules added by its issue)

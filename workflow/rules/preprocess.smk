@@ -1,0 +1,1 @@
+# Stage: preprocess (rules added by its issue)

@@ -1,0 +1,1 @@
+# Stage: toy (rules added by its issue)

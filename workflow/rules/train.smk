@@ -1,0 +1,1 @@
+# Stage: train (rules added by its issue)

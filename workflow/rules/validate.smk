@@ -1,0 +1,1 @@
+# Stage: validate (rules added by its issue)
