@@ -1,11 +1,15 @@
 # Fast-simulation workflow: raw ROOT files in, validated and exported generative models out.
 # Thin on purpose: the rules live in workflow/rules/, the logic in the pipeline_steps package.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, found next to this Snakefile whatever the working directory; user files given
+# with --configfile are merged over it (later files override nested keys).
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import os
+
 import jsonschema
 import yaml
 
@@ -29,6 +31,17 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
         problems = _cross_reference_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def expose_package_to_jobs(workflow_basedir: str | Path) -> None:
+    """Put the checkout on PYTHONPATH for every job Snakemake starts.
+
+    Jobs run their thin scripts with the python of their conda env (or the venv). Finding
+    ``pipeline_steps`` through PYTHONPATH means no env needs this package installed and a code edit
+    takes effect at once; cluster jobs re-read the Snakefile, so they set it again.
+    """
+    entries = [str(workflow_basedir), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(entry for entry in entries if entry)
 
 
 def models_of_kind(config: Mapping[str, Any], kind: str | None = None) -> list[str]:

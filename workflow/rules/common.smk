@@ -4,6 +4,7 @@ import os
 
 from pipeline_steps.workflow_config import (
     categorised_datasets,
+    expose_package_to_jobs,
     models_of_kind,
     validate_config,
 )
@@ -11,6 +12,8 @@ from pipeline_steps.provenance import source_hash
 
 
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+expose_package_to_jobs(workflow.basedir)
 
 _FINAL_TARGET_FUNCTIONS = []
 

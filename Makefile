@@ -1,0 +1,38 @@
+# The two commands of the README. A fresh machine needs only Python 3.11 with pip.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= config/config.yaml
+
+.PHONY: install run test bench lint dryrun clean
+
+# Reinstall only when pyproject.toml changed: the stamp is newer than it otherwise.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG)
+	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) --report report.html
+	@echo "Report written to $(CURDIR)/report.html"
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+dryrun: install
+	$(BIN)/snakemake -n --configfile $(CONFIG)
+
+clean:
+	rm -rf results logs data/raw .snakemake report.html

@@ -1,0 +1,76 @@
+"""Deterministic train/validation/test assignment from a hash of each row's identity.
+
+A row's split must never depend on row order, file order or how many files there are (adding a
+file must not move existing events between splits), nor on a random generator's state. So each
+row is hashed from its identity columns alone (``source_file``, ``entry``, ``object_index`` and
+the dataset's identity branches) and the hash, read as a number in [0, 1), is compared with the
+cumulative split fractions.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from pipeline_steps.common.errors import ConfigError, InputError
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+_TWO_TO_53 = float(2**53)
+
+
+def assign_split(identity: pd.DataFrame, fractions: Mapping[str, float], salt: int) -> np.ndarray:
+    """Return an array of "train"/"validation"/"test", one per row of ``identity``.
+
+    ``identity`` holds only identity columns; their order and integer width do not matter (columns
+    are sorted by name and integers widened to int64 before hashing, so an int32 ``object_index``
+    in one file and int64 in another give the same split). ``salt`` (the config seed) picks a
+    different but equally deterministic partition.
+    """
+    _check_fractions(fractions)
+    if identity.shape[1] == 0:
+        raise InputError("assign_split: no identity columns given; expected source_file, entry, object_index, ...")
+    uniform = identity_uniform(identity, salt)
+    edges = np.cumsum([fractions[name] for name in SPLIT_NAMES])
+    index = np.searchsorted(edges[:-1], uniform, side="right")
+    return np.asarray(SPLIT_NAMES, dtype=object)[index]
+
+
+def identity_uniform(identity: pd.DataFrame, salt: int) -> np.ndarray:
+    """A number in [0, 1) per row, a pure function of the row's identity values and ``salt``."""
+    normalised = _normalise(identity)
+    hashes = pd.util.hash_pandas_object(normalised, index=False, hash_key=_hash_key(salt))
+    return (hashes.to_numpy(dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / _TWO_TO_53
+
+
+def _normalise(identity: pd.DataFrame) -> pd.DataFrame:
+    """Columns sorted by name; integers/bools as int64, text as Python str (one hash per value)."""
+    columns = {}
+    for name in sorted(identity.columns):
+        values = identity[name]
+        if values.isna().any():
+            raise InputError(f"assign_split: identity column {name!r} has missing values; identity must be complete")
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
+            columns[name] = values.astype(np.int64).to_numpy()
+        elif pd.api.types.is_float_dtype(values):
+            columns[name] = values.astype(np.float64).to_numpy()
+        else:
+            columns[name] = values.astype(str).to_numpy(dtype=object)
+    return pd.DataFrame(columns)
+
+
+def _hash_key(salt: int) -> str:
+    """pandas wants a 16-character key; derive it from the salt."""
+    return f"{int(salt) % 10**16:016d}"
+
+
+def _check_fractions(fractions: Mapping[str, float]) -> None:
+    if set(fractions) != set(SPLIT_NAMES):
+        raise ConfigError(f"split fractions: expected keys {list(SPLIT_NAMES)}, got {sorted(fractions)}")
+    if any(fractions[name] < 0 for name in SPLIT_NAMES):
+        raise ConfigError(f"split fractions must be non-negative, got {dict(fractions)}")
+    total = sum(fractions[name] for name in SPLIT_NAMES)
+    if abs(total - 1.0) > 1e-9:
+        raise ConfigError(f"split fractions must add up to 1, they add up to {total:g}")

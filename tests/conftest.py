@@ -1,0 +1,36 @@
+"""Shared fixtures: the repository root, the venv's snakemake, and a runner for workflow tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TINY_CONFIG = REPO / "tests" / "config" / "tiny.yaml"
+
+
+def run_snakemake(*args: str, workdir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow's Snakefile with the test profile, in ``workdir`` (outputs land there)."""
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles" / "ci")]
+    if workdir is not None:
+        command += ["--directory", str(workdir)]
+    environment = dict(os.environ, PYTHONHASHSEED="0")
+    result = subprocess.run([*command, *args], cwd=workdir or REPO, capture_output=True, text=True, env=environment)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def tiny_config() -> Path:
+    return TINY_CONFIG

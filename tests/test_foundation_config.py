@@ -1,0 +1,99 @@
+"""The config contract: bad configs fail before any job runs, with the key path named."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.workflow_config import validate_config
+from tests.conftest import REPO, run_snakemake
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def _break(config: dict, path: str, value) -> dict:
+    broken = copy.deepcopy(config)
+    *parents, leaf = path.split(".")
+    node = broken
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return broken
+
+
+_DELETE = object()
+
+
+def test_default_and_production_configs_are_valid(default_config):
+    validate_config(default_config, SCHEMA)
+    production = yaml.safe_load((REPO / "config" / "production.yaml").read_text())
+    merged = _merge(default_config, production)
+    validate_config(merged, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("models.jets.training.epochs", "ten", "models.jets.training.epochs: expected integer, got 'ten'"),
+        ("models.jets.hyperparametres", {}, "models.jets: Additional properties are not allowed ('hyperparametres'"),
+        ("datasets.nanoaod.tree", _DELETE, "datasets.nanoaod: missing required key: 'tree'"),
+        ("validation.classifier", "xgboost", "validation.classifier: expected one of ['exact', 'hist'], got 'xgboost'"),
+        ("models.jets.dataset", "nanoAOD", "models.jets.dataset: expected one of the datasets"),
+        ("models.jets.split", {"train": 0.8, "validation": 0.3, "test": 0.1}, "models.jets.split: fractions must add up to 1"),
+        ("seed", -1, "seed: -1 is less than the minimum of 0"),
+        ("datasets.ship.tables.muons.match.collection", {"prefix": "MCTrack_"}, "datasets.ship.tables.muons.match.collection: missing required key: 'counter'"),
+    ],
+)
+def test_bad_config_names_the_key(default_config, path, value, expected):
+    with pytest.raises(ConfigError) as error:
+        validate_config(_break(default_config, path, value), SCHEMA)
+    assert expected in str(error.value)
+
+
+def test_all_problems_are_reported_at_once(default_config):
+    broken = _break(_break(default_config, "seed", "x"), "export.opset", 3)
+    with pytest.raises(ConfigError) as error:
+        validate_config(broken, SCHEMA)
+    assert "seed:" in str(error.value) and "export.opset:" in str(error.value)
+
+
+def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
+    override = tmp_path / "bad.yaml"
+    override.write_text("models:\n  jets:\n    training: {epochs: 0}\n")
+    result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "models.jets.training.epochs" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_override_file_merges_nested_keys(tmp_path):
+    """A user's small override (one dataset pointed at real files) keeps every other default."""
+    real = tmp_path / "my_muons"
+    real.mkdir()
+    for name in ("a.root", "b.root"):
+        (real / name).write_bytes(b"")
+    override = tmp_path / "mine.yaml"
+    override.write_text(f"datasets:\n  ship:\n    files: ['{real}/*.root']\n")
+    result = run_snakemake("-n", "--configfile", str(override), "--quiet", "all", workdir=tmp_path)
+    assert result.returncode == 0
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,88 @@
+"""The workflow as a whole: dry runs plan, lint is clean, every rule names an env that exists
+and the env files pin what pyproject pins."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.conftest import REPO, run_snakemake
+
+RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+
+
+def test_dry_run_of_default_config_plans_every_stage(tmp_path):
+    result = run_snakemake("-n", "--quiet", "rules", workdir=tmp_path)
+    planned = result.stdout + result.stderr
+    for rule in ("toy_dataset", "ingest_table"):
+        assert rule in planned, f"the default dry run does not plan {rule}:\n{planned[-3000:]}"
+
+
+def test_lint_is_clean():
+    result = run_snakemake("--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def _rules_with_conda() -> dict[str, str | None]:
+    """{rule name: conda path or None} read from the rule files' text."""
+    rules: dict[str, str | None] = {}
+    for rule_file in RULE_FILES:
+        current = None
+        for line in rule_file.read_text().splitlines():
+            header = re.match(r"^(?:rule|checkpoint) (\w+):", line)
+            if header:
+                current = header.group(1)
+                rules[current] = None
+            conda = re.match(r'^\s+"(\.\./\.\./envs/[\w.]+)"', line)
+            if current and conda and previous_line.strip() == "conda:":
+                rules[current] = conda.group(1)
+            previous_line = line
+    return rules
+
+
+def test_every_rule_names_an_existing_env():
+    rules = _rules_with_conda()
+    assert rules, "no rules found"
+    for name, env in rules.items():
+        assert env is not None, f"rule {name} has no conda: directive"
+        env_path = (REPO / "workflow" / "rules" / env).resolve()
+        assert env_path.exists(), f"rule {name} names {env}, which does not exist"
+
+
+def _pyproject_requirements() -> dict[str, Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    return {canonicalize_name(r.name): r for r in requirements}
+
+
+def _env_requirements(env_file: Path) -> list[Requirement]:
+    env = yaml.safe_load(env_file.read_text())
+    specs = []
+    for dependency in env["dependencies"]:
+        if isinstance(dependency, dict):
+            specs += [d for d in dependency.get("pip", []) if not d.startswith("-")]
+        elif dependency not in ("pip",) and not dependency.startswith("python="):
+            specs.append(dependency)
+    return [Requirement(spec) for spec in specs]
+
+
+@pytest.mark.parametrize("env_file", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_pins_agree_with_pyproject(env_file):
+    pinned = _pyproject_requirements()
+    env = yaml.safe_load(env_file.read_text())
+    assert env["name"].startswith("fastsim-")
+    assert "python=3.11" in env["dependencies"]
+    for requirement in _env_requirements(env_file):
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{env_file.name}: {requirement.name} is not a dependency in pyproject.toml"
+        assert requirement.specifier == pinned[name].specifier, (
+            f"{env_file.name}: {requirement.name}{requirement.specifier} differs from pyproject's "
+            f"{pinned[name].specifier}"
+        )
