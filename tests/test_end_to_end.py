@@ -1,0 +1,71 @@
+"""The whole workflow on the tiny config, in a temporary directory: every stage runs and its
+outputs hold what the next stage and a physicist expect."""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+import pytest
+import uproot
+
+from tests.conftest import TINY_CONFIG, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    run_snakemake("--configfile", str(TINY_CONFIG), workdir=workdir)
+    return workdir
+
+
+def test_ingest_summaries_count_rows(tiny_run):
+    for dataset in ("ship", "nanoaod", "lhcb_tracks", "calratio_main", "calratio_cr"):
+        summary = json.loads((tiny_run / "results" / "ingest" / dataset / "summary.json").read_text())
+        assert summary, f"{dataset}: empty summary"
+
+
+def test_blacklisted_file_never_ingested(tiny_run):
+    assert not (tiny_run / "data" / "raw" / "ship" / "1.root").exists()
+    assert not list((tiny_run / "results" / "ingest" / "ship").rglob("1.parquet"))
+
+
+def test_splits_are_disjoint_and_complete(tiny_run):
+    folder = tiny_run / "results" / "preprocess" / "jets"
+    identity = ["source_file", "entry", "object_index"]
+    splits = {name: pd.read_parquet(folder / f"{name}.parquet", columns=identity) for name in ("train", "validation", "test")}
+    keys = [set(map(tuple, frame.to_numpy().tolist())) for frame in splits.values()]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    ingested = pd.concat(pd.read_parquet(p, columns=identity) for p in (tiny_run / "results" / "ingest" / "nanoaod" / "jets").glob("*.parquet"))
+    assert sum(len(k) for k in keys) == len(ingested)
+
+
+def test_category_shares_add_up(tiny_run):
+    categories = json.loads((tiny_run / "results" / "categorise" / "ship" / "categories.json").read_text())
+    text = json.dumps(categories)
+    assert "share" in text
+
+
+def test_generated_files_have_the_input_layout(tiny_run):
+    with uproot.open(tiny_run / "results" / "generate" / "jets" / "generated.root") as generated:
+        events = generated["Events"]
+        assert {"nJet", "Jet_pt", "Jet_eta", "Jet_phi"} <= set(events.keys())
+        jet_pt = ak.flatten(events["Jet_pt"].array())
+        assert len(jet_pt) > 0 and np.all(np.isfinite(jet_pt)) and np.all(jet_pt > 0)
+    with uproot.open(tiny_run / "results" / "generate" / "tracks_cov" / "generated.root") as generated:
+        assert "cov_00" in generated["Tracks"].keys()
+
+
+def test_figure_of_merit_for_every_generative_model(tiny_run):
+    summary = pd.read_csv(tiny_run / "results" / "summary.csv")
+    assert set(summary["model"]) >= {"tracks_cov", "jets", "nano_muons", "ship_muons"}
+    assert summary["auc"].between(0.0, 1.0).all()
+
+
+def test_second_dry_run_has_nothing_to_do(tiny_run):
+    result = run_snakemake("-n", "--configfile", str(TINY_CONFIG), workdir=tiny_run)
+    assert "Nothing to be done" in result.stdout + result.stderr
