@@ -1,4 +1,5 @@
 # Config validation, input functions and wildcard constraints. Nothing here computes data.
+import functools
 import glob
 import os
 
@@ -52,8 +53,12 @@ def raw_files(dataset):
     return [p for p in paths if not _blacklisted(p)]
 
 
+@functools.cache
 def raw_file_by_stem(dataset):
-    """{stem: path} with a clear error when two files of one dataset share a stem."""
+    """{stem: path} with a clear error when two files of one dataset share a stem.
+
+    Cached: input functions ask once per job, and globbing a 1000-file dataset 1000 times would make
+    planning quadratic."""
     by_stem = {}
     for path in raw_files(dataset):
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -85,6 +90,48 @@ def tables_of(dataset):
 
 def model_names(kind=None):
     return models_of_kind(config, kind)
+
+
+def categorised_table(dataset):
+    """The table that the `categorised: true` model(s) of a dataset read (SHiP: `muons`)."""
+    tables = sorted({m["table"] for m in config["models"].values() if m.get("categorised") and m["dataset"] == dataset})
+    if len(tables) != 1:
+        raise ValueError(f"dataset {dataset!r}: categorised models must all read one table, found {tables}")
+    return tables[0]
+
+
+def categorise_muon_table(wildcards):
+    """Input function: one ingested table behind results/categorise/<dataset>/minmax/<stem>.json."""
+    return f"results/ingest/{wildcards.dataset}/{categorised_table(wildcards.dataset)}/{wildcards.stem}.parquet"
+
+
+def categorise_muon_tables(wildcards):
+    return ingested_tables(wildcards.dataset, categorised_table(wildcards.dataset))
+
+
+def categorise_minmax_partials(wildcards):
+    return [f"results/categorise/{wildcards.dataset}/minmax/{stem}.json" for stem in file_stems(wildcards.dataset)]
+
+
+def calratio_main_tables(wildcards):
+    model = config["models"][wildcards.model]
+    return ingested_tables(model["dataset"], model["table"])
+
+
+def calratio_control_tables(wildcards):
+    model = config["models"][wildcards.model]
+    return ingested_tables(model["control_dataset"], model["table"])
+
+
+def calratio_layout(wildcards):
+    """params slice of preprocess_calratio: the table's sequences and both datasets' identity branches."""
+    model = config["models"][wildcards.model]
+    main, control = config["datasets"][model["dataset"]], config["datasets"][model["control_dataset"]]
+    return {
+        "sequences": main["tables"][model["table"]].get("sequences", {}),
+        "identity": main.get("identity", []),
+        "control_identity": control.get("identity", []),
+    }
 
 
 def _alternatives(names):

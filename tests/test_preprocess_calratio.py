@@ -1,0 +1,179 @@
+"""CalRatio inputs: padding/truncation, reweighting, standardisation and the split files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.preprocess import calratio_inputs as cr
+from pipeline_steps.preprocess.calratio_step import run
+from pipeline_steps.preprocess.transforms import load_transforms
+
+SEQUENCES = {
+    "clusters": {"counter": "nClusters", "prefix": "clus_", "fields": ["pt", "eta"]},
+    "tracks": {"counter": "nTracks", "prefix": "track_", "fields": ["pt"]},
+}
+LENGTHS = {"clusters": 3, "tracks": 2}
+PAD = -9.0
+
+
+def test_pad_truncates_to_first_entries_and_pads_with_the_pad_value():
+    padded = cr.pad_lists([[1.0, 2.0, 3.0, 4.0], [5.0], [], [6.0, 7.0, 8.0]], length=3, pad_value=PAD)
+    assert padded.shape == (4, 3) and padded.dtype == np.float32
+    np.testing.assert_array_equal(padded, [[1, 2, 3], [5, PAD, PAD], [PAD, PAD, PAD], [6, 7, 8]])
+
+
+def test_sequence_arrays_shape_lengths_and_field_order():
+    table = pa.table({"clus_pt": pa.array([[1.0, 2.0, 3.0, 4.0], [5.0]], pa.list_(pa.float32())),
+                      "clus_eta": pa.array([[-1.0, -2.0, -3.0, -4.0], [-5.0]], pa.list_(pa.float32()))})
+    spec = cr.SequenceSpec("clusters", "clus_", ("pt", "eta"), 3)
+    padded, lengths = cr.sequence_arrays(table, spec, PAD)
+    assert padded.shape == (2, 3, 2)
+    assert lengths.tolist() == [3, 1]
+    np.testing.assert_array_equal(padded[0, :, 1], [-1, -2, -3])
+    np.testing.assert_array_equal(padded[1, :, 0], [5, PAD, PAD])
+
+
+def test_fields_of_one_sequence_must_have_equal_lengths():
+    table = pa.table({"clus_pt": pa.array([[1.0, 2.0]]), "clus_eta": pa.array([[1.0]])})
+    with pytest.raises(InputError, match="clus_eta"):
+        cr.sequence_arrays(table, cr.SequenceSpec("clusters", "clus_", ("pt", "eta"), 3), PAD)
+
+
+def test_reweighting_equalises_signal_and_qcd_and_keeps_bib():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    weights = np.array([1.0, 3.0, 0.5, 0.5, 1.0, 7.0])
+    mc_weights, factor = cr.main_mc_weights(labels, weights)
+    assert mc_weights[labels == 0].sum() == pytest.approx(mc_weights[labels == 1].sum()) == pytest.approx(4.0)
+    assert factor == pytest.approx(2.0)
+    assert mc_weights[5] == 7.0 and (mc_weights[labels == 0] == weights[labels == 0]).all()
+    control, _ = cr.control_mc_weights(np.array([1, 1, 0]), np.array([1.0, 1.0, 0.5]))
+    assert control[:2].sum() == pytest.approx(control[2:].sum())
+    with pytest.raises(InputError, match="QCD"):
+        cr.main_mc_weights(np.array([0, 2]), np.array([1.0, 1.0]))
+
+
+def test_sequence_scaling_ignores_pad_entries():
+    padded = np.array([[[1.0], [3.0], [PAD]], [[5.0], [PAD], [PAD]]], dtype=np.float32)
+    lengths = np.array([2, 1])
+    scaling = cr.fit_sequence_scaling(padded, lengths)
+    assert scaling.mean[0] == pytest.approx(3.0)
+    scaled = scaling.forward(padded, lengths, PAD)
+    assert scaled[0, 2, 0] == PAD and scaled[1, 1, 0] == PAD
+    assert scaled[0, 0, 0] == pytest.approx((1.0 - 3.0) / np.std([1.0, 3.0, 5.0]))
+
+
+def _jets(n: int, seed: int, source_file: str, control: bool) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n_clusters = rng.integers(0, 6, n)
+    n_tracks = rng.integers(0, 4, n)
+    label = rng.choice([0, 1], n) if control else rng.choice([0, 1, 2], n)
+    columns = {
+        "source_file": pa.array([source_file] * n, pa.string()),
+        "entry": pa.array(np.arange(n, dtype=np.int64)),
+        "object_index": pa.array(np.zeros(n, dtype=np.int32)),
+        "runNumber": pa.array(np.full(n, 1, dtype=np.int32)),
+        "eventNumber": pa.array(np.arange(n, dtype=np.int64) + 1000 * seed),
+        "label": pa.array(label.astype(np.int32)),
+        "mcEventWeight": pa.array(rng.uniform(0.5, 2.0, n).astype(np.float32)),
+        "jet_pt": pa.array(rng.uniform(40, 400, n).astype(np.float32)),
+        "jet_eta": pa.array(rng.uniform(-2.5, 2.5, n).astype(np.float32)),
+        "llp_mS": pa.array(np.where(label == 0, 50.0, 0.0).astype(np.float32)),
+        "llp_mH": pa.array(np.where(label == 0, 125.0, 0.0).astype(np.float32)),
+    }
+    if control:
+        columns["is_data"] = pa.array(label.astype(np.int32))
+    for name, counts in (("clus_", n_clusters), ("track_", n_tracks)):
+        fields = SEQUENCES["clusters" if name == "clus_" else "tracks"]["fields"]
+        for field in fields:
+            values = [rng.normal(10, 3, c).astype(np.float32).tolist() for c in counts]
+            columns[f"{name}{field}"] = pa.array(values, pa.list_(pa.float32()))
+    return pa.table(columns)
+
+
+def _params():
+    model = {"kind": "calratio_rnn", "dataset": "calratio_main", "control_dataset": "calratio_cr", "table": "jets",
+             "conditions": ["jet_pt", "jet_eta"], "targets": ["label"], "weight": "mcEventWeight",
+             "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+             "preprocessing": {"default": "standard", "per_variable": {"jet_pt": "log_standard"},
+                               "sequence_lengths": LENGTHS, "pad_value": PAD}}
+    layout = {"sequences": SEQUENCES, "identity": ["runNumber", "eventNumber"],
+              "control_identity": ["runNumber", "eventNumber"]}
+    return {"model": model, "name": "calratio", "layout": layout, "seed": 42}
+
+
+@pytest.fixture()
+def preprocessed(tmp_path):
+    paths = {"main": [], "cr": []}
+    for region, n in (("main", 150), ("cr", 90)):
+        for index in range(2):
+            path = tmp_path / "ingest" / region / f"{index}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(_jets(n, index + (10 if region == "cr" else 0), f"{index}.root", region == "cr"), path)
+            paths[region].append(path)
+    out = tmp_path / "preprocess" / "calratio"
+    run(paths["main"], paths["cr"], out, _params())
+    return out, paths
+
+
+def test_run_writes_contract_files_loadable_by_load_split(preprocessed):
+    out, _ = preprocessed
+    total = 0
+    for split in ("train", "validation", "test"):
+        arrays = cr.load_split(out, split, "main")
+        n = len(arrays["label"])
+        total += n
+        assert arrays["jets"].shape == (n, 2) and arrays["jets"].dtype == np.float32
+        assert arrays["clusters"].shape == (n, 3, 2) and arrays["tracks"].shape == (n, 2, 1)
+        assert arrays["clusters"].dtype == np.float32
+        # pad entries carry the pad value, real ones are standardised
+        lengths = arrays["clusters_length"]
+        beyond = np.arange(3)[None, :] >= lengths[:, None]
+        assert (arrays["clusters"][beyond] == PAD).all()
+        assert arrays["weight"].shape == arrays["mc_weight"].shape == (n,)
+        control = cr.load_split(out, split, "cr")
+        assert set(np.unique(control["is_data"])) <= {0, 1} and "label" not in control
+    assert total == 300
+    table = pd.read_parquet(out / "train.parquet")
+    assert list(table.columns[:5]) == ["source_file", "entry", "object_index", "runNumber", "eventNumber"]
+    assert {"label", "jet_pt", "weight", "mc_weight", "cond__jet_pt", "cond__jet_eta"} <= set(table.columns)
+    assert "is_data" in pd.read_parquet(out / "cr_test.parquet").columns
+
+
+def test_main_mc_weights_equal_over_all_splits_and_transforms_load(preprocessed):
+    out, _ = preprocessed
+    parts = [pd.read_parquet(out / f"{s}.parquet") for s in ("train", "validation", "test")]
+    jets = pd.concat(parts)
+    assert jets.loc[jets.label == 0, "mc_weight"].sum() == pytest.approx(jets.loc[jets.label == 1, "mc_weight"].sum())
+    np.testing.assert_allclose(jets.loc[jets.label == 2, "mc_weight"], jets.loc[jets.label == 2, "weight"])
+    control = pd.concat([pd.read_parquet(out / f"cr_{s}.parquet") for s in ("train", "validation", "test")])
+    assert control.loc[control.is_data == 1, "mc_weight"].sum() == \
+        pytest.approx(control.loc[control.is_data == 0, "mc_weight"].sum())
+    # jet transforms: the shared loader inverts cond__* back to physical jet_pt
+    transforms = load_transforms(out / "transforms.json")
+    physical = transforms.conditions.inverse(parts[0][["cond__jet_pt", "cond__jet_eta"]].to_numpy())
+    np.testing.assert_allclose(physical["jet_pt"], parts[0]["jet_pt"], rtol=1e-5)
+    # sequence standardisation: fitted on real training entries
+    section = cr.load_calratio_preprocessing(out / "transforms.json")
+    train = cr.load_split(out, "train")
+    real = np.arange(3)[None, :] < train["clusters_length"][:, None]
+    assert np.abs(train["clusters"][real].mean(axis=0)).max() < 1e-5
+    assert section["pad_value"] == PAD and section["sequences"]["tracks"]["length"] == 2
+
+
+def test_output_independent_of_file_order(preprocessed, tmp_path):
+    out, paths = preprocessed
+    again = tmp_path / "again"
+    run(list(reversed(paths["main"])), list(reversed(paths["cr"])), again, _params())
+    for name in ("train.parquet", "cr_validation.parquet"):
+        assert pd.read_parquet(again / name).equals(pd.read_parquet(out / name))
+    with np.load(again / "test_sequences.npz") as a, np.load(out / "test_sequences.npz") as b:
+        np.testing.assert_array_equal(a["clusters"], b["clusters"])
+    assert json.loads((again / "transforms.json").read_text())["calratio"] == \
+        json.loads((out / "transforms.json").read_text())["calratio"]

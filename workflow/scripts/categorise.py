@@ -1,0 +1,3 @@
+from pipeline_steps.preprocess.categorise_step import run_categorise
+
+run_categorise(muons_files=list(snakemake.input.muons), minmax_file=snakemake.input.minmax, category_files=list(snakemake.output.categories), categories_json=snakemake.output.described, params=snakemake.params, log=snakemake.log[0])

@@ -1,0 +1,5 @@
+from pathlib import Path
+
+from pipeline_steps.preprocess.calratio_step import run
+
+run(main_tables=list(snakemake.input.main), control_tables=list(snakemake.input.control), output_dir=Path(snakemake.output.transforms).parent, params=snakemake.params, log=snakemake.log[0])
