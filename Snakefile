@@ -23,6 +23,6 @@ include: "workflow/rules/export.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -2,6 +2,7 @@
 import functools
 import glob
 import os
+import sys
 
 from pipeline_steps.workflow_config import (
     categorised_datasets,
@@ -10,7 +11,6 @@ from pipeline_steps.workflow_config import (
     validate_config,
 )
 from pipeline_steps.provenance import source_hash
-
 
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
@@ -32,8 +32,7 @@ def _blacklisted(path):
     from fnmatch import fnmatch
 
     return any(
-        fnmatch(path, pattern) or fnmatch(os.path.basename(path), pattern)
-        for pattern in config.get("blacklist", [])
+        fnmatch(path, pattern) or fnmatch(os.path.basename(path), pattern) for pattern in config.get("blacklist", [])
     )
 
 
@@ -41,6 +40,25 @@ def toy_files(dataset):
     """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root."""
     n_files = config["datasets"][dataset]["toy"]["n_files"]
     return [f"data/raw/{dataset}/{index}.root" for index in range(n_files)]
+
+
+def toy_params(dataset, index):
+    """Params of rule toy_dataset: the dataset's `toy` slice. Refuses datasets read from `files`."""
+    settings = config["datasets"][dataset]
+    if "files" in settings:
+        raise ValueError(
+            f"data/raw/{dataset}/{index}.root was requested from rule toy_dataset, but "
+            f"datasets.{dataset} has `files` ({settings['files']}): the toy generator never writes "
+            f"a dataset that is read from the user's files; check the paths/globs in `files`"
+        )
+    if "toy" not in settings:
+        raise ValueError(f"datasets.{dataset}: neither `files` nor a `toy` section; one is required")
+    if int(index) >= settings["toy"]["n_files"]:
+        raise ValueError(
+            f"data/raw/{dataset}/{index}.root: index {index} >= datasets.{dataset}.toy.n_files "
+            f"({settings['toy']['n_files']})"
+        )
+    return settings["toy"]
 
 
 def raw_files(dataset):
@@ -69,6 +87,42 @@ def raw_file_by_stem(dataset):
             )
         by_stem[stem] = path
     return by_stem
+
+
+def ingest_reading(wildcards):
+    """params of ingest_table: only how the dataset's files are read (a mapping edit elsewhere reruns nothing)."""
+    settings = config["datasets"][wildcards.dataset]
+    return {key: settings[key] for key in ("tree", "step_size", "empty_tree", "identity") if key in settings}
+
+
+def ingest_mapping(wildcards):
+    """params of ingest_table: only this table's branch mapping."""
+    return config["datasets"][wildcards.dataset]["tables"][wildcards.table]
+
+
+def ingest_file_summaries(wildcards):
+    """Input of ingest_summary: the per-file JSONs of every table of a dataset."""
+    return [
+        f"results/ingest/{wildcards.dataset}/{table}/{stem}.json"
+        for table in tables_of(wildcards.dataset)
+        for stem in file_stems(wildcards.dataset)
+    ]
+
+
+def _report_absent_blacklist_entries():
+    """Blacklist entries that match no file (on disk or expected from toy data): reported once, not fatal."""
+    candidates = []
+    for dataset, settings in config["datasets"].items():
+        if "files" in settings:
+            candidates += [p for pattern in settings["files"] for p in (glob.glob(pattern) or [pattern])]
+        else:
+            candidates += toy_files(dataset)
+    from fnmatch import fnmatch
+
+    for pattern in config.get("blacklist", []):
+        hits = [p for p in candidates if fnmatch(p, pattern) or fnmatch(os.path.basename(p), pattern)]
+        if not hits and not glob.glob(pattern):
+            print(f"warning: blacklist entry {pattern!r} matches no raw file; nothing to exclude", file=sys.stderr)
 
 
 def file_stems(dataset):
@@ -134,8 +188,66 @@ def calratio_layout(wildcards):
     }
 
 
+def preprocessed_model_names():
+    """Models whose inputs rule preprocess_model makes: the generative kinds (flow, covariance_gan)."""
+    return model_names("flow") + model_names("covariance_gan")
+
+
+def preprocess_model_inputs(wildcards):
+    """Input function of preprocess_model: the ingested tables, or the SHiP category tables."""
+    model = config["models"][wildcards.model]
+    if model.get("categorised"):
+        folder = f"results/categorise/{model['dataset']}"
+        return {
+            "tables": [f"{folder}/cat{category}.parquet" for category in (1, 2, 3, 4)],
+            "categories": f"{folder}/categories.json",
+        }
+    return {"tables": ingested_tables(model["dataset"], model["table"])}
+
+
+def preprocess_model_slice(wildcards):
+    """params of preprocess_model: the model's preprocessing keys plus its dataset's identity branches."""
+    model = config["models"][wildcards.model]
+    keys = ("conditions", "targets", "derived", "split", "preprocessing", "weight", "categorised")
+    model_slice = {key: model[key] for key in keys if key in model}
+    model_slice["identity"] = config["datasets"][model["dataset"]].get("identity", [])
+    return model_slice
+
+
+def generative_model_names():
+    """Models that generate rows (and are validated by the BDT figure of merit)."""
+    return model_names("covariance_gan") + model_names("flow")
+
+
+def model_categories(wildcards):
+    """categories.json of a categorised (SHiP) model's dataset; nothing for other models."""
+    model = config["models"][wildcards.model]
+    return [f"results/categorise/{model['dataset']}/categories.json"] if model.get("categorised") else []
+
+
+def generation_model_slice(wildcards):
+    """params of generate/validate: the model's variables, not its training settings."""
+    model = config["models"][wildcards.model]
+    keys = ("kind", "conditions", "targets", "derived", "categorised", "weight")
+    return {key: model[key] for key in keys if key in model}
+
+
+def model_output_layout(wildcards):
+    """params of generate/validate: the tree, identity branches and table of the model's dataset."""
+    model = config["models"][wildcards.model]
+    dataset = config["datasets"][model["dataset"]]
+    return {
+        "tree": dataset["tree"],
+        "identity": dataset.get("identity", []),
+        "table": dataset["tables"][model["table"]],
+    }
+
+
 def _alternatives(names):
     return "|".join(names) if names else "(?!x)x"
+
+
+_report_absent_blacklist_entries()
 
 
 wildcard_constraints:

@@ -1,1 +1,162 @@
 # Stage: preprocess (rules added by its issue)
+
+
+# --- SHiP muon categorisation (map: per-file min/max, reduce, categorise) and CalRatio inputs ---
+_CATEGORISE_CODE = source_hash("preprocess/categorise", "preprocess/categorise_step", "common")
+
+
+rule categorise_minmax:
+    wildcard_constraints:
+        dataset=_alternatives(categorised_datasets(config)),
+    input:
+        categorise_muon_table,
+    output:
+        "results/categorise/{dataset}/minmax/{stem}.json",
+    log:
+        "logs/categorise/{dataset}/minmax/{stem}.log",
+    params:
+        code=_CATEGORISE_CODE,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/categorise_minmax.py"
+
+
+rule categorise_reduce:
+    wildcard_constraints:
+        dataset=_alternatives(categorised_datasets(config)),
+    input:
+        categorise_minmax_partials,
+    output:
+        "results/categorise/{dataset}/minmax.json",
+    log:
+        "logs/categorise/{dataset}/reduce.log",
+    params:
+        code=_CATEGORISE_CODE,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/categorise_reduce.py"
+
+
+rule categorise:
+    wildcard_constraints:
+        dataset=_alternatives(categorised_datasets(config)),
+    input:
+        muons=categorise_muon_tables,
+        minmax="results/categorise/{dataset}/minmax.json",
+    output:
+        categories=expand("results/categorise/{{dataset}}/cat{category}.parquet", category=[1, 2, 3, 4]),
+        described="results/categorise/{dataset}/categories.json",
+    log:
+        "logs/categorise/{dataset}/categorise.log",
+    params:
+        identity=lambda wc: config["datasets"][wc.dataset].get("identity", []),
+        code=_CATEGORISE_CODE,
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/categorise.py"
+
+
+rule preprocess_calratio:
+    wildcard_constraints:
+        model=_alternatives(model_names("calratio_rnn")),
+    input:
+        main=calratio_main_tables,
+        control=calratio_control_tables,
+    output:
+        splits=expand(
+            "results/preprocess/{{model}}/{region}{split}.parquet",
+            region=["", "cr_"],
+            split=["train", "validation", "test"],
+        ),
+        sequences=expand(
+            "results/preprocess/{{model}}/{region}{split}_sequences.npz",
+            region=["", "cr_"],
+            split=["train", "validation", "test"],
+        ),
+        transforms="results/preprocess/{model}/transforms.json",
+        arrays="results/preprocess/{model}/transforms.npz",
+    log:
+        "logs/preprocess/{model}.log",
+    params:
+        model=lambda wc: config["models"][wc.model],
+        name=lambda wc: wc.model,
+        layout=calratio_layout,
+        seed=config["seed"],
+        code=source_hash(
+            "preprocess/calratio_inputs",
+            "preprocess/calratio_step",
+            "preprocess/split",
+            "preprocess/transforms",
+            "preprocess/derived",
+            "preprocess/covariance_representation",
+            "common",
+        ),
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/preprocess_calratio.py"
+
+
+register_final_targets(
+    lambda: [f"results/categorise/{dataset}/categories.json" for dataset in categorised_datasets(config)]
+    + [f"results/preprocess/{model}/transforms.json" for model in model_names("calratio_rnn")]
+)
+
+
+# --- every generative model (flow, covariance_gan): deterministic splits + fitted transforms ---
+rule preprocess_model:
+    wildcard_constraints:
+        model=_alternatives(preprocessed_model_names()),
+    input:
+        unpack(preprocess_model_inputs),
+    output:
+        train="results/preprocess/{model}/train.parquet",
+        validation="results/preprocess/{model}/validation.parquet",
+        test="results/preprocess/{model}/test.parquet",
+        transforms="results/preprocess/{model}/transforms.json",
+        arrays="results/preprocess/{model}/transforms.npz",
+        distributions=report(
+            "results/preprocess/{model}/plots/distributions.png",
+            caption="../report/preprocess_distributions.rst",
+            category="preprocess",
+            labels={"model": "{model}", "figure": "distributions"},
+        ),
+        correlations=report(
+            "results/preprocess/{model}/plots/correlations.png",
+            caption="../report/preprocess_correlations.rst",
+            category="preprocess",
+            labels={"model": "{model}", "figure": "correlations"},
+        ),
+    log:
+        "logs/preprocess/{model}.log",
+    params:
+        model=lambda wc: wc.model,
+        config=preprocess_model_slice,
+        seed=config["seed"],
+        code=source_hash(
+            "preprocess/model_step",
+            "preprocess/split",
+            "preprocess/transforms",
+            "preprocess/derived",
+            "preprocess/covariance_representation",
+            "preprocess/plots",
+            "common",
+        ),
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../scripts/preprocess_model.py"
+
+
+register_final_targets(
+    lambda: [f"results/preprocess/{model}/transforms.json" for model in preprocessed_model_names()]
+)

@@ -1,1 +1,249 @@
 # Stage: train (rules added by its issue)
+
+
+# --- LHCb covariance GAN (TensorFlow): generator + discriminator + referee ---
+# The checkpoint folder results/checkpoints/{model}/ is a param, not an output: Snakemake's
+# --rerun-incomplete removes declared outputs, and the checkpoints are what lets the job resume.
+rule train_covariance_gan:
+    wildcard_constraints:
+        model=_alternatives(model_names("covariance_gan")),
+    input:
+        train="results/preprocess/{model}/train.parquet",
+        validation="results/preprocess/{model}/validation.parquet",
+        transforms="results/preprocess/{model}/transforms.json",
+    output:
+        generator=protected("results/train/{model}/generator.keras"),
+        model_json="results/train/{model}/model.json",
+        history="results/train/{model}/history.csv",
+        spd="results/train/{model}/spd.json",
+        loss_plot=report(
+            "results/train/{model}/loss.png",
+            caption="../report/train_covariance_gan_loss.rst",
+            category="train",
+            labels={"model": "{model}", "figure": "referee loss"},
+        ),
+        correlations_plot=report(
+            "results/train/{model}/correlations.png",
+            caption="../report/train_covariance_gan_correlations.rst",
+            category="train",
+            labels={"model": "{model}", "figure": "output correlations"},
+        ),
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    params:
+        model=lambda wc: {
+            key: config["models"][wc.model][key]
+            for key in ("conditions", "targets", "hyperparameters", "training")
+        },
+        seed=config["seed"],
+        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
+        code=source_hash("models/covariance_gan", "train/covariance_gan", "train/devices", "common"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/train_covariance_gan.py"
+
+
+register_final_targets(
+    lambda: expand("results/train/{model}/generator.keras", model=model_names("covariance_gan"))
+)
+
+
+# --- FlashSim-style conditional normalizing flows (PyTorch + zuko) ---
+# One flow per SHiP category for categorised models (see pipeline_steps/models/flow.py). The
+# checkpoint folder is a param, not an output, so --rerun-incomplete keeps what lets the job resume.
+rule train_flow:
+    wildcard_constraints:
+        model=_alternatives(model_names("flow")),
+    input:
+        train="results/preprocess/{model}/train.parquet",
+        validation="results/preprocess/{model}/validation.parquet",
+        transforms="results/preprocess/{model}/transforms.json",
+    output:
+        model_pt=protected("results/train/{model}/model.pt"),
+        model_json="results/train/{model}/model.json",
+        history="results/train/{model}/history.csv",
+        loss_plot=report(
+            "results/train/{model}/loss.png",
+            caption="../report/train_flow_loss.rst",
+            category="train",
+            labels={"model": "{model}", "figure": "flow NLL"},
+        ),
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    params:
+        model=lambda wc: {
+            key: config["models"][wc.model][key]
+            for key in ("conditions", "targets", "hyperparameters", "training", "categorised", "weight")
+            if key in config["models"][wc.model]
+        },
+        seed=config["seed"],
+        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
+        code=source_hash("models/flow", "train/flow", "train/devices", "common"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_flow.py"
+
+
+register_final_targets(lambda: expand("results/train/{model}/model.pt", model=model_names("flow")))
+
+
+# --- ATLAS CalRatio 2019 RNN (TensorFlow): 3-class jet classifier vs a data/MC adversary ---
+# Per-epoch checkpoints live in results/checkpoints/{model}/ (a param, not an output, so that
+# --rerun-incomplete keeps them); the epoch selection reads the chosen epoch's weights from there.
+rule train_calratio_rnn:
+    wildcard_constraints:
+        model=_alternatives(model_names("calratio_rnn")),
+    input:
+        train="results/preprocess/{model}/train.parquet",
+        train_sequences="results/preprocess/{model}/train_sequences.npz",
+        validation="results/preprocess/{model}/validation.parquet",
+        validation_sequences="results/preprocess/{model}/validation_sequences.npz",
+        cr_train="results/preprocess/{model}/cr_train.parquet",
+        cr_train_sequences="results/preprocess/{model}/cr_train_sequences.npz",
+        cr_validation="results/preprocess/{model}/cr_validation.parquet",
+        cr_validation_sequences="results/preprocess/{model}/cr_validation_sequences.npz",
+    output:
+        history="results/train/{model}/history.csv",
+        final_model="results/train/{model}/final.keras",
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    params:
+        model=lambda wc: {
+            key: config["models"][wc.model][key]
+            for key in ("conditions", "preprocessing", "hyperparameters", "training")
+        },
+        seed=config["seed"],
+        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
+        code=source_hash("models/calratio_rnn", "train/calratio_rnn", "train/devices", "common"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/train_calratio_rnn.py"
+
+
+rule select_calratio_epoch:
+    wildcard_constraints:
+        model=_alternatives(model_names("calratio_rnn")),
+    input:
+        history="results/train/{model}/history.csv",
+        final_model="results/train/{model}/final.keras",
+    output:
+        selection="results/train/{model}/selection.json",
+        chosen_model="results/train/{model}/chosen.keras",
+    log:
+        "logs/train/{model}_select.log",
+    params:
+        model=lambda wc: {"training": config["models"][wc.model]["training"]},
+        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
+        code=source_hash("train/calratio_selection", "train/calratio_rnn", "models/calratio_rnn", "common"),
+    threads: 1
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/select_calratio_epoch.py"
+
+
+register_final_targets(
+    lambda: expand("results/train/{model}/selection.json", model=model_names("calratio_rnn"))
+)
+
+
+rule calratio_plots:
+    wildcard_constraints:
+        model=_alternatives(model_names("calratio_rnn")),
+    input:
+        chosen_model="results/train/{model}/chosen.keras",
+        selection="results/train/{model}/selection.json",
+        history="results/train/{model}/history.csv",
+        test="results/preprocess/{model}/test.parquet",
+        test_sequences="results/preprocess/{model}/test_sequences.npz",
+        cr_test="results/preprocess/{model}/cr_test.parquet",
+        cr_test_sequences="results/preprocess/{model}/cr_test_sequences.npz",
+    output:
+        metrics="results/validate/{model}/metrics.json",
+        outputs_linear=report(
+            "results/validate/{model}/outputs_linear.png",
+            caption="../report/calratio_outputs.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "outputs per class (linear)"},
+        ),
+        outputs_log=report(
+            "results/validate/{model}/outputs_log.png",
+            caption="../report/calratio_outputs.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "outputs per class (log)"},
+        ),
+        cr_data_mc_pt_bins=report(
+            "results/validate/{model}/cr_data_mc_pt_bins.png",
+            caption="../report/calratio_cr_data_mc.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "CR data vs MC in pT bins"},
+        ),
+        roc=report(
+            "results/validate/{model}/roc.png",
+            caption="../report/calratio_roc.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "ROC curves"},
+        ),
+        soverb=report(
+            "results/validate/{model}/soverb.png",
+            caption="../report/calratio_soverb.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "S/sqrt(B) scan"},
+        ),
+        signal_efficiency_mass_plane=report(
+            "results/validate/{model}/signal_efficiency_mass_plane.png",
+            caption="../report/calratio_signal_efficiency.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "signal efficiency (mS, mH)"},
+        ),
+        inputs_main_vs_cr=report(
+            "results/validate/{model}/inputs_main_vs_cr.png",
+            caption="../report/calratio_inputs.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "main vs CR inputs"},
+        ),
+        training_history=report(
+            "results/validate/{model}/training_history.png",
+            caption="../report/calratio_history.rst",
+            category="train",
+            labels={"model": "{model}", "figure": "training history"},
+        ),
+    log:
+        "logs/validate/{model}.log",
+    params:
+        model=lambda wc: {
+            key: config["models"][wc.model][key]
+            for key in ("conditions", "preprocessing", "hyperparameters", "training")
+        },
+        code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common"),
+    threads: 2
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/calratio_plots.py"
+
+
+register_final_targets(
+    lambda: expand("results/validate/{model}/metrics.json", model=model_names("calratio_rnn"))
+)

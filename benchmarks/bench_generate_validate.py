@@ -1,0 +1,122 @@
+"""Benchmark: generation rate with and without the ROOT write, and the figure of merit per classifier.
+
+Plain script (no pytest): prints and writes a JSON of measured pairs from the same run.
+  - generation: rows/s of the whole chain (sample -> inverse transform -> physical -> ROOT write)
+    vs the same chain without the write, for a NanoAOD-jets-like layout. The sampler is a small
+    linear stand-in (the trained models' own rates are in results/generate/<model>/generation.json),
+    so this measures the pipeline's overhead around the network.
+  - figure of merit: seconds for GradientBoostingClassifier (the SHiP study's, `exact`) vs
+    HistGradientBoostingClassifier (`hist`) on the same rows.
+Usage: python benchmarks/bench_generate_validate.py [--rows 200000] [--fom-rows 5000] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline_steps.generate.step import GenerateSettings, generate_to_root, physical_rows
+from pipeline_steps.generate.sampling import event_aligned_chunks
+from pipeline_steps.preprocess.derived import parse_derived
+from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms
+from pipeline_steps.validate.figure_of_merit import FomSettings, figure_of_merit
+
+CONDITIONS = ["gen_pt", "gen_eta", "gen_phi", "PV_npvs"]
+TARGETS = ["ptRatio", "eta", "phi", "area", "btagDeepB", "nConstituents"]
+TABLE = {
+    "collection": {"counter": "nJet", "prefix": "Jet_"},
+    "fields": ["pt", "eta", "phi", "area", "btagDeepB", "nConstituents"],
+    "event_fields": ["PV_npvs"],
+    "match": {"index": "genJetIdx", "collection": {"counter": "nGenJet", "prefix": "GenJet_"},
+              "fields": ["pt", "eta", "phi"], "output_prefix": "gen_"},
+}
+
+
+class LinearSampler:
+    def __init__(self, n_targets):
+        self.n_targets = n_targets
+
+    def sample(self, conditions, seed):
+        rng = np.random.default_rng(seed)
+        return (0.5 * conditions[:, :1] + rng.normal(size=(len(conditions), self.n_targets))).astype(np.float32)
+
+
+def _jets(n_rows, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 6, n_rows // 3 + 1)
+    event = np.repeat(np.arange(len(counts)), counts)[:n_rows]
+    n = len(event)
+    df = pd.DataFrame({
+        "source_file": "0.root", "entry": event.astype(np.int64),
+        "object_index": np.concatenate([np.arange(c) for c in counts])[:n].astype(np.int32),
+        "run": np.ones(n, np.uint32), "luminosityBlock": np.ones(n, np.uint32), "event": event.astype(np.uint64),
+        "gen_pt": rng.uniform(20, 300, n).astype(np.float32), "gen_eta": rng.normal(0, 2, n).astype(np.float32),
+        "gen_phi": rng.uniform(-3, 3, n).astype(np.float32), "PV_npvs": rng.integers(5, 50, n).astype(np.int32),
+        "ptRatio": rng.normal(1, 0.1, n), "eta": rng.normal(0, 2, n), "phi": rng.uniform(-3, 3, n),
+        "area": rng.uniform(0.3, 0.6, n), "btagDeepB": rng.random(n), "nConstituents": rng.integers(2, 50, n).astype(np.int32),
+    })
+    transforms = ModelTransforms(fit_variable_transforms(df, {c: "standard" for c in CONDITIONS}),
+                                 fit_variable_transforms(df, {t: "standard" for t in TARGETS}),
+                                 parse_derived({"ptRatio": {"op": "ratio", "of": ["pt", "gen_pt"]}}))
+    cond = transforms.conditions.forward(df)
+    return df.assign(**{f"cond__{c}": cond[:, i] for i, c in enumerate(CONDITIONS)}), transforms
+
+
+def bench_generation(n_rows: int) -> dict:
+    rows, transforms = _jets(n_rows)
+    settings = GenerateSettings.from_params({
+        "model_name": "bench", "seed": 1, "validation": {}, "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
+        "dataset": {"tree": "Events", "identity": ["run", "luminosityBlock", "event"], "table": TABLE}})
+    sampler = LinearSampler(len(TARGETS))
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        generate_to_root(sampler, transforms, rows, settings, Path(folder) / "g.root")
+        with_write = time.perf_counter() - started
+        size = (Path(folder) / "g.root").stat().st_size
+    started = time.perf_counter()
+    cond_columns = [f"cond__{c}" for c in CONDITIONS]
+    carried_columns = ["source_file", "entry", "object_index", "run", "luminosityBlock", "event", *CONDITIONS]
+    for index, part in enumerate(event_aligned_chunks(rows, settings.chunk_rows)):
+        chunk = rows.iloc[part]
+        generated = sampler.sample(chunk[cond_columns].to_numpy(np.float32), index)
+        physical_rows(generated, chunk[carried_columns], transforms, settings, rows, None)
+    without_write = time.perf_counter() - started
+    return {"rows": len(rows), "rows_per_s_with_root_write": len(rows) / with_write,
+            "rows_per_s_without_write": len(rows) / without_write, "root_bytes": size}
+
+
+def bench_fom(n_per_class: int) -> dict:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(2 * n_per_class, 10))
+    generated = rng.normal(size=(2 * n_per_class, 10)) * 1.05
+    result = {"rows_per_class_train": n_per_class, "rows_per_class_eval": n_per_class, "features": 10}
+    for classifier in ("exact", "hist"):
+        settings = FomSettings(classifier=classifier, n_train_per_class=n_per_class, n_eval_per_class=n_per_class, bins=50)
+        started = time.perf_counter()
+        fom = figure_of_merit(real, generated, settings)
+        result[f"seconds_{classifier}"] = time.perf_counter() - started
+        result[f"auc_{classifier}"] = fom.auc
+    result["speedup_hist_over_exact"] = result["seconds_exact"] / result["seconds_hist"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--fom-rows", type=int, default=5_000)
+    parser.add_argument("--out", default="benchmarks/results/bench_generate_validate.json")
+    args = parser.parse_args()
+    report = {"generation": bench_generation(args.rows), "figure_of_merit": bench_fom(args.fom_rows)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

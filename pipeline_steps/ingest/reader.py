@@ -1,0 +1,105 @@
+"""Open a raw ROOT file, check it can give what the mapping needs, and iterate it in bounded steps.
+
+Every failure a user can cause with their files (missing, not ROOT, truncated, wrong tree, missing
+branch, empty tree, unreadable basket) becomes one InputError that names the file, the tree or the
+branch, and what exists instead, so a cluster job's log says what to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import awkward as ak
+import uproot
+
+from pipeline_steps.common.errors import InputError
+
+# Exceptions uproot and its decompressors raise on damaged files; anything else is a bug and propagates.
+READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, struct.error, uproot.deserialization.DeserializationError)
+
+
+@contextlib.contextmanager
+def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
+    """Yield the TTree ``tree_name`` of the ROOT file at ``path``, checked for existence and truncation."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"raw file {str(path)!r} does not exist (expected a ROOT file with tree {tree_name!r})")
+    try:
+        file = uproot.open(path)
+    except READ_ERRORS as error:
+        raise InputError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
+    with file:
+        _check_complete(file, path)
+        yield _tree(file, path, tree_name)
+
+
+def check_branches(tree, branches: list[str], where: str) -> None:
+    """InputError naming every missing branch with the existing branches that look close."""
+    existing = list(dict.fromkeys([*tree.keys(full_paths=False), *tree.keys()]))
+    missing = [branch for branch in branches if branch not in existing]
+    if not missing:
+        return
+    hints = []
+    for branch in missing:
+        close = difflib.get_close_matches(branch, existing, n=3, cutoff=0.6)
+        hints.append(f"{branch!r} (close: {close})" if close else f"{branch!r} (no similar branch)")
+    raise InputError(
+        f"{where}: missing branch{'es' if len(missing) > 1 else ''} {', '.join(hints)}; "
+        f"the tree has {len(existing)} branches, e.g. {sorted(existing)[:12]}"
+    )
+
+
+def iterate_entries(tree, branches: list[str], step_size: int, where: str) -> Iterator[tuple[int, ak.Array]]:
+    """Yield ``(first entry, arrays)`` for consecutive steps of at most ``step_size`` entries.
+
+    Memory is bounded by the step, not by the file. Damaged baskets become InputError naming the
+    entry range.
+    """
+    start = 0
+    iterator = tree.iterate(branches, step_size=step_size, library="ak", report=True)
+    while True:
+        try:
+            arrays, report = next(iterator)
+        except StopIteration:
+            return
+        except READ_ERRORS as error:
+            raise InputError(
+                f"{where}: cannot read entries from {start} on; the file is damaged ({type(error).__name__}: {error})"
+            ) from None
+        start = report.tree_entry_stop
+        yield report.tree_entry_start, arrays
+
+
+def empty_arrays(tree, branches: list[str], where: str) -> ak.Array:
+    """Zero entries of ``branches`` with their real types: the schema of an empty table."""
+    try:
+        return tree.arrays(branches, entry_start=0, entry_stop=0, library="ak")
+    except READ_ERRORS as error:
+        raise InputError(f"{where}: cannot read the branch types ({type(error).__name__}: {error})") from None
+
+
+def _check_complete(file, path: Path) -> None:
+    """A file shorter than its header's end-of-file pointer was truncated (an interrupted copy)."""
+    expected = int(file.file.fEND)
+    found = path.stat().st_size
+    if found < expected:
+        raise InputError(f"{path}: truncated ROOT file: the header says {expected} bytes, the file has {found}")
+
+
+def _tree(file, path: Path, tree_name: str):
+    trees = sorted(file.keys(filter_classname=["TTree", "TNtuple*"], cycle=False))
+    try:
+        tree = file[tree_name]
+    except uproot.KeyInFileError:
+        raise InputError(f"{path}: no tree {tree_name!r}; the file has trees {trees}") from None
+    except READ_ERRORS as error:
+        raise InputError(f"{path}: cannot read tree {tree_name!r} ({type(error).__name__}: {error})") from None
+    if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
+        raise InputError(f"{path}: {tree_name!r} is a {tree.classname}, not a TTree; the file has trees {trees}")
+    return tree

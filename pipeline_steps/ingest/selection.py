@@ -1,0 +1,145 @@
+"""Safe evaluation of selection strings such as ``(abs(pdgId) == 13) & (status == 1)``.
+
+Selections come from a config file someone else may have written, so they are never passed to
+``eval``: the string is parsed with :mod:`ast` and only a whitelist of node types (comparisons,
+arithmetic, ``and``/``or``/``not``, ``& | ~``, numeric constants, column names and a few numpy
+functions) is interpreted, element-wise over numpy arrays. Anything else is a ConfigError.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import operator
+from typing import Callable, Mapping
+
+import numpy as np
+
+from pipeline_steps.common.errors import ConfigError
+
+FUNCTIONS: dict[str, Callable] = {
+    "abs": np.abs,
+    "sqrt": np.sqrt,
+    "log": np.log,
+    "log10": np.log10,
+    "exp": np.exp,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "arctan2": np.arctan2,
+    "hypot": np.hypot,
+    "isnan": np.isnan,
+    "isfinite": np.isfinite,
+}
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.BitAnd: np.logical_and,
+    ast.BitOr: np.logical_or,
+    ast.BitXor: np.logical_xor,
+}
+_COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: np.logical_not, ast.Invert: np.logical_not}
+
+
+def parse_selection(expression: str) -> ast.Expression:
+    """Parse and check ``expression`` against the whitelist; ConfigError naming the bad part."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as error:
+        raise ConfigError(f"selection {expression!r}: not a valid expression ({error.msg})") from None
+    for node in ast.walk(tree):
+        _check_node(node, expression)
+    return tree
+
+
+def selection_names(expression: str) -> list[str]:
+    """Column names an expression reads (function names excluded), in first-use order."""
+    tree = parse_selection(expression)
+    functions = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name)), key=lambda n: (n.lineno, n.col_offset))
+    names = [n.id for n in nodes if id(n) not in functions]
+    return list(dict.fromkeys(names))
+
+
+def evaluate_selection(expression: str, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+    """Boolean mask of length ``n_rows``: True where the row passes ``expression``.
+
+    ``columns`` maps names to 1-D arrays of length ``n_rows``. An unknown name is a ConfigError
+    listing close matches among the available columns.
+    """
+    tree = parse_selection(expression)
+    value = _Evaluator(expression, columns).visit(tree.body)
+    mask = np.broadcast_to(np.asarray(value), (n_rows,))
+    if mask.dtype != np.bool_:
+        raise ConfigError(f"selection {expression!r}: expected a true/false result per row, got {mask.dtype} values")
+    return np.array(mask, dtype=bool)
+
+
+def _check_node(node: ast.AST, expression: str) -> None:
+    allowed = (
+        ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Name,
+        ast.Load, ast.Constant, ast.Call, *_BINARY, *_COMPARE, *_UNARY,
+    )
+    if not isinstance(node, allowed):
+        raise ConfigError(f"selection {expression!r}: {type(node).__name__} is not allowed in a selection")
+    if isinstance(node, ast.Constant) and (isinstance(node.value, str) or not isinstance(node.value, (int, float, bool))):
+        raise ConfigError(f"selection {expression!r}: only numeric constants are allowed, got {node.value!r}")
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+            raise ConfigError(
+                f"selection {expression!r}: only calls of {sorted(FUNCTIONS)} with positional arguments are allowed"
+            )
+
+
+class _Evaluator(ast.NodeVisitor):
+    def __init__(self, expression: str, columns: Mapping[str, np.ndarray]):
+        self.expression = expression
+        self.columns = columns
+
+    def visit_Name(self, node: ast.Name):
+        if node.id not in self.columns:
+            close = difflib.get_close_matches(node.id, list(self.columns), n=3)
+            hint = f"; close matches: {close}" if close else f"; available: {sorted(self.columns)}"
+            raise ConfigError(f"selection {self.expression!r}: unknown column {node.id!r}{hint}")
+        return np.asarray(self.columns[node.id])
+
+    def visit_Constant(self, node: ast.Constant):
+        return node.value
+
+    def visit_Call(self, node: ast.Call):
+        return FUNCTIONS[node.func.id](*(self.visit(arg) for arg in node.args))
+
+    def visit_UnaryOp(self, node: ast.UnaryOp):
+        return _UNARY[type(node.op)](self.visit(node.operand))
+
+    def visit_BinOp(self, node: ast.BinOp):
+        return _BINARY[type(node.op)](self.visit(node.left), self.visit(node.right))
+
+    def visit_BoolOp(self, node: ast.BoolOp):
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = self.visit(node.values[0])
+        for value in node.values[1:]:
+            result = combine(result, self.visit(value))
+        return result
+
+    def visit_Compare(self, node: ast.Compare):
+        left, result = self.visit(node.left), True
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self.visit(right_node)
+            result = np.logical_and(result, _COMPARE[type(op)](left, right))
+            left = right
+        return result

@@ -1,0 +1,55 @@
+"""Per-file ingestion summaries and their gathering into one JSON per dataset.
+
+A physicist checking a production wants, per table and file: how many entries and objects went in,
+how many rows came out, and why the others were dropped (no match index, matched object failing
+the match selection, table selection, duplicates removed by ``unique``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable
+
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.ingest.flatten import ChunkCounts
+
+COUNT_KEYS = tuple(ChunkCounts.__dataclass_fields__)
+
+
+def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: ChunkCounts, columns: list[str]) -> dict:
+    """The per-(file, table) summary written beside the Parquet file."""
+    return {
+        "dataset": dataset,
+        "table": table,
+        "source_file": source_file,
+        "tree": tree,
+        **asdict(counts),
+        "selected": counts.rows_in - counts.unmatched_no_index - counts.unmatched_failed_match_selection
+        - counts.failed_selection,
+        "columns": columns,
+    }
+
+
+def gather(dataset: str, summaries: Iterable[dict]) -> dict:
+    """Dataset summary: per table, the per-file summaries (sorted by file) and their totals."""
+    tables: dict[str, dict] = {}
+    for summary in sorted(summaries, key=lambda s: (s["table"], s["source_file"])):
+        table = tables.setdefault(summary["table"], {"files": [], "totals": dict.fromkeys((*COUNT_KEYS, "selected"), 0)})
+        table["files"].append(summary)
+        for key in table["totals"]:
+            table["totals"][key] += int(summary.get(key, 0))
+    return {"dataset": dataset, "n_files": len({s["source_file"] for t in tables.values() for s in t["files"]}),
+            "tables": tables}
+
+
+def read_summaries(paths: Iterable[str | Path]) -> list[dict]:
+    """Load per-file summaries; a broken one is an InputError naming it."""
+    summaries = []
+    for path in paths:
+        try:
+            summaries.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{path}: unreadable ingestion summary ({error})") from None
+    return summaries

@@ -1,0 +1,510 @@
+"""Fitted, exactly invertible transforms of model inputs, stored as JSON + npz (never pickle).
+
+Each variable gets one transform kind (config ``preprocessing``), fitted on the training split only:
+
+- ``passthrough``: unchanged (flags, already normalised SHiP categories);
+- ``minmax``: linear map of the training range onto [-1, 1];
+- ``standard``: (x - mean) / std;
+- ``log_standard``: log(x), then standard (x must be > 0: momenta, masses);
+- ``signed_log_standard``: sign(x) log(1 + |x|), then standard (isolation, impact parameters);
+- ``quantile_normal``: quantile-to-normal as in LHCb's covariance GAN preprocessing: the training
+  quantiles are mapped onto the standard normal's; piecewise linear between the quantile knots and
+  linearly extrapolated beyond the outermost ones, so it is strictly monotonic and exactly
+  invertible on any value, including validation/test values outside the training range;
+- ``log10_quantile_normal``: log10(x), then quantile-to-normal (LHCb's momentum).
+
+Optional, per variable: dequantisation of discrete variables (integer k becomes k + u with
+u ~ U(margin, 1 - margin), seeded; the inverse floors, so integers come back exactly; the margin
+keeps float32 rounding from crossing an integer). Optional, per variable set: decorrelation
+(ZCA whitening fitted on the training split), applied after the per-variable transforms.
+
+``ModelTransforms`` bundles the conditions' and targets' transforms with the derived-target
+definitions and the covariance target representation, and ``targets_to_physical`` undoes both.
+Generation and export load it with ``load_transforms``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.preprocess import covariance_representation as cov_repr
+from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived
+
+__all__ = [
+    "TRANSFORM_KINDS",
+    "DEQUANTIZE_MARGIN",
+    "VariableTransform",
+    "Decorrelation",
+    "VariableTransforms",
+    "ModelTransforms",
+    "fit_variable_transform",
+    "fit_variable_transforms",
+    "model_space_targets",
+    "save_transforms",
+    "load_transforms",
+]
+
+TRANSFORM_KINDS = (
+    "passthrough",
+    "minmax",
+    "standard",
+    "log_standard",
+    "signed_log_standard",
+    "quantile_normal",
+    "log10_quantile_normal",
+)
+DEQUANTIZE_MARGIN = 1e-3
+N_QUANTILES = 1000
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------- one variable
+@dataclass
+class VariableTransform:
+    """One variable's fitted transform. ``params`` holds floats or 1-D float64 arrays (knots)."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+    dequantize: bool = False
+    dtype: str = "float64"
+
+    def forward(self, values: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Physical values -> transformed (float64); dequantisation noise drawn from ``rng``."""
+        x = np.asarray(values, dtype=np.float64)
+        if self.dequantize:
+            rng = rng if rng is not None else np.random.default_rng(0)
+            x = np.floor(x) + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
+        return _FORWARD[self.kind](self._prepared(x), self.params)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Transformed values -> physical values in the variable's original dtype."""
+        x = _INVERSE[self.kind](np.asarray(values, dtype=np.float64), self.params)
+        x = self._unprepared(x)
+        if self.dequantize:
+            x = np.floor(x)
+        return _to_dtype(x, np.dtype(self.dtype))
+
+    def _prepared(self, x: np.ndarray) -> np.ndarray:
+        if self.kind in ("log_standard", "log10_quantile_normal"):
+            if np.any(x <= 0):
+                raise InputError(
+                    f"transform {self.kind} of {self.name!r}: expected values > 0, found minimum {np.min(x):g}"
+                )
+            return np.log(x) if self.kind == "log_standard" else np.log10(x)
+        if self.kind == "signed_log_standard":
+            return np.sign(x) * np.log1p(np.abs(x))
+        return x
+
+    def _unprepared(self, y: np.ndarray) -> np.ndarray:
+        if self.kind == "log_standard":
+            return np.exp(y)
+        if self.kind == "log10_quantile_normal":
+            return np.power(10.0, y)
+        if self.kind == "signed_log_standard":
+            return np.sign(y) * np.expm1(np.abs(y))
+        return y
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "dequantize": self.dequantize, "dtype": self.dtype,
+                "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "VariableTransform":
+        params = {key: np.asarray(value, dtype=np.float64) if isinstance(value, (list, np.ndarray)) else value
+                  for key, value in data["params"].items()}
+        return cls(name=data["name"], kind=data["kind"], params=params,
+                   dequantize=bool(data.get("dequantize", False)), dtype=data.get("dtype", "float64"))
+
+
+def fit_variable_transform(name: str, values: np.ndarray, kind: str, dequantize: bool = False,
+                           rng: np.random.Generator | None = None) -> VariableTransform:
+    """Fit ``kind`` on training values of one variable (after dequantisation, when asked)."""
+    if kind not in TRANSFORM_KINDS:
+        raise ConfigError(f"transform of {name!r}: expected one of {list(TRANSFORM_KINDS)}, got {kind!r}")
+    raw = np.asarray(values)
+    if raw.size == 0:
+        raise InputError(f"transform of {name!r}: no training values to fit on")
+    if np.isnan(raw.astype(np.float64)).any():
+        raise InputError(f"transform of {name!r}: the training values contain NaN")
+    transform = VariableTransform(name, kind, {}, dequantize, dtype=str(raw.dtype))
+    x = raw.astype(np.float64)
+    if dequantize:
+        _check_integers(name, x)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        x = x + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
+    transform.params = _FIT[kind](transform._prepared(x))
+    return transform
+
+
+def _to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast back to the branch's dtype; generated values outside an integer type's range are clipped."""
+    if dtype == np.bool_:
+        return x >= 0.5
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def _check_integers(name: str, x: np.ndarray) -> None:
+    if not np.array_equal(x, np.floor(x)):
+        raise InputError(f"dequantisation of {name!r}: expected integer values, found e.g. "
+                         f"{x[x != np.floor(x)][0]:g}")
+
+
+def _fit_passthrough(x: np.ndarray) -> dict:
+    return {}
+
+
+def _fit_minmax(x: np.ndarray) -> dict:
+    low, high = float(np.min(x)), float(np.max(x))
+    return {"low": low, "high": high if high > low else low + 2.0}
+
+
+def _fit_standard(x: np.ndarray) -> dict:
+    std = float(np.std(x))
+    return {"mean": float(np.mean(x)), "std": std if std > 0 else 1.0}
+
+
+def _fit_quantile(x: np.ndarray) -> dict:
+    """Knots (x_k, z_k): training quantiles at probabilities p_k and the normal's quantiles z_k.
+
+    Tied quantiles (discrete values) are merged into one knot at the mean z of the tie, so the
+    knots are strictly increasing in both coordinates and the map is a bijection.
+    """
+    n_knots = int(min(N_QUANTILES, max(x.size, 2)))
+    probabilities = (np.arange(n_knots) + 0.5) / n_knots
+    x_knots = np.quantile(x, probabilities)
+    z_knots = ndtri(probabilities)
+    unique_x, group = np.unique(x_knots, return_inverse=True)
+    unique_z = np.bincount(group, weights=z_knots) / np.bincount(group)
+    if unique_x.size == 1:
+        unique_x = np.array([unique_x[0], unique_x[0] + 1.0])
+        unique_z = np.array([0.0, 1.0])
+    return {"x_knots": unique_x, "z_knots": unique_z}
+
+
+def _piecewise(x: np.ndarray, knots_in: np.ndarray, knots_out: np.ndarray) -> np.ndarray:
+    """Piecewise-linear map through the knots, linearly extrapolated with the end slopes."""
+    y = np.interp(x, knots_in, knots_out)
+    low_slope = (knots_out[1] - knots_out[0]) / (knots_in[1] - knots_in[0])
+    high_slope = (knots_out[-1] - knots_out[-2]) / (knots_in[-1] - knots_in[-2])
+    below, above = x < knots_in[0], x > knots_in[-1]
+    y[below] = knots_out[0] + (x[below] - knots_in[0]) * low_slope
+    y[above] = knots_out[-1] + (x[above] - knots_in[-1]) * high_slope
+    return y
+
+
+_FIT = {
+    "passthrough": _fit_passthrough,
+    "minmax": _fit_minmax,
+    "standard": _fit_standard,
+    "log_standard": _fit_standard,
+    "signed_log_standard": _fit_standard,
+    "quantile_normal": _fit_quantile,
+    "log10_quantile_normal": _fit_quantile,
+}
+_FORWARD = {
+    "passthrough": lambda x, p: x.copy(),
+    "minmax": lambda x, p: 2.0 * (x - p["low"]) / (p["high"] - p["low"]) - 1.0,
+    "standard": lambda x, p: (x - p["mean"]) / p["std"],
+    "log_standard": lambda x, p: (x - p["mean"]) / p["std"],
+    "signed_log_standard": lambda x, p: (x - p["mean"]) / p["std"],
+    "quantile_normal": lambda x, p: _piecewise(x, p["x_knots"], p["z_knots"]),
+    "log10_quantile_normal": lambda x, p: _piecewise(x, p["x_knots"], p["z_knots"]),
+}
+_INVERSE = {
+    "passthrough": lambda y, p: y.copy(),
+    "minmax": lambda y, p: (y + 1.0) * 0.5 * (p["high"] - p["low"]) + p["low"],
+    "standard": lambda y, p: y * p["std"] + p["mean"],
+    "log_standard": lambda y, p: y * p["std"] + p["mean"],
+    "signed_log_standard": lambda y, p: y * p["std"] + p["mean"],
+    "quantile_normal": lambda y, p: _piecewise(y, p["z_knots"], p["x_knots"]),
+    "log10_quantile_normal": lambda y, p: _piecewise(y, p["z_knots"], p["x_knots"]),
+}
+
+
+# --------------------------------------------------------------------------------------------- decorrelation
+@dataclass
+class Decorrelation:
+    """ZCA whitening y = W (x - mean), W = E diag(1/sqrt(lambda)) E^T of the training covariance.
+
+    ZCA (rather than a PCA rotation) keeps each output close to its own input variable, so the
+    columns keep their names' meaning. Directions with (numerically) zero variance are left
+    unscaled, so W stays invertible.
+    """
+
+    mean: np.ndarray
+    matrix: np.ndarray
+    inverse_matrix: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Decorrelation":
+        mean = x.mean(axis=0)
+        covariance = np.atleast_2d(np.cov(x - mean, rowvar=False))
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        tiny = eigenvalues <= 1e-12 * max(float(eigenvalues.max()), 1e-300)
+        scale = np.where(tiny, 1.0, np.sqrt(np.where(tiny, 1.0, eigenvalues)))
+        matrix = eigenvectors @ np.diag(1.0 / scale) @ eigenvectors.T
+        inverse_matrix = eigenvectors @ np.diag(scale) @ eigenvectors.T
+        return cls(mean, matrix, inverse_matrix)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) @ self.matrix.T
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return y @ self.inverse_matrix.T + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "matrix": self.matrix, "inverse_matrix": self.inverse_matrix}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Decorrelation":
+        return cls(*(np.asarray(data[key], dtype=np.float64) for key in ("mean", "matrix", "inverse_matrix")))
+
+
+# --------------------------------------------------------------------------------------------- variable sets
+@dataclass
+class VariableTransforms:
+    """The transforms of an ordered set of variables (a model's conditions or its targets)."""
+
+    transforms: list[VariableTransform]
+    decorrelation: Decorrelation | None = None
+    seed: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.transforms]
+
+    def forward(self, df: pd.DataFrame, seed: int | None = None, dtype=np.float32) -> np.ndarray:
+        """DataFrame (physical units, columns ``names``) -> array [n, len(names)] of ``dtype``.
+
+        Dequantisation noise is drawn from a generator seeded by (``seed`` or the fitted seed,
+        variable index), so the same rows give the same array.
+        """
+        _require_columns(df, self.names, "forward")
+        seed = self.seed if seed is None else seed
+        columns = [t.forward(df[t.name].to_numpy(), np.random.default_rng([seed, i]))
+                   for i, t in enumerate(self.transforms)]
+        x = np.column_stack(columns) if columns else np.zeros((len(df), 0))
+        if self.decorrelation is not None:
+            x = self.decorrelation.forward(x)
+        return x.astype(dtype)
+
+    def inverse(self, array: np.ndarray) -> pd.DataFrame:
+        """Array [n, len(names)] (transformed) -> DataFrame in physical units, dequantisation undone."""
+        y = np.asarray(array, dtype=np.float64)
+        if y.ndim != 2 or y.shape[1] != len(self.transforms):
+            raise InputError(f"inverse transform: expected an array [n, {len(self.transforms)}] "
+                             f"for {self.names}, got shape {y.shape}")
+        if self.decorrelation is not None:
+            y = self.decorrelation.inverse(y)
+        return pd.DataFrame({t.name: t.inverse(y[:, i]) for i, t in enumerate(self.transforms)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "variables": [t.to_dict() for t in self.transforms],
+            "decorrelation": None if self.decorrelation is None else self.decorrelation.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "VariableTransforms":
+        decorrelation = data.get("decorrelation")
+        return cls(
+            transforms=[VariableTransform.from_dict(v) for v in data["variables"]],
+            decorrelation=None if decorrelation is None else Decorrelation.from_dict(decorrelation),
+            seed=int(data.get("seed", 0)),
+        )
+
+
+def fit_variable_transforms(df: pd.DataFrame, kinds: Mapping[str, str], dequantize: Iterable[str] = (),
+                            decorrelate: bool = False, seed: int = 0) -> VariableTransforms:
+    """Fit one transform per variable of ``kinds`` (name -> kind, in output order) on ``df``.
+
+    ``df`` must be the training split only. Variables listed in ``dequantize`` must be integers.
+    """
+    names = list(kinds)
+    _require_columns(df, names, "fit")
+    dequantize = set(dequantize)
+    transforms = [
+        fit_variable_transform(name, df[name].to_numpy(), kinds[name], name in dequantize,
+                               np.random.default_rng([seed, i]))
+        for i, name in enumerate(names)
+    ]
+    result = VariableTransforms(transforms, None, seed)
+    if decorrelate and names:
+        result.decorrelation = Decorrelation.fit(result.forward(df, dtype=np.float64))
+    return result
+
+
+def _require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
+    missing = [name for name in names if name not in df.columns]
+    if missing:
+        raise InputError(f"transform {what}: columns {missing} missing; the table has {list(df.columns)}")
+
+
+# --------------------------------------------------------------------------------------------- one model
+@dataclass
+class ModelTransforms:
+    """Everything needed to go from physical rows to model inputs and back, for one model.
+
+    ``targets`` act on the *model-space* targets: derived variables (``ptRatio``) computed and,
+    for covariance targets, the 15 elements replaced slot by slot by ``target_representation``.
+    """
+
+    conditions: VariableTransforms
+    targets: VariableTransforms
+    derived: dict[str, DerivedVariable] = field(default_factory=dict)
+    target_representation: str = "elements"
+    model: str = ""
+
+    @property
+    def condition_names(self) -> list[str]:
+        return self.conditions.names
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.targets.names
+
+    def physical_to_targets(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Physical rows -> model-space targets (derived computed, covariance representation applied)."""
+        return model_space_targets(df, self.target_names, self.derived, self.target_representation)
+
+    def targets_to_physical(self, targets_df: pd.DataFrame, conditions_df: pd.DataFrame) -> pd.DataFrame:
+        """Model-space targets (``targets.inverse`` output) -> physical columns.
+
+        Undoes the covariance representation (back to the 15 elements) and each derived variable
+        (ratio: a = r * b; difference: a = d + b; delta_phi: a = wrap(d + b) into (-pi, pi]),
+        reading ``b`` from ``conditions_df`` (physical units). A derived column is replaced by the
+        variable it was derived from (``ptRatio`` -> ``pt``); other columns keep their names.
+        """
+        targets = targets_df.reset_index(drop=True)
+        if self.target_representation != "elements":
+            values = cov_repr.from_representation(targets[self.target_names].to_numpy(np.float64),
+                                                  self.target_representation)
+            targets = pd.DataFrame(values, columns=self.target_names)
+        conditions = conditions_df.reset_index(drop=True)
+        columns = {}
+        for name in self.target_names:
+            if name in self.derived:
+                spec = self.derived[name]
+                columns[spec.source] = invert_derived(spec, targets[name].to_numpy(),
+                                                      _column(conditions, spec.reference, "targets_to_physical"))
+            else:
+                columns[name] = targets[name].to_numpy()
+        return pd.DataFrame(columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "conditions": self.conditions.to_dict(),
+            "targets": self.targets.to_dict(),
+            "derived": {name: spec.to_dict() for name, spec in self.derived.items()},
+            "target_representation": self.target_representation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelTransforms":
+        return cls(
+            conditions=VariableTransforms.from_dict(data["conditions"]),
+            targets=VariableTransforms.from_dict(data["targets"]),
+            derived={name: DerivedVariable.from_dict(name, spec) for name, spec in data.get("derived", {}).items()},
+            target_representation=data.get("target_representation", "elements"),
+            model=data.get("model", ""),
+        )
+
+
+def model_space_targets(df: pd.DataFrame, target_names: list[str], derived: Mapping[str, DerivedVariable],
+                        representation: str = "elements") -> pd.DataFrame:
+    """Physical rows -> the targets a model learns (before the fitted transforms), float64.
+
+    Derived targets are computed from their physical columns; with a covariance representation
+    other than ``elements`` the 15 ``cov_ij`` columns (row-major upper triangle, config order) are
+    replaced slot by slot by the representation's values.
+    """
+    columns = {}
+    for name in target_names:
+        columns[name] = (compute_derived(derived[name], df) if name in derived
+                         else _column(df, name, "physical_to_targets").astype(np.float64))
+    targets = pd.DataFrame(columns, index=df.index)
+    if representation != "elements":
+        values = cov_repr.to_representation(targets[target_names].to_numpy(np.float64), representation)
+        targets = pd.DataFrame(values, columns=target_names, index=df.index)
+    return targets
+
+
+def _column(df: pd.DataFrame, name: str, what: str) -> np.ndarray:
+    if name not in df.columns:
+        raise InputError(f"{what}: column {name!r} missing; the table has {list(df.columns)}")
+    return df[name].to_numpy()
+
+
+# --------------------------------------------------------------------------------------------- storage
+def save_transforms(model_transforms: ModelTransforms, path_json: str | Path) -> None:
+    """Write ``transforms.json`` (small values) and ``transforms.npz`` beside it (arrays), atomically.
+
+    Arrays are replaced in the JSON by ``{"npz": "<key>"}`` references; nothing is pickled, and the
+    npz is read back with ``allow_pickle=False``.
+    """
+    path_json = Path(path_json)
+    path_npz = path_json.with_suffix(".npz")
+    arrays: dict[str, np.ndarray] = {}
+    document = _extract_arrays(model_transforms.to_dict(), "", arrays)
+    document["arrays_file"] = path_npz.name
+    with atomic_path(path_npz) as tmp:
+        with open(tmp, "wb") as stream:
+            np.savez(stream, **arrays)
+    write_text_atomic(path_json, json.dumps(document, indent=1) + "\n")
+
+
+def load_transforms(path_json: str | Path) -> ModelTransforms:
+    """Load what ``save_transforms`` wrote (the loader generation and export use)."""
+    path_json = Path(path_json)
+    try:
+        document = json.loads(path_json.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{path_json}: cannot read the transforms JSON ({error})") from error
+    path_npz = path_json.with_name(document.get("arrays_file", path_json.with_suffix(".npz").name))
+    try:
+        with np.load(path_npz, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except OSError as error:
+        raise InputError(f"{path_npz}: cannot read the transforms arrays beside {path_json} ({error})") from error
+    return ModelTransforms.from_dict(_insert_arrays(document, arrays, path_npz))
+
+
+def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"npz": key}
+    if isinstance(value, dict):
+        return {k: _extract_arrays(v, f"{key}/{k}" if key else str(k), arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_extract_arrays(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _insert_arrays(value: Any, arrays: Mapping[str, np.ndarray], path_npz: Path) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"npz"}:
+            if value["npz"] not in arrays:
+                raise InputError(f"{path_npz}: array {value['npz']!r} missing")
+            return arrays[value["npz"]]
+        return {k: _insert_arrays(v, arrays, path_npz) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_insert_arrays(v, arrays, path_npz) for v in value]
+    return value

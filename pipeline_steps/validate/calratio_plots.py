@@ -1,0 +1,270 @@
+"""Final CalRatio plots and metrics on the test sample, with the chosen epoch's classifier.
+
+What a physicist checks before using the network: does each output separate its class (output
+distributions per class, linear and log), do data and MC agree in the control region in bins of
+jet pT (the adversary's job; KS distances), how much QCD and BIB are rejected at a given signal
+efficiency (ROC, AUC), where the S/sqrt(B) optimum lies, how the signal efficiency at that cut
+varies with the LLP masses (mS, mH), and whether the main and control-region inputs look alike
+(the trainer's ``plot`` command). Weights are the signal/QCD-equalised ``mc_weight``, so S/sqrt(B)
+is relative, not an expected yield.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.logs import step_logging
+from pipeline_steps.models import calratio_rnn as net
+from pipeline_steps.train.calratio_rnn import KS_COLUMNS, ks_per_output
+
+LOGGER = logging.getLogger("pipeline_steps.validate.calratio_plots")
+OUTPUT_LABELS = ("signal output", "QCD output", "BIB output")
+CLASS_COLORS = ("tab:red", "tab:blue", "tab:green")
+PLOT_NAMES = (
+    "outputs_linear", "outputs_log", "cr_data_mc_pt_bins", "roc", "soverb", "signal_efficiency_mass_plane",
+    "inputs_main_vs_cr", "training_history",
+)
+
+
+@dataclass(frozen=True)
+class PlotSettings:
+    """Plot binning and the inference batch size."""
+
+    bins: int = 40
+    batch_size: int = 512
+    n_pt_bins: int = 3
+    n_thresholds: int = 101
+    pad_value: float = 0.0
+
+
+def roc_points(scores, is_signal, weights) -> tuple[np.ndarray, np.ndarray, float]:
+    """(signal efficiency, background efficiency, AUC) for the discriminant ``scores`` (weighted)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    false_positive, true_positive, _ = roc_curve(is_signal, scores, sample_weight=weights)
+    return true_positive, false_positive, float(roc_auc_score(is_signal, scores, sample_weight=weights))
+
+
+def soverb_scan(scores, is_signal, weights, thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """S/sqrt(B) for ``scores > threshold`` at each threshold (0 where B is empty) and the signal efficiency."""
+    scores, is_signal, weights = np.asarray(scores), np.asarray(is_signal, bool), np.asarray(weights, np.float64)
+    passed = scores[None, :] > np.asarray(thresholds)[:, None]
+    signal = (passed & is_signal[None, :]) @ weights
+    background = (passed & ~is_signal[None, :]) @ weights
+    significance = np.divide(signal, np.sqrt(np.clip(background, 0, None)), out=np.zeros_like(signal), where=background > 0)
+    return significance, signal / max(weights[is_signal].sum(), 1e-12)
+
+
+def signal_efficiency_by_mass(scores, weights, mass_s, mass_h, threshold: float) -> pd.DataFrame:
+    """Weighted fraction of signal jets with ``scores > threshold`` per (mS, mH) point."""
+    frame = pd.DataFrame({"mS": mass_s, "mH": mass_h, "w": weights, "passed_w": weights * (np.asarray(scores) > threshold)})
+    frame = frame.dropna(subset=["mS", "mH"])
+    grouped = frame.groupby(["mS", "mH"], as_index=False)[["w", "passed_w"]].sum()
+    grouped["efficiency"] = grouped["passed_w"] / grouped["w"].where(grouped["w"] > 0)
+    grouped["n_jets"] = frame.groupby(["mS", "mH"]).size().to_numpy()
+    return grouped[["mS", "mH", "efficiency", "n_jets"]]
+
+
+def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: PlotSettings) -> dict:
+    """AUCs (signal vs QCD, vs BIB), CR data/MC KS of each output, the S/sqrt(B) optimum, efficiencies."""
+    metrics = {"n_test_jets": int(len(main["label"])), "n_cr_test_jets": int(len(cr["is_data"]))}
+    for background, name in ((1, "qcd"), (2, "bib")):
+        rows = np.isin(main["label"], (0, background))
+        if len(np.unique(main["label"][rows])) == 2:
+            metrics[f"auc_sig_vs_{name}"] = roc_points(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
+    metrics.update({f"cr_test_{k}": v for k, v in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items()})
+    thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
+    significance, efficiency = soverb_scan(main_probabilities[:, 0], main["label"] == 0, main["mc_weight"], thresholds)
+    best = int(np.argmax(significance))
+    metrics.update({"best_soverb": float(significance[best]), "best_threshold": float(thresholds[best]),
+                    "signal_efficiency_at_best": float(efficiency[best])})
+    signal = main["label"] == 0
+    by_mass = signal_efficiency_by_mass(main_probabilities[signal, 0], main["mc_weight"][signal],
+                                        main["llp_mS"][signal], main["llp_mH"][signal], thresholds[best])
+    metrics["signal_efficiency_by_mass"] = [
+        {k: (None if pd.isna(v) else float(v)) for k, v in row.items()} for row in by_mass.to_dict("records")
+    ]
+    return metrics
+
+
+def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, str], model: Mapping, log=None) -> None:
+    """Snakemake entry: predict on the test splits, draw every plot, write metrics.json."""
+    import keras
+
+    with step_logging(log):
+        net.configure_tensorflow(2)
+        from pipeline_steps.preprocess.calratio_inputs import load_split
+
+        hyper = net.CalRatioHyperparameters.from_config(model.get("hyperparameters", {}))
+        settings = PlotSettings(batch_size=int(model["training"].get("batch_size", 512)),
+                                pad_value=float(model.get("preprocessing", {}).get("pad_value", 0.0)))
+        classifier = keras.saving.load_model(chosen_model, safe_mode=True)
+        main = load_split(preprocess_dir, "test", region="main")
+        cr = load_split(preprocess_dir, "test", region="cr")
+        main_probabilities = net.predict(classifier, main, hyper.use_llp_parameters, settings.batch_size)
+        cr_probabilities = net.predict(classifier, cr, hyper.use_llp_parameters, settings.batch_size)
+        choice = json.loads(Path(selection).read_text())
+        metrics = {"chosen_epoch": choice["epoch"], **compute_metrics(main_probabilities, main, cr_probabilities, cr, settings)}
+        figures = draw_all(main_probabilities, main, cr_probabilities, cr, pd.read_csv(history), choice,
+                           metrics, list(model.get("conditions", [])), settings)
+        for name, figure in figures.items():
+            _save_figure(figure, outputs[name])
+        write_text_atomic(outputs["metrics"], json.dumps(metrics, indent=2))
+        LOGGER.info("calratio test metrics: %s", {k: v for k, v in metrics.items() if k != "signal_efficiency_by_mass"})
+
+
+def draw_all(main_probabilities, main, cr_probabilities, cr, history, selection, metrics, jet_feature_names, settings) -> dict:
+    """Every figure, keyed by PLOT_NAMES."""
+    return {
+        "outputs_linear": _outputs_by_class(main_probabilities, main, settings, log_scale=False),
+        "outputs_log": _outputs_by_class(main_probabilities, main, settings, log_scale=True),
+        "cr_data_mc_pt_bins": _cr_data_mc(cr_probabilities, cr, settings),
+        "roc": _roc(main_probabilities, main, metrics),
+        "soverb": _soverb(main_probabilities, main, settings),
+        "signal_efficiency_mass_plane": _efficiency_plane(metrics),
+        "inputs_main_vs_cr": _inputs_main_vs_cr(main, cr, jet_feature_names, settings),
+        "training_history": _history(history, selection),
+    }
+
+
+def _figure(n_rows: int, n_cols: int, width: float = 4.0, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
+    return figure, axes
+
+
+def _save_figure(figure, path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=90, format="png")
+    plt.close(figure)
+
+
+def _outputs_by_class(probabilities, main, settings: PlotSettings, log_scale: bool):
+    figure, axes = _figure(1, 3)
+    bins = np.linspace(0, 1, settings.bins + 1)
+    for output, axis in enumerate(axes[0]):
+        for label, (name, color) in enumerate(zip(net.CLASS_NAMES, CLASS_COLORS)):
+            rows = main["label"] == label
+            if rows.any():
+                axis.hist(probabilities[rows, output], bins=bins, weights=main["mc_weight"][rows], density=True,
+                          histtype="step", color=color, label=f"{name} jets")
+        axis.set(xlabel=OUTPUT_LABELS[output], ylabel="normalised", yscale="log" if log_scale else "linear")
+        axis.legend(fontsize="small")
+    return figure
+
+
+def _cr_data_mc(probabilities, cr, settings: PlotSettings):
+    edges = np.quantile(cr["jet_pt"], np.linspace(0, 1, settings.n_pt_bins + 1))
+    figure, axes = _figure(settings.n_pt_bins, 3)
+    bins = np.linspace(0, 1, settings.bins + 1)
+    for row, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        in_bin = (cr["jet_pt"] >= low) & ((cr["jet_pt"] < high) if row < settings.n_pt_bins - 1 else (cr["jet_pt"] <= high))
+        ks = ks_per_output(probabilities[in_bin], cr["is_data"][in_bin], cr["mc_weight"][in_bin])
+        for output, axis in enumerate(axes[row]):
+            for is_data, name, color in ((1, "data", "black"), (0, "multijet MC", "tab:blue")):
+                rows = in_bin & (cr["is_data"] == is_data)
+                if rows.any():
+                    axis.hist(probabilities[rows, output], bins=bins, weights=cr["mc_weight"][rows], density=True,
+                              histtype="step", color=color, label=name)
+            axis.set(xlabel=OUTPUT_LABELS[output], yscale="log",
+                     title=f"pT {low:.0f}-{high:.0f}, KS {list(ks.values())[output]:.3f}")
+            axis.legend(fontsize="small")
+    return figure
+
+
+def _roc(probabilities, main, metrics):
+    figure, axes = _figure(1, 2)
+    for axis, (background, name) in zip(axes[0], ((1, "qcd"), (2, "bib"))):
+        rows = np.isin(main["label"], (0, background))
+        if f"auc_sig_vs_{name}" in metrics:
+            efficiency, mistag, auc = roc_points(probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])
+            keep = mistag > 0
+            axis.plot(efficiency[keep], 1.0 / mistag[keep], label=f"AUC {auc:.3f}")
+            axis.legend()
+        axis.set(xlabel="signal efficiency", ylabel=f"{name.upper()} rejection", yscale="log", title=f"signal vs {name.upper()}")
+    return figure
+
+
+def _soverb(probabilities, main, settings: PlotSettings):
+    figure, axes = _figure(1, 1, width=5.5)
+    thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
+    for backgrounds, name in (((1, 2), "QCD + BIB"), ((1,), "QCD only"), ((2,), "BIB only")):
+        rows = np.isin(main["label"], (0, *backgrounds))
+        significance, _ = soverb_scan(probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows], thresholds)
+        axes[0, 0].plot(thresholds, significance, label=name)
+    axes[0, 0].set(xlabel="cut on signal output", ylabel="S / sqrt(B) (relative)")
+    axes[0, 0].legend()
+    return figure
+
+
+def _efficiency_plane(metrics):
+    figure, axes = _figure(1, 1, width=5.5, height=4.5)
+    axis = axes[0, 0]
+    points = [p for p in metrics["signal_efficiency_by_mass"] if p["efficiency"] is not None]
+    if points:
+        m_s, m_h, efficiency = (np.array([p[k] for p in points]) for k in ("mS", "mH", "efficiency"))
+        image = axis.scatter(m_h, m_s, c=efficiency, s=400, vmin=0, vmax=1, cmap="viridis")
+        for x, y, value in zip(m_h, m_s, efficiency):
+            axis.annotate(f"{value:.2f}", (x, y), ha="center", va="center", fontsize="small", color="white")
+        figure.colorbar(image, ax=axis, label="signal efficiency")
+    else:
+        axis.text(0.5, 0.5, "no signal jets with (mS, mH)", ha="center", transform=axis.transAxes)
+    axis.set(xlabel="mH [GeV]", ylabel="mS [GeV]",
+             title=f"signal efficiency at output > {metrics['best_threshold']:.2f}")
+    return figure
+
+
+def _inputs_main_vs_cr(main, cr, jet_feature_names, settings: PlotSettings):
+    n_jet = main["jets"].shape[1]
+    names = jet_feature_names if len(jet_feature_names) == n_jet else [f"jet feature {i}" for i in range(n_jet)]
+    panels = [(name, main["jets"][:, i], cr["jets"][:, i]) for i, name in enumerate(names)]
+    panels += [(f"number of {seq}", _n_objects(main[seq], settings.pad_value), _n_objects(cr[seq], settings.pad_value)) for seq in net.SEQUENCE_NAMES]
+    n_cols = 4
+    figure, axes = _figure(int(np.ceil(len(panels) / n_cols)), n_cols)
+    for axis, (name, main_values, cr_values) in zip(axes.flat, panels):
+        bins = np.histogram_bin_edges(np.concatenate([main_values, cr_values]), bins=settings.bins)
+        axis.hist(main_values, bins=bins, density=True, histtype="step", label="main")
+        axis.hist(cr_values, bins=bins, density=True, histtype="step", label="control region")
+        axis.set(xlabel=name)
+        axis.legend(fontsize="small")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.set_visible(False)
+    return figure
+
+
+def _n_objects(sequences, pad_value: float) -> np.ndarray:
+    return np.any(sequences != pad_value, axis=-1).sum(axis=1)
+
+
+def _history(history: pd.DataFrame, selection: Mapping):
+    figure, axes = _figure(2, 2)
+    panels = (
+        ("classifier loss", ("main_loss", "val_main_loss")),
+        ("adversary loss", ("disc_loss", "adv_loss", "val_adv_loss")),
+        ("accuracy", ("main_acc", "val_main_acc", "disc_acc", "val_adv_acc")),
+        ("CR data/MC KS", tuple(KS_COLUMNS)),
+    )
+    for axis, (title, columns) in zip(axes.flat, panels):
+        for column in columns:
+            if column in history:
+                axis.plot(history["epoch"], history[column], marker="o", label=column)
+        axis.axvline(selection["epoch"], color="grey", linestyle=":", label="chosen epoch")
+        axis.set(xlabel="epoch", title=title)
+        axis.legend(fontsize="small")
+    axes[1, 1].axhline(selection["ks_threshold"], color="red", linestyle="--", label="KS threshold")
+    return figure

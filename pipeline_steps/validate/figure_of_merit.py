@@ -1,0 +1,186 @@
+"""The SHiP muon GAN study's figure of merit: can a BDT tell generated rows from real ones?
+
+Exactly as the study (section 4): ``GradientBoostingClassifier(n_estimators=100, learning_rate=0.1,
+max_depth=4)`` is trained on up to ``n_train_per_class`` real + as many generated rows and applied to a
+*disjoint* ``n_eval_per_class`` + ``n_eval_per_class``. The BDT squeezes the many-dimensional
+comparison into one dimension, where histogram tests work: the reduced chi2 between the normalised
+BDT-output histograms of real and generated rows (~1 when indistinguishable), their overlap (shared
+area, 1 when identical) and the ROC AUC (0.5 when indistinguishable).
+
+With fewer rows than asked for, both classes use the same smaller numbers, split in the configured
+train:eval proportion; ``reduced`` and ``note`` in the result say so. Weights (the SHiP sample is
+weighted) are rescaled to a mean of 1 per class and used in training, histograms and AUC.
+``classifier: hist`` swaps in ``HistGradientBoostingClassifier`` with the same depth, rate and
+number of iterations (no early stopping) for large samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+
+from pipeline_steps.common.errors import ConfigError, InputError
+
+N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4
+
+
+@dataclass(frozen=True)
+class FomSettings:
+    """The ``validation`` config slice (rows per class, classifier, bins) and the seed."""
+
+    classifier: str = "exact"
+    n_train_per_class: int = 50_000
+    n_eval_per_class: int = 50_000
+    bins: int = 50
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, validation: Mapping[str, Any], seed: int) -> "FomSettings":
+        settings = cls(
+            classifier=str(validation.get("classifier", "exact")),
+            n_train_per_class=int(validation["n_train_per_class"]),
+            n_eval_per_class=int(validation["n_eval_per_class"]),
+            bins=int(validation["bins"]),
+            seed=int(seed),
+        )
+        if settings.classifier not in ("exact", "hist"):
+            raise ConfigError(f"validation.classifier: expected 'exact' or 'hist', got {settings.classifier!r}")
+        return settings
+
+
+@dataclass
+class FomResult:
+    auc: float
+    chi2: float
+    ndf: int
+    overlap: float
+    n_train_per_class: int
+    n_eval_per_class: int
+    reduced: bool
+    note: str
+    classifier: str
+    weighted: bool
+    scores_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    scores_generated: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    weights_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    weights_generated: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    @property
+    def chi2_ndf(self) -> float:
+        return self.chi2 / self.ndf if self.ndf > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "auc": self.auc, "chi2": self.chi2, "ndf": self.ndf, "chi2_ndf": self.chi2_ndf,
+            "overlap": self.overlap, "n_train_per_class": self.n_train_per_class,
+            "n_eval_per_class": self.n_eval_per_class, "reduced": self.reduced, "note": self.note,
+            "classifier": self.classifier, "weighted": self.weighted,
+        }
+
+
+def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettings,
+                    real_weights: np.ndarray | None = None,
+                    generated_weights: np.ndarray | None = None) -> FomResult:
+    """Train the BDT on one part of real vs generated, score a disjoint part, compare the outputs.
+
+    ``real`` and ``generated`` are [n, n_features] in the same column order. When they have the
+    same length they are taken to be paired (generated row i from the conditions of real row i)
+    and both are split with one permutation, so a pair never straddles train and evaluation.
+    """
+    real, generated = _check(real, "real"), _check(generated, "generated")
+    n_train, n_eval, reduced, note = split_sizes(len(real), len(generated), settings)
+    rng = np.random.default_rng([settings.seed, 4])
+    order_real = rng.permutation(len(real))
+    order_gen = order_real if len(real) == len(generated) else rng.permutation(len(generated))
+    w_real = _unit_mean(real_weights, len(real))
+    w_gen = _unit_mean(generated_weights, len(generated))
+    train_r, eval_r = order_real[:n_train], order_real[n_train:n_train + n_eval]
+    train_g, eval_g = order_gen[:n_train], order_gen[n_train:n_train + n_eval]
+    classifier = make_classifier(settings.classifier, settings.seed)
+    classifier.fit(np.vstack([real[train_r], generated[train_g]]),
+                   np.r_[np.zeros(n_train), np.ones(n_train)],
+                   sample_weight=np.r_[_unit_mean(w_real[train_r]), _unit_mean(w_gen[train_g])])
+    scores_real = classifier.predict_proba(real[eval_r])[:, 1]
+    scores_gen = classifier.predict_proba(generated[eval_g])[:, 1]
+    ew_real, ew_gen = _unit_mean(w_real[eval_r]), _unit_mean(w_gen[eval_g])
+    chi2, ndf, overlap = compare_histograms(scores_real, ew_real, scores_gen, ew_gen, settings.bins)
+    auc = float(roc_auc_score(np.r_[np.zeros(n_eval), np.ones(n_eval)], np.r_[scores_real, scores_gen],
+                              sample_weight=np.r_[ew_real, ew_gen]))
+    weighted = real_weights is not None or generated_weights is not None
+    return FomResult(auc, chi2, ndf, overlap, n_train, n_eval, reduced, note, settings.classifier, weighted,
+                     scores_real, scores_gen, ew_real, ew_gen)
+
+
+def split_sizes(n_real: int, n_generated: int, settings: FomSettings) -> tuple[int, int, bool, str]:
+    """(train rows per class, eval rows per class, reduced?, note) for the available rows."""
+    wanted_train, wanted_eval = settings.n_train_per_class, settings.n_eval_per_class
+    available = min(n_real, n_generated)
+    if available >= wanted_train + wanted_eval:
+        return wanted_train, wanted_eval, False, ""
+    n_train = available * wanted_train // (wanted_train + wanted_eval)
+    n_eval = available - n_train
+    if n_train < 5 or n_eval < 5:
+        raise InputError(f"figure of merit: only {n_real} real and {n_generated} generated rows; "
+                         f"need at least 10 of each to train and evaluate")
+    note = (f"fewer rows than asked: {n_real} real and {n_generated} generated rows available, "
+            f"{wanted_train}+{wanted_eval} per class asked; used {n_train} train + {n_eval} eval per class")
+    return n_train, n_eval, True, note
+
+
+def make_classifier(kind: str, seed: int):
+    """The study's BDT (``exact``) or its histogram-based counterpart (``hist``), same depth and rate."""
+    if kind == "exact":
+        return GradientBoostingClassifier(n_estimators=N_ESTIMATORS, learning_rate=LEARNING_RATE,
+                                          max_depth=MAX_DEPTH, random_state=seed)
+    if kind == "hist":
+        return HistGradientBoostingClassifier(max_iter=N_ESTIMATORS, learning_rate=LEARNING_RATE,
+                                              max_depth=MAX_DEPTH, early_stopping=False, random_state=seed)
+    raise ConfigError(f"validation.classifier: expected 'exact' or 'hist', got {kind!r}")
+
+
+def compare_histograms(a: np.ndarray, weights_a: np.ndarray, b: np.ndarray, weights_b: np.ndarray,
+                       bins: int) -> tuple[float, int, float]:
+    """(chi2, ndf, overlap) of two BDT-output distributions on [0, 1], each normalised to unit area.
+
+    chi2 = sum over bins with entries of (p_a - p_b)^2 / (var_a + var_b), with the variances from
+    the sums of squared weights; ndf = bins with entries - 1 (the common normalisation). The
+    overlap is the sum over bins of min(p_a, p_b).
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    h_a, var_a = _weighted_hist(a, weights_a, edges)
+    h_b, var_b = _weighted_hist(b, weights_b, edges)
+    variance = var_a + var_b
+    used = variance > 0
+    chi2 = float(np.sum((h_a[used] - h_b[used]) ** 2 / variance[used]))
+    return chi2, int(used.sum()) - 1, float(np.minimum(h_a, h_b).sum())
+
+
+def _weighted_hist(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts, _ = np.histogram(values, edges, weights=weights)
+    sumw2, _ = np.histogram(values, edges, weights=weights ** 2)
+    total = counts.sum()
+    return counts / total, sumw2 / total ** 2
+
+
+def _unit_mean(weights: np.ndarray | None, n: int | None = None) -> np.ndarray:
+    if weights is None:
+        return np.ones(n)
+    weights = np.asarray(weights, dtype=np.float64)
+    mean = weights.mean() if len(weights) else 1.0
+    if not np.isfinite(weights).all() or mean <= 0:
+        raise InputError("figure of merit: weights must be finite with a positive mean")
+    return weights / mean
+
+
+def _check(array: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(array, dtype=np.float64)
+    if array.ndim != 2:
+        raise InputError(f"figure of merit: {what} rows must be a 2D array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=0)).tolist()
+        raise InputError(f"figure of merit: {what} rows hold NaN/inf in feature columns {bad}")
+    return array

@@ -1,0 +1,141 @@
+"""Figures a physicist reads: real vs generated per variable (with ratio), pairs in 2D, BDT output, response.
+
+Real is drawn in blue, generated in orange (the LHCb/SHiP convention). Histograms are normalised to
+unit area and weighted where the real data are weighted. Binning comes from the real sample's
+0.5-99.5 % quantiles so a few generated outliers do not squash the picture.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline_steps.common.atomic import atomic_path  # noqa: E402
+
+REAL, GENERATED = "tab:blue", "tab:orange"
+MAX_PAIR_VARIABLES = 6  # 15 pairs, the SHiP study's figure; more variables would be unreadable
+
+
+def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
+                       bins: int = 50, real_weights: np.ndarray | None = None) -> None:
+    """One panel per variable (normalised histograms) over a generated/real ratio panel."""
+    n_cols = min(4, len(columns))
+    n_rows = -(-len(columns) // n_cols)
+    fig = plt.figure(figsize=(4 * n_cols, 4 * n_rows))
+    grid = fig.add_gridspec(2 * n_rows, n_cols, height_ratios=[3, 1] * n_rows, hspace=0.05 + 0.3 * (n_rows > 1))
+    for index, column in enumerate(columns):
+        row, col = divmod(index, n_cols)
+        top, bottom = fig.add_subplot(grid[2 * row, col]), fig.add_subplot(grid[2 * row + 1, col])
+        edges = _edges(real[column].to_numpy(), bins)
+        h_real, _ = np.histogram(real[column], edges, weights=real_weights, density=True)
+        h_gen, _ = np.histogram(generated[column], edges, density=True)
+        top.stairs(h_real, edges, color=REAL, label="real")
+        top.stairs(h_gen, edges, color=GENERATED, label="generated")
+        top.set_xticklabels([])
+        top.set_title(column, fontsize=9)
+        ratio = np.divide(h_gen, h_real, out=np.full_like(h_gen, np.nan), where=h_real > 0)
+        bottom.stairs(ratio, edges, color="k")
+        bottom.axhline(1.0, color="grey", lw=0.8, ls="--")
+        bottom.set_ylim(0.5, 1.5)
+        bottom.set_ylabel("gen/real", fontsize=7)
+        if index == 0:
+            top.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
+               bins: int = 50) -> None:
+    """2D histograms of every pair of the first variables, real and generated side by side."""
+    columns = columns[:MAX_PAIR_VARIABLES]
+    pairs = list(itertools.combinations(columns, 2)) or [(columns[0], columns[0])]
+    per_row = 3
+    n_rows = -(-len(pairs) // per_row)
+    fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(3 * 2 * per_row, 3 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for index, (x, y) in enumerate(pairs):
+        row, col = divmod(index, per_row)
+        edges = (_edges(real[x].to_numpy(), bins), _edges(real[y].to_numpy(), bins))
+        for offset, (table, label) in enumerate(((real, "real"), (generated, "generated"))):
+            ax = axes[row, 2 * col + offset]
+            ax.set_axis_on()
+            ax.hist2d(table[x], table[y], bins=edges, cmin=1, cmap="viridis")
+            ax.set_title(f"{label}: {y} vs {x}", fontsize=7)
+            ax.tick_params(labelsize=6)
+    _save(fig, path)
+
+
+def plot_bdt_output(scores_real: np.ndarray, scores_generated: np.ndarray, weights_real: np.ndarray,
+                    weights_generated: np.ndarray, bins: int, path: str | Path, title: str = "") -> None:
+    """BDT output of the evaluation rows: overlapping distributions mean a good generator."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    edges = np.linspace(0, 1, bins + 1)
+    ax.hist(scores_real, edges, weights=weights_real, density=True, histtype="step", color=REAL, label="real")
+    ax.hist(scores_generated, edges, weights=weights_generated, density=True, histtype="step",
+            color=GENERATED, label="generated")
+    ax.set_xlabel("BDT output (probability of 'generated')")
+    ax.set_ylabel("normalised")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_response(real: pd.DataFrame, generated: pd.DataFrame, condition: str, targets: list[str],
+                  path: str | Path, n_bins: int = 10) -> None:
+    """Median and 16-84 % band of each target in bins of a key condition, real vs generated.
+
+    A discrete condition (<= 10 values, e.g. the SHiP category) gets one bin per value; a
+    continuous one gets quantile bins of the real sample. Quantiles are unweighted.
+    """
+    targets = targets[:4]
+    fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.5), squeeze=False)
+    centres, real_bins, gen_bins = _condition_bins(real[condition].to_numpy(), generated[condition].to_numpy(), n_bins)
+    for ax, target in zip(axes[0], targets):
+        for table, index, colour, label in ((real, real_bins, REAL, "real"), (generated, gen_bins, GENERATED, "generated")):
+            q = _binned_quantiles(table[target].to_numpy(), index, len(centres))
+            ax.plot(centres, q[:, 1], "o-", color=colour, label=label, ms=3)
+            ax.fill_between(centres, q[:, 0], q[:, 2], color=colour, alpha=0.25)
+        ax.set_xlabel(condition)
+        ax.set_ylabel(target)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _condition_bins(real: np.ndarray, generated: np.ndarray, n_bins: int):
+    values = np.unique(real)
+    if len(values) <= 10:
+        return values.astype(float), np.searchsorted(values, real), np.searchsorted(values, generated)
+    edges = np.unique(np.quantile(real, np.linspace(0, 1, n_bins + 1)))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    index = lambda x: np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(centres) - 1)  # noqa: E731
+    return centres, index(real), index(generated)
+
+
+def _binned_quantiles(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    result = np.full((n, 3), np.nan)
+    for b in range(n):
+        chosen = values[index == b]
+        if len(chosen):
+            result[b] = np.quantile(chosen, [0.16, 0.5, 0.84])
+    return result
+
+
+def _edges(values: np.ndarray, bins: int) -> np.ndarray:
+    values = values[np.isfinite(values)]
+    low, high = np.quantile(values, [0.005, 0.995]) if len(values) else (0.0, 1.0)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1)
+
+
+def _save(fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    plt.close(fig)

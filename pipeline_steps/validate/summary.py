@@ -1,0 +1,55 @@
+"""``results/summary.csv``: one line per generative model, the numbers to compare models by.
+
+Training time comes from ``results/train/<model>/history.csv`` when it has a per-epoch time column
+(``seconds``, ``epoch_seconds``, ``time_s``, ``duration_s``; summed) or a cumulative one
+(``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline_steps.common.atomic import write_text_atomic
+
+PER_EPOCH_TIME = ("seconds", "epoch_seconds", "time_s", "duration_s", "epoch_time_s")
+CUMULATIVE_TIME = ("elapsed_s", "wall_s", "elapsed_seconds")
+COLUMNS = ["model", "auc", "chi2_ndf", "overlap", "classifier", "rows_train_per_class", "rows_eval_per_class",
+           "reduced", "training_seconds", "generated_rows", "generation_rows_per_s"]
+
+
+def summary_table(metrics: list[str], generation: list[str], train_dirs: list[str]) -> pd.DataFrame:
+    """Gather per-model metrics.json, generation.json and history.csv (lists in the same model order)."""
+    rows = []
+    for metrics_path, generation_path, train_dir in zip(metrics, generation, train_dirs, strict=True):
+        fom = json.loads(Path(metrics_path).read_text())
+        generated = json.loads(Path(generation_path).read_text())
+        rows.append({
+            "model": fom["model"], "auc": fom["auc"], "chi2_ndf": fom["chi2_ndf"], "overlap": fom["overlap"],
+            "classifier": fom["classifier"], "rows_train_per_class": fom["n_train_per_class"],
+            "rows_eval_per_class": fom["n_eval_per_class"], "reduced": fom["reduced"],
+            "training_seconds": training_seconds(Path(train_dir) / "history.csv"),
+            "generated_rows": generated["rows"], "generation_rows_per_s": generated["rows_per_s"],
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def training_seconds(history_csv: Path) -> float | None:
+    if not history_csv.exists():
+        return None
+    history = pd.read_csv(history_csv)
+    for column in PER_EPOCH_TIME:
+        if column in history:
+            return float(history[column].sum())
+    for column in CUMULATIVE_TIME:
+        if column in history and len(history):
+            return float(history[column].iloc[-1])
+    return None
+
+
+def write_summary(metrics: list[str], generation: list[str], train_dirs: list[str], output: str) -> pd.DataFrame:
+    table = summary_table(metrics, generation, train_dirs)
+    write_text_atomic(output, table.to_csv(index=False, float_format="%.6g"))
+    return table

@@ -1,0 +1,61 @@
+"""Real and generated rows in the same physical columns, ready for the BDT and the plots.
+
+Real rows come from the held-out test split: the model's physical conditions plus its targets taken
+back to the physical variables the ROOT file holds (``ptRatio`` -> ``pt`` via
+``targets_to_physical``; SHiP: denormalised per category). Generated rows are read back from
+``generated.root`` through the layout, i.e. exactly what an analysis would read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.generate.layout import OutputLayout
+from pipeline_steps.generate.root_io import read_generated_root
+
+
+@dataclass
+class Comparison:
+    """Real and generated tables with the feature columns, and their weights (None = unweighted)."""
+
+    real: pd.DataFrame
+    generated: pd.DataFrame
+    features: list[str]
+    physical_targets: list[str]
+    real_weights: np.ndarray | None
+    generated_weights: np.ndarray | None
+
+
+def build_comparison(test_split: str | Path, generated_root: str | Path, model_transforms, layout: OutputLayout,
+                     conditions: list[str], weight: str | None, categories_json: Mapping[str, Any] | None) -> Comparison:
+    test = pd.read_parquet(test_split)
+    generated = read_generated_root(generated_root, layout)
+    targets = list(model_transforms.target_names)
+    if categories_json is not None:
+        from pipeline_steps.preprocess.categorise import denormalise_mixed
+
+        needed = ["category", *targets, *(["weight"] if weight else [])]
+        real = denormalise_mixed(test[[c for c in needed if c in test.columns]], categories_json).reset_index(drop=True)
+        physical_targets = targets
+        real_weights = real["weight"].to_numpy(np.float64) if weight and "weight" in real else None
+        generated_weights = None  # unweighted draws of the weighted distribution
+    else:
+        physical = model_transforms.targets_to_physical(test[targets], test[conditions])
+        physical_targets = list(physical.columns)
+        real = pd.concat([test[conditions].reset_index(drop=True), physical], axis=1)
+        real_weights = test["weight"].to_numpy(np.float64) if weight and "weight" in test else None
+        generated_weights = (generated[weight].to_numpy(np.float64)
+                             if weight and real_weights is not None and weight in generated else None)
+    features = list(dict.fromkeys([*conditions, *physical_targets]))
+    for name, table in (("test split " + str(test_split), real), ("generated file " + str(generated_root), generated)):
+        missing = [c for c in features if c not in table.columns]
+        if missing:
+            raise InputError(f"{name}: columns {missing} missing; expected the features {features}")
+    return Comparison(real[features].astype(np.float64), generated[features].astype(np.float64), features,
+                      physical_targets, real_weights, generated_weights)

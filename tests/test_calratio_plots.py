@@ -1,0 +1,89 @@
+"""CalRatio final plots: S/sqrt(B) and efficiencies against direct sums; train -> select -> plots on files."""
+
+import os
+
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pipeline_steps.models.calratio_rnn import SEQUENCE_NAMES
+from pipeline_steps.train import calratio_rnn as training
+from pipeline_steps.train import calratio_selection as selection
+from pipeline_steps.validate import calratio_plots as plots
+
+
+def test_soverb_scan_matches_direct_sums():
+    scores = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.95])
+    is_signal = np.array([1, 1, 1, 0, 0, 0], bool)
+    weights = np.array([1.0, 2.0, 1.0, 4.0, 1.0, 9.0])
+    significance, efficiency = plots.soverb_scan(scores, is_signal, weights, [0.5, 0.9, 0.96])
+    assert significance[0] == pytest.approx(3.0 / np.sqrt(13.0))  # S = 1 + 2, B = 4 + 9
+    assert significance[1] == pytest.approx(0.0)  # S = 0 (0.9 is not > 0.9), B = 9
+    assert significance[2] == 0.0 and efficiency[0] == pytest.approx(0.75)
+
+
+def test_signal_efficiency_per_mass_point():
+    table = plots.signal_efficiency_by_mass(
+        scores=[0.9, 0.1, 0.8, 0.7], weights=[1.0, 3.0, 1.0, 1.0],
+        mass_s=[50, 50, 150, 150], mass_h=[600, 600, 1000, 1000], threshold=0.5,
+    )
+    assert table.set_index(["mS", "mH"])["efficiency"].to_dict() == {(50, 600): 0.25, (150, 1000): 1.0}
+
+
+def test_roc_auc_is_sklearns_weighted_auc():
+    rng = np.random.default_rng(0)
+    scores, labels, weights = rng.random(50), rng.integers(0, 2, 50), rng.uniform(0.5, 2, 50)
+    assert plots.roc_points(scores, labels, weights)[2] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights))
+
+
+def _write_split(folder, stem, arrays, conditions):
+    table = pd.DataFrame({f"cond__{name}": arrays["jets"][:, i] for i, name in enumerate(conditions)})
+    for key in ("label", "is_data", "weight", "mc_weight", "llp_mS", "llp_mH", "jet_pt"):
+        if key in arrays:
+            table[key] = arrays[key]
+    table.to_parquet(folder / f"{stem}.parquet")
+    np.savez(folder / f"{stem}_sequences.npz", **{name: arrays[name] for name in SEQUENCE_NAMES})
+
+
+@pytest.mark.slow
+def test_train_select_and_plot_from_preprocessed_files(tmp_path):
+    conditions = ["jet_pt", "jet_eta", "jet_phi", "jet_E", "jet_logRatio"]
+    folder = tmp_path / "preprocess"
+    folder.mkdir()
+    for index, split in enumerate(("train", "validation", "test")):
+        size = 90 if split == "train" else 45
+        _write_split(folder, split, training.synthetic_split(size, "main", seed=index), conditions)
+        _write_split(folder, f"cr_{split}", training.synthetic_split(size, "cr", seed=10 + index), conditions)
+    model = {
+        "conditions": conditions,
+        "preprocessing": {"pad_value": 0.0},
+        "hyperparameters": {"conv_filters": [4], "lstm_units": 4, "dense_units": [8], "adversary_units": [4]},
+        "training": {"epochs": 2, "num_splits": 2, "batch_size": 64, "ks_threshold": 0.3, "selection_metric": "val_loss"},
+    }
+    train_dir, checkpoints = tmp_path / "train", tmp_path / "checkpoints"
+    training.run(folder, train_dir / "history.csv", train_dir / "final.keras", model, 3, checkpoints, threads=1,
+                 log=tmp_path / "train.log")
+    selection.run(train_dir / "history.csv", train_dir / "final.keras", train_dir / "selection.json",
+                  train_dir / "chosen.keras", model, checkpoints, log=tmp_path / "select.log")
+    outputs = {name: tmp_path / "validate" / f"{name}.png" for name in plots.PLOT_NAMES}
+    outputs["metrics"] = tmp_path / "validate" / "metrics.json"
+    plots.run(train_dir / "chosen.keras", folder, train_dir / "history.csv", train_dir / "selection.json", outputs,
+              model, log=tmp_path / "plots.log")
+
+    history = pd.read_csv(train_dir / "history.csv")
+    chosen = json.loads((train_dir / "selection.json").read_text())
+    metrics = json.loads(outputs["metrics"].read_text())
+    assert list(history["epoch"]) == [1, 2] and chosen["epoch"] in (1, 2)
+    assert metrics["chosen_epoch"] == chosen["epoch"] and metrics["n_test_jets"] == 45
+    assert 0.0 <= metrics["auc_sig_vs_qcd"] <= 1.0 and 0.0 <= metrics["auc_sig_vs_bib"] <= 1.0
+    assert all(0.0 <= metrics[f"cr_test_{k}"] <= 1.0 for k in ("ks_sig", "ks_qcd", "ks_bib"))
+    assert {(p["mS"], p["mH"]) for p in metrics["signal_efficiency_by_mass"]} <= {(50.0, 600.0), (50.0, 1000.0), (150.0, 600.0), (150.0, 1000.0)}
+    for name in plots.PLOT_NAMES:
+        assert outputs[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert "epoch 2" in (tmp_path / "train.log").read_text()

@@ -1,0 +1,75 @@
+"""CalRatio epoch choice: KS candidates, best metric, the reason, the chosen weights."""
+
+import os
+
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.train import calratio_selection as selection
+
+HISTORY = pd.DataFrame({
+    "epoch": [1, 2, 3, 4, 5],
+    "ks_bib": [0.50, 0.25, 0.10, 0.40, 0.20],
+    "val_loss": [0.10, 0.80, 0.60, 0.05, 0.70],
+    "val_main_acc": [0.9, 0.5, 0.6, 0.95, 0.7],
+})
+
+
+def test_best_candidate_wins_even_if_a_non_candidate_is_better():
+    choice = selection.choose_epoch(HISTORY, 0.3, "val_loss")
+    assert choice["epoch"] == 3  # epochs 1 and 4 have lower loss but fail the BIB KS cut
+    assert choice["candidates"] == [2, 3, 5]
+    assert not choice["fallback"]
+    assert "lowest val_loss" in choice["reason"] and "ks_bib < 0.3" in choice["reason"]
+
+
+def test_accuracy_metric_is_maximised():
+    choice = selection.choose_epoch(HISTORY, 0.3, "val_main_acc")
+    assert choice["epoch"] == 5 and choice["direction"] == "max"
+
+
+def test_no_candidate_falls_back_to_best_overall_and_says_so():
+    choice = selection.choose_epoch(HISTORY, 0.05, "val_loss")
+    assert choice["epoch"] == 4 and choice["fallback"] and choice["candidates"] == []
+    assert "NO epoch" in choice["reason"]
+
+
+def test_unknown_metric_names_the_column():
+    with pytest.raises(ConfigError, match="val_auc"):
+        selection.choose_epoch(HISTORY, 0.3, "val_auc")
+
+
+def test_run_writes_selection_and_chosen_model_with_that_epochs_weights(tmp_path):
+    import keras
+
+    from pipeline_steps.models import calratio_rnn as net
+    from pipeline_steps.train.calratio_rnn import epoch_weights_path
+
+    hyper = net.CalRatioHyperparameters(conv_filters=(2,), lstm_units=2, dense_units=(3,))
+    features = {"clusters": 2, "tracks": 2, "muon_segments": 2}
+    keras.utils.set_random_seed(0)
+    epoch_model = net.build_classifier(3, features, hyper)
+    (tmp_path / "ckpt").mkdir()
+    epoch_model.save_weights(epoch_weights_path(tmp_path / "ckpt", 3))
+    final_model = net.build_classifier(3, features, hyper)  # other random weights
+    final_model.save(tmp_path / "final.keras")
+    HISTORY.to_csv(tmp_path / "history.csv", index=False)
+    selection.run(history=tmp_path / "history.csv", final_model=tmp_path / "final.keras",
+                  selection=tmp_path / "selection.json", chosen_model=tmp_path / "chosen.keras",
+                  model={"training": {"ks_threshold": 0.3, "selection_metric": "val_loss"}}, checkpoint_dir=tmp_path / "ckpt")
+    assert json.loads((tmp_path / "selection.json").read_text())["epoch"] == 3
+    chosen = keras.saving.load_model(tmp_path / "chosen.keras", safe_mode=True)
+    for a, b in zip(chosen.get_weights(), epoch_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_missing_checkpoint_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="epoch_004"):
+        selection.save_chosen_model(tmp_path / "final.keras", tmp_path / "epoch_004.weights.h5", tmp_path / "chosen.keras")

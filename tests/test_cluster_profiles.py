@@ -1,0 +1,119 @@
+"""Every profile plans the whole workflow (default and production configs), names only options the
+installed Snakemake and executor plugins know, and the rule files stay lint- and snakefmt-clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CONDOR_CONFIG", "/dev/null")  # the htcondor bindings (a plugin snakemake loads) warn without one
+from snakemake.cli import get_argument_parser  # noqa: E402
+from snakemake.profiles import ProfileConfigFileParser  # noqa: E402
+
+from tests.conftest import REPO, SNAKEMAKE  # noqa: E402
+
+PROFILES = sorted(path.parent.name for path in (REPO / "profiles").glob("*/config.yaml"))
+CONFIGS = ["config/config.yaml", "config/production.yaml"]
+GPU_RULES = ("train_covariance_gan", "train_flow", "train_calratio_rnn")
+_QUIET_ENV = dict(os.environ)
+
+
+def _profile(name: str, **environment: str) -> dict:
+    """The profile as Snakemake reads it (YTE templating included), under the given FASTSIM_* variables."""
+    saved = dict(os.environ)
+    os.environ.update(environment)
+    try:
+        with open(REPO / "profiles" / name / "config.yaml") as stream:
+            return dict(ProfileConfigFileParser().parse(stream))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_names_only_known_options(name):
+    known = {option for action in get_argument_parser()._actions for option in action.option_strings}
+    unknown = [key for key in _profile(name) if f"--{key}" not in known]
+    assert not unknown, f"profiles/{name}/config.yaml: no such snakemake/plugin option: {unknown}"
+
+
+def test_slurm_site_values_come_from_the_environment():
+    plain = _profile("slurm")
+    assert not any(entry.startswith(("slurm_partition=", "slurm_account=")) for entry in plain["default-resources"])
+    site = _profile("slurm", FASTSIM_SLURM_PARTITION="cpu", FASTSIM_SLURM_ACCOUNT="proj",
+                    FASTSIM_SLURM_GPU_PARTITION="gpu", FASTSIM_GPU_MODEL="a100")
+    assert {"slurm_partition=cpu", "slurm_account=proj"} <= set(site["default-resources"])
+    for rule in GPU_RULES:
+        assert {f"{rule}:slurm_partition=gpu", f"{rule}:gpu_model=a100"} <= set(site["set-resources"])
+
+
+def test_resources_scale_with_the_attempt_and_gpus_never_via_slurm_extra():
+    for name in ("slurm", "htcondor"):
+        entries = _profile(name)["default-resources"] + _profile(name)["set-resources"]
+        assert not any("slurm_extra" in entry and ("--gres" in entry or "--gpus" in entry) for entry in entries)
+        memory = [entry for entry in entries if "mem_mb=" in entry or "request_memory=" in entry]
+        assert memory and all("attempt" in entry for entry in memory), memory
+
+
+def test_profile_resource_rules_exist_in_the_workflow():
+    rules = _snakemake("--list-rules").stdout.split()
+    for name in PROFILES:
+        named = {entry.split(":", 1)[0] for entry in _profile(name).get("set-resources", [])}
+        assert named <= set(rules), f"profiles/{name}: set-resources for rules the workflow lacks: {named - set(rules)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("name", PROFILES)
+def test_dry_run_plans_the_whole_workflow(name, config, tmp_path):
+    # `--sdm=env-modules` replaces the cluster profiles' conda (none on CI): the plan is otherwise the same.
+    result = _snakemake("-n", "--quiet", "rules", "--profile", str(REPO / "profiles" / name), "--configfile",
+                        str(REPO / config), "--directory", str(tmp_path), "--sdm=env-modules")
+    assert "This was a dry-run" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("conda") is None, reason="no conda here: --sdm conda needs `conda info`")
+def test_conda_dry_run_plans_every_rule_with_its_env(tmp_path):
+    result = _snakemake("-n", "--profile", str(REPO / "profiles" / "slurm"), "--directory", str(tmp_path))
+    assert "conda environment" in result.stdout + result.stderr
+
+
+def test_every_rule_has_an_existing_conda_env():
+    """What `--sdm conda` needs, without conda: each rule names one of envs/*.yaml."""
+    envs = {f"../../envs/{path.name}" for path in (REPO / "envs").glob("*.yaml")}
+    for rule_file in (REPO / "workflow" / "rules").glob("*.smk"):
+        lines = rule_file.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if line.strip() == "conda:":
+                named = lines[index + 1].strip().strip('"')
+                assert named in envs, f"{rule_file.name}:{index + 2}: conda env {named} is not in envs/"
+    lint = _snakemake("--lint", "json", check=False)
+    assert "conda" not in "".join(line for line in lint.stdout.splitlines() if "No conda" in line)
+
+
+def test_lint_is_clean():
+    result = _snakemake("--lint", check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_snakefmt_check_is_clean():
+    snakefmt = str(Path(SNAKEMAKE).with_name("snakefmt"))
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    unformatted = [
+        str(path.relative_to(REPO)) for path in files
+        if subprocess.run([snakefmt, "--check", str(path)], cwd=REPO, capture_output=True).returncode != 0
+    ]
+    assert not unformatted, f"snakefmt --check fails on {unformatted}: run `snakefmt <file>` (settings: pyproject.toml)"
+
+
+def _snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args], cwd=REPO, capture_output=True,
+                            text=True, env=_QUIET_ENV)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result

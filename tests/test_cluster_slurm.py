@@ -1,0 +1,162 @@
+"""The SLURM profile on a live one-node SLURM (started here, stopped here): jobs really go through
+sbatch, produce the same bytes as a local run, failures are reported and retries resubmit.
+
+Needs root (or slurm-wlm and munge already installed); `tests/slurm_cluster.py` starts the daemons.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
+from tests.slurm_cluster import SlurmCluster, start_cluster
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+DATASET = "lhcb_tracks"
+SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
+
+# Runs on the test cluster only: status checks start after 2 s instead of 40 s; no conda here.
+_FAST_SLURM = ["--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5", "--sdm=env-modules"]
+
+# A workflow whose jobs report what SLURM gave them; `flaky` fails on its first attempt. It exposes
+# the package to its jobs exactly as workflow/rules/common.smk does.
+_PROBE_SNAKEFILE = """
+from pipeline_steps.workflow_config import expose_package_to_jobs
+
+expose_package_to_jobs("{repo}")
+
+rule all:
+    input: "probe.txt", "flaky.txt"
+
+rule probe:
+    output: "probe.txt"
+    log: "logs/probe.log"
+    shell: 'echo "$SLURM_JOB_ID ${{PYTHONPATH:-}}" > {output}'
+
+rule flaky:
+    output: "flaky.txt"
+    log: "logs/flaky.log"
+    resources: attempt_number=lambda wildcards, attempt: attempt
+    shell: 'echo "$SLURM_JOB_ID" >> attempts.txt; test {resources.attempt_number} -ge 2; echo ok > {output}'
+
+rule broken:
+    output: "broken.txt"
+    log: "logs/broken.log"
+    shell: 'echo "$SLURM_JOB_ID" > broken_job_id.txt; exit 3'
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.geteuid() != 0 and not shutil.which("slurmctld"):
+        pytest.skip("starting a SLURM cluster needs root or slurm-wlm installed")
+    running = start_cluster(tmp_path_factory.mktemp("slurm"))
+    yield running
+    pids = [process.pid for process in running.processes.values()]
+    running.stop()
+    assert not any(_alive(pid) for pid in pids), "a SLURM/munge daemon outlived stop()"
+
+
+def test_tiny_workflow_through_sbatch_matches_local_run(cluster: SlurmCluster, tmp_path):
+    targets = _targets()
+    on_slurm, local = tmp_path / "slurm", tmp_path / "local"
+    result = _snakemake(cluster, on_slurm, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, *targets)
+    _run_local(local, targets)
+
+    job_ids = SUBMITTED.findall(result.stdout + result.stderr)
+    assert len(job_ids) == _count_jobs(local), f"one sbatch per job expected:\n{result.stderr[-3000:]}"
+    remembered = cluster.squeue_all()
+    for job_id in job_ids:
+        assert re.search(rf"^{job_id}\|[^|]*\|COMPLETED\|rule_", remembered, re.M), remembered
+    produced = sorted(p.relative_to(local) for p in (local / "data").rglob("*") if p.is_file())
+    produced += sorted(p.relative_to(local) for p in (local / "results").rglob("*") if p.is_file())
+    assert produced, "the local run produced nothing to compare"
+    for relative in produced:
+        assert (on_slurm / relative).read_bytes() == (local / relative).read_bytes(), f"{relative} differs"
+
+
+def test_job_sees_its_allocation_and_a_retry_is_resubmitted(cluster: SlurmCluster, tmp_path):
+    (tmp_path / "Snakefile").write_text(_PROBE_SNAKEFILE.replace("{repo}", str(REPO)))
+    result = _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "1",
+                        snakefile=tmp_path / "Snakefile")
+
+    job_id, pythonpath = (tmp_path / "probe.txt").read_text().split(maxsplit=1)
+    assert job_id in SUBMITTED.findall(result.stdout + result.stderr)
+    assert re.search(rf"^{job_id}\|[^|]*\|COMPLETED\|rule_probe\|{cluster.partition}$", cluster.squeue_all(), re.M)
+    assert str(REPO) in pythonpath.split(os.pathsep), "the head's PYTHONPATH (the package) must reach the job"
+    attempts = (tmp_path / "attempts.txt").read_text().split()
+    assert len(attempts) == 2 and attempts[0] != attempts[1], f"two sbatch submissions expected, got {attempts}"
+    assert (tmp_path / "flaky.txt").read_text().strip() == "ok"
+
+
+def test_failing_job_is_reported_failed(cluster: SlurmCluster, tmp_path):
+    (tmp_path / "Snakefile").write_text(_PROBE_SNAKEFILE.replace("{repo}", str(REPO)))
+    result = _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0",
+                        "broken.txt", snakefile=tmp_path / "Snakefile", check=False)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    job_id = (tmp_path / "broken_job_id.txt").read_text().strip()
+    assert "Error in rule broken" in output
+    assert re.search(rf"SLURM-job '{job_id}' failed", output), output[-3000:]
+    assert re.search(rf"^{job_id}\|[^|]*\|FAILED\|", cluster.squeue_all(), re.M)
+    assert not (tmp_path / "broken.txt").exists()
+
+
+def _targets() -> list[str]:
+    """The earliest stages' outputs of one dataset: toy files, plus ingest's when that stage exists."""
+    rules = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
+                           capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
+    targets = [f"data/raw/{DATASET}/{index}.root" for index in range(2)]
+    if any(rule.startswith("ingest") for rule in rules):
+        targets.append(f"results/ingest/{DATASET}/summary.json")
+    return targets
+
+
+def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
+               check: bool = True) -> subprocess.CompletedProcess:
+    """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition, PYTHONHASHSEED="0")
+    env.pop("PYTHONPATH", None)  # what jobs see of it must come from the workflow
+    env.pop("FASTSIM_SLURM_GPU_PARTITION", None)
+    env.pop("FASTSIM_SLURM_ACCOUNT", None)
+    command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
+               "--slurm-no-account", "--slurm-keep-successful-logs", *args]
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{cluster.daemon_logs()}")
+    return result
+
+
+def _run_local(workdir: Path, targets: list[str]) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(TINY_CONFIG), "--cores", "2", *targets]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _count_jobs(local_workdir: Path) -> int:
+    """Jobs the local run ran: one log file per job under logs/ (the cluster run must match it)."""
+    return sum(1 for log in (local_workdir / "logs").rglob("*.log"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use: python tests/test_cluster_slurm.py
+    sys.exit(pytest.main([__file__, "-v"]))

@@ -1,0 +1,168 @@
+"""The flow module: known densities, exact invertibility, sampler round trips, category routing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.models.flow import (
+    FlowHyperparameters,
+    FlowPart,
+    FlowSpec,
+    Sampler,
+    build_flow,
+    load_sampler,
+)
+
+torch.set_num_threads(1)
+HP = FlowHyperparameters(n_bins=6, hidden_dim=16, n_blocks=2, activation="relu", batch_norm=False)
+
+
+def _spec(n_targets: int = 3, n_conditions: int = 2) -> FlowSpec:
+    targets = [f"t{i}" for i in range(n_targets)]
+    return FlowSpec(conditions=[f"c{i}" for i in range(n_conditions)], targets=targets, hyperparameters=HP,
+                    parts=[FlowPart(None, None, targets)])
+
+
+def _ship_spec() -> FlowSpec:
+    """SHiP-like: categories 1-2 have StartX = StartY = 0 (not modelled), 3-4 model everything."""
+    targets = ["StartX", "StartY", "StartZ", "Px"]
+    parts = [FlowPart(k, float(k), targets[2:], {"StartX": 0.0, "StartY": 0.0}) for k in (1, 2)]
+    parts += [FlowPart(k, float(k), targets) for k in (3, 4)]
+    return FlowSpec(conditions=["category"], targets=targets, hyperparameters=HP, parts=parts, split_by="category")
+
+
+def _randomised(spec: FlowSpec, seed: int = 0, scale: float = 0.1):
+    """A flow far from the identity (the zero-initialised output layers are perturbed too)."""
+    torch.manual_seed(seed)
+    model = build_flow(spec)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(scale * torch.randn_like(parameter))
+    return model.eval()
+
+
+def _gaussian_log_prob(x: torch.Tensor) -> torch.Tensor:
+    return torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1)
+
+
+def test_untrained_flow_is_the_standard_gaussian():
+    torch.manual_seed(1)
+    model = build_flow(_spec())
+    targets, conditions = 2.0 * torch.randn(64, 3), torch.randn(64, 2)
+    torch.testing.assert_close(model.log_prob(targets, conditions), _gaussian_log_prob(targets), atol=1e-5, rtol=0)
+
+
+def test_untrained_categorised_flow_counts_only_modelled_targets():
+    torch.manual_seed(1)
+    model = build_flow(_ship_spec())
+    targets = torch.randn(8, 4)
+    conditions = torch.tensor([[1.0], [2.0], [3.0], [4.0]] * 2)
+    expected = torch.where(conditions[:, 0] <= 2, _gaussian_log_prob(targets[:, 2:]), _gaussian_log_prob(targets))
+    torch.testing.assert_close(model.log_prob(targets, conditions), expected, atol=1e-5, rtol=0)
+
+
+def test_forward_then_inverse_recovers_the_input():
+    model = _randomised(_spec(n_targets=5))
+    x, c = 1.5 * torch.randn(256, 5), torch.randn(256, 2)
+    with torch.no_grad():
+        transform = model.flows["all"](c).transform
+        z = transform(x)
+        assert not torch.allclose(z, x, atol=1e-2)  # the flow really transforms
+        torch.testing.assert_close(transform.inv(z), x, atol=1e-4, rtol=0)
+
+
+def test_inverse_is_exact_up_to_rounding_even_for_steep_splines():
+    """float64 with large random spline parameters: float32 errors above come from rounding only."""
+    model = _randomised(_spec(n_targets=5), scale=0.3).double()
+    x, c = 1.5 * torch.randn(256, 5, dtype=torch.float64), torch.randn(256, 2, dtype=torch.float64)
+    with torch.no_grad():
+        transform = model.flows["all"](c).transform
+        torch.testing.assert_close(transform.inv(transform(x)), x, atol=1e-9, rtol=0)
+
+
+def test_sample_then_log_prob_matches_the_change_of_variables():
+    """log p(x) = log N(z) + log|det dz/dx| with the Jacobian taken numerically by autograd."""
+    model = _randomised(_spec(n_targets=3, n_conditions=1))
+    c = torch.randn(6, 1)
+    x = model.sample(c, torch.Generator().manual_seed(3)).detach()
+    log_prob = model.log_prob(x, c).detach()
+    for row in range(len(x)):
+        transform = model.flows["all"](c[row:row + 1]).transform
+        jacobian = torch.autograd.functional.jacobian(lambda v: transform(v[None])[0], x[row])
+        z = transform(x[row:row + 1])[0].detach()
+        expected = _gaussian_log_prob(z) + torch.linalg.slogdet(jacobian).logabsdet
+        assert abs(float(log_prob[row] - expected)) < 1e-4
+
+
+def test_sample_draws_noise_from_the_seeded_generator():
+    model = _randomised(_spec(n_targets=3))
+    c = torch.randn(50, 2)
+    x = model.sample(c, torch.Generator().manual_seed(7)).detach()
+    z = torch.randn(50, 3, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(model.flows["all"](c).transform(x).detach(), z, atol=1e-4, rtol=0)
+
+
+def test_one_dimensional_flow_without_context_is_invertible():
+    model = _randomised(FlowSpec(conditions=["category"], targets=["a"], hyperparameters=HP, split_by="category",
+                                 parts=[FlowPart(3, 3.0, ["a"])]))
+    c = torch.full((20, 1), 3.0)
+    x = model.sample(c, torch.Generator().manual_seed(0)).detach()
+    assert torch.isfinite(model.log_prob(x, c)).all()
+    assert x.std() > 0.1
+
+
+def _save(model, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "model.json").write_text(model.spec.to_json())
+
+
+def test_load_sampler_reproduces_the_model_and_fills_unmodelled_targets(tmp_path):
+    model = _randomised(_ship_spec())
+    _save(model, tmp_path / "train")
+    sampler = load_sampler(tmp_path / "train", device="cpu")
+    assert isinstance(sampler, Sampler) and sampler.targets == ["StartX", "StartY", "StartZ", "Px"]
+    conditions = np.repeat(np.array([[1.0], [2.0], [3.0], [4.0]], np.float32), 100, axis=0)
+    first, again = sampler.sample(conditions, seed=11), sampler.sample(conditions, seed=11)
+    assert first.dtype == np.float32 and first.shape == (400, 4)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, sampler.sample(conditions, seed=12))
+    np.testing.assert_array_equal(first[:200, :2], 0.0)  # categories 1-2: StartX = StartY = 0 exactly
+    assert (first[200:, :2].std(axis=0) > 0.1).all()
+    with torch.no_grad():
+        expected = model.log_prob(torch.from_numpy(first), torch.from_numpy(conditions)).numpy()
+    np.testing.assert_allclose(sampler.log_prob(first, conditions), expected, atol=1e-5)
+
+
+def test_sampler_batches_give_the_same_rows_as_one_batch(tmp_path):
+    _save(_randomised(_spec()), tmp_path)
+    sampler = load_sampler(tmp_path, device="cpu")
+    conditions = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    targets = sampler.sample(conditions, seed=1)
+    sampler.batch_size = 64
+    np.testing.assert_allclose(sampler.log_prob(targets, conditions), load_sampler(tmp_path, "cpu").log_prob(targets, conditions), atol=1e-5)
+
+
+def test_unknown_category_is_refused_with_the_known_values(tmp_path):
+    _save(_randomised(_ship_spec()), tmp_path)
+    with pytest.raises(InputError, match=r"category.*\[5\.0\].*1\.0"):
+        load_sampler(tmp_path, device="cpu").sample(np.array([[5.0]], np.float32), seed=0)
+
+
+def test_wrong_condition_width_and_missing_files_are_explained(tmp_path):
+    with pytest.raises(InputError, match="model.json is missing"):
+        load_sampler(tmp_path)
+    _save(_randomised(_spec()), tmp_path)
+    with pytest.raises(InputError, match=r"shape \[n, 2\]"):
+        load_sampler(tmp_path, device="cpu").sample(np.zeros((3, 5), np.float32), seed=0)
+
+
+def test_model_json_round_trips(tmp_path):
+    spec = _ship_spec()
+    assert FlowSpec.from_json(spec.to_json()) == spec
+    assert json.loads(spec.to_json())["kind"] == "flow"

@@ -1,0 +1,228 @@
+"""Generation (and validation of what it wrote) end to end on tiny hand-built splits, with a small sampler of our own (not a framework mock).
+
+The sampler follows the ``Sampler`` protocol of pipeline_steps.models: transformed conditions in,
+transformed targets out. With no noise its output is a known function of the conditions, so the
+values in the ROOT file can be checked against an independent computation.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import uproot
+
+from pipeline_steps.generate.layout import layout_from_config
+from pipeline_steps.generate.root_io import read_generated_root
+from pipeline_steps.generate.sampling import event_aligned_chunks, poisson_category_counts
+from pipeline_steps.generate.step import GenerateSettings, generate_to_root
+from pipeline_steps.preprocess import categorise as cat
+from pipeline_steps.preprocess.derived import parse_derived
+from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
+from pipeline_steps.validate.step import run as validate_run, run_summary
+
+CONDITIONS = ["gen_pt", "gen_eta", "PV_npvs"]
+TARGETS = ["ptRatio", "area", "nConstituents"]
+JETS_TABLE = {
+    "collection": {"counter": "nJet", "prefix": "Jet_"},
+    "fields": ["pt", "area", "nConstituents"],
+    "event_fields": ["PV_npvs"],
+    "match": {"index": "genJetIdx", "collection": {"counter": "nGenJet", "prefix": "GenJet_"},
+              "fields": ["pt", "eta"], "output_prefix": "gen_"},
+}
+
+
+class LinearSampler:
+    """targets = slope * (first condition) + shift + noise * N(0, 1), in transformed space."""
+
+    def __init__(self, n_targets, slope=0.5, shift=0.0, noise=0.0):
+        self.n_targets, self.slope, self.shift, self.noise = n_targets, slope, shift, noise
+
+    def sample(self, conditions, seed):
+        rng = np.random.default_rng(seed)
+        base = self.slope * conditions[:, :1] + self.shift
+        return (base + self.noise * rng.normal(size=(len(conditions), self.n_targets))).astype(np.float32)
+
+
+def jets_case(n_events=300, seed=0):
+    """A test split with the contract's columns and the fitted transforms it came from."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 4, n_events)
+    event = np.repeat(np.arange(n_events), counts)
+    n = len(event)
+    gen_pt = rng.uniform(20, 200, n)
+    physical = pd.DataFrame({
+        "source_file": np.where(event % 2 == 0, "0.root", "1.root"), "entry": event.astype(np.int64),
+        "object_index": np.concatenate([np.arange(c) for c in counts]).astype(np.int32),
+        "run": np.ones(n, np.uint32), "luminosityBlock": np.ones(n, np.uint32), "event": event.astype(np.uint64),
+        "gen_pt": gen_pt.astype(np.float32), "gen_eta": rng.normal(0, 2, n).astype(np.float32),
+        "PV_npvs": np.repeat(rng.integers(5, 40, n_events), counts).astype(np.int32),
+        "ptRatio": rng.normal(1.0, 0.1, n), "area": rng.uniform(0.3, 0.6, n),
+        "nConstituents": rng.integers(2, 40, n).astype(np.int32),
+    })
+    transforms = ModelTransforms(
+        conditions=fit_variable_transforms(physical, {c: "standard" for c in CONDITIONS}),
+        targets=fit_variable_transforms(physical, {t: "standard" for t in TARGETS}),
+        derived=parse_derived({"ptRatio": {"op": "ratio", "of": ["pt", "gen_pt"]}}),
+        model="jets",
+    )
+    cond = transforms.conditions.forward(physical)
+    targ = transforms.targets.forward(physical)
+    split = physical.assign(**{f"cond__{c}": cond[:, i] for i, c in enumerate(CONDITIONS)},
+                            **{f"targ__{t}": targ[:, i] for i, t in enumerate(TARGETS)})
+    return split.sample(frac=1.0, random_state=1).reset_index(drop=True), transforms  # shuffled on purpose
+
+
+def jets_settings(chunk_rows=100):
+    return GenerateSettings.from_params({
+        "model_name": "jets", "seed": 3, "chunk_rows": chunk_rows, "validation": {"generated_events": 10},
+        "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
+        "dataset": {"tree": "Events", "identity": ["run", "luminosityBlock", "event"], "table": JETS_TABLE},
+    })
+
+
+def test_conditional_generation_writes_known_values_in_input_layout(tmp_path):
+    split, transforms = jets_case()
+    settings = jets_settings(chunk_rows=100)
+    test_rows = split.sort_values(["source_file", "entry", "object_index"], kind="mergesort").reset_index(drop=True)
+    stats = generate_to_root(LinearSampler(3), transforms, test_rows, settings, tmp_path / "g.root")
+    assert stats.rows == len(split)
+    tree = uproot.open(tmp_path / "g.root")["Events"]
+    assert tree.num_entries == split.groupby(["source_file", "entry"]).ngroups
+    assert {"nJet", "Jet_pt", "Jet_area", "Jet_nConstituents", "nGenJet", "GenJet_pt", "GenJet_eta", "PV_npvs",
+            "run", "event", "source_file", "entry", "Jet_object_index"} <= set(tree.keys())
+    back = read_generated_root(tmp_path / "g.root", settings.layout)
+    merged = back.merge(split, on=["source_file", "entry", "object_index"], suffixes=("", "_real"))
+    assert len(merged) == len(split)  # every generated row traces back to exactly one real row
+    assert np.array_equal(merged["gen_pt"], merged["gen_pt_real"])
+    # independent computation: transformed targets = 0.5 * cond__gen_pt, inverse-standardised, pt = ratio * gen_pt
+    expected_targets = transforms.targets.inverse(np.repeat(0.5 * merged[["cond__gen_pt"]].to_numpy(), 3, axis=1))
+    np.testing.assert_allclose(merged["pt"], expected_targets["ptRatio"] * merged["gen_pt_real"], rtol=1e-5)
+    np.testing.assert_array_equal(merged["nConstituents"], np.rint(expected_targets["nConstituents"]).astype(np.int32))
+    assert back["nConstituents"].dtype == np.int32
+
+
+def test_generation_is_reproducible_and_chunking_keeps_events_whole(tmp_path):
+    split, transforms = jets_case(100)
+    test_rows = split.sort_values(["source_file", "entry", "object_index"], kind="mergesort").reset_index(drop=True)
+    for part in event_aligned_chunks(test_rows, 7):
+        inside = test_rows.iloc[part][["source_file", "entry"]].apply(tuple, axis=1)
+        outside = test_rows.drop(test_rows.index[part])[["source_file", "entry"]].apply(tuple, axis=1)
+        assert not set(inside) & set(outside)
+    sampler = LinearSampler(3, noise=0.3)
+    for name in ("a.root", "b.root"):
+        generate_to_root(sampler, transforms, test_rows, jets_settings(50), tmp_path / name)
+    a = read_generated_root(tmp_path / "a.root", jets_settings().layout)
+    b = read_generated_root(tmp_path / "b.root", jets_settings().layout)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def ship_case(n=3000, seed=0):
+    """categories.json made by prep-A's own functions from a hand-built muon table."""
+    rng = np.random.default_rng(seed)
+    from_target = rng.random(n) < 0.4
+    muons = pd.DataFrame({
+        "source_file": "0.root", "entry": np.arange(n, dtype=np.int64), "object_index": np.zeros(n, np.int32),
+        "PdgCode": rng.choice([13, -13], n), "weight": rng.uniform(1, 700, n),
+        "StartX": np.where(from_target, 0.0, rng.normal(0, 5, n)), "StartY": np.where(from_target, 0.0, rng.normal(0, 5, n)),
+        "StartZ": rng.uniform(-7000, -6000, n), "Px": rng.normal(0, 1, n), "Py": rng.normal(0, 1, n),
+        "Pz": rng.exponential(20, n) + 1,
+    })
+    tables, described = cat.categorise(muons, cat.reduce_minmax([cat.file_minmax(muons)]))
+    return tables, json.loads(json.dumps(described))
+
+
+def test_poisson_counts_follow_shares():
+    counts = poisson_category_counts({1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4}, 100_000, np.random.default_rng(0))
+    assert abs(sum(counts.values()) - 100_000) < 5 * np.sqrt(100_000)
+    for category, share in {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4}.items():
+        assert abs(counts[category] / 100_000 - share) < 0.01
+
+
+def test_ship_generation_per_category_in_physical_units(tmp_path):
+    tables, described = ship_case()
+    targets = ["StartX", "StartY", "StartZ", "Px", "Py", "Pz"]
+    table = pd.concat(tables.values(), ignore_index=True).fillna({"StartX": 0.0, "StartY": 0.0})
+    transforms = ModelTransforms(conditions=fit_variable_transforms(table, {"category": "passthrough"}),
+                                 targets=fit_variable_transforms(table, {t: "passthrough" for t in targets}))
+    settings = GenerateSettings.from_params({
+        "model_name": "ship_muons", "seed": 1, "chunk_rows": 700, "validation": {"generated_events": 4000},
+        "model": {"kind": "flow", "conditions": ["category"], "targets": targets, "categorised": True, "weight": "weight"},
+        "dataset": {"tree": "cbmsim", "identity": [], "table": {
+            "collection": {"counter": "nvetoPoint", "prefix": "vetoPoint_"}, "fields": ["TrackID"], "output_prefix": "veto_",
+            "match": {"index": "TrackID", "collection": {"counter": "nMCTrack", "prefix": "MCTrack_"},
+                      "fields": ["PdgCode", "StartX", "StartY", "StartZ", "Px", "Py", "Pz", "weight"], "output_prefix": ""}}},
+    })
+    sampler = LinearSampler(6, slope=0.0, shift=0.0, noise=0.3)  # normalised space: centre of [-1, 1]
+    stats = generate_to_root(sampler, transforms, pd.DataFrame(), settings, tmp_path / "g.root", described)
+    back = read_generated_root(tmp_path / "g.root", settings.layout)
+    assert stats.rows == len(back) and abs(len(back) - 4000) < 5 * np.sqrt(4000)
+    shares = cat.category_shares(described, weighted=True)
+    for category, share in shares.items():
+        assert abs((back["category"] == category).mean() - share) < 0.04
+    pdg = back.groupby("category")["PdgCode"].unique()
+    assert pdg[1].tolist() == [-13] and pdg[2].tolist() == [13] and pdg[4].tolist() == [13]
+    target_muons = back[back["category"].isin([1, 2])]
+    assert (target_muons[["StartX", "StartY"]] == 0).all().all()
+    # 0 in normalised units is the middle of the category's physical range
+    cat4 = described["categories"]["4"]
+    middle = 0.5 * (cat4["min"]["Pz"] + cat4["max"]["Pz"])
+    assert abs(back.loc[back["category"] == 4, "Pz"].median() - middle) < 0.1 * (cat4["max"]["Pz"] - cat4["min"]["Pz"])
+    np.testing.assert_allclose(back["weight"].sum(), described["weight_total"] * len(back) / 4000, rtol=1e-4)
+
+
+# --- generated file -> validate_model / validate_summary ------------------------------------------
+FIGURES = ("distributions", "correlations", "bdt_output", "response")
+
+
+def _validation_params(n=400):
+    return {
+        "model_name": "jets", "seed": 3,
+        "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
+        "dataset": {"tree": "Events", "identity": ["run", "luminosityBlock", "event"], "table": JETS_TABLE},
+        "validation": {"classifier": "hist", "n_train_per_class": n, "n_eval_per_class": n, "bins": 20},
+    }
+
+
+def _validate(tmp_path, name, sampler, n=400):
+    split, transforms = jets_case(600)
+    split.to_parquet(tmp_path / "test.parquet")
+    save_transforms(transforms, tmp_path / "transforms.json")
+    generate_to_root(sampler, transforms, split.sort_values(["source_file", "entry", "object_index"]).reset_index(drop=True),
+                     jets_settings(), tmp_path / f"{name}.root")
+    figures = {key: str(tmp_path / name / f"{key}.png") for key in FIGURES}
+    metrics = tmp_path / name / "metrics.json"
+    validate_run(str(tmp_path / "test.parquet"), str(tmp_path / "transforms.json"), str(tmp_path / f"{name}.root"),
+        str(metrics), figures, _validation_params(n))
+    return json.loads(metrics.read_text()), figures
+
+
+def test_validate_model_writes_metrics_and_figures(tmp_path):
+    metrics, figures = _validate(tmp_path, "noisy", LinearSampler(3, slope=0.0, noise=1.0), n=1000)
+    assert metrics["features"] == CONDITIONS + ["pt", "area", "nConstituents"]  # ptRatio back to pt
+    assert metrics["rows_real"] == metrics["rows_generated"]
+    assert metrics["reduced"] is True and "fewer rows" in metrics["note"]  # ~1200 rows < 1000 + 1000 asked
+    for path in figures.values():
+        with open(path, "rb") as stream:
+            assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert metrics["spd_fraction_generated"] is None
+
+
+def test_validate_ranks_generators_and_summary_gathers(tmp_path):
+    # The real targets are independent standard-normal-ish noise in transformed space, so a sampler
+    # drawing N(0, 1) is a good generator and a shifted, narrow one a degraded generator.
+    good, _ = _validate(tmp_path, "good", LinearSampler(3, slope=0.0, noise=1.0))
+    bad, _ = _validate(tmp_path, "bad", LinearSampler(3, slope=0.0, shift=0.8, noise=0.4))
+    assert bad["auc"] > good["auc"] + 0.2
+    for name in ("good", "bad"):
+        (tmp_path / name / "generation.json").write_text(json.dumps({"rows": 10, "rows_per_s": 5.0}))
+    train = tmp_path / "train"
+    train.mkdir()
+    pd.DataFrame({"epoch": [1, 2], "seconds": [1.5, 2.5]}).to_csv(train / "history.csv", index=False)
+    run_summary(metrics=[str(tmp_path / n / "metrics.json") for n in ("good", "bad")],
+                generation=[str(tmp_path / n / "generation.json") for n in ("good", "bad")],
+                train_dirs=[str(train), str(tmp_path / "missing")], output=str(tmp_path / "summary.csv"))
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["auc"].tolist() == pytest.approx([good["auc"], bad["auc"]], abs=1e-5)
+    assert summary["training_seconds"].iloc[0] == 4.0 and np.isnan(summary["training_seconds"].iloc[1])
+    assert summary["generation_rows_per_s"].tolist() == [5.0, 5.0]

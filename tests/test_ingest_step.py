@@ -1,0 +1,211 @@
+"""Ingestion on tiny hand-built ROOT files (written with uproot in tmp_path) and on ROOT-written files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import uproot
+import yaml
+
+from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.ingest.step import run
+
+CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+REAL = Path("/work/shared/data/real") if Path("/work/shared/data/real").exists() else Path(__file__).parents[2] / "shared/data/real"
+
+
+def _write_tree(file, name, data):
+    """A real TTree (uproot 5.7 writes an RNTuple for ``file[name] = data``)."""
+    types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()}
+    file.mktree(name, types).extend(data)
+
+
+def _reading(dataset, **overrides):
+    settings = CONFIG["datasets"][dataset]
+    reading = {k: settings[k] for k in ("tree", "step_size", "empty_tree", "identity")}
+    return {**reading, **overrides}
+
+
+def _ingest(tmp_path, raw, dataset, table, mapping=None, **reading):
+    mapping = mapping or CONFIG["datasets"][dataset]["tables"][table]
+    out = tmp_path / "out" / f"{table}.parquet"
+    summary = run(str(raw), str(out), str(out.with_suffix(".json")), _reading(dataset, **reading), mapping, table, dataset)
+    return pq.read_table(out).to_pandas(), summary
+
+
+def _ship_file(path, n_entries=3):
+    """3 events; event 0: two muon tracks, track 0 with 3 veto hits; event 1: an electron; event 2: none."""
+    veto = ak.Array([
+        {"TrackID": [0, 0, 1, 0], "X": [1.0, 2.0, 3.0, 4.0], "Y": [0.0] * 4, "Z": [5.0] * 4},
+        {"TrackID": [0], "X": [9.0], "Y": [9.0], "Z": [9.0]},
+        {"TrackID": [], "X": [], "Y": [], "Z": []},
+    ])
+    track = ak.Array([
+        {"PdgCode": [13, -13], "StartX": [0.1, 0.2], "StartY": [0.0, 0.0], "StartZ": [1.0, 2.0],
+         "Px": [1.0, 2.0], "Py": [0.0, 0.0], "Pz": [10.0, 20.0], "weight": [1.0, 2.0]},
+        {"PdgCode": [11], "StartX": [0.0], "StartY": [0.0], "StartZ": [0.0], "Px": [0.0], "Py": [0.0],
+         "Pz": [1.0], "weight": [1.0]},
+        {k: [] for k in ("PdgCode", "StartX", "StartY", "StartZ", "Px", "Py", "Pz", "weight")},
+    ])
+    veto = ak.zip({k: ak.values_astype(veto[k], np.int32 if k == "TrackID" else np.float64) for k in veto.fields})
+    track = ak.zip({k: ak.values_astype(track[k], np.int32 if k == "PdgCode" else np.float64) for k in track.fields})
+    with uproot.recreate(path) as file:
+        _write_tree(file, "cbmsim", {"vetoPoint": veto[:n_entries], "MCTrack": track[:n_entries]})
+    return path
+
+
+def _nano_file(path, genjet_idx=None):
+    """2 events with reco jets matched to gen jets by Jet_genJetIdx (including -1) and muons to GenPart."""
+    genjet_idx = genjet_idx or [[1, -1, 0], [0]]
+    n = [len(x) for x in genjet_idx]
+    jets = {f: ak.values_astype(ak.Array([np.arange(k) + 10 * i for i, k in enumerate(n)]), np.float32)
+            for f in CONFIG["datasets"]["nanoaod"]["tables"]["jets"]["fields"]}
+    jets["genJetIdx"] = ak.values_astype(ak.Array(genjet_idx), np.int32)
+    gen = {f: ak.Array([[100.0, 200.0], [300.0]]) for f in ["pt", "eta", "phi", "mass", "hadronFlavour", "partonFlavour"]}
+    muons = {f: ak.Array([[1.0, 2.0], [3.0]]) for f in CONFIG["datasets"]["nanoaod"]["tables"]["muons"]["fields"]}
+    muons["genPartIdx"] = ak.Array([[0, 1], [0]])
+    genpart = {f: ak.Array([[50.0, 60.0], [70.0]]) for f in ["pt", "eta", "phi", "mass"]}
+    genpart["pdgId"] = ak.Array([[13, 13], [-13]])
+    genpart["status"] = ak.Array([[1, 2], [1]])
+    with uproot.recreate(path) as file:
+        _write_tree(file, "Events", {
+            "run": np.array([1, 1], np.uint32), "luminosityBlock": np.array([7, 7], np.uint32),
+            "event": np.array([100, 101], np.uint64), "fixedGridRhoFastjetAll": np.array([5.0, 6.0], np.float32),
+            "PV_npvs": np.array([20, 30], np.int32),
+            "Jet": ak.zip(jets), "GenJet": ak.zip(gen), "Muon": ak.zip(muons), "GenPart": ak.zip(genpart),
+        })
+    return path
+
+
+def test_ship_unique_match_and_selection(tmp_path):
+    df, summary = _ingest(tmp_path, _ship_file(tmp_path / "0.root"), "ship", "muons")
+    # event 0: tracks 0 (3 hits -> 1 row) and 1; event 1: electron fails abs(PdgCode) == 13
+    assert list(df["entry"]) == [0, 0]
+    assert list(df["veto_TrackID"]) == [0, 1]
+    assert list(df["veto_X"]) == [1.0, 3.0]  # first hit of track 0 kept
+    assert list(df["PdgCode"]) == [13, -13] and list(df["weight"]) == [1.0, 2.0]
+    assert list(df.columns[:3]) == ["source_file", "entry", "object_index"] and set(df["source_file"]) == {"0.root"}
+    assert summary["rows_in"] == 5 and summary["failed_selection"] == 1 and summary["duplicates_removed"] == 2
+    assert summary["rows_out"] == 2
+
+
+def test_nanoaod_matching_with_minus_one_and_match_selection(tmp_path):
+    raw = _nano_file(tmp_path / "n.root")
+    jets, summary = _ingest(tmp_path, raw, "nanoaod", "jets")
+    assert list(jets.columns[:8]) == ["source_file", "entry", "object_index", "run", "luminosityBlock", "event",
+                                      "fixedGridRhoFastjetAll", "PV_npvs"]
+    assert list(zip(jets["entry"], jets["object_index"])) == [(0, 0), (0, 2), (1, 0)]
+    assert list(jets["gen_pt"]) == [200.0, 100.0, 300.0]
+    assert jets["pt"].dtype == np.float32 and summary["unmatched_no_index"] == 1
+    muons, msummary = _ingest(tmp_path, raw, "nanoaod", "muons")
+    # muon 1 of event 0 points to a status-2 particle: fails the match selection
+    assert list(muons["gen_pt"]) == [50.0, 70.0] and list(muons["gen_pdgId"]) == [13, -13]
+    assert msummary["unmatched_failed_match_selection"] == 1
+
+
+def test_keep_unmatched_fills_nan_and_flags(tmp_path):
+    mapping = {**CONFIG["datasets"]["nanoaod"]["tables"]["jets"]}
+    mapping["match"] = {**mapping["match"], "keep_unmatched": True}
+    jets, _ = _ingest(tmp_path, _nano_file(tmp_path / "n.root"), "nanoaod", "jets", mapping)
+    assert list(jets["matched"]) == [True, False, True, True]
+    assert np.isnan(jets["gen_pt"][1]) and jets["gen_pt"][0] == 200.0
+
+
+def test_match_index_out_of_range_is_input_error_without_output(tmp_path):
+    raw = _nano_file(tmp_path / "n.root", genjet_idx=[[0, 5, 0], [0]])
+    with pytest.raises(InputError, match=r"Jet_genJetIdx.* = 5 in entry 0 is out of range"):
+        _ingest(tmp_path, raw, "nanoaod", "jets")
+    assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_chunked_equals_one_shot_and_bytes_deterministic(tmp_path):
+    raw = _ship_file(tmp_path / "0.root")
+    mapping = CONFIG["datasets"]["ship"]["tables"]["muons"]
+    reading = _reading("ship")
+    paths = []
+    for name, step in [("a", 1), ("b", 1), ("c", 1000)]:
+        out = tmp_path / f"{name}.parquet"
+        run(str(raw), str(out), str(tmp_path / f"{name}.json"), {**reading, "step_size": step}, mapping, "muons")
+        paths.append(out)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert pq.read_table(paths[0]).equals(pq.read_table(paths[2]))
+
+
+def test_real_root_written_file_matches_uproot(tmp_path):
+    raw = REAL / "uproot-HZZ.root"
+    mapping = {"collection": {"counter": "NMuon", "prefix": "Muon_"}, "fields": ["Px", "Py", "Charge"],
+               "event_fields": ["EventWeight"], "output_prefix": "mu_"}
+    df, _ = _ingest(tmp_path, raw, "nanoaod", "muons", mapping, tree="events", identity=[], step_size=700)
+    direct = uproot.open(raw)["events"].arrays(["Muon_Px", "Muon_Charge", "EventWeight", "NMuon"])
+    np.testing.assert_array_equal(df["mu_Px"].to_numpy(), ak.to_numpy(ak.flatten(direct["Muon_Px"])))
+    np.testing.assert_array_equal(df["mu_Charge"].to_numpy(), ak.to_numpy(ak.flatten(direct["Muon_Charge"])))
+    np.testing.assert_array_equal(df["EventWeight"], np.repeat(ak.to_numpy(direct["EventWeight"]), direct["NMuon"]))
+    assert df["mu_Px"].dtype == np.float32
+
+
+def test_flat_table_with_sequences(tmp_path):
+    raw = tmp_path / "c.root"
+    with uproot.recreate(raw) as file:
+        _write_tree(file, "CalRatio", {"jet_pt": np.array([10.0, 20.0, 30.0]), "eventNumber": np.array([1, 2, 3]),
+                                       "clus": ak.zip({"pt": ak.Array([[1.0, 2.0], [], [3.0]])})})
+    mapping = {"fields": ["jet_pt"], "selection": "jet_pt > 15",
+               "sequences": {"clusters": {"counter": "nclus", "prefix": "clus_", "fields": ["pt"]}}}
+    df, _ = _ingest(tmp_path, raw, "calratio_main", "jets", mapping, identity=["eventNumber"])
+    assert list(df.columns) == ["source_file", "entry", "object_index", "eventNumber", "jet_pt", "clus_pt"]
+    assert list(df["entry"]) == [1, 2] and [list(x) for x in df["clus_pt"]] == [[], [3.0]]
+    assert set(df["object_index"]) == {0}
+
+
+def _bad_cases(tmp_path):
+    good = _ship_file(tmp_path / "good.root")
+    not_root = tmp_path / "text.root"
+    not_root.write_text("hello, not ROOT\n" * 20)
+    truncated = tmp_path / "trunc.root"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = _ship_file(tmp_path / "empty.root", n_entries=0)
+    return {
+        "missing": (tmp_path / "nope.root", {}, "does not exist"),
+        "not_root": (not_root, {}, "cannot be opened as a ROOT file"),
+        "truncated": (truncated, {}, "truncated"),
+        "tree": (good, {"tree": "Events"}, r"no tree 'Events'; the file has trees \['cbmsim'\]"),
+        "empty": (empty, {}, "the tree is empty"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "not_root", "truncated", "tree", "empty"])
+def test_bad_input_gives_clear_error_and_no_output(tmp_path, case):
+    raw, reading, message = _bad_cases(tmp_path)[case]
+    with pytest.raises(InputError, match=message):
+        _ingest(tmp_path, raw, "ship", "muons", **reading)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_missing_branch_names_close_matches(tmp_path):
+    mapping = {**CONFIG["datasets"]["ship"]["tables"]["muons"], "fields": ["TrackId", "X"]}
+    with pytest.raises(InputError, match=r"'vetoPoint_TrackId' \(close: \['vetoPoint_TrackID'"):
+        _ingest(tmp_path, _ship_file(tmp_path / "0.root"), "ship", "muons", mapping)
+
+
+def test_empty_tree_as_empty_table_keeps_schema(tmp_path):
+    raw = tmp_path / "e.root"
+    with uproot.recreate(raw) as file:
+        file.mktree("Tracks", {"x": np.float32, "runNumber": np.int32, "eventNumber": np.int64})
+    mapping = {"fields": ["x"]}
+    run(str(raw), str(tmp_path / "e.parquet"), str(tmp_path / "e.json"),
+        {"tree": "Tracks", "empty_tree": "empty_table", "identity": ["runNumber", "eventNumber"]}, mapping, "tracks")
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.num_rows == 0 and table.schema.names == ["source_file", "entry", "object_index", "runNumber",
+                                                           "eventNumber", "x"]
+    assert str(table.schema.field("x").type) == "float"
+    assert json.loads((tmp_path / "e.json").read_text())["rows_out"] == 0
+
+
+def test_unsafe_selection_is_config_error(tmp_path):
+    mapping = {**CONFIG["datasets"]["ship"]["tables"]["muons"], "selection": "__import__('os').system('true')"}
+    with pytest.raises(ConfigError, match="only calls of"):
+        _ingest(tmp_path, _ship_file(tmp_path / "0.root"), "ship", "muons", mapping)

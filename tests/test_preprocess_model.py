@@ -1,0 +1,181 @@
+"""run() of rule preprocess_model on tiny hand-built ingested / categorised Parquet files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.preprocess import covariance_representation as cov
+from pipeline_steps.preprocess.model_step import OUTPUT_KEYS, run
+from pipeline_steps.preprocess.transforms import load_transforms
+
+JETS = {
+    "conditions": ["gen_pt", "gen_eta", "gen_phi", "gen_hadronFlavour", "PV_npvs"],
+    "derived": {"ptRatio": {"op": "ratio", "of": ["pt", "gen_pt"]},
+                "phiMinusGen": {"op": "delta_phi", "of": ["phi", "gen_phi"]}},
+    "targets": ["ptRatio", "phiMinusGen", "btagDeepB", "nConstituents"],
+    "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+    "preprocessing": {"default": "standard", "per_variable": {"gen_pt": "log_standard"},
+                      "dequantize": ["nConstituents", "gen_hadronFlavour", "PV_npvs"],
+                      "decorrelate_conditions": False, "targets": "standard"},
+    "identity": ["run", "luminosityBlock", "event"],
+}
+
+
+def _ingested_jets(path: Path, source_file: str, n_events: int, seed: int) -> pd.DataFrame:
+    """A NanoAOD jets table in the ingest contract's column order (identity, event, reco, gen)."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_events
+    gen_pt = rng.uniform(20, 300, n).astype(np.float32)
+    gen_phi = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
+    table = pd.DataFrame({
+        "source_file": source_file,
+        "entry": np.repeat(np.arange(n_events, dtype=np.int64), 2),
+        "object_index": np.tile(np.arange(2, dtype=np.int32), n_events),
+        "run": np.uint32(1), "luminosityBlock": np.uint32(seed),
+        "event": np.repeat(np.arange(n_events, dtype=np.uint64) + 1000 * seed, 2),
+        "PV_npvs": rng.poisson(30, n).astype(np.uint8),
+        "pt": (gen_pt * rng.normal(1.0, 0.1, n)).astype(np.float32),
+        "eta": rng.normal(0, 2, n).astype(np.float32),
+        "phi": np.mod(gen_phi + rng.normal(0, 0.05, n) + np.pi, 2 * np.pi).astype(np.float32) - np.float32(np.pi),
+        "btagDeepB": rng.uniform(0, 1, n).astype(np.float32),
+        "nConstituents": rng.poisson(15, n).astype(np.uint8),
+        "gen_pt": gen_pt, "gen_eta": rng.normal(0, 2, n).astype(np.float32), "gen_phi": gen_phi,
+        "gen_hadronFlavour": rng.choice([0, 4, 5], n).astype(np.int32),
+    })
+    table.to_parquet(path, index=False)
+    return table
+
+
+def _outputs(folder: Path) -> dict[str, Path]:
+    names = {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet",
+             "transforms": "transforms.json", "distributions": "plots/distributions.png",
+             "correlations": "plots/correlations.png"}
+    assert set(names) == set(OUTPUT_KEYS)
+    return {key: folder / name for key, name in names.items()}
+
+
+def _read_splits(outputs: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(outputs[name]) for name in ("train", "validation", "test")}
+
+
+def test_run_writes_contract_columns_and_invertible_transforms(tmp_path):
+    files = [tmp_path / "0.parquet", tmp_path / "1.parquet"]
+    originals = pd.concat([_ingested_jets(files[0], "0.root", 300, 1), _ingested_jets(files[1], "1.root", 300, 2)])
+    outputs = _outputs(tmp_path / "jets")
+    run(files, outputs, {"model": "jets", "config": JETS, "seed": 42}, log=tmp_path / "jets.log")
+    splits = _read_splits(outputs)
+    identity = ["source_file", "entry", "object_index", "run", "luminosityBlock", "event"]
+    cond = [f"cond__{c}" for c in JETS["conditions"]]
+    targ = [f"targ__{t}" for t in JETS["targets"]]
+    train = splits["train"]
+    assert list(train.columns[:6]) == identity and list(train.columns[-9:]) == cond + targ
+    assert {"ptRatio", "phiMinusGen", "pt", "phi", "gen_pt"} <= set(train.columns)
+    assert all(train[c].dtype == np.float32 for c in cond + targ)
+    assert sum(len(s) for s in splits.values()) == len(originals)
+    keys = {name: set(zip(s.source_file, s.entry, s.object_index)) for name, s in splits.items()}
+    assert not (keys["train"] & keys["validation"]) and not (keys["train"] & keys["test"])
+    np.testing.assert_allclose(train["ptRatio"], train["pt"].astype(np.float64) / train["gen_pt"], rtol=1e-12)
+    # fitted on train only: standardised training targets have mean 0 / std 1, validation only close
+    assert abs(train["targ__btagDeepB"].mean()) < 1e-4 and abs(train["targ__btagDeepB"].std() - 1) < 1e-2
+    transforms = load_transforms(outputs["transforms"])
+    test = splits["test"]
+    conditions = transforms.conditions.inverse(test[cond].to_numpy())
+    assert np.array_equal(conditions["PV_npvs"].to_numpy(), test["PV_npvs"].to_numpy())  # dequantised: exact
+    physical = transforms.targets_to_physical(transforms.targets.inverse(test[targ].to_numpy()), conditions)
+    np.testing.assert_allclose(physical["pt"], test["pt"], rtol=1e-5)
+    np.testing.assert_allclose(physical["phi"], test["phi"], atol=1e-5)
+    assert np.array_equal(physical["nConstituents"].to_numpy(), test["nConstituents"].to_numpy())
+    assert outputs["distributions"].stat().st_size > 1000 and outputs["correlations"].stat().st_size > 1000
+    assert "split train" in (tmp_path / "jets.log").read_text()
+
+
+def test_run_output_does_not_depend_on_input_file_order(tmp_path):
+    files = [tmp_path / "0.parquet", tmp_path / "1.parquet"]
+    _ingested_jets(files[0], "0.root", 100, 1)
+    _ingested_jets(files[1], "1.root", 100, 2)
+    first, second = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
+    run(files, first, {"model": "jets", "config": JETS, "seed": 42})
+    run(files[::-1], second, {"model": "jets", "config": JETS, "seed": 42})
+    for name in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(pd.read_parquet(first[name]), pd.read_parquet(second[name]))
+
+
+def test_nan_in_a_model_variable_names_the_column_and_file(tmp_path):
+    table = _ingested_jets(tmp_path / "0.parquet", "0.root", 50, 1)
+    table.loc[3, "btagDeepB"] = np.nan
+    table.to_parquet(tmp_path / "0.parquet", index=False)
+    with pytest.raises(InputError, match=r"0\.parquet.*'btagDeepB'.*NaN"):
+        run([tmp_path / "0.parquet"], _outputs(tmp_path / "out"), {"model": "jets", "config": JETS, "seed": 1})
+    assert not (tmp_path / "out" / "train.parquet").exists()
+
+
+def test_covariance_model_with_cholesky_representation_and_decorrelation(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 600
+    a = rng.normal(size=(n, 5, 5)) * 0.1
+    elements = cov.matrices_to_elements(a @ np.swapaxes(a, 1, 2) + 0.01 * np.eye(5))
+    x = rng.normal(size=n)
+    table = pd.DataFrame({"source_file": "0.root", "entry": np.arange(n, dtype=np.int64),
+                          "object_index": np.zeros(n, np.int32), "runNumber": np.int32(7),
+                          "eventNumber": np.arange(n, dtype=np.int64),
+                          "x": x, "y": x + 0.1 * rng.normal(size=n), "p": rng.lognormal(3, 1, n),
+                          "charge": rng.choice([-1, 1], n).astype(np.int32)})
+    for i, name in enumerate(cov.element_names()):
+        table[name] = elements[:, i]
+    table.to_parquet(tmp_path / "0.parquet", index=False)
+    config = {"conditions": ["x", "y", "p", "charge"], "targets": cov.element_names(),
+              "split": {"train": 0.8, "validation": 0.1, "test": 0.1}, "identity": ["runNumber", "eventNumber"],
+              "preprocessing": {"default": "quantile_normal", "per_variable": {"p": "log10_quantile_normal",
+                                                                                "charge": "passthrough"},
+                                "decorrelate_conditions": True, "targets": "quantile_normal",
+                                "target_representation": "cholesky"}}
+    outputs = _outputs(tmp_path / "cov")
+    run([tmp_path / "0.parquet"], outputs, {"model": "tracks_cov", "config": config, "seed": 0})
+    train, test = pd.read_parquet(outputs["train"]), pd.read_parquet(outputs["test"])
+    cond = train[[f"cond__{c}" for c in config["conditions"]]].to_numpy(np.float64)
+    assert np.max(np.abs(np.corrcoef(cond.T) - np.eye(4))) < 1e-4  # x and y were 99% correlated
+    transforms = load_transforms(outputs["transforms"])
+    assert transforms.target_representation == "cholesky"
+    targ = test[[f"targ__{t}" for t in config["targets"]]].to_numpy()
+    physical = transforms.targets_to_physical(transforms.targets.inverse(targ), test)
+    np.testing.assert_allclose(physical[cov.element_names()].to_numpy(), test[cov.element_names()].to_numpy(),
+                               rtol=1e-4, atol=1e-7)
+    # any generator output maps to a positive definite covariance
+    random_output = np.random.default_rng(0).normal(size=(200, 15)).astype(np.float32)
+    generated = transforms.targets_to_physical(transforms.targets.inverse(random_output), test.iloc[:200])
+    assert np.all(np.linalg.eigvalsh(cov.elements_to_matrices(generated.to_numpy()))[:, 0] > 0)
+
+
+def test_categorised_ship_inputs_get_category_and_zero_start_xy_for_target_muons(tmp_path):
+    rng = np.random.default_rng(5)
+    files = []
+    for category in (1, 2, 3, 4):
+        n = 150
+        table = pd.DataFrame({"source_file": "0.root", "entry": np.arange(n, dtype=np.int64) + 1000 * category,
+                              "object_index": np.zeros(n, np.int32), "category": np.int8(category),
+                              "weight": rng.uniform(0, 1, n)})
+        names = ["StartZ", "Px", "Py", "Pz"] if category <= 2 else ["StartX", "StartY", "StartZ", "Px", "Py", "Pz"]
+        for name in names:
+            table[name] = rng.uniform(-1, 1, n)
+        files.append(tmp_path / f"cat{category}.parquet")
+        table.to_parquet(files[-1], index=False)
+    config = {"categorised": True, "conditions": ["category"], "weight": "weight",
+              "targets": ["StartX", "StartY", "StartZ", "Px", "Py", "Pz"],
+              "split": {"train": 0.8, "validation": 0.1, "test": 0.1}, "identity": [],
+              "preprocessing": {"default": "passthrough", "targets": "passthrough", "decorrelate_conditions": False}}
+    outputs = _outputs(tmp_path / "ship")
+    run(files, outputs, {"model": "ship_muons", "config": config, "seed": 42})
+    train = pd.read_parquet(outputs["train"])
+    assert list(train.columns[:4]) == ["source_file", "entry", "object_index", "category"]
+    assert train["category"].dtype == np.int8 and set(train["category"]) == {1, 2, 3, 4}
+    assert "weight" in train.columns and train["weight"].between(0, 1).all()
+    target_muons = train["category"] <= 2
+    for name in ("StartX", "StartY", "targ__StartX", "targ__StartY"):
+        assert (train.loc[target_muons, name] == 0.0).all()
+        assert (train.loc[~target_muons, name] != 0.0).all()
+    np.testing.assert_array_equal(train["targ__Pz"], train["Pz"].astype(np.float32))  # passthrough

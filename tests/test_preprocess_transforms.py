@@ -1,0 +1,193 @@
+"""Transforms: exact round trips, decorrelation, dequantisation, derived targets, covariance
+representations, JSON + npz storage, and no pickle anywhere in the package."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.preprocess import covariance_representation as cov
+from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived, wrap_phi
+from pipeline_steps.preprocess.transforms import (
+    TRANSFORM_KINDS,
+    ModelTransforms,
+    fit_variable_transforms,
+    load_transforms,
+    save_transforms,
+)
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pipeline_steps"
+
+
+def _physics_sample(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "p": rng.lognormal(2.0, 1.0, n).astype(np.float32),             # GeV, positive, long tail
+        "eta": rng.normal(0.0, 2.0, n),
+        "iso": (rng.exponential(0.2, n) * rng.choice([-1, 1], n)),       # signed, spiky at 0
+        "flag": rng.integers(0, 2, n).astype(np.int32),
+    })
+
+
+@pytest.mark.parametrize("kind", TRANSFORM_KINDS)
+def test_every_kind_round_trips_to_1e6_relative(kind):
+    data = _physics_sample()
+    column = "p" if "log" in kind and "signed" not in kind else "eta"
+    transforms = fit_variable_transforms(data.iloc[:2000], {column: kind})
+    test_rows = data.iloc[2000:]  # not fitted on: includes values outside the training range
+    exact = transforms.inverse(transforms.forward(test_rows, dtype=np.float64))[column].to_numpy(np.float64)
+    truth = test_rows[column].to_numpy(np.float64)
+    np.testing.assert_allclose(exact, truth, rtol=1e-6, atol=0)
+    # the float32 contract output: precision of the float32 transformed value, relative to the data scale
+    stored = transforms.inverse(transforms.forward(test_rows))[column].to_numpy(np.float64)
+    assert np.max(np.abs(stored - truth)) <= 1e-5 * (np.max(np.abs(truth)) + np.std(truth))
+    assert transforms.forward(test_rows).dtype == np.float32
+
+
+def test_quantile_normal_maps_training_data_onto_a_standard_normal_and_extrapolates():
+    data = _physics_sample(n=5000)
+    transforms = fit_variable_transforms(data, {"p": "log10_quantile_normal", "iso": "quantile_normal"})
+    z = transforms.forward(data, dtype=np.float64)
+    assert np.allclose(z.mean(axis=0), 0.0, atol=0.05) and np.allclose(z.std(axis=0), 1.0, atol=0.05)
+    beyond = pd.DataFrame({"p": [1e-3, 1e6], "iso": [-50.0, 50.0]})
+    z_beyond = transforms.forward(beyond, dtype=np.float64)
+    assert np.all(z_beyond[0] < z.min(axis=0)) and np.all(z_beyond[1] > z.max(axis=0))
+    # p comes back as float32, its branch dtype
+    np.testing.assert_allclose(transforms.inverse(z_beyond).to_numpy(), beyond.to_numpy(), rtol=1e-6)
+
+
+def test_decorrelation_removes_correlation_and_inverts():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=4000)
+    data = pd.DataFrame({"a": a, "b": 0.9 * a + 0.1 * rng.normal(size=4000), "c": rng.normal(size=4000) - a})
+    kinds = {"a": "standard", "b": "standard", "c": "quantile_normal"}
+    plain = fit_variable_transforms(data, kinds)
+    assert abs(np.corrcoef(plain.forward(data).T)[0, 1]) > 0.9
+    whitened = fit_variable_transforms(data, kinds, decorrelate=True)
+    y = whitened.forward(data, dtype=np.float64)
+    np.testing.assert_allclose(np.cov(y.T), np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(whitened.inverse(y).to_numpy(), data.to_numpy(), rtol=1e-6, atol=1e-12)
+
+
+def test_dequantisation_returns_the_exact_integers_in_their_dtype():
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame({
+        "nConstituents": rng.poisson(20, 5000).astype(np.uint8),
+        "jetId": rng.choice([0, 2, 6], 5000).astype(np.int32),
+        "looseId": rng.random(5000) < 0.7,
+    })
+    transforms = fit_variable_transforms(data, {"nConstituents": "standard", "jetId": "quantile_normal",
+                                                "looseId": "standard"}, dequantize=list(data), seed=3)
+    forward = transforms.forward(data)
+    continuous = transforms.inverse(forward.astype(np.float64))  # noise is removed only by the floor
+    assert not np.array_equal(forward[:, 0], np.round(forward[:, 0]))
+    assert len(np.unique(forward[:, 0])) > 1000  # dequantised: no longer a few spikes
+    back = transforms.inverse(forward)
+    for name in data:
+        assert back[name].dtype == data[name].dtype
+        assert np.array_equal(back[name].to_numpy(), data[name].to_numpy())
+    assert np.array_equal(continuous["jetId"].to_numpy(), data["jetId"].to_numpy())
+    assert np.array_equal(forward, transforms.forward(data)), "dequantisation noise must be seeded"
+    with pytest.raises(InputError, match="integer"):
+        fit_variable_transforms(pd.DataFrame({"x": [0.5, 1.0]}), {"x": "standard"}, dequantize=["x"])
+
+
+def test_log_of_non_positive_values_is_an_input_error():
+    with pytest.raises(InputError, match="'gen_mass'.*> 0"):
+        fit_variable_transforms(pd.DataFrame({"gen_mass": [1.0, 0.0]}), {"gen_mass": "log_standard"})
+    with pytest.raises(ConfigError, match="expected one of"):
+        fit_variable_transforms(pd.DataFrame({"x": [1.0]}), {"x": "sqrt"})
+
+
+def test_derived_targets_invert_and_delta_phi_wraps_into_minus_pi_pi():
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"pt": rng.uniform(20, 200, 1000), "gen_pt": rng.uniform(20, 200, 1000),
+                       "phi": rng.uniform(-np.pi, np.pi, 1000), "gen_phi": rng.uniform(-np.pi, np.pi, 1000)})
+    for spec in (DerivedVariable("ptRatio", "ratio", "pt", "gen_pt"),
+                 DerivedVariable("ptDiff", "difference", "pt", "gen_pt"),
+                 DerivedVariable("dphi", "delta_phi", "phi", "gen_phi")):
+        values = compute_derived(spec, df)
+        np.testing.assert_allclose(invert_derived(spec, values, df[spec.reference]), df[spec.source], rtol=1e-12)
+    dphi = compute_derived(DerivedVariable("dphi", "delta_phi", "phi", "gen_phi"), df)
+    assert dphi.min() > -np.pi and dphi.max() <= np.pi
+    edge = pd.DataFrame({"phi": [3.0, -3.0, np.pi], "gen_phi": [-3.0, 3.0, 0.0]})
+    np.testing.assert_allclose(compute_derived(DerivedVariable("d", "delta_phi", "phi", "gen_phi"), edge),
+                               [6.0 - 2 * np.pi, 2 * np.pi - 6.0, np.pi])
+    assert wrap_phi(np.array([-np.pi]))[0] == np.pi
+    with pytest.raises(InputError, match="gen_pt == 0"):
+        compute_derived(DerivedVariable("r", "ratio", "pt", "gen_pt"), pd.DataFrame({"pt": [1.0], "gen_pt": [0.0]}))
+
+
+def _random_covariances(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scales = np.array([1e-2, 1e-2, 1e-5, 1e-5, 1e-6])  # x, y (mm^2), tx, ty, q/p: very different scales
+    a = rng.normal(size=(n, 5, 5)) * scales[None, :, None]
+    return cov.matrices_to_elements(a @ np.swapaxes(a, 1, 2) + np.diag(scales**2 * 0.1))
+
+
+@pytest.mark.parametrize("representation", cov.REPRESENTATIONS)
+def test_covariance_representations_round_trip(representation):
+    elements = _random_covariances(500, seed=5)
+    values = cov.to_representation(elements, representation)
+    np.testing.assert_allclose(cov.from_representation(values, representation), elements,
+                               rtol=1e-9, atol=1e-12 * np.abs(elements).max())
+
+
+def test_logdiag_corr_slots_hold_log_variances_and_atanh_correlations():
+    elements = _random_covariances(10, seed=6)
+    values = cov.to_representation(elements, "logdiag_corr")
+    names = cov.element_names()
+    np.testing.assert_allclose(values[:, names.index("cov_22")], np.log(elements[:, names.index("cov_22")]))
+    rho_01 = elements[:, 1] / np.sqrt(elements[:, 0] * elements[:, names.index("cov_11")])
+    np.testing.assert_allclose(np.tanh(values[:, 1]), rho_01, rtol=1e-12)
+
+
+def test_cholesky_gives_symmetric_positive_definite_matrices_for_arbitrary_inputs():
+    arbitrary = np.random.default_rng(7).normal(0.0, 1.5, size=(2000, 15))
+    matrices = cov.elements_to_matrices(cov.from_representation(arbitrary, "cholesky"))
+    assert np.allclose(matrices, np.swapaxes(matrices, 1, 2))
+    assert np.all(np.linalg.eigvalsh(matrices)[:, 0] > 0)
+    np.linalg.cholesky(matrices)  # raises if any matrix is not positive definite
+    with pytest.raises(InputError, match="positive definite"):
+        cov.to_representation(-_random_covariances(2, seed=8), "cholesky")
+
+
+def test_model_transforms_save_load_round_trip_through_json_and_npz(tmp_path):
+    data = _physics_sample(n=1500)
+    data["gen_pt"] = data["p"] * 1.1
+    derived = {"pRatio": DerivedVariable("pRatio", "ratio", "p", "gen_pt")}
+    targets = pd.DataFrame({"pRatio": data["p"] / data["gen_pt"], "flag": data["flag"]})
+    model = ModelTransforms(
+        conditions=fit_variable_transforms(data, {"gen_pt": "log10_quantile_normal", "eta": "standard"},
+                                           decorrelate=True),
+        targets=fit_variable_transforms(targets, {"pRatio": "standard", "flag": "minmax"}, dequantize=["flag"]),
+        derived=derived, model="toy",
+    )
+    save_transforms(model, tmp_path / "transforms.json")
+    document = json.loads((tmp_path / "transforms.json").read_text())
+    assert document["arrays_file"] == "transforms.npz" and (tmp_path / "transforms.npz").exists()
+    assert len((tmp_path / "transforms.json").read_text()) < 20_000  # knots live in the npz
+    loaded = load_transforms(tmp_path / "transforms.json")
+    assert loaded.conditions.names == ["gen_pt", "eta"] and loaded.targets.names == ["pRatio", "flag"]
+    assert np.array_equal(loaded.conditions.forward(data), model.conditions.forward(data))
+    targ = loaded.targets.forward(loaded.physical_to_targets(data))
+    physical = loaded.targets_to_physical(loaded.targets.inverse(targ), loaded.conditions.inverse(
+        loaded.conditions.forward(data, dtype=np.float64)))
+    assert list(physical.columns) == ["p", "flag"]
+    np.testing.assert_allclose(physical["p"], data["p"], rtol=1e-5)
+    assert np.array_equal(physical["flag"].to_numpy(), data["flag"].to_numpy())
+
+
+def test_no_pickle_or_joblib_anywhere_in_the_package():
+    forbidden = re.compile(
+        r"^\s*(import|from)\s+(c?pickle|joblib|dill|cloudpickle)\b|allow_pickle\s*=\s*True|"
+        r"weights_only\s*=\s*False|safe_mode\s*=\s*False|\.to_pickle\(|read_pickle\(", re.MULTILINE)
+    offenders = [f"{path.relative_to(PACKAGE.parent)}: {match.group(0).strip()}"
+                 for path in sorted(PACKAGE.rglob("*.py")) for match in forbidden.finditer(path.read_text())]
+    assert offenders == []

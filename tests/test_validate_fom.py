@@ -1,0 +1,93 @@
+"""Sanity of the figure of merit itself (issue 9): it must say 'same' for the same and 'different' otherwise."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_steps.validate.figure_of_merit import FomSettings, compare_histograms, figure_of_merit, split_sizes
+from pipeline_steps.validate.spd import spd_fraction
+
+SMALL = dict(n_train_per_class=1000, n_eval_per_class=1000, bins=20)
+
+
+def _sample(n, seed, shift=0.0, widen=1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)) * widen
+    x[:, 1] += 0.6 * x[:, 0]  # a correlation a bad generator can miss
+    x[:, 0] += shift
+    return x
+
+
+def test_real_vs_real_halves_is_indistinguishable():
+    real = _sample(4000, 0)
+    result = figure_of_merit(real[:2000], real[2000:], FomSettings(**SMALL))
+    assert abs(result.auc - 0.5) < 0.05
+    assert 0.5 < result.chi2_ndf < 2.0
+    assert result.overlap > 0.9
+    assert not result.reduced
+
+
+def test_real_vs_shifted_copy_is_separated():
+    real = _sample(4000, 0)
+    result = figure_of_merit(real[:2000], _sample(2000, 1, shift=0.7), FomSettings(**SMALL))
+    assert result.auc > 0.65
+    assert result.chi2_ndf > 3.0
+
+
+@pytest.mark.parametrize("classifier", ["exact", "hist"])
+def test_degraded_generator_scores_worse_than_good_one(classifier):
+    real = _sample(2000, 0)
+    good = figure_of_merit(real, _sample(2000, 1), FomSettings(classifier=classifier, **SMALL))
+    degraded = figure_of_merit(real, _sample(2000, 2, shift=0.3, widen=1.3), FomSettings(classifier=classifier, **SMALL))
+    assert degraded.auc > good.auc + 0.05
+    assert degraded.overlap < good.overlap
+    assert degraded.chi2_ndf > good.chi2_ndf
+
+
+def test_both_classifiers_rank_generators_the_same_way():
+    real = _sample(2000, 0)
+    generators = {"good": _sample(2000, 1), "slightly off": _sample(2000, 2, shift=0.2),
+                  "bad": _sample(2000, 3, shift=0.5, widen=1.4)}
+    ranking = {}
+    for classifier in ("exact", "hist"):
+        aucs = {name: figure_of_merit(real, gen, FomSettings(classifier=classifier, **SMALL)).auc
+                for name, gen in generators.items()}
+        ranking[classifier] = sorted(aucs, key=aucs.get)
+    assert ranking["exact"] == ranking["hist"] == ["good", "slightly off", "bad"]
+
+
+def test_fewer_rows_than_asked_is_reported():
+    n_train, n_eval, reduced, note = split_sizes(300, 5000, FomSettings(n_train_per_class=500, n_eval_per_class=500))
+    assert (n_train, n_eval, reduced) == (150, 150, True)
+    assert "300 real" in note
+    result = figure_of_merit(_sample(300, 0), _sample(5000, 1), FomSettings(n_train_per_class=500, n_eval_per_class=500))
+    assert result.reduced and result.n_train_per_class + result.n_eval_per_class == 300
+
+
+def test_weights_are_used():
+    """Real rows drawn flat and weighted to a Gaussian vs unweighted Gaussian rows: same only if weighted."""
+    rng = np.random.default_rng(5)
+    flat = rng.uniform(-3, 3, size=(6000, 2))
+    weights = np.exp(-0.5 * (flat ** 2).sum(axis=1))
+    gauss = rng.normal(size=(6000, 2))
+    gauss = gauss[(np.abs(gauss) < 3).all(axis=1)][:4000]
+    settings = FomSettings(n_train_per_class=2000, n_eval_per_class=2000, bins=20)
+    weighted = figure_of_merit(flat[:4000], gauss, settings, real_weights=weights[:4000])
+    unweighted = figure_of_merit(flat[:4000], gauss, settings)
+    assert weighted.weighted and not unweighted.weighted
+    assert unweighted.auc > 0.7
+    assert weighted.auc < 0.6
+
+
+def test_histogram_comparison_of_identical_inputs():
+    scores = np.random.default_rng(0).random(500)
+    chi2, ndf, overlap = compare_histograms(scores, np.ones(500), scores, np.ones(500), 10)
+    assert chi2 == 0.0 and ndf == 9 and overlap == pytest.approx(1.0)
+
+
+def test_spd_fraction_counts_non_positive_definite_matrices():
+    good = {"cov_00": 1.0, "cov_01": 0.5, "cov_11": 1.0}
+    bad = {"cov_00": 1.0, "cov_01": 2.0, "cov_11": 1.0}  # |correlation| > 1
+    table = pd.DataFrame([good, good, good, bad])
+    assert spd_fraction(table) == 0.75
+    assert spd_fraction(pd.DataFrame({"pt": [1.0]})) is None

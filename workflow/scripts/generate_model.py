@@ -1,0 +1,3 @@
+from pathlib import Path
+from pipeline_steps.generate.step import run
+run(train_dir=str(Path(snakemake.input.model).parent), test_split=snakemake.input.test, transforms=snakemake.input.transforms, output=snakemake.output.root, generation_json=snakemake.output.generation, params=dict(snakemake.params.items()), log_path=snakemake.log[0], categories=(snakemake.input.categories or [None])[0])

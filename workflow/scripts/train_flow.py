@@ -1,0 +1,3 @@
+from pipeline_steps.train.flow import run
+
+run(**dict(snakemake.input.items()), **dict(snakemake.output.items()), model=snakemake.params.model, seed=snakemake.params.seed, checkpoint_dir=snakemake.params.checkpoint_dir, log=snakemake.log[0], threads=snakemake.threads)

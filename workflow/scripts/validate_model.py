@@ -1,0 +1,3 @@
+from pipeline_steps.validate.step import run
+figures = {key: getattr(snakemake.output, key) for key in ("distributions", "correlations", "bdt_output", "response")}
+run(test_split=snakemake.input.test, transforms=snakemake.input.transforms, generated=snakemake.input.generated, metrics=snakemake.output.metrics, figures=figures, params=dict(snakemake.params.items()), log_path=snakemake.log[0], categories=(snakemake.input.categories or [None])[0])
