@@ -43,7 +43,7 @@ def toy_files(dataset):
 
 
 def toy_params(dataset, index):
-    """Params of rule toy_dataset: the dataset's `toy` slice. Refuses datasets read from `files`."""
+    """Params of the toy_dataset rule, i.e. the dataset's `toy` slice. Refuses datasets read from `files`."""
     settings = config["datasets"][dataset]
     if "files" in settings:
         raise ValueError(
@@ -189,7 +189,7 @@ def calratio_layout(wildcards):
 
 
 def preprocessed_model_names():
-    """Models whose inputs rule preprocess_model makes: the generative kinds (flow, covariance_gan)."""
+    """Models whose inputs the preprocess_model rule makes, i.e. the generative kinds (flow, covariance_gan)."""
     return model_names("flow") + model_names("covariance_gan")
 
 

@@ -3,6 +3,8 @@
 
 
 rule generate_covariance_gan:
+    wildcard_constraints:
+        model=_alternatives(model_names("covariance_gan")),
     input:
         model="results/train/{model}/generator.keras",
         test="results/preprocess/{model}/test.parquet",
@@ -24,13 +26,13 @@ rule generate_covariance_gan:
         gpu=1,
     conda:
         "../../envs/tensorflow.yaml"
-    wildcard_constraints:
-        model=_alternatives(model_names("covariance_gan")),
     script:
         "../scripts/generate_model.py"
 
 
 rule generate_flow:
+    wildcard_constraints:
+        model=_alternatives(model_names("flow")),
     input:
         model="results/train/{model}/model.pt",
         test="results/preprocess/{model}/test.parquet",
@@ -52,12 +54,8 @@ rule generate_flow:
         gpu=1,
     conda:
         "../../envs/torch.yaml"
-    wildcard_constraints:
-        model=_alternatives(model_names("flow")),
     script:
         "../scripts/generate_model.py"
 
 
-register_final_targets(
-    lambda: [f"results/generate/{model}/generated.root" for model in generative_model_names()]
-)
+register_final_targets(lambda: [f"results/generate/{model}/generated.root" for model in generative_model_names()])

@@ -157,6 +157,4 @@ rule preprocess_model:
         "../scripts/preprocess_model.py"
 
 
-register_final_targets(
-    lambda: [f"results/preprocess/{model}/transforms.json" for model in preprocessed_model_names()]
-)
+register_final_targets(lambda: [f"results/preprocess/{model}/transforms.json" for model in preprocessed_model_names()])

@@ -34,8 +34,7 @@ rule train_covariance_gan:
         "benchmarks/train/{model}.tsv"
     params:
         model=lambda wc: {
-            key: config["models"][wc.model][key]
-            for key in ("conditions", "targets", "hyperparameters", "training")
+            key: config["models"][wc.model][key] for key in ("conditions", "targets", "hyperparameters", "training")
         },
         seed=config["seed"],
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
@@ -50,9 +49,7 @@ rule train_covariance_gan:
         "../scripts/train_covariance_gan.py"
 
 
-register_final_targets(
-    lambda: expand("results/train/{model}/generator.keras", model=model_names("covariance_gan"))
-)
+register_final_targets(lambda: expand("results/train/{model}/generator.keras", model=model_names("covariance_gan")))
 
 
 # --- FlashSim-style conditional normalizing flows (PyTorch + zuko) ---
@@ -163,9 +160,7 @@ rule select_calratio_epoch:
         "../scripts/select_calratio_epoch.py"
 
 
-register_final_targets(
-    lambda: expand("results/train/{model}/selection.json", model=model_names("calratio_rnn"))
-)
+register_final_targets(lambda: expand("results/train/{model}/selection.json", model=model_names("calratio_rnn")))
 
 
 rule calratio_plots:
@@ -244,6 +239,4 @@ rule calratio_plots:
         "../scripts/calratio_plots.py"
 
 
-register_final_targets(
-    lambda: expand("results/validate/{model}/metrics.json", model=model_names("calratio_rnn"))
-)
+register_final_targets(lambda: expand("results/validate/{model}/metrics.json", model=model_names("calratio_rnn")))

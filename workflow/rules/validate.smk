@@ -2,6 +2,8 @@
 
 
 rule validate_model:
+    wildcard_constraints:
+        model=_alternatives(generative_model_names()),
     input:
         test="results/preprocess/{model}/test.parquet",
         transforms="results/preprocess/{model}/transforms.json",
@@ -45,8 +47,6 @@ rule validate_model:
     threads: 1
     conda:
         "../../envs/validate.yaml"
-    wildcard_constraints:
-        model=_alternatives(generative_model_names()),
     script:
         "../scripts/validate_model.py"
 
@@ -74,6 +74,5 @@ rule validate_summary:
 
 
 register_final_targets(
-    lambda: ["results/summary.csv"]
-    + [f"results/validate/{model}/metrics.json" for model in generative_model_names()]
+    lambda: ["results/summary.csv"] + [f"results/validate/{model}/metrics.json" for model in generative_model_names()]
 )
