@@ -1,9 +1,9 @@
 """`make bench`: run every benchmarks/bench_*.py, gather their rows into one table.
 
-Each benchmark script writes ``results/bench/<name>.json`` holding ``{"rows": [...]}``; a row is a
-measured pair taken in the same run: ``{"name", "ours", "baseline", "unit", "baseline_label"}``
-(higher is better unless ``"lower_is_better": true``). This harness adds the ratio and the machine
-and writes ``results/bench/bench.md`` and ``bench.json``.
+Each benchmark script writes ``results/bench/<name>.json`` in its own shape; a small converter per
+script turns it into rows, each a measured pair taken in the same run: ``{"name", "ours",
+"baseline", "unit", "baseline_label"}`` (higher is better unless ``"lower_is_better": true``). The
+harness adds the ratio and the machine and writes ``results/bench/bench.md`` and ``bench.json``.
 """
 
 from __future__ import annotations
@@ -39,24 +39,86 @@ def machine_description() -> dict:
     return description
 
 
+def _row(name, ours, baseline, unit, label, lower_is_better=False) -> dict:
+    return {"name": name, "ours": ours, "baseline": baseline, "unit": unit, "baseline_label": label,
+            "lower_is_better": lower_is_better}
+
+
+def _ingest_rows(result: dict) -> list[dict]:
+    runs = {(r["mode"], r["scale"]): r for r in result["runs"]}
+    rows = []
+    for scale in (1, 10):
+        ours, plain = runs[("ours", scale)], runs[("baseline", scale)]
+        rows.append(_row(f"ingest rows/s, {scale}x file", ours["rows_per_s"], plain["rows_per_s"], "rows/s", "uproot.concatenate + pyarrow"))
+        rows.append(_row(f"ingest MB/s, {scale}x file", ours["mb_per_s"], plain["mb_per_s"], "MB/s", "uproot.concatenate + pyarrow"))
+        rows.append(_row(f"ingest peak RSS, {scale}x file", ours["peak_rss_mib"], plain["peak_rss_mib"], "MiB", "uproot.concatenate + pyarrow", True))
+    return rows
+
+
+def _gan_rows(result: dict) -> list[dict]:
+    ours = result["ours_tf_function"]["rows_per_second"]
+    rows = [_row(f"GAN training ({result['device']})", ours, result["lhcb_published"]["rows_per_second"], "rows/s", "LHCb published (GPU)")]
+    if "baseline_eager" in result:
+        rows.append(_row("GAN training, tf.function vs eager", ours, result["baseline_eager"]["rows_per_second"], "rows/s", "same step, eager"))
+    return rows
+
+
+def _flow_rows(result: dict) -> list[dict]:
+    loading, epoch = result["loading_only_rows_per_second"], result["training_epoch_rows_per_second"]
+    production = result["production_size"]
+    rows = [
+        _row("flow loader, loading only", loading["ours_device_loader"], loading["flashsim_h5_dataloader"], "rows/s", "FlashSim per-row h5py Dataset"),
+        _row("flow training epoch (config size)", epoch["ours_device_loader"], epoch["flashsim_h5_dataloader"], "rows/s", "FlashSim per-row h5py Dataset"),
+    ]
+    rows.append(_row(f"flow training, production size ({result['device']})", production["ours_rows_per_second"],
+                     production["flashsim_v100_rows_per_second"], "rows/s", "FlashSim on a V100"))
+    return rows
+
+
+def _calratio_rows(result: dict) -> list[dict]:
+    return [_row(f"CalRatio training ({result['device']})", result["ours_main_jets_per_s"], result["reference_main_jets_per_s"], "jets/s", "2019 trainer (GPU, assumed 1M jets)")]
+
+
+def _generate_rows(result: dict) -> list[dict]:
+    generation, fom = result["generation"], result["figure_of_merit"]
+    return [
+        _row("generation incl. ROOT write", generation["rows_per_s_with_root_write"], generation["rows_per_s_without_write"], "rows/s", "same, without the write"),
+        _row(f"figure of merit, {fom['rows_per_class_train']}+{fom['rows_per_class_train']} rows", fom["seconds_hist"], fom["seconds_exact"], "s", "exact GradientBoosting (ours = hist)", True),
+    ]
+
+
+def _rows_as_written(result: dict) -> list[dict]:
+    return result["rows"]
+
+
+# name -> (arguments that point the script's JSON at `{out}`, converter to table rows)
+BENCHMARKS = {
+    "ingest": ([], _ingest_rows),
+    "covariance_gan": (["--output", "{out}"], _gan_rows),
+    "flow": (["--output", "{out}"], _flow_rows),
+    "calratio": (["--out", "{out}"], _calratio_rows),
+    "generate_validate": (["--out", "{out}"], _generate_rows),
+    "export": ([], _rows_as_written),
+    "planning": ([], _rows_as_written),
+}
+
+
 def run_benchmarks(selected: list[str]) -> list[dict]:
     """Run each script in its own process (peak-memory figures must not mix)."""
     rows = []
-    for script in sorted(BENCH_DIR.glob("bench_*.py")):
-        name = script.stem.removeprefix("bench_")
-        if selected and name not in selected:
+    for name, (arguments, to_rows) in BENCHMARKS.items():
+        script = BENCH_DIR / f"bench_{name}.py"
+        if (selected and name not in selected) or not script.exists():
             continue
+        output = OUT_DIR / f"{name}.json"
+        command = [sys.executable, str(script), *(a.format(out=output) for a in arguments)]
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True)
-        took = time.perf_counter() - started
-        print(f"{script.name}: exit {result.returncode} in {took:.0f} s", flush=True)
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        print(f"{script.name}: exit {result.returncode} in {time.perf_counter() - started:.0f} s", flush=True)
         if result.returncode != 0:
             print(result.stdout[-2000:], result.stderr[-4000:], file=sys.stderr)
             continue
-        output = OUT_DIR / f"{name}.json"
-        if output.exists():
-            for row in json.loads(output.read_text())["rows"]:
-                rows.append({"benchmark": name, **row})
+        rows += [{"benchmark": name, **row} for row in to_rows(json.loads(output.read_text()))]
     return rows
 
 
