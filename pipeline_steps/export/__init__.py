@@ -1,0 +1,1 @@
+"""Export stage: trained models -> self-contained, verified bundles (ONNX + native + transforms + manifest)."""

@@ -1,0 +1,100 @@
+"""``bundle.json``: what a bundle contains, how to feed it, and where it came from.
+
+The manifest is written for someone without this project: input/output names, order, shapes and
+units, the noise's dimension and distribution, padding lengths, the ONNX opset, the recipe for the
+transforms, the verification tolerance and result, and provenance (sha256 of every raw input file,
+the model's config slice, package versions, git commit, sha256 of every other bundle file).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from pipeline_steps.common.atomic import write_text_atomic
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.provenance import sha256_file
+
+MANIFEST = "bundle.json"
+FORMAT_VERSION = 1
+PACKAGES = ("numpy", "onnx", "onnxruntime", "torch", "zuko", "tensorflow", "keras", "tf2onnx", "uproot", "pandas")
+
+TRANSFORM_RECIPE = [
+    "transforms.json (+ transforms.npz: arrays referenced as {\"npz\": key}) holds 'conditions' and 'targets', "
+    "each a list of variables in model order with kind and params, plus an optional ZCA 'decorrelation'.",
+    "forward (physical -> model): per variable, if 'dequantize': x = floor(x) + U(1e-3, 1 - 1e-3) drawn from "
+    "numpy default_rng([seed, variable_index]); then log (log_standard), log10 (log10_quantile_normal) or "
+    "sign(x)log1p(|x|) (signed_log_standard); then standard: (x - mean) / std, minmax: 2(x - low)/(high - low) - 1, "
+    "quantile: piecewise-linear map x_knots -> z_knots, linearly extrapolated with the end slopes; "
+    "then, if present, y = (x - mean) @ matrix.T.",
+    "inverse (model -> physical): undo in reverse order (inverse_matrix, z_knots -> x_knots, exp/10**/expm1), "
+    "floor dequantised variables, cast to the variable's dtype.",
+    "targets_to_physical: undo target_representation (covariance), then each 'derived' variable "
+    "(ratio: a = r*b, difference: a = d + b, delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",
+    "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (broadened variables: "
+    "sqrt-broadening undone with the stored constants) and StartX = StartY = 0 for categories from the target.",
+    "run_bundle.py in this folder implements all of the above with numpy only.",
+]
+
+
+def bundle_checksums(folder: str | Path, names: Iterable[str]) -> dict[str, str]:
+    """{file name: sha256} of the named bundle files."""
+    folder = Path(folder)
+    return {name: sha256_file(folder / name) for name in sorted(names)}
+
+
+def raw_file_checksums(paths: Iterable[str | Path]) -> dict[str, str]:
+    """{path: sha256} of the raw ROOT files the model was trained from."""
+    checksums = {}
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(f"export provenance: raw input file {path} does not exist")
+        checksums[str(path)] = sha256_file(path)
+    return checksums
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that made and check the bundle (absent ones omitted)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(where: str | Path = ".") -> str:
+    """The project's git commit (with ``-dirty`` when the tree has changes), ``unknown`` outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                                timeout=20, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else (commit or "unknown")
+
+
+def provenance(raw_files: Iterable[str | Path], model_config: Mapping[str, Any], project_dir: str | Path) -> dict[str, Any]:
+    return {
+        "raw_files_sha256": raw_file_checksums(raw_files),
+        "model_config": dict(model_config),
+        "packages": package_versions(),
+        "git_commit": git_commit(project_dir),
+    }
+
+
+def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> None:
+    write_text_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: cannot read the bundle manifest ({error})") from error

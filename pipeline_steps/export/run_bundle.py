@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Standalone reference runner of an exported bundle: numpy + onnxruntime + uproot, nothing else.
+
+Usage:  python run_bundle.py BUNDLE_DIR INPUT.root OUTPUT.root [--tree NAME] [--seed N]
+
+It reads ``bundle.json`` and ``transforms.json`` (+ ``.npz``), applies the preprocessing exactly as
+the manifest describes, runs ``model.onnx`` and writes the result in physical units to a ROOT file.
+This file deliberately does not import the project that made the bundle: it is the proof that the
+bundle is complete, and a template for deploying it elsewhere.
+
+Inputs per kind (branch names in the input tree):
+- ``covariance_gan`` / ``flow``: one row per object, one flat branch per *physical* condition
+  (``bundle.json`` -> ``variables.conditions``); SHiP-style categorised flows read ``category`` (1-4).
+  Output: the conditions plus every generated target in physical units.
+- ``calratio_rnn``: the jet features (flat) and each sequence's fields as jagged branches
+  (``<prefix><field>``). Output: the jet features plus ``prob_<class>`` per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DEQUANTIZE_MARGIN = 1e-3
+
+
+# ------------------------------------------------------------------------------------ bundle files
+def load_json_with_arrays(path: Path) -> dict:
+    """A transforms JSON with its ``{"npz": key}`` references replaced by the npz arrays."""
+    document = json.loads(path.read_text())
+    npz_path = path.with_name(document.get("arrays_file", path.with_suffix(".npz").name))
+    with np.load(npz_path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    return _insert(document, arrays)
+
+
+def _insert(value, arrays):
+    if isinstance(value, dict):
+        if set(value) == {"npz"}:
+            return arrays[value["npz"]]
+        return {k: _insert(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_insert(v, arrays) for v in value]
+    return value
+
+
+class Bundle:
+    """The manifest, the transforms document, the ONNX session (CPU) and SHiP categories if any."""
+
+    def __init__(self, folder: str | Path, providers=("CPUExecutionProvider",)) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "bundle.json").read_text())
+        files = self.manifest["files"]
+        self.transforms = load_json_with_arrays(self.folder / files["transforms"])
+        categories = files.get("categories")
+        self.categories = json.loads((self.folder / categories).read_text()) if categories else None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.folder / files["onnx"]), options, providers=list(providers))
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    def run_onnx(self, feeds: dict) -> np.ndarray:
+        """The model's single output for named float32 inputs."""
+        feeds = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in feeds.items()}
+        return self.session.run(None, feeds)[0]
+
+
+# ------------------------------------------------------------------------------------ transforms
+def _piecewise(x, knots_in, knots_out):
+    y = np.interp(x, knots_in, knots_out)
+    low = (knots_out[1] - knots_out[0]) / (knots_in[1] - knots_in[0])
+    high = (knots_out[-1] - knots_out[-2]) / (knots_in[-1] - knots_in[-2])
+    below, above = x < knots_in[0], x > knots_in[-1]
+    y[below] = knots_out[0] + (x[below] - knots_in[0]) * low
+    y[above] = knots_out[-1] + (x[above] - knots_in[-1]) * high
+    return y
+
+
+def variable_forward(variable: dict, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One variable, physical -> transformed (float64); dequantisation noise from ``rng``."""
+    kind, p = variable["kind"], variable["params"]
+    x = np.asarray(x, dtype=np.float64)
+    if variable.get("dequantize"):
+        x = np.floor(x) + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
+    if kind == "log_standard":
+        x = np.log(x)
+    elif kind == "log10_quantile_normal":
+        x = np.log10(x)
+    elif kind == "signed_log_standard":
+        x = np.sign(x) * np.log1p(np.abs(x))
+    if kind == "passthrough":
+        return x.copy()
+    if kind == "minmax":
+        return 2.0 * (x - p["low"]) / (p["high"] - p["low"]) - 1.0
+    if kind in ("standard", "log_standard", "signed_log_standard"):
+        return (x - p["mean"]) / p["std"]
+    if kind in ("quantile_normal", "log10_quantile_normal"):
+        return _piecewise(x, p["x_knots"], p["z_knots"])
+    raise ValueError(f"transform kind {kind!r} of {variable['name']!r} is not known to this runner")
+
+
+def variable_inverse(variable: dict, y: np.ndarray) -> np.ndarray:
+    """One variable, transformed -> physical, dequantisation undone, cast to the branch dtype."""
+    kind, p = variable["kind"], variable["params"]
+    y = np.asarray(y, dtype=np.float64)
+    if kind == "minmax":
+        x = (y + 1.0) * 0.5 * (p["high"] - p["low"]) + p["low"]
+    elif kind in ("standard", "log_standard", "signed_log_standard"):
+        x = y * p["std"] + p["mean"]
+    elif kind in ("quantile_normal", "log10_quantile_normal"):
+        x = _piecewise(y, p["z_knots"], p["x_knots"])
+    elif kind == "passthrough":
+        x = y.copy()
+    else:
+        raise ValueError(f"transform kind {kind!r} of {variable['name']!r} is not known to this runner")
+    if kind == "log_standard":
+        x = np.exp(x)
+    elif kind == "log10_quantile_normal":
+        x = np.power(10.0, x)
+    elif kind == "signed_log_standard":
+        x = np.sign(x) * np.expm1(np.abs(x))
+    if variable.get("dequantize"):
+        x = np.floor(x)
+    return _to_dtype(x, np.dtype(variable.get("dtype", "float64")))
+
+
+def _to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.bool_:
+        return x >= 0.5
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def set_forward(section: dict, columns: dict, seed: int | None = None) -> np.ndarray:
+    """A variable set (conditions or targets), physical columns -> float32 [n, k]."""
+    seed = int(section.get("seed", 0)) if seed is None else seed
+    variables = section["variables"]
+    n = len(next(iter(columns.values()))) if columns else 0
+    pieces = [variable_forward(v, columns[v["name"]], np.random.default_rng([seed, i])) for i, v in enumerate(variables)]
+    x = np.column_stack(pieces) if pieces else np.zeros((n, 0))
+    decorrelation = section.get("decorrelation")
+    if decorrelation is not None:
+        x = (x - decorrelation["mean"]) @ np.asarray(decorrelation["matrix"]).T
+    return x.astype(np.float32)
+
+
+def set_inverse(section: dict, array: np.ndarray) -> dict:
+    """A variable set, float [n, k] transformed -> {name: physical column}."""
+    y = np.asarray(array, dtype=np.float64)
+    decorrelation = section.get("decorrelation")
+    if decorrelation is not None:
+        y = y @ np.asarray(decorrelation["inverse_matrix"]).T + decorrelation["mean"]
+    return {v["name"]: variable_inverse(v, y[:, i]) for i, v in enumerate(section["variables"])}
+
+
+def _wrap_phi(angle):
+    return np.pi - np.mod(np.pi - np.asarray(angle, dtype=np.float64), 2.0 * np.pi)
+
+
+UPPER_ROWS, UPPER_COLS = np.triu_indices(5)
+DIAGONAL = UPPER_ROWS == UPPER_COLS
+
+
+def from_covariance_representation(values: np.ndarray, representation: str) -> np.ndarray:
+    """[n, 15] values -> [n, 15] covariance elements (row-major upper triangle)."""
+    values = np.asarray(values, dtype=np.float64)
+    if representation == "elements":
+        return values.copy()
+    if representation == "logdiag_corr":
+        sigma = np.exp(0.5 * values[:, DIAGONAL])
+        rho = np.ones_like(values)
+        rho[:, ~DIAGONAL] = np.tanh(values[:, ~DIAGONAL])
+        return rho * sigma[:, UPPER_ROWS] * sigma[:, UPPER_COLS]
+    if representation == "cholesky":
+        factors = values.copy()
+        factors[:, DIAGONAL] = np.exp(factors[:, DIAGONAL])
+        lower = np.zeros((len(values), 5, 5))
+        lower[:, UPPER_COLS, UPPER_ROWS] = factors
+        return (lower @ np.swapaxes(lower, 1, 2))[:, UPPER_ROWS, UPPER_COLS]
+    raise ValueError(f"target_representation {representation!r} is not known to this runner")
+
+
+def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict:
+    """Model-space targets -> physical: covariance representation and derived variables undone."""
+    names = [v["name"] for v in document["targets"]["variables"]]
+    representation = document.get("target_representation", "elements")
+    if representation != "elements":
+        elements = from_covariance_representation(np.column_stack([targets[n] for n in names]), representation)
+        targets = {n: elements[:, i] for i, n in enumerate(names)}
+    out = {}
+    for name in names:
+        spec = document.get("derived", {}).get(name)
+        if spec is None:
+            out[name] = targets[name]
+            continue
+        source, reference = spec["of"]
+        d, b = np.asarray(targets[name], np.float64), np.asarray(conditions[reference], np.float64)
+        out[source] = d * b if spec["op"] == "ratio" else (d + b if spec["op"] == "difference" else _wrap_phi(d + b))
+    return out
+
+
+def ship_denormalise(categories: dict, targets: dict, category: np.ndarray) -> dict:
+    """SHiP: normalised (and broadened) per-category targets -> physical; StartX/Y = 0 from the target."""
+    out = {name: np.asarray(values, np.float64).copy() for name, values in targets.items()}
+    for key, info in categories["categories"].items():
+        rows = np.asarray(category) == int(key)
+        for name in info["variables"]:
+            if name not in out or name == "weight":
+                continue
+            values = out[name][rows]
+            if name in info["broadening"]:
+                b = info["broadening"][name]
+                widened = b["min"] + (values + 1.0) * 0.5 * (b["max"] - b["min"]) - b["mean"]
+                values = np.sign(widened) * widened * widened + b["mean"]
+            low, high = info["min"][name], info["max"][name]
+            out[name][rows] = low + (values + 1.0) * 0.5 * (high - low)
+        if info["from_target"]:
+            for name in ("StartX", "StartY"):
+                if name in out:
+                    out[name][rows] = 0.0
+    return out
+
+
+def physical_outputs(bundle: Bundle, generated: np.ndarray, conditions: dict) -> dict:
+    """Generated targets (transformed, as the ONNX model returns them) -> physical columns."""
+    model_space = set_inverse(bundle.transforms["targets"], generated)
+    if bundle.categories is not None:
+        return ship_denormalise(bundle.categories, model_space, conditions["category"])
+    return targets_to_physical(bundle.transforms, model_space, conditions)
+
+
+# ------------------------------------------------------------------------------------ running
+def generate(bundle: Bundle, conditions: dict, seed: int) -> dict:
+    """Physical conditions -> physical generated targets (noise: seeded standard normal, float32)."""
+    x = set_forward(bundle.transforms["conditions"], conditions)
+    noise = bundle.manifest["noise"]
+    z = np.random.default_rng(seed).standard_normal((len(x), int(noise["dim"]))).astype(np.float32)
+    generated = bundle.run_onnx({"conditions": x, noise["input"]: z})
+    return physical_outputs(bundle, generated, conditions)
+
+
+def pad_jagged(jagged, length: int, pad_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """A list of per-jet arrays -> [n, length] float32 (first ``length`` entries) and real lengths."""
+    lengths = np.array([min(len(row), length) for row in jagged], dtype=np.int64)
+    padded = np.full((len(jagged), length), pad_value, dtype=np.float32)
+    for i, row in enumerate(jagged):
+        padded[i, :lengths[i]] = np.asarray(row, dtype=np.float32)[:lengths[i]]
+    return padded, lengths
+
+
+def calratio_inputs(bundle: Bundle, jets: dict, sequences: dict) -> dict:
+    """Jet features (physical) + jagged sequence fields -> the classifier's named inputs."""
+    section = bundle.transforms["calratio"]
+    feeds = {"jets": set_forward(bundle.transforms["conditions"], jets)}
+    for name, spec in section["sequences"].items():
+        planes, lengths = [], None
+        for field in spec["fields"]:
+            padded, lengths = pad_jagged(sequences[f"{spec['prefix']}{field}"], spec["length"], section["pad_value"])
+            planes.append(padded)
+        padded = np.stack(planes, axis=-1)
+        real = np.arange(spec["length"])[None, :] < lengths[:, None]
+        scaled = (padded - np.asarray(spec["mean"])) / np.asarray(spec["std"])
+        feeds[name] = np.where(real[..., None], scaled, section["pad_value"]).astype(np.float32)
+    return feeds
+
+
+def classify(bundle: Bundle, jets: dict, sequences: dict) -> dict:
+    probabilities = bundle.run_onnx(calratio_inputs(bundle, jets, sequences))
+    return {f"prob_{name}": probabilities[:, i] for i, name in enumerate(bundle.manifest["variables"]["outputs"])}
+
+
+def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0) -> dict:
+    """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns."""
+    import uproot
+
+    bundle = Bundle(bundle_dir)
+    tree = tree or bundle.manifest["io"]["tree"]
+    with uproot.open(input_root) as source:
+        events = source[tree]
+        if bundle.kind == "calratio_rnn":
+            jet_names = bundle.manifest["variables"]["conditions"]
+            jets = {n: events[n].array(library="np") for n in jet_names}
+            sequence_names = [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values()
+                              for f in s["fields"]]
+            sequences = {n: events[n].array(library="np") for n in sequence_names}
+            columns = {**jets, **classify(bundle, jets, sequences)}
+        else:
+            conditions = {n: events[n].array(library="np") for n in bundle.manifest["variables"]["conditions"]}
+            columns = {**conditions, **generate(bundle, conditions, seed)}
+    columns = {name: np.asarray(values) for name, values in columns.items()}
+    with uproot.recreate(output_root) as sink:
+        sink[tree] = columns
+    return columns
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("bundle")
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--tree", default=None, help="input/output tree name (default: bundle.json io.tree)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generator noise")
+    args = parser.parse_args(argv)
+    columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed)
+    print(f"wrote {len(next(iter(columns.values())))} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
