@@ -32,8 +32,10 @@ from tqdm import tqdm
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
+from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train.devices import log_device
+from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_rnn")
 KS_COLUMNS = {"ks_sig": 0, "ks_qcd": 1, "ks_bib": 2}
@@ -52,13 +54,22 @@ class CalRatioTrainingConfig:
     seed: int = 42
     pad_value: float = 0.0
     threads: int = 2
+    schedule: tuple | None = None        # training.schedule: classifier learning rate per mini-batch
+    early_stopping: dict | None = None   # training.early_stopping (default metric val_loss)
 
     @classmethod
     def from_model_config(cls, model: Mapping, seed: int, threads: int = 2) -> "CalRatioTrainingConfig":
         training = dict(model["training"])
-        unknown = sorted(set(training) - {"epochs", "num_splits", "batch_size", "ks_threshold", "selection_metric"})
+        unknown = sorted(set(training) - {"epochs", "num_splits", "batch_size", "ks_threshold", "selection_metric",
+                                          "schedule", "early_stopping"})
         if unknown:
             raise ConfigError(f"training: key(s) {unknown} are not used by kind calratio_rnn")
+        if training.get("schedule") is not None:
+            training["schedule"] = tuple(dict(step) for step in training["schedule"])
+            LearningRateSchedule.from_config(training["schedule"], 1)  # fail at start-up, naming the key
+        if training.get("early_stopping") is not None:
+            training["early_stopping"] = dict(training["early_stopping"])
+            EarlyStopping.from_config(training["early_stopping"], "val_loss")
         pad_value = float(model.get("preprocessing", {}).get("pad_value", 0.0))
         return cls(**training, seed=int(seed), pad_value=pad_value, threads=int(threads))
 
@@ -175,15 +186,24 @@ def build_trainer(samples: Mapping[str, Mapping], hyper: net.CalRatioHyperparame
     return AdversarialTrainer(classifier, net.build_adversary(hyper), hyper)
 
 
-def train_epoch(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], epoch: int, cfg: CalRatioTrainingConfig) -> dict:
-    """One epoch of alternating steps over ``num_splits`` mini-batches; epoch-averaged metrics."""
+def train_epoch(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], epoch: int, cfg: CalRatioTrainingConfig,
+                schedule: LearningRateSchedule | None = None) -> dict:
+    """One epoch of alternating steps over ``num_splits`` mini-batches; epoch-averaged metrics.
+
+    With a ``schedule`` the classifier's learning rate is set before each mini-batch to its value at
+    update ``(epoch - 1) * num_splits + batch``: a function of the epoch, so a resume continues it.
+    The adversary keeps its constant ``adversary_learning_rate``.
+    """
     main, cr = samples["train"], samples["cr_train"]
     use_llp = trainer.hyper.use_llp_parameters
     rng = np.random.default_rng([cfg.seed, epoch])
     main_batches = np.array_split(rng.permutation(len(main["jets"])), cfg.num_splits)
     cr_batches = np.array_split(rng.permutation(len(cr["jets"])), cfg.num_splits)
     sums = _MetricSums()
-    for main_rows, cr_rows in tqdm(list(zip(main_batches, cr_batches)), desc=f"epoch {epoch}", leave=False):
+    for batch, (main_rows, cr_rows) in enumerate(tqdm(list(zip(main_batches, cr_batches)), desc=f"epoch {epoch}",
+                                                      leave=False)):
+        if schedule is not None:
+            trainer.main_optimizer.learning_rate = schedule.lr_at((epoch - 1) * cfg.num_splits + batch)
         cr_inputs = net.model_inputs(cr, use_llp, cr_rows)
         disc_loss, disc_acc, disc_w = trainer.adversary_step(cr_inputs, cr["is_data"][cr_rows], cr["weight"][cr_rows])
         sums.add(disc_w, disc_loss=disc_loss, disc_acc=disc_acc)
@@ -227,11 +247,23 @@ def train(
     trainer = build_trainer(samples, hyper, cfg)
     fingerprint = _fingerprint(hyper, cfg, samples)
     history = _resume(trainer, checkpoint_dir, fingerprint, cfg.epochs)
-    for epoch in tqdm(range(len(history) + 1, cfg.epochs + 1), desc="calratio epochs", initial=len(history), total=cfg.epochs):
-        row = {"epoch": epoch, **train_epoch(trainer, samples, epoch, cfg), **evaluate(trainer, samples, cfg)}
+    schedule = None if cfg.schedule is None else LearningRateSchedule.from_config(cfg.schedule, cfg.num_splits)
+    stopper = EarlyStopping.from_config(cfg.early_stopping, "val_loss")
+    first = cfg.epochs + 1 if history and history[-1].get("early_stop") else len(history) + 1
+    for epoch in tqdm(range(first, cfg.epochs + 1), desc="calratio epochs", initial=len(history), total=cfg.epochs):
+        row = {"epoch": epoch, **train_epoch(trainer, samples, epoch, cfg, schedule), **evaluate(trainer, samples, cfg)}
+        if schedule is not None:
+            row["learning_rate"] = schedule.lr_at((epoch - 1) * cfg.num_splits)
         history.append(row)
+        stop = stopper is not None and stopper.should_stop(history)
+        if stopper is not None:
+            row["early_stop"] = int(stop)
         LOGGER.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         save_checkpoint(trainer, checkpoint_dir, epoch, history, fingerprint)
+        if stop:
+            LOGGER.info("early stop after epoch %d: %s did not improve by %g in %d epochs", epoch, stopper.metric,
+                        stopper.min_delta, stopper.patience)
+            break
     return trainer.classifier, pd.DataFrame(history[: cfg.epochs])
 
 
@@ -259,6 +291,7 @@ def run(preprocess_dir, history, final_model, model: Mapping, seed: int, checkpo
         classifier, history_frame = train(samples, hyper, cfg, checkpoint_dir)
         with atomic_path(final_model, suffix=".keras") as tmp:
             classifier.save(tmp)
+            normalise_keras_archive(tmp)
         write_text_atomic(history, history_frame.to_csv(index=False))
 
 
@@ -352,7 +385,8 @@ def _restore_optimizers(trainer: AdversarialTrainer, arrays) -> None:
 
 def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mapping]) -> str:
     """Hash of everything a checkpoint depends on except the number of epochs (so epochs can grow)."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "threads")}
+    settings = {k: v for k, v in asdict(cfg).items()
+                if k not in ("epochs", "threads", "early_stopping") and not (k == "schedule" and v is None)}
     shapes = {split: {k: list(np.shape(v)) for k, v in sorted(arrays.items())} for split, arrays in sorted(samples.items())}
     checksum = hashlib.sha256()
     for split in sorted(samples):

@@ -41,8 +41,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
+from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 from pipeline_steps.models.covariance_gan import (
     GanArchitecture,
     build_discriminator,
@@ -84,6 +86,8 @@ class GanTrainingConfig:
     label_smoothing: float
     seed: int
     optimizer: str = "rmsprop"
+    schedule: tuple | None = None        # training.schedule: generator + discriminator rate per update
+    early_stopping: dict | None = None   # training.early_stopping (default: referee validation loss, max)
 
     @classmethod
     def from_model(cls, model: Mapping[str, Any], seed: int) -> "GanTrainingConfig":
@@ -107,12 +111,16 @@ class GanTrainingConfig:
             label_smoothing=smoothing,
             seed=int(seed),
             optimizer=optimizer,
+            schedule=_schedule_entries(training),
+            early_stopping=_early_stopping_entry(training),
         )
 
     def fingerprint(self, train_digest: str) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: all but ``epochs`` and ``checkpoint_every``."""
         settings = asdict(self)
-        settings.pop("epochs"), settings.pop("checkpoint_every")
+        settings.pop("epochs"), settings.pop("checkpoint_every"), settings.pop("early_stopping")
+        if settings["schedule"] is None:
+            settings.pop("schedule")  # unchanged fingerprint (and resumable checkpoints) without a schedule
         settings["architecture"] = self.architecture.to_json()
         return {**settings, "train_sha256": train_digest}
 
@@ -278,28 +286,47 @@ def train_gan(
     networks = build_networks(config)
     manager, history = _resume(networks, config, Path(checkpoint_dir), train_digest)
     train_step = make_train_step(networks, config)
+    schedule = None
+    if config.schedule is not None:
+        updates_per_epoch = max(1, -(-len(train_split.conditions) // config.batch_size))
+        schedule = LearningRateSchedule.from_config(config.schedule, updates_per_epoch)
+        train_step = ScheduledTrainStep(train_step, networks, schedule)
+    stopper = EarlyStopping.from_config(config.early_stopping, "referee_validation_loss", "max")
     evaluate = make_referee_evaluation(networks, config)
     with tf.device("/CPU:0"):
         train_tensors = (tf.constant(train_split.conditions), tf.constant(train_split.targets))
     validation = (validation_split.conditions[:_VALIDATION_ROWS], validation_split.targets[:_VALIDATION_ROWS])
     start = int(networks.epoch.numpy())
+    if history and history[-1].get("early_stop"):
+        logger.info("the checkpointed run stopped early after epoch %d; not training further", start)
+        start = config.epochs
     bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc="Training (validation) loss")
     seconds = 0.0
     for epoch in bar:
         began = time.perf_counter()
+        learning_rate = None if schedule is None else train_step.begin_epoch()
         row = run_epoch(train_step, epoch_batches(*train_tensors, config.batch_size, config.seed, epoch))
         seconds += time.perf_counter() - began
         row["referee_validation_loss"], generated = evaluate(*validation)
         row["spd_fraction"] = _spd_or_nan(spd_of_generated, generated[:_SPD_ROWS])
+        if learning_rate is not None:
+            row["learning_rate"] = learning_rate
         history.append({"epoch": epoch + 1, **row})
+        stop = stopper is not None and stopper.should_stop(history)
+        if stopper is not None:
+            history[-1]["early_stop"] = int(stop)
         networks.epoch.assign(epoch + 1)
         bar.set_description(f"Training (validation) loss: {row['referee_train_loss']:.3f} "
                             f"({row['referee_validation_loss']:.3f})")
-        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+        if stop or (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
             _save_checkpoint(manager, history, epoch + 1)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
-    rate = _rows_per_second(len(train_split.conditions) * (config.epochs - start), seconds)
+        if stop:
+            logger.info("early stop after epoch %d: %s did not improve by %g in %d epochs", epoch + 1,
+                        stopper.metric, stopper.min_delta, stopper.patience)
+            break
+    rate = _rows_per_second(len(train_split.conditions) * (int(networks.epoch.numpy()) - start), seconds)
     _, generated = evaluate(validation_split.conditions, validation_split.targets)
     return TrainingResult(networks, history, generated, rate)
 
@@ -439,6 +466,49 @@ def epoch_batches(conditions, targets, batch_size: int, seed: int, epoch: int):
     )
 
 
+class ScheduledTrainStep:
+    """``train_step`` that first sets the generator and discriminator rates to the schedule's value at
+    the global update count (``networks.step``, checkpointed, so a resume continues the schedule).
+
+    The count is read from the device once per epoch (``begin_epoch``) and counted on the host in
+    between: no device sync per batch. The referee only measures quality: it keeps its constant
+    ``referee_learning_rate``.
+    """
+
+    def __init__(self, train_step: Callable, networks: GanNetworks, schedule: LearningRateSchedule) -> None:
+        self.train_step, self.networks, self.schedule = train_step, networks, schedule
+        self.update: int | None = None
+
+    def begin_epoch(self) -> float:
+        """Re-read the global update count; returns the rate of the epoch's first update."""
+        self.update = int(self.networks.step.numpy())
+        return self.schedule.lr_at(self.update)
+
+    def __call__(self, conditions, targets):
+        if self.update is None:
+            self.begin_epoch()
+        rate = self.schedule.lr_at(self.update)
+        self.networks.generator_optimizer.learning_rate = rate
+        self.networks.discriminator_optimizer.learning_rate = rate
+        self.update += 1
+        return self.train_step(conditions, targets)
+
+
+def _schedule_entries(training: Mapping[str, Any]) -> tuple | None:
+    if training.get("schedule") is None:
+        return None
+    entries = tuple(dict(step) for step in training["schedule"])
+    LearningRateSchedule.from_config(entries, 1)  # fail at start-up, naming the key
+    return entries
+
+
+def _early_stopping_entry(training: Mapping[str, Any]) -> dict | None:
+    entry = training.get("early_stopping")
+    if entry is not None:
+        EarlyStopping.from_config(entry, "referee_validation_loss", "max")
+    return None if entry is None else dict(entry)
+
+
 def run_epoch(train_step: Callable, batches) -> dict[str, float]:
     """Mean of each batch loss over one epoch (read back once, not per batch)."""
     import tensorflow as tf
@@ -534,10 +604,12 @@ def write_outputs(config: GanTrainingConfig, result: TrainingResult, reference_t
     """generator.keras, model.json, history.csv, spd.json, loss.png, correlations.png (atomically)."""
     with atomic_path(generator) as tmp:
         result.networks.generator.save(tmp)
+        normalise_keras_archive(tmp)
     document = {**config.architecture.to_json(), "seed": config.seed,
                 "epochs_trained": int(result.networks.epoch.numpy())}
     write_text_atomic(model_json, json.dumps(document, indent=2) + "\n")
-    frame = pd.DataFrame(result.history, columns=HISTORY_COLUMNS)
+    extra = [c for c in ("learning_rate", "early_stop") if result.history and c in result.history[-1]]
+    frame = pd.DataFrame(result.history, columns=HISTORY_COLUMNS + extra)
     write_text_atomic(history, frame.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(spd, json.dumps(_spd_document(final_spd, len(result.generated_validation)), indent=2) + "\n")
     write_loss_plot(frame, config.label_smoothing, loss_plot)

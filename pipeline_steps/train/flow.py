@@ -37,10 +37,12 @@ import torch
 from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.reproducible import save_torch
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models.flow import FlowHyperparameters, FlowModel, FlowPart, FlowSpec, build_flow, select_device
 from pipeline_steps.provenance import sha256_file
+from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 
 __all__ = [
     "TrainingSettings",
@@ -72,6 +74,8 @@ class TrainingSettings:
     scheduler: str = "cosine"
     checkpoint_every: int = 1
     restart_epochs: int | None = None
+    schedule: tuple | None = None        # training.schedule: per-update learning rate (train/schedule.py)
+    early_stopping: dict | None = None   # training.early_stopping: {metric, patience, min_delta, mode}
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], seed: int) -> "TrainingSettings":
@@ -79,7 +83,14 @@ class TrainingSettings:
         extra = sorted(set(training) - known)
         if extra:
             logger.info("training keys not used by the flow trainer: %s", extra)
-        settings = cls(seed=int(seed), **{k: v for k, v in training.items() if k in known})
+        values = {k: v for k, v in training.items() if k in known}
+        if values.get("schedule") is not None:
+            values["schedule"] = tuple(dict(step) for step in values["schedule"])
+            LearningRateSchedule.from_config(values["schedule"], 1)  # fail at start-up, naming the key
+        if values.get("early_stopping") is not None:
+            values["early_stopping"] = dict(values["early_stopping"])
+            EarlyStopping.from_config(values["early_stopping"], "validation_loss")
+        settings = cls(seed=int(seed), **values)
         if settings.scheduler not in _SCHEDULERS:
             raise ConfigError(f"training.scheduler: expected one of {list(_SCHEDULERS)}, got {settings.scheduler!r}")
         return settings
@@ -192,16 +203,30 @@ def fit(model: FlowModel, train: FlowData, validation: FlowData, settings: Train
     model.to(device)
     loader = DeviceLoader(train, settings.batch_size, device, drop_single=model.spec.hyperparameters.batch_norm)
     validation_loader = DeviceLoader(validation, settings.batch_size, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = _scheduler(optimizer, settings)
+    per_update = settings.schedule is not None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0 if per_update else settings.learning_rate,
+                                  weight_decay=settings.weight_decay)
+    scheduler = _scheduler(optimizer, settings, loader.n_batches())
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     state = _TrainingState(model, optimizer, scheduler, generator, Path(checkpoint_dir), fingerprint)
     history = state.resume()
+    stopper = EarlyStopping.from_config(settings.early_stopping, "validation_loss")
     last = settings.epochs if until_epoch is None else min(until_epoch, settings.epochs)
+    if history and history[-1].get("early_stop"):
+        logger.info("the checkpointed run stopped early after epoch %d; not training further", len(history))
+        return history
     for epoch in range(len(history) + 1, last + 1):
-        history.append(_run_epoch(model, loader, validation_loader, optimizer, scheduler, generator, epoch, settings, history))
-        if epoch % settings.checkpoint_every == 0 or epoch == last:
+        history.append(_run_epoch(model, loader, validation_loader, optimizer, scheduler, generator, epoch, settings,
+                                  history, per_update))
+        stop = stopper is not None and stopper.should_stop(history)
+        if stopper is not None:
+            history[-1]["early_stop"] = int(stop)
+        if stop or epoch % settings.checkpoint_every == 0 or epoch == last:
             state.save(history)
+        if stop:
+            logger.info("early stop after epoch %d: %s did not improve by %g in %d epochs", epoch, stopper.metric,
+                        stopper.min_delta, stopper.patience)
+            break
     return history
 
 
@@ -230,11 +255,13 @@ def run(*, train: str, validation: str, transforms: str, model_pt: str, model_js
 
 def _run_epoch(model: FlowModel, loader: DeviceLoader, validation_loader: DeviceLoader, optimizer, scheduler,
                generator: torch.Generator, epoch: int, settings: TrainingSettings,
-               history: list[dict[str, float]]) -> dict[str, float]:
+               history: list[dict[str, float]], per_update: bool = False) -> dict[str, float]:
     start = time.perf_counter()
     learning_rate = optimizer.param_groups[0]["lr"]
-    train_loss = _train_epoch(model, loader, optimizer, generator, f"epoch {epoch}/{settings.epochs}")
-    scheduler.step()
+    train_loss = _train_epoch(model, loader, optimizer, generator, f"epoch {epoch}/{settings.epochs}",
+                              scheduler if per_update else None)
+    if not per_update:
+        scheduler.step()
     seconds = time.perf_counter() - start
     validation_loss = _evaluate(model, validation_loader)
     window = [row["validation_loss"] for row in history[-(VALIDATION_WINDOW - 1):]] + [validation_loss]
@@ -253,8 +280,13 @@ def _run_epoch(model: FlowModel, loader: DeviceLoader, validation_loader: Device
     return row
 
 
-def _train_epoch(model: FlowModel, loader: DeviceLoader, optimizer, generator: torch.Generator, label: str) -> float:
-    """Weighted mean NLL over the epoch, accumulated on the device and read back once."""
+def _train_epoch(model: FlowModel, loader: DeviceLoader, optimizer, generator: torch.Generator, label: str,
+                 update_scheduler=None) -> float:
+    """Weighted mean NLL over the epoch, accumulated on the device and read back once.
+
+    ``update_scheduler`` (with ``training.schedule``) is stepped after every update, so the learning
+    rate follows the schedule per optimisation step; its step count is saved in the checkpoint.
+    """
     model.train()
     total = torch.zeros((), device=loader.device)
     weight_sum = torch.zeros((), device=loader.device)
@@ -265,6 +297,8 @@ def _train_epoch(model: FlowModel, loader: DeviceLoader, optimizer, generator: t
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if update_scheduler is not None:
+            update_scheduler.step()
         total += (weights * nll).sum().detach()
         weight_sum += weights.sum()
     value = float(total / weight_sum)
@@ -285,8 +319,16 @@ def _evaluate(model: FlowModel, loader: DeviceLoader) -> float:
     return float(total / weight_sum)
 
 
-def _scheduler(optimizer, settings: TrainingSettings):
-    """Per-epoch learning-rate schedule."""
+def _scheduler(optimizer, settings: TrainingSettings, updates_per_epoch: int = 1):
+    """Per-epoch learning-rate schedule, or with ``training.schedule`` a per-update one.
+
+    The per-update one is a LambdaLR over an optimiser built with lr 1, so the factor *is* the
+    learning rate; its ``last_epoch`` (the global update count) is in the checkpoint, so a resumed run
+    continues at the same point of the schedule.
+    """
+    if settings.schedule is not None:
+        schedule = LearningRateSchedule.from_config(settings.schedule, updates_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: schedule.lr_at(update))
     if settings.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     if settings.scheduler == "cosine_warm_restarts":
@@ -318,7 +360,7 @@ class _TrainingState:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
+            save_torch(state, tmp)
         logger.info("checkpoint: epoch %d -> %s", len(history), self.path)
 
     def resume(self) -> list[dict[str, float]]:
@@ -345,7 +387,7 @@ class _TrainingState:
 def _write_outputs(flow: FlowModel, spec: FlowSpec, rows: list[dict[str, float]], transforms: str,
                    model_pt: str, model_json: str, history: str, loss_plot: str) -> None:
     with atomic_path(model_pt) as tmp:
-        torch.save({k: v.cpu() for k, v in flow.state_dict().items()}, tmp)
+        save_torch({k: v.cpu() for k, v in flow.state_dict().items()}, tmp)
     description = json.loads(spec.to_json())
     description["transforms_sha256"] = sha256_file(transforms)
     description["validation_loss_last5"] = rows[-1]["validation_loss_last5"] if rows else None

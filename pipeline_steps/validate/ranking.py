@@ -1,0 +1,138 @@
+"""Ranking of a scan's points by a validation figure of merit, and the pointer to the best one.
+
+The SHiP study compared grid points by eye; here the gather rule ``rank_scan`` reads each instance's
+``results/validate/<instance>/metrics.json`` (and ``results/train/<instance>/history.csv`` for the
+validation loss) and orders the points, best first:
+
+- ``auc`` (default): BDT real-vs-generated AUC; best is closest to 0.5 (score ``|auc - 0.5|``);
+- ``chi2_ndf``: reduced chi2 of the real vs generated BDT output histograms, lower is better;
+- ``overlap``: overlap of the real and generated BDT output histograms, higher is better;
+- ``validation_loss``: the lowest validation loss of the training history (flow ``validation_loss``,
+  CalRatio ``val_loss``, GAN ``referee_validation_loss`` where higher means harder to tell apart);
+- ``ks``: CalRatio control-region data/MC KS distance, the worst of the three outputs, lower is better.
+
+``best.json`` names the best instance and its train/export folders: the model's own name points at a
+trained instance, nothing is retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.logs import step_logging
+
+__all__ = ["metric_value", "rank_points", "best_pointer", "run"]
+
+_HISTORY_LOSS = {"flow": ("validation_loss", "min"), "calratio_rnn": ("val_loss", "min"),
+                 "covariance_gan": ("referee_validation_loss", "max")}
+
+
+def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd.DataFrame | None) -> tuple[float, float]:
+    """(raw value, score) of one point; a lower score is better. NaN when the metric is unavailable."""
+    if metric == "auc":
+        value = float(metrics["auc"])
+        return value, abs(value - 0.5)
+    if metric == "chi2_ndf":
+        value = float(metrics["chi2_ndf"])
+        return value, value
+    if metric == "overlap":
+        value = float(metrics["overlap"])
+        return value, -value
+    if metric == "ks":
+        values = [float(v) for k, v in metrics.items() if k.startswith("cr_test_ks_")]
+        if not values:
+            raise InputError(f"metric ks: no cr_test_ks_* entries in metrics.json (only CalRatio has them); "
+                             f"found {sorted(metrics)}")
+        value = max(values)
+        return value, value
+    if metric == "validation_loss":
+        column, mode = _HISTORY_LOSS[kind]
+        if history is None or column not in history:
+            raise InputError(f"metric validation_loss: history.csv has no column {column!r}")
+        series = history[column].astype(float)
+        value = float(series.min() if mode == "min" else series.max())
+        return value, value if mode == "min" else -value
+    raise ConfigError(f"scan.metric: expected one of auc, chi2_ndf, overlap, validation_loss, ks; got {metric!r}")
+
+
+def rank_points(rows: Sequence[Mapping[str, Any]], points: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows {instance, value, score} + the point's hyperparameters, best (lowest score) first, NaN last."""
+    frame = pd.DataFrame(list(rows))
+    for key in sorted({k for point in points.values() for k in point}):
+        frame[key] = [_cell(points[name].get(key)) for name in frame["instance"]]
+    frame = frame.sort_values(["score", "instance"], na_position="last", kind="stable").reset_index(drop=True)
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def best_pointer(ranking: pd.DataFrame, model: str, metric: str) -> dict[str, Any]:
+    """The best instance and where its outputs are: the model's own name points there."""
+    best = ranking.iloc[0]
+    if not math.isfinite(float(best["score"])):
+        raise InputError(f"scan of {model}: no point has a finite {metric}; cannot pick a best point")
+    instance = str(best["instance"])
+    return {"model": model, "best": instance, "metric": metric, "value": float(best["value"]),
+            "train": f"results/train/{instance}", "export": f"results/export/{instance}"}
+
+
+def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, Any], ranking: str, best: str,
+        plot: str, log: str | None = None) -> None:
+    """Rule entry point: inputs are in the order of ``scan['points']``."""
+    with step_logging(log):
+        import logging
+
+        logger = logging.getLogger(__name__)
+        rows = []
+        for instance, metrics_path, history_path in zip(scan["points"], metrics, histories, strict=True):
+            document = json.loads(Path(metrics_path).read_text())
+            history = pd.read_csv(history_path) if Path(history_path).exists() else None
+            value, score = metric_value(scan["metric"], scan["kind"], document, history)
+            rows.append({"instance": instance, "value": value, "score": score})
+        table = rank_points(rows, scan["points"])
+        with atomic_path(ranking) as tmp:
+            table.to_csv(tmp, index=False)
+        pointer = best_pointer(table, scan["model"], scan["metric"])
+        write_text_atomic(best, json.dumps(pointer, indent=2) + "\n")
+        _plot(table, scan["points"], scan["metric"], plot)
+        logger.info("scan %s: best %s (%s = %.4g) of %d points", scan["model"], pointer["best"], scan["metric"],
+                    pointer["value"], len(table))
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _plot(table: pd.DataFrame, points: Mapping[str, Mapping[str, Any]], metric: str, path: str) -> None:
+    """The metric against each scanned hyperparameter (one panel per key; categorical axes when not numeric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for point in points.values() for k in point})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        present = table[table[key].notna()]
+        x = present[key]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x):
+            x = x.astype(str)
+        ax.scatter(x, present["value"])
+        best = table.iloc[0]
+        if pd.notna(best[key]):
+            ax.scatter([best[key] if not isinstance(x.iloc[0], str) else str(best[key])], [best["value"]],
+                       color="red", label=f"best: {best['instance']}")
+            ax.legend(fontsize=6)
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
