@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/config.yaml
 
-.PHONY: install run test bench lint dryrun clean
+.PHONY: install run test bench lint dryrun clean verify
 
 # Reinstall only when pyproject.toml changed: the stamp is newer than it otherwise.
 $(STAMP): pyproject.toml
@@ -30,6 +30,10 @@ bench: install
 lint: install
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+# Re-hash the raw inputs and model files listed in results/provenance.json; exit 1 on drift.
+verify: install
+	$(BIN)/python -m pipeline_steps.provenance results/provenance.json
 
 dryrun: install
 	$(BIN)/snakemake -n --configfile $(CONFIG)

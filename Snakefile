@@ -19,7 +19,9 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/scan.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

@@ -26,6 +26,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     final_path.parent.mkdir(parents=True, exist_ok=True)
     suffix = final_path.suffix if suffix is None else suffix
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=f".tmp{suffix}", dir=final_path.parent)
+    os.fchmod(fd, _default_mode(0o666))
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
@@ -42,6 +43,7 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".tmp", dir=final_dir.parent))
+    tmp_dir.chmod(_default_mode(0o777))
     try:
         yield tmp_dir
         if final_dir.exists():
@@ -50,6 +52,17 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
+
+
+def _default_mode(base: int) -> int:
+    """The mode ``open()``/``mkdir()`` would give (``base & ~umask``), not mkstemp's private 0600/0700.
+
+    Outputs are shared results: a group member must be able to read them. The umask can only be
+    read by setting it, so it is set and restored at once.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return base & ~umask
 
 
 def write_text_atomic(final_path: str | os.PathLike, text: str) -> None:

@@ -23,6 +23,7 @@ import uproot
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.reproducible import fixed_root_timestamps, stable_uuid
 from pipeline_steps.generate.layout import EVENT_KEYS, CollectionLayout, OutputLayout
 
 PER_OBJECT_EXTRAS = ("object_index",)
@@ -31,7 +32,14 @@ PER_OBJECT_EXTRAS = ("object_index",)
 @contextlib.contextmanager
 def root_writer(path: str | Path, layout: OutputLayout) -> Iterator[Callable[[pd.DataFrame], None]]:
     """Yield ``write(rows)``; each call appends whole events to ``layout.tree`` in ``path``."""
-    with atomic_path(path) as tmp_path, uproot.recreate(tmp_path) as root_file:
+    # An open file object (not the random temporary name), a UUID derived from the path and fixed
+    # key times: the same rows give the same bytes (pipeline_steps.common.reproducible).
+    with (
+        atomic_path(path) as tmp_path,
+        open(tmp_path, "wb+") as sink,
+        fixed_root_timestamps(),
+        uproot.recreate(sink, uuid_function=stable_uuid(Path(path).as_posix())) as root_file,
+    ):
         state: dict[str, object] = {}
 
         def write(rows: pd.DataFrame) -> None:

@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
+from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.train.calratio_rnn import epoch_weights_path
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_selection")
@@ -95,6 +96,7 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
     model.load_weights(weights_path)
     with atomic_path(chosen_model_path, suffix=".keras") as tmp:
         model.save(tmp)
+        normalise_keras_archive(tmp)
 
 
 def _finite(record: Mapping) -> dict:

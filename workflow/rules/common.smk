@@ -11,8 +11,15 @@ from pipeline_steps.workflow_config import (
     validate_config,
 )
 from pipeline_steps.provenance import source_hash
+from pipeline_steps.scan import expand_scans
 
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+# A model with `scan:` becomes one ordinary model per scan point, here, once: every rule below sees
+# the instances (e.g. jets__hidden_dim-64__n_bins-8) and never the scan itself (pipeline_steps/scan.py).
+SCANS = expand_scans(config)
+if SCANS:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 expose_package_to_jobs(workflow.basedir)
 
@@ -241,6 +248,87 @@ def model_output_layout(wildcards):
         "identity": dataset.get("identity", []),
         "table": dataset["tables"][model["table"]],
     }
+
+
+def scan_names():
+    """Scanned models (by their own name), each expanded into instances by expand_scans."""
+    return list(SCANS)
+
+
+def scan_slice(wildcards):
+    """params of rank_scan: the scan's kind, metric and {instance: point}."""
+    return SCANS[wildcards.scan].as_params()
+
+
+def scan_metrics(wildcards):
+    """Input of rank_scan: every instance's metrics.json, in scan order."""
+    return [f"results/validate/{name}/metrics.json" for name in SCANS[wildcards.scan].instances]
+
+
+def scan_histories(wildcards):
+    """Input of rank_scan: every instance's training history, in scan order."""
+    return [f"results/train/{name}/history.csv" for name in SCANS[wildcards.scan].instances]
+
+
+def model_datasets(model_name):
+    """The datasets a model reads: its `dataset` and, for CalRatio, its `control_dataset`."""
+    model = config["models"][model_name]
+    return [model[key] for key in ("dataset", "control_dataset") if key in model]
+
+
+#: The file a trained model of each kind is used from (generate, export).
+_TRAINED_MODEL_FILE = {"flow": "model.pt", "covariance_gan": "generator.keras", "calratio_rnn": "chosen.keras"}
+
+
+def _export_bundles_built():
+    """True once export.smk defines the job that makes results/export/<model>/bundle.json."""
+    # Output patterns carry their wildcard constraints inline: results/export/{model,jets|...}/bundle.json
+    return any(
+        str(path).startswith("results/export/{model") and str(path).endswith("}/bundle.json")
+        for rule in workflow.rules
+        for path in rule.output
+    )
+
+
+def model_artifacts(model_name):
+    """Files that stand for a finished model in provenance.json: the trained file and, if any, the bundle."""
+    kind = config["models"][model_name]["kind"]
+    files = [f"results/train/{model_name}/{_TRAINED_MODEL_FILE[kind]}"]
+    if _export_bundles_built():
+        files.append(f"results/export/{model_name}/bundle.json")
+    return files
+
+
+def provenance_raw_inputs(wildcards):
+    """Input of the provenance job: every raw ROOT file a model was trained on (blacklist removed)."""
+    return sorted({path for model in config["models"] for ds in model_datasets(model) for path in raw_files(ds)})
+
+
+def provenance_model_outputs(wildcards):
+    return [path for model in config["models"] for path in model_artifacts(model)]
+
+
+def provenance_model_slices(wildcards):
+    """params of the provenance job: per model its config slice (model + datasets read), raw inputs, artifacts."""
+    return {
+        model: {
+            "config": {
+                "model": config["models"][model],
+                "datasets": {ds: config["datasets"][ds] for ds in model_datasets(model)},
+                "blacklist": config.get("blacklist", []),
+            },
+            "raw_inputs": [path for ds in model_datasets(model) for path in raw_files(ds)],
+            "outputs": model_artifacts(model),
+        }
+        for model in config["models"]
+    }
+
+
+def export_raw_files(wildcards):
+    """Raw files behind a model (its dataset and, for CalRatio, the control dataset): export provenance."""
+    model = config["models"][wildcards.model]
+    datasets = [model["dataset"]] + ([model["control_dataset"]] if "control_dataset" in model else [])
+    return [path for dataset in datasets for path in raw_files(dataset)]
 
 
 def _alternatives(names):

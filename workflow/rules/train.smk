@@ -146,7 +146,7 @@ rule select_calratio_epoch:
         final_model="results/train/{model}/final.keras",
     output:
         selection="results/train/{model}/selection.json",
-        chosen_model="results/train/{model}/chosen.keras",
+        chosen_model=protected("results/train/{model}/chosen.keras"),
     log:
         "logs/train/{model}_select.log",
     params:

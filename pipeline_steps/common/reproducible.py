@@ -1,0 +1,98 @@
+"""Byte-reproducible files: strip the wall-clock time and random names libraries stamp into outputs.
+
+A clean rerun from the same raw files and config must give the same bytes (README,
+"Reproducibility and reruns"). Three libraries break that unless told otherwise:
+
+* Keras ``.keras`` archives: ``metadata.json`` holds ``date_saved``, the zip entry of
+  ``model.weights.h5`` carries the save time, and ``config.json`` numbers objects shared between
+  layers (an initializer) by their memory address (``shared_object_id``).
+  ``normalise_keras_archive`` rewrites all three.
+* ``torch.save(obj, path)`` names the archive's root folder after the file's stem, i.e. after
+  the random temporary name of the atomic write. ``save_torch`` writes through a file object,
+  so the root folder is always ``archive``.
+* uproot stamps ``now()`` on every TKey/TDirectory and a time-based UUID in the header.
+  ``fixed_root_timestamps`` pins the time; pass ``uuid_function=stable_uuid(text)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+#: The time stamped wherever a library insists on one (zip entries, Keras metadata, ROOT keys).
+FIXED_DATETIME = datetime.datetime(2024, 1, 1, 0, 0, 0)
+
+
+def normalise_keras_archive(path: str | os.PathLike) -> None:
+    """Rewrite a ``.keras`` zip in place with fixed entry times and a fixed ``date_saved``.
+
+    Called on the temporary file of an atomic write, before the rename. Entry order and
+    compression are kept, so Keras loads the result exactly as before.
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info.filename)) for info in source.infolist()]
+    fixed_time = FIXED_DATETIME.timetuple()[:6]
+    with zipfile.ZipFile(path, "w") as target:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata["date_saved"] = FIXED_DATETIME.strftime("%Y-%m-%d@%H:%M:%S")
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=fixed_time)
+            entry.compress_type = info.compress_type
+            entry.external_attr = 0o644 << 16
+            target.writestr(entry, data)
+
+
+def _renumber_shared_objects(node: Any, numbers: dict[int, int]) -> Any:
+    """Replace each ``shared_object_id`` (an ``id()``) by 1, 2, ... in order of first appearance.
+
+    Equal ids stay equal, so Keras still shares the same objects when it loads the model.
+    """
+    if isinstance(node, dict):
+        return {
+            key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id" and isinstance(value, int)
+            else _renumber_shared_objects(value, numbers)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renumber_shared_objects(item, numbers) for item in node]
+    return node
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` whose bytes do not depend on the (temporary) file name."""
+    import torch
+
+    with open(path, "wb") as stream:
+        torch.save(obj, stream)
+
+
+def stable_uuid(text: str) -> Callable[[], uuid.UUID]:
+    """A ``uuid_function`` for uproot that returns a UUID derived from ``text`` (e.g. the output path)."""
+    value = uuid.UUID(bytes=hashlib.sha256(text.encode()).digest()[:16], version=4)
+    return lambda: value
+
+
+@contextlib.contextmanager
+def fixed_root_timestamps() -> Iterator[None]:
+    """Make uproot stamp FIXED_DATETIME instead of ``now()`` on every TKey/TDirectory while writing."""
+    import uproot
+
+    original = uproot._util.datetime_to_code
+    fixed = original(FIXED_DATETIME)
+    uproot._util.datetime_to_code = lambda _when: fixed
+    try:
+        yield
+    finally:
+        uproot._util.datetime_to_code = original

@@ -1,0 +1,77 @@
+"""Faults (issue 12): a killed training resumes from its checkpoint; a corrupt raw file fails only its branch.
+
+Each test runs a small part of the tiny workflow in its own working directory (no complete run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+#: The flow of `jets` trained long enough to be killed mid-run (checkpoint after every epoch).
+LONG_JETS = """models:
+  jets: {training: {epochs: 6, batch_size: 128, checkpoint_every: 1}}
+"""
+
+
+def _checkpointed_epoch(log: Path) -> int:
+    """Last epoch the training log says it checkpointed (0 before the first)."""
+    if not log.exists():
+        return 0
+    epochs = re.findall(r"checkpoint: epoch (\d+)", log.read_text())
+    return int(epochs[-1]) if epochs else 0
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    config = tmp_path / "long.yaml"
+    config.write_text(LONG_JETS)
+    target = "results/train/jets/model.pt"
+    arguments = [target, "--configfile", str(TINY_CONFIG), str(config)]  # targets first: see --configfile
+    run_snakemake("results/preprocess/jets/train.parquet", *arguments[1:], workdir=tmp_path)  # inputs first
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles" / "ci"),
+               "--directory", str(tmp_path), *arguments]
+    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    log = tmp_path / "logs" / "train" / "jets.log"
+    deadline = time.monotonic() + 240
+    while _checkpointed_epoch(log) < 2 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.poll() is None, "training finished (or failed) before it could be killed; raise the epochs of LONG_JETS"
+    os.killpg(job.pid, signal.SIGKILL)  # snakemake and its job, as an OOM killer or a dead node would
+    job.wait()
+    killed_after = _checkpointed_epoch(log)
+    assert killed_after >= 2 and not (tmp_path / target).exists()
+
+    run_snakemake("--unlock", *arguments, workdir=tmp_path)
+    run_snakemake("--rerun-incomplete", *arguments, workdir=tmp_path)
+    resumed = [int(e) for e in re.findall(r"resumed from .* after epoch (\d+)", log.read_text())]
+    assert resumed and resumed[-1] >= killed_after, log.read_text()[-2000:]
+    assert (tmp_path / target).exists()
+    history = (tmp_path / "results" / "train" / "jets" / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 6  # header + every epoch once, the resumed ones included
+
+
+def test_a_corrupt_raw_file_fails_its_job_without_partial_output_and_keep_going_finishes_the_rest(tmp_path):
+    corrupt = tmp_path / "data" / "raw" / "nanoaod" / "0.root"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"root" + b"\x00" * 64 + b"not a ROOT file")
+    result = run_snakemake("results/preprocess/jets/transforms.json", "results/preprocess/tracks_cov/transforms.json",
+                           "--keep-going", "--configfile", str(TINY_CONFIG), workdir=tmp_path, check=False)
+    assert result.returncode != 0
+    ingest = tmp_path / "results" / "ingest" / "nanoaod" / "jets"
+    assert not (ingest / "0.parquet").exists() and not (ingest / "0.json").exists()
+    leftovers = [p.name for p in (tmp_path / "results").rglob(".*") if ".tmp" in p.name]
+    assert not leftovers, f"partial files left behind: {leftovers}"
+    assert (tmp_path / "results" / "preprocess" / "tracks_cov" / "transforms.json").exists()
+    assert not (tmp_path / "results" / "preprocess" / "jets" / "transforms.json").exists()
+    assert "0.root" in (tmp_path / "logs" / "ingest" / "nanoaod" / "jets" / "0.log").read_text()

@@ -1,0 +1,3 @@
+from pipeline_steps.provenance import records_from_rule, write_provenance
+records = records_from_rule(snakemake.params.models)
+write_provenance(records, output=snakemake.output[0], checkout=snakemake.scriptdir, seed=snakemake.params.seed, log=snakemake.log[0])
