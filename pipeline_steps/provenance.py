@@ -1,12 +1,13 @@
 """Hashes that tie outputs to their inputs and to the code that made them.
 
 Snakemake reruns a job when its ``script:`` text changes, but not when a module that script
-imports changes. Rules therefore carry ``params: code=source_hash(...)`` of the modules they use,
-and a code edit in one step reruns exactly the jobs that use it.
+imports changes. Rules therefore carry ``params: code=source_hash(...)`` of the modules they use
+(imports followed), and a code edit in one step reruns exactly the jobs that use it.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -31,16 +32,18 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def source_hash(*modules: str) -> str:
-    """Short sha256 over the source of package sub-modules, e.g. ``source_hash("ingest", "common")``.
+    """Short sha256 over the source of package sub-modules and everything they import from it.
 
-    A name is a module file (``models/flow``) or a sub-package folder (``ingest``); folders are
-    hashed file by file in sorted order so the value is stable across machines.
+    A name is a module file (``models/flow``) or a sub-package folder (``ingest``). Imports of
+    ``pipeline_steps`` modules are followed transitively, so a rule lists only its entry modules and
+    an edit in a shared helper (say ``train/schedule``) still reruns every job that uses it, while an
+    edit in a module a rule never imports reruns nothing. Files are hashed in sorted order, so the
+    value is stable across machines.
     """
     digest = hashlib.sha256()
-    for module in sorted(modules):
-        for path in _module_files(module):
-            digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
-            digest.update(path.read_bytes())
+    for path in sorted(_with_imports({file for module in modules for file in _module_files(module)})):
+        digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -52,6 +55,50 @@ def _module_files(module: str) -> list[Path]:
     if not file.exists():
         raise FileNotFoundError(f"source_hash: no module or package {module!r} under {PACKAGE_ROOT}")
     return [file]
+
+
+def _with_imports(files: set[Path]) -> set[Path]:
+    """The files plus every package module they import, directly or not."""
+    seen: set[Path] = set()
+    pending = list(files)
+    while pending:
+        file = pending.pop()
+        if file in seen:
+            continue
+        seen.add(file)
+        pending.extend(_imported_package_files(file))
+    return seen
+
+
+def _imported_package_files(file: Path) -> list[Path]:
+    """Files of ``pipeline_steps`` modules named by the import statements of ``file``."""
+    package_parts = file.relative_to(PACKAGE_ROOT).parent.parts
+    found = []
+    for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+        if isinstance(node, ast.Import):
+            dotted = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(("pipeline_steps", *package_parts[: len(package_parts) - node.level + 1]))
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            dotted = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found += [path for name in dotted if (path := _package_file(name)) is not None]
+    return found
+
+
+def _package_file(dotted: str) -> Path | None:
+    parts = dotted.split(".")
+    if parts[0] != "pipeline_steps":
+        return None
+    target = PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 # --- provenance.json and its verification ------------------------------------------------------

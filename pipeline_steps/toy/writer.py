@@ -14,22 +14,19 @@ chunks then give the same bytes; ``tests/test_toy_writer.py`` proves it.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import os
 import uuid
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import awkward as ak
 import numpy as np
 import uproot
 
 from pipeline_steps.common.atomic import atomic_path
+from pipeline_steps.common.reproducible import fixed_root_timestamps
 
 #: Chunk of entries generated and written at once (bounds memory whatever the file size).
 CHUNK_ENTRIES = 5000
-#: The TDatime stamped on every object of a toy file (fixed, so files are reproducible).
-FIXED_DATETIME = datetime.datetime(2024, 1, 1, 0, 0, 0)
 
 Branches = Mapping[str, "np.ndarray | ak.Array"]
 
@@ -49,7 +46,7 @@ def write_tree(
     """
     counters = dict(counters or {})
     n_entries = 0
-    with atomic_path(path) as tmp, open(tmp, "wb+") as sink, _fixed_root_timestamps():
+    with atomic_path(path) as tmp, open(tmp, "wb+") as sink, fixed_root_timestamps():
         with uproot.recreate(sink, uuid_function=lambda: file_uuid) as root_file:
             tree = None
             for chunk in chunks:
@@ -82,15 +79,3 @@ def uuid_from_seed(seed_sequence: np.random.SeedSequence) -> uuid.UUID:
     words = seed_sequence.generate_state(4, np.uint32)
     value = int.from_bytes(words.tobytes(), "little")
     return uuid.UUID(int=value, version=4)
-
-
-@contextlib.contextmanager
-def _fixed_root_timestamps() -> Iterator[None]:
-    """Make uproot stamp FIXED_DATETIME instead of ``now()`` on every TKey/TDirectory."""
-    original: Callable = uproot._util.datetime_to_code
-    fixed_code = original(FIXED_DATETIME)
-    uproot._util.datetime_to_code = lambda _dt: fixed_code
-    try:
-        yield
-    finally:
-        uproot._util.datetime_to_code = original

@@ -43,7 +43,7 @@ rule validate_model:
         dataset=model_output_layout,
         validation=config["validation"],
         seed=config["seed"],
-        code=source_hash("validate", "generate", "preprocess/transforms", "preprocess/categorise", "common"),
+        code=source_hash("validate/step", "common"),
     threads: 1
     conda:
         "../../envs/validate.yaml"
