@@ -5,6 +5,11 @@ native model files, transforms (+ categories for SHiP), ``run_bundle.py``, ``ver
 ``bundle.json``. :func:`verify_bundle` then reloads everything from that folder; only a bundle that
 passes is renamed into place, with ``verification.passed: true`` in its manifest. A failure raises and
 fails the job.
+
+With ``export.c: true`` a covariance GAN bundle also holds ``generator.c``/``generator.h`` and the compiled
+``libfastsim_generator.so`` (:mod:`pipeline_steps.export.c_export`), checked against ONNX at export and
+again by :func:`finalise`; the manifest's ``c`` section names the function and the measured difference.
+Other kinds ignore ``c: true`` (logged).
 """
 
 from __future__ import annotations
@@ -51,10 +56,13 @@ class ExportSettings:
             raise ConfigError(f"models.{params['model_name']}.kind: export knows {list(KINDS)}, got {model.get('kind')!r}")
         if float(export.get("tolerance", 1e-4)) <= 0:
             raise ConfigError(f"export.tolerance: expected a positive number, got {export.get('tolerance')!r}")
-        if export.get("c"):
-            raise ConfigError("export.c: C export is not implemented yet; set export.c: false")
+        c = bool(export.get("c", False))
+        if c and model["kind"] != "covariance_gan":
+            log.info("export.c: true ignored for %s (kind %s): only the covariance GAN generator has a C export",
+                     params["model_name"], model["kind"])
+            c = False
         return cls(model_name=str(params["model_name"]), kind=model["kind"], model=model,
-                   opset=int(export.get("opset", 18)), tolerance=float(export.get("tolerance", 1e-4)), c=False,
+                   opset=int(export.get("opset", 18)), tolerance=float(export.get("tolerance", 1e-4)), c=c,
                    rows=int(export.get("verify_rows", 512)), seed=int(params.get("seed", 0)),
                    tree=str(params.get("tree", "Events")))
 
@@ -89,6 +97,7 @@ def export_bundle(settings: ExportSettings, model_files: list[Path], transforms:
     batches.write_verification(folder / VERIFICATION_FILE, groups)
     names = ["model.onnx", *files, "transforms.json", "transforms.npz", "run_bundle.py", VERIFICATION_FILE]
     names += ["categories.json"] if categories is not None else []
+    names += description.get("c", {}).get("files", [])
     manifest = {
         "format": mf.FORMAT_VERSION,
         "model": settings.model_name,
@@ -112,6 +121,10 @@ def finalise(folder: Path, provenance: Mapping[str, Any]) -> dict[str, Any]:
     """Verify the written bundle; record the result and provenance in bundle.json. Raises on failure."""
     report = verify_bundle(folder)
     manifest = mf.read_manifest(folder)
+    if manifest.get("c"):
+        from pipeline_steps.export.c_export import verify_bundle_c
+
+        report["c_vs_onnx"] = verify_bundle_c(folder)
     manifest["verification"].update({"passed": True, **report})
     manifest["verified"] = True
     manifest["provenance"] = dict(provenance)
@@ -202,6 +215,12 @@ def _export_gan(settings, model_files, transforms, test_split, folder, categorie
     groups = _generative_groups(settings, conditions, conditions_physical, noise, output, transforms, categories)
     description = _generative_description(settings, architecture.noise_dim, list(settings.model["targets"]),
                                           list(groups["physical"]))
+    if settings.c:
+        from pipeline_steps.export import c_export
+
+        reference = c_export.onnx_output(folder / "model.onnx", conditions, noise)
+        description["c"] = c_export.export_c(generator, architecture, folder, reference, conditions, noise,
+                                             settings.tolerance)
     return files, description, groups
 
 

@@ -1,0 +1,85 @@
+"""C export of the covariance GAN generator: emitted C compiles, matches ONNX, and a changed weight is caught."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_steps.export import c_export
+from pipeline_steps.export.verify import BundleVerificationError
+
+CONDITIONS, TARGETS = ["gen_pt", "gen_eta"], ["dz", "pt"]
+
+
+def tiny_generator(tmp_path: Path, activation: str = "relu"):
+    """A randomly initialised residual generator (non-zero biases so they are exercised) and its ONNX."""
+    import keras
+
+    from pipeline_steps.export.keras_export import export_keras_onnx
+    from pipeline_steps.models.covariance_gan import GanArchitecture, build_generator
+
+    keras.utils.set_random_seed(1)
+    architecture = GanArchitecture.from_config(
+        {"noise_dim": 4, "hidden": 8, "generator_residual_steps": 2, "activation": activation}, CONDITIONS, TARGETS)
+    generator = build_generator(architecture)
+    rng = np.random.default_rng(0)
+    conditions = rng.normal(size=(64, 2)).astype(np.float32)
+    noise = rng.standard_normal((64, 4)).astype(np.float32)
+    generator([conditions, noise])
+    for layer in generator.layers:
+        if layer.get_weights():
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.3, bias.shape).astype(np.float32)])
+    export_keras_onnx(generator, [conditions, noise], tmp_path / "model.onnx", 18)
+    return generator, architecture, conditions, noise
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_emitted_c_compiles_and_matches_onnx(tmp_path, activation):
+    generator, architecture, conditions, noise = tiny_generator(tmp_path, activation)
+    reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
+    section = c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5)
+    assert (tmp_path / c_export.LIBRARY).exists() and section["library"] == c_export.LIBRARY
+    assert section["max_difference_to_onnx"] <= 1e-5
+    assert "fastsim_generator(const float *conditions" in (tmp_path / "generator.h").read_text()
+    # independent of export_c's own comparison: the library's output is the ONNX output, and not trivially zero
+    found = c_export.run_library(tmp_path / c_export.LIBRARY, conditions, noise, len(TARGETS))
+    np.testing.assert_allclose(found, reference, atol=1e-5, rtol=1e-5)
+    assert np.std(found) > 1e-3
+
+
+def test_corrupted_weight_in_c_source_fails_the_check(tmp_path):
+    generator, architecture, conditions, noise = tiny_generator(tmp_path)
+    reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
+    c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5)
+    assert c_export.check_against_onnx(tmp_path, reference, conditions, noise, 1e-5) <= 1e-5  # intact: passes
+    source = (tmp_path / "generator.c").read_text()
+    # change the first weight of the output layer's kernel by 0.5
+    pattern = re.compile(r"(targets_w\[\d+\] = \{\s*)(-?[0-9.e+-]+)f")
+    value = float(pattern.search(source).group(2))
+    (tmp_path / "generator.c").write_text(pattern.sub(lambda m: f"{m.group(1)}{value + 0.5:.8e}f", source, count=1))
+    with pytest.raises(BundleVerificationError, match="C generator output"):
+        c_export.check_against_onnx(tmp_path, reference, conditions, noise, 1e-5)
+
+
+def test_gan_bundle_with_c_true_lists_and_verifies_the_c_files(tmp_path):
+    from tests.test_export_bundle import raw_file, tiny_gan, write_generative_inputs
+
+    from pipeline_steps.export.manifest import read_manifest
+    from pipeline_steps.export.step import run
+
+    transforms = write_generative_inputs(tmp_path / "pre", CONDITIONS, TARGETS)
+    files = tiny_gan(tmp_path / "train", CONDITIONS, TARGETS)
+    out = tmp_path / "export" / "gan"
+    run(files, str(transforms), str(tmp_path / "pre" / "test.parquet"), str(out),
+        {"model_name": "gan", "model": {"kind": "covariance_gan", "conditions": CONDITIONS, "targets": TARGETS},
+         "export": {"opset": 18, "tolerance": 1e-5, "c": True}}, [raw_file(tmp_path)])
+    manifest = read_manifest(out)
+    assert set(manifest["checksums"]) >= {"generator.c", "generator.h", c_export.LIBRARY}
+    assert manifest["c"]["function"] == c_export.SIGNATURE
+    assert manifest["c"]["max_difference_to_onnx"] <= 1e-5 and manifest["verification"]["c_vs_onnx"] <= 1e-5
+    assert json.loads((out / "bundle.json").read_text())["verified"] is True
