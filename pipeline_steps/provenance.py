@@ -34,11 +34,13 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 def source_hash(*modules: str) -> str:
     """Short sha256 over the source of package sub-modules and everything they import from it.
 
-    A name is a module file (``models/flow``) or a sub-package folder (``ingest``). Imports of
-    ``pipeline_steps`` modules are followed transitively, so a rule lists only its entry modules and
-    an edit in a shared helper (say ``train/schedule``) still reruns every job that uses it, while an
-    edit in a module a rule never imports reruns nothing. Files are hashed in sorted order, so the
-    value is stable across machines.
+    A name is a module file (``models/flow``) or a sub-package folder (``ingest``). Module-level
+    imports of ``pipeline_steps`` modules are followed transitively, so an edit in a shared helper
+    (say ``train/schedule``) reruns every job that uses it, while an edit in a module a rule never
+    imports reruns nothing. Imports inside functions are *not* followed: in this package they are
+    the per-kind dispatch (export/generate pick the flow, GAN or CalRatio module at run time), so a
+    rule names the kind-specific modules it dispatches to itself. Files are hashed in sorted order,
+    so the value is stable across machines.
     """
     digest = hashlib.sha256()
     for path in sorted(_with_imports({file for module in modules for file in _module_files(module)})):
@@ -71,10 +73,10 @@ def _with_imports(files: set[Path]) -> set[Path]:
 
 
 def _imported_package_files(file: Path) -> list[Path]:
-    """Files of ``pipeline_steps`` modules named by the import statements of ``file``."""
+    """Files of ``pipeline_steps`` modules named by the module-level imports of ``file``."""
     package_parts = file.relative_to(PACKAGE_ROOT).parent.parts
     found = []
-    for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+    for node in _module_level_statements(ast.parse(file.read_text(), filename=str(file)).body):
         if isinstance(node, ast.Import):
             dotted = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -88,6 +90,16 @@ def _imported_package_files(file: Path) -> list[Path]:
             continue
         found += [path for name in dotted if (path := _package_file(name)) is not None]
     return found
+
+
+def _module_level_statements(body: list[ast.stmt]):
+    """Statements run at import time, including those under module-level ``if``/``try``."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try)):
+            nested = [*node.body, *node.orelse, *getattr(node, "finalbody", [])]
+            nested += [stmt for handler in getattr(node, "handlers", []) for stmt in handler.body]
+            yield from _module_level_statements(nested)
 
 
 def _package_file(dotted: str) -> Path | None:

@@ -25,7 +25,14 @@ rule export_covariance_gan:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=lambda wc: config["models"][wc.model],
         export=config["export"],
-        code=source_hash("export", "models/covariance_gan", "preprocess/transforms", "common"),
+        code=source_hash(
+            "export/step",
+            "export/keras_export",
+            "export/c_export",
+            "models/covariance_gan",
+            "preprocess/transforms",
+            "common",
+        ),
     threads: 1
     conda:
         "../../envs/tensorflow.yaml"
@@ -56,7 +63,14 @@ rule export_flow:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=lambda wc: config["models"][wc.model],
         export=config["export"],
-        code=source_hash("export", "models/flow", "preprocess/transforms", "preprocess/categorise", "common"),
+        code=source_hash(
+            "export/step",
+            "export/torch_export",
+            "models/flow",
+            "preprocess/transforms",
+            "preprocess/categorise",
+            "common",
+        ),
     threads: 1
     conda:
         "../../envs/torch.yaml"
@@ -88,7 +102,12 @@ rule export_calratio_rnn:
         model=lambda wc: config["models"][wc.model],
         export=config["export"],
         code=source_hash(
-            "export", "models/calratio_rnn", "preprocess/calratio_inputs", "preprocess/transforms", "common"
+            "export/step",
+            "export/keras_export",
+            "models/calratio_rnn",
+            "preprocess/calratio_inputs",
+            "preprocess/transforms",
+            "common",
         ),
     threads: 1
     conda:
