@@ -76,11 +76,40 @@ def test_dry_run_plans_the_whole_workflow(name, config, tmp_path):
     assert "This was a dry-run" in result.stdout + result.stderr
 
 
+# No conda channel is reachable here, so no env can be built; what `--sdm conda` needs to *plan* is only
+# `conda --version`, `conda info --json` and the channel-priority query. This stand-in answers those three
+# and refuses everything else, so a plan that tried to create or activate an env would fail.
+PLANNING_ONLY_CONDA = """#!/bin/sh
+case "$*" in
+  "--version") echo "conda 24.11.3" ;;
+  "info --json") printf '{"conda_prefix": "%s", "platform": "linux-64"}\\n' "$(dirname "$(dirname "$0")")" ;;
+  "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo "planning-only conda: refused: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def planning_conda(tmp_path, monkeypatch):
+    """PATH with the real conda if there is one, else the planning-only stand-in above."""
+    if shutil.which("conda") is None:
+        bin_dir = tmp_path / "conda" / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "conda").write_text(PLANNING_ONLY_CONDA)
+        (bin_dir / "conda").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("conda") is None, reason="no conda here: --sdm conda needs `conda info`")
-def test_conda_dry_run_plans_every_rule_with_its_env(tmp_path):
-    result = _snakemake("-n", "--profile", str(REPO / "profiles" / "slurm"), "--directory", str(tmp_path))
-    assert "conda environment" in result.stdout + result.stderr
+def test_conda_dry_run_plans_every_rule_with_its_env(planning_conda, tmp_path):
+    """The SLURM profile's `--sdm conda` plans the whole default workflow, and every env of envs/ is used."""
+    work = tmp_path / "work"
+    common = ["--profile", str(REPO / "profiles" / "slurm"), "--directory", str(work)]
+    plan = _snakemake("-n", "--quiet", "rules", *common, env=dict(os.environ))
+    assert "This was a dry-run" in plan.stdout + plan.stderr
+    listed = _snakemake("--list-conda-envs", *common, env=dict(os.environ)).stdout.splitlines()
+    planned = {Path(line.split("\t")[0]).name for line in listed if line.endswith("_") and "envs/" in line}
+    assert planned == {path.name for path in (REPO / "envs").glob("*.yaml")}, listed
 
 
 def test_every_rule_has_an_existing_conda_env():
@@ -111,9 +140,9 @@ def test_snakefmt_check_is_clean():
     assert not unformatted, f"snakefmt --check fails on {unformatted}: run `snakefmt <file>` (settings: pyproject.toml)"
 
 
-def _snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _snakemake(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), *args], cwd=REPO, capture_output=True,
-                            text=True, env=_QUIET_ENV)
+                            text=True, env=env or _QUIET_ENV)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
