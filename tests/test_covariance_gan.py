@@ -161,9 +161,20 @@ def test_physical_spd_fraction_applies_the_inverse_transform():
 @pytest.mark.slow
 def test_known_problem_mean_and_spread_in_bins_of_the_condition(tmp_path):
     """Tolerance: per quartile of x, |mean gen - mean true| < 0.15 and |std gen - std true| < 0.12
-    (true per-bin widths 0.3-0.55), truth from 20k independent rows of the known function."""
+    (true per-bin widths 0.3-0.55), truth from 20k independent rows of the known function.
+
+    The rate is held for 30 epochs, then decays linearly to ~0 over the last 30: at a constant 2e-3
+    the generator still circles the equilibrium when training stops, and the tail quartile's mean is
+    off by 0.09-0.28 depending on the seed (1 of 3 seeds within tolerance); with the decay 8 of 8
+    seeds (7-14) were within it, the worst at 0.12.
+    """
     train_split, validation_split = splits(n_train=8000, n_validation=4000)
-    config = training.GanTrainingConfig.from_model(model_slice(epochs=60), seed=7)
+    model = model_slice(epochs=60)
+    model["training"]["schedule"] = [
+        {"length": 30, "unit": "epochs", "law": "constant", "start": 2e-3},
+        {"length": 30, "unit": "epochs", "law": "linear", "start": 2e-3, "end": 1e-5},
+    ]
+    config = training.GanTrainingConfig.from_model(model, seed=7)
     result = training.train_gan(config, train_split, validation_split, tmp_path / "checkpoints")
     truth = known_problem(20_000, 3)
     x, generated = validation_split.conditions[:, 0], result.generated_validation
