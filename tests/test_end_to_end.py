@@ -71,6 +71,7 @@ def test_figure_of_merit_for_every_generative_model(tiny_run):
     summary = pd.read_csv(tiny_run / "results" / "summary.csv")
     assert set(summary["model"]) >= {"tracks_cov", "jets", "nano_muons", "ship_muons"}
     assert summary["auc"].between(0.0, 1.0).all()
+    assert (summary["training_seconds"] > 0).all(), summary[["model", "training_seconds"]]
 
 
 def test_second_dry_run_has_nothing_to_do(tiny_run):
@@ -85,3 +86,16 @@ def test_every_model_has_a_verified_export_bundle(tiny_run):
     for name, manifest in bundles.items():
         assert manifest["verified"] is True and manifest["verification"]["passed"] is True, name
         assert (tiny_run / "results" / "export" / name / "model.onnx").exists(), name
+
+
+def test_report_embeds_every_models_plots_and_the_summary(tiny_run):
+    """`snakemake --report` (what `make run` ends with) gives one self-contained page."""
+    run_snakemake("--configfile", str(TINY_CONFIG), "--report", "report.html", workdir=tiny_run)
+    page = (tiny_run / "report.html").read_text()
+    expected = ["results/summary.csv", "results/validate/calratio/roc.png"]
+    for model in ("tracks_cov", "jets", "nano_muons", "ship_muons"):
+        expected += [f"results/validate/{model}/bdt_output.png", f"results/validate/{model}/distributions.png",
+                     f"results/train/{model}/loss.png"]
+    missing = [entry for entry in expected if f'"{entry}"' not in page]
+    assert not missing, f"report.html lacks {missing}"
+    assert "src=\"http" not in page  # no plot fetched from elsewhere: the page stands alone

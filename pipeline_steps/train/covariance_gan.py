@@ -66,7 +66,10 @@ HISTORY_COLUMNS = [
     "referee_train_loss",
     "referee_validation_loss",
     "spd_fraction",
+    "seconds",          # wall time of the epoch's updates (not its validation): timing, not reproducible
+    "rows_per_second",
 ]
+TIMING_COLUMNS = ("seconds", "rows_per_second")
 _VALIDATION_ROWS = 50_000  # per-epoch referee evaluation: enough for a smooth curve, bounded cost
 _SPD_ROWS = 5_000  # per-epoch SPD fraction in history.csv; spd.json uses the whole validation split
 _PLOT_POINTS = 3_000
@@ -306,7 +309,10 @@ def train_gan(
         began = time.perf_counter()
         learning_rate = None if schedule is None else train_step.begin_epoch()
         row = run_epoch(train_step, epoch_batches(*train_tensors, config.batch_size, config.seed, epoch))
-        seconds += time.perf_counter() - began
+        epoch_seconds = time.perf_counter() - began
+        seconds += epoch_seconds
+        row["seconds"] = epoch_seconds  # the summary's training time and the per-epoch throughput
+        row["rows_per_second"] = len(train_split.conditions) / epoch_seconds if epoch_seconds > 0 else float("nan")
         row["referee_validation_loss"], generated = evaluate(*validation)
         row["spd_fraction"] = _spd_or_nan(spd_of_generated, generated[:_SPD_ROWS])
         if learning_rate is not None:
