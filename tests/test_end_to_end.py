@@ -63,6 +63,10 @@ def test_generated_files_have_the_input_layout(tiny_run):
         assert {"nJet", "Jet_pt", "Jet_eta", "Jet_phi"} <= set(events.keys())
         jet_pt = ak.flatten(events["Jet_pt"].array())
         assert len(jet_pt) > 0 and np.all(np.isfinite(jet_pt)) and np.all(jet_pt > 0)
+        train = pd.read_parquet(tiny_run / "results" / "preprocess" / "jets" / "train.parquet")
+        jet_id, btag = (ak.to_numpy(ak.flatten(events[f"Jet_{name}"].array())) for name in ("jetId", "btagDeepB"))
+        assert set(np.unique(jet_id)) <= set(train["jetId"].unique())  # discrete: only values seen in training
+        assert train["btagDeepB"].min() <= btag.min() and btag.max() <= train["btagDeepB"].max()
     with uproot.open(tiny_run / "results" / "generate" / "tracks_cov" / "generated.root") as generated:
         assert "cov_00" in generated["Tracks"].keys()
 

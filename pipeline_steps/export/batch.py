@@ -45,7 +45,7 @@ def physical_targets(model_transforms, generated: np.ndarray, conditions_physica
         table = model_space.assign(category=conditions_physical["category"].to_numpy())
         physical = denormalise_mixed(table, categories)
         return {name: physical[name].to_numpy() for name in model_transforms.target_names}
-    physical = model_transforms.targets_to_physical(model_space, conditions_physical)
+    physical = model_transforms.support.apply(model_transforms.targets_to_physical(model_space, conditions_physical))
     return {name: physical[name].to_numpy() for name in physical.columns}
 
 

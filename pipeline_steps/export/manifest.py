@@ -34,6 +34,8 @@ TRANSFORM_RECIPE = [
     "floor dequantised variables, cast to the variable's dtype.",
     "targets_to_physical: undo target_representation (covariance), then each 'derived' variable "
     "(ratio: a = r*b, difference: a = d + b, delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",
+    "support (generated rows only): clip each physical target named in 'support.ranges' to its training [low, high], "
+    "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower).",
     "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (broadened variables: "
     "sqrt-broadening undone with the stored constants) and StartX = StartY = 0 for categories from the target.",
     "run_bundle.py in this folder implements all of the above with numpy only.",

@@ -210,6 +210,24 @@ def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict
     return out
 
 
+def within_support(document: dict, physical: dict) -> dict:
+    """Generated physical targets clipped to the training range; discrete ones snapped to seen values."""
+    support = document.get("support") or {}
+    out = dict(physical)
+    for name, (low, high) in support.get("ranges", {}).items():
+        if name not in out:
+            continue
+        x = np.clip(np.asarray(out[name], np.float64), low, high)
+        allowed = np.asarray(support.get("values", {}).get(name, []), np.float64)
+        if len(allowed) == 1:
+            x = np.full_like(x, allowed[0])
+        elif len(allowed) > 1:
+            above = np.clip(np.searchsorted(allowed, x), 1, len(allowed) - 1)
+            x = np.where(np.abs(allowed[above] - x) < np.abs(x - allowed[above - 1]), allowed[above], allowed[above - 1])
+        out[name] = x
+    return out
+
+
 def ship_denormalise(categories: dict, targets: dict, category: np.ndarray) -> dict:
     """SHiP: normalised (and broadened) per-category targets -> physical; StartX/Y = 0 from the target."""
     out = {name: np.asarray(values, np.float64).copy() for name, values in targets.items()}
@@ -237,7 +255,7 @@ def physical_outputs(bundle: Bundle, generated: np.ndarray, conditions: dict) ->
     model_space = set_inverse(bundle.transforms["targets"], generated)
     if bundle.categories is not None:
         return ship_denormalise(bundle.categories, model_space, conditions["category"])
-    return targets_to_physical(bundle.transforms, model_space, conditions)
+    return within_support(bundle.transforms, targets_to_physical(bundle.transforms, model_space, conditions))
 
 
 # ------------------------------------------------------------------------------------ running

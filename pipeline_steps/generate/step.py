@@ -167,14 +167,15 @@ def physical_rows(generated: np.ndarray, carried: pd.DataFrame, model_transforms
                   reference: pd.DataFrame, categories_json: Mapping[str, Any] | None) -> pd.DataFrame:
     """Transformed samples + the carried rows (identity, physical conditions) -> rows to write.
 
-    Generated columns take the dtype of the same column of the real table when it has one (an
-    integer branch stays an integer, rounded), float32 otherwise.
+    Generated columns are held to the training support (``transforms.json`` ``support``: training
+    range, discrete values) and take the dtype of the same column of the real table when it has one
+    (an integer branch stays an integer, rounded), float32 otherwise.
     """
     model_space = model_transforms.targets.inverse(generated)
     if settings.categorised:
         return _ship_rows(model_space, carried, settings, categories_json)
     physical = model_transforms.targets_to_physical(model_space, carried.reset_index(drop=True))
-    physical = _cast_like(physical, reference)
+    physical = _cast_like(model_transforms.support.apply(physical), reference)
     return pd.concat([carried.reset_index(drop=True), physical], axis=1)
 
 

@@ -42,6 +42,7 @@ from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
     TRANSFORM_KINDS,
     ModelTransforms,
+    PhysicalSupport,
     fit_variable_transforms,
     model_space_targets,
     save_transforms,
@@ -74,6 +75,7 @@ class ModelPreprocessSettings:
     categorised: bool = False
     seed: int = 0
     extra_columns: list[str] = field(default_factory=list)
+    support: bool = True
 
     @classmethod
     def from_params(cls, model: str, slice_: Mapping[str, Any], seed: int) -> "ModelPreprocessSettings":
@@ -106,6 +108,7 @@ class ModelPreprocessSettings:
             identity=list(BASE_IDENTITY) + [c for c in slice_.get("identity", []) if c not in BASE_IDENTITY],
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
             extra_columns=[c for c in dict.fromkeys(sources) if c not in physical],
+            support=bool(prep.get("support", True)),
         )
 
     @property
@@ -161,6 +164,7 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
             model_targets.loc[train], settings.target_kinds, [n for n in settings.targets if n in dequantize],
             False, seed=settings.seed + 1),
         derived=settings.derived, target_representation=settings.target_representation, model=settings.model,
+        support=_training_support(rows.loc[train], settings),
     )
     splits = {}
     for index, name in enumerate(SPLIT_NAMES):
@@ -168,6 +172,19 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         splits[name] = _split_table(rows.loc[mask], model_targets.loc[mask], model_transforms, settings, index)
         logger.info("split %s: %d rows", name, int(mask.sum()))
     return splits, model_transforms
+
+
+def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSettings) -> PhysicalSupport:
+    """The physical targets' training range (and discrete values) that generated rows are held to.
+
+    Off with ``preprocessing.support: false``, and for SHiP categories, whose per-category
+    denormalisation (``categories.json``) already bounds each variable.
+    """
+    if not settings.support or settings.categorised:
+        return PhysicalSupport()
+    physical = [settings.derived[t].source if t in settings.derived else t for t in settings.targets]
+    discrete = [t for t in settings.targets if t in set(settings.dequantize) and t not in settings.derived]
+    return PhysicalSupport.fit(train_rows[physical], discrete)
 
 
 def write_outputs(splits: Mapping[str, pd.DataFrame], model_transforms: ModelTransforms, rows: pd.DataFrame,

@@ -46,6 +46,7 @@ __all__ = [
     "Decorrelation",
     "VariableTransforms",
     "ModelTransforms",
+    "PhysicalSupport",
     "fit_variable_transform",
     "fit_variable_transforms",
     "model_space_targets",
@@ -354,6 +355,69 @@ def _require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
         raise InputError(f"transform {what}: columns {missing} missing; the table has {list(df.columns)}")
 
 
+# --------------------------------------------------------------------------------------------- support
+MAX_DISCRETE_VALUES = 1024
+
+
+@dataclass
+class PhysicalSupport:
+    """Where the training split's physical targets live: ``[low, high]`` per column, and for discrete
+    (dequantised) columns the values they take.
+
+    A generative model's tails extrapolate beyond the physics (a jetId of 10, 250 constituents, a
+    b-tag score of 2.7, a negative energy fraction); the BDT figure of merit spots those at once and
+    an analysis would choke on them. Generated rows are therefore clipped to the training range and
+    discrete columns snapped to the nearest value seen in training (jetId 5 -> 6 when training saw
+    0, 2, 6). A value a detector reports at a range edge (b-tag -1, energy fraction 0) comes back
+    exactly. Only generated rows pass through here: ``inverse`` stays exact on any value.
+    """
+
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, physical: pd.DataFrame, discrete: Iterable[str] = ()) -> "PhysicalSupport":
+        """From the training split's physical columns; ``discrete`` columns also keep their values."""
+        ranges = {name: (float(physical[name].min()), float(physical[name].max())) for name in physical.columns}
+        values = {}
+        for name in discrete:
+            seen = np.unique(physical[name].to_numpy(np.float64))
+            if len(seen) <= MAX_DISCRETE_VALUES:
+                values[name] = seen
+        return cls(ranges, values)
+
+    def apply(self, physical: pd.DataFrame) -> pd.DataFrame:
+        """Generated physical rows -> the same rows inside the training support (a copy)."""
+        out = physical.copy()
+        for name, (low, high) in self.ranges.items():
+            if name in out.columns:
+                column = np.clip(out[name].to_numpy(np.float64), low, high)
+                if name in self.values:
+                    column = nearest_value(column, self.values[name])
+                out[name] = column
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ranges": {name: list(bounds) for name, bounds in self.ranges.items()},
+                "values": {name: seen for name, seen in self.values.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "PhysicalSupport":
+        data = data or {}
+        return cls({name: (float(low), float(high)) for name, (low, high) in data.get("ranges", {}).items()},
+                   {name: np.asarray(seen, dtype=np.float64) for name, seen in data.get("values", {}).items()})
+
+
+def nearest_value(x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Each entry of ``x`` replaced by the nearest entry of the sorted ``allowed`` (ties go down)."""
+    above = np.clip(np.searchsorted(allowed, x), 1, max(len(allowed) - 1, 1))
+    below = above - 1
+    if len(allowed) == 1:
+        return np.full_like(x, allowed[0], dtype=np.float64)
+    take_above = np.abs(allowed[above] - x) < np.abs(x - allowed[below])
+    return np.where(take_above, allowed[above], allowed[below])
+
+
 # --------------------------------------------------------------------------------------------- one model
 @dataclass
 class ModelTransforms:
@@ -368,6 +432,7 @@ class ModelTransforms:
     derived: dict[str, DerivedVariable] = field(default_factory=dict)
     target_representation: str = "elements"
     model: str = ""
+    support: PhysicalSupport = field(default_factory=PhysicalSupport)
 
     @property
     def condition_names(self) -> list[str]:
@@ -413,6 +478,7 @@ class ModelTransforms:
             "targets": self.targets.to_dict(),
             "derived": {name: spec.to_dict() for name, spec in self.derived.items()},
             "target_representation": self.target_representation,
+            "support": self.support.to_dict(),
         }
 
     @classmethod
@@ -423,6 +489,7 @@ class ModelTransforms:
             derived={name: DerivedVariable.from_dict(name, spec) for name, spec in data.get("derived", {}).items()},
             target_representation=data.get("target_representation", "elements"),
             model=data.get("model", ""),
+            support=PhysicalSupport.from_dict(data.get("support")),
         )
 
 
