@@ -1,4 +1,5 @@
-"""C export of the covariance GAN generator: emitted C compiles, matches ONNX, and a changed weight is caught."""
+"""C export of the covariance GAN generator: emitted C compiles, matches ONNX, and a changed weight is caught;
+its transforms in C match the numpy physical path."""
 
 from __future__ import annotations
 
@@ -82,4 +83,66 @@ def test_gan_bundle_with_c_true_lists_and_verifies_the_c_files(tmp_path):
     assert set(manifest["checksums"]) >= {"generator.c", "generator.h", c_export.LIBRARY}
     assert manifest["c"]["function"] == c_export.SIGNATURE
     assert manifest["c"]["max_difference_to_onnx"] <= 1e-5 and manifest["verification"]["c_vs_onnx"] <= 1e-5
+    assert manifest["c"]["physical_function"] == c_export.PHYSICAL_SIGNATURE
+    assert manifest["c"]["max_physical_difference"] <= 1e-5 and manifest["c"]["physical_conditions"] == CONDITIONS
     assert json.loads((out / "bundle.json").read_text())["verified"] is True
+
+
+def fitted_transforms(case: str):
+    """ModelTransforms over CONDITIONS/TARGETS exercising every kind the C function implements."""
+    import pandas as pd
+
+    from pipeline_steps.preprocess.transforms import ModelTransforms, PhysicalSupport, fit_variable_transforms
+
+    rng = np.random.default_rng(3)
+    pt = rng.lognormal(3.0, 0.6, 2000)
+    eta = rng.normal(0.0, 1.5, 2000)
+    rows = pd.DataFrame({"gen_pt": pt, "gen_eta": eta + 0.3 * np.log(pt),  # correlated: decorrelation matters
+                         "dz": rng.standard_t(3, 2000) * 0.1, "pt": np.floor(pt * rng.uniform(0.8, 1.2, 2000))})
+    if case == "quantiles":
+        kinds = {"gen_pt": "log10_quantile_normal", "gen_eta": "quantile_normal"}
+        target_kinds, discrete = {"dz": "quantile_normal", "pt": "log_standard"}, []
+    else:
+        kinds = {"gen_pt": "signed_log_standard", "gen_eta": "minmax"}
+        target_kinds, discrete = {"dz": "passthrough", "pt": "standard"}, ["pt"]
+    return ModelTransforms(
+        conditions=fit_variable_transforms(rows, kinds, decorrelate=True, seed=1),
+        targets=fit_variable_transforms(rows, target_kinds, dequantize=discrete, seed=2),
+        support=PhysicalSupport.fit(rows[["dz", "pt"]], discrete),
+    ), rows
+
+
+@pytest.mark.parametrize("case", ["quantiles", "scales_and_discrete"])
+def test_transforms_in_c_match_the_numpy_physical_path(tmp_path, case):
+    generator, architecture, _, noise = tiny_generator(tmp_path)
+    transforms, rows = fitted_transforms(case)
+    physical_conditions = rows[CONDITIONS].head(len(noise))
+    conditions = transforms.conditions.forward(physical_conditions)
+    reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
+    expected_frame = transforms.support.apply(
+        transforms.targets_to_physical(transforms.targets.inverse(reference), physical_conditions))
+    expected = {name: expected_frame[name].to_numpy() for name in TARGETS}
+    section = c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5,
+                                (transforms, physical_conditions.to_numpy(), expected))
+    assert section["max_physical_difference"] <= 1e-5
+    assert "fastsim_generate_physical(const double *conditions" in (tmp_path / "generator.h").read_text()
+    found = c_export.run_physical(tmp_path / c_export.LIBRARY, physical_conditions.to_numpy(), noise, len(TARGETS))
+    for k, name in enumerate(TARGETS):  # independent of export_c's own check
+        np.testing.assert_allclose(found[:, k], expected[name], rtol=1e-5, atol=1e-6 * np.std(expected[name]))
+    if case == "scales_and_discrete":
+        assert set(np.unique(found[:, 1])) <= set(rows["pt"].unique())  # snapped to training values
+    assert np.std(found[:, 0]) > 0
+
+
+def test_dequantised_conditions_are_refused_for_c(tmp_path):
+    import pandas as pd
+
+    from pipeline_steps.common.errors import ConfigError
+    from pipeline_steps.export.c_transforms import check_supported
+    from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms
+
+    rows = pd.DataFrame({"n_hits": [1, 2, 3, 4], "dz": [0.1, 0.2, 0.3, 0.4]})
+    transforms = ModelTransforms(fit_variable_transforms(rows, {"n_hits": "standard"}, dequantize=["n_hits"]),
+                                 fit_variable_transforms(rows, {"dz": "standard"}))
+    with pytest.raises(ConfigError, match="n_hits"):
+        check_supported(transforms)

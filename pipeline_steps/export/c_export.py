@@ -12,8 +12,10 @@ The C function works in *model space*, exactly like ``model.onnx``::
 
 ``conditions`` [n_rows, n_conditions] and ``noise`` [n_rows, noise_dim] row-major float32 (the
 conditions already transformed with ``transforms.json`` 'conditions' forward, the noise independent
-standard normal), ``targets`` [n_rows, n_targets] written in transformed units. The transforms stay in
-numpy: ``transforms.json`` is applied around the C function as it is around ONNX (``run_bundle.py``).
+standard normal), ``targets`` [n_rows, n_targets] written in transformed units. With the model's
+transforms (the export stage always passes them) the source also holds ``fastsim_generate_physical``:
+physical conditions in, physical covariance elements out, the transforms emitted as C by
+:mod:`pipeline_steps.export.c_transforms` and checked against the framework's physical outputs.
 Weights are ``static const float`` arrays written as ``%.8e`` (9 significant digits: exact float32 round trip).
 
 The emitted source is compiled with the system compiler (``$CC``, default ``gcc``,
@@ -39,7 +41,8 @@ import numpy as np
 
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.export.verify import compare
+from pipeline_steps.export.c_transforms import PHYSICAL_FUNCTION, PHYSICAL_SIGNATURE, emit_physical_function
+from pipeline_steps.export.verify import compare, compare_physical
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +122,13 @@ def _dense_function(layer: DenseWeights) -> str:
             f"  }}\n}}\n")
 
 
-def emit_header(architecture) -> str:
+def emit_header(architecture, physical: bool = False) -> str:
     a = architecture
+    declarations = f"{SIGNATURE};\n"
+    if physical:
+        declarations += ("/* the same with transforms.json applied: conditions [n_rows][N_CONDITIONS] in physical units,\n"
+                         "   targets [n_rows][N_TARGETS] in physical units, held to the training support. */\n"
+                         f"{PHYSICAL_SIGNATURE};\n")
     return ("/* Covariance GAN generator exported by pipeline_steps.export.c_export (model space). */\n"
             "#ifndef FASTSIM_GENERATOR_H\n#define FASTSIM_GENERATOR_H\n\n"
             f"#define FASTSIM_N_CONDITIONS {a.n_conditions}\n#define FASTSIM_NOISE_DIM {a.noise_dim}\n"
@@ -128,7 +136,7 @@ def emit_header(architecture) -> str:
             "/* conditions [n_rows][N_CONDITIONS] (transforms.json 'conditions' forward), noise [n_rows][NOISE_DIM]\n"
             "   (independent N(0, 1)), targets [n_rows][N_TARGETS] written in transformed units\n"
             "   (apply transforms.json 'targets' inverse, then targets_to_physical). Row-major float32. */\n"
-            f"#ifdef __cplusplus\nextern \"C\" {{\n#endif\n{SIGNATURE};\n#ifdef __cplusplus\n}}\n#endif\n\n"
+            f"#ifdef __cplusplus\nextern \"C\" {{\n#endif\n{declarations}#ifdef __cplusplus\n}}\n#endif\n\n"
             "#endif\n")
 
 
@@ -156,11 +164,17 @@ def emit_source(layers: list[DenseWeights], architecture) -> str:
     return "".join(parts)
 
 
-def write_sources(layers: list[DenseWeights], architecture, folder: str | Path) -> list[str]:
-    """``generator.c`` and ``generator.h`` written atomically into ``folder``; returns their names."""
+def write_sources(layers: list[DenseWeights], architecture, folder: str | Path, model_transforms=None) -> list[str]:
+    """``generator.c`` and ``generator.h`` written atomically into ``folder``; returns their names.
+
+    With ``model_transforms`` the source also holds :data:`PHYSICAL_SIGNATURE` (transforms in C).
+    """
     folder = Path(folder)
-    write_text_atomic(folder / HEADER, emit_header(architecture))
-    write_text_atomic(folder / SOURCE, emit_source(layers, architecture))
+    source = emit_source(layers, architecture)
+    if model_transforms is not None:
+        source += emit_physical_function(model_transforms, architecture, FUNCTION)
+    write_text_atomic(folder / HEADER, emit_header(architecture, physical=model_transforms is not None))
+    write_text_atomic(folder / SOURCE, source)
     return [SOURCE, HEADER]
 
 
@@ -192,6 +206,29 @@ def run_library(library: str | Path, conditions: np.ndarray, noise: np.ndarray, 
     return targets
 
 
+def run_physical(library: str | Path, conditions: np.ndarray, noise: np.ndarray, n_targets: int) -> np.ndarray:
+    """Call :data:`PHYSICAL_FUNCTION` (physical float64 conditions); returns physical targets float64."""
+    conditions = np.ascontiguousarray(conditions, np.float64)
+    noise = np.ascontiguousarray(noise, np.float32)
+    targets = np.zeros((len(conditions), n_targets), np.float64)
+    function = getattr(ctypes.CDLL(str(Path(library).resolve())), PHYSICAL_FUNCTION)
+    function.argtypes = [ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_float),
+                         ctypes.POINTER(ctypes.c_double), ctypes.c_int]
+    function.restype = None
+    function(conditions.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+             noise.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+             targets.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), len(conditions))
+    return targets
+
+
+def check_physical(library: str | Path, physical_conditions: np.ndarray, noise: np.ndarray,
+                   expected: dict[str, np.ndarray], tolerance: float) -> float:
+    """The C physical function against the framework's physical outputs (``compare_physical``'s rule)."""
+    names = list(expected)
+    found = run_physical(library, physical_conditions, noise, len(names))
+    return compare_physical({name: found[:, k] for k, name in enumerate(names)}, expected, tolerance)
+
+
 def check_against_onnx(source_dir: str | Path, onnx_output: np.ndarray, conditions: np.ndarray, noise: np.ndarray,
                        tolerance: float) -> float:
     """Compile ``source_dir/generator.c`` afresh (a private temporary library, so a changed source is never
@@ -203,15 +240,28 @@ def check_against_onnx(source_dir: str | Path, onnx_output: np.ndarray, conditio
 
 
 def export_c(generator, architecture, folder: str | Path, onnx_output: np.ndarray, conditions: np.ndarray,
-             noise: np.ndarray, tolerance: float) -> dict[str, Any]:
-    """Emit, compile into ``folder`` and check against ONNX; returns the manifest's ``c`` section."""
+             noise: np.ndarray, tolerance: float, physical=None) -> dict[str, Any]:
+    """Emit, compile into ``folder`` and check against ONNX; returns the manifest's ``c`` section.
+
+    ``physical`` = (model_transforms, physical conditions [n, n_cond], {target: framework physical
+    output}) adds the transforms in C, checked against the framework's physical outputs.
+    """
     folder = Path(folder)
-    files = write_sources(generator_layers(generator, architecture), architecture, folder)
+    model_transforms = physical[0] if physical is not None else None
+    files = write_sources(generator_layers(generator, architecture), architecture, folder, model_transforms)
     compile_library(folder, folder / LIBRARY)
     c_output = run_library(folder / LIBRARY, conditions, noise, architecture.n_targets)
     difference = compare("C generator output (vs ONNX)", c_output, onnx_output, tolerance)
     log.info("C export: %s compiled, max difference to ONNX %.3g on %d rows", LIBRARY, difference, len(conditions))
+    section = {}
+    if physical is not None:
+        section["physical_function"] = PHYSICAL_SIGNATURE
+        section["physical_conditions"] = list(physical[0].condition_names)
+        section["max_physical_difference"] = check_physical(folder / LIBRARY, physical[1], noise, physical[2], tolerance)
+        log.info("C export: %s (transforms in C) within %.3g of the framework's physical outputs",
+                 PHYSICAL_FUNCTION, section["max_physical_difference"])
     return {
+        **section,
         "function": SIGNATURE,
         "header": HEADER,
         "source": SOURCE,
@@ -242,6 +292,15 @@ def verify_bundle_c(folder: str | Path) -> float:
     folder = Path(folder)
     manifest = read_manifest(folder)
     inputs = load_verification(folder)["inputs"]
+    tolerance = float(manifest["verification"]["tolerance"])
     reference = onnx_output(folder / manifest["files"]["onnx"], inputs["conditions"], inputs["noise"])
-    return check_against_onnx(folder, reference, inputs["conditions"], inputs["noise"],
-                              float(manifest["verification"]["tolerance"]))
+    worst = check_against_onnx(folder, reference, inputs["conditions"], inputs["noise"], tolerance)
+    if manifest["c"].get("physical_function"):
+        groups = load_verification(folder)
+        physical_conditions = np.column_stack([groups["conditions_physical"][name]
+                                               for name in manifest["c"]["physical_conditions"]])
+        with tempfile.TemporaryDirectory(prefix="fastsim_c_") as scratch:
+            library = compile_library(folder, Path(scratch) / LIBRARY)
+            worst = max(worst, check_physical(library, physical_conditions, inputs["noise"], groups["physical"],
+                                              tolerance))
+    return worst

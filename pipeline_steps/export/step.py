@@ -218,9 +218,12 @@ def _export_gan(settings, model_files, transforms, test_split, folder, categorie
     if settings.c:
         from pipeline_steps.export import c_export
 
+        from pipeline_steps.preprocess.transforms import load_transforms
+
         reference = c_export.onnx_output(folder / "model.onnx", conditions, noise)
+        physical = (load_transforms(transforms), conditions_physical.to_numpy(np.float64), groups["physical"])
         description["c"] = c_export.export_c(generator, architecture, folder, reference, conditions, noise,
-                                             settings.tolerance)
+                                             settings.tolerance, physical)
     return files, description, groups
 
 
