@@ -247,17 +247,18 @@ def export_c(generator, architecture, folder: str | Path, onnx_output: np.ndarra
     output}) adds the transforms in C, checked against the framework's physical outputs.
     """
     folder = Path(folder)
-    model_transforms = physical[0] if physical is not None else None
+    model_transforms, physical_conditions, physical_expected = physical if physical is not None else (None,) * 3
     files = write_sources(generator_layers(generator, architecture), architecture, folder, model_transforms)
     compile_library(folder, folder / LIBRARY)
     c_output = run_library(folder / LIBRARY, conditions, noise, architecture.n_targets)
     difference = compare("C generator output (vs ONNX)", c_output, onnx_output, tolerance)
     log.info("C export: %s compiled, max difference to ONNX %.3g on %d rows", LIBRARY, difference, len(conditions))
     section = {}
-    if physical is not None:
+    if model_transforms is not None:
         section["physical_function"] = PHYSICAL_SIGNATURE
-        section["physical_conditions"] = list(physical[0].condition_names)
-        section["max_physical_difference"] = check_physical(folder / LIBRARY, physical[1], noise, physical[2], tolerance)
+        section["physical_conditions"] = list(model_transforms.condition_names)
+        section["max_physical_difference"] = check_physical(folder / LIBRARY, physical_conditions, noise,
+                                                            physical_expected, tolerance)
         log.info("C export: %s (transforms in C) within %.3g of the framework's physical outputs",
                  PHYSICAL_FUNCTION, section["max_physical_difference"])
     return {
@@ -291,16 +292,16 @@ def verify_bundle_c(folder: str | Path) -> float:
 
     folder = Path(folder)
     manifest = read_manifest(folder)
-    inputs = load_verification(folder)["inputs"]
-    tolerance = float(manifest["verification"]["tolerance"])
+    groups = load_verification(folder)
+    inputs, tolerance = groups["inputs"], float(manifest["verification"]["tolerance"])
     reference = onnx_output(folder / manifest["files"]["onnx"], inputs["conditions"], inputs["noise"])
-    worst = check_against_onnx(folder, reference, inputs["conditions"], inputs["noise"], tolerance)
-    if manifest["c"].get("physical_function"):
-        groups = load_verification(folder)
-        physical_conditions = np.column_stack([groups["conditions_physical"][name]
-                                               for name in manifest["c"]["physical_conditions"]])
-        with tempfile.TemporaryDirectory(prefix="fastsim_c_") as scratch:
-            library = compile_library(folder, Path(scratch) / LIBRARY)
+    with tempfile.TemporaryDirectory(prefix="fastsim_c_") as scratch:  # compiled afresh: see check_against_onnx
+        library = compile_library(folder, Path(scratch) / LIBRARY)
+        c_output = run_library(library, inputs["conditions"], inputs["noise"], reference.shape[1])
+        worst = compare("C generator output (vs ONNX)", c_output, reference, tolerance)
+        if manifest["c"].get("physical_function"):
+            physical_conditions = np.column_stack([groups["conditions_physical"][name]
+                                                   for name in manifest["c"]["physical_conditions"]])
             worst = max(worst, check_physical(library, physical_conditions, inputs["noise"], groups["physical"],
                                               tolerance))
     return worst

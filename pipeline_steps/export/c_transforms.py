@@ -69,41 +69,47 @@ def _c(value) -> str:
 
 
 def _doubles(name: str, values) -> str:
-    values = np.asarray(values, np.float64).ravel()
-    numbers = [f"{float(v):.17g}" for v in values]  # 17 significant digits: the exact float64
+    numbers = [_c(v) for v in np.asarray(values, np.float64).ravel()]
     rows = [", ".join(numbers[i:i + 6]) for i in range(0, len(numbers), 6)]
     return f"static const double {name}[{len(numbers)}] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
 
 
-def _forward(transform, prefix: str) -> tuple[str, str]:
-    """(constant arrays, statement turning ``v`` from physical into model space)."""
+_SIGN = "(v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0))"
+# kind -> (physical -> prepared, prepared -> physical), the step before/after the kind's scaling
+_PREPARE = {"log_standard": ("log(v)", "exp(v)"), "log10_quantile_normal": ("log10(v)", "pow(10.0, v)"),
+            "signed_log_standard": (f"{_SIGN} * log1p(fabs(v))", f"{_SIGN} * expm1(fabs(v))")}
+
+
+def _scaling(transform, prefix: str) -> tuple[str, str, str]:
+    """(constant arrays, forward expression, inverse expression) of the kind's scaling of ``v``."""
     p, kind = transform.params, transform.kind
-    prepare = {"log_standard": "v = log(v);", "log10_quantile_normal": "v = log10(v);",
-               "signed_log_standard": "v = (v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0)) * log1p(fabs(v));"}.get(kind, "")
     if kind == "passthrough":
-        return "", prepare
+        return "", "v", "v"
     if kind == "minmax":
-        return "", f"{prepare} v = 2.0 * (v - {_c(p['low'])}) / ({_c(p['high'])} - {_c(p['low'])}) - 1.0;"
+        low, high = _c(p["low"]), _c(p["high"])
+        return "", f"2.0 * (v - {low}) / ({high} - {low}) - 1.0", f"(v + 1.0) * 0.5 * ({high} - {low}) + {low}"
     if kind in ("standard", "log_standard", "signed_log_standard"):
-        return "", f"{prepare} v = (v - {_c(p['mean'])}) / {_c(p['std'])};"
+        mean, std = _c(p["mean"]), _c(p["std"])
+        return "", f"(v - {mean}) / {std}", f"v * {std} + {mean}"
+    n = len(p["x_knots"])
     arrays = _doubles(f"{prefix}_x", p["x_knots"]) + _doubles(f"{prefix}_z", p["z_knots"])
-    return arrays, f"{prepare} v = piecewise(v, {prefix}_x, {prefix}_z, {len(p['x_knots'])});"
+    return arrays, f"piecewise(v, {prefix}_x, {prefix}_z, {n})", f"piecewise(v, {prefix}_z, {prefix}_x, {n})"
+
+
+def _forward(transform, prefix: str) -> tuple[str, str]:
+    """(constant arrays, statements turning ``v`` from physical into model space)."""
+    arrays, forward, _ = _scaling(transform, prefix)
+    prepare = _PREPARE.get(transform.kind)
+    return arrays, " ".join([*([f"v = {prepare[0]};"] if prepare else []), f"v = {forward};"])
 
 
 def _inverse(transform, prefix: str) -> tuple[str, str]:
-    """(constant arrays, statement turning ``v`` from model space into physical units)."""
-    p, kind = transform.params, transform.kind
-    unprepare = {"log_standard": " v = exp(v);", "log10_quantile_normal": " v = pow(10.0, v);",
-                 "signed_log_standard": " v = (v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0)) * expm1(fabs(v));"}.get(kind, "")
-    floor = " v = floor(v);" if transform.dequantize else ""
-    if kind == "passthrough":
-        return "", unprepare + floor
-    if kind == "minmax":
-        return "", f"v = (v + 1.0) * 0.5 * ({_c(p['high'])} - {_c(p['low'])}) + {_c(p['low'])};{unprepare}{floor}"
-    if kind in ("standard", "log_standard", "signed_log_standard"):
-        return "", f"v = v * {_c(p['std'])} + {_c(p['mean'])};{unprepare}{floor}"
-    arrays = _doubles(f"{prefix}_x", p["x_knots"]) + _doubles(f"{prefix}_z", p["z_knots"])
-    return arrays, f"v = piecewise(v, {prefix}_z, {prefix}_x, {len(p['x_knots'])});{unprepare}{floor}"
+    """(constant arrays, statements turning ``v`` from model space into physical units)."""
+    arrays, _, inverse = _scaling(transform, prefix)
+    prepare = _PREPARE.get(transform.kind)
+    steps = [f"v = {inverse};", *([f"v = {prepare[1]};"] if prepare else []),
+             *(["v = floor(v);"] if transform.dequantize else [])]
+    return arrays, " ".join(steps)
 
 
 def _support(support, name: str, prefix: str) -> tuple[str, str]:

@@ -28,6 +28,7 @@ from pipeline_steps.common.logs import step_logging
 from pipeline_steps.export import batch as batches
 from pipeline_steps.export import manifest as mf
 from pipeline_steps.export.verify import VERIFICATION_FILE, verify_bundle
+from pipeline_steps.preprocess.transforms import load_transforms
 
 log = logging.getLogger(__name__)
 KINDS = ("flow", "covariance_gan", "calratio_rnn")
@@ -153,11 +154,9 @@ def _onnx_io(inputs: list[dict], outputs: list[dict]) -> dict[str, Any]:
     return {"onnx": {"inputs": inputs, "outputs": outputs}}
 
 
-def _generative_groups(settings, conditions, conditions_physical, noise, output, transforms, categories):
-    from pipeline_steps.preprocess.transforms import load_transforms
-
+def _generative_groups(settings, conditions, conditions_physical, noise, output, model_transforms, categories):
     categories_json = mf.json.loads(categories.read_text()) if categories else None
-    physical = batches.physical_targets(load_transforms(transforms), output, conditions_physical, categories_json)
+    physical = batches.physical_targets(model_transforms, output, conditions_physical, categories_json)
     return {
         "inputs": {"conditions": conditions, "noise": noise},
         "expected": {"output": output},
@@ -191,7 +190,8 @@ def _export_flow(settings, model_files, transforms, test_split, folder, categori
     output = torch_export.reference_targets(model, conditions, noise)
     torch_export.export_flow_onnx(model, folder / "model.onnx", settings.opset)
     files = torch_export.copy_native(train_dir, folder)
-    groups = _generative_groups(settings, conditions, conditions_physical, noise, output, transforms, categories)
+    groups = _generative_groups(settings, conditions, conditions_physical, noise, output,
+                                load_transforms(transforms), categories)
     description = _generative_description(settings, len(model.spec.targets), list(model.spec.targets),
                                            list(groups["physical"]))
     description["noise"]["note"] = ("one noise column per target, in target order; a categorised model's part "
@@ -212,16 +212,16 @@ def _export_gan(settings, model_files, transforms, test_split, folder, categorie
     keras_export.export_keras_onnx(generator, [conditions, noise], folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(generator_path, folder) + ["model.json"]
     shutil.copyfile(generator_path.parent / "model.json", folder / "model.json")
-    groups = _generative_groups(settings, conditions, conditions_physical, noise, output, transforms, categories)
+    model_transforms = load_transforms(transforms)
+    groups = _generative_groups(settings, conditions, conditions_physical, noise, output, model_transforms,
+                                categories)
     description = _generative_description(settings, architecture.noise_dim, list(settings.model["targets"]),
                                           list(groups["physical"]))
     if settings.c:
         from pipeline_steps.export import c_export
 
-        from pipeline_steps.preprocess.transforms import load_transforms
-
         reference = c_export.onnx_output(folder / "model.onnx", conditions, noise)
-        physical = (load_transforms(transforms), conditions_physical.to_numpy(np.float64), groups["physical"])
+        physical = (model_transforms, conditions_physical.to_numpy(np.float64), groups["physical"])
         description["c"] = c_export.export_c(generator, architecture, folder, reference, conditions, noise,
                                              settings.tolerance, physical)
     return files, description, groups
