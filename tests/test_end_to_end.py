@@ -4,6 +4,7 @@ outputs hold what the next stage and a physicist expect."""
 from __future__ import annotations
 
 import json
+import re
 
 import awkward as ak
 import numpy as np
@@ -19,8 +20,18 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
-    run_snakemake("--configfile", str(TINY_CONFIG), workdir=workdir)
+    result = run_snakemake("--configfile", str(TINY_CONFIG), workdir=workdir)
+    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
     return workdir
+
+
+def test_terminal_shows_no_library_start_up_lines(tiny_run):
+    """absl-format lines (``I0000 ...``, ``E0000 ... failed call to cuInit``) belong in the step logs."""
+    terminal = (tiny_run / "terminal.txt").read_text()
+    native = [line for line in terminal.splitlines()
+              if re.match(r"^[IWEF]\d{4} ", line) or "oneDNN" in line or "cuInit" in line or "absl::" in line]
+    assert not native, "library lines on the terminal:\n" + "\n".join(native[:10])
+    assert "Finished jobid" in terminal or "steps (100%) done" in terminal  # Snakemake's progress stays
 
 
 def test_ingest_summaries_count_rows(tiny_run):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -47,3 +48,26 @@ def step_logging(log_path: str | Path | None, level: int = logging.INFO) -> Iter
             sys.stderr = old_stderr
             root.removeHandler(handler)
             root.setLevel(previous_level)
+
+
+def send_process_output_to_log(log_path: str | Path) -> None:
+    """Point this process's file descriptors 1 and 2 at ``log_path`` for the rest of the job.
+
+    ``step_logging`` only swaps Python's ``sys.stderr``; TensorFlow, CUDA, oneDNN and absl write
+    from C++ straight to descriptor 2, at import time and at the first device query
+    (``failed call to cuInit: UNKNOWN ERROR (303)`` on every machine without a GPU driver). On the
+    terminal a physicist reads those as errors of the workflow, so each rule's script calls this
+    first, before anything heavy is imported: the lines stay in ``logs/<stage>/<name>.log`` and the
+    terminal shows Snakemake's progress, and a failed job's log through ``show-failed-logs``.
+    The file is opened for appending, so ``step_logging`` (which also appends) interleaves with it.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(descriptor, 1)
+        os.dup2(descriptor, 2)
+    finally:
+        os.close(descriptor)

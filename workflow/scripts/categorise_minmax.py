@@ -1,3 +1,7 @@
+from pipeline_steps.common.logs import send_process_output_to_log
+
+send_process_output_to_log(snakemake.log[0])  # library start-up noise goes to the log, not the terminal
+
 from pipeline_steps.preprocess.categorise_step import run_minmax
 
 run_minmax(muons_file=snakemake.input[0], output=snakemake.output[0], log=snakemake.log[0])

@@ -1,3 +1,7 @@
+from pipeline_steps.common.logs import send_process_output_to_log
+
+send_process_output_to_log(snakemake.log[0])  # library start-up noise goes to the log, not the terminal
+
 from pipeline_steps.ingest.step import run_summary
 
 run_summary(summaries=list(snakemake.input.summaries), output=snakemake.output[0], dataset=snakemake.wildcards.dataset, log=snakemake.log[0])

@@ -1,3 +1,7 @@
+from pipeline_steps.common.logs import send_process_output_to_log
+
+send_process_output_to_log(snakemake.log[0])  # library start-up noise goes to the log, not the terminal
+
 from pathlib import Path
 
 from pipeline_steps.preprocess.calratio_step import run

@@ -1,3 +1,7 @@
+from pipeline_steps.common.logs import send_process_output_to_log
+
+send_process_output_to_log(snakemake.log[0])  # library start-up noise goes to the log, not the terminal
+
 from pipeline_steps.preprocess.model_step import run
 
 run(tables=list(snakemake.input.tables), outputs=dict(snakemake.output.items()), params=snakemake.params, log=snakemake.log[0])

@@ -1,3 +1,7 @@
+from pipeline_steps.common.logs import send_process_output_to_log
+
+send_process_output_to_log(snakemake.log[0])  # library start-up noise goes to the log, not the terminal
+
 from pipeline_steps.validate.ranking import run
 run(metrics=list(snakemake.input.metrics), histories=list(snakemake.input.histories), scan=snakemake.params.scan,
     ranking=snakemake.output.ranking, best=snakemake.output.best, plot=snakemake.output.plot, log=snakemake.log[0])
