@@ -13,7 +13,7 @@ import uproot
 import yaml
 
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.ingest.step import run
+from pipeline_steps.ingest.step import run, run_summary
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
 REAL = Path("/work/shared/data/real") if Path("/work/shared/data/real").exists() else Path(__file__).parents[2] / "shared/data/real"
@@ -116,11 +116,20 @@ def test_keep_unmatched_fills_nan_and_flags(tmp_path):
     assert np.isnan(jets["gen_pt"][1]) and jets["gen_pt"][0] == 200.0
 
 
-def test_match_index_out_of_range_is_input_error_without_output(tmp_path):
-    raw = _nano_file(tmp_path / "n.root", genjet_idx=[[0, 5, 0], [0]])
-    with pytest.raises(InputError, match=r"Jet_genJetIdx.* = 5 in entry 0 is out of range"):
-        _ingest(tmp_path, raw, "nanoaod", "jets")
-    assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+def test_index_past_a_skimmed_collection_is_unmatched_and_counted(tmp_path):
+    """Real NanoAOD drops GenJets below threshold, so Jet_genJetIdx can point past nGenJet: unmatched,
+    counted apart from -1 (any negative index is "no index"), in the file and the dataset summary."""
+    # event 0: jets -> GenJet 0, past nGenJet = 2, -1; event 1: past nGenJet = 1, -7 (negative, not -1), 0
+    raw = _nano_file(tmp_path / "skimmed.root", genjet_idx=[[0, 5, -1], [1, -7, 0]])
+    jets, summary = _ingest(tmp_path, raw, "nanoaod", "jets", step_size=1)
+    assert list(zip(jets["entry"], jets["object_index"])) == [(0, 0), (1, 2)]
+    assert list(jets["gen_pt"]) == [100.0, 300.0]
+    assert summary["unmatched_index_out_of_range"] == 2 and summary["unmatched_no_index"] == 2
+    assert summary["rows_in"] == 6 and summary["rows_out"] == 2 and summary["selected"] == 2
+    dataset = run_summary([str(tmp_path / "out" / "jets.json")], str(tmp_path / "summary.json"), "nanoaod")
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == dataset and on_disk["tables"]["jets"]["totals"]["unmatched_index_out_of_range"] == 2
+    assert on_disk["tables"]["jets"]["totals"]["unmatched_no_index"] == 2
 
 
 def test_chunked_equals_one_shot_and_bytes_deterministic(tmp_path):

@@ -29,6 +29,7 @@ class ChunkCounts:
     entries: int = 0
     rows_in: int = 0
     unmatched_no_index: int = 0
+    unmatched_index_out_of_range: int = 0
     unmatched_failed_match_selection: int = 0
     failed_selection: int = 0
     duplicates_removed: int = 0
@@ -158,20 +159,18 @@ def _sequence_values(arrays, mapping: TableMapping, branch: str, where: str, ent
 
 
 def _match_columns(arrays, mapping: TableMapping, counts, entry_of_row, entries, where, chunk_counts) -> dict:
-    """{matched field: values per row, "": matched flag}; unmatched rows hold NaN."""
+    """{matched field: values per row, "": matched flag}; unmatched rows hold NaN.
+
+    NanoAOD skims the target collection (GenJets below a pt threshold are not stored), so an index
+    can point past the stored objects: such an object is unmatched, like a negative index, and is
+    counted on its own (``unmatched_index_out_of_range``) so a production shows how often it happens.
+    """
     match = mapping.match
     index_branch = mapping.field_branch(match.index)
     index = _jagged_values(arrays, index_branch, counts, mapping.collection.counter, where, entries).astype(np.int64)
     target_counts = _counter(arrays, match.collection.counter, where)
-    out_of_range = np.flatnonzero(index >= target_counts[entry_of_row])
-    if len(out_of_range):
-        row = out_of_range[0]
-        raise InputError(
-            f"{where}: match index {index_branch!r} = {index[row]} in entry {entries[entry_of_row[row]]} is out of "
-            f"range: {match.collection.counter!r} = {target_counts[entry_of_row[row]]} "
-            f"({len(out_of_range)} such objects in this chunk)"
-        )
-    has_index = index >= 0
+    out_of_range = index >= target_counts[entry_of_row]
+    has_index = (index >= 0) & ~out_of_range
     target_row = np.where(has_index, (np.cumsum(target_counts) - target_counts)[entry_of_row] + index, 0)
     target = {
         name: _jagged_values(arrays, match.collection.branch(name), target_counts, match.collection.counter, where, entries)
@@ -181,7 +180,8 @@ def _match_columns(arrays, mapping: TableMapping, counts, entry_of_row, entries,
     if match.selection and len(target_row):
         passes = evaluate_selection(match.selection, target, int(target_counts.sum()))
         matched &= passes[target_row] if len(passes) else False
-    chunk_counts.unmatched_no_index += int((~has_index).sum())
+    chunk_counts.unmatched_no_index += int((index < 0).sum())
+    chunk_counts.unmatched_index_out_of_range += int(out_of_range.sum())
     chunk_counts.unmatched_failed_match_selection += int((has_index & ~matched).sum())
     result = {"": matched}
     for name in match.fields:

@@ -31,7 +31,8 @@ class Match:
     """Link each object to one object of another collection through an index branch.
 
     ``index`` is a field of the table's collection (branch ``<collection.prefix><index>``); a
-    negative index means "no match". ``selection`` is evaluated on the matched collection's fields
+    negative index means "no match", and so does one past the target collection's stored objects
+    (NanoAOD skims GenJets below a pt threshold; counted as ``unmatched_index_out_of_range``). ``selection`` is evaluated on the matched collection's fields
     (unprefixed names); a matched object failing it counts as unmatched.
     """
 

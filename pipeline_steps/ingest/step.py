@@ -41,6 +41,10 @@ def run(
             result = file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, counts, columns)
             write_text_atomic(summary, json.dumps(result, indent=2) + "\n")
         logger.info("%s/%s: %s", Path(raw_file).name, table, json.dumps({k: v for k, v in result.items() if k != "columns"}))
+        if counts.unmatched_index_out_of_range:
+            logger.warning("%s/%s: %d objects have a match index past the stored target collection (skimmed, "
+                           "as NanoAOD GenJets below threshold); they count as unmatched", Path(raw_file).name, table,
+                           counts.unmatched_index_out_of_range)
         return result
 
 

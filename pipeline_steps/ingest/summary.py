@@ -1,8 +1,9 @@
 """Per-file ingestion summaries and their gathering into one JSON per dataset.
 
 A physicist checking a production wants, per table and file: how many entries and objects went in,
-how many rows came out, and why the others were dropped (no match index, matched object failing
-the match selection, table selection, duplicates removed by ``unique``).
+how many rows came out, and why the others were dropped (no match index, an index past the stored
+target collection (NanoAOD skims GenJets below a pt threshold), matched object failing the match
+selection, table selection, duplicates removed by ``unique``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: 
         "source_file": source_file,
         "tree": tree,
         **asdict(counts),
-        "selected": counts.rows_in - counts.unmatched_no_index - counts.unmatched_failed_match_selection
-        - counts.failed_selection,
+        "selected": counts.rows_in - counts.unmatched_no_index - counts.unmatched_index_out_of_range
+        - counts.unmatched_failed_match_selection - counts.failed_selection,
         "columns": columns,
     }
 
