@@ -7,10 +7,12 @@ every problem at once, before any job starts.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping
-
+import fnmatch
+import glob
 import os
+import stat
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import jsonschema
 import yaml
@@ -54,6 +56,62 @@ def categorised_datasets(config: Mapping[str, Any]) -> list[str]:
     return sorted({m["dataset"] for m in config["models"].values() if m.get("categorised")})
 
 
+def expand_file_patterns(dataset: str, patterns: Sequence[str]) -> list[str]:
+    """The files behind ``datasets.<dataset>.files``, sorted, each file once.
+
+    Every pattern must name something: a glob that matches nothing or a path that does not exist is
+    a typo that would otherwise reach Snakemake as a literal path (a job with stem ``*``). A file
+    reached twice (``raw/a.root`` and ``/data/raw/a.root``, or through a symlink) is the same file:
+    it is kept once, under the first path the config gives, so that logs and provenance show the path
+    the user wrote (on a cluster, ``/eos/user/...`` rather than the mount it resolves to).
+    """
+    by_resolved: dict[str, str] = {}
+    for pattern in patterns:
+        for path in _pattern_matches(dataset, pattern):
+            by_resolved.setdefault(os.path.realpath(path), path)
+    return sorted(by_resolved.values())
+
+
+def check_raw_files(dataset: str, paths: Sequence[str]) -> None:
+    """Refuse what a pattern can match but a job cannot read: a directory, a dangling link, a brace.
+
+    Run on the files left after the blacklist, so that blacklisting such a path is a way out."""
+    for path in paths:
+        _check_raw_file(dataset, path)
+
+
+def is_blacklisted(path: str, blacklist: Sequence[str]) -> bool:
+    """A blacklist entry matches the whole path or only the file name (``bad_run.root``)."""
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatch(path, entry) or fnmatch.fnmatch(name, entry) for entry in blacklist)
+
+
+def files_by_stem(dataset: str, paths: Sequence[str], blacklist: Sequence[str], origin: str) -> dict[str, str]:
+    """``{stem: path}`` of a dataset's files without the blacklisted ones.
+
+    Outputs are named by the file stem (results/ingest/<dataset>/<table>/<stem>.parquet), so two
+    different files with one stem cannot both be read; a dataset left without files would silently
+    give an empty table. ``origin`` says where the paths came from, for the error message.
+    """
+    kept = [path for path in paths if not is_blacklisted(path, blacklist)]
+    if not kept:
+        raise ConfigError(
+            f"datasets.{dataset}: every file is blacklisted: {origin} gives {len(paths)} file(s) and the "
+            f"blacklist {list(blacklist)} excludes all of them; a dataset needs at least one file, so remove "
+            f"the blacklist entries that match them, or the dataset"
+        )
+    by_stem: dict[str, str] = {}
+    for path in kept:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in by_stem:
+            raise ConfigError(
+                f"datasets.{dataset}.files: {by_stem[stem]} and {path} are two different files with the same "
+                f"file stem '{stem}'; outputs are named by stem, so rename (or link under another name) one of them"
+            )
+        by_stem[stem] = path
+    return by_stem
+
+
 def key_path(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
@@ -95,3 +153,33 @@ def _cross_reference_problems(config: Mapping[str, Any]) -> list[str]:
         if abs(total - 1.0) > 1e-9:
             problems.append(f"models.{name}.split: fractions must add up to 1, they add up to {total:g}")
     return problems
+
+
+def _pattern_matches(dataset: str, pattern: str) -> list[str]:
+    """The paths one entry of ``datasets.<dataset>.files`` names, with a clear error when there is none."""
+    where = f"datasets.{dataset}.files: {pattern!r}"
+    relative = "" if os.path.isabs(pattern) else f" (a relative path is read from the working directory {os.getcwd()})"
+    if glob.has_magic(pattern):
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise ConfigError(f"{where} matched no file{relative}")
+        return matches
+    if not os.path.lexists(pattern):
+        raise ConfigError(f"{where} does not exist{relative}")
+    return [pattern]
+
+
+def _check_raw_file(dataset: str, path: str) -> None:
+    """A raw input must be a file whose path Snakemake can carry (a brace would be read as a wildcard)."""
+    where = f"datasets.{dataset}.files: {path!r}"
+    try:
+        is_directory = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise ConfigError(f"{where} is a symbolic link to a file that does not exist") from None
+    if is_directory:
+        raise ConfigError(f"{where} is a directory; expected ROOT files, e.g. {os.path.join(path, '*.root')!r}")
+    if "{" in path or "}" in path:
+        raise ConfigError(
+            f"{where} has '{{' or '}}' in its path, and Snakemake would read them as a wildcard; rename the "
+            f"file or folder, link it (ln -s) under a name without braces and list the link, or blacklist it"
+        )

@@ -1,4 +1,5 @@
-"""The ingest DAG: blacklisted files are absent from a dry run; absent blacklist entries only warn."""
+"""The ingest DAG: blacklisted files are absent from a dry run; absent blacklist entries only warn; a
+mistake in `datasets.<name>.files` stops planning with the key and the path named."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,15 +22,50 @@ def test_blacklisted_file_absent_from_dry_run(tmp_path):
         "datasets": {"ship": {"files": [str(raw / "*.root")]}},
         "blacklist": ["b.root", "never_there_*.root"],
     }
-    (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-n", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"), str(tmp_path / "override.yaml"),
-         "--", "results/ingest/ship/summary.json"],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-    )
+    result = _dry_run(tmp_path, override)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "results/ingest/ship/muons/a.parquet" in output and "results/ingest/ship/muons/c.parquet" in output
     assert "b.parquet" not in output and "b.root" not in output.replace("'b.root'", "")
     assert output.count("blacklist entry 'never_there_*.root' matches no raw file") == 1
+
+
+@pytest.mark.parametrize(
+    "files, blacklist, expected",
+    [
+        (["raw/*.rot"], [], "datasets.ship.files: 'raw/*.rot' matched no file"),
+        (["raw/a.root", "raw/z.root"], [], "datasets.ship.files: 'raw/z.root' does not exist"),
+        (["raw"], [], "datasets.ship.files: 'raw' is a directory; expected ROOT files, e.g. 'raw/*.root'"),
+        (["raw/*.root"], [], "datasets.ship.files: 'raw/c{1}.root' has '{' or '}' in its path"),
+        (["raw/*.root"], ["*.root"], "datasets.ship: every file is blacklisted: datasets.ship.files ['raw/*.root']"),
+    ],
+)
+def test_bad_files_entry_stops_planning_naming_key_and_path(tmp_path, files, blacklist, expected):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("a.root", "b.root", "c{1}.root"):
+        (raw / name).write_bytes(b"")
+    result = _dry_run(tmp_path, {"datasets": {"ship": {"files": files}}, "blacklist": blacklist})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and expected in output, output[-3000:]
+    assert "Building DAG of jobs" not in output  # refused while the workflow is read, before any job is planned
+
+
+def test_one_file_by_relative_and_absolute_path_is_ingested_once(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.root").write_bytes(b"")
+    result = _dry_run(tmp_path, {"datasets": {"ship": {"files": ["raw/a.root", str(tmp_path / "raw" / "*.root")]}}})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert output.count("output: results/ingest/ship/muons/a.parquet") == 1 and "input: raw/a.root" in output
+
+
+def _dry_run(workdir: Path, override: dict) -> subprocess.CompletedProcess:
+    """`snakemake -n` of one dataset's ingest summary, the default config with ``override`` merged over it."""
+    (workdir / "override.yaml").write_text(yaml.safe_dump(override))
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-n", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(workdir), "--configfile", str(REPO / "config/config.yaml"), str(workdir / "override.yaml"),
+         "--", "results/ingest/ship/summary.json"],
+        capture_output=True, text=True, timeout=240, cwd=workdir,
+    )

@@ -1,12 +1,15 @@
 # Config validation, input functions and wildcard constraints. Nothing here computes data.
 import functools
 import glob
-import os
 import sys
 
 from pipeline_steps.workflow_config import (
     categorised_datasets,
+    check_raw_files,
+    expand_file_patterns,
     expose_package_to_jobs,
+    files_by_stem,
+    is_blacklisted,
     models_of_kind,
     validate_config,
 )
@@ -35,14 +38,6 @@ def final_targets():
     return [t for targets_function in _FINAL_TARGET_FUNCTIONS for t in targets_function()]
 
 
-def _blacklisted(path):
-    from fnmatch import fnmatch
-
-    return any(
-        fnmatch(path, pattern) or fnmatch(os.path.basename(path), pattern) for pattern in config.get("blacklist", [])
-    )
-
-
 def toy_files(dataset):
     """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root."""
     n_files = config["datasets"][dataset]["toy"]["n_files"]
@@ -68,32 +63,32 @@ def toy_params(dataset, index):
     return settings["toy"]
 
 
-def raw_files(dataset):
-    """Raw ROOT files of a dataset, blacklist removed: the user's globs, or the toy files."""
+@functools.cache
+def dataset_files(dataset):
+    """Every raw file a dataset names, blacklist not yet applied: the user's globs, or the toy files.
+
+    Cached, like everything below that reads it: input functions ask once per job, and globbing a
+    1000-file dataset 1000 times would make planning quadratic."""
     settings = config["datasets"][dataset]
     if "files" in settings:
-        paths = sorted({p for pattern in settings["files"] for p in (glob.glob(pattern) or [pattern])})
-    else:
-        paths = toy_files(dataset)
-    return [p for p in paths if not _blacklisted(p)]
+        return tuple(expand_file_patterns(dataset, settings["files"]))
+    return tuple(toy_files(dataset))
 
 
 @functools.cache
 def raw_file_by_stem(dataset):
-    """{stem: path} with a clear error when two files of one dataset share a stem.
-
-    Cached: input functions ask once per job, and globbing a 1000-file dataset 1000 times would make
-    planning quadratic."""
-    by_stem = {}
-    for path in raw_files(dataset):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        if stem in by_stem:
-            raise ValueError(
-                f"datasets.{dataset}.files: {by_stem[stem]} and {path} have the same file stem "
-                f"'{stem}'; outputs are named by stem, so rename one of them"
-            )
-        by_stem[stem] = path
+    """{stem: path} of a dataset's files, blacklist removed (planning errors: pipeline_steps/workflow_config.py)."""
+    settings = config["datasets"][dataset]
+    origin = f"datasets.{dataset}.files {settings['files']}" if "files" in settings else f"datasets.{dataset}.toy"
+    by_stem = files_by_stem(dataset, dataset_files(dataset), config.get("blacklist", []), origin)
+    if "files" in settings:
+        check_raw_files(dataset, list(by_stem.values()))
     return by_stem
+
+
+def raw_files(dataset):
+    """Raw ROOT files of a dataset, blacklist removed, sorted by path."""
+    return list(raw_file_by_stem(dataset).values())
 
 
 def ingest_reading(wildcards):
@@ -116,20 +111,20 @@ def ingest_file_summaries(wildcards):
     ]
 
 
+def _resolve_raw_files():
+    """Every dataset's files, resolved once when the workflow is read: a typo in `files` or a blacklist that
+    empties a dataset fails here, before any job, and not as an input-function error of some rule."""
+    for dataset in config["datasets"]:
+        raw_file_by_stem(dataset)
+    _report_absent_blacklist_entries()
+
+
 def _report_absent_blacklist_entries():
     """Blacklist entries that match no file (on disk or expected from toy data): reported once, not fatal."""
-    candidates = []
-    for dataset, settings in config["datasets"].items():
-        if "files" in settings:
-            candidates += [p for pattern in settings["files"] for p in (glob.glob(pattern) or [pattern])]
-        else:
-            candidates += toy_files(dataset)
-    from fnmatch import fnmatch
-
-    for pattern in config.get("blacklist", []):
-        hits = [p for p in candidates if fnmatch(p, pattern) or fnmatch(os.path.basename(p), pattern)]
-        if not hits and not glob.glob(pattern):
-            print(f"warning: blacklist entry {pattern!r} matches no raw file; nothing to exclude", file=sys.stderr)
+    candidates = [path for dataset in config["datasets"] for path in dataset_files(dataset)]
+    for entry in config.get("blacklist", []):
+        if not any(is_blacklisted(path, [entry]) for path in candidates) and not glob.glob(entry):
+            print(f"warning: blacklist entry {entry!r} matches no raw file; nothing to exclude", file=sys.stderr)
 
 
 def file_stems(dataset):
@@ -335,7 +330,7 @@ def _alternatives(names):
     return "|".join(names) if names else "(?!x)x"
 
 
-_report_absent_blacklist_entries()
+_resolve_raw_files()
 
 
 wildcard_constraints:
