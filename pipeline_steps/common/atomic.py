@@ -3,13 +3,22 @@
 Everything a step writes goes first to a temporary name in the *same* folder (so the final
 ``os.replace`` is a rename on one filesystem, atomic on POSIX) and is renamed only once the
 write has finished without an exception.
+
+A hard kill (OOM killer, a node lost, SIGKILL) skips every ``finally``, so the temporary name says who
+wrote it: ``.<final name>.<host>_<pid namespace>_<pid>.<random>.tmp<suffix>``. The next write of the
+same final path removes the leftovers whose writer is gone. A pid only means something on its own
+host and in its own pid namespace (containers), and results live on filesystems that many nodes
+share, so a temporary of another host or namespace is never touched: its writer may be alive.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -25,7 +34,8 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     suffix = final_path.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=f".tmp{suffix}", dir=final_path.parent)
+    _remove_stale_temporaries(final_path, ending=f".tmp{suffix}")
+    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(final_path), suffix=f".tmp{suffix}", dir=final_path.parent)
     os.fchmod(fd, _default_mode(0o666))
     os.close(fd)
     tmp_path = Path(tmp_name)
@@ -42,7 +52,8 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``final_dir``; it replaces ``final_dir`` on success."""
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".tmp", dir=final_dir.parent))
+    _remove_stale_temporaries(final_dir, ending=".tmp")
+    tmp_dir = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final_dir), suffix=".tmp", dir=final_dir.parent))
     tmp_dir.chmod(_default_mode(0o777))
     try:
         yield tmp_dir
@@ -52,6 +63,52 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
+
+
+def _temporary_prefix(final_path: Path) -> str:
+    """``.<final name>.<host>_<pid namespace>_<pid>.``: hidden, and naming the process that writes it."""
+    host, namespace = _this_host()
+    return f".{final_path.name}.{host}_{namespace}_{os.getpid()}."
+
+
+@functools.cache
+def _this_host() -> tuple[str, str]:
+    """(host name without dots or underscores, pid namespace id): where a pid can be checked."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+    try:
+        namespace = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:  # not Linux: no pid namespaces
+        namespace = "0"
+    return host, namespace
+
+
+def _remove_stale_temporaries(final_path: Path, ending: str) -> None:
+    """Remove temporaries of ``final_path`` left by a writer of this host that no longer runs."""
+    prefix = f".{final_path.name}."
+    for entry in os.scandir(final_path.parent):
+        name = entry.name
+        if name.startswith(prefix) and name.endswith(ending) and _writer_is_gone(name[len(prefix) : -len(ending)]):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):  # another job cleaned it first
+                    os.unlink(entry.path)
+
+
+def _writer_is_gone(tag: str) -> bool:
+    """True only for ``<host>_<namespace>_<pid>.<random>`` of this host and namespace whose pid has exited.
+
+    Anything else (another host, an older naming, a live or foreign-owned pid) counts as alive."""
+    fields = tag.rpartition(".")[0].split("_")
+    if len(fields) != 3 or tuple(fields[:2]) != _this_host() or not fields[2].isdigit():
+        return False
+    try:
+        os.kill(int(fields[2]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a process of another user has this pid
+        return False
+    return False
 
 
 def _default_mode(base: int) -> int:

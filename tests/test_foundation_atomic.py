@@ -1,0 +1,66 @@
+"""Atomic outputs: a hard-killed writer's temporary is removed by the next write of the same path, and
+nothing that may belong to a live writer (this host or another one on the shared filesystem) is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pipeline_steps.common.atomic import atomic_dir, atomic_path, write_text_atomic
+from tests.conftest import REPO
+
+#: A writer killed by SIGKILL inside atomic_path / atomic_dir: no `finally` runs, the temporary stays.
+KILLED_WRITER = """
+import os, signal, sys
+from pipeline_steps.common.atomic import atomic_dir, atomic_path
+with atomic_path(sys.argv[1]) as tmp, atomic_dir(sys.argv[2]) as tmp_dir:
+    tmp.write_text("half a table")
+    (tmp_dir / "part.txt").write_text("half a checkpoint")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _hidden(folder):
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+def test_the_next_write_removes_the_temporaries_of_a_killed_writer(tmp_path):
+    final, final_dir = tmp_path / "0.parquet", tmp_path / "checkpoint"
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(final), str(final_dir)], cwd=REPO,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert killed.wait() == -9
+    left = _hidden(tmp_path)
+    assert len(left) == 2 and all(f"_{killed.pid}." in name for name in left), left
+    write_text_atomic(final, "table")
+    with atomic_dir(final_dir) as tmp_dir:
+        (tmp_dir / "part.txt").write_text("checkpoint")
+    assert _hidden(tmp_path) == [] and final.read_text() == "table"
+    assert (final_dir / "part.txt").read_text() == "checkpoint"
+
+
+def test_temporaries_of_live_or_foreign_writers_and_of_other_outputs_are_kept(tmp_path):
+    final = tmp_path / "0.parquet"
+    with atomic_path(final) as live:  # this process: alive
+        writer = live.name[len(".0.parquet."):].split(".")[0]  # <host>_<pid namespace>_<pid>
+    host_and_namespace = writer.rsplit("_", 1)[0]
+    assert writer == f"{host_and_namespace}_{os.getpid()}"
+    dead_pid = _exited_pid()
+    kept = [
+        f".0.parquet.{host_and_namespace}_{os.getpid()}.abcd1234.tmp.parquet",  # a live writer on this host
+        f".0.parquet.othernode_{host_and_namespace.rsplit('_', 1)[1]}_{dead_pid}.abcd1234.tmp.parquet",  # other host
+        f".0.parquet.{host_and_namespace.rsplit('_', 1)[0]}_1_{dead_pid}.abcd1234.tmp.parquet",  # other container
+        ".0.parquet.x8k2m1q0.tmp.parquet",  # older naming: no writer recorded
+        f".0.parquet.1.parquet.{host_and_namespace}_{dead_pid}.abcd1234.tmp.parquet",  # another output's
+    ]
+    stale = f".0.parquet.{host_and_namespace}_{dead_pid}.abcd1234.tmp.parquet"
+    for name in [*kept, stale]:
+        (tmp_path / name).write_text("partial")
+    write_text_atomic(final, "table")
+    assert _hidden(tmp_path) == sorted(kept)
+
+
+def _exited_pid() -> int:
+    """The pid of a process that has finished (and been reaped), as a killed writer's would be."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
