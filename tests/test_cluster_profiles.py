@@ -4,6 +4,7 @@ installed Snakemake and executor plugins know, and the rule files stay lint- and
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +19,19 @@ from tests.conftest import REPO, SNAKEMAKE  # noqa: E402
 
 PROFILES = sorted(path.parent.name for path in (REPO / "profiles").glob("*/config.yaml"))
 CONFIGS = ["config/config.yaml", "config/production.yaml"]
-GPU_RULES = ("train_covariance_gan", "train_flow", "train_calratio_rnn")
+
+
+def _rules_asking_for_a_gpu() -> set[str]:
+    """Rules whose `resources:` ask for a `gpu`, read from the rule files (the profiles must route each)."""
+    rules = set()
+    for rule_file in (REPO / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", rule_file.read_text(), re.M | re.S):
+            if re.search(r"^\s+gpu=", body, re.M):
+                rules.add(name)
+    return rules
+
+
+GPU_RULES = _rules_asking_for_a_gpu()
 _QUIET_ENV = dict(os.environ)
 
 
@@ -49,6 +62,14 @@ def test_slurm_site_values_come_from_the_environment():
     assert {"slurm_partition=cpu", "slurm_account=proj"} <= set(site["default-resources"])
     for rule in GPU_RULES:
         assert {f"{rule}:slurm_partition=gpu", f"{rule}:gpu_model=a100"} <= set(site["set-resources"])
+
+
+def test_every_rule_asking_for_a_gpu_lands_where_a_gpu_is_and_no_other():
+    assert {"train_flow", "generate_flow", "generate_covariance_gan"} <= GPU_RULES  # the rule-file reader works
+    slurm = _profile("slurm", FASTSIM_SLURM_GPU_PARTITION="gpu")["set-resources"]
+    htcondor = _profile("htcondor")["set-resources"]
+    assert {entry.split(":")[0] for entry in slurm if entry.endswith(":slurm_partition=gpu")} == GPU_RULES
+    assert {entry.split(":")[0] for entry in htcondor if entry.endswith(":request_gpus=1")} == GPU_RULES
 
 
 def test_resources_scale_with_the_attempt_and_gpus_never_via_slurm_extra():
