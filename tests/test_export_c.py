@@ -77,7 +77,7 @@ def test_gan_bundle_with_c_true_lists_and_verifies_the_c_files(tmp_path):
     files = tiny_gan(tmp_path / "train", CONDITIONS, TARGETS)
     out = tmp_path / "export" / "gan"
     run(files, str(transforms), str(tmp_path / "pre" / "test.parquet"), str(out),
-        {"model_name": "gan", "model": {"kind": "covariance_gan", "conditions": CONDITIONS, "targets": TARGETS},
+        {"model_name": "gan", "model": {"kind": "covariance_gan", "conditions": CONDITIONS, "targets": TARGETS}, "tree": "Tracks",
          "export": {"opset": 18, "tolerance": 1e-5, "c": True}}, [raw_file(tmp_path)])
     manifest = read_manifest(out)
     assert set(manifest["checksums"]) >= {"generator.c", "generator.h", c_export.LIBRARY}

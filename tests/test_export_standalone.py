@@ -89,7 +89,7 @@ def test_standalone_runner_reproduces_the_calratio_classifier(tmp_path):
     bundle = tmp_path / "export" / "calratio"
     model = {"kind": "calratio_rnn", "conditions": ["jet_pt", "jet_eta"], "hyperparameters": CALRATIO_HYPER}
     run(files, str(transforms), str(tmp_path / "cr" / "test.parquet"), str(bundle),
-        {"model_name": "calratio", "model": model, "export": EXPORT}, [raw_file(tmp_path)])
+        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(tmp_path)])
     source, output = tmp_path / "jets.root", tmp_path / "scores.root"
     with uproot.recreate(source) as sink:
         import awkward as ak

@@ -43,11 +43,39 @@ def keras_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray]) ->
     return np.asarray(model(inputs, training=False), dtype=np.float32)
 
 
+def float64_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray]) -> np.ndarray:
+    """``model`` rebuilt with every layer's dtype policy float64 and the same weights, run on ``inputs``
+    in float64: the verification's reference (``pipeline_steps.export.verify`` measures the float32
+    rounding error of this model against it)."""
+    twin = model.__class__.from_config(_float64_config(model.get_config()))
+    twin.set_weights([np.asarray(weight, np.float64) for weight in model.get_weights()])
+    if isinstance(inputs, Mapping):
+        cast = {name: np.asarray(value, np.float64) for name, value in inputs.items()}
+    else:
+        cast = [np.asarray(value, np.float64) for value in inputs]
+    output = np.asarray(twin(cast, training=False))
+    if output.dtype != np.float64:
+        raise InputError(f"export: the float64 twin of {model.name} computed in {output.dtype}; a layer ignores "
+                         f"its dtype policy, so the float32 error of this model cannot be measured")
+    return output
+
+
 def export_keras_onnx(model, example_inputs, path: str | Path, opset: int) -> None:
     """Call ``model`` once on ``example_inputs`` (builds it), then write ONNX to ``path`` atomically."""
     keras_predict(model, example_inputs)
     with atomic_path(path) as tmp:
         model.export(str(tmp), format="onnx", opset_version=int(opset), verbose=False)
+
+
+def _float64_config(value):
+    """A Keras config with every float32 dtype (policy or plain string) replaced by float64."""
+    if isinstance(value, dict):
+        if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return {**value, "config": {**value["config"], "name": "float64"}}
+        return {key: _float64_config(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float64_config(item) for item in value]
+    return "float64" if value == "float32" else value
 
 
 def copy_native(source: str | Path, bundle: str | Path, name: str = "model.keras") -> list[str]:

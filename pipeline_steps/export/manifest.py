@@ -19,7 +19,7 @@ from pipeline_steps.common.errors import InputError
 from pipeline_steps.provenance import sha256_file
 
 MANIFEST = "bundle.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: verification.npz holds the float64 reference, verification records quantiles
 PACKAGES = ("numpy", "onnx", "onnxruntime", "torch", "zuko", "tensorflow", "keras", "tf2onnx", "uproot", "pandas")
 
 TRANSFORM_RECIPE = [

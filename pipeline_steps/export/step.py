@@ -27,18 +27,20 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.export import batch as batches
 from pipeline_steps.export import manifest as mf
-from pipeline_steps.export.verify import VERIFICATION_FILE, verify_bundle
+from pipeline_steps.export.verify import FACTOR, RULE, VERIFICATION_FILE, verify_bundle
 from pipeline_steps.preprocess.transforms import load_transforms
 
 log = logging.getLogger(__name__)
 KINDS = ("flow", "covariance_gan", "calratio_rnn")
+MIN_VERIFY_ROWS = 100  # also the schema's minimum for export.verify_rows
 RUNNER = Path(__file__).with_name("run_bundle.py")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """The rule's params: the model slice, the ``export`` section, the model's name and the seed."""
+    """The rule's params: the model slice, the ``export`` section, the model's name, the seed and the
+    dataset's TTree name (recorded as ``io.tree``: ``Events`` for NanoAOD, ``Tracks``, ``CalRatio``...)."""
 
     model_name: str
     kind: str
@@ -57,6 +59,12 @@ class ExportSettings:
             raise ConfigError(f"models.{params['model_name']}.kind: export knows {list(KINDS)}, got {model.get('kind')!r}")
         if float(export.get("tolerance", 1e-4)) <= 0:
             raise ConfigError(f"export.tolerance: expected a positive number, got {export.get('tolerance')!r}")
+        if int(export.get("verify_rows", 512)) < MIN_VERIFY_ROWS:
+            raise ConfigError(f"export.verify_rows: expected at least {MIN_VERIFY_ROWS} rows (the column spreads and the "
+                              f"99.9% quantile of the float32 error need them), got {export.get('verify_rows')!r}")
+        if not params.get("tree"):
+            raise ConfigError(f"export of {params['model_name']}: the rule's params lack 'tree' (the dataset's TTree, "
+                              f"datasets.<dataset>.tree), recorded in bundle.json as io.tree")
         c = bool(export.get("c", False))
         if c and model["kind"] != "covariance_gan":
             log.info("export.c: true ignored for %s (kind %s): only the covariance GAN generator has a C export",
@@ -65,7 +73,7 @@ class ExportSettings:
         return cls(model_name=str(params["model_name"]), kind=model["kind"], model=model,
                    opset=int(export.get("opset", 18)), tolerance=float(export.get("tolerance", 1e-4)), c=c,
                    rows=int(export.get("verify_rows", 512)), seed=int(params.get("seed", 0)),
-                   tree=str(params.get("tree", "Events")))
+                   tree=str(params["tree"]))
 
 
 def run(model_files: Sequence[str], transforms: str, test_split: str, output_dir: str, params: Mapping[str, Any],
@@ -109,7 +117,8 @@ def export_bundle(settings: ExportSettings, model_files: list[Path], transforms:
         **description,
         "io": {"tree": settings.tree},
         "transforms_recipe": mf.TRANSFORM_RECIPE,
-        "verification": {"tolerance": settings.tolerance, "rows": None, "passed": False},
+        "verification": {"tolerance": settings.tolerance, "rule": RULE, "factor": FACTOR, "rows": None,
+                         "passed": False},
         "checksums": mf.bundle_checksums(folder, names),
     }
     manifest["onnx"]["opset"] = settings.opset
@@ -154,14 +163,19 @@ def _onnx_io(inputs: list[dict], outputs: list[dict]) -> dict[str, Any]:
     return {"onnx": {"inputs": inputs, "outputs": outputs}}
 
 
-def _generative_groups(settings, conditions, conditions_physical, noise, output, model_transforms, categories):
+def _generative_groups(conditions, conditions_physical, noise, output, reference, model_transforms, categories):
+    """The verification batch: inputs, the framework's float32 output and its float64 reference, both
+    also in physical units (``verify`` measures the float32 error of the model from the pair)."""
     categories_json = mf.json.loads(categories.read_text()) if categories else None
     physical = batches.physical_targets(model_transforms, output, conditions_physical, categories_json)
+    reference_physical = batches.physical_targets(model_transforms, reference, conditions_physical, categories_json)
     return {
         "inputs": {"conditions": conditions, "noise": noise},
         "expected": {"output": output},
+        "reference": {"output": reference},
         "conditions_physical": {c: conditions_physical[c].to_numpy() for c in conditions_physical.columns},
         "physical": physical,
+        "reference_physical": reference_physical,
     }
 
 
@@ -188,9 +202,10 @@ def _export_flow(settings, model_files, transforms, test_split, folder, categori
     conditions, conditions_physical = batches.read_conditions(test_split, model.spec.conditions, settings.rows)
     noise = batches.standard_normal(len(conditions), len(model.spec.targets), settings.seed)
     output = torch_export.reference_targets(model, conditions, noise)
+    reference = torch_export.float64_targets(model, conditions, noise)
     torch_export.export_flow_onnx(model, folder / "model.onnx", settings.opset)
     files = torch_export.copy_native(train_dir, folder)
-    groups = _generative_groups(settings, conditions, conditions_physical, noise, output,
+    groups = _generative_groups(conditions, conditions_physical, noise, output, reference,
                                 load_transforms(transforms), categories)
     description = _generative_description(settings, len(model.spec.targets), list(model.spec.targets),
                                            list(groups["physical"]))
@@ -209,11 +224,12 @@ def _export_gan(settings, model_files, transforms, test_split, folder, categorie
     conditions, conditions_physical = batches.read_conditions(test_split, list(settings.model["conditions"]), settings.rows)
     noise = batches.standard_normal(len(conditions), architecture.noise_dim, settings.seed)
     output = keras_export.keras_predict(generator, [conditions, noise])
+    reference = keras_export.float64_predict(generator, [conditions, noise])
     keras_export.export_keras_onnx(generator, [conditions, noise], folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(generator_path, folder) + ["model.json"]
     shutil.copyfile(generator_path.parent / "model.json", folder / "model.json")
     model_transforms = load_transforms(transforms)
-    groups = _generative_groups(settings, conditions, conditions_physical, noise, output, model_transforms,
+    groups = _generative_groups(conditions, conditions_physical, noise, output, reference, model_transforms,
                                 categories)
     description = _generative_description(settings, architecture.noise_dim, list(settings.model["targets"]),
                                           list(groups["physical"]))
@@ -243,6 +259,7 @@ def _export_calratio(settings, model_files, transforms, test_split, folder, cate
         raise InputError(f"{test_split}: no test jets to verify the export with")
     classifier = keras_export.load_keras(chosen)
     output = keras_export.keras_predict(classifier, inputs)
+    reference = keras_export.float64_predict(classifier, inputs)
     keras_export.export_keras_onnx(classifier, inputs, folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(chosen, folder)
     selection = chosen.with_name("selection.json")
@@ -265,5 +282,5 @@ def _export_calratio(settings, model_files, transforms, test_split, folder, cate
         "noise": None,
         "padding": {name: spec["length"] for name, spec in section["sequences"].items()},
     }
-    groups = {"inputs": inputs, "expected": {"output": output}}
+    groups = {"inputs": inputs, "expected": {"output": output}, "reference": {"output": reference}}
     return files, description, groups

@@ -10,6 +10,7 @@ own result with ``torch.where``: no data-dependent shapes, so the graph exports 
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -94,10 +95,12 @@ def flow_inverse(flow, context: torch.Tensor | None, z: torch.Tensor) -> torch.T
 @torch.no_grad()
 def reference_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """The framework's answer for given noise: :meth:`FlowModel.sample`'s routing with boolean masks
-    (not the exported ``torch.where`` graph), so verification compares two independent code paths."""
-    c = torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32))
-    z = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32))
-    out = torch.zeros(len(c), len(model.spec.targets))
+    (not the exported ``torch.where`` graph), so verification compares two independent code paths.
+    Runs in the model's own dtype (float32 as trained; float64 for :func:`float64_targets`)."""
+    dtype = next(model.parameters()).dtype
+    c = torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)).to(dtype)
+    z = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32)).to(dtype)
+    out = torch.zeros(len(c), len(model.spec.targets), dtype=dtype)
     context = c[:, model.context_index] if model.context_index else None
     for part, mask in model.part_masks(c):
         rows = mask.nonzero().squeeze(-1)
@@ -111,6 +114,12 @@ def reference_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarra
         y = model.flows[flow_name](part_context).transform.inv(z.index_select(0, rows)[:, index])
         out[rows.unsqueeze(-1), torch.as_tensor(index)] = y
     return out.numpy()
+
+
+def float64_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """:func:`reference_targets` with the same weights in float64: the verification's reference
+    (``pipeline_steps.export.verify``: the float32 rounding error of this model is measured against it)."""
+    return reference_targets(copy.deepcopy(model).double(), conditions, noise)
 
 
 def load_flow(train_dir: str | Path) -> FlowModel:

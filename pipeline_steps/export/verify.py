@@ -1,21 +1,62 @@
-"""Verification of a bundle: checksums, ONNX vs the stored framework outputs, framework reload.
+"""Verification of a bundle: checksums, ONNX vs a float64 reference of the framework, framework reload.
 
 ``verification.npz`` in the bundle holds one batch: the model inputs (transformed units), the noise,
-the framework's outputs on them and, for generative models, the physical conditions and the
-framework's physical outputs (``pipeline_steps`` transforms). :func:`verify_bundle` recomputes
-everything from the bundle files alone and raises :class:`BundleVerificationError` when a checksum
-differs or an output is beyond the manifest's tolerance.
+the framework's float32 outputs on them, the same model evaluated in **float64** (``reference``) and,
+for generative models, the physical conditions and the physical outputs of both (``pipeline_steps``
+transforms). :func:`verify_bundle` recomputes everything from the bundle files alone and raises
+:class:`BundleVerificationError` when a checksum differs or an output is beyond the bound below.
 
-Tolerance ``t``: transformed outputs must agree to ``|a - b| <= t * max(1, |b|)``. Physical outputs
-must agree to ``|a - b| <= t * (|b| + std(b))`` for continuous columns; for dequantised (integer)
-columns a 1e-6 difference upstream can move a value across an integer, so at most a fraction ``t``
-of their rows (at least one row) may differ.
+Float32 error analysis (why the bound is what it is)
+----------------------------------------------------
+Every float32 evaluation of the model (the framework at export, ONNX Runtime, the framework reloaded
+on another CPU, with other SIMD kernels or thread counts) computes the same function with rounding
+errors of relative size ``u = 2**-24`` per operation, summed in a kernel-dependent order. The output
+error of one evaluation is ``sum_k A_k * delta_k``: the per-operation roundings ``delta_k`` times the
+model's amplification ``A_k`` from that operation to the output. ``A_k`` belongs to the model and the
+row, not to the implementation. For the spline flows it is large and very uneven: sampling runs the
+*inverse* rational-quadratic splines, whose slope is at most ``1 / 1e-3`` (zuko's minimum slope),
+and each coupling's output feeds the conditioner of the next, so over ``D`` couplings a few rows
+reach amplifications of ``1e4``-``1e5`` while most rows stay near 1. A fixed absolute tolerance on the
+worst row therefore only holds for the rounding pattern it was tuned on.
+
+The rule therefore measures the amplification instead of guessing it:
+
+1. Reference: the framework evaluates the same weights in float64 (torch ``.double()``, Keras with a
+   float64 dtype policy). Its own error is ``~1e-8`` of the float32 one (measured: float64 results under
+   ATen's avx2 and avx512 kernels agree to 1.5e-10 where float32 errs by 5e-3), i.e. exact here.
+2. Scale: differences are divided by each output column's spread (std of the reference over the
+   verification rows; ``max(1, |mean|)`` for a constant column), so they read as "fraction of the
+   distribution's width", the unit a physicist judges a generator in, and columns are pooled.
+3. Own error ``e``: framework float32 vs the reference. It is *this* model's float32 rounding error,
+   row by row, the natural scale that any other float32 implementation also produces.
+4. Found error ``d``: the checked output (ONNX, reloaded framework) vs the reference.
+5. Bound, at each pooled quantile ``q`` of :data:`QUANTILES` (median, 99.9 %, worst element):
+   ``d_q <= FACTOR * e_q + floor`` with ``floor = max(export.tolerance, FACTOR * u * max|ref| / spread)``
+   (the second term is the float32 representation of the output value itself).
+   The stored pair is checked first: the median of ``e`` must be below the floor (a rounding error
+   is tiny for the typical element), so a wrong reference or an edited batch cannot widen the bound.
+   ``FACTOR = 16``: two implementations differ in (a) the ulp error of their transcendental kernels
+   (exp, softmax, sigmoid, tanh: correctly rounded to ~4 ulp in MLAS/SLEEF/Eigen/libm, a factor
+   <= 4 against the 1 ulp that dominates ``e``) and (b) the summation order of dot products, which
+   moves a sum's error between its typical ``sqrt(n) u`` and its worst ``n u`` per reduction, a
+   factor up to ``sqrt(n)`` (<= 4 for the n <= 16 per-lane partial sums of 16-wide SIMD). Together
+   ``4 x 4 = 16``. The median term catches a real defect (a changed weight, a wrong transform moves
+   most rows, far above ``16 e_50`` which is ~``1e-7``), the quantile and worst terms allow the rounding
+   tail of the badly conditioned rows, which is what breaks a fixed tolerance.
+
+Physical outputs (the bundle's numpy transforms applied to the ONNX output, against this project's
+transforms applied to the float64 reference) follow the same rule per continuous column, the own
+error being the framework's float32 output through the same transforms. Discrete columns (integer
+dtype, or dequantised targets snapped to their seen values by the training support) can move by a
+whole step when a float32 difference crosses a boundary, so they keep a row-fraction rule: at most
+``max(1, FACTOR * r)`` rows may differ, ``r`` being the rows where the framework's own float32 output
+already differs from the reference.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -25,6 +66,13 @@ from pipeline_steps.export.manifest import read_manifest
 from pipeline_steps.provenance import sha256_file
 
 VERIFICATION_FILE = "verification.npz"
+UNIT_ROUNDOFF = 2.0 ** -24
+FACTOR = 16.0
+QUANTILES = {"q50": 0.5, "q99.9": 0.999, "max": 1.0}
+RULE = ("per pooled quantile q in (50%, 99.9%, max) of |output - float64 reference| / column spread: "
+        "found_q <= factor * own_q + floor, own = framework float32 vs float64 reference, "
+        "floor = max(tolerance, factor * 2**-24 * max|reference| / spread); discrete physical columns: "
+        "at most max(1, factor * own differing rows) rows differ (pipeline_steps/export/verify.py)")
 
 
 class BundleVerificationError(InputError):
@@ -45,10 +93,13 @@ def check_checksums(folder: str | Path, manifest: Mapping[str, Any]) -> None:
 
 
 def compare(name: str, found: np.ndarray, expected: np.ndarray, tolerance: float) -> float:
-    """Largest scaled difference; raises beyond ``tolerance`` (transformed-space rule of the module doc)."""
+    """Elementwise ``|a - b| <= tolerance * max(1, |b|)``; used for the C generator against ONNX Runtime.
+
+    Both sides there run the same float32 graph on the same machine at export, so no amplification
+    analysis is needed: the C code is checked for being the same arithmetic, not for kernel tolerance.
+    """
     found, expected = np.asarray(found, np.float64), np.asarray(expected, np.float64)
-    if found.shape != expected.shape:
-        raise BundleVerificationError(f"{name}: shape {found.shape} differs from the framework's {expected.shape}")
+    _check_shape(name, found, expected)
     scaled = np.abs(found - expected) / np.maximum(1.0, np.abs(expected))
     worst = float(np.nanmax(scaled)) if scaled.size else 0.0
     same_non_finite = np.array_equal(np.isfinite(found), np.isfinite(expected))
@@ -57,25 +108,80 @@ def compare(name: str, found: np.ndarray, expected: np.ndarray, tolerance: float
     return worst
 
 
-def compare_physical(found: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray], tolerance: float) -> float:
-    """Physical columns (rule of the module doc); returns the largest continuous relative difference."""
-    worst = 0.0
-    for name, reference in expected.items():
+def check_against_reference(name: str, found: np.ndarray, own: np.ndarray, reference: np.ndarray,
+                            tolerance: float) -> dict[str, Any]:
+    """The bound of the module doc for a [rows, columns] output; returns the measured numbers, raises beyond.
+
+    ``found`` is the output being checked, ``own`` the framework's float32 output on the same inputs,
+    ``reference`` the float64 one.
+    """
+    found, own, reference = (_as_table(a) for a in (found, own, reference))
+    _check_shape(name, found, reference)
+    if not np.array_equal(np.isfinite(found), np.isfinite(own)):
+        raise BundleVerificationError(f"{name}: non-finite values at other places than in the framework's output")
+    finite = np.isfinite(found) & np.isfinite(own) & np.isfinite(reference)
+    spread = column_spread(reference)
+    found_error = error_quantiles(np.abs(found - reference) / spread, finite)
+    own_error = error_quantiles(np.abs(own - reference) / spread, finite)
+    floor = error_floor(reference, spread, finite, tolerance)
+    if own_error["q50"] > floor:
+        raise BundleVerificationError(f"{name}: the framework's stored float32 output differs from its float64 "
+                                      f"reference by a median {own_error['q50']:.3g} of the column spread (floor "
+                                      f"{floor:.3g}); that is not rounding: the stored batch or the reference is wrong")
+    allowed = {q: FACTOR * own_error[q] + floor for q in QUANTILES}
+    failing = [q for q in QUANTILES if found_error[q] > allowed[q]]
+    if failing:
+        detail = ", ".join(f"{q} {found_error[q]:.3g} > allowed {allowed[q]:.3g} "
+                           f"(= {FACTOR:g} x own float32 error {own_error[q]:.3g} + floor {floor:.3g})" for q in failing)
+        raise BundleVerificationError(f"{name}: differs from the float64 reference beyond the float32 bound, in units "
+                                      f"of each column's spread: {detail}")
+    return {"found": found_error, "own_float32": own_error, "floor": floor, "allowed": allowed,
+            "margin": _margin(found_error, allowed)}
+
+
+def check_physical(found: Mapping[str, np.ndarray], own: Mapping[str, np.ndarray],
+                   reference: Mapping[str, np.ndarray], tolerance: float,
+                   discrete: Iterable[str] = ()) -> dict[str, Any]:
+    """Physical columns: the continuous ones pooled under :func:`check_against_reference`, the discrete
+    ones by rows (module doc). Returns ``{"continuous": ..., "discrete": {name: {...}}}``."""
+    discrete = set(discrete)
+    for name in reference:
         if name not in found:
             raise BundleVerificationError(f"physical output {name!r} missing from the bundle's output")
-        a, b = np.asarray(found[name], np.float64), np.asarray(reference, np.float64)
-        if np.issubdtype(np.asarray(reference).dtype, np.integer) or np.asarray(reference).dtype == np.bool_:
-            differing = int(np.sum(a != b))
-            if differing > max(1, int(tolerance * len(b))):
-                raise BundleVerificationError(f"physical {name}: {differing} of {len(b)} integer values differ")
-            continue
-        scale = np.abs(b) + (float(np.std(b)) or 1.0)
-        difference = float(np.max(np.abs(a - b) / scale)) if len(b) else 0.0
-        if difference > tolerance:
-            raise BundleVerificationError(f"physical {name}: differs from the framework by {difference:.3g} "
-                                          f"(tolerance {tolerance:g})")
-        worst = max(worst, difference)
-    return worst
+    is_discrete = {name: name in discrete or _integer_dtype(reference[name]) for name in reference}
+    report: dict[str, Any] = {"discrete": {}}
+    for name in (n for n in reference if is_discrete[n]):
+        report["discrete"][name] = _check_discrete(name, found[name], own[name], reference[name])
+    continuous = [n for n in reference if not is_discrete[n]]
+    if continuous:
+        stack = lambda columns: np.column_stack([np.asarray(columns[n], np.float64) for n in continuous])  # noqa: E731
+        report["continuous"] = check_against_reference(f"physical {continuous}", stack(found), stack(own),
+                                                       stack(reference), tolerance)
+    return report
+
+
+def column_spread(reference: np.ndarray) -> np.ndarray:
+    """Per column: std over the finite rows; ``max(1, |mean|)`` where that is 0 (a constant column)."""
+    masked = np.where(np.isfinite(reference), reference, np.nan)
+    with np.errstate(invalid="ignore"):
+        std = np.nan_to_num(np.nanstd(masked, axis=0)) if len(reference) else np.zeros(reference.shape[1])
+        mean = np.nan_to_num(np.nanmean(masked, axis=0)) if len(reference) else np.zeros(reference.shape[1])
+    return np.where(std > 0, std, np.maximum(1.0, np.abs(mean)))
+
+
+def error_quantiles(scaled: np.ndarray, finite: np.ndarray) -> dict[str, float]:
+    """The pooled quantiles of :data:`QUANTILES` of the finite scaled differences (0 when there are none)."""
+    values = scaled[finite]
+    if not values.size:
+        return {q: 0.0 for q in QUANTILES}
+    return {q: float(np.quantile(values, level)) for q, level in QUANTILES.items()}
+
+
+def error_floor(reference: np.ndarray, spread: np.ndarray, finite: np.ndarray, tolerance: float) -> float:
+    """``max(tolerance, FACTOR * u * max|reference| / spread)``: below this no difference is a defect."""
+    magnitude = np.where(finite, np.abs(reference) / spread, 0.0)
+    representation = FACTOR * UNIT_ROUNDOFF * float(magnitude.max()) if magnitude.size else 0.0
+    return max(float(tolerance), representation)
 
 
 def load_verification(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -89,7 +195,7 @@ def load_verification(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def framework_outputs(folder: Path, manifest: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Reload the native model from the bundle and run it on ``inputs``."""
+    """Reload the native model from the bundle and run it on ``inputs`` (float32, as deployed)."""
     if manifest["kind"] == "flow":
         from pipeline_steps.export.torch_export import load_flow, reference_targets
 
@@ -109,15 +215,55 @@ def verify_bundle(folder: str | Path, framework: bool = True) -> dict[str, Any]:
     check_checksums(folder, manifest)
     tolerance = float(manifest["verification"]["tolerance"])
     batch = load_verification(folder)
+    if "reference" not in batch:
+        raise BundleVerificationError(f"{folder / VERIFICATION_FILE}: no float64 reference outputs (a bundle made "
+                                      f"before format 2); export it again")
+    own, reference = batch["expected"]["output"], batch["reference"]["output"]
     bundle = run_bundle.Bundle(folder)
     onnx_out = bundle.run_onnx(batch["inputs"])
-    report = {"rows": int(len(onnx_out)),
-              "onnx_vs_framework": compare("ONNX output", onnx_out, batch["expected"]["output"], tolerance)}
+    report = {"rule": RULE, "factor": FACTOR, "rows": int(len(onnx_out)),
+              "onnx_vs_reference": check_against_reference("ONNX output", onnx_out, own, reference, tolerance)}
     if framework:
-        report["reloaded_framework_vs_stored"] = compare(
-            "reloaded native model", framework_outputs(folder, manifest, batch["inputs"]),
-            batch["expected"]["output"], tolerance)
+        report["reloaded_framework_vs_reference"] = check_against_reference(
+            "reloaded native model", framework_outputs(folder, manifest, batch["inputs"]), own, reference, tolerance)
     if "physical" in batch:
         physical = run_bundle.physical_outputs(bundle, onnx_out, batch["conditions_physical"])
-        report["physical_onnx_vs_framework"] = compare_physical(physical, batch["physical"], tolerance)
+        discrete = (bundle.transforms.get("support") or {}).get("values", {})
+        report["physical_onnx_vs_reference"] = check_physical(physical, batch["physical"], batch["reference_physical"],
+                                                              tolerance, discrete)
     return report
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _as_table(values: np.ndarray) -> np.ndarray:
+    array = np.asarray(values, np.float64)
+    return array.reshape(len(array), -1) if array.ndim != 2 else array
+
+
+def _check_shape(name: str, found: np.ndarray, expected: np.ndarray) -> None:
+    if found.shape != expected.shape:
+        raise BundleVerificationError(f"{name}: shape {found.shape} differs from the framework's {expected.shape}")
+
+
+def _integer_dtype(values: np.ndarray) -> bool:
+    dtype = np.asarray(values).dtype
+    return bool(np.issubdtype(dtype, np.integer) or dtype == np.bool_)
+
+
+def _check_discrete(name: str, found: np.ndarray, own: np.ndarray, reference: np.ndarray) -> dict[str, int]:
+    """Rows of a discrete column that differ from the reference, against the row-fraction bound."""
+    found, own, reference = (np.asarray(a, np.float64) for a in (found, own, reference))
+    _check_shape(f"physical {name}", found, reference)
+    differing, own_differing = int(np.sum(found != reference)), int(np.sum(own != reference))
+    allowed = max(1, int(FACTOR * own_differing))
+    if differing > allowed:
+        raise BundleVerificationError(f"physical {name}: {differing} of {len(reference)} discrete values differ from "
+                                      f"the float64 reference, allowed {allowed} (= max(1, {FACTOR:g} x "
+                                      f"{own_differing} rows where the framework's float32 output differs))")
+    return {"differing_rows": differing, "own_float32_differing_rows": own_differing, "allowed_rows": allowed}
+
+
+def _margin(found: Mapping[str, float], allowed: Mapping[str, float]) -> float | None:
+    """Smallest ``allowed / found`` over the quantiles (how far from failing); None when nothing differs."""
+    ratios = [allowed[q] / found[q] for q in found if found[q] > 0]
+    return float(min(ratios)) if ratios else None
