@@ -4,6 +4,7 @@ and the env files pin what pyproject pins."""
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -86,3 +87,13 @@ def test_env_pins_agree_with_pyproject(env_file):
             f"{env_file.name}: {requirement.name}{requirement.specifier} differs from pyproject's "
             f"{pinned[name].specifier}"
         )
+
+
+def test_benchmark_tables_are_ignored_by_git_and_benchmark_code_is_not():
+    """`benchmark:` files (benchmarks/<stage>/<name>.tsv) are results of a run; benchmarks/*.py is code."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout (e.g. an unpacked release): .gitignore is not in force")
+    paths = ["benchmarks/train/jets.tsv", "benchmarks/ingest/ship/muons/0.tsv", "benchmarks/top.tsv",
+             "benchmarks/bench_planning.py"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO, capture_output=True, text=True)
+    assert result.stdout.split() == paths[:3], result.stderr
