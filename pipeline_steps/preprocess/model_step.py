@@ -3,13 +3,19 @@
 For models of kind ``covariance_gan`` and ``flow``:
 
 1. read the model's columns from every input table (identity, conditions, the physical columns its
-   targets need, the weight), failing with the file and column on a missing column or a NaN;
+   targets need, the weight), failing with the file and column on a missing column, and with the
+   raw ROOT file and entry on a NaN or +-inf (every model variable must be finite);
 2. sort rows by identity (so the output does not depend on file order) and assign each row to
    train/validation/test by a hash of its identity (:mod:`split`);
-3. compute the model-space targets (derived variables, covariance representation) and fit the
-   transforms on the training split only (:mod:`transforms`);
+3. compute the model-space targets (derived variables, covariance representation), check that every
+   variable can be transformed (finite; inside a log's domain after ``log_offset``/``clip``), and fit
+   the transforms on the training split only (:mod:`transforms`);
 4. write per split: identity, physical columns, ``weight``, ``cond__*`` and ``targ__*`` (float32),
    then ``transforms.json`` + ``.npz`` and the diagnostic plots.
+
+What real data needs that a toy may not have is done in the open: ``transforms.json`` ``report``
+(and the log) says, per variable, how many rows a ``clip`` bound changed and how many rows had a
+ratio's reference below its ``floor`` (see :mod:`transforms`, :mod:`derived`).
 
 SHiP (``categorised: true``): the inputs are ``cat{1..4}.parquet`` of the categorise stage, already
 normalised to [-1, 1] (so the default transform is passthrough) and carrying ``category`` (int8,
@@ -36,7 +42,7 @@ from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import covariance_representation as cov_repr
-from pipeline_steps.preprocess.derived import DerivedVariable, parse_derived
+from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows, parse_derived
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
@@ -44,6 +50,7 @@ from pipeline_steps.preprocess.transforms import (
     ModelTransforms,
     PhysicalSupport,
     fit_variable_transforms,
+    invalid_values,
     model_space_targets,
     save_transforms,
 )
@@ -76,6 +83,8 @@ class ModelPreprocessSettings:
     seed: int = 0
     extra_columns: list[str] = field(default_factory=list)
     support: bool = True
+    log_offsets: dict[str, float] = field(default_factory=dict)
+    clips: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, model: str, slice_: Mapping[str, Any], seed: int) -> "ModelPreprocessSettings":
@@ -86,7 +95,10 @@ class ModelPreprocessSettings:
         conditions, targets = list(slice_["conditions"]), list(slice_["targets"])
         derived = parse_derived(slice_.get("derived"))
         dequantize = list(prep.get("dequantize") or [])
-        _check_names(model, conditions, targets, per_variable, dequantize, derived)
+        log_offsets = {name: float(v) for name, v in (prep.get("log_offset") or {}).items()}
+        clips = {name: _clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
+        _check_names(model, conditions, targets, {"per_variable": per_variable, "dequantize": dequantize,
+                                                  "log_offset": log_offsets, "clip": clips}, derived)
         condition_kinds = {name: per_variable.get(name, default) for name in conditions}
         target_kinds = {name: per_variable.get(name, prep.get("targets", default)) for name in targets}
         for name, kind in {**condition_kinds, **target_kinds}.items():
@@ -108,7 +120,7 @@ class ModelPreprocessSettings:
             identity=list(BASE_IDENTITY) + [c for c in slice_.get("identity", []) if c not in BASE_IDENTITY],
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
             extra_columns=[c for c in dict.fromkeys(sources) if c not in physical],
-            support=bool(prep.get("support", True)),
+            support=bool(prep.get("support", True)), log_offsets=log_offsets, clips=clips,
         )
 
     @property
@@ -152,6 +164,8 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     """Pure middle: split, fit on train, transform every split. Returns ({split: table}, transforms)."""
     split_of_row = assign_split(rows[settings.identity], settings.fractions, settings.seed)
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)
+    _check_transformable(rows, rows, settings.condition_kinds, settings)
+    _check_transformable(rows, model_targets, settings.target_kinds, settings)
     train = split_of_row == "train"
     if not train.any():
         raise InputError(f"model {settings.model}: no rows in the training split ({len(rows)} rows in all)")
@@ -159,19 +173,74 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     model_transforms = ModelTransforms(
         conditions=fit_variable_transforms(
             rows.loc[train], settings.condition_kinds, [n for n in settings.conditions if n in dequantize],
-            settings.decorrelate_conditions, seed=settings.seed),
+            settings.decorrelate_conditions, seed=settings.seed, offsets=settings.log_offsets, clips=settings.clips),
         targets=fit_variable_transforms(
             model_targets.loc[train], settings.target_kinds, [n for n in settings.targets if n in dequantize],
-            False, seed=settings.seed + 1),
+            False, seed=settings.seed + 1, offsets=settings.log_offsets, clips=settings.clips),
         derived=settings.derived, target_representation=settings.target_representation, model=settings.model,
         support=_training_support(rows.loc[train], settings),
     )
+    model_transforms.report = preprocessing_report(rows, model_targets, model_transforms)
     splits = {}
     for index, name in enumerate(SPLIT_NAMES):
         mask = split_of_row == name
         splits[name] = _split_table(rows.loc[mask], model_targets.loc[mask], model_transforms, settings, index)
         logger.info("split %s: %d rows", name, int(mask.sum()))
     return splits, model_transforms
+
+
+def preprocessing_report(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transforms: ModelTransforms) -> dict:
+    """What was floored or clipped, over every row (all splits), for ``transforms.json`` and the log.
+
+    ``clipped``: per variable with a clip, its bounds and how many rows were below/above them;
+    ``ratio_floor``: per ratio with a denominator floor, how many rows had the reference below it;
+    ``log_offset``: the offsets in use (their inverse is exact, nothing is lost).
+    """
+    report: dict[str, Any] = {"rows": int(len(rows)), "clipped": {}, "ratio_floor": {}, "log_offset": {}}
+    for variables, table in ((model_transforms.conditions, rows), (model_transforms.targets, model_targets)):
+        for transform in variables.transforms:
+            params = transform.params
+            if "offset" in params:
+                report["log_offset"][transform.name] = params["offset"]
+            if "clip_low" in params or "clip_high" in params:
+                counts = transform.clip_counts(table[transform.name].to_numpy())
+                report["clipped"][transform.name] = {"low": params.get("clip_low"), "high": params.get("clip_high"),
+                                                     **counts}
+                logger.info("clip %s to [%s, %s]: %d rows below, %d above (of %d)", transform.name,
+                            params.get("clip_low"), params.get("clip_high"), counts["below"], counts["above"], len(rows))
+    for name, spec in model_transforms.derived.items():
+        if spec.floor is not None and name in model_transforms.target_names:
+            below = floored_rows(spec, rows)
+            report["ratio_floor"][name] = {"reference": spec.reference, "floor": spec.floor, "rows_below": below}
+            logger.info("ratio %s = %s / max(%s, %g): %d rows with %s below the floor (of %d)", name, spec.source,
+                        spec.reference, spec.floor, below, spec.reference, len(rows))
+    return report
+
+
+def _check_transformable(rows: pd.DataFrame, table: pd.DataFrame, kinds: Mapping[str, str],
+                         settings: ModelPreprocessSettings) -> None:
+    """Every value of every variable can go through its transform; else name the raw file and entry.
+
+    Catches a derived target that is not finite (a ratio over a zero reference) and a log of a value
+    at or below -offset, before a fit would turn one bad row into a non-finite column.
+    """
+    for name, kind in kinds.items():
+        values = table[name].to_numpy()
+        bad = invalid_values(name, values, kind, settings.log_offsets.get(name), settings.clips.get(name))
+        if bad.any():
+            origin = f"derived {settings.derived[name].to_dict()}" if name in settings.derived else "column"
+            expected = ("finite values" if kind not in ("log_standard", "log10_quantile_normal") else
+                        f"finite values > {-settings.log_offsets.get(name, 0.0) + 0.0:g} for {kind} (set "
+                        f"preprocessing.log_offset or a clip low bound)")
+            raise InputError(f"model {settings.model}: variable {name!r} ({origin}) has {int(bad.sum())} values it "
+                             f"cannot transform, first {values[bad][0]} in {_row_origin(rows, np.flatnonzero(bad)[0])}; "
+                             f"expected {expected}")
+
+
+def _row_origin(rows: pd.DataFrame, position: int) -> str:
+    """``raw file 3.root, entry 17, object 2`` for the row at ``position`` (identity columns)."""
+    row = rows.iloc[position]
+    return f"raw file {row['source_file']}, entry {int(row['entry'])}, object {int(row['object_index'])}"
 
 
 def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSettings) -> PhysicalSupport:
@@ -220,9 +289,20 @@ def _split_table(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transfor
     targets = model_transforms.targets.forward(model_targets, seed=seed + 1)
     if settings.categorised:
         targets = _zero_unmodelled(targets, rows["category"].to_numpy(), settings.targets)
+    _check_finite_transformed(rows, conditions, settings.conditions, settings.model)
+    _check_finite_transformed(rows, targets, settings.targets, settings.model)
     transformed = {f"cond__{n}": conditions[:, i] for i, n in enumerate(settings.conditions)}
     transformed.update({f"targ__{n}": targets[:, i] for i, n in enumerate(settings.targets)})
     return pd.concat([table, pd.DataFrame(transformed)], axis=1)
+
+
+def _check_finite_transformed(rows: pd.DataFrame, values: np.ndarray, names: list[str], model: str) -> None:
+    """The float32 model inputs are finite (a huge finite value can still overflow float32)."""
+    bad_rows, bad_columns = np.nonzero(~np.isfinite(values))
+    if len(bad_rows):
+        raise InputError(f"model {model}: transformed {names[bad_columns[0]]!r} is not finite "
+                         f"({values[bad_rows[0], bad_columns[0]]}) in {_row_origin(rows, bad_rows[0])}; "
+                         f"{len(bad_rows)} values in all; expected finite model inputs (is the value too large?)")
 
 
 def _zero_unmodelled(targets: np.ndarray, category: np.ndarray, names: list[str]) -> np.ndarray:
@@ -244,7 +324,7 @@ def _read_table(path: Path, settings: ModelPreprocessSettings) -> pd.DataFrame:
     wanted = list(dict.fromkeys(settings.identity + settings.physical_columns))
     _require(path, available, wanted)
     table = pd.read_parquet(path, columns=wanted)
-    _check_no_nan(path, table, settings.physical_columns)
+    _check_finite(path, table, settings.physical_columns)
     return table
 
 
@@ -263,7 +343,7 @@ def _read_category(path: Path, available: list[str], settings: ModelPreprocessSe
     table["category"] = table["category"].astype(np.int8)
     for name in fillable:
         table[name] = 0.0
-    _check_no_nan(path, table, settings.physical_columns)
+    _check_finite(path, table, settings.physical_columns)
     return table
 
 
@@ -283,18 +363,25 @@ def _require(path: Path, available: list[str], wanted: list[str]) -> None:
         raise InputError(f"{path}: missing columns {missing} needed by the model; the file has {available}")
 
 
-def _check_no_nan(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
+def _check_finite(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
+    """NaN or +-inf in a model variable (condition, target source, weight): name the raw file and entry."""
     for name in columns:
         values = table[name]
-        if pd.api.types.is_numeric_dtype(values) and values.isna().any():
-            raise InputError(f"{path}: column {name!r} has {int(values.isna().sum())} NaN values; "
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        bad = ~np.isfinite(values.to_numpy(np.float64))
+        if bad.any():
+            first = np.flatnonzero(bad)[0]
+            raise InputError(f"{path}: column {name!r} has {int(bad.sum())} non-finite values (NaN or +-inf), first "
+                             f"{values.iloc[first]} in {_row_origin(table, first)}; "
                              f"expected finite inputs for every model variable")
 
 
-def _check_names(model: str, conditions: list[str], targets: list[str], per_variable: Mapping[str, str],
-                 dequantize: list[str], derived: Mapping[str, DerivedVariable]) -> None:
+def _check_names(model: str, conditions: list[str], targets: list[str], named: Mapping[str, Any],
+                 derived: Mapping[str, DerivedVariable]) -> None:
+    """Every variable named under a ``preprocessing`` key (``named``: key -> names) is a condition or target."""
     known = set(conditions) | set(targets)
-    for key, names in (("per_variable", per_variable), ("dequantize", dequantize)):
+    for key, names in named.items():
         unknown = [name for name in names if name not in known]
         if unknown:
             raise ConfigError(f"models.{model}.preprocessing.{key}: {unknown} are neither conditions nor targets")
@@ -304,6 +391,15 @@ def _check_names(model: str, conditions: list[str], targets: list[str], per_vari
     for name in derived:
         if name not in targets:
             logger.warning("models.%s.derived.%s is not a target; it is ignored", model, name)
+
+
+def _clip_bounds(model: str, name: str, bounds: Any) -> tuple[float | None, float | None]:
+    """``preprocessing.clip.<name>: [low, high]`` (either may be null) as floats."""
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or all(b is None for b in bounds):
+        raise ConfigError(f"models.{model}.preprocessing.clip.{name}: expected [low, high] with at least one "
+                          f"number (null for no bound), got {bounds!r}")
+    low, high = (None if b is None else float(b) for b in bounds)
+    return low, high
 
 
 def _param(params: Any, key: str) -> Any:

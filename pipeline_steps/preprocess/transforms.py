@@ -5,13 +5,26 @@ Each variable gets one transform kind (config ``preprocessing``), fitted on the 
 - ``passthrough``: unchanged (flags, already normalised SHiP categories);
 - ``minmax``: linear map of the training range onto [-1, 1];
 - ``standard``: (x - mean) / std;
-- ``log_standard``: log(x), then standard (x must be > 0: momenta, masses);
+- ``log_standard``: log(x + offset), then standard (x + offset must be > 0: momenta, masses);
 - ``signed_log_standard``: sign(x) log(1 + |x|), then standard (isolation, impact parameters);
 - ``quantile_normal``: quantile-to-normal as in LHCb's covariance GAN preprocessing: the training
   quantiles are mapped onto the standard normal's; piecewise linear between the quantile knots and
   linearly extrapolated beyond the outermost ones, so it is strictly monotonic and exactly
   invertible on any value, including validation/test values outside the training range;
-- ``log10_quantile_normal``: log10(x), then quantile-to-normal (LHCb's momentum).
+- ``log10_quantile_normal``: log10(x + offset), then quantile-to-normal (LHCb's momentum).
+
+Optional, per variable, for real data that the toy rarely has (FlashSim's preprocessing does both):
+
+- ``offset`` (log kinds only, default 0): log(x + offset), inverse exp(y) - offset, exact for every
+  x > -offset. A GenJet mass of exactly 0 or -2.6e-7 (float noise) then stays finite and comes back
+  as itself (FlashSim: log1p of masses, log(x + 0.001) of impact parameters and ptErr).
+- ``clip = (low, high)`` (either may be None): the value is held to [low, high] *before* the
+  transform (FlashSim's "saturation" of long tails, e.g. massRatio to [0, 7]; and the floor of a
+  mass at 0). Inverse is exact for values inside; a clipped value comes back as the bound. How many
+  rows each bound changed is counted by ``clip_counts`` (``transforms.json`` ``report``).
+
+Both are stored in the variable's ``params`` (``offset``, ``clip_low``, ``clip_high``) only when set,
+so a transform without them reads exactly as before.
 
 Optional, per variable: dequantisation of discrete variables (integer k becomes k + u with
 u ~ U(margin, 1 - margin), seeded; the inverse floors, so integers come back exactly; the margin
@@ -49,6 +62,7 @@ __all__ = [
     "PhysicalSupport",
     "fit_variable_transform",
     "fit_variable_transforms",
+    "invalid_values",
     "model_space_targets",
     "save_transforms",
     "load_transforms",
@@ -63,6 +77,7 @@ TRANSFORM_KINDS = (
     "quantile_normal",
     "log10_quantile_normal",
 )
+LOG_KINDS = ("log_standard", "log10_quantile_normal")
 DEQUANTIZE_MARGIN = 1e-3
 N_QUANTILES = 1000
 FORMAT_VERSION = 1
@@ -85,7 +100,31 @@ class VariableTransform:
         if self.dequantize:
             rng = rng if rng is not None else np.random.default_rng(0)
             x = np.floor(x) + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
-        return _FORWARD[self.kind](self._prepared(x), self.params)
+        return _FORWARD[self.kind](self._prepared(self.clipped(x)), self.params)
+
+    def clipped(self, x: np.ndarray) -> np.ndarray:
+        """``x`` held to the configured [clip_low, clip_high] (unchanged without a clip)."""
+        low, high = self.params.get("clip_low"), self.params.get("clip_high")
+        if low is None and high is None:
+            return x
+        return np.clip(x, -np.inf if low is None else low, np.inf if high is None else high)
+
+    def clip_counts(self, values: np.ndarray) -> dict[str, int]:
+        """How many ``values`` the clip moves: ``{"below": n, "above": n}`` (zeros without a clip)."""
+        x = np.asarray(values, dtype=np.float64)
+        low, high = self.params.get("clip_low"), self.params.get("clip_high")
+        return {"below": int(np.sum(x < low)) if low is not None else 0,
+                "above": int(np.sum(x > high)) if high is not None else 0}
+
+    def invalid(self, values: np.ndarray) -> np.ndarray:
+        """Mask of values this transform cannot take: non-finite, or (log kinds) x + offset <= 0 after
+        the clip. Lets the caller name the offending rows' files before anything is fitted."""
+        x = np.asarray(values, dtype=np.float64)
+        bad = ~np.isfinite(x)
+        if self.kind in LOG_KINDS:
+            with np.errstate(invalid="ignore"):
+                bad |= ~(self.clipped(x) + self.params.get("offset", 0.0) > 0)
+        return bad
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         """Transformed values -> physical values in the variable's original dtype."""
@@ -96,21 +135,25 @@ class VariableTransform:
         return _to_dtype(x, np.dtype(self.dtype))
 
     def _prepared(self, x: np.ndarray) -> np.ndarray:
-        if self.kind in ("log_standard", "log10_quantile_normal"):
-            if np.any(x <= 0):
+        if self.kind in LOG_KINDS:
+            offset = self.params.get("offset", 0.0)
+            shifted = x + offset
+            if np.any(shifted <= 0):
                 raise InputError(
-                    f"transform {self.kind} of {self.name!r}: expected values > 0, found minimum {np.min(x):g}"
+                    f"transform {self.kind} of {self.name!r}: expected values > {0.0 - offset:g} (log of x + offset, "
+                    f"offset {offset:g}), found minimum {np.min(x):g}; set preprocessing.log_offset or a "
+                    f"preprocessing.clip low bound for {self.name!r}"
                 )
-            return np.log(x) if self.kind == "log_standard" else np.log10(x)
+            return np.log(shifted) if self.kind == "log_standard" else np.log10(shifted)
         if self.kind == "signed_log_standard":
             return np.sign(x) * np.log1p(np.abs(x))
         return x
 
     def _unprepared(self, y: np.ndarray) -> np.ndarray:
         if self.kind == "log_standard":
-            return np.exp(y)
+            return np.exp(y) - self.params.get("offset", 0.0)
         if self.kind == "log10_quantile_normal":
-            return np.power(10.0, y)
+            return np.power(10.0, y) - self.params.get("offset", 0.0)
         if self.kind == "signed_log_standard":
             return np.sign(y) * np.expm1(np.abs(y))
         return y
@@ -128,23 +171,74 @@ class VariableTransform:
 
 
 def fit_variable_transform(name: str, values: np.ndarray, kind: str, dequantize: bool = False,
-                           rng: np.random.Generator | None = None) -> VariableTransform:
-    """Fit ``kind`` on training values of one variable (after dequantisation, when asked)."""
+                           rng: np.random.Generator | None = None, offset: float | None = None,
+                           clip: tuple[float | None, float | None] | None = None) -> VariableTransform:
+    """Fit ``kind`` on training values of one variable (after dequantisation and clip, when asked).
+
+    Every value must be finite: one +inf would make the fitted mean/std infinite and every
+    transformed value of the column non-finite.
+    """
     if kind not in TRANSFORM_KINDS:
         raise ConfigError(f"transform of {name!r}: expected one of {list(TRANSFORM_KINDS)}, got {kind!r}")
     raw = np.asarray(values)
     if raw.size == 0:
         raise InputError(f"transform of {name!r}: no training values to fit on")
-    if np.isnan(raw.astype(np.float64)).any():
-        raise InputError(f"transform of {name!r}: the training values contain NaN")
-    transform = VariableTransform(name, kind, {}, dequantize, dtype=str(raw.dtype))
     x = raw.astype(np.float64)
+    non_finite = ~np.isfinite(x)
+    if non_finite.any():
+        raise InputError(f"transform of {name!r}: the training values contain {int(non_finite.sum())} non-finite "
+                         f"values (NaN or +-inf, e.g. {x[non_finite][0]}); expected finite values")
+    transform = VariableTransform(name, kind, _preparation_params(name, kind, offset, clip), dequantize,
+                                  dtype=str(raw.dtype))
     if dequantize:
         _check_integers(name, x)
         rng = rng if rng is not None else np.random.default_rng(0)
         x = x + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
-    transform.params = _FIT[kind](transform._prepared(x))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below, by name
+        fitted = _FIT[kind](transform._prepared(transform.clipped(x)))
+    _check_finite_params(name, fitted)
+    transform.params.update(fitted)
     return transform
+
+
+def invalid_values(name: str, values: np.ndarray, kind: str, offset: float | None = None,
+                   clip: tuple[float | None, float | None] | None = None) -> np.ndarray:
+    """Mask of ``values`` that ``kind`` (with this offset and clip) cannot transform: non-finite, or
+    outside a log's domain. Checked on every row before fitting, so the error can name raw files."""
+    return VariableTransform(name, kind, _preparation_params(name, kind, offset, clip)).invalid(values)
+
+
+def _preparation_params(name: str, kind: str, offset: float | None,
+                        clip: tuple[float | None, float | None] | None) -> dict[str, float]:
+    """``offset``/``clip_low``/``clip_high`` as stored in ``params`` (absent when not set), checked."""
+    params: dict[str, float] = {}
+    if offset is not None:
+        if kind not in LOG_KINDS:
+            raise ConfigError(f"log_offset of {name!r}: only log transforms {list(LOG_KINDS)} take an offset, "
+                              f"{name!r} has {kind!r}")
+        if not np.isfinite(offset):
+            raise ConfigError(f"log_offset of {name!r}: expected a finite number, got {offset!r}")
+        params["offset"] = float(offset)
+    low, high = clip if clip is not None else (None, None)
+    for key, bound in (("clip_low", low), ("clip_high", high)):
+        if bound is not None:
+            if not np.isfinite(bound):
+                raise ConfigError(f"clip of {name!r}: expected finite bounds (or null), got {bound!r}")
+            params[key] = float(bound)
+    if low is not None and high is not None and not low < high:
+        raise ConfigError(f"clip of {name!r}: expected low < high, got [{low}, {high}]")
+    if kind in LOG_KINDS and low is not None and not low + params.get("offset", 0.0) > 0:
+        raise ConfigError(f"clip of {name!r}: {kind} needs clip low + log_offset > 0, got {low} + "
+                          f"{params.get('offset', 0.0)}")
+    return params
+
+
+def _check_finite_params(name: str, params: Mapping[str, Any]) -> None:
+    """A fit on finite values can still overflow (std of values near 1e308): refuse it here."""
+    for key, value in params.items():
+        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            raise InputError(f"transform of {name!r}: fitted {key} is not finite ({value}); the training values "
+                             f"are too large for this transform")
 
 
 def _to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -330,17 +424,20 @@ class VariableTransforms:
 
 
 def fit_variable_transforms(df: pd.DataFrame, kinds: Mapping[str, str], dequantize: Iterable[str] = (),
-                            decorrelate: bool = False, seed: int = 0) -> VariableTransforms:
+                            decorrelate: bool = False, seed: int = 0, offsets: Mapping[str, float] | None = None,
+                            clips: Mapping[str, tuple] | None = None) -> VariableTransforms:
     """Fit one transform per variable of ``kinds`` (name -> kind, in output order) on ``df``.
 
     ``df`` must be the training split only. Variables listed in ``dequantize`` must be integers.
+    ``offsets`` (log kinds) and ``clips`` ((low, high), either None) apply to the variables they name.
     """
     names = list(kinds)
     _require_columns(df, names, "fit")
     dequantize = set(dequantize)
+    offsets, clips = dict(offsets or {}), dict(clips or {})
     transforms = [
         fit_variable_transform(name, df[name].to_numpy(), kinds[name], name in dequantize,
-                               np.random.default_rng([seed, i]))
+                               np.random.default_rng([seed, i]), offsets.get(name), clips.get(name))
         for i, name in enumerate(names)
     ]
     result = VariableTransforms(transforms, None, seed)
@@ -433,6 +530,7 @@ class ModelTransforms:
     target_representation: str = "elements"
     model: str = ""
     support: PhysicalSupport = field(default_factory=PhysicalSupport)
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def condition_names(self) -> list[str]:
@@ -479,6 +577,7 @@ class ModelTransforms:
             "derived": {name: spec.to_dict() for name, spec in self.derived.items()},
             "target_representation": self.target_representation,
             "support": self.support.to_dict(),
+            "report": self.report,
         }
 
     @classmethod
@@ -490,6 +589,7 @@ class ModelTransforms:
             target_representation=data.get("target_representation", "elements"),
             model=data.get("model", ""),
             support=PhysicalSupport.from_dict(data.get("support")),
+            report=dict(data.get("report") or {}),
         )
 
 
@@ -523,17 +623,41 @@ def save_transforms(model_transforms: ModelTransforms, path_json: str | Path) ->
     """Write ``transforms.json`` (small values) and ``transforms.npz`` beside it (arrays), atomically.
 
     Arrays are replaced in the JSON by ``{"npz": "<key>"}`` references; nothing is pickled, and the
-    npz is read back with ``allow_pickle=False``.
+    npz is read back with ``allow_pickle=False``. A non-finite number anywhere (a mean of -inf) is
+    refused before anything is written: JSON has no inf, and Python would write ``-Infinity``.
     """
     path_json = Path(path_json)
     path_npz = path_json.with_suffix(".npz")
     arrays: dict[str, np.ndarray] = {}
     document = _extract_arrays(model_transforms.to_dict(), "", arrays)
     document["arrays_file"] = path_npz.name
+    _check_finite_document(document, arrays, path_json)
+    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
     with atomic_path(path_npz) as tmp:
         with open(tmp, "wb") as stream:
             np.savez(stream, **arrays)
-    write_text_atomic(path_json, json.dumps(document, indent=1) + "\n")
+    write_text_atomic(path_json, text)
+
+
+def _check_finite_document(document: Any, arrays: Mapping[str, np.ndarray], path_json: Path) -> None:
+    """InputError naming the first key (``targets/variables/3/params/mean``) holding NaN or +-inf."""
+    bad = _first_non_finite(document, "")
+    bad = bad or next((k for k, a in arrays.items()
+                       if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a))), None)
+    if bad is not None:
+        raise InputError(f"{path_json}: refusing to write non-finite transform parameter {bad!r} "
+                         f"(NaN or +-inf); a model input is not finite")
+
+
+def _first_non_finite(value: Any, key: str) -> str | None:
+    if isinstance(value, float) and not np.isfinite(value):
+        return key
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _first_non_finite(v, f"{key}/{k}" if key else str(k))
+        if found is not None:
+            return found
+    return None
 
 
 def load_transforms(path_json: str | Path) -> ModelTransforms:
