@@ -71,16 +71,39 @@ def test_counters_equal_jagged_lengths(tmp_path, dataset, counter, prefix):
 
 def test_nanoaod_indices_in_range_or_minus_one(tmp_path):
     events = _write(tmp_path, "nanoaod").arrays()
-    for index, target in (("Jet_genJetIdx", "nGenJet"), ("Muon_genPartIdx", "nGenPart"), ("GenPart_genPartIdxMother", "nGenPart")):
+    for index, target in (("Muon_genPartIdx", "nGenPart"), ("GenPart_genPartIdxMother", "nGenPart")):
         idx = events[index]
         assert ak.all((idx == -1) | ((idx >= 0) & (idx < events[target]))), index
         assert ak.any(idx == -1) and ak.any(idx >= 0), index
     matched_muon = events.Muon_genPartIdx >= 0
     gen_pdg = events.GenPart_pdgId[ak.where(matched_muon, events.Muon_genPartIdx, 0)]
     assert ak.all(abs(gen_pdg[matched_muon]) == 13)
-    flavour = events.GenJet_hadronFlavour[ak.where(events.Jet_genJetIdx >= 0, events.Jet_genJetIdx, 0)]
-    assert ak.all((flavour == events.Jet_hadronFlavour)[events.Jet_genJetIdx >= 0])
+    # GenJet is skimmed after matching (as in real NanoAOD): some Jet_genJetIdx point past nGenJet
+    jet_idx = events.Jet_genJetIdx
+    in_range = (jet_idx >= 0) & (jet_idx < events.nGenJet)
+    assert ak.all((jet_idx == -1) | (jet_idx >= 0))
+    assert ak.any(jet_idx == -1) and ak.any(in_range) and ak.any(jet_idx >= events.nGenJet)
+    flavour = events.GenJet_hadronFlavour[ak.where(in_range, jet_idx, 0)]
+    assert ak.all((flavour == events.Jet_hadronFlavour)[in_range])
     assert ak.all(events.Jet_pt[:, :-1] >= events.Jet_pt[:, 1:])  # NanoAOD collections are pt-sorted
+
+
+def test_nanoaod_toy_has_the_edge_values_of_real_nanoaod(tmp_path):
+    """GenJet masses of exactly 0 and float-noise negatives, and heavy tails, at small rates."""
+    events = _write(tmp_path, "nanoaod", entries=2000).arrays()
+    gen_mass = ak.flatten(events.GenJet_mass).to_numpy()
+    zero, negative = np.mean(gen_mass == 0), np.mean(gen_mass < 0)
+    assert 0.001 < zero < 0.02 and 0.0003 < negative < 0.01, (zero, negative)
+    assert -1e-5 < gen_mass.min() < 0  # float noise, not a physical negative mass
+    past = ak.flatten(events.Jet_genJetIdx >= events.nGenJet).to_numpy()
+    assert 0.0005 < past.mean() < 0.02, past.mean()
+    in_range = (events.Jet_genJetIdx >= 0) & (events.Jet_genJetIdx < events.nGenJet)
+    gen_pt = events.GenJet_pt[ak.where(in_range, events.Jet_genJetIdx, 0)][in_range]
+    pt_ratio = ak.flatten(events.Jet_pt[in_range] / gen_pt).to_numpy()
+    assert np.sum(pt_ratio > 3.0) >= 1 and np.mean(pt_ratio > 3.0) < 1e-3  # a few pile-up overlaps
+    assert np.median(pt_ratio) == pytest.approx(1.0, abs=0.05)  # the bulk is unchanged
+    ip3d = ak.flatten(events.Muon_ip3d).to_numpy()
+    assert np.sum(ip3d > 1.0) >= 1 and np.median(ip3d) < 0.05  # Cauchy-tailed bad tracks, rare
 
 
 def test_nanoaod_event_numbers_unique_across_files(tmp_path):

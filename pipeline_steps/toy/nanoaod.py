@@ -6,6 +6,12 @@ response: pt- and eta-dependent resolution with non-Gaussian tails, inefficiency
 (``genJetIdx``/``genPartIdx`` -1 only on fakes; lost gen objects stay unmatched), pile-up fakes,
 flavour-dependent b-tag scores and NanoAOD's quantised/bounded/reduced-precision fields.
 Units: GeV, cm. Collections are sorted by pt, as NanoAOD is.
+
+Edge values real NanoAOD has, at small rates (``EDGE_RATES``), so every consumer of the toy meets
+them: GenJet masses of exactly 0 (single-particle jets) and tiny negatives (float noise); a GenJet
+collection skimmed at ``STORED_GEN_JET_PT`` after reco jets were matched, so some ``Jet_genJetIdx``
+point past ``nGenJet``; a few heavy-tail values (reco jets overlapping a pile-up jet; muons with a
+badly measured or decay-in-flight track: Cauchy-tailed impact parameters, inflated ptErr).
 """
 
 from __future__ import annotations
@@ -25,6 +31,20 @@ HADRON_DECAY_FLAGS = (1 << 6) | (1 << 12) | (1 << 13)  # isDirectHadronDecayProd
 #: W decay modes (d1, d2) for W+; W- uses the charge conjugates. Hadronic ~ 2/3.
 W_PLUS_MODES = np.array([[-11, 12], [-13, 14], [-15, 16], [2, -1], [4, -3]], dtype=np.int32)
 W_MODE_P = np.array([0.108, 0.108, 0.108, 0.338, 0.338])
+#: GenJets are clustered (and matched to reco jets) above GEN_JET_PT but stored only above
+#: STORED_GEN_JET_PT, as NanoAOD's GenJet table is skimmed: a reco jet matched to a dropped GenJet
+#: keeps an index >= nGenJet. Soft GenJets below GEN_JET_PT are not simulated; a pile-up jet that
+#: contains one (``fake_jet_soft_gen_match``) also gets an index past the stored collection.
+GEN_JET_PT = 8.0
+STORED_GEN_JET_PT = 10.0
+#: Per-object rates of the edge values real NanoAOD has (see the module docstring).
+EDGE_RATES = {
+    "gen_jet_mass_zero": 0.005,        # GenJet_mass == 0 exactly
+    "gen_jet_mass_negative": 0.002,    # GenJet_mass in -[1e-7, 3e-6] (float noise)
+    "jet_pileup_overlap": 0.003,       # reco jet pt/mass gain a pile-up jet's
+    "fake_jet_soft_gen_match": 0.05,   # of pile-up jets: matched to an unstored soft GenJet
+    "muon_bad_track": 0.002,           # Cauchy-tailed dxy/dz, ptErr x 10
+}
 MASS_OF = {1: 0.0, 2: 0.0, 3: 0.0, 4: 1.27, 5: 4.18, 6: 172.5, 11: 0.000511, 12: 0.0, 13: MUON_MASS,
            14: 0.0, 15: 1.777, 16: 0.0, 21: 0.0, 24: 80.4}
 
@@ -36,6 +56,7 @@ def generate_chunk(rng: np.random.Generator, n_events: int, context) -> tuple[di
     gen_parts = _gen_particles(rng, n_events)
     gen_jets = _gen_jets(rng, gen_parts)
     jets = _reco_jets(rng, gen_jets, npv, rho)
+    gen_jets = gen_jets[gen_jets.pt > STORED_GEN_JET_PT]  # pt-sorted: the kept jets keep their indices
     muons = _reco_muons(rng, gen_parts, npv)
     branches = {
         "run": np.ones(n_events, dtype=np.uint32),
@@ -97,7 +118,7 @@ def _daughter(rng, pt, eta, phi, child, parent, child_pt, spread) -> None:
 
 
 def _gen_jets(rng: np.random.Generator, gen_parts: ak.Array) -> ak.Array:
-    """Jets from b quarks, hadronic W daughters and ISR gluons; pt > 10 GeV, |eta| < 5, pt-sorted."""
+    """Jets from b quarks, hadronic W daughters and ISR gluons; pt > GEN_JET_PT, |eta| < 5, pt-sorted."""
     quarks = gen_parts[(abs(gen_parts.pdgId) <= 5) & (gen_parts.status == 23)]
     n_quarks = ak.num(quarks).to_numpy()
     q = ak.flatten(quarks)
@@ -127,10 +148,21 @@ def _gen_jets(rng: np.random.Generator, gen_parts: ak.Array) -> ak.Array:
     order = np.argsort(np.concatenate([np.repeat(np.arange(n_events), n_quarks), np.repeat(np.arange(n_events), n_isr)]), kind="stable")
     flat = {k: np.concatenate([from_quarks[k], from_gluons[k]])[order] for k in from_quarks}
     flat["phi"] = _wrap(flat["phi"])
-    flat["mass"] = flat["pt"] * rng.lognormal(np.log(0.12), 0.35, len(order))
+    flat["mass"] = _gen_jet_mass(rng, flat["pt"])
     jets = ak.unflatten(ak.zip(flat), counts)
-    jets = jets[(jets.pt > 10.0) & (abs(jets.eta) < 5.0)]
+    jets = jets[(jets.pt > GEN_JET_PT) & (abs(jets.eta) < 5.0)]
     return jets[ak.argsort(jets.pt, ascending=False)]
+
+
+def _gen_jet_mass(rng: np.random.Generator, pt: np.ndarray) -> np.ndarray:
+    """m/pt ~ 0.12 log-normal, with NanoAOD's exact zeros and float-noise negatives (``EDGE_RATES``)."""
+    mass = pt * rng.lognormal(np.log(0.12), 0.35, len(pt))
+    u = rng.random(len(pt))
+    zero = u < EDGE_RATES["gen_jet_mass_zero"]
+    negative = ~zero & (u < EDGE_RATES["gen_jet_mass_zero"] + EDGE_RATES["gen_jet_mass_negative"])
+    mass[zero] = 0.0
+    mass[negative] = -(10.0 ** rng.uniform(-7.0, np.log10(3e-6), int(negative.sum())))
+    return mass
 
 
 def _gen_jet_record(gen_jets: ak.Array) -> ak.Array:
@@ -165,11 +197,12 @@ def _reco_jets(rng: np.random.Generator, gen_jets: ak.Array, npv: np.ndarray, rh
     found = rng.random(n) < efficiency
     flavour = g.hadronFlavour.to_numpy()
     response = _jet_response(rng, gen_pt, gen_eta, npv[event_of], flavour)
+    overlap = rng.random(n) < EDGE_RATES["jet_pileup_overlap"]  # heavy tail: a pile-up jet on top
     matched = {
-        "pt": gen_pt * response + rng.normal(0.0, 0.05, n) * rho[event_of] * 0.5,
+        "pt": gen_pt * response + rng.normal(0.0, 0.05, n) * rho[event_of] * 0.5 + overlap * rng.exponential(20.0, n),
         "eta": gen_eta + rng.normal(0.0, 1.0, n) * (0.01 + 0.3 / gen_pt),
         "phi": g.phi.to_numpy() + rng.normal(0.0, 1.0, n) * (0.01 + 0.3 / gen_pt),
-        "mass": g.mass.to_numpy() * rng.lognormal(0.0, 0.15, n),
+        "mass": _reco_jet_mass(rng, g.mass.to_numpy(), gen_pt) + overlap * rng.exponential(6.0, n),
         "genJetIdx": gen_idx, "hadronFlavour": flavour, "partonFlavour": g.partonFlavour.to_numpy(),
         "is_fake": np.zeros(n, dtype=bool),
     }
@@ -180,7 +213,7 @@ def _reco_jets(rng: np.random.Generator, gen_jets: ak.Array, npv: np.ndarray, rh
     fake_pt = 15.0 + rng.exponential(6.0, m)
     fakes = {
         "pt": fake_pt, "eta": rng.uniform(-4.7, 4.7, m), "phi": rng.uniform(-np.pi, np.pi, m),
-        "mass": fake_pt * 0.1 * rng.lognormal(0.0, 0.4, m), "genJetIdx": np.full(m, -1),
+        "mass": fake_pt * 0.1 * rng.lognormal(0.0, 0.4, m), "genJetIdx": _fake_gen_jet_index(rng, counts, n_fakes),
         "hadronFlavour": np.zeros(m, dtype=int), "partonFlavour": np.zeros(m, dtype=int), "is_fake": np.ones(m, dtype=bool),
     }
     event_all = np.concatenate([event_matched, np.repeat(np.arange(len(counts)), n_fakes)])
@@ -190,6 +223,23 @@ def _reco_jets(rng: np.random.Generator, gen_jets: ak.Array, npv: np.ndarray, rh
     jets = ak.unflatten(ak.zip(flat), np.bincount(event_all, minlength=len(counts)))
     jets = jets[jets.pt > 15.0]
     return jets[ak.argsort(jets.pt, ascending=False)]
+
+
+def _fake_gen_jet_index(rng: np.random.Generator, counts: np.ndarray, n_fakes: np.ndarray) -> np.ndarray:
+    """-1, or for a pile-up jet containing a soft (never stored) GenJet an index past every GenJet of
+    its event (the full collection's index of that soft jet), as real skimmed NanoAOD has."""
+    m = int(n_fakes.sum())
+    soft = rng.random(m) < EDGE_RATES["fake_jet_soft_gen_match"]
+    past = np.repeat(counts, n_fakes) + rng.integers(0, 3, m)
+    return np.where(soft, past, -1)
+
+
+def _reco_jet_mass(rng: np.random.Generator, gen_mass: np.ndarray, gen_pt: np.ndarray) -> np.ndarray:
+    """Reco mass ~ gen mass x log-normal(0, 0.15); a massless GenJet still gets a small reco mass
+    (granularity, pile-up: ~2 % of pt), as real jets matched to single-particle GenJets do."""
+    smeared = gen_mass * rng.lognormal(0.0, 0.15, len(gen_mass))
+    massless = gen_pt * 0.02 * rng.lognormal(0.0, 0.5, len(gen_mass))
+    return np.where(gen_mass > 0.0, smeared, massless)
 
 
 def _jet_response(rng, gen_pt, gen_eta, npv, flavour) -> np.ndarray:
@@ -282,6 +332,9 @@ def _muon_features(rng: np.random.Generator, mu: dict[str, np.ndarray], npv: np.
     sigma_dxy, sigma_dz = 0.0015 + 0.01 / pt, 0.003 + 0.02 / pt
     decay_dxy = np.where(prompt, 0.0, rng.exponential(0.04, n) * rng.choice([-1, 1], n))
     decay_dz = np.where(prompt, 0.0, rng.exponential(0.06, n) * rng.choice([-1, 1], n))
+    bad_track = rng.random(n) < EDGE_RATES["muon_bad_track"]  # heavy tails: Cauchy impact parameters
+    decay_dxy = np.where(bad_track, 0.3 * rng.standard_cauchy(n), decay_dxy)
+    decay_dz = np.where(bad_track, 0.5 * rng.standard_cauchy(n), decay_dz)
     dxy, dz = decay_dxy + rng.normal(0.0, sigma_dxy), decay_dz + rng.normal(0.0, sigma_dz)
     ip3d = np.hypot(dxy, dz)
     iso03 = np.where(prompt, rng.exponential(0.02, n), rng.gamma(1.5, 0.3, n)) + 0.002 * npv * rng.exponential(1.0, n)
@@ -296,7 +349,7 @@ def _muon_features(rng: np.random.Generator, mu: dict[str, np.ndarray], npv: np.
         "dxy": _reduced(dxy, 10), "dz": _reduced(dz, 10), "ip3d": _reduced(ip3d, 10),
         "sip3d": _reduced(ip3d / np.hypot(sigma_dxy, sigma_dz), 10),
         "pfRelIso03_all": _reduced(iso03, 6), "pfRelIso04_all": _reduced(iso04, 6),
-        "ptErr": _reduced(pt * mu["sigma_rel"] * rng.lognormal(0.0, 0.2, n), 6),
+        "ptErr": _reduced(pt * mu["sigma_rel"] * rng.lognormal(0.0, 0.2, n) * np.where(bad_track, 10.0, 1.0), 6),
         "nStations": n_stations.astype(np.int32),
         "nTrackerLayers": np.minimum(8 + rng.binomial(10, 0.6, n), 18).astype(np.int32),
         "looseId": np.ones(n, dtype=bool), "mediumId": medium, "tightId": tight, "isGlobal": is_global,
