@@ -46,6 +46,7 @@ from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows, par
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
+    LOG_KINDS,
     TRANSFORM_KINDS,
     ModelTransforms,
     PhysicalSupport,
@@ -209,11 +210,19 @@ def preprocessing_report(rows: pd.DataFrame, model_targets: pd.DataFrame, model_
                 logger.info("clip %s to [%s, %s]: %d rows below, %d above (of %d)", transform.name,
                             params.get("clip_low"), params.get("clip_high"), counts["below"], counts["above"], len(rows))
     for name, spec in model_transforms.derived.items():
-        if spec.floor is not None and name in model_transforms.target_names:
+        if spec.op != "ratio" or name not in model_transforms.target_names:
+            continue
+        if spec.floor is not None:
             below = floored_rows(spec, rows)
             report["ratio_floor"][name] = {"reference": spec.reference, "floor": spec.floor, "rows_below": below}
             logger.info("ratio %s = %s / max(%s, %g): %d rows with %s below the floor (of %d)", name, spec.source,
                         spec.reference, spec.floor, below, spec.reference, len(rows))
+            continue
+        non_positive = int(np.sum(rows[spec.reference].to_numpy(np.float64) <= 0))
+        if non_positive:  # finite, but a ratio over -2.6e-7 is -1e7: say so, and how to avoid it
+            logger.warning("ratio %s = %s / %s: %d rows have %s <= 0 (ratios of huge size or flipped sign); "
+                           "set derived.%s.floor", name, spec.source, spec.reference, non_positive, spec.reference,
+                           name)
     return report
 
 
@@ -229,7 +238,7 @@ def _check_transformable(rows: pd.DataFrame, table: pd.DataFrame, kinds: Mapping
         bad = invalid_values(name, values, kind, settings.log_offsets.get(name), settings.clips.get(name))
         if bad.any():
             origin = f"derived {settings.derived[name].to_dict()}" if name in settings.derived else "column"
-            expected = ("finite values" if kind not in ("log_standard", "log10_quantile_normal") else
+            expected = ("finite values" if kind not in LOG_KINDS else
                         f"finite values > {-settings.log_offsets.get(name, 0.0) + 0.0:g} for {kind} (set "
                         f"preprocessing.log_offset or a clip low bound)")
             raise InputError(f"model {settings.model}: variable {name!r} ({origin}) has {int(bad.sum())} values it "

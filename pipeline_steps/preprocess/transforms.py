@@ -54,6 +54,7 @@ from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, 
 
 __all__ = [
     "TRANSFORM_KINDS",
+    "LOG_KINDS",
     "DEQUANTIZE_MARGIN",
     "VariableTransform",
     "Decorrelation",
