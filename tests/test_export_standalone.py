@@ -94,13 +94,13 @@ def test_standalone_runner_reproduces_the_calratio_classifier(tmp_path):
     with uproot.recreate(source) as sink:
         import awkward as ak
 
-        sink["Events"] = {**{c: jets[c].to_numpy() for c in jets.columns},
-                          **{name: ak.Array([list(r) for r in rows]) for name, rows in jagged.items()}}
+        sink["CalRatio"] = {**{c: jets[c].to_numpy() for c in jets.columns},
+                            **{name: ak.Array([list(r) for r in rows]) for name, rows in jagged.items()}}
     run_standalone(tmp_path, bundle, source, output)
     sample = load_split(tmp_path / "cr", "test")
     classifier = load_keras(bundle / "model.keras")
     expected = keras_predict(classifier, {k: sample[k] for k in ("jets", "clusters", "tracks", "muon_segments")})
     with uproot.open(output) as produced:
-        found = produced["Events"].arrays(library="np")
+        found = produced["CalRatio"].arrays(library="np")  # io.tree: the dataset's tree
     found = np.stack([found[f"prob_{c}"] for c in ("signal", "qcd", "bib")], axis=1)
     np.testing.assert_allclose(found, expected, atol=1e-5)

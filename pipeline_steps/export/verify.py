@@ -108,6 +108,29 @@ def compare(name: str, found: np.ndarray, expected: np.ndarray, tolerance: float
     return worst
 
 
+def compare_physical(found: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray], tolerance: float) -> float:
+    """The C generator's physical columns against the framework's (same machine, as :func:`compare`):
+    continuous ``|a - b| <= t (|b| + std(b))``; integer columns may differ in at most a fraction ``t`` of
+    rows (at least one). Returns the largest continuous relative difference."""
+    worst = 0.0
+    for name, reference in expected.items():
+        if name not in found:
+            raise BundleVerificationError(f"physical output {name!r} missing from the bundle's output")
+        a, b = np.asarray(found[name], np.float64), np.asarray(reference, np.float64)
+        if _integer_dtype(reference):
+            differing = int(np.sum(a != b))
+            if differing > max(1, int(tolerance * len(b))):
+                raise BundleVerificationError(f"physical {name}: {differing} of {len(b)} integer values differ")
+            continue
+        scale = np.abs(b) + (float(np.std(b)) or 1.0)
+        difference = float(np.max(np.abs(a - b) / scale)) if len(b) else 0.0
+        if difference > tolerance:
+            raise BundleVerificationError(f"physical {name}: differs from the framework by {difference:.3g} "
+                                          f"(tolerance {tolerance:g})")
+        worst = max(worst, difference)
+    return worst
+
+
 def check_against_reference(name: str, found: np.ndarray, own: np.ndarray, reference: np.ndarray,
                             tolerance: float) -> dict[str, Any]:
     """The bound of the module doc for a [rows, columns] output; returns the measured numbers, raises beyond.
