@@ -184,8 +184,8 @@ def _validation_params(n=400):
     }
 
 
-def _validate(tmp_path, name, sampler, n=400):
-    split, transforms = jets_case(600)
+def _validate(tmp_path, name, sampler, n=400, rows=600):
+    split, transforms = jets_case(rows)
     split.to_parquet(tmp_path / "test.parquet")
     save_transforms(transforms, tmp_path / "transforms.json")
     generate_to_root(sampler, transforms, split.sort_values(["source_file", "entry", "object_index"]).reset_index(drop=True),
@@ -226,3 +226,26 @@ def test_validate_ranks_generators_and_summary_gathers(tmp_path):
     assert summary["auc"].tolist() == pytest.approx([good["auc"], bad["auc"]], abs=1e-5)
     assert summary["training_seconds"].iloc[0] == 4.0 and np.isnan(summary["training_seconds"].iloc[1])
     assert summary["generation_rows_per_s"].tolist() == [5.0, 5.0]
+
+
+def test_small_sample_is_reported_not_computable_with_its_plots_and_summary_row(tmp_path):
+    """A few hundred objects: every plot is made, the figure of merit says why it has no number."""
+    metrics, figures = _validate(tmp_path, "small", LinearSampler(3, slope=0.0, noise=1.0), rows=40)
+    assert metrics["status"] == "not computable"
+    assert metrics["auc"] is None and metrics["chi2_ndf"] is None and metrics["auc_error"] is None
+    assert "needs at least 136" in metrics["reason"] and f"only {metrics['rows_real']} real" in metrics["reason"]
+    for path in figures.values():
+        with open(path, "rb") as stream:
+            assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "small" / "generation.json").write_text(json.dumps({"rows": 10, "rows_per_s": 5.0}))
+    run_summary(metrics=[str(tmp_path / "small" / "metrics.json")], generation=[str(tmp_path / "small" / "generation.json")],
+                train_dirs=[str(tmp_path / "missing")], output=str(tmp_path / "summary.csv"))
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["status"].tolist() == ["not computable"] and np.isnan(summary["auc"].iloc[0])
+
+
+def test_reduced_sample_states_the_aucs_statistical_error(tmp_path):
+    metrics, _ = _validate(tmp_path, "reduced", LinearSampler(3, slope=0.0, noise=1.0), n=1000)
+    n = metrics["n_eval_per_class"]
+    assert metrics["status"] == "ok" and metrics["auc_error"] == pytest.approx(np.sqrt((2 * n + 1) / (12 * n * n)))
+    assert f"{metrics['auc_error']:.3f}" in metrics["note"]

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_steps.validate.figure_of_merit import FomSettings, compare_histograms, figure_of_merit, split_sizes
+from pipeline_steps.validate.figure_of_merit import (MIN_EVAL_PER_CLASS, FomSettings, TooFewRows, auc_null_error,
+                                                     compare_histograms, figure_of_merit, split_sizes)
 from pipeline_steps.validate.spd import spd_fraction
 
 SMALL = dict(n_train_per_class=1000, n_eval_per_class=1000, bins=20)
@@ -91,3 +92,23 @@ def test_spd_fraction_counts_non_positive_definite_matrices():
     table = pd.DataFrame([good, good, good, bad])
     assert spd_fraction(table) == 0.75
     assert spd_fraction(pd.DataFrame({"pt": [1.0]})) is None
+
+
+def test_minimum_sample_keeps_the_null_auc_error_within_its_bound():
+    """The threshold follows from the Mann-Whitney null variance, and a sample below it is refused."""
+    assert auc_null_error(MIN_EVAL_PER_CLASS, MIN_EVAL_PER_CLASS) <= 0.05 < auc_null_error(MIN_EVAL_PER_CLASS - 1,
+                                                                                         MIN_EVAL_PER_CLASS - 1)
+    settings = FomSettings(n_train_per_class=500, n_eval_per_class=500)
+    assert split_sizes(2 * MIN_EVAL_PER_CLASS, 5000, settings)[:2] == (MIN_EVAL_PER_CLASS, MIN_EVAL_PER_CLASS)
+    with pytest.raises(TooFewRows, match=r"only 135 real and 5000 generated rows.*at least 136"):
+        split_sizes(2 * MIN_EVAL_PER_CLASS - 1, 5000, settings)
+
+
+def test_null_auc_error_matches_the_spread_of_real_vs_real_aucs():
+    """Real vs real at n per class: the AUC scatters around 0.5 with about auc_null_error(n, n)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    n = 80
+    aucs = [roc_auc_score(np.r_[np.zeros(n), np.ones(n)], rng.random(2 * n)) for _ in range(2000)]
+    assert np.std(aucs) == pytest.approx(auc_null_error(n, n), rel=0.1)  # 2000 draws: std known to ~1.6%

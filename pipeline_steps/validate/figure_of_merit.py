@@ -8,7 +8,10 @@ BDT-output histograms of real and generated rows (~1 when indistinguishable), th
 area, 1 when identical) and the ROC AUC (0.5 when indistinguishable).
 
 With fewer rows than asked for, both classes use the same smaller numbers, split in the configured
-train:eval proportion; ``reduced`` and ``note`` in the result say so. Weights (the SHiP sample is
+train:eval proportion; ``reduced`` and ``note`` in the result say so, with the AUC's statistical error
+(``auc_error``). Below ``MIN_EVAL_PER_CLASS`` evaluation rows per class the figure of merit is not
+computed: :class:`TooFewRows` says so, and the validate step reports it as "not computable" instead of
+a number that would only measure noise (see ``MIN_EVAL_PER_CLASS``). Weights (the SHiP sample is
 weighted) are rescaled to a mean of 1 per class and used in training, histograms and AUC.
 ``classifier: hist`` swaps in ``HistGradientBoostingClassifier`` with the same depth, rate and
 number of iterations (no early stopping) for large samples.
@@ -26,6 +29,25 @@ from sklearn.metrics import roc_auc_score
 from pipeline_steps.common.errors import ConfigError, InputError
 
 N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4
+
+#: Largest statistical error of the AUC worth reporting as a number. A generated sample that is
+#: indistinguishable from the real one gives AUC 0.5; the AUC is the Mann-Whitney U statistic over
+#: n_real * n_gen pairs, whose null variance is (n_real + n_gen + 1) / (12 n_real n_gen), i.e. about
+#: 1 / (6 n) for n rows per class. 0.05 is half the gap between a good model (AUC - 0.5 below ~0.1 on
+#: the default toy) and a visibly poor one, so a smaller sample could not tell them apart.
+MAX_AUC_ERROR = 0.05
+#: Evaluation rows per class that keep the null AUC error within MAX_AUC_ERROR: the smallest n with
+#: (2n + 1) / (12 n^2) <= MAX_AUC_ERROR^2, the positive root of 12 s^2 n^2 - 2 n - 1 = 0 rounded up (68).
+MIN_EVAL_PER_CLASS = int(np.ceil((2 + np.sqrt(4 + 48 * MAX_AUC_ERROR ** 2)) / (24 * MAX_AUC_ERROR ** 2)))
+
+
+class TooFewRows(InputError):
+    """Too few real or generated rows for a figure of merit that measures more than noise."""
+
+
+def auc_null_error(n_real: int, n_generated: int) -> float:
+    """Standard deviation of the AUC of two identical samples (Mann-Whitney null variance)."""
+    return float(np.sqrt((n_real + n_generated + 1) / (12.0 * n_real * n_generated)))
 
 
 @dataclass(frozen=True)
@@ -75,7 +97,8 @@ class FomResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "auc": self.auc, "chi2": self.chi2, "ndf": self.ndf, "chi2_ndf": self.chi2_ndf,
+            "status": "ok", "auc": self.auc, "auc_error": auc_null_error(self.n_eval_per_class, self.n_eval_per_class),
+            "chi2": self.chi2, "ndf": self.ndf, "chi2_ndf": self.chi2_ndf,
             "overlap": self.overlap, "n_train_per_class": self.n_train_per_class,
             "n_eval_per_class": self.n_eval_per_class, "reduced": self.reduced, "note": self.note,
             "classifier": self.classifier, "weighted": self.weighted,
@@ -123,11 +146,16 @@ def split_sizes(n_real: int, n_generated: int, settings: FomSettings) -> tuple[i
         return wanted_train, wanted_eval, False, ""
     n_train = available * wanted_train // (wanted_train + wanted_eval)
     n_eval = available - n_train
-    if n_train < 5 or n_eval < 5:
-        raise InputError(f"figure of merit: only {n_real} real and {n_generated} generated rows; "
-                         f"need at least 10 of each to train and evaluate")
+    if n_eval < MIN_EVAL_PER_CLASS or n_train < MIN_EVAL_PER_CLASS:
+        needed = int(np.ceil(max(MIN_EVAL_PER_CLASS * (wanted_train + wanted_eval) / wanted_eval,
+                                 MIN_EVAL_PER_CLASS * (wanted_train + wanted_eval) / wanted_train)))
+        raise TooFewRows(f"only {n_real} real and {n_generated} generated rows; the figure of merit needs at "
+                         f"least {needed} of each ({MIN_EVAL_PER_CLASS} per class to evaluate, so that the AUC's "
+                         f"statistical error stays below {MAX_AUC_ERROR}): ingest more files or enlarge the "
+                         f"test split")
     note = (f"fewer rows than asked: {n_real} real and {n_generated} generated rows available, "
-            f"{wanted_train}+{wanted_eval} per class asked; used {n_train} train + {n_eval} eval per class")
+            f"{wanted_train}+{wanted_eval} per class asked; used {n_train} train + {n_eval} eval per class, "
+            f"so the AUC has a statistical error of about {auc_null_error(n_eval, n_eval):.3f}")
     return n_train, n_eval, True, note
 
 

@@ -139,3 +139,11 @@ def _save(fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_message(path: str | Path, message: str) -> None:
+    """A figure that only says why the plot it stands in for could not be made (the report shows it)."""
+    fig, axis = plt.subplots(figsize=(8, 3))
+    axis.axis("off")
+    axis.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10)
+    _save(fig, path)

@@ -37,15 +37,9 @@ _HISTORY_LOSS = {"flow": ("validation_loss", "min"), "calratio_rnn": ("val_loss"
 
 def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd.DataFrame | None) -> tuple[float, float]:
     """(raw value, score) of one point; a lower score is better. NaN when the metric is unavailable."""
-    if metric == "auc":
-        value = float(metrics["auc"])
-        return value, abs(value - 0.5)
-    if metric == "chi2_ndf":
-        value = float(metrics["chi2_ndf"])
-        return value, value
-    if metric == "overlap":
-        value = float(metrics["overlap"])
-        return value, -value
+    if metric in ("auc", "chi2_ndf", "overlap"):
+        value = _number(metrics.get(metric))
+        return value, {"auc": abs(value - 0.5), "chi2_ndf": value, "overlap": -value}[metric]
     if metric == "ks":
         values = [float(v) for k, v in metrics.items() if k.startswith("cr_test_ks_")]
         if not values:
@@ -61,6 +55,11 @@ def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd
         value = float(series.min() if mode == "min" else series.max())
         return value, value if mode == "min" else -value
     raise ConfigError(f"scan.metric: expected one of auc, chi2_ndf, overlap, validation_loss, ks; got {metric!r}")
+
+
+def _number(value: Any) -> float:
+    """A metric as a float; NaN when validation reported it as not computable (``null``)."""
+    return float("nan") if value is None else float(value)
 
 
 def rank_points(rows: Sequence[Mapping[str, Any]], points: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import OutputLayout, layout_from_config
 from pipeline_steps.validate import plots
-from pipeline_steps.validate.figure_of_merit import FomSettings, figure_of_merit
+from pipeline_steps.validate.figure_of_merit import FomSettings, TooFewRows, figure_of_merit
 from pipeline_steps.validate.spd import spd_fraction
 from pipeline_steps.validate.summary import write_summary
 from pipeline_steps.validate.tables import Comparison, build_comparison
@@ -64,29 +64,47 @@ def run(test_split: str, transforms: str, generated: str, metrics: str, figures:
 
 
 def validate(comparison: Comparison, settings: ValidateSettings, figures: Mapping[str, str]) -> dict[str, Any]:
-    """Figure of merit + plots for one model; returns the metrics document."""
-    fom = figure_of_merit(comparison.real.to_numpy(), comparison.generated.to_numpy(), settings.fom,
-                          comparison.real_weights, comparison.generated_weights)
-    if fom.reduced:
-        log.warning("%s: %s", settings.model, fom.note)
+    """Figure of merit + plots for one model; returns the metrics document.
+
+    A sample too small for the figure of merit (see ``figure_of_merit.MIN_EVAL_PER_CLASS``) still gets
+    its distribution plots, and its metrics say "not computable" and why, rather than a number.
+    """
     bins = settings.fom.bins
     targets = comparison.physical_targets
+    try:
+        fom = figure_of_merit(comparison.real.to_numpy(), comparison.generated.to_numpy(), settings.fom,
+                              comparison.real_weights, comparison.generated_weights)
+    except TooFewRows as error:
+        log.warning("%s: figure of merit not computable: %s", settings.model, error)
+        fom_metrics = not_computable(str(error), settings.fom.classifier)
+        plots.plot_message(figures["bdt_output"], f"{settings.model}: BDT figure of merit not computable\n{error}")
+    else:
+        if fom.reduced:
+            log.warning("%s: %s", settings.model, fom.note)
+        fom_metrics = fom.to_dict()
+        plots.plot_bdt_output(fom.scores_real, fom.scores_generated, fom.weights_real, fom.weights_generated, bins,
+                              figures["bdt_output"], f"{settings.model}: AUC {fom.auc:.3f}, "
+                              f"chi2/ndf {fom.chi2_ndf:.2f}, overlap {fom.overlap:.3f}")
     plots.plot_distributions(comparison.real, comparison.generated, comparison.features, figures["distributions"],
                              bins, comparison.real_weights)
     plots.plot_pairs(comparison.real, comparison.generated, targets, figures["correlations"], bins)
-    plots.plot_bdt_output(fom.scores_real, fom.scores_generated, fom.weights_real, fom.weights_generated, bins,
-                          figures["bdt_output"], f"{settings.model}: AUC {fom.auc:.3f}, "
-                          f"chi2/ndf {fom.chi2_ndf:.2f}, overlap {fom.overlap:.3f}")
     plots.plot_response(comparison.real, comparison.generated, settings.conditions[0], targets, figures["response"])
     return {
         "model": settings.model,
-        **fom.to_dict(),
+        **fom_metrics,
         "features": comparison.features,
         "rows_real": int(len(comparison.real)),
         "rows_generated": int(len(comparison.generated)),
         "spd_fraction_real": spd_fraction(comparison.real),
         "spd_fraction_generated": spd_fraction(comparison.generated),
     }
+
+
+def not_computable(reason: str, classifier: str) -> dict[str, Any]:
+    """The figure-of-merit keys of metrics.json when the sample is too small: no numbers, the reason."""
+    return {"status": "not computable", "reason": reason, "auc": None, "auc_error": None, "chi2": None, "ndf": None,
+            "chi2_ndf": None, "overlap": None, "n_train_per_class": 0, "n_eval_per_class": 0, "reduced": True,
+            "note": reason, "classifier": classifier, "weighted": None}
 
 
 def run_summary(metrics: list[str], generation: list[str], output: str, train_dirs: list[str],

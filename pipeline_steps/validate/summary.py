@@ -2,7 +2,8 @@
 
 Training time comes from ``results/train/<model>/history.csv`` when it has a per-epoch time column
 (``seconds``, ``epoch_seconds``, ``time_s``, ``duration_s``; summed) or a cumulative one
-(``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty.
+(``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty. A model whose sample was too
+small for the figure of merit has ``status`` "not computable" and empty metric cells, never a number.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pipeline_steps.common.atomic import write_text_atomic
 
 PER_EPOCH_TIME = ("seconds", "epoch_seconds", "time_s", "duration_s", "epoch_time_s")
 CUMULATIVE_TIME = ("elapsed_s", "wall_s", "elapsed_seconds")
-COLUMNS = ["model", "auc", "chi2_ndf", "overlap", "classifier", "rows_train_per_class", "rows_eval_per_class",
+COLUMNS = ["model", "status", "auc", "auc_error", "chi2_ndf", "overlap", "classifier", "rows_train_per_class", "rows_eval_per_class",
            "reduced", "training_seconds", "generated_rows", "generation_rows_per_s"]
 
 
@@ -27,7 +28,8 @@ def summary_table(metrics: list[str], generation: list[str], train_dirs: list[st
         fom = json.loads(Path(metrics_path).read_text())
         generated = json.loads(Path(generation_path).read_text())
         rows.append({
-            "model": fom["model"], "auc": fom["auc"], "chi2_ndf": fom["chi2_ndf"], "overlap": fom["overlap"],
+            "model": fom["model"], "status": fom.get("status", "ok"), "auc": fom["auc"],
+            "auc_error": fom.get("auc_error"), "chi2_ndf": fom["chi2_ndf"], "overlap": fom["overlap"],
             "classifier": fom["classifier"], "rows_train_per_class": fom["n_train_per_class"],
             "rows_eval_per_class": fom["n_eval_per_class"], "reduced": fom["reduced"],
             "training_seconds": training_seconds(Path(train_dir) / "history.csv"),
