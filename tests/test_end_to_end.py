@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import uproot
 
+from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS
 from tests.conftest import TINY_CONFIG, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -85,7 +86,16 @@ def test_generated_files_have_the_input_layout(tiny_run):
 def test_figure_of_merit_for_every_generative_model(tiny_run):
     summary = pd.read_csv(tiny_run / "results" / "summary.csv")
     assert set(summary["model"]) >= {"tracks_cov", "jets", "nano_muons", "ship_muons"}
-    assert summary["auc"].between(0.0, 1.0).all()
+    for model in summary["model"]:
+        metrics = json.loads((tiny_run / "results" / "validate" / model / "metrics.json").read_text())
+        enough = min(metrics["rows_real"], metrics["rows_generated"]) >= 2 * MIN_EVAL_PER_CLASS
+        row = summary.set_index("model").loc[model]
+        if enough:  # the tiny sample is large enough for jets and tracks_cov, not for nano_muons
+            assert metrics["status"] == "ok" and 0.0 <= row["auc"] <= 1.0 and row["auc_error"] > 0, model
+        else:
+            assert metrics["status"] == "not computable" and np.isnan(row["auc"]), model
+            assert f"only {metrics['rows_real']} real" in metrics["reason"], model
+    assert (summary["status"] == "ok").sum() >= 2
     assert (summary["training_seconds"] > 0).all(), summary[["model", "training_seconds"]]
 
 
