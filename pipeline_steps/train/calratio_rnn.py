@@ -53,15 +53,18 @@ class CalRatioTrainingConfig:
     selection_metric: str = "val_loss"
     seed: int = 42
     pad_value: float = 0.0
+    #: TensorFlow's intra/inter-op threads. Part of the config, not the cores Snakemake grants: Eigen
+    #: splits a reduction by thread count, so 1 and 2 threads give different float sums and, after a
+    #: few epochs, different weights. Fixed here, the same config gives the same model on any machine.
     threads: int = 2
     schedule: tuple | None = None        # training.schedule: classifier learning rate per mini-batch
     early_stopping: dict | None = None   # training.early_stopping (default metric val_loss)
 
     @classmethod
-    def from_model_config(cls, model: Mapping, seed: int, threads: int = 2) -> "CalRatioTrainingConfig":
+    def from_model_config(cls, model: Mapping, seed: int) -> "CalRatioTrainingConfig":
         training = dict(model["training"])
         unknown = sorted(set(training) - {"epochs", "num_splits", "batch_size", "ks_threshold", "selection_metric",
-                                          "schedule", "early_stopping"})
+                                          "schedule", "early_stopping", "threads"})
         if unknown:
             raise ConfigError(f"training: key(s) {unknown} are not used by kind calratio_rnn")
         if training.get("schedule") is not None:
@@ -71,7 +74,7 @@ class CalRatioTrainingConfig:
             training["early_stopping"] = dict(training["early_stopping"])
             EarlyStopping.from_config(training["early_stopping"], "val_loss")
         pad_value = float(model.get("preprocessing", {}).get("pad_value", 0.0))
-        return cls(**training, seed=int(seed), pad_value=pad_value, threads=int(threads))
+        return cls(**training, seed=int(seed), pad_value=pad_value)
 
 
 def epoch_weights_path(checkpoint_dir: str | Path, epoch: int) -> Path:
@@ -284,7 +287,10 @@ def run(preprocess_dir, history, final_model, model: Mapping, seed: int, checkpo
     """Snakemake entry: load the splits, train (resuming from ``checkpoint_dir``), write history.csv and final.keras."""
     with step_logging(log):
         hyper = net.CalRatioHyperparameters.from_config(model.get("hyperparameters", {}))
-        cfg = CalRatioTrainingConfig.from_model_config(model, seed, threads)
+        cfg = CalRatioTrainingConfig.from_model_config(model, seed)
+        if threads < cfg.threads:
+            logging.getLogger(__name__).info("training.threads = %d on %d granted core(s): the same numbers as on "
+                                             "a larger machine, more slowly", cfg.threads, threads)
         net.configure_tensorflow(cfg.threads)
         log_device("tensorflow")
         samples = load_samples(preprocess_dir)
