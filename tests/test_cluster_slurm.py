@@ -125,7 +125,7 @@ def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path
                check: bool = True) -> subprocess.CompletedProcess:
     """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable."""
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition, PYTHONHASHSEED="0")
+    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition)
     env.pop("PYTHONPATH", None)  # what jobs see of it must come from the workflow
     env.pop("FASTSIM_SLURM_GPU_PARTITION", None)
     env.pop("FASTSIM_SLURM_ACCOUNT", None)
@@ -141,7 +141,7 @@ def _run_local(workdir: Path, targets: list[str]) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
                str(TINY_CONFIG), "--cores", "2", *targets]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=dict(os.environ))
     assert result.returncode == 0, result.stderr[-4000:]
 
 
