@@ -99,20 +99,25 @@ def fitted_transforms(case: str):
     eta = rng.normal(0.0, 1.5, 2000)
     rows = pd.DataFrame({"gen_pt": pt, "gen_eta": eta + 0.3 * np.log(pt),  # correlated: decorrelation matters
                          "dz": rng.standard_t(3, 2000) * 0.1, "pt": np.floor(pt * rng.uniform(0.8, 1.2, 2000))})
+    offsets, clips, target_offsets = {}, {}, {}
     if case == "quantiles":
         kinds = {"gen_pt": "log10_quantile_normal", "gen_eta": "quantile_normal"}
         target_kinds, discrete = {"dz": "quantile_normal", "pt": "log_standard"}, []
+    elif case == "offsets_and_clips":  # ~10% of gen_pt above 40 and of gen_eta beyond each bound are clipped
+        kinds = {"gen_pt": "log10_quantile_normal", "gen_eta": "standard"}
+        offsets, clips = {"gen_pt": 0.5}, {"gen_pt": (None, 40.0), "gen_eta": (-1.0, 2.8)}
+        target_kinds, discrete, target_offsets = {"dz": "quantile_normal", "pt": "log_standard"}, [], {"pt": 2.0}
     else:
         kinds = {"gen_pt": "signed_log_standard", "gen_eta": "minmax"}
         target_kinds, discrete = {"dz": "passthrough", "pt": "standard"}, ["pt"]
     return ModelTransforms(
-        conditions=fit_variable_transforms(rows, kinds, decorrelate=True, seed=1),
-        targets=fit_variable_transforms(rows, target_kinds, dequantize=discrete, seed=2),
+        conditions=fit_variable_transforms(rows, kinds, decorrelate=True, seed=1, offsets=offsets, clips=clips),
+        targets=fit_variable_transforms(rows, target_kinds, dequantize=discrete, seed=2, offsets=target_offsets),
         support=PhysicalSupport.fit(rows[["dz", "pt"]], discrete),
     ), rows
 
 
-@pytest.mark.parametrize("case", ["quantiles", "scales_and_discrete"])
+@pytest.mark.parametrize("case", ["quantiles", "scales_and_discrete", "offsets_and_clips"])
 def test_transforms_in_c_match_the_numpy_physical_path(tmp_path, case):
     generator, architecture, _, noise = tiny_generator(tmp_path)
     transforms, rows = fitted_transforms(case)
@@ -131,6 +136,10 @@ def test_transforms_in_c_match_the_numpy_physical_path(tmp_path, case):
         np.testing.assert_allclose(found[:, k], expected[name], rtol=1e-5, atol=1e-6 * np.std(expected[name]))
     if case == "scales_and_discrete":
         assert set(np.unique(found[:, 1])) <= set(rows["pt"].unique())  # snapped to training values
+    if case == "offsets_and_clips":  # the clips and offsets act on these rows, and the C source has them
+        assert (physical_conditions["gen_pt"] > 40).sum() > 0 and (physical_conditions["gen_eta"] < -1).sum() > 0
+        source = (tmp_path / "generator.c").read_text()
+        assert "log10(v + 0.5)" in source and "exp(v) - 2" in source and "if (v > 40) v = 40;" in source
     assert np.std(found[:, 0]) > 0
 
 

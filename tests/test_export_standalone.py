@@ -22,6 +22,7 @@ from tests.test_export_bundle import (
     physical_rows,
     raw_file,
     tiny_calratio,
+    tiny_flow,
 )
 
 GUARD = textwrap.dedent("""
@@ -104,3 +105,129 @@ def test_standalone_runner_reproduces_the_calratio_classifier(tmp_path):
         found = produced["CalRatio"].arrays(library="np")  # io.tree: the dataset's tree
     found = np.stack([found[f"prob_{c}"] for c in ("signal", "qcd", "bib")], axis=1)
     np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- log offsets, clips and ratio floors
+JETS_DERIVED = {"ptRatio": {"op": "ratio", "of": ["pt", "gen_pt"]},
+                "massRatio": {"op": "ratio", "of": ["mass", "gen_mass"], "floor": 1.0}}
+
+
+def real_jet_rows(n: int, seed: int) -> pd.DataFrame:
+    """Jets as real NanoAOD has them: GenJet masses of exactly 0 and -2.6e-7 (float noise) and a few
+    below -0.5, responses far beyond the saturations (ptRatio > 3, massRatio > 7, negative masses)."""
+    rng = np.random.default_rng(seed)
+    gen_pt = rng.exponential(30.0, n) + 15.0
+    gen_mass = rng.exponential(6.0, n)
+    gen_mass[::7], gen_mass[1::7], gen_mass[2::23] = 0.0, -2.6e-7, -0.7
+    pt = gen_pt * rng.normal(1.0, 0.15, n)
+    pt[::31] *= 5.0  # pile-up overlaps: ptRatio ~ 5
+    mass = np.maximum(gen_mass, 0.5) * rng.lognormal(0.0, 0.5, n)
+    mass[3::17] = 20.0  # massRatio up to 20 / 1 GeV floor, beyond the 7 clip
+    mass[4::29] = -0.3  # reco mass float noise: below the clip low 0
+    area = rng.uniform(0.3, 0.6, n)
+    area[::11] = 0.0  # log10(area + 0.001)
+    return pd.DataFrame({"gen_pt": gen_pt, "gen_mass": gen_mass, "gen_eta": rng.normal(0.0, 1.5, n),
+                         "pt": pt, "mass": mass, "area": area})
+
+
+def jets_transforms():
+    """ModelTransforms fitted as the ``jets`` model's preprocessing does, with every new parameter:
+    offsets on both log kinds, clips on conditions and targets, a floored ratio."""
+    from pipeline_steps.preprocess.derived import parse_derived
+    from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, model_space_targets
+
+    train = real_jet_rows(3000, seed=1)
+    derived = parse_derived(JETS_DERIVED)
+    targets = ["ptRatio", "massRatio", "area"]
+    model_space = model_space_targets(train, targets, derived)
+    conditions = fit_variable_transforms(
+        train, {"gen_pt": "log10_quantile_normal", "gen_mass": "log_standard", "gen_eta": "standard"}, seed=3,
+        offsets={"gen_pt": 0.5, "gen_mass": 1.0}, clips={"gen_pt": (None, 150.0), "gen_mass": (0.0, None)})
+    target_transforms = fit_variable_transforms(
+        model_space, {"ptRatio": "quantile_normal", "massRatio": "log_standard", "area": "log10_quantile_normal"},
+        seed=4, offsets={"massRatio": 0.5, "area": 0.001},
+        clips={"ptRatio": (0.0, 3.0), "massRatio": (0.0, 7.0), "area": (0.0, None)})
+    return ModelTransforms(conditions, target_transforms, derived, model="jets")
+
+
+def test_standalone_transforms_apply_offsets_clips_and_ratio_floors_as_the_package(tmp_path):
+    """run_bundle's numpy copy of the transforms equals pipeline_steps' on the rows where offset, clip
+    and floor act: forward of conditions and model-space targets, inverse, physical outputs."""
+    from types import SimpleNamespace
+
+    from pipeline_steps.export import run_bundle
+    from pipeline_steps.export.batch import physical_targets
+    from pipeline_steps.preprocess.transforms import load_transforms, save_transforms
+
+    save_transforms(jets_transforms(), tmp_path / "transforms.json")
+    transforms = load_transforms(tmp_path / "transforms.json")
+    document = run_bundle.load_json_with_arrays(tmp_path / "transforms.json")
+    variables = {v["name"]: v["params"] for s in ("conditions", "targets") for v in document[s]["variables"]}
+    assert variables["gen_mass"]["offset"] == 1.0 and variables["massRatio"]["clip_high"] == 7.0
+    assert "clip_high" not in variables["gen_mass"] and document["derived"]["massRatio"]["floor"] == 1.0
+
+    rows = real_jet_rows(500, seed=2)
+    assert (rows["gen_mass"] <= 0).sum() > 100 and (rows["gen_pt"] > 150).sum() > 0
+    conditions = {name: rows[name].to_numpy() for name in transforms.condition_names}
+    np.testing.assert_array_equal(run_bundle.set_forward(document["conditions"], conditions),
+                                  transforms.conditions.forward(rows))
+    model_space = transforms.physical_to_targets(rows)
+    assert (model_space["ptRatio"] > 3).sum() > 0 and (model_space["massRatio"] > 7).sum() > 0
+    targets = run_bundle.set_forward(document["targets"], {n: model_space[n].to_numpy() for n in model_space})
+    np.testing.assert_array_equal(targets, transforms.targets.forward(model_space))
+
+    # generated values anywhere, including beyond the training quantiles
+    generated = (targets + np.random.default_rng(5).normal(0.0, 0.7, targets.shape)).astype(np.float32)
+    found_model_space = run_bundle.set_inverse(document["targets"], generated)
+    expected_model_space = transforms.targets.inverse(generated)
+    for name in transforms.target_names:
+        np.testing.assert_allclose(found_model_space[name], expected_model_space[name], rtol=1e-15, err_msg=name)
+    found = run_bundle.physical_outputs(SimpleNamespace(transforms=document, categories=None), generated, conditions)
+    expected = physical_targets(transforms, generated, rows, None)
+    assert set(found) == set(expected) == {"pt", "mass", "area"}
+    for name in expected:
+        np.testing.assert_allclose(found[name], expected[name], rtol=1e-15, atol=0, err_msg=name)
+    x = transforms.conditions.forward(rows, dtype=np.float64)
+    found_conditions = run_bundle.set_inverse(document["conditions"], x)
+    expected_conditions = transforms.conditions.inverse(x)
+    for name in transforms.condition_names:
+        np.testing.assert_allclose(found_conditions[name], expected_conditions[name], rtol=1e-15, err_msg=name)
+    # the inverse of a clipped forward is the bound: masses 0, -2.6e-7 and -0.7 come back as 0
+    np.testing.assert_allclose(expected_conditions["gen_mass"], np.maximum(rows["gen_mass"], 0.0), atol=1e-12)
+
+
+def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors(tmp_path):
+    """The whole bundle path (export, its verification, run_bundle.py on a ROOT file without the project)
+    on jets with zero/negative gen masses: the physical mass uses max(gen_mass, 1 GeV) as the package."""
+    from pipeline_steps.export.batch import physical_targets, standard_normal
+    from pipeline_steps.export.step import run
+    from pipeline_steps.export.torch_export import load_flow, reference_targets
+    from pipeline_steps.preprocess.transforms import load_transforms, save_transforms
+
+    transforms = jets_transforms()
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    save_transforms(transforms, pre / "transforms.json")
+    rows = real_jet_rows(80, seed=2)[transforms.condition_names]
+    test = rows.assign(**{f"cond__{c}": x for c, x in zip(rows.columns, transforms.conditions.forward(rows).T)})
+    test.to_parquet(pre / "test.parquet")
+    files = tiny_flow(tmp_path / "train", transforms.condition_names, transforms.target_names)
+    model = {"kind": "flow", "conditions": transforms.condition_names, "targets": transforms.target_names,
+             "derived": JETS_DERIVED}
+    bundle = tmp_path / "export" / "jets"
+    run(files, str(pre / "transforms.json"), str(pre / "test.parquet"), str(bundle),
+        {"model_name": "jets", "model": model, "tree": "Events", "export": EXPORT}, [raw_file(tmp_path)])
+
+    source, output = tmp_path / "in.root", tmp_path / "out.root"
+    with uproot.recreate(source) as sink:
+        sink["Events"] = {name: rows[name].to_numpy() for name in rows.columns}
+    run_standalone(tmp_path, bundle, source, output, "--seed", "7")
+    loaded = load_transforms(bundle / "transforms.json")
+    noise = standard_normal(len(rows), len(loaded.target_names), 7)
+    generated = reference_targets(load_flow(bundle), loaded.conditions.forward(rows), noise)
+    expected = physical_targets(loaded, generated, rows, None)
+    with uproot.open(output) as produced:
+        found = produced["Events"].arrays(library="np")
+    assert set(expected) == {"pt", "mass", "area"} and (rows["gen_mass"] < 1.0).sum() > 10
+    for name, values in expected.items():
+        np.testing.assert_allclose(found[name], values, rtol=1e-4, atol=1e-6 * np.std(values), err_msg=name)

@@ -8,14 +8,17 @@ the network in model space; this module emits, from ``transforms.json``, the cod
 
 ``conditions`` [n_rows, n_conditions] in physical units (model order), ``noise`` as for the
 model-space function, ``targets`` [n_rows, n_targets] in physical units. Per row it applies each
-condition's forward transform (log/log10/signed log, then standard, min-max or the quantile knots,
-linearly extrapolated beyond them), the ZCA decorrelation, the generator, each target's inverse, and
-the training support (clip to the training range, snap discrete targets to the values seen) exactly
-as :mod:`pipeline_steps.preprocess.transforms` does in float64.
+condition's forward transform (clip to ``clip_low``/``clip_high`` when stored; log(x + offset),
+log10(x + offset) or signed log; then standard, min-max or the quantile knots, linearly extrapolated
+beyond them), the ZCA decorrelation, the generator, each target's inverse (exp(y) - offset,
+10**y - offset, ...; a clip is not undone), and the training support (clip to the training range,
+snap discrete targets to the values seen) exactly as :mod:`pipeline_steps.preprocess.transforms` does
+in float64.
 
 What a row-by-row C function cannot reproduce is refused with a ConfigError: dequantised conditions
 (their seeded noise), a covariance ``target_representation`` other than ``elements`` and derived
-targets (neither is used by LHCb's model).
+targets (neither is used by LHCb's model; a ratio's ``floor`` therefore never reaches C). Unlike the
+Python forward, the C function does not refuse a condition with x + offset <= 0: log returns -inf/NaN.
 """
 
 from __future__ import annotations
@@ -76,8 +79,27 @@ def _doubles(name: str, values) -> str:
 
 _SIGN = "(v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0))"
 # kind -> (physical -> prepared, prepared -> physical), the step before/after the kind's scaling
-_PREPARE = {"log_standard": ("log(v)", "exp(v)"), "log10_quantile_normal": ("log10(v)", "pow(10.0, v)"),
+_PREPARE = {"log_standard": ("log(v{offset})", "exp(v){minus_offset}"),
+            "log10_quantile_normal": ("log10(v{offset})", "pow(10.0, v){minus_offset}"),
             "signed_log_standard": (f"{_SIGN} * log1p(fabs(v))", f"{_SIGN} * expm1(fabs(v))")}
+
+
+def _preparation(transform) -> tuple[str, str] | None:
+    """The kind's (forward, inverse) preparation of ``v`` with ``params.offset`` filled in (log kinds)."""
+    prepare = _PREPARE.get(transform.kind)
+    if prepare is None:
+        return None
+    offset = transform.params.get("offset")
+    fill = ({"offset": f" + {_c(offset)}", "minus_offset": f" - {_c(offset)}"} if offset is not None
+            else {"offset": "", "minus_offset": ""})
+    return prepare[0].format(**fill), prepare[1].format(**fill)
+
+
+def _clip(transform) -> list[str]:
+    """Statements holding ``v`` to ``params.clip_low``/``clip_high`` (as np.clip: NaN stays NaN)."""
+    low, high = transform.params.get("clip_low"), transform.params.get("clip_high")
+    return ([f"if (v < {_c(low)}) v = {_c(low)};"] if low is not None else []) + \
+           ([f"if (v > {_c(high)}) v = {_c(high)};"] if high is not None else [])
 
 
 def _scaling(transform, prefix: str) -> tuple[str, str, str]:
@@ -99,14 +121,14 @@ def _scaling(transform, prefix: str) -> tuple[str, str, str]:
 def _forward(transform, prefix: str) -> tuple[str, str]:
     """(constant arrays, statements turning ``v`` from physical into model space)."""
     arrays, forward, _ = _scaling(transform, prefix)
-    prepare = _PREPARE.get(transform.kind)
-    return arrays, " ".join([*([f"v = {prepare[0]};"] if prepare else []), f"v = {forward};"])
+    prepare = _preparation(transform)
+    return arrays, " ".join([*_clip(transform), *([f"v = {prepare[0]};"] if prepare else []), f"v = {forward};"])
 
 
 def _inverse(transform, prefix: str) -> tuple[str, str]:
     """(constant arrays, statements turning ``v`` from model space into physical units)."""
     arrays, _, inverse = _scaling(transform, prefix)
-    prepare = _PREPARE.get(transform.kind)
+    prepare = _preparation(transform)
     steps = [f"v = {inverse};", *([f"v = {prepare[1]};"] if prepare else []),
              *(["v = floor(v);"] if transform.dequantize else [])]
     return arrays, " ".join(steps)

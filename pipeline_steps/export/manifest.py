@@ -26,14 +26,18 @@ TRANSFORM_RECIPE = [
     "transforms.json (+ transforms.npz: arrays referenced as {\"npz\": key}) holds 'conditions' and 'targets', "
     "each a list of variables in model order with kind and params, plus an optional ZCA 'decorrelation'.",
     "forward (physical -> model): per variable, if 'dequantize': x = floor(x) + U(1e-3, 1 - 1e-3) drawn from "
-    "numpy default_rng([seed, variable_index]); then log (log_standard), log10 (log10_quantile_normal) or "
-    "sign(x)log1p(|x|) (signed_log_standard); then standard: (x - mean) / std, minmax: 2(x - low)/(high - low) - 1, "
+    "numpy default_rng([seed, variable_index]); then, if params has clip_low and/or clip_high, x = clip(x, clip_low, "
+    "clip_high) (a missing bound is no bound); then log(x + offset) (log_standard), log10(x + offset) "
+    "(log10_quantile_normal), offset = params.offset or 0, or sign(x)log1p(|x|) (signed_log_standard); "
+    "then standard: (x - mean) / std, minmax: 2(x - low)/(high - low) - 1, "
     "quantile: piecewise-linear map x_knots -> z_knots, linearly extrapolated with the end slopes; "
     "then, if present, y = (x - mean) @ matrix.T.",
-    "inverse (model -> physical): undo in reverse order (inverse_matrix, z_knots -> x_knots, exp/10**/expm1), "
-    "floor dequantised variables, cast to the variable's dtype.",
+    "inverse (model -> physical): undo in reverse order (inverse_matrix, z_knots -> x_knots, exp(y) - offset / "
+    "10**y - offset / expm1), floor dequantised variables, cast to the variable's dtype; a clip is not undone "
+    "(a clipped value comes back as its bound).",
     "targets_to_physical: undo target_representation (covariance), then each 'derived' variable "
-    "(ratio: a = r*b, difference: a = d + b, delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",
+    "(ratio: a = r*b, or a = r*max(b, floor) when the derived entry has 'floor'; difference: a = d + b; "
+    "delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",
     "support (generated rows only): clip each physical target named in 'support.ranges' to its training [low, high], "
     "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower).",
     "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (broadened variables: "

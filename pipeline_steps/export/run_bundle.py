@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 DEQUANTIZE_MARGIN = 1e-3
+LOG_KINDS = ("log_standard", "log10_quantile_normal")  # the kinds that take params.offset
 
 
 # ------------------------------------------------------------------------------------ bundle files
@@ -86,15 +87,23 @@ def _piecewise(x, knots_in, knots_out):
 
 
 def variable_forward(variable: dict, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One variable, physical -> transformed (float64); dequantisation noise from ``rng``."""
+    """One variable, physical -> transformed (float64); dequantisation noise from ``rng``.
+
+    Order: dequantise, clip to [clip_low, clip_high] (when stored), log(x + offset) / log10(x + offset)
+    (offset 0 when not stored), then the kind's scaling.
+    """
     kind, p = variable["kind"], variable["params"]
     x = np.asarray(x, dtype=np.float64)
     if variable.get("dequantize"):
         x = np.floor(x) + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
-    if kind == "log_standard":
-        x = np.log(x)
-    elif kind == "log10_quantile_normal":
-        x = np.log10(x)
+    x = _clipped(p, x)
+    if kind in LOG_KINDS:
+        offset = p.get("offset", 0.0)
+        shifted = x + offset
+        if np.any(shifted <= 0):
+            raise ValueError(f"transform {kind} of {variable['name']!r}: expected values > {0.0 - offset:g} "
+                             f"(log of x + offset, offset {offset:g}), found minimum {np.min(x):g}")
+        x = np.log(shifted) if kind == "log_standard" else np.log10(shifted)
     elif kind == "signed_log_standard":
         x = np.sign(x) * np.log1p(np.abs(x))
     if kind == "passthrough":
@@ -108,8 +117,17 @@ def variable_forward(variable: dict, x: np.ndarray, rng: np.random.Generator) ->
     raise ValueError(f"transform kind {kind!r} of {variable['name']!r} is not known to this runner")
 
 
+def _clipped(params: dict, x: np.ndarray) -> np.ndarray:
+    """``x`` held to the stored [clip_low, clip_high] (either may be absent); unchanged without both."""
+    low, high = params.get("clip_low"), params.get("clip_high")
+    if low is None and high is None:
+        return x
+    return np.clip(x, -np.inf if low is None else low, np.inf if high is None else high)
+
+
 def variable_inverse(variable: dict, y: np.ndarray) -> np.ndarray:
-    """One variable, transformed -> physical, dequantisation undone, cast to the branch dtype."""
+    """One variable, transformed -> physical (exp(x) - offset for the log kinds), dequantisation undone,
+    cast to the branch dtype. A clip is not undone: a clipped value comes back as its bound."""
     kind, p = variable["kind"], variable["params"]
     y = np.asarray(y, dtype=np.float64)
     if kind == "minmax":
@@ -123,9 +141,9 @@ def variable_inverse(variable: dict, y: np.ndarray) -> np.ndarray:
     else:
         raise ValueError(f"transform kind {kind!r} of {variable['name']!r} is not known to this runner")
     if kind == "log_standard":
-        x = np.exp(x)
+        x = np.exp(x) - p.get("offset", 0.0)
     elif kind == "log10_quantile_normal":
-        x = np.power(10.0, x)
+        x = np.power(10.0, x) - p.get("offset", 0.0)
     elif kind == "signed_log_standard":
         x = np.sign(x) * np.expm1(np.abs(x))
     if variable.get("dequantize"):
@@ -192,7 +210,8 @@ def from_covariance_representation(values: np.ndarray, representation: str) -> n
 
 
 def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict:
-    """Model-space targets -> physical: covariance representation and derived variables undone."""
+    """Model-space targets -> physical: covariance representation and derived variables undone
+    (ratio: a = r * b, or r * max(b, floor) when ``derived.<name>.floor`` is stored)."""
     names = [v["name"] for v in document["targets"]["variables"]]
     representation = document.get("target_representation", "elements")
     if representation != "elements":
@@ -206,7 +225,10 @@ def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict
             continue
         source, reference = spec["of"]
         d, b = np.asarray(targets[name], np.float64), np.asarray(conditions[reference], np.float64)
-        out[source] = d * b if spec["op"] == "ratio" else (d + b if spec["op"] == "difference" else _wrap_phi(d + b))
+        if spec["op"] == "ratio":
+            out[source] = d * (b if spec.get("floor") is None else np.maximum(b, spec["floor"]))
+        else:
+            out[source] = d + b if spec["op"] == "difference" else _wrap_phi(d + b)
     return out
 
 
