@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import OutputLayout, layout_from_config
-from pipeline_steps.validate import plots
+from pipeline_steps.validate import plots, profiles
 from pipeline_steps.validate.figure_of_merit import FomSettings, TooFewRows, figure_of_merit
 from pipeline_steps.validate.spd import spd_fraction
 from pipeline_steps.validate.summary import write_summary
@@ -34,6 +34,7 @@ class ValidateSettings:
     weight: str | None
     layout: OutputLayout
     fom: FomSettings
+    profile_plan: profiles.ProfilePlan = profiles.ProfilePlan()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ValidateSettings":
@@ -45,6 +46,7 @@ class ValidateSettings:
             weight=model.get("weight"),
             layout=layout_from_config(dataset["tree"], list(dataset.get("identity", [])), dataset["table"]),
             fom=FomSettings.from_config(params["validation"], int(params["seed"])),
+            profile_plan=profiles.ProfilePlan.from_model(model, int(params["seed"])),
         )
 
 
@@ -89,6 +91,8 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
                              bins, comparison.real_weights)
     plots.plot_pairs(comparison.real, comparison.generated, targets, figures["correlations"], bins)
     plots.plot_response(comparison.real, comparison.generated, settings.conditions[0], targets, figures["response"])
+    if "profiles" in figures:  # the folder of physics profiles (PNGs + profiles.json), see profiles.py
+        profiles.write_profiles(comparison, settings.profile_plan, figures["profiles"], settings.model)
     return {
         "model": settings.model,
         **fom_metrics,

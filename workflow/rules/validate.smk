@@ -35,6 +35,13 @@ rule validate_model:
             category="validate",
             labels={"model": "{model}", "figure": "response"},
         ),
+        profiles=report(
+            directory("results/validate/{model}/profiles"),
+            patterns=["{name}.png"],
+            caption="../report/validate_profiles.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "profile {name}"},
+        ),
     log:
         "logs/validate/{model}.log",
     params:
