@@ -146,7 +146,8 @@ def jets_transforms():
     target_transforms = fit_variable_transforms(
         model_space, {"ptRatio": "quantile_normal", "massRatio": "log_standard", "area": "log10_quantile_normal"},
         seed=4, offsets={"massRatio": 0.5, "area": 0.001},
-        clips={"ptRatio": (0.0, 3.0), "massRatio": (0.0, 7.0), "area": (0.0, None)})
+        clips={"ptRatio": (0.0, 3.0), "massRatio": (0.0, 7.0), "area": (0.0, None)},
+        point_mass_share=0.01)  # area 0 (9%) and ptRatio at its clip 3 (3%): edge point masses
     return ModelTransforms(conditions, target_transforms, derived, model="jets")
 
 
@@ -165,6 +166,7 @@ def test_standalone_transforms_apply_offsets_clips_and_ratio_floors_as_the_packa
     variables = {v["name"]: v["params"] for s in ("conditions", "targets") for v in document[s]["variables"]}
     assert variables["gen_mass"]["offset"] == 1.0 and variables["massRatio"]["clip_high"] == 7.0
     assert "clip_high" not in variables["gen_mass"] and document["derived"]["massRatio"]["floor"] == 1.0
+    assert variables["area"]["point_mass_low"] == 0.0 and variables["ptRatio"]["point_mass_high"] == 3.0
 
     rows = real_jet_rows(500, seed=2)
     assert (rows["gen_mass"] <= 0).sum() > 100 and (rows["gen_pt"] > 150).sum() > 0

@@ -191,3 +191,58 @@ def test_no_pickle_or_joblib_anywhere_in_the_package():
     offenders = [f"{path.relative_to(PACKAGE.parent)}: {match.group(0).strip()}"
                  for path in sorted(PACKAGE.rglob("*.py")) for match in forbidden.finditer(path.read_text())]
     assert offenders == []
+
+
+# --- point masses at a range edge ------------------------------------------------------------------
+
+def _spiky(n=20000, seed=0):
+    """muEF-like (90% exactly 0) and b-tag-like (13% exactly -1) columns beside a smooth one."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"muEF": np.where(rng.random(n) < 0.9, 0.0, rng.uniform(0.01, 0.8, n)),
+                         "btag": np.where(rng.random(n) < 0.13, -1.0, rng.beta(0.5, 2.0, n)),
+                         "pt": rng.exponential(30.0, n) + 15.0})
+
+
+def test_edge_point_masses_are_spread_outside_the_edge_and_come_back_exactly():
+    from pipeline_steps.preprocess.transforms import POINT_MASS_SPREAD, fit_variable_transforms
+
+    df = _spiky()
+    kinds = {"muEF": "standard", "btag": "standard", "pt": "log_standard"}
+    transforms = fit_variable_transforms(df, kinds, point_mass_share=0.01, seed=3)
+    muef, btag, pt = transforms.transforms
+    assert (muef.params["point_mass_low"], btag.params["point_mass_low"]) == (0.0, -1.0)
+    assert "point_mass_low" not in pt.params and "point_mass_high" not in muef.params  # no edge holds 1% there
+    y = transforms.forward(df, dtype=np.float64)
+    at_edge = df["muEF"].to_numpy() == 0.0
+    block = y[at_edge, 0] * muef.params["std"] + muef.params["mean"]  # back to prepared units
+    assert block.max() < 0.0 and block.min() >= -muef.params["point_mass_width"]  # outside the edge, no real row
+    assert np.ptp(block) > 0.5 * muef.params["point_mass_width"]  # a block, not a point
+    width_in_std = muef.params["point_mass_width"] / np.std(df["muEF"][~at_edge])
+    assert width_in_std == pytest.approx(POINT_MASS_SPREAD)
+    back = transforms.inverse(transforms.forward(df))  # float32 model space, as the flow sees it
+    for column in ("muEF", "btag"):
+        spike = df[column].min()
+        np.testing.assert_array_equal(back[column].to_numpy() == spike, df[column].to_numpy() == spike)
+        np.testing.assert_allclose(back[column], df[column], rtol=1e-6, atol=1e-6)
+
+
+def test_generated_values_beyond_the_edge_land_on_the_point_mass():
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
+
+    transforms = fit_variable_transforms(_spiky(), {"muEF": "standard", "btag": "standard", "pt": "log_standard"},
+                                         point_mass_share=0.01, seed=3)
+    generated = np.array([[-5.0, -5.0, 0.0], [10.0, 10.0, 0.0]])
+    back = transforms.inverse(generated)
+    assert back["muEF"].tolist()[0] == 0.0 and back["btag"].tolist()[0] == -1.0
+    assert back["muEF"].tolist()[1] > 0.0 and back["btag"].tolist()[1] > 0.0
+
+
+def test_without_point_mass_share_nothing_changes_and_a_bad_share_is_refused():
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
+
+    df = _spiky()
+    kinds = {"muEF": "standard", "btag": "standard", "pt": "log_standard"}
+    plain = fit_variable_transforms(df, kinds, seed=3)
+    assert not any(key.startswith("point_mass") for t in plain.transforms for key in t.params)
+    with pytest.raises(ConfigError, match="point_mass_share.*\\(0, 1\\)"):
+        fit_variable_transforms(df, kinds, seed=3, point_mass_share=1.5)

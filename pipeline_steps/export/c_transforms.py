@@ -64,6 +64,11 @@ def check_supported(model_transforms) -> None:
                           "function supports 'elements' only")
     if model_transforms.derived:
         raise ConfigError(f"export.c: derived targets {sorted(model_transforms.derived)} are not supported in C")
+    point_masses = [t.name for t in model_transforms.targets.transforms
+                    if "point_mass_low" in t.params or "point_mass_high" in t.params]
+    if point_masses:
+        raise ConfigError(f"export.c: targets {point_masses} have edge point masses "
+                          "(preprocessing.point_mass_share), which the C function does not map back")
 
 
 def _c(value) -> str:

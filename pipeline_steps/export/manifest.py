@@ -33,8 +33,9 @@ TRANSFORM_RECIPE = [
     "quantile: piecewise-linear map x_knots -> z_knots, linearly extrapolated with the end slopes; "
     "then, if present, y = (x - mean) @ matrix.T.",
     "inverse (model -> physical): undo in reverse order (inverse_matrix, z_knots -> x_knots, exp(y) - offset / "
-    "10**y - offset / expm1), floor dequantised variables, cast to the variable's dtype; a clip is not undone "
-    "(a clipped value comes back as its bound).",
+    "10**y - offset / expm1), then x = max(x, point_mass_low) / min(x, point_mass_high) when present (targets: "
+    "an edge value spread over a block beyond the edge for training), floor dequantised variables, cast to the "
+    "variable's dtype; a clip is not undone (a clipped value comes back as its bound).",
     "targets_to_physical: undo target_representation (covariance), then each 'derived' variable "
     "(ratio: a = r*b, or a = r*max(b, floor) when the derived entry has 'floor'; difference: a = d + b; "
     "delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",

@@ -97,6 +97,7 @@ def variable_forward(variable: dict, x: np.ndarray, rng: np.random.Generator) ->
     if variable.get("dequantize"):
         x = np.floor(x) + rng.uniform(DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN, size=x.shape)
     x = _clipped(p, x)
+    edge = {key: x == p[key] for key in ("point_mass_low", "point_mass_high") if key in p}
     if kind in LOG_KINDS:
         offset = p.get("offset", 0.0)
         shifted = x + offset
@@ -106,6 +107,10 @@ def variable_forward(variable: dict, x: np.ndarray, rng: np.random.Generator) ->
         x = np.log(shifted) if kind == "log_standard" else np.log10(shifted)
     elif kind == "signed_log_standard":
         x = np.sign(x) * np.log1p(np.abs(x))
+    for key, at_edge in edge.items():  # targets: an edge point mass spread over a block beyond the edge
+        x = x.copy()
+        x[at_edge] += (-1.0 if key == "point_mass_low" else 1.0) * p["point_mass_width"] * rng.uniform(
+            DEQUANTIZE_MARGIN, 1.0, size=int(at_edge.sum()))
     if kind == "passthrough":
         return x.copy()
     if kind == "minmax":
@@ -146,6 +151,10 @@ def variable_inverse(variable: dict, y: np.ndarray) -> np.ndarray:
         x = np.power(10.0, x) - p.get("offset", 0.0)
     elif kind == "signed_log_standard":
         x = np.sign(x) * np.expm1(np.abs(x))
+    if "point_mass_low" in p:  # the block a point mass was spread over, beyond the edge, is the edge value
+        x = np.maximum(x, p["point_mass_low"])
+    if "point_mass_high" in p:
+        x = np.minimum(x, p["point_mass_high"])
     if variable.get("dequantize"):
         x = np.floor(x)
     return _to_dtype(x, np.dtype(variable.get("dtype", "float64")))

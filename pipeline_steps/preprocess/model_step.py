@@ -86,6 +86,7 @@ class ModelPreprocessSettings:
     support: bool = True
     log_offsets: dict[str, float] = field(default_factory=dict)
     clips: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    point_mass_share: float | None = None
 
     @classmethod
     def from_params(cls, model: str, slice_: Mapping[str, Any], seed: int) -> "ModelPreprocessSettings":
@@ -122,6 +123,7 @@ class ModelPreprocessSettings:
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
             extra_columns=[c for c in dict.fromkeys(sources) if c not in physical],
             support=bool(prep.get("support", True)), log_offsets=log_offsets, clips=clips,
+            point_mass_share=None if prep.get("point_mass_share") is None else float(prep["point_mass_share"]),
         )
 
     @property
@@ -177,7 +179,8 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
             settings.decorrelate_conditions, seed=settings.seed, offsets=settings.log_offsets, clips=settings.clips),
         targets=fit_variable_transforms(
             model_targets.loc[train], settings.target_kinds, [n for n in settings.targets if n in dequantize],
-            False, seed=settings.seed + 1, offsets=settings.log_offsets, clips=settings.clips),
+            False, seed=settings.seed + 1, offsets=settings.log_offsets, clips=settings.clips,
+            point_mass_share=settings.point_mass_share),
         derived=settings.derived, target_representation=settings.target_representation, model=settings.model,
         support=_training_support(rows.loc[train], settings),
     )
@@ -190,17 +193,33 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     return splits, model_transforms
 
 
+def _report_point_masses(report: dict[str, Any], transform, table: pd.DataFrame) -> None:
+    """Edge point masses of one variable into ``report["point_mass"]`` and the log."""
+    for side in ("low", "high"):
+        value = transform.params.get(f"point_mass_{side}")
+        if value is None:
+            continue
+        rows = int(np.sum(transform.clipped(table[transform.name].to_numpy(np.float64)) == value))
+        report["point_mass"].setdefault(transform.name, {})[side] = {"value": value, "rows": rows}
+        logger.info("point mass %s = %g (%s edge): %d of %d rows, spread over a block of width %.3g for training",
+                    transform.name, value, side, rows, len(table), transform.params["point_mass_width"])
+
+
 def preprocessing_report(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transforms: ModelTransforms) -> dict:
     """What was floored or clipped, over every row (all splits), for ``transforms.json`` and the log.
 
     ``clipped``: per variable with a clip, its bounds and how many rows were below/above them;
     ``ratio_floor``: per ratio with a denominator floor, how many rows had the reference below it;
-    ``log_offset``: the offsets in use (their inverse is exact, nothing is lost).
+    ``log_offset``: the offsets in use (their inverse is exact, nothing is lost);
+    ``point_mass``: per target with an edge point mass, its value(s) and how many rows sit there
+    (spread into a block for training, exact on the way back).
     """
-    report: dict[str, Any] = {"rows": int(len(rows)), "clipped": {}, "ratio_floor": {}, "log_offset": {}}
+    report: dict[str, Any] = {"rows": int(len(rows)), "clipped": {}, "ratio_floor": {}, "log_offset": {},
+                              "point_mass": {}}
     for variables, table in ((model_transforms.conditions, rows), (model_transforms.targets, model_targets)):
         for transform in variables.transforms:
             params = transform.params
+            _report_point_masses(report, transform, table)
             if "offset" in params:
                 report["log_offset"][transform.name] = params["offset"]
             if "clip_low" in params or "clip_high" in params:
