@@ -180,7 +180,9 @@ def _validation_params(n=400):
         "model_name": "jets", "seed": 3,
         "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
         "dataset": {"tree": "Events", "identity": ["run", "luminosityBlock", "event"], "table": JETS_TABLE},
-        "validation": {"classifier": "hist", "n_train_per_class": n, "n_eval_per_class": n, "bins": 20},
+        "validation": {"classifier": "hist", "n_train_per_class": n, "n_eval_per_class": n, "bins": 20,
+                       "bootstrap": 20, "thresholds": {"auc_minus_floor": {"warn": 0.05, "fail": 0.1},
+                                                       "ks_max": {"warn": 0.05, "fail": 0.1}}},
     }
 
 
@@ -247,5 +249,6 @@ def test_small_sample_is_reported_not_computable_with_its_plots_and_summary_row(
 def test_reduced_sample_states_the_aucs_statistical_error(tmp_path):
     metrics, _ = _validate(tmp_path, "reduced", LinearSampler(3, slope=0.0, noise=1.0), n=1000)
     n = metrics["n_eval_per_class"]
-    assert metrics["status"] == "ok" and metrics["auc_error"] == pytest.approx(np.sqrt((2 * n + 1) / (12 * n * n)))
-    assert f"{metrics['auc_error']:.3f}" in metrics["note"]
+    assert metrics["status"] == "ok" and metrics["auc_null_error"] == pytest.approx(np.sqrt((2 * n + 1) / (12 * n * n)))
+    assert f"{metrics['auc_null_error']:.3f}" in metrics["note"]
+    assert 0.5 * metrics["auc_null_error"] < metrics["auc_error"] < 2 * metrics["auc_null_error"]  # bootstrap

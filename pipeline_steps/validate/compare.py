@@ -1,0 +1,164 @@
+"""The distances of one model, real vs generated beside real vs real, each with its spread.
+
+Matched rows: the real rows are split into two random halves A and B (seeded). The floor compares A
+with the real B; the value compares the same A with the generated rows of B (paired: generated from
+B's own conditions; unpaired, e.g. SHiP: as many random generated rows). So value and floor share
+everything (rows, conditions, batch sizes, bootstrap) but what is being judged: real B vs generated B.
+A real sample too small to halve (a half below ``MIN_EVAL_PER_CLASS`` rows) gets no floor, and its
+value compares all real rows with all generated rows.
+
+Every quantity is ``{"status": "ok", "value", "error"}`` or ``{"status": "not computable",
+"reason", "value": None, "error": None}``, plus ``floor``/``floor_error`` (``floor_reason``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline_steps.validate import distances as dist
+from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS
+
+OK, NOT_COMPUTABLE = "ok", "not computable"
+
+
+def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
+                     generated_weights: np.ndarray | None, n_boot: int, seed: int) -> dict[str, Any]:
+    """Per-feature W1/KS, correlation differences, FPD and KPD: value and floor (see module doc)."""
+    first, second, generated_rows = matched_halves(len(real), len(generated), seed)
+    w_real = None if real_weights is None else np.asarray(real_weights, dtype=np.float64)
+    w_gen = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
+    pick = lambda w, rows: None if w is None else w[rows]  # noqa: E731
+    if len(second) >= MIN_EVAL_PER_CLASS:
+        value = sample_distances(real[first], generated[generated_rows], features, pick(w_real, first),
+                                 pick(w_gen, generated_rows), n_boot, seed)
+        floor = sample_distances(real[first], real[second], features, pick(w_real, first), pick(w_real, second),
+                                 n_boot, seed)
+        rows = {"rows_real": len(first), "rows_compared": len(generated_rows), "floor_rows": len(second)}
+    else:
+        value = sample_distances(real, generated, features, w_real, w_gen, n_boot, seed)
+        reason = f"real sample of {len(real)} rows: halves below {MIN_EVAL_PER_CLASS} rows, no real-vs-real floor"
+        floor = _map(value, lambda _: failed(reason))
+        rows = {"rows_real": len(real), "rows_compared": len(generated), "floor_rows": 0}
+    return {**rows, **_merge(value, floor)}
+
+
+def matched_halves(n_real: int, n_generated: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real half A, real half B, generated rows compared with A): B's pairs, or a random |B| rows."""
+    order = np.random.default_rng([seed, 7]).permutation(n_real)
+    first, second = np.sort(order[: n_real - n_real // 2]), np.sort(order[n_real - n_real // 2:])
+    if n_generated == n_real:
+        return first, second, second
+    size = min(len(second), n_generated)
+    return first, second, np.sort(np.random.default_rng([seed, 8]).permutation(n_generated)[:size])
+
+
+def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
+                     generated_weights: np.ndarray | None, n_boot: int, seed: int) -> dict[str, Any]:
+    """All distances of two samples (no floor): per_feature, correlation, fpd, kpd."""
+    rng = np.random.default_rng([seed, 9])
+    counts_real = dist.bootstrap_counts(len(real), n_boot, rng) * _weights(real_weights, len(real))
+    counts_gen = dist.bootstrap_counts(len(generated), n_boot, rng) * _weights(generated_weights, len(generated))
+    per_feature = {name: feature_distances(real[:, j], generated[:, j], real_weights, generated_weights,
+                                           counts_real, counts_gen)
+                   for j, name in enumerate(features)}
+    return {"per_feature": per_feature,
+            "correlation": correlation_metrics(real, generated, real_weights, generated_weights, counts_real, counts_gen),
+            **joint_metrics(real, generated, real_weights, seed)}
+
+
+def feature_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
+                      generated_weights: np.ndarray | None, replicas_real: np.ndarray,
+                      replicas_gen: np.ndarray) -> dict[str, Any]:
+    """W1 (physical units), W1 / real std and KS of one feature, with bootstrap spreads."""
+    try:
+        dist.check_sample(real, real_weights, "real", MIN_EVAL_PER_CLASS)
+        dist.check_sample(generated, generated_weights, "generated", MIN_EVAL_PER_CLASS)
+    except dist.NotComputable as error:
+        return {"w1": failed(str(error)), "w1_over_std": failed(str(error)), "ks": failed(str(error))}
+    w1, ks = dist.cdf_distances(real, generated, real_weights, generated_weights)
+    spread = [dist.replica_cdf_distances(real, generated, replicas_real[c:c + dist.REPLICA_CHUNK],
+                                         replicas_gen[c:c + dist.REPLICA_CHUNK])
+              for c in range(0, len(replicas_real), dist.REPLICA_CHUNK)]
+    w1_error, ks_error = (_std(np.concatenate([part[k] for part in spread])) if spread else None for k in (0, 1))
+    weights = _weights(real_weights, len(real))
+    std = float(np.sqrt(np.cov(real, aweights=weights, ddof=0))) if weights.sum() > 0 else 0.0
+    scaled = (measured(w1 / std, None if w1_error is None else w1_error / std) if std > 0
+              else failed("real feature is constant: no scale"))
+    return {"w1": measured(w1, w1_error), "w1_over_std": scaled, "ks": measured(ks, ks_error)}
+
+
+def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
+                        generated_weights: np.ndarray | None, replicas_real: np.ndarray,
+                        replicas_gen: np.ndarray) -> dict[str, Any]:
+    """max |corr_r - corr_g| and the Frobenius norm of the difference, with bootstrap spreads."""
+    try:
+        _check_joint(real, generated, real_weights, generated_weights)
+        if real.shape[1] < 2:
+            raise dist.NotComputable("one feature: no correlations")
+        max_abs, frobenius = dist.correlation_differences(real, generated, real_weights, generated_weights)
+        replicas = np.array([dist.correlation_differences(real, generated, wr, wg)
+                             for wr, wg in zip(replicas_real, replicas_gen)]).reshape(-1, 2)
+    except dist.NotComputable as error:
+        return {"max_abs": failed(str(error)), "frobenius": failed(str(error))}
+    return {"max_abs": measured(max_abs, _std(replicas[:, 0])), "frobenius": measured(frobenius, _std(replicas[:, 1]))}
+
+
+def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
+                  seed: int) -> dict[str, Any]:
+    """FPD and KPD on the standardised features (weighted real rows drawn by weight)."""
+    try:
+        _check_joint(real, generated, real_weights, None)
+        real_std, gen_std = dist.standardise(real, generated, real_weights)
+    except dist.NotComputable as error:
+        return {"fpd": failed(str(error)), "kpd": failed(str(error))}
+    real_std = dist.unweighted_draw(real_std, real_weights, seed)
+    return {"fpd": _attempt(lambda: dist.fpd(real_std, gen_std, seed)),
+            "kpd": _attempt(lambda: dist.kpd(real_std, gen_std, seed))}
+
+
+def measured(value: float, error: float | None) -> dict[str, Any]:
+    return {"status": OK, "value": float(value), "error": None if error is None else float(error)}
+
+
+def failed(reason: str) -> dict[str, Any]:
+    return {"status": NOT_COMPUTABLE, "reason": reason, "value": None, "error": None}
+
+
+def _attempt(compute: Callable[[], tuple[float, float]]) -> dict[str, Any]:
+    try:
+        return measured(*compute())
+    except dist.NotComputable as error:
+        return failed(str(error))
+
+
+def _check_joint(real, generated, real_weights, generated_weights) -> None:
+    dist.check_sample(real, real_weights, "real", MIN_EVAL_PER_CLASS)
+    dist.check_sample(generated, generated_weights, "generated", MIN_EVAL_PER_CLASS)
+
+
+def _merge(value: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """Each value quantity with the matching floor beside it (``floor``, ``floor_error``, ``floor_reason``)."""
+    if _is_leaf(value):
+        extra = {"floor": floor["value"], "floor_error": floor["error"]}
+        if floor["status"] != OK:
+            extra["floor_reason"] = floor["reason"]
+        return {**value, **extra}
+    return {key: _merge(value[key], floor[key]) for key in value}
+
+
+def _map(tree: dict[str, Any], leaf: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    return leaf(tree) if _is_leaf(tree) else {key: _map(sub, leaf) for key, sub in tree.items()}
+
+
+def _is_leaf(node: dict[str, Any]) -> bool:
+    return node.get("status") in (OK, NOT_COMPUTABLE)  # not a feature that happens to be named "status"
+
+
+def _std(values: np.ndarray) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _weights(weights: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if weights is None else weights

@@ -1,0 +1,233 @@
+"""Distances between a real and a generated sample, per feature and jointly, with their spreads.
+
+Why these: the BDT AUC says *whether* the samples differ, the distances say *where* and *by how
+much*, in the language of the fast-simulation literature (FlowSim, JetNet, CaloChallenge):
+
+- per feature, in physical units: the Wasserstein-1 distance (the area between the two cumulative
+  distributions, ``scipy.stats.wasserstein_distance``) and the Kolmogorov-Smirnov statistic (their
+  largest vertical gap). Both use the weights where the real sample is weighted (SHiP). ``w1_over_std``
+  divides W1 by the real standard deviation so features (and thresholds) compare: a pure mean shift
+  of 0.1 sigma gives 0.1;
+- the correlation matrices: max |corr(real) - corr(gen)| and its Frobenius norm;
+- jointly, on the features standardised by the real sample's mean and std: the Frechet physics
+  distance (FPD) and kernel physics distance (KPD) of Kansal et al., "Evaluating generative models
+  in high energy physics", Phys. Rev. D 107 (2023) 076017 (jetnet.evaluation):
+  FPD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)) of Gaussian fits, averaged over batches
+  drawn with replacement at several batch sizes N and extrapolated linearly in 1/N to N -> infinity
+  (the intercept; its error is the fit's); KPD = the unbiased MMD^2 estimator (Gretton et al. 2012)
+  with the polynomial kernel k(x, y) = (x.y / d + 1)^3 (the KID kernel, Binkowski et al. 2018;
+  jetnet's code defaults to degree 4, see ``KPD_DEGREE``) on batches drawn without replacement (see
+  :func:`kpd`), reported as the median over batches +- half the 16-84 % range.
+
+Uncertainties: W1, KS and the correlation differences get the standard deviation over ``n_boot``
+bootstrap replicas of the rows (both samples resampled with replacement, the same rows for every
+feature); FPD and KPD get the spread of their own resampled batches (above). Every number is seeded,
+so the same inputs give the same numbers. A quantity that cannot be computed (too few rows, a
+constant or non-finite column, negative weights) raises :class:`NotComputable` with the reason.
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+from scipy import linalg
+from scipy.optimize import curve_fit
+
+#: jetnet.evaluation.fpd defaults: batch sizes from 20k to 50k rows in 10 steps, 20 batches each.
+#: A smaller sample keeps the 0.4 ratio between the smallest and largest batch.
+FPD_MAX_BATCH, FPD_MIN_BATCH_FRACTION, FPD_POINTS, FPD_BATCHES = 50_000, 0.4, 10, 20
+#: jetnet.evaluation.kpd defaults: 10 batches of 5000 rows.
+KPD_BATCH, KPD_BATCHES = 5_000, 10
+#: The KID kernel's degree (what the issue asks for); jetnet 0.2.5's code passes 4. Degree 3 keeps
+#: the kernel a polynomial of the first three moments, the ones a fast simulation is judged by.
+KPD_DEGREE = 3
+#: Bootstrap replicas are evaluated this many at a time: bounds memory at ~REPLICA_CHUNK x rows floats.
+REPLICA_CHUNK = 10
+
+
+class NotComputable(ValueError):
+    """A distance that would not mean anything on these rows; the message says why."""
+
+
+def check_sample(values: np.ndarray, weights: np.ndarray | None, what: str, min_rows: int) -> None:
+    """Refuse too few rows, non-finite values and negative or non-finite weights, naming the problem."""
+    if len(values) < min_rows:
+        raise NotComputable(f"{what}: {len(values)} rows, at least {min_rows} needed")
+    if not np.isfinite(values).all():
+        raise NotComputable(f"{what}: {int((~np.isfinite(values)).sum())} non-finite values")
+    if weights is not None and (not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0):
+        raise NotComputable(f"{what}: weights must be finite, non-negative and not all zero")
+
+
+def cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None = None,
+                  generated_weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(Wasserstein-1, KS) of two 1D samples, weighted; equal to scipy's on the same input."""
+    w1, ks = replica_cdf_distances(real, generated, _ones_or(real_weights, len(real))[None],
+                                   _ones_or(generated_weights, len(generated))[None])
+    return float(w1[0]), float(ks[0])
+
+
+def replica_cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray,
+                          generated_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W1 and KS for each row of the [replicas, n] weight matrices, from one sort of the values.
+
+    F_r - F_g is a cumulative sum over the merged sorted values (real weights +, generated -, each
+    normalised to 1); W1 integrates its modulus over the gaps between values, KS is its largest
+    modulus at the end of each run of tied values (inside a tie the sum is not yet a CDF value).
+    """
+    values = np.concatenate([real, generated])
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    gaps = np.diff(sorted_values)
+    run_ends = np.r_[gaps > 0, True]
+    weights = np.hstack([real_weights / real_weights.sum(axis=1, keepdims=True),
+                         -generated_weights / generated_weights.sum(axis=1, keepdims=True)])[:, order]
+    cdf_gap = np.abs(np.cumsum(weights, axis=1))
+    return cdf_gap[:, :-1] @ gaps, cdf_gap[:, run_ends].max(axis=1)
+
+
+def weighted_correlation(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation matrix of the columns, weighted; refuses a constant column."""
+    weights = _ones_or(weights, len(values))
+    mean = weights @ values / weights.sum()
+    centred = values - mean
+    covariance = (centred * weights[:, None]).T @ centred / weights.sum()
+    std = np.sqrt(np.diag(covariance))
+    if (std <= 1e-12 * np.maximum(np.abs(mean), 1.0)).any():
+        raise NotComputable(f"constant column(s) {np.flatnonzero(std <= 1e-12 * np.maximum(np.abs(mean), 1.0)).tolist()}: "
+                            f"correlation undefined")
+    return covariance / np.outer(std, std)
+
+
+def correlation_differences(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None = None,
+                            generated_weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(max |corr_r - corr_g|, Frobenius norm of corr_r - corr_g) over the feature columns."""
+    difference = weighted_correlation(real, real_weights) - weighted_correlation(generated, generated_weights)
+    return float(np.abs(difference).max()), float(np.linalg.norm(difference))
+
+
+def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """Squared Frechet (2-Wasserstein) distance of two Gaussians, as FID/FPD define it."""
+    root = linalg.sqrtm(cov_a @ cov_b)
+    root = np.real(root)  # tiny imaginary parts are round-off of a PSD product
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
+
+
+def fpd(real: np.ndarray, generated: np.ndarray, seed: int) -> tuple[float, float]:
+    """Frechet physics distance of standardised samples extrapolated to infinite N, and its fit error.
+
+    As jetnet.evaluation.fpd: at each batch size N the FD of Gaussian fits is averaged over
+    FPD_BATCHES batches drawn with replacement; FD(N) = FPD + slope / N is fitted (both >= 0).
+    """
+    largest = min(FPD_MAX_BATCH, len(real), len(generated))
+    sizes = np.unique(np.linspace(int(FPD_MIN_BATCH_FRACTION * largest), largest, FPD_POINTS).astype(int))
+    if sizes[0] <= real.shape[1] + 1 or len(sizes) < 3:
+        raise NotComputable(f"FPD: batches of {sizes[0]} rows cannot fit a {real.shape[1]}-dimensional Gaussian")
+    rng = np.random.default_rng([seed, 11])
+    means = [np.mean([_gaussian_fd(real[rng.integers(0, len(real), n)], generated[rng.integers(0, len(generated), n)])
+                      for _ in range(FPD_BATCHES)]) for n in sizes]
+    params, covariance = curve_fit(lambda x, a, b: a + b * x, 1.0 / sizes, means, bounds=([0.0, 0.0], [np.inf, np.inf]))
+    return float(params[0]), float(np.sqrt(covariance[0, 0]))
+
+
+def _gaussian_fd(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False), b.mean(axis=0), np.cov(b, rowvar=False))
+
+
+def kpd(real: np.ndarray, generated: np.ndarray, seed: int) -> tuple[float, float]:
+    """Kernel physics distance: median unbiased MMD^2 over batches, and half its 16-84 % range.
+
+    Unlike jetnet, each batch is drawn *without* replacement: a row drawn twice pairs with itself in
+    the "i != j" self-terms and biases MMD^2 up by about (k(x, x) - k(x, x')) / n_rows (measured:
+    +0.001 for 5000 of 20000 rows of 10 identical features, as large as a 0.1 sigma shift). Batches
+    hold at most half of each sample, so they differ and their spread means something.
+    """
+    size = min(KPD_BATCH, len(real) // 2, len(generated) // 2)
+    if size < 2:
+        raise NotComputable(f"KPD: batches of {size} rows")
+    rng = np.random.default_rng([seed, 12])
+    values = [mmd2_unbiased(real[rng.permutation(len(real))[:size]], generated[rng.permutation(len(generated))[:size]])
+              for _ in range(KPD_BATCHES)]
+    low, high = np.percentile(values, [16.275, 83.725])
+    return float(np.median(values)), float((high - low) / 2.0)
+
+
+def mmd2_unbiased(a: np.ndarray, b: np.ndarray, degree: int = KPD_DEGREE) -> float:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^degree: mean k(a, a') + mean k(b, b') - 2 mean k(a, b),
+    the self terms without the diagonal (i != j).
+
+    The sums over all pairs come from moment tensors (see ``_moments``) in O(n d^degree) instead of
+    the O(n^2 d) kernel matrices (25 M entries each at 5000 rows): the result is the same number.
+    """
+    d = a.shape[1]
+    moments_a, moments_b = _moments(a, degree), _moments(b, degree)
+    n, m = len(a), len(b)
+    diagonal_a = np.sum((np.einsum("ij,ij->i", a, a) / d + 1.0) ** degree)
+    diagonal_b = np.sum((np.einsum("ij,ij->i", b, b) / d + 1.0) ** degree)
+    return float((_pair_sum(moments_a, moments_a, d) - diagonal_a) / (n * (n - 1))
+                 + (_pair_sum(moments_b, moments_b, d) - diagonal_b) / (m * (m - 1))
+                 - 2.0 * _pair_sum(moments_a, moments_b, d) / (n * m))
+
+
+def _moments(x: np.ndarray, degree: int, chunk: int = 512) -> list[np.ndarray]:
+    """T_k = sum_i x_i (x) ... (x) x_i (k-fold outer product, flattened) for k = 0..degree.
+
+    sum_ij (x_i.y_j)^k = <T_k(x), T_k(y)>, so sum_ij (x_i.y_j / d + 1)^p = sum_k C(p, k) d^-k <T_k(x), T_k(y)>.
+    Rows go in chunks to bound memory at chunk * d^degree floats.
+    """
+    moments = [np.zeros(x.shape[1] ** k) for k in range(degree + 1)]
+    for start in range(0, len(x), chunk):
+        rows = x[start:start + chunk]
+        power = np.ones((len(rows), 1))
+        for k in range(degree + 1):
+            moments[k] += power.sum(axis=0)
+            power = (power[:, :, None] * rows[:, None, :]).reshape(len(rows), -1)
+    return moments
+
+
+def _pair_sum(moments_x: list[np.ndarray], moments_y: list[np.ndarray], d: int) -> float:
+    degree = len(moments_x) - 1
+    return float(sum(comb(degree, k) * d ** -k * (moments_x[k] @ moments_y[k]) for k in range(degree + 1)))
+
+
+def mmd2_unbiased_direct(a: np.ndarray, b: np.ndarray, degree: int = KPD_DEGREE) -> float:
+    """The same estimator from the kernel matrices (jetnet's way); for tests and small samples."""
+    d = a.shape[1]
+    k_aa, k_bb, k_ab = ((x @ y.T / d + 1.0) ** degree for x, y in ((a, a), (b, b), (a, b)))
+    n, m = len(a), len(b)
+    return float((k_aa.sum() - np.trace(k_aa)) / (n * (n - 1)) + (k_bb.sum() - np.trace(k_bb)) / (m * (m - 1))
+                 - 2.0 * k_ab.mean())
+
+
+def standardise(real: np.ndarray, generated: np.ndarray,
+                real_weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples in units of the real sample's (weighted) mean and std per column."""
+    weights = _ones_or(real_weights, len(real))
+    mean = weights @ real / weights.sum()
+    std = np.sqrt(weights @ (real - mean) ** 2 / weights.sum())
+    constant = np.flatnonzero(std <= 1e-12 * np.maximum(np.abs(mean), 1.0))
+    if len(constant):
+        raise NotComputable(f"real column(s) {constant.tolist()} constant: cannot standardise")
+    return (real - mean) / std, (generated - mean) / std
+
+
+def unweighted_draw(values: np.ndarray, weights: np.ndarray | None, seed: int) -> np.ndarray:
+    """An unweighted sample of the weighted distribution (rows drawn with probability ~ weight).
+
+    FPD and KPD are defined on unweighted samples; drawing len(values) rows with replacement keeps
+    the sample size and turns weights into multiplicities.
+    """
+    if weights is None:
+        return values
+    rng = np.random.default_rng([seed, 13])
+    return values[rng.choice(len(values), size=len(values), p=weights / weights.sum())]
+
+
+def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_boot, n] multiplicities of n rows drawn with replacement (one bootstrap replica per row)."""
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
+
+
+def _ones_or(weights: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)

@@ -1,0 +1,112 @@
+"""Pass / warn / fail per metric and overall, against the thresholds of ``validation.thresholds``.
+
+A threshold applies to a metric's *excess over its real-vs-real floor* (value - floor), so the
+statistical noise that a perfect generator would also show does not count against a model; without a
+floor (real sample too small to halve) it applies to the value itself (for the AUC: AUC - 0.5),
+which is the stricter reading. A metric is "pass" below ``warn``, "warn" from ``warn`` to below
+``fail``, "fail" from ``fail`` on; its error is shown, not used (a reviewer sees whether a "warn"
+is within one error of "pass"). A metric that could not be computed is listed as "not computable"
+with the reason and decides nothing; the overall verdict is the worst decided one ("not computable"
+when none is decided). For per-feature metrics the row is the feature with the largest excess.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+
+from pipeline_steps.common.errors import ConfigError
+
+PASS, WARN, FAIL, NOT_COMPUTABLE = "pass", "warn", "fail", "not computable"
+SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
+#: The metrics a verdict is given for, in the order of the table (keys of ``validation.thresholds``).
+METRICS = ("auc_minus_floor", "w1_over_std_max", "ks_max", "corr_max_abs", "fpd", "kpd")
+COLUMNS = ["metric", "value", "error", "floor", "floor_error", "excess", "warn", "fail", "verdict", "detail"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    warn: float
+    fail: float
+
+
+def thresholds_from_config(validation: Mapping[str, Any]) -> dict[str, Threshold]:
+    """``validation.thresholds`` as {metric: Threshold}; unknown metrics and fail < warn are refused."""
+    configured = dict(validation.get("thresholds") or {})
+    unknown = sorted(set(configured) - set(METRICS))
+    if unknown:
+        raise ConfigError(f"validation.thresholds: unknown metric(s) {unknown}; expected some of {list(METRICS)}")
+    thresholds = {name: Threshold(float(limits["warn"]), float(limits["fail"])) for name, limits in configured.items()}
+    for name, limit in thresholds.items():
+        if limit.fail < limit.warn:
+            raise ConfigError(f"validation.thresholds.{name}: fail ({limit.fail}) below warn ({limit.warn})")
+    return thresholds
+
+
+def verdict(metrics: Mapping[str, Any], thresholds: Mapping[str, Threshold]) -> dict[str, Any]:
+    """{"overall": ..., "rows": [one dict per metric with a threshold, COLUMNS as keys]}."""
+    candidates = {"auc_minus_floor": _auc_row(metrics), **_distance_rows(metrics.get("distances") or {})}
+    rows = [_judge(name, candidates[name], thresholds[name]) for name in METRICS if name in thresholds]
+    decided = [row["verdict"] for row in rows if row["verdict"] in SEVERITY]
+    overall = max(decided, key=SEVERITY.get) if decided else NOT_COMPUTABLE
+    return {"overall": overall, "rows": rows}
+
+
+def verdict_table(model: str, judged: Mapping[str, Any]) -> pd.DataFrame:
+    """The per-model CSV: an ``overall`` line first, then one line per metric."""
+    overall = {column: None for column in COLUMNS} | {"metric": "overall", "verdict": judged["overall"], "detail": model}
+    return pd.DataFrame([overall, *judged["rows"]], columns=COLUMNS)
+
+
+def _judge(name: str, row: dict[str, Any], limit: Threshold) -> dict[str, Any]:
+    row = {**row, "metric": name, "warn": limit.warn, "fail": limit.fail}
+    excess = row.get("excess")
+    if excess is None or not math.isfinite(excess):
+        return {**{c: None for c in COLUMNS}, **row, "verdict": NOT_COMPUTABLE}
+    row["verdict"] = FAIL if excess >= limit.fail else WARN if excess >= limit.warn else PASS
+    return {column: row.get(column) for column in COLUMNS}
+
+
+def _auc_row(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    if metrics.get("auc") is None:
+        return {"detail": metrics.get("reason", "AUC not computed")}
+    floor = metrics.get("floor") or {}
+    if floor.get("auc") is None:
+        return {"value": metrics["auc"], "error": metrics.get("auc_error"), "excess": metrics["auc"] - 0.5,
+                "detail": f"no floor ({floor.get('reason', 'not computed')}): judged as AUC - 0.5"}
+    return {"value": metrics["auc"], "error": metrics.get("auc_error"), "floor": floor["auc"],
+            "floor_error": floor.get("auc_error"), "excess": metrics["auc_minus_floor"],
+            "detail": f"BDT AUC, {metrics['n_eval_per_class']} eval rows per class; excess = AUC - floor"}
+
+
+def _distance_rows(distances: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    per_feature = distances.get("per_feature") or {}
+    return {
+        "w1_over_std_max": _largest({name: m["w1_over_std"] for name, m in per_feature.items()}, "W1 / real std"),
+        "ks_max": _largest({name: m["ks"] for name, m in per_feature.items()}, "KS statistic"),
+        "corr_max_abs": _row(distances.get("correlation", {}).get("max_abs"), "max |corr(real) - corr(gen)|"),
+        "fpd": _row(distances.get("fpd"), "Frechet physics distance (standardised features)"),
+        "kpd": _row(distances.get("kpd"), "kernel physics distance (standardised features)"),
+    }
+
+
+def _largest(per_feature: Mapping[str, Mapping[str, Any]], what: str) -> dict[str, Any]:
+    rows = {name: _row(measure, f"{what} of {name}") for name, measure in per_feature.items()}
+    judged = {name: row for name, row in rows.items() if row.get("excess") is not None}
+    if not judged:
+        reasons = sorted({row["detail"] for row in rows.values()})
+        return {"detail": "; ".join(reasons) or "no features"}
+    return max(judged.values(), key=lambda row: row["excess"])
+
+
+def _row(measure: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    if not measure or measure.get("value") is None:
+        return {"detail": f"{what}: {(measure or {}).get('reason', 'not computed')}"}
+    floor = measure.get("floor")
+    excess = measure["value"] - floor if floor is not None else measure["value"]
+    detail = what + ("; excess = value - floor" if floor is not None else f"; no floor ({measure.get('floor_reason')})")
+    return {"value": measure["value"], "error": measure.get("error"), "floor": floor,
+            "floor_error": measure.get("floor_error"), "excess": excess, "detail": detail}
