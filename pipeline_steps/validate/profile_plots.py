@@ -202,7 +202,7 @@ def _grid(rows: int, cols: int, width: float):
 
 
 def _pair(fig, grid, row: int, col: int):
-    cell = grid[row, col].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.05)
+    cell = grid[row, col].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.12)
     top = fig.add_subplot(cell[0])
     bottom = fig.add_subplot(cell[1], sharex=top)
     top.tick_params(labelbottom=False)
