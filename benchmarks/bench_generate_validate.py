@@ -7,7 +7,11 @@ Plain script (no pytest): prints and writes a JSON of measured pairs from the sa
     so this measures the pipeline's overhead around the network.
   - figure of merit: seconds for GradientBoostingClassifier (the SHiP study's, `exact`) vs
     HistGradientBoostingClassifier (`hist`) on the same rows.
-Usage: python benchmarks/bench_generate_validate.py [--rows 200000] [--fom-rows 5000] [--out FILE]
+  - validate(): seconds of the whole metrics part of one model's validation (BDT real vs generated,
+    the real-vs-real floor, bootstrap errors, per-feature and joint distances, verdict; plots left out)
+    at --validate-rows real + as many generated rows, per classifier, with the time of each part.
+Usage: python benchmarks/bench_generate_validate.py [--rows 200000] [--fom-rows 5000] [--validate-rows 50000]
+       [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from pipeline_steps.generate.step import GenerateSettings, generate_to_root, phy
 from pipeline_steps.generate.sampling import event_aligned_chunks
 from pipeline_steps.preprocess.derived import parse_derived
 from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms
-from pipeline_steps.validate.figure_of_merit import FomSettings, figure_of_merit
+from pipeline_steps.validate.compare import distance_metrics
+from pipeline_steps.validate.figure_of_merit import FomSettings, figure_of_merit, matched_to_floor, real_vs_real
+from pipeline_steps.validate.verdict import thresholds_from_config, verdict
 
 CONDITIONS = ["gen_pt", "gen_eta", "gen_phi", "PV_npvs"]
 TARGETS = ["ptRatio", "eta", "phi", "area", "btagDeepB", "nConstituents"]
@@ -106,13 +112,46 @@ def bench_fom(n_per_class: int) -> dict:
     return result
 
 
+def bench_validate(n_rows: int, bootstrap: int = 100) -> dict:
+    """validate()'s metrics at n_rows real + n_rows generated (10 features, as the config asks 50k+50k)."""
+    import yaml
+
+    validation = yaml.safe_load(Path("config/config.yaml").read_text())["validation"]
+    rng = np.random.default_rng(1)
+    real, generated = rng.normal(size=(n_rows, 10)), rng.normal(size=(n_rows, 10)) * 1.05
+    result = {"rows_real": n_rows, "rows_generated": n_rows, "features": 10, "bootstrap": bootstrap}
+    for classifier in ("exact", "hist"):
+        settings = FomSettings(classifier=classifier, bootstrap=bootstrap)  # 50k + 50k asked, as config.yaml
+        started = time.perf_counter()
+        floor = real_vs_real(real, settings)
+        after_floor = time.perf_counter()
+        fom = figure_of_merit(real, generated, matched_to_floor(settings, floor))
+        after_fom = time.perf_counter()
+        result[f"seconds_floor_{classifier}"] = after_floor - started
+        result[f"seconds_real_vs_generated_{classifier}"] = after_fom - after_floor
+        result[f"auc_{classifier}"], result[f"floor_auc_{classifier}"] = fom.auc, floor.auc
+    started = time.perf_counter()
+    distances = distance_metrics(real, generated, [f"x{i}" for i in range(10)], None, None, bootstrap, 0)
+    result["seconds_distances"] = time.perf_counter() - started
+    judged = verdict({"auc": fom.auc, "auc_minus_floor": fom.auc - floor.auc, "floor": {"auc": floor.auc},
+                      "n_eval_per_class": fom.n_eval_per_class, "distances": distances},
+                     thresholds_from_config(validation))
+    result["verdict"] = judged["overall"]
+    for classifier in ("exact", "hist"):
+        result[f"seconds_validate_{classifier}"] = (result[f"seconds_floor_{classifier}"] + result["seconds_distances"]
+                                                    + result[f"seconds_real_vs_generated_{classifier}"])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--fom-rows", type=int, default=5_000)
+    parser.add_argument("--validate-rows", type=int, default=50_000)
     parser.add_argument("--out", default="benchmarks/results/bench_generate_validate.json")
     args = parser.parse_args()
-    report = {"generation": bench_generation(args.rows), "figure_of_merit": bench_fom(args.fom_rows)}
+    report = {"generation": bench_generation(args.rows), "figure_of_merit": bench_fom(args.fom_rows),
+              "validate": bench_validate(args.validate_rows)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))

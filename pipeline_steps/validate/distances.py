@@ -132,7 +132,8 @@ def fpd(real: np.ndarray, generated: np.ndarray, seed: int) -> tuple[float, floa
 
 
 def _gaussian_fd(a: np.ndarray, b: np.ndarray) -> float:
-    return frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False), b.mean(axis=0), np.cov(b, rowvar=False))
+    return frechet_distance(a.mean(axis=0), np.atleast_2d(np.cov(a, rowvar=False)), b.mean(axis=0),
+                            np.atleast_2d(np.cov(b, rowvar=False)))
 
 
 def kpd(real: np.ndarray, generated: np.ndarray, seed: int) -> tuple[float, float]:

@@ -4,6 +4,9 @@ Training time comes from ``results/train/<model>/history.csv`` when it has a per
 (``seconds``, ``epoch_seconds``, ``time_s``, ``duration_s``; summed) or a cumulative one
 (``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty. A model whose sample was too
 small for the figure of merit has ``status`` "not computable" and empty metric cells, never a number.
+``verdict`` is the model's overall pass / warn / fail; ``auc_floor`` the real-vs-real AUC; the
+distance columns are the values the verdict judged (``w1_over_std_max``, ``ks_max``: largest over the
+features; see ``verdict.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from pipeline_steps.common.atomic import write_text_atomic
 
 PER_EPOCH_TIME = ("seconds", "epoch_seconds", "time_s", "duration_s", "epoch_time_s")
 CUMULATIVE_TIME = ("elapsed_s", "wall_s", "elapsed_seconds")
-COLUMNS = ["model", "status", "auc", "auc_error", "chi2_ndf", "overlap", "classifier", "rows_train_per_class", "rows_eval_per_class",
-           "reduced", "training_seconds", "generated_rows", "generation_rows_per_s"]
+COLUMNS = ["model", "verdict", "status", "auc", "auc_error", "auc_floor", "auc_floor_error", "auc_minus_floor",
+           "auc_minus_floor_error", "chi2_ndf", "overlap", "w1_over_std_max", "ks_max", "corr_max_abs", "fpd", "fpd_error",
+           "kpd", "kpd_error", "classifier", "rows_train_per_class", "rows_eval_per_class", "reduced", "training_seconds",
+           "generated_rows", "generation_rows_per_s"]
 
 
 def summary_table(metrics: list[str], generation: list[str], train_dirs: list[str]) -> pd.DataFrame:
@@ -30,12 +35,28 @@ def summary_table(metrics: list[str], generation: list[str], train_dirs: list[st
         rows.append({
             "model": fom["model"], "status": fom.get("status", "ok"), "auc": fom["auc"],
             "auc_error": fom.get("auc_error"), "chi2_ndf": fom["chi2_ndf"], "overlap": fom["overlap"],
+            **verdict_columns(fom),
             "classifier": fom["classifier"], "rows_train_per_class": fom["n_train_per_class"],
             "rows_eval_per_class": fom["n_eval_per_class"], "reduced": fom["reduced"],
             "training_seconds": training_seconds(Path(train_dir) / "history.csv"),
             "generated_rows": generated["rows"], "generation_rows_per_s": generated["rows_per_s"],
         })
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdict_columns(metrics: dict) -> dict:
+    """Verdict, floor and distance cells of one model (empty when its metrics.json predates them)."""
+    floor = metrics.get("floor") or {}
+    rows = {row["metric"]: row for row in (metrics.get("verdict") or {}).get("rows", [])}
+    distances = metrics.get("distances") or {}
+    return {
+        "verdict": (metrics.get("verdict") or {}).get("overall"),
+        "auc_floor": floor.get("auc"), "auc_floor_error": floor.get("auc_error"),
+        "auc_minus_floor": metrics.get("auc_minus_floor"), "auc_minus_floor_error": metrics.get("auc_minus_floor_error"),
+        **{name: rows.get(name, {}).get("value") for name in ("w1_over_std_max", "ks_max", "corr_max_abs")},
+        **{f"{name}{suffix}": (distances.get(name) or {}).get(key)
+           for name in ("fpd", "kpd") for suffix, key in (("", "value"), ("_error", "error"))},
+    }
 
 
 def training_seconds(history_csv: Path) -> float | None:

@@ -1,4 +1,5 @@
-# Stage: validate - the BDT figure of merit and plots per generative model, then one summary table.
+# Stage: validate - the BDT figure of merit beside its real-vs-real floor, distances, a verdict and plots
+# per generative model, then one summary table.
 
 
 rule validate_model:
@@ -11,6 +12,12 @@ rule validate_model:
         categories=model_categories,
     output:
         metrics="results/validate/{model}/metrics.json",
+        verdict=report(
+            "results/validate/{model}/verdict.csv",
+            caption="../report/validate_verdict.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "verdict"},
+        ),
         distributions=report(
             "results/validate/{model}/distributions.png",
             caption="../report/validate_distributions.rst",

@@ -1,0 +1,146 @@
+"""Distances, bootstrap errors, the real-vs-real floor and the verdict on cases with known answers."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp, wasserstein_distance
+from sklearn.metrics import roc_auc_score
+
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.validate import distances as dist
+from pipeline_steps.validate.compare import distance_metrics, sample_distances
+from pipeline_steps.validate.figure_of_merit import FomSettings, rank_auc, real_vs_real
+from pipeline_steps.validate.verdict import Threshold, thresholds_from_config, verdict
+
+
+def test_cdf_distances_equal_scipy_with_ties_and_weights():
+    rng = np.random.default_rng(0)
+    real, generated = rng.integers(0, 20, 300).astype(float), rng.normal(10, 5, 200).round()  # many ties
+    w1, ks = dist.cdf_distances(real, generated)
+    assert w1 == pytest.approx(wasserstein_distance(real, generated), rel=1e-12)
+    assert ks == pytest.approx(ks_2samp(real, generated).statistic, rel=1e-12)
+    weights = rng.integers(1, 4, 300).astype(float)  # integer weights = repeated rows
+    w1, ks = dist.cdf_distances(real, generated, weights)
+    assert w1 == pytest.approx(wasserstein_distance(real, generated, u_weights=weights), rel=1e-12)
+    assert ks == pytest.approx(ks_2samp(np.repeat(real, weights.astype(int)), generated).statistic, rel=1e-12)
+
+
+def test_identical_samples_have_zero_distances():
+    x = np.random.default_rng(1).normal(size=(500, 3))
+    assert dist.cdf_distances(x[:, 0], x[:, 0]) == (0.0, 0.0)
+    assert dist.correlation_differences(x, x) == (0.0, 0.0)
+    assert dist.frechet_distance(x.mean(0), np.cov(x.T), x.mean(0), np.cov(x.T)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_of_gaussians_is_analytic():
+    """N(0, I) vs N(mu, s^2 I) in d dimensions: |mu|^2 + d (1 - s)^2."""
+    d, mu, s = 4, np.array([1.0, -0.5, 0.0, 0.2]), 1.3
+    assert dist.frechet_distance(np.zeros(d), np.eye(d), mu, s ** 2 * np.eye(d)) == pytest.approx(
+        mu @ mu + d * (1 - s) ** 2)
+    rng = np.random.default_rng(2)
+    real, generated = rng.normal(size=(20000, d)), rng.normal(size=(20000, d)) * s + mu
+    value, error = dist.fpd(real, generated, seed=0)
+    assert value == pytest.approx(mu @ mu + d * (1 - s) ** 2, abs=0.03) and error < 0.01
+
+
+def test_mmd_from_moments_equals_the_kernel_matrices_and_kpd_sees_a_shift():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(300, 5)), rng.normal(size=(200, 5)) + 0.2
+    assert dist.mmd2_unbiased(a, b) == pytest.approx(dist.mmd2_unbiased_direct(a, b), rel=1e-9)
+    same = dist.kpd(rng.normal(size=(4000, 5)), rng.normal(size=(4000, 5)), seed=0)
+    shifted = dist.kpd(rng.normal(size=(4000, 5)), rng.normal(size=(4000, 5)) + [0.3, 0, 0, 0, 0], seed=0)
+    assert abs(same[0]) < 3 * same[1] + 1e-4  # unbiased: 0 within its spread
+    assert shifted[0] > same[0] + 5 * shifted[1]
+
+
+def test_rank_auc_equals_roc_auc_score_with_weights_and_ties():
+    rng = np.random.default_rng(4)
+    real, generated = rng.integers(0, 10, 400) / 10, rng.integers(2, 12, 300) / 10
+    w_real, w_gen = rng.random(400), rng.random(300)
+    _, ranks = np.unique(np.r_[real, generated], return_inverse=True)
+    expected = roc_auc_score(np.r_[np.zeros(400), np.ones(300)], np.r_[real, generated], sample_weight=np.r_[w_real, w_gen])
+    assert rank_auc(ranks[:400], ranks[400:], w_real, w_gen, ranks.max() + 1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_bootstrap_error_matches_the_scatter_of_independent_samples():
+    """The W1 error from resampling one pair of samples ~ the std of W1 over fresh pairs."""
+    rng = np.random.default_rng(5)
+    draw = lambda: (rng.normal(size=(400, 1)), rng.normal(0.3, 1.0, size=(400, 1)))  # noqa: E731
+    fresh = [dist.cdf_distances(*(x[:, 0] for x in draw()))[0] for _ in range(200)]
+    estimated = sample_distances(*draw(), ["x"], None, None, n_boot=200, seed=0)["per_feature"]["x"]["w1"]["error"]
+    assert estimated == pytest.approx(np.std(fresh), rel=0.35)
+
+
+def test_floor_is_matched_and_a_shifted_generator_stands_above_it():
+    rng = np.random.default_rng(6)
+    real = rng.normal(size=(2000, 3))
+    good = distance_metrics(real, rng.normal(size=(2000, 3)), ["a", "b", "c"], None, None, 30, 0)
+    bad = distance_metrics(real, rng.normal(size=(2000, 3)) + [0.5, 0, 0], ["a", "b", "c"], None, None, 30, 0)
+    assert good["rows_real"] == good["rows_compared"] == good["floor_rows"] == 1000
+    feature = bad["per_feature"]["a"]["w1_over_std"]
+    assert feature["value"] - feature["floor"] > 4 * np.hypot(feature["error"], feature["floor_error"])
+    assert bad["fpd"]["value"] == pytest.approx(0.25, abs=0.06)
+    good_fpd = good["fpd"]
+    assert abs(good_fpd["value"] - good_fpd["floor"]) < 0.02
+
+
+def test_distances_are_deterministic():
+    rng = np.random.default_rng(7)
+    real, generated = rng.normal(size=(600, 3)), rng.normal(size=(600, 3))
+    runs = [json.dumps(distance_metrics(real, generated, ["a", "b", "c"], None, None, 20, 3)) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_bad_inputs_are_not_computable_never_a_number():
+    rng = np.random.default_rng(8)
+    real, generated = rng.normal(size=(400, 3)), rng.normal(size=(400, 3))
+    real[:, 2] = 1.0  # constant
+    generated[5, 1] = np.nan
+    result = sample_distances(real, generated, ["a", "b", "c"], None, None, 10, 0)
+    assert result["per_feature"]["a"]["w1"]["status"] == "ok"
+    nan_feature = result["per_feature"]["b"]["w1"]
+    assert nan_feature["status"] == "not computable" and nan_feature["value"] is None
+    assert "non-finite" in nan_feature["reason"]
+    assert result["per_feature"]["c"]["w1_over_std"]["reason"] == "real feature is constant: no scale"
+    for joint in (result["fpd"], result["kpd"], result["correlation"]["max_abs"]):
+        assert joint["status"] == "not computable" and joint["value"] is None
+    few = distance_metrics(real[:50, :2], generated[:50, :1].repeat(2, 1) * 0 + 1, ["a", "b"], None, None, 10, 0)
+    assert few["floor_rows"] == 0 and "no real-vs-real floor" in few["fpd"]["floor_reason"]
+    assert few["fpd"]["value"] is None and "at least" in few["fpd"]["reason"]
+
+
+def test_real_vs_real_floor_sits_at_one_half_within_its_error():
+    real = np.random.default_rng(9).normal(size=(3000, 3))
+    floor = real_vs_real(real, FomSettings(classifier="hist", n_train_per_class=700, n_eval_per_class=700, bins=20,
+                                           bootstrap=50))
+    assert floor.n_eval_per_class == 700 and abs(floor.auc - 0.5) < 3 * floor.auc_error
+    assert 0.005 < floor.auc_error < 0.03  # ~ Mann-Whitney null error at 700 per class (0.011)
+
+
+def _metrics(auc, floor_auc, fpd=0.0, fpd_floor=0.0):
+    return {"auc": auc, "auc_error": 0.01, "n_eval_per_class": 1000, "auc_minus_floor": auc - floor_auc,
+            "floor": {"auc": floor_auc, "auc_error": 0.01},
+            "distances": {"fpd": {"status": "ok", "value": fpd, "error": 0.001, "floor": fpd_floor, "floor_error": 0.001},
+                          "kpd": {"status": "not computable", "reason": "too few", "value": None, "error": None}}}
+
+
+def test_verdict_judges_the_excess_over_the_floor():
+    limits = thresholds_from_config({"thresholds": {"auc_minus_floor": {"warn": 0.05, "fail": 0.1},
+                                                    "fpd": {"warn": 0.01, "fail": 0.04}, "kpd": {"warn": 1, "fail": 2}}})
+    assert verdict(_metrics(0.53, 0.51), limits)["overall"] == "pass"
+    assert verdict(_metrics(0.58, 0.51), limits)["overall"] == "warn"
+    judged = verdict(_metrics(0.53, 0.51, fpd=0.06, fpd_floor=0.005), limits)
+    assert judged["overall"] == "fail"
+    rows = {row["metric"]: row for row in judged["rows"]}
+    assert rows["fpd"]["excess"] == pytest.approx(0.055) and rows["fpd"]["verdict"] == "fail"
+    assert rows["kpd"]["verdict"] == "not computable" and "too few" in rows["kpd"]["detail"]
+    assert verdict({"auc": None, "reason": "only 10 rows"}, {"auc_minus_floor": Threshold(0.05, 0.1)})["overall"] \
+        == "not computable"
+
+
+def test_thresholds_are_checked():
+    with pytest.raises(ConfigError, match="fail .* below warn"):
+        thresholds_from_config({"thresholds": {"fpd": {"warn": 0.1, "fail": 0.01}}})
+    with pytest.raises(ConfigError, match="unknown metric"):
+        thresholds_from_config({"thresholds": {"auc": {"warn": 0.1, "fail": 0.2}}})
