@@ -195,7 +195,7 @@ def _validate(tmp_path, name, sampler, n=400, rows=600):
     figures = {key: str(tmp_path / name / f"{key}.png") for key in FIGURES}
     metrics = tmp_path / name / "metrics.json"
     validate_run(str(tmp_path / "test.parquet"), str(tmp_path / "transforms.json"), str(tmp_path / f"{name}.root"),
-        str(metrics), figures, _validation_params(n))
+        str(metrics), figures, _validation_params(n), verdict_csv=str(tmp_path / name / "verdict.csv"))
     return json.loads(metrics.read_text()), figures
 
 
@@ -228,6 +228,12 @@ def test_validate_ranks_generators_and_summary_gathers(tmp_path):
     assert summary["auc"].tolist() == pytest.approx([good["auc"], bad["auc"]], abs=1e-5)
     assert summary["training_seconds"].iloc[0] == 4.0 and np.isnan(summary["training_seconds"].iloc[1])
     assert summary["generation_rows_per_s"].tolist() == [5.0, 5.0]
+    assert summary["verdict"].tolist() == [good["verdict"]["overall"], "fail"]  # bad: AUC - floor > 0.2
+    assert summary["auc_minus_floor"].tolist() == pytest.approx([good["auc_minus_floor"], bad["auc_minus_floor"]], abs=1e-5)
+    assert abs(good["floor"]["auc"] - 0.5) < 4 * good["floor"]["auc_error"]
+    verdict_csv = pd.read_csv(tmp_path / "bad" / "verdict.csv")
+    assert verdict_csv["metric"].tolist() == ["overall", "auc_minus_floor", "ks_max"]
+    assert verdict_csv["verdict"].tolist()[:2] == ["fail", "fail"]
 
 
 def test_small_sample_is_reported_not_computable_with_its_plots_and_summary_row(tmp_path):
