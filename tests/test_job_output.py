@@ -36,10 +36,30 @@ def test_native_writes_to_stdout_and_stderr_go_to_the_log_only(tmp_path):
         assert expected in text, f"{expected!r} missing from the log:\n{text}"
 
 
-def test_every_rule_script_redirects_before_importing_the_step():
-    """The redirect must come first: TensorFlow prints while its module is imported."""
+def test_every_rule_script_pins_the_hash_seed_then_redirects_before_importing_the_step():
+    """Both must come first: the re-execution restarts the script, TensorFlow prints while imported."""
     for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
-        statements = [line for line in script.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        assert statements[:2] == ["from pipeline_steps.common.logs import send_process_output_to_log",
-                                  "send_process_output_to_log(snakemake.log[0])  # library start-up noise "
-                                  "goes to the log, not the terminal"], script.name
+        statements = [line.split("#")[0].strip() for line in script.read_text().splitlines()
+                      if line.strip() and not line.startswith("#")]
+        assert statements[:4] == ["from pipeline_steps.common.reproducible import run_with_fixed_hash_seed",
+                                  "run_with_fixed_hash_seed()",
+                                  "from pipeline_steps.common.logs import send_process_output_to_log",
+                                  "send_process_output_to_log(snakemake.log[0])"], script.name
+
+
+def test_a_job_reexecutes_itself_with_the_fixed_hash_seed(tmp_path):
+    """Whatever PYTHONHASHSEED the shell has, the job's code runs with hash seed 0 (set order with it)."""
+    script = tmp_path / "job.py"
+    script.write_text("import os, sys\n"
+                      "print('start', os.environ.get('PYTHONHASHSEED'), flush=True)\n"
+                      "from pipeline_steps.common.reproducible import run_with_fixed_hash_seed\n"
+                      "run_with_fixed_hash_seed()\n"
+                      "print('job', os.environ['PYTHONHASHSEED'], hash('jets'), sys.argv[1:])\n")
+    outputs = set()
+    for seed in ("1", "random", "0"):
+        result = subprocess.run([sys.executable, "-u", str(script), "arg"], cwd=REPO, capture_output=True, text=True,
+                                env={**__import__("os").environ, "PYTHONHASHSEED": seed}, check=True)
+        lines = result.stdout.splitlines()
+        assert lines[0] == f"start {seed}" and lines[-1].startswith("job 0 ") and lines[-1].endswith("['arg']")
+        outputs.add(lines[-1])
+    assert len(outputs) == 1  # the same hash of a string in every job, whatever the shell's seed

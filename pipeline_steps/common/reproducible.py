@@ -12,6 +12,12 @@ A clean rerun from the same raw files and config must give the same bytes (READM
   so the root folder is always ``archive``.
 * uproot stamps ``now()`` on every TKey/TDirectory and a time-based UUID in the header.
   ``fixed_root_timestamps`` pins the time; pass ``uuid_function=stable_uuid(text)``.
+
+And one breaks it through the interpreter: tf2onnx names and orders the nodes of a converted Keras
+LSTM graph by iterating over sets of strings, whose order follows ``PYTHONHASHSEED`` (the CalRatio
+``model.onnx`` differed between two hash seeds, weights identical). ``run_with_fixed_hash_seed``
+re-executes a job's script with ``PYTHONHASHSEED=0`` unless it already has it, so no job's output can
+depend on the hash seed of the shell that started the workflow.
 """
 
 from __future__ import annotations
@@ -25,6 +31,25 @@ import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+#: The hash seed every job runs with (``run_with_fixed_hash_seed``).
+JOB_HASH_SEED = "0"
+
+
+def run_with_fixed_hash_seed() -> None:
+    """Re-execute this process with ``PYTHONHASHSEED=JOB_HASH_SEED`` unless it already runs with it.
+
+    Called first in every rule's script. ``os.execve`` keeps the process id, so Snakemake keeps
+    waiting on the same job; ``sys.orig_argv`` repeats the interpreter's own flags and the script path.
+    """
+    import sys
+
+    if os.environ.get("PYTHONHASHSEED") == JOB_HASH_SEED:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execve(sys.executable, list(sys.orig_argv), dict(os.environ, PYTHONHASHSEED=JOB_HASH_SEED))
+
 
 #: The time stamped wherever a library insists on one (zip entries, Keras metadata, ROOT keys).
 FIXED_DATETIME = datetime.datetime(2024, 1, 1, 0, 0, 0)
