@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.export.onnx_canonical import canonicalise_file
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def export_keras_onnx(model, example_inputs, path: str | Path, opset: int) -> No
     keras_predict(model, example_inputs)
     with atomic_path(path) as tmp:
         model.export(str(tmp), format="onnx", opset_version=int(opset), verbose=False)
+        canonicalise_file(tmp)  # tf2onnx lists the nodes in another order each time: same model, same bytes
 
 
 def _float64_config(value):
