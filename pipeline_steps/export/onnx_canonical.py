@@ -153,13 +153,8 @@ def _drop_identities(graph: onnx.GraphProto, main: bool) -> None:
         return
     while any(target in alias for target in alias.values()):  # chains of identities
         alias = {name: alias.get(target, target) for name, target in alias.items()}
-    remaining = [node for node in graph.node if not (node.op_type == "Identity" and node.output[0] in alias)]
-    for node in remaining:
-        _rewrite_inputs(node, alias)
-    for item in graph.output:
-        item.name = alias.get(item.name, item.name)
-    del graph.node[:]
-    graph.node.extend(remaining)
+    _keep_nodes(graph, [node for node in graph.node if not (node.op_type == "Identity" and node.output[0] in alias)],
+                alias)
 
 
 def _merge_duplicates(graph: onnx.GraphProto, outer_signatures: dict[str, str], main: bool) -> None:
@@ -182,13 +177,18 @@ def _merge_duplicates(graph: onnx.GraphProto, outer_signatures: dict[str, str], 
             dropped.append(i)
         if not dropped:
             return
-        remaining = [node for i, node in enumerate(graph.node) if i not in set(dropped)]
-        for node in remaining:
-            _rewrite_inputs(node, alias)
-        for item in graph.output:
-            item.name = alias.get(item.name, item.name)
-        del graph.node[:]
-        graph.node.extend(remaining)
+        _keep_nodes(graph, [node for i, node in enumerate(graph.node) if i not in set(dropped)], alias)
+
+
+def _keep_nodes(graph: onnx.GraphProto, remaining: list[onnx.NodeProto], alias: dict[str, str]) -> None:
+    """``graph`` reduced to ``remaining``; every reader of a dropped output reads its ``alias`` instead."""
+    remaining = [onnx.NodeProto.FromString(node.SerializeToString()) for node in remaining]
+    for node in remaining:
+        _rewrite_inputs(node, alias)
+    for item in graph.output:
+        item.name = alias.get(item.name, item.name)
+    del graph.node[:]
+    graph.node.extend(remaining)
 
 
 def _rewrite_inputs(node: onnx.NodeProto, alias: dict[str, str]) -> None:
