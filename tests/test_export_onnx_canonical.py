@@ -50,6 +50,8 @@ def test_order_and_names_of_the_converter_do_not_reach_the_bytes():
     assert first.SerializeToString() != second.SerializeToString()
     assert canonicalise(first) and canonicalise(second)
     assert first.SerializeToString() == second.SerializeToString()
+    again = onnx.ModelProto.FromString(first.SerializeToString())
+    assert canonicalise(again) and again.SerializeToString() == first.SerializeToString()  # a fixed point
     onnx.checker.check_model(first, full_check=True)
     np.testing.assert_array_equal(_run(first, x), expected)
     assert [i.name for i in first.graph.input] == ["x"] and [o.name for o in first.graph.output] == ["y"]

@@ -49,15 +49,27 @@ def canonicalise_file(path: str | Path) -> bool:
     return True
 
 
+#: Passes until the form is a fixed point. The first pass folds identities and repeats inside loop
+#: bodies only after it has hashed them into their loop's signature; the second hashes the folded
+#: bodies, so two conversions that differ only in where the converter put an ``Identity`` meet there.
+MAX_PASSES = 4
+
+
 def canonicalise(model: onnx.ModelProto) -> bool:
     """Reorder and rename ``model.graph`` in place; False, with nothing changed, where it cannot be."""
     work = onnx.ModelProto.FromString(model.SerializeToString())
-    try:
-        _canonicalise_graph(work.graph, outer_signatures={}, outer_names={}, prefix="", main=True)
-    except NotCanonical:
-        return False
-    model.CopyFrom(work)
-    return True
+    previous = None
+    for _ in range(MAX_PASSES):
+        try:
+            _canonicalise_graph(work.graph, outer_signatures={}, outer_names={}, prefix="", main=True)
+        except NotCanonical:
+            return False
+        current = work.SerializeToString()
+        if current == previous:
+            model.CopyFrom(work)
+            return True
+        previous = current
+    return False
 
 
 def _digest(*parts: bytes | str) -> str:
