@@ -34,3 +34,14 @@ def repo() -> Path:
 @pytest.fixture
 def tiny_config() -> Path:
     return TINY_CONFIG
+
+
+def preprocess_outputs(folder: Path) -> dict[str, Path]:
+    """Output paths of ``preprocess.model_step.run`` under ``folder``, one per key it writes."""
+    from pipeline_steps.preprocess.model_step import OUTPUT_KEYS
+
+    names = {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet",
+             "transforms": "transforms.json", "distributions": "plots/distributions.png",
+             "correlations": "plots/correlations.png"}
+    assert set(names) == set(OUTPUT_KEYS)
+    return {key: folder / name for key, name in names.items()}

@@ -36,15 +36,25 @@ def test_native_writes_to_stdout_and_stderr_go_to_the_log_only(tmp_path):
         assert expected in text, f"{expected!r} missing from the log:\n{text}"
 
 
-def test_every_rule_script_pins_the_hash_seed_then_redirects_before_importing_the_step():
-    """Both must come first: the re-execution restarts the script, TensorFlow prints while imported."""
+def test_every_rule_script_starts_the_job_before_importing_the_step():
+    """start_job must come first: its re-execution restarts the script, TensorFlow prints while imported."""
     for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
         statements = [line.split("#")[0].strip() for line in script.read_text().splitlines()
                       if line.strip() and not line.startswith("#")]
-        assert statements[:4] == ["from pipeline_steps.common.reproducible import run_with_fixed_hash_seed",
-                                  "run_with_fixed_hash_seed()",
-                                  "from pipeline_steps.common.logs import send_process_output_to_log",
-                                  "send_process_output_to_log(snakemake.log[0])"], script.name
+        assert statements[:2] == ["from pipeline_steps.common.logs import start_job",
+                                  "start_job(snakemake.log[0])"], script.name
+
+
+def test_start_job_pins_the_hash_seed_and_redirects(tmp_path):
+    log = tmp_path / "job.log"
+    script = tmp_path / "job.py"
+    script.write_text("import os\n"
+                      "from pipeline_steps.common.logs import start_job\n"
+                      f"start_job({str(log)!r})\n"
+                      "os.write(2, ('seed ' + os.environ['PYTHONHASHSEED'] + '\\n').encode())\n")
+    result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=True,
+                            env={**__import__("os").environ, "PYTHONHASHSEED": "7"})
+    assert result.stderr == "" and log.read_text() == "seed 0\n"
 
 
 def test_a_job_reexecutes_itself_with_the_fixed_hash_seed(tmp_path):

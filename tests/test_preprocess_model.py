@@ -10,7 +10,8 @@ import pytest
 
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.preprocess import covariance_representation as cov
-from pipeline_steps.preprocess.model_step import OUTPUT_KEYS, run
+from pipeline_steps.preprocess.model_step import run
+from tests.conftest import preprocess_outputs
 from pipeline_steps.preprocess.transforms import load_transforms
 
 JETS = {
@@ -51,14 +52,6 @@ def _ingested_jets(path: Path, source_file: str, n_events: int, seed: int) -> pd
     return table
 
 
-def _outputs(folder: Path) -> dict[str, Path]:
-    names = {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet",
-             "transforms": "transforms.json", "distributions": "plots/distributions.png",
-             "correlations": "plots/correlations.png"}
-    assert set(names) == set(OUTPUT_KEYS)
-    return {key: folder / name for key, name in names.items()}
-
-
 def _read_splits(outputs: dict[str, Path]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(outputs[name]) for name in ("train", "validation", "test")}
 
@@ -66,7 +59,7 @@ def _read_splits(outputs: dict[str, Path]) -> dict[str, pd.DataFrame]:
 def test_run_writes_contract_columns_and_invertible_transforms(tmp_path):
     files = [tmp_path / "0.parquet", tmp_path / "1.parquet"]
     originals = pd.concat([_ingested_jets(files[0], "0.root", 300, 1), _ingested_jets(files[1], "1.root", 300, 2)])
-    outputs = _outputs(tmp_path / "jets")
+    outputs = preprocess_outputs(tmp_path / "jets")
     run(files, outputs, {"model": "jets", "config": JETS, "seed": 42}, log=tmp_path / "jets.log")
     splits = _read_splits(outputs)
     identity = ["source_file", "entry", "object_index", "run", "luminosityBlock", "event"]
@@ -98,7 +91,7 @@ def test_run_output_does_not_depend_on_input_file_order(tmp_path):
     files = [tmp_path / "0.parquet", tmp_path / "1.parquet"]
     _ingested_jets(files[0], "0.root", 100, 1)
     _ingested_jets(files[1], "1.root", 100, 2)
-    first, second = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
+    first, second = preprocess_outputs(tmp_path / "a"), preprocess_outputs(tmp_path / "b")
     run(files, first, {"model": "jets", "config": JETS, "seed": 42})
     run(files[::-1], second, {"model": "jets", "config": JETS, "seed": 42})
     for name in ("train", "validation", "test"):
@@ -110,7 +103,7 @@ def test_nan_in_a_model_variable_names_the_column_and_file(tmp_path):
     table.loc[3, "btagDeepB"] = np.nan
     table.to_parquet(tmp_path / "0.parquet", index=False)
     with pytest.raises(InputError, match=r"0\.parquet.*'btagDeepB'.*NaN"):
-        run([tmp_path / "0.parquet"], _outputs(tmp_path / "out"), {"model": "jets", "config": JETS, "seed": 1})
+        run([tmp_path / "0.parquet"], preprocess_outputs(tmp_path / "out"), {"model": "jets", "config": JETS, "seed": 1})
     assert not (tmp_path / "out" / "train.parquet").exists()
 
 
@@ -134,7 +127,7 @@ def test_covariance_model_with_cholesky_representation_and_decorrelation(tmp_pat
                                                                                 "charge": "passthrough"},
                                 "decorrelate_conditions": True, "targets": "quantile_normal",
                                 "target_representation": "cholesky"}}
-    outputs = _outputs(tmp_path / "cov")
+    outputs = preprocess_outputs(tmp_path / "cov")
     run([tmp_path / "0.parquet"], outputs, {"model": "tracks_cov", "config": config, "seed": 0})
     train, test = pd.read_parquet(outputs["train"]), pd.read_parquet(outputs["test"])
     cond = train[[f"cond__{c}" for c in config["conditions"]]].to_numpy(np.float64)
@@ -168,7 +161,7 @@ def test_categorised_ship_inputs_get_category_and_zero_start_xy_for_target_muons
               "targets": ["StartX", "StartY", "StartZ", "Px", "Py", "Pz"],
               "split": {"train": 0.8, "validation": 0.1, "test": 0.1}, "identity": [],
               "preprocessing": {"default": "passthrough", "targets": "passthrough", "decorrelate_conditions": False}}
-    outputs = _outputs(tmp_path / "ship")
+    outputs = preprocess_outputs(tmp_path / "ship")
     run(files, outputs, {"model": "ship_muons", "config": config, "seed": 42})
     train = pd.read_parquet(outputs["train"])
     assert list(train.columns[:4]) == ["source_file", "entry", "object_index", "category"]

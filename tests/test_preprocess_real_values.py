@@ -13,7 +13,8 @@ import yaml
 
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived, parse_derived
-from pipeline_steps.preprocess.model_step import OUTPUT_KEYS, run
+from pipeline_steps.preprocess.model_step import run
+from tests.conftest import preprocess_outputs
 from pipeline_steps.preprocess.transforms import (
     ModelTransforms,
     VariableTransform,
@@ -64,18 +65,10 @@ def _ingested_jets(path: Path, n: int = 400, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def _outputs(folder: Path) -> dict[str, Path]:
-    names = {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet",
-             "transforms": "transforms.json", "distributions": "distributions.png",
-             "correlations": "correlations.png"}
-    assert set(names) == set(OUTPUT_KEYS)
-    return {key: folder / name for key, name in names.items()}
-
-
 # ------------------------------------------------------------------------------ B: floors, offsets, clips
 def test_default_jets_preprocessing_takes_zero_and_negative_gen_masses_and_reports_them(tmp_path):
     table = _ingested_jets(tmp_path / "3.parquet")
-    outputs = _outputs(tmp_path / "jets")
+    outputs = preprocess_outputs(tmp_path / "jets")
     run([tmp_path / "3.parquet"], outputs, {"model": "jets", "config": _jets_model_slice(), "seed": 42},
         log=tmp_path / "jets.log")
     splits = pd.concat([pd.read_parquet(outputs[s]) for s in ("train", "validation", "test")])
@@ -164,7 +157,7 @@ def test_non_finite_model_variable_names_the_raw_file_entry_and_column(tmp_path,
     table = _ingested_jets(tmp_path / "3.parquet")
     table.loc[17, column] = value
     table.to_parquet(tmp_path / "3.parquet", index=False)
-    outputs = _outputs(tmp_path / "out")
+    outputs = preprocess_outputs(tmp_path / "out")
     with pytest.raises(InputError, match=rf"3\.parquet: column '{column}' has 1 non-finite.*raw file 3\.root, entry 17"):
         run([tmp_path / "3.parquet"], outputs, {"model": "jets", "config": _jets_model_slice(), "seed": 1})
     assert not outputs["transforms"].exists() and not outputs["train"].exists()
@@ -175,7 +168,7 @@ def test_a_log_outside_its_domain_names_the_raw_file_and_entry(tmp_path):
     config = _jets_model_slice()
     config["preprocessing"] = {**config["preprocessing"], "log_offset": {}, "clip": {}}
     with pytest.raises(InputError, match=r"'gen_mass' \(column\) has 2 values.*raw file 3\.root, entry 0.*log_offset"):
-        run([tmp_path / "3.parquet"], _outputs(tmp_path / "out"), {"model": "jets", "config": config, "seed": 1})
+        run([tmp_path / "3.parquet"], preprocess_outputs(tmp_path / "out"), {"model": "jets", "config": config, "seed": 1})
 
 
 def test_fit_refuses_infinity_not_only_nan():

@@ -71,3 +71,12 @@ def send_process_output_to_log(log_path: str | Path) -> None:
         os.dup2(descriptor, 2)
     finally:
         os.close(descriptor)
+
+
+def start_job(log_path: str | Path) -> None:
+    """What every rule's script does first: run with the fixed hash seed (re-executing the script if
+    needed, ``reproducible.run_with_fixed_hash_seed``), then send its native output to its log."""
+    from pipeline_steps.common.reproducible import run_with_fixed_hash_seed
+
+    run_with_fixed_hash_seed()
+    send_process_output_to_log(log_path)

@@ -209,10 +209,14 @@ def split_sizes(n_real: int, n_generated: int, settings: FomSettings) -> tuple[i
                          f"least {needed} of each ({MIN_EVAL_PER_CLASS} per class to evaluate, so that the AUC's "
                          f"statistical error stays below {MAX_AUC_ERROR}): ingest more files or enlarge the "
                          f"test split")
-    note = (f"fewer rows than asked: {n_real} real and {n_generated} generated rows available, "
-            f"{wanted_train}+{wanted_eval} per class asked; used {n_train} train + {n_eval} eval per class, "
-            f"so the AUC has a statistical error of about {auc_null_error(n_eval, n_eval):.3f}")
-    return n_train, n_eval, True, note
+    return n_train, n_eval, True, reduced_note(n_real, n_generated, settings, n_train, n_eval)
+
+
+def reduced_note(n_real: int, n_generated: int, asked: FomSettings, n_train: int, n_eval: int, why: str = "") -> str:
+    """The ``note`` of a figure of merit on fewer rows than asked, with the AUC's statistical error."""
+    return (f"fewer rows than asked: {n_real} real and {n_generated} generated rows available, "
+            f"{asked.n_train_per_class}+{asked.n_eval_per_class} per class asked; used {n_train} train + {n_eval} "
+            f"eval per class{why}, so the AUC has a statistical error of about {auc_null_error(n_eval, n_eval):.3f}")
 
 
 def make_classifier(kind: str, seed: int):

@@ -25,7 +25,7 @@ from pipeline_steps.generate.layout import OutputLayout, layout_from_config
 from pipeline_steps.validate import plots, profiles
 from pipeline_steps.validate.compare import distance_metrics
 from pipeline_steps.validate.figure_of_merit import (FomResult, FomSettings, figure_of_merit, matched_to_floor,
-                                                     real_vs_real)
+                                                     real_vs_real, reduced_note)
 from pipeline_steps.validate.spd import spd_fraction
 from pipeline_steps.validate.summary import write_summary
 from pipeline_steps.validate.tables import Comparison, build_comparison
@@ -73,11 +73,10 @@ def run(test_split: str, transforms: str, generated: str, metrics: str, figures:
                                       list(settings.conditions), settings.weight, categories_json)
         result = validate(comparison, settings, figures)
         write_text_atomic(metrics, json.dumps(result, indent=1) + "\n")
+        table = verdict_table(settings.model, result["verdict"])
         if verdict_csv:
-            write_text_atomic(verdict_csv, verdict_table(settings.model, result["verdict"]).to_csv(
-                index=False, float_format="%.6g"))
-        log.info("%s: verdict %s\n%s", settings.model, result["verdict"]["overall"],
-                 verdict_table(settings.model, result["verdict"]).to_string(index=False))
+            write_text_atomic(verdict_csv, table.to_csv(index=False, float_format="%.6g"))
+        log.info("%s: verdict %s\n%s", settings.model, result["verdict"]["overall"], table.to_string(index=False))
 
 
 def validate(comparison: Comparison, settings: ValidateSettings, figures: Mapping[str, str]) -> dict[str, Any]:
@@ -156,11 +155,8 @@ def fom_document(fom: FomResult, floor: FomResult | None, n_real: int, n_generat
                                                                                          asked.n_eval_per_class)
     if matched:
         document["reduced"] = True
-        document["note"] = (f"fewer rows than asked: {n_real} real and {n_generated} generated rows available, "
-                            f"{asked.n_train_per_class}+{asked.n_eval_per_class} per class asked; used "
-                            f"{fom.n_train_per_class} train + {fom.n_eval_per_class} eval per class, as many as "
-                            f"the real-vs-real floor has (each half of the real rows), so the AUC has a statistical "
-                            f"error of about {document['auc_null_error']:.3f}")
+        document["note"] = reduced_note(n_real, n_generated, asked, fom.n_train_per_class, fom.n_eval_per_class,
+                                        ", as many as the real-vs-real floor has (each half of the real rows)")
     return document
 
 

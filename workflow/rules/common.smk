@@ -245,6 +245,11 @@ def model_output_layout(wildcards):
     }
 
 
+def model_tree(wildcards):
+    """params of export: the TTree of the model's dataset, recorded in bundle.json as io.tree."""
+    return model_output_layout(wildcards)["tree"]
+
+
 def scan_names():
     """Scanned models (by their own name), each expanded into instances by expand_scans."""
     return list(SCANS)

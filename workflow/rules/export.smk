@@ -1,6 +1,5 @@
 # Stage: export - trained model -> results/export/{model}/: ONNX + native model + transforms + bundle.json,
 # verified against the framework when made (pipeline_steps/export/). One rule per framework (conda env).
-# params.tree: the model's dataset's TTree name, recorded in bundle.json as io.tree (Events, Tracks, CalRatio).
 
 
 rule export_covariance_gan:
@@ -25,7 +24,7 @@ rule export_covariance_gan:
     params:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=lambda wc: config["models"][wc.model],
-        tree=lambda wc: config["datasets"][config["models"][wc.model]["dataset"]]["tree"],
+        tree=model_tree,
         export=config["export"],
         code=source_hash(
             "export/step",
@@ -64,7 +63,7 @@ rule export_flow:
     params:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=lambda wc: config["models"][wc.model],
-        tree=lambda wc: config["datasets"][config["models"][wc.model]["dataset"]]["tree"],
+        tree=model_tree,
         export=config["export"],
         code=source_hash(
             "export/step",
@@ -103,7 +102,7 @@ rule export_calratio_rnn:
     params:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=lambda wc: config["models"][wc.model],
-        tree=lambda wc: config["datasets"][config["models"][wc.model]["dataset"]]["tree"],
+        tree=model_tree,
         export=config["export"],
         code=source_hash(
             "export/step",

@@ -1,9 +1,6 @@
-from pipeline_steps.common.reproducible import run_with_fixed_hash_seed
+from pipeline_steps.common.logs import start_job
 
-run_with_fixed_hash_seed()  # outputs must not depend on the hash seed of the user's shell
-from pipeline_steps.common.logs import send_process_output_to_log  # noqa: E402
-
-send_process_output_to_log(snakemake.log[0])  # library start-up noise goes to the log, not the terminal
+start_job(snakemake.log[0])  # fixed hash seed; library start-up noise to the log, not the terminal
 
 from pipeline_steps.ingest.step import run
 
