@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.validate import distances as dist
 from pipeline_steps.validate.compare import distance_metrics, sample_distances
-from pipeline_steps.validate.figure_of_merit import FomSettings, rank_auc, real_vs_real
+from pipeline_steps.validate.figure_of_merit import FomSettings, rank_auc, real_vs_real, repeated_floor
 from pipeline_steps.validate.verdict import Threshold, thresholds_from_config, verdict
 
 
@@ -48,6 +48,10 @@ def test_mmd_from_moments_equals_the_kernel_matrices_and_kpd_sees_a_shift():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(300, 5)), rng.normal(size=(200, 5)) + 0.2
     assert dist.mmd2_unbiased(a, b) == pytest.approx(dist.mmd2_unbiased_direct(a, b), rel=1e-9)
+    wide_a, wide_b = rng.normal(size=(2500, 25)), rng.normal(size=(2400, 25)) + 0.1  # the kernel-block path
+    assert dist.mmd2_unbiased(wide_a, wide_b) == pytest.approx(dist.mmd2_unbiased_direct(wide_a, wide_b), rel=1e-9)
+    by_moments = dist._pair_sums_by_moments(a, b, 3)
+    assert by_moments == pytest.approx([dist._kernel_sum(x, y, 3) for x, y in ((a, a), (b, b), (a, b))], rel=1e-12)
     same = dist.kpd(rng.normal(size=(4000, 5)), rng.normal(size=(4000, 5)), seed=0)
     shifted = dist.kpd(rng.normal(size=(4000, 5)), rng.normal(size=(4000, 5)) + [0.3, 0, 0, 0, 0], seed=0)
     assert abs(same[0]) < 3 * same[1] + 1e-4  # unbiased: 0 within its spread
@@ -144,3 +148,14 @@ def test_thresholds_are_checked():
         thresholds_from_config({"thresholds": {"fpd": {"warn": 0.1, "fail": 0.01}}})
     with pytest.raises(ConfigError, match="unknown metric"):
         thresholds_from_config({"thresholds": {"auc": {"warn": 0.1, "fail": 0.2}}})
+
+
+def test_floor_is_the_mean_of_independent_halvings():
+    real = np.random.default_rng(10).normal(size=(3000, 3))
+    settings = FomSettings(classifier="hist", n_train_per_class=700, n_eval_per_class=700, bins=20, bootstrap=30,
+                           floor_repeats=4)
+    floor = repeated_floor(real, settings)
+    assert len(set(floor.aucs)) == 4  # each halving draws other rows
+    assert floor.auc == pytest.approx(np.mean(floor.aucs)) and floor.first.auc == floor.aucs[0]
+    assert floor.mean_error == pytest.approx(np.std(floor.aucs, ddof=1) / 2)
+    assert abs(floor.auc - 0.5) < 4 * floor.mean_error + 0.01

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline_steps.validate.figure_of_merit import (MIN_EVAL_PER_CLASS, FomSettings, TooFewRows, auc_null_error,
+                                                     effective_size,
                                                      compare_histograms, figure_of_merit, split_sizes)
 from pipeline_steps.validate.spd import spd_fraction
 
@@ -112,3 +113,17 @@ def test_null_auc_error_matches_the_spread_of_real_vs_real_aucs():
     n = 80
     aucs = [roc_auc_score(np.r_[np.zeros(n), np.ones(n)], rng.random(2 * n)) for _ in range(2000)]
     assert np.std(aucs) == pytest.approx(auc_null_error(n, n), rel=0.1)  # 2000 draws: std known to ~1.6%
+
+
+def test_weighted_rows_count_by_their_effective_size():
+    """400 rows with SHiP-like weights (a few rows carry almost all weight) are worth fewer than 68 rows:
+    refused, and the message says n_eff; with even weights the same rows are accepted."""
+    real, generated = _sample(800, 0), _sample(800, 1)
+    weights = np.where(np.arange(800) % 50 == 0, 768.75, 1.0)
+    assert effective_size(weights[:400]) < MIN_EVAL_PER_CLASS
+    settings = FomSettings(n_train_per_class=400, n_eval_per_class=400, bins=20)
+    with pytest.raises(TooFewRows, match="n_eff"):
+        figure_of_merit(real, generated, settings, real_weights=weights)
+    even = figure_of_merit(real, generated, settings, real_weights=np.full(800, 3.0))
+    assert even.n_eff_real == pytest.approx(400) and even.to_dict()["auc_null_error"] == pytest.approx(
+        auc_null_error(400, 400))

@@ -158,17 +158,40 @@ def mmd2_unbiased(a: np.ndarray, b: np.ndarray, degree: int = KPD_DEGREE) -> flo
     """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^degree: mean k(a, a') + mean k(b, b') - 2 mean k(a, b),
     the self terms without the diagonal (i != j).
 
-    The sums over all pairs come from moment tensors (see ``_moments``) in O(n d^degree) instead of
-    the O(n^2 d) kernel matrices (25 M entries each at 5000 rows): the result is the same number.
+    The sums over all pairs come either from moment tensors (see ``_moments``, O(n d^degree)) or
+    from kernel matrices built block by block with a matrix product (O(n^2 d), memory bounded by
+    ``KERNEL_BLOCK`` rows): both give the same number, and the cheaper is used. The moments win for
+    few features (10 features: 1000 terms per row), the kernel matrices for many (the jets' 25
+    features: 15625 terms per row, 2.3 s per 2700-row batch against 0.1 s).
     """
     d = a.shape[1]
-    moments_a, moments_b = _moments(a, degree), _moments(b, degree)
+    if d ** degree < 3 * max(len(a), len(b)):
+        sum_aa, sum_bb, sum_ab = _pair_sums_by_moments(a, b, degree)
+    else:
+        sum_aa, sum_bb, sum_ab = (_kernel_sum(x, y, degree) for x, y in ((a, a), (b, b), (a, b)))
     n, m = len(a), len(b)
     diagonal_a = np.sum((np.einsum("ij,ij->i", a, a) / d + 1.0) ** degree)
     diagonal_b = np.sum((np.einsum("ij,ij->i", b, b) / d + 1.0) ** degree)
-    return float((_pair_sum(moments_a, moments_a, d) - diagonal_a) / (n * (n - 1))
-                 + (_pair_sum(moments_b, moments_b, d) - diagonal_b) / (m * (m - 1))
-                 - 2.0 * _pair_sum(moments_a, moments_b, d) / (n * m))
+    return float((sum_aa - diagonal_a) / (n * (n - 1)) + (sum_bb - diagonal_b) / (m * (m - 1))
+                 - 2.0 * sum_ab / (n * m))
+
+
+#: Rows of one block of a kernel matrix (block x n floats: 40 MB at 5000 rows).
+KERNEL_BLOCK = 1024
+
+
+def _kernel_sum(x: np.ndarray, y: np.ndarray, degree: int) -> float:
+    """sum_ij (x_i.y_j / d + 1)^degree, one block of rows of x at a time."""
+    d = x.shape[1]
+    return float(sum(((x[start:start + KERNEL_BLOCK] @ y.T) / d + 1.0).__ipow__(degree).sum()
+                     for start in range(0, len(x), KERNEL_BLOCK)))
+
+
+def _pair_sums_by_moments(a: np.ndarray, b: np.ndarray, degree: int) -> tuple[float, float, float]:
+    d = a.shape[1]
+    moments_a, moments_b = _moments(a, degree), _moments(b, degree)
+    return (_pair_sum(moments_a, moments_a, d), _pair_sum(moments_b, moments_b, d),
+            _pair_sum(moments_a, moments_b, d))
 
 
 def _moments(x: np.ndarray, degree: int, chunk: int = 512) -> list[np.ndarray]:

@@ -24,8 +24,8 @@ from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import OutputLayout, layout_from_config
 from pipeline_steps.validate import plots, profiles
 from pipeline_steps.validate.compare import distance_metrics
-from pipeline_steps.validate.figure_of_merit import (FomResult, FomSettings, figure_of_merit, matched_to_floor,
-                                                     real_vs_real, reduced_note)
+from pipeline_steps.validate.figure_of_merit import (Floor, FomResult, FomSettings, figure_of_merit,
+                                                     matched_to_floor, reduced_note, repeated_floor)
 from pipeline_steps.validate.spd import spd_fraction
 from pipeline_steps.validate.summary import write_summary
 from pipeline_steps.validate.tables import Comparison, build_comparison
@@ -90,14 +90,15 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
     real, generated = comparison.real.to_numpy(), comparison.generated.to_numpy()
     floor, floor_metrics = real_vs_real_floor(real, comparison.real_weights, settings)
     try:
-        fom_settings = settings.fom if floor is None else matched_to_floor(settings.fom, floor)
+        fom_settings = settings.fom if floor is None else matched_to_floor(settings.fom, floor.first)
         fom = figure_of_merit(real, generated, fom_settings, comparison.real_weights, comparison.generated_weights)
     except InputError as error:  # too few rows (TooFewRows) or non-finite values
         log.warning("%s: figure of merit not computable: %s", settings.model, error)
         fom_metrics = not_computable(str(error), settings.fom.classifier)
         plots.plot_message(figures["bdt_output"], f"{settings.model}: BDT figure of merit not computable\n{error}")
     else:
-        fom_metrics = fom_document(fom, floor, len(real), len(generated), settings.fom)
+        fom_metrics = fom_document(fom, None if floor is None else floor.first, len(real), len(generated),
+                                   settings.fom)
         if fom_metrics["reduced"]:
             log.warning("%s: %s", settings.model, fom_metrics["note"])
         plots.plot_bdt_output(fom.scores_real, fom.scores_generated, fom.weights_real, fom.weights_generated, bins,
@@ -134,17 +135,20 @@ BOOTSTRAP_COVERS = ("auc_error: resampling of the BDT's evaluation rows (not of 
                     "extrapolation; kpd: half the 16-84% range over batches")
 
 
-def real_vs_real_floor(real, real_weights, settings: ValidateSettings) -> tuple[FomResult | None, dict[str, Any]]:
-    """The floor's FomResult (None when not computable) and its metrics.json entry."""
+def real_vs_real_floor(real, real_weights, settings: ValidateSettings) -> tuple[Floor | None, dict[str, Any]]:
+    """The floor (None when not computable) and its metrics.json entry: ``auc`` is the mean over the
+    halvings, ``auc_error`` one halving's bootstrap error, ``auc_mean_error`` the mean's error."""
     try:
-        floor = real_vs_real(real, settings.fom, real_weights)
+        floor = repeated_floor(real, settings.fom, real_weights)
     except InputError as error:
         log.warning("%s: real-vs-real floor not computable: %s", settings.model, error)
         return None, {"status": "not computable", "reason": str(error), "auc": None, "auc_error": None,
                       "chi2_ndf": None, "overlap": None, "n_train_per_class": 0, "n_eval_per_class": 0}
-    return floor, {"status": "ok", "auc": floor.auc, "auc_error": floor.auc_error, "chi2_ndf": floor.chi2_ndf,
-                   "overlap": floor.overlap, "n_train_per_class": floor.n_train_per_class,
-                   "n_eval_per_class": floor.n_eval_per_class}
+    first = floor.first
+    return floor, {"status": "ok", "auc": floor.auc, "auc_error": first.auc_error, "auc_mean_error": floor.mean_error,
+                   "auc_each_halving": floor.aucs, "chi2_ndf": first.chi2_ndf, "overlap": first.overlap,
+                   "n_train_per_class": first.n_train_per_class, "n_eval_per_class": first.n_eval_per_class,
+                   "n_eff_eval_real": first.n_eff_real, "n_eff_eval_generated": first.n_eff_generated}
 
 
 def fom_document(fom: FomResult, floor: FomResult | None, n_real: int, n_generated: int,
@@ -161,11 +165,11 @@ def fom_document(fom: FomResult, floor: FomResult | None, n_real: int, n_generat
 
 
 def auc_minus_floor(fom_metrics: Mapping[str, Any], floor_metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """AUC - floor AUC and its error (the two bootstrap errors in quadrature: independent BDTs and rows)."""
+    """AUC - floor AUC and its error (the AUC's bootstrap error and the floor mean's error in quadrature)."""
     if fom_metrics["auc"] is None or floor_metrics["auc"] is None:
         return {"auc_minus_floor": None, "auc_minus_floor_error": None}
     return {"auc_minus_floor": fom_metrics["auc"] - floor_metrics["auc"],
-            "auc_minus_floor_error": float(np.hypot(fom_metrics["auc_error"], floor_metrics["auc_error"]))}
+            "auc_minus_floor_error": float(np.hypot(fom_metrics["auc_error"], floor_metrics["auc_mean_error"]))}
 
 
 def not_computable(reason: str, classifier: str) -> dict[str, Any]:
@@ -176,8 +180,8 @@ def not_computable(reason: str, classifier: str) -> dict[str, Any]:
             "note": reason, "classifier": classifier, "weighted": None}
 
 
-def _floor_text(floor: FomResult | None) -> str:
-    return "not computable" if floor is None else f"{floor.auc:.3f} ± {floor.auc_error:.3f}"
+def _floor_text(floor: Floor | None) -> str:
+    return "not computable" if floor is None else f"{floor.auc:.3f} ± {floor.mean_error:.3f}"
 
 
 def run_summary(metrics: list[str], generation: list[str], output: str, train_dirs: list[str],
