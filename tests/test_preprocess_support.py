@@ -47,3 +47,39 @@ def test_round_trips_through_the_transforms_document_and_the_standalone_runner()
 def test_an_empty_support_changes_nothing():
     generated = pd.DataFrame({"x": [-1e9, 0.5, 1e9]})
     pd.testing.assert_frame_equal(PhysicalSupport().apply(generated), generated)
+
+
+def _nano_precision(values: np.ndarray, bits: int) -> np.ndarray:
+    """float32 truncated to ``bits`` mantissa bits, the way the toy (and NanoAOD) stores a float."""
+    mask = np.uint32((0xFFFFFFFF << (23 - bits)) & 0xFFFFFFFF)
+    return (np.asarray(values, np.float32).view(np.uint32) & mask).view(np.float32)
+
+
+def test_reduced_precision_is_detected_and_generated_values_land_on_its_lattice():
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({"chHEF": _nano_precision(rng.uniform(0, 1, 500), 6),
+                         "eta": _nano_precision(rng.normal(0, 2, 500), 12),
+                         "pt": rng.exponential(40, 500).astype(np.float32) + 15})  # full float32 precision
+    support = PhysicalSupport.fit(rows)
+    assert support.mantissa_bits == {"chHEF": 6, "eta": 12}
+    generated = pd.DataFrame({"chHEF": rng.uniform(0, 1, 1000), "eta": rng.normal(0, 2, 1000),
+                              "pt": rng.exponential(40, 1000) + 15})
+    held = support.apply(generated)
+    for name, bits in support.mantissa_bits.items():
+        values = held[name].to_numpy(np.float32)
+        np.testing.assert_array_equal(values, _nano_precision(values, bits))  # on the lattice
+        spacing = np.abs(generated[name].to_numpy()) * 2.0 ** -bits  # one unit in the last kept place
+        assert np.all(np.abs(held[name] - generated[name].clip(*support.ranges[name])) <= spacing)
+        assert len(np.unique(values)) < len(np.unique(generated[name]))
+    assert held["pt"].equals(generated["pt"].clip(*support.ranges["pt"]))
+    document = ModelTransforms(VariableTransforms([]), VariableTransforms([]), support=support).to_dict()
+    standalone = run_bundle.within_support(document, {name: generated[name].to_numpy() for name in generated})
+    for name in generated.columns:
+        np.testing.assert_array_equal(held[name].to_numpy(), standalone[name])
+
+
+def test_rounding_to_fewer_mantissa_bits_is_to_the_nearest_lattice_value():
+    from pipeline_steps.preprocess.transforms import round_mantissa
+
+    assert round_mantissa(np.array([0.5313, 0.53, -0.5313, 1.99999, 0.0]), 6).tolist() == [0.53125, 0.53125, -0.53125,
+                                                                                          2.0, 0.0]

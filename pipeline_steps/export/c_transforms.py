@@ -64,6 +64,10 @@ def check_supported(model_transforms) -> None:
                           "function supports 'elements' only")
     if model_transforms.derived:
         raise ConfigError(f"export.c: derived targets {sorted(model_transforms.derived)} are not supported in C")
+    reduced = sorted(model_transforms.support.mantissa_bits)
+    if reduced:
+        raise ConfigError(f"export.c: targets {reduced} are stored with a reduced mantissa (support.mantissa_bits); "
+                          f"the C support does not round them: export without export.c")
     point_masses = [t.name for t in model_transforms.targets.transforms
                     if "point_mass_low" in t.params or "point_mass_high" in t.params]
     if point_masses:

@@ -40,7 +40,9 @@ TRANSFORM_RECIPE = [
     "(ratio: a = r*b, or a = r*max(b, floor) when the derived entry has 'floor'; difference: a = d + b; "
     "delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",
     "support (generated rows only): clip each physical target named in 'support.ranges' to its training [low, high], "
-    "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower).",
+    "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower), "
+    "then round each one named in 'support.mantissa_bits' to the nearest float32 with that many mantissa bits "
+    "(add half of the last kept bit to the bit pattern, clear the dropped bits), the precision the file stores.",
     "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (broadened variables: "
     "sqrt-broadening undone with the stored constants) and StartX = StartY = 0 for categories from the target.",
     "run_bundle.py in this folder implements all of the above with numpy only.",

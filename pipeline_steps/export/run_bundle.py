@@ -242,7 +242,8 @@ def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict
 
 
 def within_support(document: dict, physical: dict) -> dict:
-    """Generated physical targets clipped to the training range; discrete ones snapped to seen values."""
+    """Generated physical targets clipped to the training range; discrete ones snapped to seen values;
+    reduced-precision ones rounded to their stored mantissa bits."""
     support = document.get("support") or {}
     out = dict(physical)
     for name, (low, high) in support.get("ranges", {}).items():
@@ -255,6 +256,12 @@ def within_support(document: dict, physical: dict) -> dict:
         elif len(allowed) > 1:
             above = np.clip(np.searchsorted(allowed, x), 1, len(allowed) - 1)
             x = np.where(np.abs(allowed[above] - x) < np.abs(x - allowed[above - 1]), allowed[above], allowed[above - 1])
+        bits = support.get("mantissa_bits", {}).get(name)
+        if bits is not None:  # the stored precision: nearest float32 with that many mantissa bits
+            shift = 23 - int(bits)
+            as_int = x.astype(np.float32).view(np.uint32)
+            x = ((as_int + np.uint32(1 << (shift - 1))) & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)).view(
+                np.float32).astype(np.float64)
         out[name] = x
     return out
 
