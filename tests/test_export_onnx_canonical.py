@@ -79,3 +79,18 @@ def test_identical_random_ops_are_never_merged():
     before = model.SerializeToString()
     assert not canonicalise(model)
     assert model.SerializeToString() == before
+
+
+def test_converter_numbered_symbolic_dimensions_do_not_reach_the_bytes():
+    """tf2onnx numbers unknown dimensions with a process-wide counter: the CalRatio export of a fresh run
+    differed from the first only in ``unk__1314`` against ``unk__1315`` inside an LSTM loop body."""
+    def model(dimension: str) -> onnx.ModelProto:
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dimension])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", dimension])])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+    first, second = model("unk__1314"), model("unk__1315")
+    assert canonicalise(first) and canonicalise(second)
+    assert first.SerializeToString() == second.SerializeToString()
+    assert [d.dim_param for d in first.graph.input[0].type.tensor_type.shape.dim] == ["batch", "d0"]

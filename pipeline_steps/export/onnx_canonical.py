@@ -11,7 +11,8 @@ computation only:
   initialisers hash their content; the main graph's inputs their name, a subgraph's by position;
 * nodes are listed in a topological order that breaks ties by signature, and renamed after their
   position (``n12_Loop``, outputs ``t12_0``; inside subgraphs with the owning node's name as prefix);
-  initialisers are named and listed in order of first use.
+  initialisers are named and listed in order of first use;
+* the converter's numbered symbolic dimensions (``unk__1314``) are renamed in order of appearance.
 
 The main graph's inputs and outputs keep their names (the bundle runner feeds and reads them). Two
 nodes that compute the same thing (tf2onnx repeats a ``Not`` of the mask in the LSTM loop body) have
@@ -64,12 +65,35 @@ def canonicalise(model: onnx.ModelProto) -> bool:
             _canonicalise_graph(work.graph, outer_signatures={}, outer_names={}, prefix="", main=True)
         except NotCanonical:
             return False
+        _rename_symbolic_dimensions(work.graph)
         current = work.SerializeToString()
         if current == previous:
             model.CopyFrom(work)
             return True
         previous = current
     return False
+
+
+def _rename_symbolic_dimensions(graph: onnx.GraphProto) -> None:
+    """Converter-made symbolic dimensions (tf2onnx's ``unk__1314``, numbered by a process-wide counter,
+    so the same model converted after another one gets ``unk__1315``) renamed ``d0``, ``d1``, ... in
+    order of first appearance in the canonical graph; names a person gave (``batch``) are kept."""
+    names: dict[str, str] = {}
+    for value in _value_infos(graph):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param.startswith("unk__"):
+                dim.dim_param = names.setdefault(dim.dim_param, f"d{len(names)}")
+
+
+def _value_infos(graph: onnx.GraphProto):
+    """The typed values of ``graph`` and of its subgraphs, in graph order (inputs, outputs, value_info)."""
+    yield from graph.input
+    yield from graph.output
+    yield from graph.value_info
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+                yield from _value_infos(subgraph)
 
 
 def _digest(*parts: bytes | str) -> str:
