@@ -14,6 +14,16 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TINY_CONFIG = REPO / "tests" / "config" / "tiny.yaml"
 
 
+#: A NanoAOD jets table (config ``datasets.<d>.tables.<t>``) for the generation tests' small layouts.
+JETS_TABLE = {
+    "collection": {"counter": "nJet", "prefix": "Jet_"},
+    "fields": ["pt", "area", "nConstituents"],
+    "event_fields": ["PV_npvs"],
+    "match": {"index": "genJetIdx", "collection": {"counter": "nGenJet", "prefix": "GenJet_"},
+              "fields": ["pt", "eta"], "output_prefix": "gen_"},
+}
+
+
 def run_snakemake(*args: str, workdir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the workflow's Snakefile with the test profile, in ``workdir`` (outputs land there)."""
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles" / "ci")]

@@ -8,14 +8,8 @@ import uproot
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.generate.layout import layout_from_config
 from pipeline_steps.generate.root_io import read_generated_root, root_writer
+from tests.conftest import JETS_TABLE
 
-JETS_TABLE = {
-    "collection": {"counter": "nJet", "prefix": "Jet_"},
-    "fields": ["pt", "area", "nConstituents"],
-    "event_fields": ["PV_npvs"],
-    "match": {"index": "genJetIdx", "collection": {"counter": "nGenJet", "prefix": "GenJet_"},
-              "fields": ["pt", "eta"], "output_prefix": "gen_"},
-}
 SHIP_TABLE = {
     "collection": {"counter": "nvetoPoint", "prefix": "vetoPoint_"},
     "fields": ["TrackID", "X"],

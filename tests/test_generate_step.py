@@ -20,16 +20,10 @@ from pipeline_steps.preprocess import categorise as cat
 from pipeline_steps.preprocess.derived import parse_derived
 from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
 from pipeline_steps.validate.step import run as validate_run, run_summary
+from tests.conftest import JETS_TABLE
 
 CONDITIONS = ["gen_pt", "gen_eta", "PV_npvs"]
 TARGETS = ["ptRatio", "area", "nConstituents"]
-JETS_TABLE = {
-    "collection": {"counter": "nJet", "prefix": "Jet_"},
-    "fields": ["pt", "area", "nConstituents"],
-    "event_fields": ["PV_npvs"],
-    "match": {"index": "genJetIdx", "collection": {"counter": "nGenJet", "prefix": "GenJet_"},
-              "fields": ["pt", "eta"], "output_prefix": "gen_"},
-}
 
 
 class LinearSampler:

@@ -9,7 +9,9 @@ draws from the weighted distribution), and each gets ``MCTrack_weight = weight_t
 so that the generated file carries the same total weight as the sample it was trained on.
 
 Everything runs in event-aligned chunks of ``chunk_rows`` rows (sample -> inverse transform ->
-physical -> ROOT ``extend``) so memory does not grow with the number of generated rows.
+physical), and the writer gathers chunks into blocks of ``write_block_rows`` rows, one ROOT
+``extend`` each (``root_io.DEFAULT_BLOCK_ROWS`` says why a block is larger than a chunk), so
+memory does not grow with the number of generated rows.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import EVENT_KEYS, OutputLayout, layout_from_config
-from pipeline_steps.generate.root_io import root_writer
+from pipeline_steps.generate.root_io import DEFAULT_BLOCK_ROWS, root_writer
 from pipeline_steps.generate.sampling import (
     Sampler,
     chunk_seed,
@@ -59,6 +61,7 @@ class GenerateSettings:
     seed: int
     layout: OutputLayout
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    write_block_rows: int = DEFAULT_BLOCK_ROWS
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "GenerateSettings":
@@ -80,6 +83,7 @@ class GenerateSettings:
             seed=int(params["seed"]),
             layout=layout_from_config(dataset["tree"], list(dataset.get("identity", [])), dataset["table"]),
             chunk_rows=int(params.get("chunk_rows", DEFAULT_CHUNK_ROWS)),
+            write_block_rows=int(params.get("write_block_rows", DEFAULT_BLOCK_ROWS)),
         )
 
 
@@ -151,7 +155,8 @@ def generate_to_root(sampler: Sampler, model_transforms, test_rows: pd.DataFrame
               else _conditional_chunks(test_rows, settings))
     n_targets = len(model_transforms.target_names)
     rows, sampling_seconds, started = 0, 0.0, time.perf_counter()
-    with root_writer(output, settings.layout) as write, tqdm(desc=f"generate {settings.model}", unit="rows") as bar:
+    with (root_writer(output, settings.layout, settings.write_block_rows) as write,
+          tqdm(desc=f"generate {settings.model}", unit="rows") as bar):
         for index, (conditions, carried) in enumerate(chunks):
             before = time.perf_counter()
             generated = sample_conditions(sampler, conditions, chunk_seed(settings.seed, index), n_targets)
