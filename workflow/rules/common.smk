@@ -11,6 +11,7 @@ from pipeline_steps.workflow_config import (
     files_by_stem,
     is_blacklisted,
     models_of_kind,
+    stored_signature,
     validate_config,
 )
 from pipeline_steps.provenance import source_hash
@@ -63,6 +64,19 @@ def toy_params(dataset, index):
     return settings["toy"]
 
 
+# @stored_signature: functions of the rules with one job per raw file (pipeline_steps/workflow_config.py).
+@stored_signature
+def toy_slice(wildcards):
+    """params of toy_dataset: the dataset's `toy` slice (toy_params)."""
+    return toy_params(wildcards.dataset, wildcards.index)
+
+
+@stored_signature
+def dataset_tree(wildcards):
+    """params of toy_dataset: the TTree the dataset's files hold."""
+    return config["datasets"][wildcards.dataset]["tree"]
+
+
 @functools.cache
 def dataset_files(dataset):
     """Every raw file a dataset names, blacklist not yet applied: the user's globs, or the toy files.
@@ -91,12 +105,14 @@ def raw_files(dataset):
     return list(raw_file_by_stem(dataset).values())
 
 
+@stored_signature
 def ingest_reading(wildcards):
     """params of ingest_table: only how the dataset's files are read (a mapping edit elsewhere reruns nothing)."""
     settings = config["datasets"][wildcards.dataset]
     return {key: settings[key] for key in ("tree", "step_size", "empty_tree", "identity") if key in settings}
 
 
+@stored_signature
 def ingest_mapping(wildcards):
     """params of ingest_table: only this table's branch mapping."""
     return config["datasets"][wildcards.dataset]["tables"][wildcards.table]
@@ -131,6 +147,7 @@ def file_stems(dataset):
     return list(raw_file_by_stem(dataset))
 
 
+@stored_signature
 def raw_file(wildcards):
     """Input function: the raw ROOT file behind results/ingest/<dataset>/<table>/<stem>.parquet."""
     return raw_file_by_stem(wildcards.dataset)[wildcards.stem]
@@ -156,6 +173,7 @@ def categorised_table(dataset):
     return tables[0]
 
 
+@stored_signature
 def categorise_muon_table(wildcards):
     """Input function: one ingested table behind results/categorise/<dataset>/minmax/<stem>.json."""
     return f"results/ingest/{wildcards.dataset}/{categorised_table(wildcards.dataset)}/{wildcards.stem}.parquet"

@@ -10,8 +10,8 @@ rule toy_dataset:
     log:
         "logs/toy/{dataset}/{index}.log",
     params:
-        toy=lambda wc: toy_params(wc.dataset, wc.index),
-        tree=lambda wc: config["datasets"][wc.dataset]["tree"],
+        toy=toy_slice,
+        tree=dataset_tree,
         seed=config["seed"],
         code=source_hash("toy", "common"),
     conda:
