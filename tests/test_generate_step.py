@@ -16,7 +16,7 @@ from pipeline_steps.generate.layout import layout_from_config
 from pipeline_steps.generate.root_io import read_generated_root
 from pipeline_steps.generate.sampling import event_aligned_chunks, poisson_category_counts
 from pipeline_steps.generate.step import GenerateSettings, generate_to_root
-from pipeline_steps.preprocess import categorise as cat
+from pipeline_steps.categorise import categories as cat
 from pipeline_steps.preprocess.derived import parse_derived
 from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
 from pipeline_steps.validate.step import run as validate_run, run_summary

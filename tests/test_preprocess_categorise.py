@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.preprocess import categorise as cat
-from pipeline_steps.preprocess.categorise_step import run_categorise, run_minmax, run_reduce
+from pipeline_steps.categorise import categories as cat
+from pipeline_steps.categorise.step import run_categorise, run_minmax, run_reduce
 
 
 def _muons(n: int, seed: int, source_file: str = "0.root") -> pd.DataFrame:

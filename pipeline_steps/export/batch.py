@@ -40,7 +40,7 @@ def physical_targets(model_transforms, generated: np.ndarray, conditions_physica
     """Framework-side physical outputs (this project's transforms), as the generate stage computes them."""
     model_space = model_transforms.targets.inverse(generated)
     if categories is not None:
-        from pipeline_steps.preprocess.categorise import denormalise_mixed
+        from pipeline_steps.categorise.categories import denormalise_mixed
 
         table = model_space.assign(category=conditions_physical["category"].to_numpy())
         physical = denormalise_mixed(table, categories)

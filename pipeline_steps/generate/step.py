@@ -199,7 +199,7 @@ def _conditional_chunks(test_rows: pd.DataFrame, settings: GenerateSettings) -> 
 
 def _categorised_chunks(model_transforms, settings: GenerateSettings,
                         categories_json: Mapping[str, Any]) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    from pipeline_steps.preprocess.categorise import category_shares
+    from pipeline_steps.categorise.categories import category_shares
 
     rng = np.random.default_rng([settings.seed, 9])
     counts = poisson_category_counts(category_shares(categories_json, weighted=True), settings.generated_events, rng)
@@ -213,7 +213,7 @@ def _categorised_chunks(model_transforms, settings: GenerateSettings,
 def _ship_rows(model_space: pd.DataFrame, carried: pd.DataFrame, settings: GenerateSettings,
                categories_json: Mapping[str, Any]) -> pd.DataFrame:
     """Normalised SHiP targets -> physical MCTrack fields (PdgCode from the category)."""
-    from pipeline_steps.preprocess.categorise import denormalise_mixed
+    from pipeline_steps.categorise.categories import denormalise_mixed
 
     table = model_space.assign(category=carried["category"].to_numpy())
     physical = denormalise_mixed(table, categories_json)
@@ -247,6 +247,6 @@ def _cast_like(physical: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 def _load_categories(path: str | None) -> dict[str, Any]:
     if path is None:
         raise ConfigError("a categorised model needs categories.json (results/categorise/<dataset>/categories.json)")
-    from pipeline_steps.preprocess.categorise import load_categories
+    from pipeline_steps.categorise.categories import load_categories
 
     return load_categories(path)

@@ -38,7 +38,7 @@ def build_comparison(test_split: str | Path, generated_root: str | Path, model_t
     generated = read_generated_root(generated_root, layout)
     targets = list(model_transforms.target_names)
     if categories_json is not None:
-        from pipeline_steps.preprocess.categorise import denormalise_mixed
+        from pipeline_steps.categorise.categories import denormalise_mixed
 
         needed = ["category", *targets, *(["weight"] if weight else [])]
         real = denormalise_mixed(test[[c for c in needed if c in test.columns]], categories_json).reset_index(drop=True)

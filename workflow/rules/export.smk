@@ -70,7 +70,7 @@ rule export_flow:
             "export/torch_export",
             "models/flow",
             "preprocess/transforms",
-            "preprocess/categorise",
+            "categorise/categories",
             "common",
         ),
     threads: 1

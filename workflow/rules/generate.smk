@@ -49,7 +49,7 @@ rule generate_flow:
         dataset=model_output_layout,
         validation=lambda wc: {"generated_events": config["validation"].get("generated_events", 20000)},
         seed=config["seed"],
-        code=source_hash("generate", "models/flow", "preprocess/transforms", "preprocess/categorise", "common"),
+        code=source_hash("generate", "models/flow", "preprocess/transforms", "categorise/categories", "common"),
     resources:
         gpu=1,
     conda:

@@ -1,66 +1,7 @@
-# Stage: preprocess (rules added by its issue)
+# Stage: preprocess - deterministic train/validation/test splits + fitted invertible transforms per model.
 
 
-# --- SHiP muon categorisation (map: per-file min/max, reduce, categorise) and CalRatio inputs ---
-_CATEGORISE_CODE = source_hash("preprocess/categorise", "preprocess/categorise_step", "common")
-
-
-rule categorise_minmax:
-    wildcard_constraints:
-        dataset=_alternatives(categorised_datasets(config)),
-    input:
-        categorise_muon_table,
-    output:
-        "results/categorise/{dataset}/minmax/{stem}.json",
-    log:
-        "logs/categorise/{dataset}/minmax/{stem}.log",
-    params:
-        code=_CATEGORISE_CODE,
-    conda:
-        "../../envs/ingest.yaml"
-    script:
-        "../scripts/categorise_minmax.py"
-
-
-rule categorise_reduce:
-    wildcard_constraints:
-        dataset=_alternatives(categorised_datasets(config)),
-    input:
-        categorise_minmax_partials,
-    output:
-        "results/categorise/{dataset}/minmax.json",
-    log:
-        "logs/categorise/{dataset}/reduce.log",
-    params:
-        code=_CATEGORISE_CODE,
-    conda:
-        "../../envs/ingest.yaml"
-    script:
-        "../scripts/categorise_reduce.py"
-
-
-rule categorise:
-    wildcard_constraints:
-        dataset=_alternatives(categorised_datasets(config)),
-    input:
-        muons=categorise_muon_tables,
-        minmax="results/categorise/{dataset}/minmax.json",
-    output:
-        categories=expand("results/categorise/{{dataset}}/cat{category}.parquet", category=[1, 2, 3, 4]),
-        described="results/categorise/{dataset}/categories.json",
-    log:
-        "logs/categorise/{dataset}/categorise.log",
-    params:
-        identity=lambda wc: config["datasets"][wc.dataset].get("identity", []),
-        code=_CATEGORISE_CODE,
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-    conda:
-        "../../envs/ingest.yaml"
-    script:
-        "../scripts/categorise.py"
-
-
+# --- CalRatio inputs: main sample + control region, padded sequences ---
 rule preprocess_calratio:
     wildcard_constraints:
         model=_alternatives(model_names("calratio_rnn")),
@@ -104,10 +45,7 @@ rule preprocess_calratio:
         "../scripts/preprocess_calratio.py"
 
 
-register_final_targets(
-    lambda: [f"results/categorise/{dataset}/categories.json" for dataset in categorised_datasets(config)]
-    + [f"results/preprocess/{model}/transforms.json" for model in model_names("calratio_rnn")]
-)
+register_final_targets(lambda: [f"results/preprocess/{model}/transforms.json" for model in model_names("calratio_rnn")])
 
 
 # --- every generative model (flow, covariance_gan): deterministic splits + fitted transforms ---

@@ -1,6 +1,6 @@
 """Run functions of the SHiP categorisation rules: map (per-file min/max), reduce, categorise.
 
-I/O lives here; the arithmetic is in :mod:`pipeline_steps.preprocess.categorise`. The map-reduce
+I/O lives here; the arithmetic is in :mod:`pipeline_steps.categorise.categories`. The map-reduce
 mirrors the SHiP study's 66-file procedure as Snakemake jobs: one ``categorise_minmax`` job per
 ingested file, one ``categorise_reduce`` gather job, then ``categorise`` normalises with the
 global values.
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.preprocess import categorise as cat
+from pipeline_steps.categorise import categories as cat
 
 LOGGER = logging.getLogger(__name__)
 
