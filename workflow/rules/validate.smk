@@ -1,5 +1,5 @@
 # Stage: validate - the BDT figure of merit beside its real-vs-real floor, distances, a verdict and plots
-# per generative model, then one summary table.
+# per generative model, then one summary table; and the CalRatio classifier's plots and metrics.
 
 
 rule validate_model:
@@ -90,3 +90,83 @@ rule validate_summary:
 register_final_targets(
     lambda: ["results/summary.csv"] + [f"results/validate/{model}/metrics.json" for model in generative_model_names()]
 )
+
+
+# --- CalRatio classifier (not generative): final plots and metrics of the chosen epoch on the test sample ---
+rule calratio_plots:
+    wildcard_constraints:
+        model=_alternatives(model_names("calratio_rnn")),
+    input:
+        chosen_model="results/train/{model}/chosen.keras",
+        selection="results/train/{model}/selection.json",
+        history="results/train/{model}/history.csv",
+        test="results/preprocess/{model}/test.parquet",
+        test_sequences="results/preprocess/{model}/test_sequences.npz",
+        cr_test="results/preprocess/{model}/cr_test.parquet",
+        cr_test_sequences="results/preprocess/{model}/cr_test_sequences.npz",
+    output:
+        metrics="results/validate/{model}/metrics.json",
+        outputs_linear=report(
+            "results/validate/{model}/outputs_linear.png",
+            caption="../report/calratio_outputs.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "outputs per class (linear)"},
+        ),
+        outputs_log=report(
+            "results/validate/{model}/outputs_log.png",
+            caption="../report/calratio_outputs.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "outputs per class (log)"},
+        ),
+        cr_data_mc_pt_bins=report(
+            "results/validate/{model}/cr_data_mc_pt_bins.png",
+            caption="../report/calratio_cr_data_mc.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "CR data vs MC in pT bins"},
+        ),
+        roc=report(
+            "results/validate/{model}/roc.png",
+            caption="../report/calratio_roc.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "ROC curves"},
+        ),
+        soverb=report(
+            "results/validate/{model}/soverb.png",
+            caption="../report/calratio_soverb.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "S/sqrt(B) scan"},
+        ),
+        signal_efficiency_mass_plane=report(
+            "results/validate/{model}/signal_efficiency_mass_plane.png",
+            caption="../report/calratio_signal_efficiency.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "signal efficiency (mS, mH)"},
+        ),
+        inputs_main_vs_cr=report(
+            "results/validate/{model}/inputs_main_vs_cr.png",
+            caption="../report/calratio_inputs.rst",
+            category="validate",
+            labels={"model": "{model}", "figure": "main vs CR inputs"},
+        ),
+        training_history=report(
+            "results/validate/{model}/training_history.png",
+            caption="../report/calratio_history.rst",
+            category="train",
+            labels={"model": "{model}", "figure": "training history"},
+        ),
+    log:
+        "logs/validate/{model}.log",
+    params:
+        model=lambda wc: {
+            key: config["models"][wc.model][key]
+            for key in ("conditions", "preprocessing", "hyperparameters", "training")
+        },
+        code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common"),
+    threads: 2
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/calratio_plots.py"
+
+
+register_final_targets(lambda: expand("results/validate/{model}/metrics.json", model=model_names("calratio_rnn")))
