@@ -12,6 +12,8 @@ A ``match.selection`` names fields of the matched collection (unprefixed).
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import awkward as ak
@@ -42,7 +44,8 @@ class ChunkCounts:
 
 @dataclass
 class Chunk:
-    """Output columns of one chunk, in contract order (numpy arrays; sequences as awkward lists)."""
+    """Output columns of one chunk, in contract order (numpy arrays; sequences as awkward lists; the
+    file name as fixed-width UTF-8 bytes)."""
 
     columns: dict[str, object]
     counts: ChunkCounts = field(default_factory=ChunkCounts)
@@ -68,38 +71,92 @@ def required_branches(mapping: TableMapping, identity: tuple[str, ...]) -> list[
 def flatten_chunk(
     arrays: ak.Array, mapping: TableMapping, identity: tuple[str, ...], source_file: str, entry_start: int, where: str
 ) -> Chunk:
-    """Columns of the table for entries ``entry_start ...`` of ``arrays``; ``where`` names file:tree in errors."""
+    """Columns of the table for entries ``entry_start ...`` of ``arrays``; ``where`` names file:tree in errors.
+
+    Every branch is checked first (in output order, so the first problem is the one reported); the
+    rows to keep are decided next, and each output column is gathered once, for the kept rows only.
+    """
     n_entries = len(arrays)
     entries = np.arange(entry_start, entry_start + n_entries, dtype=np.int64)
     counts = _object_counts(arrays, mapping, where, entries)
-    entry_of_row = np.repeat(np.arange(n_entries), counts)
-    object_index = (np.arange(len(entry_of_row)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
-    columns: dict[str, object] = {
-        "source_file": np.full(len(entry_of_row), source_file, dtype=object),
-        "entry": entries[entry_of_row],
-        "object_index": object_index,
-    }
+    columns = _ChunkColumns(counts, entries, source_file)
     for branch in identity:
-        columns[branch] = _flat_event_branch(arrays, branch, where)[entry_of_row]
-    chunk_counts = ChunkCounts(entries=n_entries, rows_in=len(entry_of_row))
-    keep = np.ones(len(entry_of_row), dtype=bool)
-    matched = _match_columns(arrays, mapping, counts, entry_of_row, entries, where, chunk_counts) if mapping.match else {}
+        columns.per_entry[branch] = _flat_event_branch(arrays, branch, where)
+    chunk_counts = ChunkCounts(entries=n_entries, rows_in=columns.n_rows)
+    keep = np.ones(columns.n_rows, dtype=bool)
+    match = _match_rows(arrays, mapping, counts, columns.entry_of_row, entries, where, chunk_counts) if mapping.match else None
     for name, (kind, source) in column_sources(mapping).items():
         if kind == "event":
-            columns[name] = _flat_event_branch(arrays, source, where)[entry_of_row]
+            columns.per_entry[name] = _flat_event_branch(arrays, source, where)
         elif kind == "field":
-            columns[name] = _field_values(arrays, mapping, source, counts, where, entries)
+            columns.per_row[name] = _field_values(arrays, mapping, source, counts, where, entries)
         elif kind in ("match", "matched"):
-            columns[name] = matched[source]
+            columns.matched[name] = (match, source)
         else:
-            columns[name] = _sequence_values(arrays, mapping, source, where, entries)
-    if mapping.match is not None and not mapping.match.keep_unmatched:
-        keep &= matched[""]
+            columns.lists[name] = _sequence_values(arrays, mapping, source, where, entries)
+    if match is not None and not mapping.match.keep_unmatched:
+        keep &= match.matched
     keep = _apply_selection(arrays, mapping, columns, counts, keep, where, entries, chunk_counts)
     keep = _apply_unique(arrays, mapping, columns, counts, keep, where, entries, chunk_counts)
     chunk_counts.rows_out = int(keep.sum())
-    ordered = {name: columns[name][keep] for name in output_columns(mapping, identity)}
-    return Chunk(ordered, chunk_counts)
+    return Chunk(columns.kept(output_columns(mapping, identity), keep), chunk_counts)
+
+
+class _ChunkColumns(Mapping):
+    """The chunk's columns, each full length (one value per object) only when asked for.
+
+    Identity and event fields are held once per entry and matched fields as target values plus the
+    row each object points to; ``columns[name]`` (a selection, ``unique``) builds the full column,
+    ``kept`` builds each output column for the kept rows directly, so no column is gathered twice.
+    """
+
+    def __init__(self, counts: np.ndarray, entries: np.ndarray, source_file: str):
+        self.entry_of_row = np.repeat(np.arange(len(counts)), counts)
+        self.n_rows = len(self.entry_of_row)
+        self.counts, self.source_file = counts, source_file
+        self.per_entry: dict[str, np.ndarray] = {"entry": entries}
+        self.per_row: dict[str, np.ndarray] = {}
+        self.matched: dict[str, tuple[_MatchedRows, str]] = {}
+        self.lists: dict[str, ak.Array] = {}
+        self._full: dict[str, object] = {}
+
+    def _names(self) -> list[str]:
+        return ["source_file", "object_index", *self.per_entry, *self.per_row, *self.matched, *self.lists]
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __getitem__(self, name: str):
+        if name not in self._full:
+            if name not in self:
+                raise KeyError(name)
+            self._full[name] = self._rows(name, None)
+        return self._full[name]
+
+    def kept(self, names: list[str], keep: np.ndarray) -> dict[str, object]:
+        rows = None if keep.all() else np.flatnonzero(keep)
+        return {name: self.lists[name][keep] if name in self.lists else self._rows(name, rows) for name in names}
+
+    def _rows(self, name: str, rows: np.ndarray | None):
+        """Column ``name`` at ``rows`` (None: every row)."""
+        if name in self.lists:
+            return self.lists[name]
+        if name == "source_file":
+            return _file_name_column(self.source_file, self.n_rows if rows is None else len(rows))
+        if name == "object_index":
+            return _object_index(self.counts, self.entry_of_row, rows)
+        if name in self.per_entry:
+            return self.per_entry[name][self.entry_of_row if rows is None else self.entry_of_row[rows]]
+        if name in self.per_row:
+            return self.per_row[name] if rows is None else self.per_row[name][rows]
+        match, source = self.matched[name]
+        return match.values(source, rows)
 
 
 def _extra_field_names(mapping: TableMapping, identity: tuple[str, ...]) -> list[str]:
@@ -134,14 +191,35 @@ def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, counter: s
     values = arrays[branch]
     if values.ndim != 2:
         raise InputError(f"{where}: branch {branch!r} was expected to hold one value per object, found {values.type}")
-    lengths = ak.to_numpy(ak.num(values, axis=1))
+    lengths, flat = _lengths_and_content(values)
     bad = np.flatnonzero(lengths != counts)
     if len(bad):
         raise InputError(
             f"{where}: branch {branch!r} has {lengths[bad[0]]} values in entry {entries[bad[0]]}, "
             f"but counter {counter!r} says {counts[bad[0]]}"
         )
-    return ak.to_numpy(ak.flatten(values, axis=1))
+    return flat
+
+
+def _lengths_and_content(values: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per-entry lengths and the flat values of a jagged array of numbers.
+
+    uproot gives a ListOffsetArray over a NumpyArray: read both from its offsets (a view, no copy);
+    anything else goes through ak.num / ak.flatten.
+    """
+    layout = values.layout
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data)
+        content = layout.content.data
+        if isinstance(content, np.ndarray) and content.ndim == 1:
+            return np.diff(offsets), content[offsets[0]:offsets[-1]]
+    return ak.to_numpy(ak.num(values, axis=1)), ak.to_numpy(ak.flatten(values, axis=1))
+
+
+def _file_name_column(source_file: str, n_rows: int) -> np.ndarray:
+    """The file name once per row as fixed-width UTF-8 bytes (one fill, no Python string objects)."""
+    encoded = source_file.encode()
+    return np.full(n_rows, encoded, dtype=f"S{max(len(encoded), 1)}")
 
 
 def _field_values(arrays, mapping: TableMapping, name: str, counts, where: str, entries) -> np.ndarray:
@@ -158,8 +236,32 @@ def _sequence_values(arrays, mapping: TableMapping, branch: str, where: str, ent
     return arrays[branch]
 
 
-def _match_columns(arrays, mapping: TableMapping, counts, entry_of_row, entries, where, chunk_counts) -> dict:
-    """{matched field: values per row, "": matched flag}; unmatched rows hold NaN.
+@dataclass
+class _MatchedRows:
+    """Where each object's match points: ``target_row`` into the flat ``target`` values, and whether
+    it is matched; unmatched objects read NaN with ``keep_unmatched``, else they are dropped."""
+
+    target: dict[str, np.ndarray]
+    target_row: np.ndarray
+    matched: np.ndarray
+    keep_unmatched: bool
+
+    def values(self, name: str, rows: np.ndarray | None) -> np.ndarray:
+        """Matched field ``name`` (or the flag, ``""``) for ``rows`` (None: every row)."""
+        matched = self.matched if rows is None else self.matched[rows]
+        if name == "":
+            return matched.copy() if rows is None else matched
+        target_row = self.target_row if rows is None else self.target_row[rows]
+        target = self.target[name]
+        values = target[target_row] if len(target) else np.zeros(len(target_row), target.dtype)
+        if self.keep_unmatched:
+            values = values.astype(np.result_type(values.dtype, np.float32))
+            values[~matched] = np.nan
+        return values
+
+
+def _match_rows(arrays, mapping: TableMapping, counts, entry_of_row, entries, where, chunk_counts) -> _MatchedRows:
+    """Link each object to its target through the index branch, counting why objects stay unmatched.
 
     NanoAOD skims the target collection (GenJets below a pt threshold are not stored), so an index
     can point past the stored objects: such an object is unmatched, like a negative index, and is
@@ -183,14 +285,17 @@ def _match_columns(arrays, mapping: TableMapping, counts, entry_of_row, entries,
     chunk_counts.unmatched_no_index += int((index < 0).sum())
     chunk_counts.unmatched_index_out_of_range += int(out_of_range.sum())
     chunk_counts.unmatched_failed_match_selection += int((has_index & ~matched).sum())
-    result = {"": matched}
-    for name in match.fields:
-        values = target[name][target_row] if len(target[name]) else np.zeros(len(target_row), target[name].dtype)
-        if match.keep_unmatched:
-            values = values.astype(np.result_type(values.dtype, np.float32))
-            values[~matched] = np.nan
-        result[name] = values
-    return result
+    return _MatchedRows(target, target_row, matched, match.keep_unmatched)
+
+
+def _object_index(counts: np.ndarray, entry_of_row: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Position of each object in its entry's collection (int32)."""
+    first_row = np.cumsum(counts) - counts
+    if rows is None:
+        rows, entry_of_row = np.arange(len(entry_of_row)), entry_of_row
+    else:
+        entry_of_row = entry_of_row[rows]
+    return (rows - first_row[entry_of_row]).astype(np.int32)
 
 
 def _resolved_columns(arrays, mapping: TableMapping, names, columns, counts, where, entries) -> dict:
@@ -207,8 +312,7 @@ def _apply_selection(arrays, mapping, columns, counts, keep, where, entries, chu
     if not mapping.selection:
         return keep
     names = selection_names(mapping.selection)
-    available = _resolved_columns(arrays, mapping, names, columns, counts, where, entries)
-    available.update({k: v for k, v in columns.items() if k not in available})
+    available = ChainMap(_resolved_columns(arrays, mapping, names, columns, counts, where, entries), columns)
     passes = evaluate_selection(mapping.selection, available, len(keep))
     chunk_counts.failed_selection += int((keep & ~passes).sum())
     return keep & passes

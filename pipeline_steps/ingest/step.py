@@ -68,12 +68,23 @@ def ingest_file(raw_file: str, parquet: str | Path, reading: Reading, mapping: T
         check_branches(tree, branches, where)
         if tree.num_entries == 0 and reading.empty_tree == "error":
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
-        empty = flatten_chunk(empty_arrays(tree, branches, where), mapping, reading.identity, source_file, 0, where)
-        schema = arrow_table(empty.columns).schema
+        steps = iterate_entries(tree, branches, reading.step_size, where)
+        step = next(steps, None)
+        # The schema comes from zero entries of the first step (a zero-entry read would decompress the
+        # first basket of every branch once more); only an empty tree needs that read.
+        zero_entries = step[1][:0] if step is not None else empty_arrays(tree, branches, where)
+        schema = arrow_table(flatten_chunk(zero_entries, mapping, reading.identity, source_file, 0, where).columns).schema
+        del zero_entries
         with TableWriter(parquet, schema) as writer, tqdm(total=tree.num_entries, unit="entries", desc=source_file) as bar:
-            for entry_start, arrays in iterate_entries(tree, branches, reading.step_size, where):
+            while step is not None:
+                entry_start, arrays = step
+                step = None  # hold one step at a time: the raw arrays go once flattened
                 chunk = flatten_chunk(arrays, mapping, reading.identity, source_file, entry_start, where)
+                n_entries = len(arrays)
+                del arrays
                 writer.write(arrow_table(chunk.columns))
                 counts.add(chunk.counts)
-                bar.update(len(arrays))
+                del chunk
+                bar.update(n_entries)
+                step = next(steps, None)
     return counts, schema.names
