@@ -14,7 +14,7 @@ def test_imports_are_followed_transitively():
 
 
 def test_unimported_module_does_not_enter_the_hash():
-    assert "validate/ranking.py" not in _closure("validate/step")
+    assert "scan/ranking.py" not in _closure("validate/step")
     assert "validate/figure_of_merit.py" in _closure("validate/step")
 
 

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.scan import expand_scans, instance_name
-from pipeline_steps.validate.ranking import rank_points, run as rank_run
+from pipeline_steps.scan.expansion import expand_scans, instance_name
+from pipeline_steps.scan.ranking import rank_points
+from pipeline_steps.scan.step import run as rank_run
 from tests.conftest import TINY_CONFIG, run_snakemake
 
 GRID = {"hyperparameters.hidden_dim": [16, 32], "hyperparameters.n_bins": [4, 8]}
@@ -143,7 +144,7 @@ def test_ranking_orders_a_deliberately_bad_point_last(tmp_path, metric):
 def test_calratio_ks_ranks_by_the_worst_output():
     rows = [{"instance": "a", "value": 0.2, "score": 0.2}, {"instance": "b", "value": float("nan"), "score": float("nan")},
             {"instance": "c", "value": 0.1, "score": 0.1}]
-    from pipeline_steps.validate.ranking import metric_value
+    from pipeline_steps.scan.ranking import metric_value
 
     assert metric_value("ks", "calratio_rnn", {"cr_test_ks_sig": 0.1, "cr_test_ks_qcd": 0.3}, None) == (0.3, 0.3)
     table = rank_points(rows, {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}})

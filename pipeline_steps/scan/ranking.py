@@ -17,19 +17,15 @@ trained instance, nothing is retrained.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.common.logs import step_logging
 
-__all__ = ["metric_value", "rank_points", "best_pointer", "run"]
+__all__ = ["metric_value", "rank_points", "best_pointer"]
 
 _HISTORY_LOSS = {"flow": ("validation_loss", "min"), "calratio_rnn": ("val_loss", "min"),
                  "covariance_gan": ("referee_validation_loss", "max")}
@@ -82,56 +78,5 @@ def best_pointer(ranking: pd.DataFrame, model: str, metric: str) -> dict[str, An
             "train": f"results/train/{instance}", "export": f"results/export/{instance}"}
 
 
-def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, Any], ranking: str, best: str,
-        plot: str, log: str | None = None) -> None:
-    """Rule entry point: inputs are in the order of ``scan['points']``."""
-    with step_logging(log):
-        import logging
-
-        logger = logging.getLogger(__name__)
-        rows = []
-        for instance, metrics_path, history_path in zip(scan["points"], metrics, histories, strict=True):
-            document = json.loads(Path(metrics_path).read_text())
-            history = pd.read_csv(history_path) if Path(history_path).exists() else None
-            value, score = metric_value(scan["metric"], scan["kind"], document, history)
-            rows.append({"instance": instance, "value": value, "score": score})
-        table = rank_points(rows, scan["points"])
-        with atomic_path(ranking) as tmp:
-            table.to_csv(tmp, index=False)
-        pointer = best_pointer(table, scan["model"], scan["metric"])
-        write_text_atomic(best, json.dumps(pointer, indent=2) + "\n")
-        _plot(table, scan["points"], scan["metric"], plot)
-        logger.info("scan %s: best %s (%s = %.4g) of %d points", scan["model"], pointer["best"], scan["metric"],
-                    pointer["value"], len(table))
-
-
 def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-def _plot(table: pd.DataFrame, points: Mapping[str, Mapping[str, Any]], metric: str, path: str) -> None:
-    """The metric against each scanned hyperparameter (one panel per key; categorical axes when not numeric)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = sorted({k for point in points.values() for k in point})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        present = table[table[key].notna()]
-        x = present[key]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x):
-            x = x.astype(str)
-        ax.scatter(x, present["value"])
-        best = table.iloc[0]
-        if pd.notna(best[key]):
-            ax.scatter([best[key] if not isinstance(x.iloc[0], str) else str(best[key])], [best["value"]],
-                       color="red", label=f"best: {best['instance']}")
-            ax.legend(fontsize=6)
-        ax.set_xlabel(key)
-        ax.set_ylabel(metric)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)

@@ -15,12 +15,12 @@ from pipeline_steps.workflow_config import (
     validate_config,
 )
 from pipeline_steps.provenance import source_hash
-from pipeline_steps.scan import expand_scans
+from pipeline_steps.scan.expansion import expand_scans
 
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 # A model with `scan:` becomes one ordinary model per scan point, here, once: every rule below sees
-# the instances (e.g. jets__hidden_dim-64__n_bins-8) and never the scan itself (pipeline_steps/scan.py).
+# the instances (e.g. jets__hidden_dim-64__n_bins-8) and never the scan itself (pipeline_steps/scan/expansion.py).
 SCANS = expand_scans(config)
 if SCANS:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))

@@ -1,0 +1,70 @@
+"""The ``rank_scan`` rule: read each scan point's metrics and history, rank, point at the best, plot.
+
+The ranking itself (metric per point, order, best pointer) is in :mod:`pipeline_steps.scan.ranking`;
+this module only reads and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.logs import step_logging
+from pipeline_steps.scan.ranking import best_pointer, metric_value, rank_points
+
+__all__ = ["run"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, Any], ranking: str, best: str,
+        plot: str, log: str | None = None) -> None:
+    """Rule entry point: inputs are in the order of ``scan['points']``."""
+    with step_logging(log):
+        rows = []
+        for instance, metrics_path, history_path in zip(scan["points"], metrics, histories, strict=True):
+            document = json.loads(Path(metrics_path).read_text())
+            history = pd.read_csv(history_path) if Path(history_path).exists() else None
+            value, score = metric_value(scan["metric"], scan["kind"], document, history)
+            rows.append({"instance": instance, "value": value, "score": score})
+        table = rank_points(rows, scan["points"])
+        with atomic_path(ranking) as tmp:
+            table.to_csv(tmp, index=False)
+        pointer = best_pointer(table, scan["model"], scan["metric"])
+        write_text_atomic(best, json.dumps(pointer, indent=2) + "\n")
+        _plot(table, scan["points"], scan["metric"], plot)
+        LOGGER.info("scan %s: best %s (%s = %.4g) of %d points", scan["model"], pointer["best"], scan["metric"],
+                    pointer["value"], len(table))
+
+
+def _plot(table: pd.DataFrame, points: Mapping[str, Mapping[str, Any]], metric: str, path: str) -> None:
+    """The metric against each scanned hyperparameter (one panel per key; categorical axes when not numeric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for point in points.values() for k in point})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        present = table[table[key].notna()]
+        x = present[key]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x):
+            x = x.astype(str)
+        ax.scatter(x, present["value"])
+        best = table.iloc[0]
+        if pd.notna(best[key]):
+            ax.scatter([best[key] if not isinstance(x.iloc[0], str) else str(best[key])], [best["value"]],
+                       color="red", label=f"best: {best['instance']}")
+            ax.legend(fontsize=6)
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
