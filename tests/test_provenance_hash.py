@@ -1,6 +1,6 @@
 """source_hash follows imports: an edit in a shared helper reruns its users, and only them."""
 
-from pipeline_steps.provenance import PACKAGE_ROOT, _module_files, _with_imports, source_hash
+from pipeline_steps.common.source_hash import PACKAGE_ROOT, _module_files, _with_imports, source_hash
 
 
 def _closure(module: str) -> set[str]:

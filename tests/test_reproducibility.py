@@ -24,7 +24,7 @@ import pytest
 
 from pipeline_steps.common.atomic import atomic_path, atomic_dir
 from pipeline_steps.common.reproducible import normalise_keras_archive, save_torch, stable_uuid
-from pipeline_steps.provenance import find_drift, git_state, verify
+from pipeline_steps.provenance.document import find_drift, git_state, verify
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
 
 #: Everything a rule writes that must come out byte-identical from the same raw files and config.

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.provenance import sha256_file
+from pipeline_steps.common.source_hash import sha256_file
 
 MANIFEST = "bundle.json"
 FORMAT_VERSION = 2  # 2: verification.npz holds the float64 reference, verification records quantiles

@@ -63,7 +63,7 @@ import numpy as np
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.export import run_bundle
 from pipeline_steps.export.manifest import read_manifest
-from pipeline_steps.provenance import sha256_file
+from pipeline_steps.common.source_hash import sha256_file
 
 VERIFICATION_FILE = "verification.npz"
 UNIT_ROUNDOFF = 2.0 ** -24

@@ -54,7 +54,7 @@ from pipeline_steps.models.covariance_gan import (
     discriminator_batch,
     spd_fraction,
 )
-from pipeline_steps.provenance import sha256_file
+from pipeline_steps.common.source_hash import sha256_file
 from pipeline_steps.train.devices import log_device
 
 logger = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from pipeline_steps.common.reproducible import save_torch
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models.flow import FlowHyperparameters, FlowModel, FlowPart, FlowSpec, build_flow, select_device
-from pipeline_steps.provenance import sha256_file
+from pipeline_steps.common.source_hash import sha256_file
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 
 __all__ = [

@@ -14,7 +14,7 @@ from pipeline_steps.workflow_config import (
     stored_signature,
     validate_config,
 )
-from pipeline_steps.provenance import source_hash
+from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.scan.expansion import expand_scans
 
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
