@@ -47,8 +47,8 @@ def tiny_config() -> Path:
 
 
 def preprocess_outputs(folder: Path) -> dict[str, Path]:
-    """Output paths of ``preprocess.model_step.run`` under ``folder``, one per key it writes."""
-    from pipeline_steps.preprocess.model_step import OUTPUT_KEYS
+    """Output paths of ``preprocess.model_splits.run`` under ``folder``, one per key it writes."""
+    from pipeline_steps.preprocess.model_splits import OUTPUT_KEYS
 
     names = {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet",
              "transforms": "transforms.json", "distributions": "plots/distributions.png",

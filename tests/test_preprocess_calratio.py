@@ -12,7 +12,7 @@ import pytest
 
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.preprocess import calratio_inputs as cr
-from pipeline_steps.preprocess.calratio_step import run
+from pipeline_steps.preprocess.calratio_splits import run
 from pipeline_steps.preprocess.transforms import load_transforms
 
 SEQUENCES = {

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.preprocess import covariance_representation as cov
-from pipeline_steps.preprocess.model_step import run
+from pipeline_steps.preprocess.model_splits import run
 from tests.conftest import preprocess_outputs
 from pipeline_steps.preprocess.transforms import load_transforms
 

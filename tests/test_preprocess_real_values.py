@@ -13,7 +13,7 @@ import yaml
 
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived, parse_derived
-from pipeline_steps.preprocess.model_step import run
+from pipeline_steps.preprocess.model_splits import run
 from tests.conftest import preprocess_outputs
 from pipeline_steps.preprocess.transforms import (
     ModelTransforms,

@@ -4,5 +4,7 @@
 - ``transforms``: per-variable transforms (JSON + npz, never pickle) and the loader generation uses.
 - ``derived``: derived targets (ratio, difference, delta_phi) and their inverses.
 - ``covariance_representation``: 5x5 covariance <-> unbounded target representations.
-- ``model_step``: the ``preprocess_model`` rule's ``run``; ``plots``: its diagnostic figures.
+- ``model_splits``: splits + transforms of flows and covariance GANs; ``plots``: its diagnostic figures.
+- ``calratio_splits`` / ``calratio_inputs``: the CalRatio splits, padded sequences and their loader.
+- ``step``: the rules' entries, ``run_model`` (``preprocess_model``) and ``run_calratio`` (``preprocess_calratio``).
 """

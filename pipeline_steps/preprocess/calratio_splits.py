@@ -1,4 +1,4 @@
-"""Run function of the ``preprocess_calratio`` rule: main + control region -> splits, sequences, transforms.
+"""The ``preprocess_calratio`` rule's work: main + control region -> splits, sequences, transforms.
 
 Reads the ingested CalRatio jet tables (identity, label/is_data, mcEventWeight, jet_*, llp_* and the
 list columns clus_*/track_*/MSeg_*), sorts them by identity (file order never matters), assigns

@@ -1,4 +1,4 @@
-"""The ``preprocess_model`` rule: ingested (or SHiP-categorised) tables -> splits + fitted transforms.
+"""The ``preprocess_model`` rule's work: ingested (or SHiP-categorised) tables -> splits + fitted transforms.
 
 For models of kind ``covariance_gan`` and ``flow``:
 

@@ -30,7 +30,8 @@ rule preprocess_calratio:
         seed=config["seed"],
         code=source_hash(
             "preprocess/calratio_inputs",
-            "preprocess/calratio_step",
+            "preprocess/step",
+            "preprocess/calratio_splits",
             "preprocess/split",
             "preprocess/transforms",
             "preprocess/derived",
@@ -79,7 +80,8 @@ rule preprocess_model:
         config=preprocess_model_slice,
         seed=config["seed"],
         code=source_hash(
-            "preprocess/model_step",
+            "preprocess/step",
+            "preprocess/model_splits",
             "preprocess/split",
             "preprocess/transforms",
             "preprocess/derived",

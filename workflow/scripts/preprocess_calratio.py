@@ -4,6 +4,6 @@ start_job(snakemake.log[0])  # fixed hash seed; library start-up noise to the lo
 
 from pathlib import Path
 
-from pipeline_steps.preprocess.calratio_step import run
+from pipeline_steps.preprocess.step import run_calratio
 
-run(main_tables=list(snakemake.input.main), control_tables=list(snakemake.input.control), output_dir=Path(snakemake.output.transforms).parent, params=snakemake.params, log=snakemake.log[0])
+run_calratio(main_tables=list(snakemake.input.main), control_tables=list(snakemake.input.control), output_dir=Path(snakemake.output.transforms).parent, params=snakemake.params, log=snakemake.log[0])
