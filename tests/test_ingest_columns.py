@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.ingest.step import run
 from pipeline_steps.ingest.writer import arrow_table
 
@@ -127,3 +128,17 @@ def test_floats_are_plain_encoded_and_names_and_integers_use_dictionaries(tmp_pa
     types = {name: table.schema.field(name).type for name in table.column_names}
     assert dictionary == {name: pa.types.is_integer(t) or pa.types.is_string(t) for name, t in types.items()}
     assert not dictionary["pt"] and not dictionary["gen_pt"] and dictionary["source_file"] and dictionary["event"]
+
+
+def test_damaged_first_basket_is_an_input_error_naming_the_file(tmp_path):
+    """The first step is read before the schema is fixed, so its damage is reported as such."""
+    raw = tmp_path / "d.root"
+    with uproot.recreate(raw) as file:
+        file.mktree("T", {"x": np.float64}).extend({"x": np.random.default_rng(1).normal(size=20000)})
+    seek = int(uproot.open(raw)["T"]["x"].member("fBasketSeek")[0])
+    damaged = bytearray(raw.read_bytes())
+    damaged[seek + 200:seek + 700] = b"\x55" * 500
+    raw.write_bytes(bytes(damaged))
+    with pytest.raises(InputError, match=r"d\.root:T: cannot read entries from 0 on; the file is damaged"):
+        run(str(raw), str(tmp_path / "d.parquet"), str(tmp_path / "d.json"), {"tree": "T"}, {"fields": ["x"]}, "t")
+    assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "d.json").exists()
