@@ -59,7 +59,12 @@ def _gan_rows(result: dict) -> list[dict]:
     ours = result["ours_tf_function"]["rows_per_second"]
     rows = [_row(f"GAN training ({result['device']})", ours, result["lhcb_published"]["rows_per_second"], "rows/s", "LHCb published (GPU)")]
     if "baseline_eager" in result:
-        rows.append(_row("GAN training, tf.function vs eager", ours, result["baseline_eager"]["rows_per_second"], "rows/s", "same step, eager"))
+        rows.append(_row("GAN training, tf.function vs eager", ours, result["baseline_eager"]["rows_per_second"], "rows/s", "same epoch, eager"))
+    if "ours_vs_keras_fit" in result:
+        fit = result["ours_vs_keras_fit"]
+        rows.append(_row("GAN training, ours vs plain Keras fit", fit["ours_epoch_runner"]["rows_per_second"],
+                         fit["baseline_keras_fit"]["rows_per_second"], "rows/s",
+                         f"keras.Model.fit, same networks and updates ({fit['model']}, batch {fit['batch_size']})"))
     return rows
 
 

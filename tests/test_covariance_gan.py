@@ -23,6 +23,7 @@ from pipeline_steps.models.covariance_gan import (  # noqa: E402
     spd_fraction,
 )
 from pipeline_steps.train import covariance_gan as training  # noqa: E402
+from pipeline_steps.train.schedule import LearningRateSchedule  # noqa: E402
 
 TINY_HYPERPARAMETERS = {
     "noise_dim": 8, "hidden": 32, "generator_residual_steps": 2, "discriminator_layers": 3,
@@ -199,6 +200,35 @@ def test_two_runs_give_the_same_weights(tmp_path):
 
     pd.testing.assert_frame_equal(losses(first), losses(second))
     assert all(row["seconds"] > 0 and row["rows_per_second"] > 0 for row in first.history)
+
+
+def test_epoch_in_one_graph_equals_the_updates_batch_by_batch():
+    """The epoch's in-graph loop (permutation cut into batches, last one partial, scheduled rates) makes
+    the same updates as the per-batch function called batch by batch from Python."""
+    train_split, _ = splits(n_train=500)
+    model = model_slice(epochs=1, batch_size=200)
+    model["training"]["schedule"] = [{"length": 3, "unit": "steps", "law": "linear", "start": 2e-3, "end": 1e-4}]
+    config = training.GanTrainingConfig.from_model(model, seed=3)
+    schedule = LearningRateSchedule.from_config(config.schedule, 3)
+    by_epoch, by_batch = training.build_networks(config), training.build_networks(config)
+    for network in ("generator", "discriminator", "referee"):
+        getattr(by_batch, network).set_weights(getattr(by_epoch, network).get_weights())
+    row = training.EpochRunner(by_epoch, config, train_split.conditions, train_split.targets, schedule)(epoch=0)
+
+    update = tf.function(training._make_update(by_batch, config),  # unknown batch size, as in the epoch's loop
+                         input_signature=[tf.TensorSpec([None, 1], tf.float32), tf.TensorSpec([None, 2], tf.float32)])
+    order = np.random.default_rng([config.seed, 0]).permutation(500)
+    losses = []
+    for batch, start in enumerate(range(0, 500, 200)):
+        by_batch.generator_optimizer.learning_rate = by_batch.discriminator_optimizer.learning_rate = schedule.lr_at(batch)
+        rows = order[start:start + 200]
+        losses.append(update(train_split.conditions[rows], train_split.targets[rows]))
+    for network in ("generator", "discriminator", "referee"):
+        for w1, w2 in zip(getattr(by_epoch, network).get_weights(), getattr(by_batch, network).get_weights(), strict=True):
+            np.testing.assert_array_equal(w1, w2)
+    assert int(by_epoch.step.numpy()) == int(by_batch.step.numpy()) == 3
+    assert row["generator_loss"] == pytest.approx(np.mean([float(loss["generator_loss"]) for loss in losses]), rel=1e-6)
+    assert row["learning_rate"] == schedule.lr_at(0)
 
 
 class _Interrupt(Exception):

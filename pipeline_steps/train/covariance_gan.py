@@ -1,6 +1,7 @@
 """Train LHCb's covariance GAN: generator, discriminator and referee, resumable and deterministic.
 
-Update order, once per batch (one ``tf.GradientTape`` per network, all in one ``tf.function``):
+Update order, once per batch (one ``tf.GradientTape`` per network; a whole epoch of batches runs in
+one ``tf.function``, see :func:`make_train_epoch`):
 
 1. noise ``z = stateless_normal(seed=[seed, global_step])`` and ``Y_gen = G(X, z)``;
 2. discriminator: BCE on LHCb's doubled batch ``([X; X], [Y_ref; Y_gen])`` with labels ``[1; 0]``,
@@ -283,21 +284,17 @@ def train_gan(
 ) -> TrainingResult:
     """Train for ``config.epochs`` epochs, resuming from ``checkpoint_dir`` when it matches."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
     networks = build_networks(config)
     manager, history = _resume(networks, config, Path(checkpoint_dir), train_digest)
-    train_step = make_train_step(networks, config)
     schedule = None
     if config.schedule is not None:
         updates_per_epoch = max(1, -(-len(train_split.conditions) // config.batch_size))
         schedule = LearningRateSchedule.from_config(config.schedule, updates_per_epoch)
-        train_step = ScheduledTrainStep(train_step, networks, schedule)
+    run_epoch = EpochRunner(networks, config, train_split.conditions, train_split.targets, schedule)
     stopper = EarlyStopping.from_config(config.early_stopping, "referee_validation_loss", "max")
     evaluate = make_referee_evaluation(networks, config)
-    with tf.device("/CPU:0"):
-        train_tensors = (tf.constant(train_split.conditions), tf.constant(train_split.targets))
     validation = (validation_split.conditions[:_VALIDATION_ROWS], validation_split.targets[:_VALIDATION_ROWS])
     start = int(networks.epoch.numpy())
     if history and history[-1].get("early_stop"):
@@ -307,8 +304,8 @@ def train_gan(
     seconds = 0.0
     for epoch in bar:
         began = time.perf_counter()
-        learning_rate = None if schedule is None else train_step.begin_epoch()
-        row = run_epoch(train_step, epoch_batches(*train_tensors, config.batch_size, config.seed, epoch))
+        row = run_epoch(epoch)
+        learning_rate = row.pop("learning_rate", None)
         epoch_seconds = time.perf_counter() - began
         seconds += epoch_seconds
         row["seconds"] = epoch_seconds  # the summary's training time and the per-epoch throughput
@@ -383,41 +380,79 @@ def _pairs(networks: GanNetworks):
     ]
 
 
-def make_train_step(networks: GanNetworks, config: GanTrainingConfig) -> Callable:
-    """The compiled per-batch update (order in the module docstring); returns the batch losses."""
+def make_train_epoch(networks: GanNetworks, config: GanTrainingConfig) -> Callable:
+    """One epoch of updates in one ``tf.function``: (conditions, targets, order, rates) -> mean losses.
+
+    ``order`` (int64 [n]) is the epoch's row permutation, cut into batches of ``batch_size`` as
+    ``tf.data``'s ``batch`` would; ``rates`` (float32 [n_batches]) the generator and discriminator
+    learning rate of each update when a schedule is set (ignored otherwise). The loop runs in the
+    graph: no Python, input pipeline or host sync per batch; the losses are read back once.
+    """
+    import tensorflow as tf
+
+    a, batch_size = config.architecture, config.batch_size
+    update = _make_update(networks, config)
+    scheduled = [networks.generator_optimizer, networks.discriminator_optimizer] if config.schedule else []
+
+    @tf.function(input_signature=[tf.TensorSpec([None, a.n_conditions], tf.float32),
+                                  tf.TensorSpec([None, a.n_targets], tf.float32),
+                                  tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)])
+    def train_epoch(conditions, targets, order, rates):
+        n_batches = (tf.size(order) + batch_size - 1) // batch_size
+        losses = {name: tf.TensorArray(tf.float32, size=n_batches) for name in LOSS_NAMES}
+        for batch in tf.range(n_batches):
+            for optimizer in scheduled:
+                optimizer.learning_rate = rates[batch]
+            rows = order[batch * batch_size:(batch + 1) * batch_size]
+            values = update(tf.gather(conditions, rows), tf.gather(targets, rows))
+            losses = {name: losses[name].write(batch, values[name]) for name in LOSS_NAMES}
+        return {name: tf.reduce_mean(losses[name].stack()) for name in LOSS_NAMES}
+
+    return train_epoch
+
+
+LOSS_NAMES = ("discriminator_loss", "generator_loss", "referee_train_loss")
+
+
+def _make_update(networks: GanNetworks, config: GanTrainingConfig) -> Callable:
+    """The per-batch update (order in the module docstring) as a plain function, traced in the epoch's loop.
+
+    ``G(X, z)`` is computed once, under the generator's tape: its value feeds the discriminator's
+    batch (detached), and the same tape, re-entered after the discriminator's update, records the
+    updated discriminator on it for the generator's loss (same numbers as a second forward pass).
+    """
     import keras
     import tensorflow as tf
 
     bce = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
-    a = config.architecture
+    noise_dim = config.architecture.noise_dim
     G, D, R = networks.generator, networks.discriminator, networks.referee
     seed = tf.constant(config.seed, tf.int64)
 
-    def update(optimizer, tape, loss, network):
+    def apply(optimizer, tape, loss, network):
         variables = network.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, a.n_conditions], tf.float32),
-                                  tf.TensorSpec([None, a.n_targets], tf.float32)])
-    def train_step(conditions, reference):
-        noise = tf.random.stateless_normal([tf.shape(conditions)[0], a.noise_dim], seed=tf.stack([seed, networks.step]))
+    def update(conditions, reference):
+        noise = tf.random.stateless_normal([tf.shape(conditions)[0], noise_dim], seed=tf.stack([seed, networks.step]))
         networks.step.assign_add(1)
-        generated = tf.stop_gradient(G([conditions, noise], training=True))
-        x, y, labels = discriminator_batch(conditions, reference, generated)
+        with tf.GradientTape() as generator_tape:
+            generated = G([conditions, noise], training=True)
+        x, y, labels = discriminator_batch(conditions, reference, tf.stop_gradient(generated))
         with tf.GradientTape() as tape:
             discriminator_loss = bce(labels, D([x, y], training=True))
-        update(networks.discriminator_optimizer, tape, discriminator_loss, D)
-        with tf.GradientTape() as tape:
-            fooled = D([conditions, G([conditions, noise], training=True)], training=True)
+        apply(networks.discriminator_optimizer, tape, discriminator_loss, D)
+        with generator_tape:
+            fooled = D([conditions, generated], training=True)
             generator_loss = bce(tf.ones_like(fooled), fooled)
-        update(networks.generator_optimizer, tape, generator_loss, G)
+        apply(networks.generator_optimizer, generator_tape, generator_loss, G)
         with tf.GradientTape() as tape:
             referee_loss = bce(labels, R([x, y], training=True))
-        update(networks.referee_optimizer, tape, referee_loss, R)
+        apply(networks.referee_optimizer, tape, referee_loss, R)
         return {"discriminator_loss": discriminator_loss, "generator_loss": generator_loss,
                 "referee_train_loss": referee_loss}
 
-    return train_step
+    return update
 
 
 def make_referee_evaluation(networks: GanNetworks, config: GanTrainingConfig) -> Callable:
@@ -455,49 +490,39 @@ def make_referee_evaluation(networks: GanNetworks, config: GanTrainingConfig) ->
     return evaluate
 
 
-def epoch_batches(conditions, targets, batch_size: int, seed: int, epoch: int):
-    """tf.data batches of one epoch, in a permutation seeded by (seed, epoch), prefetched.
+class EpochRunner:
+    """Runs epoch ``e`` of :func:`make_train_epoch` on the training split held in memory.
 
-    Rows are gathered a batch at a time from tensors in memory: no per-row Python.
-    """
-    import tensorflow as tf
-
-    order = np.random.default_rng([seed, epoch]).permutation(int(conditions.shape[0]))
-    return (
-        tf.data.Dataset.from_tensor_slices(order)
-        .batch(batch_size)
-        .map(lambda rows: (tf.gather(conditions, rows), tf.gather(targets, rows)),
-             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-class ScheduledTrainStep:
-    """``train_step`` that first sets the generator and discriminator rates to the schedule's value at
-    the global update count (``networks.step``, checkpointed, so a resume continues the schedule).
-
-    The count is read from the device once per epoch (``begin_epoch``) and counted on the host in
-    between: no device sync per batch. The referee only measures quality: it keeps its constant
-    ``referee_learning_rate``.
+    The batch order is a permutation seeded by ``(seed, e)``; with a schedule, the rates of the
+    epoch's updates are computed on the host from the global update count (``networks.step``,
+    checkpointed, so a resume continues the schedule), read from the device once per epoch. The
+    referee keeps its constant ``referee_learning_rate``: it only measures quality.
     """
 
-    def __init__(self, train_step: Callable, networks: GanNetworks, schedule: LearningRateSchedule) -> None:
-        self.train_step, self.networks, self.schedule = train_step, networks, schedule
-        self.update: int | None = None
+    def __init__(self, networks: GanNetworks, config: GanTrainingConfig, conditions: np.ndarray,
+                 targets: np.ndarray, schedule: LearningRateSchedule | None = None, compiled: bool = True):
+        import tensorflow as tf
 
-    def begin_epoch(self) -> float:
-        """Re-read the global update count; returns the rate of the epoch's first update."""
-        self.update = int(self.networks.step.numpy())
-        return self.schedule.lr_at(self.update)
+        self.networks, self.config, self.schedule = networks, config, schedule
+        with tf.device("/CPU:0"):
+            self.conditions, self.targets = tf.constant(conditions), tf.constant(targets)
+        self.rows = len(conditions)
+        self.batches = -(-self.rows // config.batch_size)
+        train_epoch = make_train_epoch(networks, config)
+        self.train_epoch = train_epoch if compiled else train_epoch.python_function
 
-    def __call__(self, conditions, targets):
-        if self.update is None:
-            self.begin_epoch()
-        rate = self.schedule.lr_at(self.update)
-        self.networks.generator_optimizer.learning_rate = rate
-        self.networks.discriminator_optimizer.learning_rate = rate
-        self.update += 1
-        return self.train_step(conditions, targets)
+    def __call__(self, epoch: int) -> dict[str, float]:
+        """Mean batch losses of the epoch, plus ``learning_rate`` (of its first update) when scheduled."""
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(self.rows)
+        rates = np.zeros(0, np.float32)
+        if self.schedule is not None:
+            first = int(self.networks.step.numpy())
+            rates = np.array([self.schedule.lr_at(first + k) for k in range(self.batches)], np.float32)
+        losses = self.train_epoch(self.conditions, self.targets, order, rates)
+        row = {name: float(value) for name, value in losses.items()}
+        if self.schedule is not None:
+            row["learning_rate"] = self.schedule.lr_at(first)
+        return row
 
 
 def _schedule_entries(training: Mapping[str, Any]) -> tuple | None:
@@ -513,14 +538,6 @@ def _early_stopping_entry(training: Mapping[str, Any]) -> dict | None:
     if entry is not None:
         EarlyStopping.from_config(entry, "referee_validation_loss", "max")
     return None if entry is None else dict(entry)
-
-
-def run_epoch(train_step: Callable, batches) -> dict[str, float]:
-    """Mean of each batch loss over one epoch (read back once, not per batch)."""
-    import tensorflow as tf
-
-    losses = [train_step(conditions, targets) for conditions, targets in batches]
-    return {name: float(tf.reduce_mean(tf.stack([batch[name] for batch in losses]))) for name in losses[0]}
 
 
 def _spd_or_nan(spd_of_generated: Callable | None, generated: np.ndarray) -> float:
