@@ -15,6 +15,7 @@ os.environ.setdefault("CONDOR_CONFIG", "/dev/null")  # the htcondor bindings (a 
 from snakemake.cli import get_argument_parser  # noqa: E402
 from snakemake.profiles import ProfileConfigFileParser  # noqa: E402
 
+from pipeline_steps.model_kinds import MODEL_KINDS  # noqa: E402
 from tests.conftest import REPO, SNAKEMAKE  # noqa: E402
 
 PROFILES = sorted(path.parent.name for path in (REPO / "profiles").glob("*/config.yaml"))
@@ -141,6 +142,8 @@ def test_every_rule_has_an_existing_conda_env():
         for index, line in enumerate(lines):
             if line.strip() == "conda:":
                 named = lines[index + 1].strip().strip('"')
+                by_kind = re.fullmatch(r'kind_env\("(\w+)"\)', named)  # a model kind's env: MODEL_KINDS
+                named = MODEL_KINDS[by_kind.group(1)].env_file if by_kind else named
                 assert named in envs, f"{rule_file.name}:{index + 2}: conda env {named} is not in envs/"
     lint = _snakemake("--lint", "json", check=False)
     assert "conda" not in "".join(line for line in lint.stdout.splitlines() if "No conda" in line)

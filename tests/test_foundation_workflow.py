@@ -13,6 +13,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from pipeline_steps.model_kinds import MODEL_KINDS
 from tests.conftest import REPO, run_snakemake
 
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
@@ -42,8 +43,9 @@ def _rules_with_conda() -> dict[str, str | None]:
                 current = header.group(1)
                 rules[current] = None
             conda = re.match(r'^\s+"(\.\./\.\./envs/[\w.]+)"', line)
-            if current and conda and previous_line.strip() == "conda:":
-                rules[current] = conda.group(1)
+            by_kind = re.match(r'^\s+kind_env\("(\w+)"\)', line)  # the env of a model kind: MODEL_KINDS
+            if current and previous_line.strip() == "conda:" and (conda or by_kind):
+                rules[current] = conda.group(1) if conda else MODEL_KINDS[by_kind.group(1)].env_file
             previous_line = line
     return rules
 

@@ -79,7 +79,7 @@ class GenerateSettings:
             targets=tuple(model["targets"]),
             categorised=categorised,
             weight=model.get("weight"),
-            generated_events=int(params["validation"].get("generated_events", 20_000)),
+            generated_events=int(params["validation"]["generated_events"]),  # config.yaml: validation.generated_events
             seed=int(params["seed"]),
             layout=layout_from_config(dataset["tree"], list(dataset.get("identity", [])), dataset["table"]),
             chunk_rows=int(params.get("chunk_rows", DEFAULT_CHUNK_ROWS)),

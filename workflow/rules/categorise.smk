@@ -52,7 +52,7 @@ rule categorise:
     log:
         "logs/categorise/{dataset}/categorise.log",
     params:
-        identity=lambda wc: config["datasets"][wc.dataset].get("identity", []),
+        identity=dataset_identity,
         code=_CATEGORISE_CODE,
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,

@@ -1,19 +1,16 @@
-# Config validation, input functions and wildcard constraints. Nothing here computes data.
-import functools
-import glob
+# Config validation, wildcard constraints and thin wrappers: each input or params function below turns
+# Snakemake's wildcards into one question to PLAN (pipeline_steps/workflow_plan.py), where the answers
+# live and are unit-tested; which env, trained file and code hashes a model kind has: MODEL_KINDS.
 import sys
 
+from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.workflow_config import (
     categorised_datasets,
-    check_raw_files,
-    expand_file_patterns,
     expose_package_to_jobs,
-    files_by_stem,
-    is_blacklisted,
-    models_of_kind,
     stored_signature,
     validate_config,
 )
+from pipeline_steps.workflow_plan import WorkflowPlan
 from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.scan.expansion import expand_scans
 
@@ -26,6 +23,7 @@ if SCANS:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 expose_package_to_jobs(workflow.basedir)
+PLAN = WorkflowPlan(config)
 
 _FINAL_TARGET_FUNCTIONS = []
 
@@ -39,36 +37,12 @@ def final_targets():
     return [t for targets_function in _FINAL_TARGET_FUNCTIONS for t in targets_function()]
 
 
-def toy_files(dataset):
-    """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root."""
-    n_files = config["datasets"][dataset]["toy"]["n_files"]
-    return [f"data/raw/{dataset}/{index}.root" for index in range(n_files)]
-
-
-def toy_params(dataset, index):
-    """Params of the toy_dataset rule, i.e. the dataset's `toy` slice. Refuses datasets read from `files`."""
-    settings = config["datasets"][dataset]
-    if "files" in settings:
-        raise ValueError(
-            f"data/raw/{dataset}/{index}.root was requested from rule toy_dataset, but "
-            f"datasets.{dataset} has `files` ({settings['files']}): the toy generator never writes "
-            f"a dataset that is read from the user's files; check the paths/globs in `files`"
-        )
-    if "toy" not in settings:
-        raise ValueError(f"datasets.{dataset}: neither `files` nor a `toy` section; one is required")
-    if int(index) >= settings["toy"]["n_files"]:
-        raise ValueError(
-            f"data/raw/{dataset}/{index}.root: index {index} >= datasets.{dataset}.toy.n_files "
-            f"({settings['toy']['n_files']})"
-        )
-    return settings["toy"]
-
-
+# --- raw files and ingest ---------------------------------------------------------------------------
 # @stored_signature: functions of the rules with one job per raw file (pipeline_steps/workflow_config.py).
 @stored_signature
 def toy_slice(wildcards):
-    """params of toy_dataset: the dataset's `toy` slice (toy_params)."""
-    return toy_params(wildcards.dataset, wildcards.index)
+    """params of toy_dataset: the dataset's `toy` slice."""
+    return PLAN.toy_params(wildcards.dataset, wildcards.index)
 
 
 @stored_signature
@@ -77,197 +51,142 @@ def dataset_tree(wildcards):
     return config["datasets"][wildcards.dataset]["tree"]
 
 
-@functools.cache
-def dataset_files(dataset):
-    """Every raw file a dataset names, blacklist not yet applied: the user's globs, or the toy files.
-
-    Cached, like everything below that reads it: input functions ask once per job, and globbing a
-    1000-file dataset 1000 times would make planning quadratic."""
-    settings = config["datasets"][dataset]
-    if "files" in settings:
-        return tuple(expand_file_patterns(dataset, settings["files"]))
-    return tuple(toy_files(dataset))
-
-
-@functools.cache
-def raw_file_by_stem(dataset):
-    """{stem: path} of a dataset's files, blacklist removed (planning errors: pipeline_steps/workflow_config.py)."""
-    settings = config["datasets"][dataset]
-    origin = f"datasets.{dataset}.files {settings['files']}" if "files" in settings else f"datasets.{dataset}.toy"
-    by_stem = files_by_stem(dataset, dataset_files(dataset), config.get("blacklist", []), origin)
-    if "files" in settings:
-        check_raw_files(dataset, list(by_stem.values()))
-    return by_stem
-
-
-def raw_files(dataset):
-    """Raw ROOT files of a dataset, blacklist removed, sorted by path."""
-    return list(raw_file_by_stem(dataset).values())
+@stored_signature
+def raw_file(wildcards):
+    """Input function: the raw ROOT file behind results/ingest/<dataset>/<table>/<stem>.parquet."""
+    return PLAN.raw_file_by_stem(wildcards.dataset)[wildcards.stem]
 
 
 @stored_signature
 def ingest_reading(wildcards):
-    """params of ingest_table: only how the dataset's files are read (a mapping edit elsewhere reruns nothing)."""
-    settings = config["datasets"][wildcards.dataset]
-    return {key: settings[key] for key in ("tree", "step_size", "empty_tree", "identity") if key in settings}
+    return PLAN.ingest_reading(wildcards.dataset)
 
 
 @stored_signature
 def ingest_mapping(wildcards):
-    """params of ingest_table: only this table's branch mapping."""
-    return config["datasets"][wildcards.dataset]["tables"][wildcards.table]
+    return PLAN.ingest_mapping(wildcards.dataset, wildcards.table)
 
 
 def ingest_file_summaries(wildcards):
-    """Input of ingest_summary: the per-file JSONs of every table of a dataset."""
-    return [
-        f"results/ingest/{wildcards.dataset}/{table}/{stem}.json"
-        for table in tables_of(wildcards.dataset)
-        for stem in file_stems(wildcards.dataset)
-    ]
+    return PLAN.ingest_file_summaries(wildcards.dataset)
 
 
 def _resolve_raw_files():
     """Every dataset's files, resolved once when the workflow is read: a typo in `files` or a blacklist that
-    empties a dataset fails here, before any job, and not as an input-function error of some rule."""
-    for dataset in config["datasets"]:
-        raw_file_by_stem(dataset)
-    _report_absent_blacklist_entries()
+    empties a dataset fails here, before any job. A blacklist entry that matches nothing is only reported."""
+    for entry in PLAN.resolve_raw_files():
+        print(f"warning: blacklist entry {entry!r} matches no raw file; nothing to exclude", file=sys.stderr)
 
 
-def _report_absent_blacklist_entries():
-    """Blacklist entries that match no file (on disk or expected from toy data): reported once, not fatal."""
-    candidates = [path for dataset in config["datasets"] for path in dataset_files(dataset)]
-    for entry in config.get("blacklist", []):
-        if not any(is_blacklisted(path, [entry]) for path in candidates) and not glob.glob(entry):
-            print(f"warning: blacklist entry {entry!r} matches no raw file; nothing to exclude", file=sys.stderr)
-
-
-def file_stems(dataset):
-    return list(raw_file_by_stem(dataset))
-
-
-@stored_signature
-def raw_file(wildcards):
-    """Input function: the raw ROOT file behind results/ingest/<dataset>/<table>/<stem>.parquet."""
-    return raw_file_by_stem(wildcards.dataset)[wildcards.stem]
-
-
-def ingested_tables(dataset, table):
-    return [f"results/ingest/{dataset}/{table}/{stem}.parquet" for stem in file_stems(dataset)]
-
-
-def tables_of(dataset):
-    return list(config["datasets"][dataset]["tables"])
-
-
-def model_names(kind=None):
-    return models_of_kind(config, kind)
-
-
-def categorised_table(dataset):
-    """The table that the `categorised: true` model(s) of a dataset read (SHiP: `muons`)."""
-    tables = sorted({m["table"] for m in config["models"].values() if m.get("categorised") and m["dataset"] == dataset})
-    if len(tables) != 1:
-        raise ValueError(f"dataset {dataset!r}: categorised models must all read one table, found {tables}")
-    return tables[0]
-
-
+# --- categorise -------------------------------------------------------------------------------------
 @stored_signature
 def categorise_muon_table(wildcards):
-    """Input function: one ingested table behind results/categorise/<dataset>/minmax/<stem>.json."""
-    return f"results/ingest/{wildcards.dataset}/{categorised_table(wildcards.dataset)}/{wildcards.stem}.parquet"
+    return PLAN.categorise_muon_table(wildcards.dataset, wildcards.stem)
 
 
 def categorise_muon_tables(wildcards):
-    return ingested_tables(wildcards.dataset, categorised_table(wildcards.dataset))
+    return PLAN.ingested_tables(wildcards.dataset, PLAN.categorised_table(wildcards.dataset))
 
 
 def categorise_minmax_partials(wildcards):
-    return [f"results/categorise/{wildcards.dataset}/minmax/{stem}.json" for stem in file_stems(wildcards.dataset)]
+    return PLAN.categorise_minmax_partials(wildcards.dataset)
 
 
-def calratio_main_tables(wildcards):
-    model = config["models"][wildcards.model]
-    return ingested_tables(model["dataset"], model["table"])
+def dataset_identity(wildcards):
+    return PLAN.identity(wildcards.dataset)
 
 
-def calratio_control_tables(wildcards):
-    model = config["models"][wildcards.model]
-    return ingested_tables(model["control_dataset"], model["table"])
-
-
-def calratio_layout(wildcards):
-    """params slice of preprocess_calratio: the table's sequences and both datasets' identity branches."""
-    model = config["models"][wildcards.model]
-    main, control = config["datasets"][model["dataset"]], config["datasets"][model["control_dataset"]]
-    return {
-        "sequences": main["tables"][model["table"]].get("sequences", {}),
-        "identity": main.get("identity", []),
-        "control_identity": control.get("identity", []),
-    }
-
-
-def preprocessed_model_names():
-    """Models whose inputs the preprocess_model rule makes, i.e. the generative kinds (flow, covariance_gan)."""
-    return model_names("flow") + model_names("covariance_gan")
-
-
-def preprocess_model_inputs(wildcards):
-    """Input function of preprocess_model: the ingested tables, or the SHiP category tables."""
-    model = config["models"][wildcards.model]
-    if model.get("categorised"):
-        folder = f"results/categorise/{model['dataset']}"
-        return {
-            "tables": [f"{folder}/cat{category}.parquet" for category in (1, 2, 3, 4)],
-            "categories": f"{folder}/categories.json",
-        }
-    return {"tables": ingested_tables(model["dataset"], model["table"])}
-
-
-def preprocess_model_slice(wildcards):
-    """params of preprocess_model: the model's preprocessing keys plus its dataset's identity branches."""
-    model = config["models"][wildcards.model]
-    keys = ("conditions", "targets", "derived", "split", "preprocessing", "weight", "categorised")
-    model_slice = {key: model[key] for key in keys if key in model}
-    model_slice["identity"] = config["datasets"][model["dataset"]].get("identity", [])
-    return model_slice
+# --- models -----------------------------------------------------------------------------------------
+def model_names(kind=None):
+    return PLAN.model_names(kind)
 
 
 def generative_model_names():
-    """Models that generate rows (and are validated by the BDT figure of merit)."""
-    return model_names("covariance_gan") + model_names("flow")
+    return PLAN.generative_model_names()
+
+
+def preprocessed_model_names():
+    """Models whose inputs the preprocess_model rule makes, i.e. the generative kinds."""
+    return PLAN.generative_model_names()
+
+
+def calratio_main_tables(wildcards):
+    return PLAN.calratio_tables(wildcards.model, "dataset")
+
+
+def calratio_control_tables(wildcards):
+    return PLAN.calratio_tables(wildcards.model, "control_dataset")
+
+
+def calratio_layout(wildcards):
+    return PLAN.calratio_layout(wildcards.model)
+
+
+def preprocess_model_inputs(wildcards):
+    return PLAN.preprocess_model_inputs(wildcards.model)
+
+
+def preprocess_model_slice(wildcards):
+    return PLAN.preprocess_model_slice(wildcards.model)
+
+
+def training_slice(wildcards):
+    return PLAN.training_slice(wildcards.model)
+
+
+def model_slice(*keys):
+    """params function: the model's config restricted to ``keys``."""
+    return lambda wildcards: PLAN.model_slice(wildcards.model, keys)
+
+
+def full_model_config(wildcards):
+    return PLAN.model(wildcards.model)
+
+
+def checkpoint_dir(wildcards):
+    """Resumable checkpoints: a param, not an output, so that --rerun-incomplete keeps them."""
+    return f"results/checkpoints/{wildcards.model}"
+
+
+def trained_model_file(wildcards):
+    return PLAN.trained_model_file(wildcards.model)
 
 
 def model_categories(wildcards):
-    """categories.json of a categorised (SHiP) model's dataset; nothing for other models."""
-    model = config["models"][wildcards.model]
-    return [f"results/categorise/{model['dataset']}/categories.json"] if model.get("categorised") else []
+    return PLAN.model_categories(wildcards.model)
 
 
 def generation_model_slice(wildcards):
-    """params of generate/validate: the model's variables, not its training settings."""
-    model = config["models"][wildcards.model]
-    keys = ("kind", "conditions", "targets", "derived", "categorised", "weight")
-    return {key: model[key] for key in keys if key in model}
+    return PLAN.generation_model_slice(wildcards.model)
+
+
+def generation_settings(wildcards):
+    return PLAN.generation_settings()
 
 
 def model_output_layout(wildcards):
-    """params of generate/validate: the tree, identity branches and table of the model's dataset."""
-    model = config["models"][wildcards.model]
-    dataset = config["datasets"][model["dataset"]]
-    return {
-        "tree": dataset["tree"],
-        "identity": dataset.get("identity", []),
-        "table": dataset["tables"][model["table"]],
-    }
+    return PLAN.model_output_layout(wildcards.model)
 
 
 def model_tree(wildcards):
     """params of export: the TTree of the model's dataset, recorded in bundle.json as io.tree."""
-    return model_output_layout(wildcards)["tree"]
+    return PLAN.model_output_layout(wildcards.model)["tree"]
 
 
+def export_raw_files(wildcards):
+    return PLAN.model_raw_files(wildcards.model)
+
+
+def kind_code(kind, stage):
+    """params `code` of a kind's train, generate or export rule: the source hash of MODEL_KINDS' modules."""
+    return source_hash(*MODEL_KINDS[kind].code_modules(stage))
+
+
+def kind_env(kind):
+    return MODEL_KINDS[kind].env_file
+
+
+# --- scans ------------------------------------------------------------------------------------------
 def scan_names():
     """Scanned models (by their own name), each expanded into instances by expand_scans."""
     return list(SCANS)
@@ -288,16 +207,7 @@ def scan_histories(wildcards):
     return [f"results/train/{name}/history.csv" for name in SCANS[wildcards.scan].instances]
 
 
-def model_datasets(model_name):
-    """The datasets a model reads: its `dataset` and, for CalRatio, its `control_dataset`."""
-    model = config["models"][model_name]
-    return [model[key] for key in ("dataset", "control_dataset") if key in model]
-
-
-#: The file a trained model of each kind is used from (generate, export).
-_TRAINED_MODEL_FILE = {"flow": "model.pt", "covariance_gan": "generator.keras", "calratio_rnn": "chosen.keras"}
-
-
+# --- provenance -------------------------------------------------------------------------------------
 def _export_bundles_built():
     """True once export.smk defines the job that makes results/export/<model>/bundle.json."""
     # Output patterns carry their wildcard constraints inline: results/export/{model,jets|...}/bundle.json
@@ -308,45 +218,16 @@ def _export_bundles_built():
     )
 
 
-def model_artifacts(model_name):
-    """Files that stand for a finished model in provenance.json: the trained file and, if any, the bundle."""
-    kind = config["models"][model_name]["kind"]
-    files = [f"results/train/{model_name}/{_TRAINED_MODEL_FILE[kind]}"]
-    if _export_bundles_built():
-        files.append(f"results/export/{model_name}/bundle.json")
-    return files
-
-
 def provenance_raw_inputs(wildcards):
-    """Input of the provenance job: every raw ROOT file a model was trained on (blacklist removed)."""
-    return sorted({path for model in config["models"] for ds in model_datasets(model) for path in raw_files(ds)})
+    return PLAN.provenance_raw_inputs()
 
 
 def provenance_model_outputs(wildcards):
-    return [path for model in config["models"] for path in model_artifacts(model)]
+    return [path for model in config["models"] for path in PLAN.model_artifacts(model, _export_bundles_built())]
 
 
 def provenance_model_slices(wildcards):
-    """params of the provenance job: per model its config slice (model + datasets read), raw inputs, artifacts."""
-    return {
-        model: {
-            "config": {
-                "model": config["models"][model],
-                "datasets": {ds: config["datasets"][ds] for ds in model_datasets(model)},
-                "blacklist": config.get("blacklist", []),
-            },
-            "raw_inputs": [path for ds in model_datasets(model) for path in raw_files(ds)],
-            "outputs": model_artifacts(model),
-        }
-        for model in config["models"]
-    }
-
-
-def export_raw_files(wildcards):
-    """Raw files behind a model (its dataset and, for CalRatio, the control dataset): export provenance."""
-    model = config["models"][wildcards.model]
-    datasets = [model["dataset"]] + ([model["control_dataset"]] if "control_dataset" in model else [])
-    return [path for dataset in datasets for path in raw_files(dataset)]
+    return PLAN.provenance_model_slices(_export_bundles_built())
 
 
 def _alternatives(names):

@@ -23,20 +23,13 @@ rule export_covariance_gan:
         "logs/export/{model}.log",
     params:
         bundle=lambda wc: f"results/export/{wc.model}",
-        model=lambda wc: config["models"][wc.model],
+        model=full_model_config,
         tree=model_tree,
         export=config["export"],
-        code=source_hash(
-            "export/step",
-            "export/keras_export",
-            "export/c_export",
-            "models/covariance_gan",
-            "preprocess/transforms",
-            "common",
-        ),
+        code=kind_code("covariance_gan", "export"),
     threads: 1
     conda:
-        "../../envs/tensorflow.yaml"
+        kind_env("covariance_gan")
     script:
         "../scripts/export_model.py"
 
@@ -62,20 +55,13 @@ rule export_flow:
         "logs/export/{model}.log",
     params:
         bundle=lambda wc: f"results/export/{wc.model}",
-        model=lambda wc: config["models"][wc.model],
+        model=full_model_config,
         tree=model_tree,
         export=config["export"],
-        code=source_hash(
-            "export/step",
-            "export/torch_export",
-            "models/flow",
-            "preprocess/transforms",
-            "categorise/categories",
-            "common",
-        ),
+        code=kind_code("flow", "export"),
     threads: 1
     conda:
-        "../../envs/torch.yaml"
+        kind_env("flow")
     script:
         "../scripts/export_model.py"
 
@@ -101,20 +87,13 @@ rule export_calratio_rnn:
         "logs/export/{model}.log",
     params:
         bundle=lambda wc: f"results/export/{wc.model}",
-        model=lambda wc: config["models"][wc.model],
+        model=full_model_config,
         tree=model_tree,
         export=config["export"],
-        code=source_hash(
-            "export/step",
-            "export/keras_export",
-            "models/calratio_rnn",
-            "preprocess/calratio_inputs",
-            "preprocess/transforms",
-            "common",
-        ),
+        code=kind_code("calratio_rnn", "export"),
     threads: 1
     conda:
-        "../../envs/tensorflow.yaml"
+        kind_env("calratio_rnn")
     script:
         "../scripts/export_model.py"
 

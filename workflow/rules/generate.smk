@@ -6,7 +6,7 @@ rule generate_covariance_gan:
     wildcard_constraints:
         model=_alternatives(model_names("covariance_gan")),
     input:
-        model="results/train/{model}/generator.keras",
+        model=trained_model_file,
         test="results/preprocess/{model}/test.parquet",
         transforms="results/preprocess/{model}/transforms.json",
         categories=model_categories,
@@ -19,13 +19,13 @@ rule generate_covariance_gan:
         model_name=lambda wc: wc.model,
         model=generation_model_slice,
         dataset=model_output_layout,
-        validation=lambda wc: {"generated_events": config["validation"].get("generated_events", 20000)},
+        validation=generation_settings,
         seed=config["seed"],
-        code=source_hash("generate", "models/covariance_gan", "preprocess/transforms", "common"),
+        code=kind_code("covariance_gan", "generate"),
     resources:
         gpu=1,
     conda:
-        "../../envs/tensorflow.yaml"
+        kind_env("covariance_gan")
     script:
         "../scripts/generate_model.py"
 
@@ -34,7 +34,7 @@ rule generate_flow:
     wildcard_constraints:
         model=_alternatives(model_names("flow")),
     input:
-        model="results/train/{model}/model.pt",
+        model=trained_model_file,
         test="results/preprocess/{model}/test.parquet",
         transforms="results/preprocess/{model}/transforms.json",
         categories=model_categories,
@@ -47,13 +47,13 @@ rule generate_flow:
         model_name=lambda wc: wc.model,
         model=generation_model_slice,
         dataset=model_output_layout,
-        validation=lambda wc: {"generated_events": config["validation"].get("generated_events", 20000)},
+        validation=generation_settings,
         seed=config["seed"],
-        code=source_hash("generate", "models/flow", "preprocess/transforms", "categorise/categories", "common"),
+        code=kind_code("flow", "generate"),
     resources:
         gpu=1,
     conda:
-        "../../envs/torch.yaml"
+        kind_env("flow")
     script:
         "../scripts/generate_model.py"
 

@@ -33,18 +33,16 @@ rule train_covariance_gan:
     benchmark:
         "benchmarks/train/{model}.tsv"
     params:
-        model=lambda wc: {
-            key: config["models"][wc.model][key] for key in ("conditions", "targets", "hyperparameters", "training")
-        },
+        model=training_slice,
         seed=config["seed"],
-        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
-        code=source_hash("models/covariance_gan", "train/covariance_gan", "train/devices", "common"),
+        checkpoint_dir=checkpoint_dir,
+        code=kind_code("covariance_gan", "train"),
     threads: 2
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
-        "../../envs/tensorflow.yaml"
+        kind_env("covariance_gan")
     script:
         "../scripts/train_covariance_gan.py"
 
@@ -77,20 +75,16 @@ rule train_flow:
     benchmark:
         "benchmarks/train/{model}.tsv"
     params:
-        model=lambda wc: {
-            key: config["models"][wc.model][key]
-            for key in ("conditions", "targets", "hyperparameters", "training", "categorised", "weight")
-            if key in config["models"][wc.model]
-        },
+        model=training_slice,
         seed=config["seed"],
-        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
-        code=source_hash("models/flow", "train/flow", "train/devices", "common"),
+        checkpoint_dir=checkpoint_dir,
+        code=kind_code("flow", "train"),
     threads: 2
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
-        "../../envs/torch.yaml"
+        kind_env("flow")
     script:
         "../scripts/train_flow.py"
 
@@ -121,19 +115,16 @@ rule train_calratio_rnn:
     benchmark:
         "benchmarks/train/{model}.tsv"
     params:
-        model=lambda wc: {
-            key: config["models"][wc.model][key]
-            for key in ("conditions", "preprocessing", "hyperparameters", "training")
-        },
+        model=training_slice,
         seed=config["seed"],
-        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
-        code=source_hash("models/calratio_rnn", "train/calratio_rnn", "train/devices", "common"),
+        checkpoint_dir=checkpoint_dir,
+        code=kind_code("calratio_rnn", "train"),
     threads: 2
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
-        "../../envs/tensorflow.yaml"
+        kind_env("calratio_rnn")
     script:
         "../scripts/train_calratio_rnn.py"
 
@@ -150,8 +141,8 @@ rule select_calratio_epoch:
     log:
         "logs/train/{model}_select.log",
     params:
-        model=lambda wc: {"training": config["models"][wc.model]["training"]},
-        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}",
+        model=model_slice("training"),
+        checkpoint_dir=checkpoint_dir,
         code=source_hash("train/calratio_selection", "train/calratio_rnn", "models/calratio_rnn", "common"),
     threads: 1
     conda:

@@ -1,0 +1,94 @@
+"""The registry of model kinds: one entry says everything the workflow needs to know about a kind.
+
+A model's ``kind`` in the config picks its framework environment, the file its trainer leaves for
+generation and export, the config keys its trainer reads, and the package modules whose source hash
+reruns its train, generate and export jobs. Before this registry these facts were spread over the
+rule files and drifted (generate_flow hashed the categorisation module, generate_covariance_gan did
+not, though both run the same generation code). Adding a kind means one entry here plus its model,
+trainer and exporter modules (README: "Adding a model kind").
+
+Module names are those of :func:`pipeline_steps.common.source_hash.source_hash`: a path under
+``pipeline_steps/`` without ``.py``. Imports *inside* functions are not followed by the hash (they
+are the per-kind dispatch), so each kind names the modules its stages dispatch to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pipeline_steps.common.errors import ConfigError
+
+#: Modules every job of a stage runs, whatever the kind (the stage's step and its shared helpers).
+STAGE_MODULES = {
+    "train": ("train/devices", "common"),
+    # generate/step.py imports the SHiP inverse (categorisation) for any categorised model
+    "generate": ("generate", "preprocess/transforms", "categorise/categories", "common"),
+    # export/step.py verifies the C export (export.c) for any kind
+    "export": ("export/step", "export/c_export", "preprocess/transforms", "common"),
+}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model. ``env`` is the conda environment file under ``envs/``; ``trained_file`` lies in
+    ``results/train/<model>/``; ``training_keys`` are the model's config keys its trainer receives."""
+
+    name: str
+    env: str
+    trained_file: str
+    generative: bool
+    model_module: str
+    trainer_modules: tuple[str, ...]
+    exporter_module: str
+    input_modules: tuple[str, ...]
+    training_keys: tuple[str, ...]
+
+    @property
+    def env_file(self) -> str:
+        """The conda env, relative to a rule file in workflow/rules/."""
+        return f"../../envs/{self.env}.yaml"
+
+    def code_modules(self, stage: str) -> tuple[str, ...]:
+        """The modules whose source hash reruns this kind's jobs of ``stage`` (train, generate, export)."""
+        own = {
+            "train": (self.model_module, *self.trainer_modules),
+            "generate": (self.model_module,),
+            "export": (self.exporter_module, self.model_module, *self.input_modules),
+        }[stage]
+        return (*own, *STAGE_MODULES[stage])
+
+
+#: Registry order is rule and summary order (generative kinds: the GAN, then the flows).
+MODEL_KINDS: dict[str, ModelKind] = {
+    kind.name: kind
+    for kind in (
+        ModelKind(
+            name="covariance_gan", env="tensorflow", trained_file="generator.keras", generative=True,
+            model_module="models/covariance_gan", trainer_modules=("train/covariance_gan",),
+            exporter_module="export/keras_export", input_modules=(),
+            training_keys=("conditions", "targets", "hyperparameters", "training"),
+        ),
+        ModelKind(
+            name="flow", env="torch", trained_file="model.pt", generative=True,
+            model_module="models/flow", trainer_modules=("train/flow",),
+            exporter_module="export/torch_export", input_modules=("categorise/categories",),
+            training_keys=("conditions", "targets", "hyperparameters", "training", "categorised", "weight"),
+        ),
+        ModelKind(
+            name="calratio_rnn", env="tensorflow", trained_file="chosen.keras", generative=False,
+            model_module="models/calratio_rnn", trainer_modules=("train/calratio_rnn",),
+            exporter_module="export/keras_export", input_modules=("preprocess/calratio_inputs",),
+            training_keys=("conditions", "preprocessing", "hyperparameters", "training"),
+        ),
+    )
+}
+
+
+def kind_of(model: Mapping[str, Any]) -> ModelKind:
+    """The registry entry of a model's ``kind``; a ConfigError names the kinds there are."""
+    try:
+        return MODEL_KINDS[model["kind"]]
+    except KeyError:
+        raise ConfigError(f"models.<name>.kind: expected one of {sorted(MODEL_KINDS)}, "
+                          f"got {model.get('kind')!r}") from None

@@ -1,0 +1,242 @@
+"""What the rules ask of the config: the files each job reads and the config slice each job receives.
+
+One object, :class:`WorkflowPlan`, answers every such question for the rule files; ``common.smk``
+builds it once and keeps only thin wrappers that take Snakemake's ``wildcards``. The slices are the
+reruns' contract: a rule's ``params`` hold *only* the keys its step reads, so an edit elsewhere in the
+config reruns nothing, and a key the step reads but the slice leaves out would be silently missing.
+Living here, the answers are unit-tested without Snakemake (tests/test_workflow_plan.py).
+
+File lists are cached per dataset: input functions ask once per job, and globbing a 1000-file
+dataset 1000 times would make planning quadratic.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+from typing import Any, Mapping
+
+from pipeline_steps.model_kinds import MODEL_KINDS, kind_of
+from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, is_blacklisted
+
+#: The SHiP muon categories (pipeline_steps/categorise/categories.py), one table each.
+CATEGORIES = (1, 2, 3, 4)
+
+
+class WorkflowPlan:
+    """Queries on one validated config; every method is a pure function of it (and of the file system
+    for the ``files:`` globs, read once)."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+        self.raw_file_by_stem = functools.cache(self._raw_file_by_stem)
+        self.dataset_files = functools.cache(self._dataset_files)
+
+    # --- raw files -------------------------------------------------------------------------------
+
+    def toy_files(self, dataset: str) -> list[str]:
+        """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root."""
+        n_files = self.config["datasets"][dataset]["toy"]["n_files"]
+        return [f"data/raw/{dataset}/{index}.root" for index in range(n_files)]
+
+    def toy_params(self, dataset: str, index: int | str) -> dict:
+        """Params of the toy_dataset rule, i.e. the dataset's `toy` slice. Refuses datasets read from `files`."""
+        settings = self.config["datasets"][dataset]
+        if "files" in settings:
+            raise ValueError(
+                f"data/raw/{dataset}/{index}.root was requested from rule toy_dataset, but "
+                f"datasets.{dataset} has `files` ({settings['files']}): the toy generator never writes "
+                f"a dataset that is read from the user's files; check the paths/globs in `files`"
+            )
+        if "toy" not in settings:
+            raise ValueError(f"datasets.{dataset}: neither `files` nor a `toy` section; one is required")
+        if int(index) >= settings["toy"]["n_files"]:
+            raise ValueError(
+                f"data/raw/{dataset}/{index}.root: index {index} >= datasets.{dataset}.toy.n_files "
+                f"({settings['toy']['n_files']})"
+            )
+        return settings["toy"]
+
+    def _dataset_files(self, dataset: str) -> tuple[str, ...]:
+        """Every raw file a dataset names, blacklist not yet applied: the user's globs, or the toy files."""
+        settings = self.config["datasets"][dataset]
+        if "files" in settings:
+            return tuple(expand_file_patterns(dataset, settings["files"]))
+        return tuple(self.toy_files(dataset))
+
+    def _raw_file_by_stem(self, dataset: str) -> dict[str, str]:
+        """{stem: path} of a dataset's files, blacklist removed (planning errors: workflow_config.py)."""
+        settings = self.config["datasets"][dataset]
+        origin = f"datasets.{dataset}.files {settings['files']}" if "files" in settings else f"datasets.{dataset}.toy"
+        by_stem = files_by_stem(dataset, self.dataset_files(dataset), self.config.get("blacklist", []), origin)
+        if "files" in settings:
+            check_raw_files(dataset, list(by_stem.values()))
+        return by_stem
+
+    def raw_files(self, dataset: str) -> list[str]:
+        """Raw ROOT files of a dataset, blacklist removed, sorted by path."""
+        return list(self.raw_file_by_stem(dataset).values())
+
+    def file_stems(self, dataset: str) -> list[str]:
+        return list(self.raw_file_by_stem(dataset))
+
+    def resolve_raw_files(self) -> list[str]:
+        """Resolve every dataset's files now (a typo in `files` or a blacklist that empties a dataset fails
+        before any job, not as some rule's input-function error); return the blacklist entries that match
+        no file, on disk or expected from toy data (worth a warning, not an error)."""
+        for dataset in self.config["datasets"]:
+            self.raw_file_by_stem(dataset)
+        candidates = [path for dataset in self.config["datasets"] for path in self.dataset_files(dataset)]
+        return [entry for entry in self.config.get("blacklist", [])
+                if not any(is_blacklisted(path, [entry]) for path in candidates) and not glob.glob(entry)]
+
+    # --- ingest and categorise -------------------------------------------------------------------
+
+    def ingest_reading(self, dataset: str) -> dict:
+        """params of ingest_table: only how the dataset's files are read (a mapping edit elsewhere reruns nothing)."""
+        settings = self.config["datasets"][dataset]
+        return {key: settings[key] for key in ("tree", "step_size", "empty_tree", "identity") if key in settings}
+
+    def ingest_mapping(self, dataset: str, table: str) -> dict:
+        """params of ingest_table: only this table's branch mapping."""
+        return self.config["datasets"][dataset]["tables"][table]
+
+    def tables_of(self, dataset: str) -> list[str]:
+        return list(self.config["datasets"][dataset]["tables"])
+
+    def ingested_tables(self, dataset: str, table: str) -> list[str]:
+        return [f"results/ingest/{dataset}/{table}/{stem}.parquet" for stem in self.file_stems(dataset)]
+
+    def ingest_file_summaries(self, dataset: str) -> list[str]:
+        """Input of ingest_summary: the per-file JSONs of every table of a dataset."""
+        return [f"results/ingest/{dataset}/{table}/{stem}.json"
+                for table in self.tables_of(dataset) for stem in self.file_stems(dataset)]
+
+    def categorised_table(self, dataset: str) -> str:
+        """The table that the `categorised: true` model(s) of a dataset read (SHiP: `muons`)."""
+        tables = sorted({m["table"] for m in self.config["models"].values()
+                         if m.get("categorised") and m["dataset"] == dataset})
+        if len(tables) != 1:
+            raise ValueError(f"dataset {dataset!r}: categorised models must all read one table, found {tables}")
+        return tables[0]
+
+    def categorise_muon_table(self, dataset: str, stem: str) -> str:
+        """One ingested table behind results/categorise/<dataset>/minmax/<stem>.json."""
+        return f"results/ingest/{dataset}/{self.categorised_table(dataset)}/{stem}.parquet"
+
+    def categorise_minmax_partials(self, dataset: str) -> list[str]:
+        return [f"results/categorise/{dataset}/minmax/{stem}.json" for stem in self.file_stems(dataset)]
+
+    def identity(self, dataset: str) -> list[str]:
+        """The dataset's identity branches (run, event, ...); none unless configured."""
+        return list(self.config["datasets"][dataset].get("identity", []))
+
+    # --- models ----------------------------------------------------------------------------------
+
+    def model(self, name: str) -> Mapping[str, Any]:
+        return self.config["models"][name]
+
+    def model_names(self, kind: str | None = None) -> list[str]:
+        """Names of the configured models, optionally only those of one kind."""
+        return [name for name, model in self.config["models"].items() if kind is None or model["kind"] == kind]
+
+    def generative_model_names(self) -> list[str]:
+        """Models that generate rows (and are validated by the BDT figure of merit), in registry order."""
+        return [name for kind in MODEL_KINDS.values() if kind.generative for name in self.model_names(kind.name)]
+
+    def model_datasets(self, name: str) -> list[str]:
+        """The datasets a model reads: its `dataset` and, for CalRatio, its `control_dataset`."""
+        model = self.model(name)
+        return [model[key] for key in ("dataset", "control_dataset") if key in model]
+
+    def model_raw_files(self, name: str) -> list[str]:
+        """Raw files behind a model (its dataset and, for CalRatio, the control dataset)."""
+        return [path for dataset in self.model_datasets(name) for path in self.raw_files(dataset)]
+
+    def model_categories(self, name: str) -> list[str]:
+        """categories.json of a categorised (SHiP) model's dataset; nothing for other models."""
+        model = self.model(name)
+        return [f"results/categorise/{model['dataset']}/categories.json"] if model.get("categorised") else []
+
+    def trained_model_file(self, name: str) -> str:
+        """The file a trained model is used from (generate, export, provenance)."""
+        return f"results/train/{name}/{kind_of(self.model(name)).trained_file}"
+
+    def model_slice(self, name: str, keys: tuple[str, ...]) -> dict:
+        """The model's config restricted to ``keys`` (those it has)."""
+        model = self.model(name)
+        return {key: model[key] for key in keys if key in model}
+
+    def training_slice(self, name: str) -> dict:
+        """params of the model's training rule: the keys its trainer reads (MODEL_KINDS)."""
+        return self.model_slice(name, kind_of(self.model(name)).training_keys)
+
+    def preprocess_model_inputs(self, name: str) -> dict:
+        """Inputs of preprocess_model: the ingested tables, or the SHiP category tables."""
+        model = self.model(name)
+        if model.get("categorised"):
+            folder = f"results/categorise/{model['dataset']}"
+            return {"tables": [f"{folder}/cat{category}.parquet" for category in CATEGORIES],
+                    "categories": f"{folder}/categories.json"}
+        return {"tables": self.ingested_tables(model["dataset"], model["table"])}
+
+    def preprocess_model_slice(self, name: str) -> dict:
+        """params of preprocess_model: the model's preprocessing keys plus its dataset's identity branches."""
+        keys = ("conditions", "targets", "derived", "split", "preprocessing", "weight", "categorised")
+        return {**self.model_slice(name, keys), "identity": self.identity(self.model(name)["dataset"])}
+
+    def calratio_tables(self, name: str, region: str) -> list[str]:
+        """Ingested tables of a CalRatio model's main (`dataset`) or control (`control_dataset`) region."""
+        model = self.model(name)
+        return self.ingested_tables(model[region], model["table"])
+
+    def calratio_layout(self, name: str) -> dict:
+        """params slice of preprocess_calratio: the table's sequences and both datasets' identity branches."""
+        model = self.model(name)
+        main = self.config["datasets"][model["dataset"]]
+        return {"sequences": main["tables"][model["table"]].get("sequences", {}),
+                "identity": self.identity(model["dataset"]),
+                "control_identity": self.identity(model["control_dataset"])}
+
+    def generation_model_slice(self, name: str) -> dict:
+        """params of generate/validate: the model's variables, not its training settings."""
+        return self.model_slice(name, ("kind", "conditions", "targets", "derived", "categorised", "weight"))
+
+    def generation_settings(self) -> dict:
+        """params of generate: the one validation key generation reads."""
+        return {"generated_events": self.config["validation"]["generated_events"]}
+
+    def model_output_layout(self, name: str) -> dict:
+        """params of generate/validate: the tree, identity branches and table of the model's dataset."""
+        model = self.model(name)
+        dataset = self.config["datasets"][model["dataset"]]
+        return {"tree": dataset["tree"], "identity": self.identity(model["dataset"]),
+                "table": dataset["tables"][model["table"]]}
+
+    # --- provenance ------------------------------------------------------------------------------
+
+    def model_artifacts(self, name: str, bundles_built: bool) -> list[str]:
+        """Files that stand for a finished model in provenance.json: the trained file and, if any, the bundle."""
+        files = [self.trained_model_file(name)]
+        if bundles_built:
+            files.append(f"results/export/{name}/bundle.json")
+        return files
+
+    def provenance_raw_inputs(self) -> list[str]:
+        """Every raw ROOT file a model was trained on (blacklist removed)."""
+        return sorted({path for model in self.config["models"] for path in self.model_raw_files(model)})
+
+    def provenance_model_slices(self, bundles_built: bool) -> dict:
+        """params of the provenance job: per model its config slice (model + datasets read), raw inputs, artifacts."""
+        return {
+            model: {
+                "config": {
+                    "model": self.model(model),
+                    "datasets": {ds: self.config["datasets"][ds] for ds in self.model_datasets(model)},
+                    "blacklist": self.config.get("blacklist", []),
+                },
+                "raw_inputs": self.model_raw_files(model),
+                "outputs": self.model_artifacts(model, bundles_built),
+            }
+            for model in self.config["models"]
+        }

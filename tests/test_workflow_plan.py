@@ -1,0 +1,102 @@
+"""The config contract the rules rely on (pipeline_steps/workflow_plan.py) and the model-kind registry."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.source_hash import source_hash
+from pipeline_steps.model_kinds import MODEL_KINDS, STAGE_MODULES, kind_of
+from pipeline_steps.workflow_plan import WorkflowPlan
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture
+def plan():
+    return WorkflowPlan(copy.deepcopy(CONFIG))
+
+
+def test_training_slice_holds_only_the_keys_the_trainer_reads(plan):
+    jets = plan.training_slice("jets")
+    assert set(jets) == {"conditions", "targets", "hyperparameters", "training"}  # jets: no weight, not categorised
+    ship = plan.training_slice("ship_muons")
+    assert ship["categorised"] is True and ship["weight"] == "weight"
+    assert set(plan.training_slice("tracks_cov")) == {"conditions", "targets", "hyperparameters", "training"}
+    assert "preprocessing" in plan.training_slice("calratio")
+
+
+def test_generative_models_exclude_the_classifier_and_keep_registry_order(plan):
+    names = plan.generative_model_names()
+    assert "calratio" not in names
+    assert names.index("tracks_cov") < names.index("jets")  # covariance GAN first, then the flows
+
+
+def test_trained_file_follows_the_kind(plan):
+    assert plan.trained_model_file("jets") == "results/train/jets/model.pt"
+    assert plan.trained_model_file("tracks_cov") == "results/train/tracks_cov/generator.keras"
+    assert plan.trained_model_file("calratio") == "results/train/calratio/chosen.keras"
+
+
+def test_toy_files_and_blacklist(plan):
+    plan.config["blacklist"] = ["data/raw/ship/1.root", "nothing_matches_*.root"]
+    stems = plan.file_stems("ship")
+    assert "1" not in stems and "0" in stems
+    assert plan.resolve_raw_files() == ["nothing_matches_*.root"]
+
+
+def test_toy_params_refuse_an_index_past_n_files(plan):
+    n_files = plan.config["datasets"]["nanoaod"]["toy"]["n_files"]
+    assert plan.toy_params("nanoaod", n_files - 1) == plan.config["datasets"]["nanoaod"]["toy"]
+    with pytest.raises(ValueError, match="toy.n_files"):
+        plan.toy_params("nanoaod", n_files)
+
+
+def test_files_read_once_per_dataset(plan, tmp_path):
+    for index in range(3):
+        (tmp_path / f"run{index}.root").touch()
+    plan.config["datasets"]["nanoaod"]["files"] = [str(tmp_path / "*.root")]
+    assert plan.file_stems("nanoaod") == ["run0", "run1", "run2"]
+    (tmp_path / "run3.root").touch()  # appears after planning started: not part of this plan
+    assert plan.raw_files("nanoaod") == [str(tmp_path / f"run{index}.root") for index in range(3)]
+
+
+def test_categorised_model_reads_the_category_tables(plan):
+    inputs = plan.preprocess_model_inputs("ship_muons")
+    assert inputs["tables"] == [f"results/categorise/ship/cat{c}.parquet" for c in (1, 2, 3, 4)]
+    assert plan.model_categories("ship_muons") == ["results/categorise/ship/categories.json"]
+    assert plan.model_categories("jets") == []
+
+
+def test_generation_reads_the_configured_event_count(plan):
+    assert plan.generation_settings() == {"generated_events": CONFIG["validation"]["generated_events"]}
+
+
+def test_every_schema_kind_is_registered():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    kinds = set(schema["$defs"]["model"]["properties"]["kind"]["enum"])
+    assert kinds == set(MODEL_KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_registry_entry_names_real_modules_and_env(kind):
+    entry = MODEL_KINDS[kind]
+    assert (REPO / "envs" / f"{entry.env}.yaml").exists()
+    for stage in STAGE_MODULES:
+        assert source_hash(*entry.code_modules(stage))  # raises FileNotFoundError for a missing module
+
+
+def test_generative_kinds_hash_the_same_generation_code():
+    """Both generative kinds run generate/step.py: only their model module may differ."""
+    shared = [set(k.code_modules("generate")) - {k.model_module} for k in MODEL_KINDS.values() if k.generative]
+    assert all(modules == shared[0] for modules in shared)
+
+
+def test_unknown_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="covariance_gan"):
+        kind_of({"kind": "diffusion"})
