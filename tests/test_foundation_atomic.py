@@ -64,3 +64,25 @@ def _exited_pid() -> int:
     """The pid of a process that has finished (and been reaped), as a killed writer's would be."""
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(child.stdout)
+
+
+def test_save_figure_writes_the_png_in_one_step_and_closes_the_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from pipeline_steps.common.figures import save_figure
+
+    figure, axis = plt.subplots()
+    axis.plot([0, 1], [1, 0])
+    save_figure(figure, tmp_path / "loss.png", dpi=50)
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(figure.number) and _hidden(tmp_path) == []
+
+    broken, _ = plt.subplots()
+    with pytest.raises(ValueError):
+        save_figure(broken, tmp_path / "broken.png", format="no-such-format")
+    assert not (tmp_path / "broken.png").exists() and _hidden(tmp_path) == []
+    assert not plt.fignum_exists(broken.number)
