@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline_steps.common.atomic import atomic_path  # noqa: E402
+from pipeline_steps.common.figures import save_figure  # noqa: E402
 
 BINS = 50
 PANELS_PER_ROW = 4  # two variables per row, each as a (before, after) pair
@@ -40,7 +40,8 @@ def plot_distributions(before: pd.DataFrame, after: pd.DataFrame, path: str | Pa
     for index in range(len(names) * 2, n_rows * PANELS_PER_ROW):
         axes[index // PANELS_PER_ROW][index % PANELS_PER_ROW].set_visible(False)
     figure.suptitle(f"{title} (blue: before, orange: after the transforms)")
-    _save(figure, path)
+    figure.tight_layout(rect=(0, 0, 1, 0.98))  # room for the suptitle
+    save_figure(figure, path, dpi=80)
 
 
 def plot_correlations(before: pd.DataFrame, after: pd.DataFrame, path: str | Path, title: str = "") -> None:
@@ -56,7 +57,7 @@ def plot_correlations(before: pd.DataFrame, after: pd.DataFrame, path: str | Pat
         axis.set_title(f"{label}: max |off-diagonal| = {np.nanmax(off_diagonal):.2f}", fontsize=9)
     figure.colorbar(image, ax=[axes[0][0], axes[0][1]], shrink=0.8)
     figure.suptitle(title)
-    _save(figure, path, tight=False)
+    save_figure(figure, path, dpi=80)  # no tight_layout: the colorbar spans both axes
 
 
 def correlation_matrix(values: np.ndarray) -> np.ndarray:
@@ -80,11 +81,3 @@ def _histogram(axis, values: np.ndarray, label: str, color: str) -> None:
             axis.hist(finite, bins=1, color=color, histtype="stepfilled", alpha=0.7)
     axis.set_title(label, fontsize=8)
     axis.tick_params(labelsize=6)
-
-
-def _save(figure, path: str | Path, tight: bool = True) -> None:
-    if tight:
-        figure.tight_layout(rect=(0, 0, 1, 0.98))
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=80)
-    plt.close(figure)

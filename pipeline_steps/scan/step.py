@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.scan.ranking import best_pointer, metric_value, rank_points
 
@@ -65,6 +66,4 @@ def _plot(table: pd.DataFrame, points: Mapping[str, Mapping[str, Any]], metric: 
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

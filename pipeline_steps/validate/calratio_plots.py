@@ -20,7 +20,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline_steps.common.atomic import atomic_path, write_text_atomic
+from pipeline_steps.common.atomic import write_text_atomic
+from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train.calratio_rnn import KS_COLUMNS, ks_per_output
@@ -116,7 +117,8 @@ def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, 
         figures = draw_all(main_probabilities, main, cr_probabilities, cr, pd.read_csv(history), choice,
                            metrics, list(model.get("conditions", [])), settings)
         for name, figure in figures.items():
-            _save_figure(figure, outputs[name])
+            figure.tight_layout()
+            save_figure(figure, outputs[name], dpi=90, format="png")
         write_text_atomic(outputs["metrics"], json.dumps(metrics, indent=2))
         LOGGER.info("calratio test metrics: %s", {k: v for k, v in metrics.items() if k != "signal_efficiency_by_mass"})
 
@@ -143,15 +145,6 @@ def _figure(n_rows: int, n_cols: int, width: float = 4.0, height: float = 3.2):
 
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
     return figure, axes
-
-
-def _save_figure(figure, path) -> None:
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=90, format="png")
-    plt.close(figure)
 
 
 def _outputs_by_class(probabilities, main, settings: PlotSettings, log_scale: bool):

@@ -17,9 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline_steps.common.atomic import atomic_path  # noqa: E402
+from pipeline_steps.common.figures import save_figure  # noqa: E402
 
 REAL, GENERATED = "tab:blue", "tab:orange"
+SAVE_OPTIONS = {"dpi": 90, "bbox_inches": "tight"}  # every validation figure (profiles too)
 MAX_PAIR_VARIABLES = 6  # 15 pairs, the SHiP study's figure; more variables would be unreadable
 
 
@@ -47,7 +48,7 @@ def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: lis
         bottom.set_ylabel("gen/real", fontsize=7)
         if index == 0:
             top.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path, **SAVE_OPTIONS)
 
 
 def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
@@ -69,7 +70,7 @@ def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], 
             ax.hist2d(table[x], table[y], bins=edges, cmin=1, cmap="viridis")
             ax.set_title(f"{label}: {y} vs {x}", fontsize=7)
             ax.tick_params(labelsize=6)
-    _save(fig, path)
+    save_figure(fig, path, **SAVE_OPTIONS)
 
 
 def plot_bdt_output(scores_real: np.ndarray, scores_generated: np.ndarray, weights_real: np.ndarray,
@@ -84,7 +85,7 @@ def plot_bdt_output(scores_real: np.ndarray, scores_generated: np.ndarray, weigh
     ax.set_ylabel("normalised")
     ax.set_title(title, fontsize=9)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path, **SAVE_OPTIONS)
 
 
 def plot_response(real: pd.DataFrame, generated: pd.DataFrame, condition: str, targets: list[str],
@@ -105,7 +106,7 @@ def plot_response(real: pd.DataFrame, generated: pd.DataFrame, condition: str, t
         ax.set_xlabel(condition)
         ax.set_ylabel(target)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path, **SAVE_OPTIONS)
 
 
 def _condition_bins(real: np.ndarray, generated: np.ndarray, n_bins: int):
@@ -135,15 +136,9 @@ def _edges(values: np.ndarray, bins: int) -> np.ndarray:
     return np.linspace(low, high, bins + 1)
 
 
-def _save(fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-
-
 def plot_message(path: str | Path, message: str) -> None:
     """A figure that only says why the plot it stands in for could not be made (the report shows it)."""
     fig, axis = plt.subplots(figsize=(8, 3))
     axis.axis("off")
     axis.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path, **SAVE_OPTIONS)

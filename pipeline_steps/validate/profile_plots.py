@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline_steps.validate.plots import GENERATED, REAL  # noqa: E402
+from pipeline_steps.common.figures import save_figure  # noqa: E402
+from pipeline_steps.validate.plots import GENERATED, REAL, SAVE_OPTIONS  # noqa: E402
 
 RATIO_RANGE = (0.5, 1.5)  # as plots.py: +-50 % holds any usable model, a worse one is off-scale anyway
 LOG_X_SPAN = 20.0  # an x variable spanning more than this factor (gen pt) is drawn on a log axis
@@ -36,8 +37,7 @@ class Figures:
 
     def save(self, fig, name: str) -> None:
         filename = _SAFE.sub("_", name) + ".png"
-        fig.savefig(self.folder / filename, dpi=90, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, self.folder / filename, **SAVE_OPTIONS)
         self.written.append(filename)
 
     def message(self, name: str, text: str) -> None:
