@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.identity import IDENTITY_COLUMNS
 
 __all__ = [
     "CATEGORIES",
@@ -59,7 +60,6 @@ __all__ = [
     "load_categories",
 ]
 
-IDENTITY_COLUMNS = ("source_file", "entry", "object_index")
 PDG_MU_MINUS = 13
 PDG_MU_PLUS = -13
 CATEGORIES = (1, 2, 3, 4)

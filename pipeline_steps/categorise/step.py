@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.categorise import categories as cat
 
@@ -36,7 +37,7 @@ class CategoriseSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> "CategoriseSettings":
         extra = list(params["identity"]) if params is not None and "identity" in _keys(params) else []
-        return cls(identity=tuple(cat.IDENTITY_COLUMNS) + tuple(n for n in extra if n not in cat.IDENTITY_COLUMNS))
+        return cls(identity=identity_columns(extra))
 
 
 def run_minmax(muons_file: str | Path, output: str | Path, log: str | Path | None = None) -> None:

@@ -15,9 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-EVENT_KEYS = ("source_file", "entry")
-"""Columns that identify the raw event a row came from (see pipeline_steps/README.md)."""
-
 
 @dataclass(frozen=True)
 class CollectionLayout:

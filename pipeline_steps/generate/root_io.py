@@ -36,8 +36,9 @@ import uproot
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.identity import EVENT_KEYS
 from pipeline_steps.common.reproducible import fixed_root_timestamps, stable_uuid
-from pipeline_steps.generate.layout import EVENT_KEYS, CollectionLayout, OutputLayout
+from pipeline_steps.generate.layout import CollectionLayout, OutputLayout
 
 PER_OBJECT_EXTRAS = ("object_index",)
 

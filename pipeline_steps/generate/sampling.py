@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.generate.layout import EVENT_KEYS
+from pipeline_steps.common.identity import EVENT_KEYS
 
 
 class Sampler(Protocol):

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.identity import IDENTITY_COLUMNS, identity_columns
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.generate.layout import EVENT_KEYS, OutputLayout, layout_from_config
+from pipeline_steps.generate.layout import OutputLayout, layout_from_config
 from pipeline_steps.generate.root_io import DEFAULT_BLOCK_ROWS, root_writer
 from pipeline_steps.generate.sampling import (
     Sampler,
@@ -43,7 +44,6 @@ from pipeline_steps.generate.sampling import (
 
 log = logging.getLogger(__name__)
 
-ROW_IDENTITY = ("source_file", "entry", "object_index")
 DEFAULT_CHUNK_ROWS = 50_000
 
 
@@ -144,7 +144,7 @@ def read_test_split(path: str | Path, settings: GenerateSettings) -> pd.DataFram
                              f"{settings.model} (physical and cond__*)")
         if not len(rows):
             raise InputError(f"{path}: the test split is empty; nothing to generate from")
-    order = [key for key in (*EVENT_KEYS, "object_index") if key in rows.columns]
+    order = [key for key in IDENTITY_COLUMNS if key in rows.columns]
     return rows.sort_values(order, kind="mergesort").reset_index(drop=True) if order else rows
 
 
@@ -185,7 +185,7 @@ def physical_rows(generated: np.ndarray, carried: pd.DataFrame, model_transforms
 
 
 def _conditional_chunks(test_rows: pd.DataFrame, settings: GenerateSettings) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    carried_columns = [c for c in (*ROW_IDENTITY, *settings.layout.identity, *settings.conditions)
+    carried_columns = [c for c in (*identity_columns(settings.layout.identity), *settings.conditions)
                        if c in test_rows.columns]
     carried_columns = list(dict.fromkeys(carried_columns))
     cond_columns = [f"cond__{name}" for name in settings.conditions]

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pipeline_steps.common.errors import ConfigError
-
-IDENTITY_COLUMNS = ("source_file", "entry", "object_index")
+from pipeline_steps.common.identity import IDENTITY_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
 
 LOGGER = logging.getLogger(__name__)
-BASE_IDENTITY = ("source_file", "entry", "object_index")
 LLP_COLUMNS = ("llp_mS", "llp_mH", "llp_Lxy", "llp_Lz")
 
 
@@ -75,7 +75,7 @@ class CalRatioSettings:
             dequantize=tuple(prep.get("dequantize", [])), decorrelate=bool(prep.get("decorrelate_conditions", False)),
             weight=model.get("weight", "mcEventWeight"), fractions=dict(model["split"]), sequences=specs,
             pad_value=float(prep.get("pad_value", 0.0)),
-            identity=_identity(tables["identity"]), control_identity=_identity(tables["control_identity"]),
+            identity=identity_columns(tables["identity"]), control_identity=identity_columns(tables["control_identity"]),
             seed=int(params["seed"]),
         )
 
@@ -101,10 +101,6 @@ def run(main_tables: Sequence[str | Path], control_tables: Sequence[str | Path],
                 _write_split(output_dir, region, split, data, model_transforms, scalings, settings)
         _write_transforms(output_dir / "transforms.json", model_transforms, scalings, settings,
                           {"main_qcd_factor": main_factor, "cr_mc_factor": cr_factor})
-
-
-def _identity(extra: Sequence[str]) -> tuple[str, ...]:
-    return BASE_IDENTITY + tuple(name for name in extra if name not in BASE_IDENTITY)
 
 
 def _read_region(paths: Sequence[str | Path], settings: CalRatioSettings, identity: tuple[str, ...],

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import covariance_representation as cov_repr
 from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows, parse_derived
@@ -58,7 +59,6 @@ from pipeline_steps.preprocess.transforms import (
 
 logger = logging.getLogger(__name__)
 
-BASE_IDENTITY = ("source_file", "entry", "object_index")
 NOT_FROM_TARGET_ONLY = ("StartX", "StartY")  # SHiP variables that categories 1-2 do not have
 TARGET_CATEGORIES = (1, 2)
 OUTPUT_KEYS = SPLIT_NAMES + ("transforms", "distributions", "correlations")
@@ -119,7 +119,7 @@ class ModelPreprocessSettings:
             condition_kinds=condition_kinds, target_kinds=target_kinds, dequantize=dequantize,
             decorrelate_conditions=bool(prep.get("decorrelate_conditions", False)),
             target_representation=representation,
-            identity=list(BASE_IDENTITY) + [c for c in slice_.get("identity", []) if c not in BASE_IDENTITY],
+            identity=list(identity_columns(slice_.get("identity", []))),
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
             extra_columns=[c for c in dict.fromkeys(sources) if c not in physical],
             support=bool(prep.get("support", True)), log_offsets=log_offsets, clips=clips,
