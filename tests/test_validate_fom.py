@@ -7,7 +7,7 @@ import pytest
 from pipeline_steps.validate.figure_of_merit import (MIN_EVAL_PER_CLASS, FomSettings, TooFewRows, auc_null_error,
                                                      effective_size,
                                                      compare_histograms, figure_of_merit, split_sizes)
-from pipeline_steps.validate.spd import spd_fraction
+from pipeline_steps.common.covariance import elements_spd_fraction as spd_fraction
 
 SMALL = dict(n_train_per_class=1000, n_eval_per_class=1000, bins=20)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_steps.common.covariance import element_names  # noqa: F401 (the slot names, cov_00 .. cov_44)
 from pipeline_steps.common.errors import InputError
 
 REPRESENTATIONS = ("elements", "logdiag_corr", "cholesky")
@@ -25,11 +26,6 @@ SIZE = 5
 UPPER_ROWS, UPPER_COLS = np.triu_indices(SIZE)
 N_ELEMENTS = UPPER_ROWS.size  # 15
 _DIAGONAL_SLOTS = UPPER_ROWS == UPPER_COLS
-
-
-def element_names(prefix: str = "cov_") -> list[str]:
-    """``cov_00, cov_01, ..., cov_44`` in slot order."""
-    return [f"{prefix}{i}{j}" for i, j in zip(UPPER_ROWS, UPPER_COLS)]
 
 
 def elements_to_matrices(elements: np.ndarray) -> np.ndarray:

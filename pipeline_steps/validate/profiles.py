@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.atomic import atomic_dir
+from pipeline_steps.common.covariance import covariance_columns, covariance_size, elements_spd_fraction
 from pipeline_steps.preprocess.derived import DerivedVariable, parse_derived, wrap_phi
 from pipeline_steps.validate.profile_plots import Figures
-from pipeline_steps.validate.spd import covariance_columns, spd_fraction
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def covariance_features(table: pd.DataFrame) -> pd.DataFrame:
     correlations: they are counted, not plotted. An |rho| > 1 is kept: it is what makes a matrix non-SPD.
     """
     names = covariance_columns(table.columns)
-    size = max(int(c[5]) for c in names) + 1 if names else 0
+    size = covariance_size(names)
     features = {}
     with np.errstate(invalid="ignore"):
         sigma = {i: np.sqrt(np.where(table[f"cov_{i}{i}"] > 0, table[f"cov_{i}{i}"], np.nan)) for i in range(size)}
@@ -413,7 +413,7 @@ def covariance_features(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _covariance_block(real: pd.DataFrame, generated: pd.DataFrame, figures) -> dict[str, Any]:
-    spd = {"real": spd_fraction(real), "generated": spd_fraction(generated)}
+    spd = {"real": elements_spd_fraction(real), "generated": elements_spd_fraction(generated)}
     features_real, features_gen = covariance_features(real), covariance_features(generated)
     summary = {}
     for column in features_real.columns:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipeline_steps.common.atomic import write_text_atomic
+from pipeline_steps.common.covariance import elements_spd_fraction
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import OutputLayout, layout_from_config
@@ -26,7 +27,6 @@ from pipeline_steps.validate import plots, profiles
 from pipeline_steps.validate.compare import distance_metrics
 from pipeline_steps.validate.figure_of_merit import (Floor, FomResult, FomSettings, figure_of_merit,
                                                      matched_to_floor, reduced_note, repeated_floor)
-from pipeline_steps.validate.spd import spd_fraction
 from pipeline_steps.validate.summary import write_summary
 from pipeline_steps.validate.tables import Comparison, build_comparison
 from pipeline_steps.validate.verdict import Threshold, thresholds_from_config, verdict, verdict_table
@@ -123,8 +123,8 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
         "features": comparison.features,
         "rows_real": int(len(comparison.real)),
         "rows_generated": int(len(comparison.generated)),
-        "spd_fraction_real": spd_fraction(comparison.real),
-        "spd_fraction_generated": spd_fraction(comparison.generated),
+        "spd_fraction_real": elements_spd_fraction(comparison.real),
+        "spd_fraction_generated": elements_spd_fraction(comparison.generated),
     }
     return {**document, "verdict": verdict(document, settings.thresholds)}
 
