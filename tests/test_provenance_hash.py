@@ -21,3 +21,12 @@ def test_unimported_module_does_not_enter_the_hash():
 def test_hash_is_stable_and_order_independent():
     assert source_hash("train/flow", "common") == source_hash("common", "train/flow")
     assert source_hash("train/flow") != source_hash("train/covariance_gan")
+
+
+def test_package_versions_name_every_package_asked_for_and_none_for_an_absent_one():
+    import numpy
+
+    from pipeline_steps.common.versions import package_versions
+
+    versions = package_versions(["numpy", "no-such-package-in-this-environment"])
+    assert versions == {"numpy": numpy.__version__, "no-such-package-in-this-environment": None}

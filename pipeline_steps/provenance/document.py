@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from pipeline_steps.common.source_hash import sha256_file
+from pipeline_steps.common.versions import package_versions
 
 #: Packages whose version can change a result's bytes (recorded in provenance.json).
 RECORDED_PACKAGES = (
@@ -33,19 +34,6 @@ class ModelRecord:
     config: Mapping[str, Any]
     raw_inputs: Sequence[str]
     outputs: Sequence[str]
-
-
-def package_versions(names: Sequence[str] = RECORDED_PACKAGES) -> dict[str, str | None]:
-    """Installed version of each package (``None`` when absent), read from metadata, not imported."""
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def git_state(checkout: str | Path) -> dict[str, Any]:
@@ -82,7 +70,7 @@ def build_provenance(models: Sequence[ModelRecord], checkout: str | Path, seed: 
         "seed": seed,
         "git": git_state(checkout),
         "python": sys.version.split()[0],
-        "packages": package_versions(),
+        "packages": package_versions(RECORDED_PACKAGES),
         "models": {
             record.name: {
                 "config": dict(record.config),
