@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 
 from pipeline_steps.models import calratio_rnn as net  # noqa: E402
+from tests.calratio_samples import synthetic_split  # noqa: E402
 
 
 def main() -> None:
@@ -46,8 +47,8 @@ def main() -> None:
     features = tuple(len(tables[name]["fields"]) for name in net.SEQUENCE_NAMES)
     shape = dict(lengths=lengths, n_features=features, n_jet_features=len(model["conditions"]))
     samples = {
-        "train": training.synthetic_split(args.jets, "main", 1, **shape),
-        "cr_train": training.synthetic_split(args.jets // 2, "cr", 2, **shape),
+        "train": synthetic_split(args.jets, "main", 1, **shape),
+        "cr_train": synthetic_split(args.jets // 2, "cr", 2, **shape),
     }
     hyper = net.CalRatioHyperparameters.from_config(model["hyperparameters"])
     cfg = training.CalRatioTrainingConfig(epochs=args.epochs + 1, num_splits=args.num_splits, seed=1, threads=args.threads)

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.models import calratio_rnn as net
-from pipeline_steps.train.calratio_rnn import synthetic_split
+from tests.calratio_samples import synthetic_split
 
 HYPER = net.CalRatioHyperparameters(conv_filters=(6, 4), lstm_units=5, dense_units=(8,), adversary_units=(4,))
 FEATURES = {"clusters": 4, "tracks": 3, "muon_segments": 5}

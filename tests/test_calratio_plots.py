@@ -16,6 +16,7 @@ from pipeline_steps.models.calratio_rnn import SEQUENCE_NAMES
 from pipeline_steps.train import calratio_rnn as training
 from pipeline_steps.train import calratio_selection as selection
 from pipeline_steps.validate import calratio_plots as plots
+from tests.calratio_samples import synthetic_split
 
 
 def test_soverb_scan_matches_direct_sums():
@@ -58,8 +59,8 @@ def test_train_select_and_plot_from_preprocessed_files(tmp_path):
     folder.mkdir()
     for index, split in enumerate(("train", "validation", "test")):
         size = 90 if split == "train" else 45
-        _write_split(folder, split, training.synthetic_split(size, "main", seed=index), conditions)
-        _write_split(folder, f"cr_{split}", training.synthetic_split(size, "cr", seed=10 + index), conditions)
+        _write_split(folder, split, synthetic_split(size, "main", seed=index), conditions)
+        _write_split(folder, f"cr_{split}", synthetic_split(size, "cr", seed=10 + index), conditions)
     model = {
         "conditions": conditions,
         "preprocessing": {"pad_value": 0.0},

@@ -24,7 +24,7 @@ from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models import calratio_rnn as net
-from pipeline_steps.train.calratio_rnn import KS_COLUMNS, ks_per_output
+from pipeline_steps.validate.ks import KS_COLUMNS, ks_per_output
 
 LOGGER = logging.getLogger("pipeline_steps.validate.calratio_plots")
 OUTPUT_LABELS = ("signal output", "QCD output", "BIB output")
