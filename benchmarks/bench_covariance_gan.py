@@ -45,15 +45,15 @@ LHCB_MODEL = {
     "conditions": [f"c{i}" for i in range(15)],
     "targets": [f"cov_{i}" for i in range(15)],
     "hyperparameters": {"noise_dim": 128, "hidden": 128, "generator_residual_steps": 8, "discriminator_layers": 7,
-                        "generator_learning_rate": 1e-4, "discriminator_learning_rate": 1e-4,
-                        "referee_learning_rate": 1e-3, "label_smoothing": 0.1},
-    "training": {"epochs": 1, "batch_size": 10_000},
+                        "label_smoothing": 0.1},
+    "training": {"epochs": 1, "batch_size": 10_000,
+                 "learning_rate": {"generator": 1e-4, "discriminator": 1e-4, "referee": 1e-3}},
 }
 
 
 def measure(rows: int, epochs: int, batch_size: int, eager: bool) -> dict:
     """Seconds per epoch and rows/s after one warm-up epoch (graph tracing excluded)."""
-    model = dict(LHCB_MODEL, training={"epochs": 1, "batch_size": batch_size})
+    model = dict(LHCB_MODEL, training={**LHCB_MODEL["training"], "batch_size": batch_size})
     config = training.GanTrainingConfig.from_model(model, seed=1)
     rng = np.random.default_rng(0)
     conditions = rng.normal(size=(rows, 15)).astype(np.float32)

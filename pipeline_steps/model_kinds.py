@@ -21,7 +21,9 @@ from pipeline_steps.common.errors import ConfigError
 
 #: Modules every job of a stage runs, whatever the kind (the stage's step and its shared helpers).
 STAGE_MODULES = {
-    "train": ("train/devices", "common"),
+    # the shared epoch loop, checkpoints, training settings, schedules and loss plot of every trainer
+    "train": ("train/loop", "train/checkpoint", "train/settings", "train/schedule", "train/loss_plot", "train/devices",
+              "common"),
     # generate/step.py imports the SHiP inverse (categorisation) for any categorised model
     "generate": ("generate", "preprocess/transforms", "categorise/categories", "common"),
     # export/step.py verifies the C export (export.c) for any kind
@@ -65,13 +67,14 @@ MODEL_KINDS: dict[str, ModelKind] = {
     for kind in (
         ModelKind(
             name="covariance_gan", env="tensorflow", trained_file="generator.keras", generative=True,
-            model_module="models/covariance_gan", trainer_modules=("train/covariance_gan",),
+            model_module="models/covariance_gan",
+            trainer_modules=("train/covariance_gan", "train/covariance_gan_updates", "train/covariance_gan_outputs"),
             exporter_module="export/keras_export", input_modules=(),
             training_keys=("conditions", "targets", "hyperparameters", "training"),
         ),
         ModelKind(
             name="flow", env="torch", trained_file="model.pt", generative=True,
-            model_module="models/flow", trainer_modules=("train/flow",),
+            model_module="models/flow", trainer_modules=("train/flow", "train/flow_data"),
             exporter_module="export/torch_export", input_modules=("categorise/categories",),
             training_keys=("conditions", "targets", "hyperparameters", "training", "categorised", "weight"),
         ),

@@ -1,4 +1,4 @@
-"""CalRatio adversarial training: KS, which weights each step moves, metrics, checkpoints, resume."""
+"""CalRatio adversarial training: which weights each step moves, metrics, checkpoints, resume."""
 
 import os
 
@@ -7,11 +7,11 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train import calratio_rnn as training
+from tests.calratio_samples import synthetic_split
 
 HYPER = net.CalRatioHyperparameters(conv_filters=(4,), lstm_units=4, dense_units=(6,), adversary_units=(4,),
                                     adversary_lambda=2.0)
@@ -19,37 +19,15 @@ HYPER = net.CalRatioHyperparameters(conv_filters=(4,), lstm_units=4, dense_units
 
 def _samples(n_main=60, n_cr=40):
     return {
-        "train": training.synthetic_split(n_main, "main", seed=1),
-        "validation": training.synthetic_split(n_main // 2, "main", seed=2),
-        "cr_train": training.synthetic_split(n_cr, "cr", seed=3),
-        "cr_validation": training.synthetic_split(n_cr // 2, "cr", seed=4),
+        "train": synthetic_split(n_main, "main", seed=1),
+        "validation": synthetic_split(n_main // 2, "main", seed=2),
+        "cr_train": synthetic_split(n_cr, "cr", seed=3),
+        "cr_validation": synthetic_split(n_cr // 2, "cr", seed=4),
     }
 
 
 def _cfg(epochs):
     return training.CalRatioTrainingConfig(epochs=epochs, num_splits=2, batch_size=32, seed=7, threads=1)
-
-
-def test_unweighted_ks_equals_scipy():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=200), rng.normal(0.3, 1.2, size=150)
-    assert training.weighted_ks(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
-    ties_a, ties_b = rng.integers(0, 5, 100).astype(float), rng.integers(0, 6, 80).astype(float)
-    assert training.weighted_ks(ties_a, ties_b) == pytest.approx(stats.ks_2samp(ties_a, ties_b).statistic, abs=1e-12)
-
-
-def test_integer_weights_equal_repeated_samples():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=50), rng.normal(0.5, size=40)
-    weights_a, weights_b = rng.integers(1, 4, 50), rng.integers(1, 4, 40)
-    expected = stats.ks_2samp(np.repeat(a, weights_a), np.repeat(b, weights_b)).statistic
-    assert training.weighted_ks(a, b, weights_a, weights_b) == pytest.approx(expected, abs=1e-12)
-
-
-def test_ks_per_output_separates_data_from_mc():
-    probabilities = np.array([[0.1, 0.2, 0.7], [0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
-    ks = training.ks_per_output(probabilities, np.array([1, 1, 0, 0]), np.ones(4))
-    assert ks == {"ks_sig": 0.0, "ks_qcd": 1.0, "ks_bib": 1.0}
 
 
 def _weights(model):
@@ -95,6 +73,29 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
     np.testing.assert_allclose(resumed_history.to_numpy(), straight_history.to_numpy(), rtol=1e-6, atol=1e-7)
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_learning_rates_per_network_under_training():
+    cfg = training.CalRatioTrainingConfig.from_model_config(
+        {"training": {"epochs": 1, "batch_size": 8, "learning_rate": {"adversary": 5e-3}}}, seed=1)
+    assert (cfg.learning_rate, cfg.adversary_learning_rate) == (2e-3, 5e-3)  # main keeps its default
+    trainer = training.build_trainer(_samples(), HYPER, cfg)
+    assert float(trainer.adversary_optimizer.learning_rate.numpy()) == pytest.approx(5e-3)
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"training": {"epochs": 1, "batch_size": 8, "checkpoint_every": 2}}, r"training\.checkpoint_every.*calratio_rnn"),
+    ({"training": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3}}, r"training\.learning_rate.*mapping"),
+    ({"training": {"epochs": 1, "batch_size": 8, "learning_rate": {"classifier": 1e-3}}}, r"learning_rate\.classifier"),
+])
+def test_unknown_training_key_or_learning_rate_is_a_config_error(model, words):
+    with pytest.raises(ConfigError, match=words):
+        training.CalRatioTrainingConfig.from_model_config(model, seed=1)
+
+
+def test_learning_rate_under_hyperparameters_names_its_new_key():
+    with pytest.raises(ConfigError, match=r"hyperparameters\.adversary_learning_rate.*training\.learning_rate\.adversary"):
+        net.CalRatioHyperparameters.from_config({"adversary_learning_rate": 1e-3})
 
 
 def test_missing_array_names_split_and_key():

@@ -26,10 +26,9 @@ from pipeline_steps.train import covariance_gan as training  # noqa: E402
 from pipeline_steps.train.schedule import LearningRateSchedule  # noqa: E402
 
 TINY_HYPERPARAMETERS = {
-    "noise_dim": 8, "hidden": 32, "generator_residual_steps": 2, "discriminator_layers": 3,
-    "generator_learning_rate": 2e-3, "discriminator_learning_rate": 2e-3, "referee_learning_rate": 1e-2,
-    "label_smoothing": 0.1,
+    "noise_dim": 8, "hidden": 32, "generator_residual_steps": 2, "discriminator_layers": 3, "label_smoothing": 0.1,
 }
+TINY_LEARNING_RATES = {"generator": 2e-3, "discriminator": 2e-3, "referee": 1e-2}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,7 +51,8 @@ def known_problem(n_rows: int, seed: int) -> pd.DataFrame:
 def model_slice(epochs: int, checkpoint_every: int = 100, batch_size: int = 256) -> dict:
     return {
         "conditions": ["x"], "targets": ["a", "b"], "hyperparameters": dict(TINY_HYPERPARAMETERS),
-        "training": {"epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every},
+        "training": {"epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
+                     "learning_rate": dict(TINY_LEARNING_RATES)},
     }
 
 
@@ -99,6 +99,26 @@ def test_unknown_optimizer_is_a_config_error():
     model["hyperparameters"]["optimizer"] = "sgd"
     with pytest.raises(ConfigError, match="hyperparameters.optimizer"):
         training.GanTrainingConfig.from_model(model, seed=1)
+
+
+def test_learning_rates_per_network_under_training():
+    model = model_slice(1)
+    model["training"]["learning_rate"] = {"generator": 3e-3, "referee": 5e-3}
+    config = training.GanTrainingConfig.from_model(model, seed=1)
+    assert (config.generator_learning_rate, config.discriminator_learning_rate, config.referee_learning_rate) == \
+        (3e-3, 1e-4, 5e-3)  # the discriminator keeps its default
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"training": {"epochs": 1, "batch_size": 8, "ephocs": 2}}, r"training\.ephocs.*covariance_gan"),
+    ({"training": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3}}, r"training\.learning_rate.*mapping"),
+    ({"training": {"epochs": 1, "batch_size": 8, "learning_rate": {"critic": 1e-3}}}, r"learning_rate\.critic"),
+    ({"hyperparameters": {**TINY_HYPERPARAMETERS, "generator_learning_rate": 1e-3}},
+     r"hyperparameters\.generator_learning_rate.*training\.learning_rate\.generator"),
+])
+def test_unknown_training_key_or_misplaced_learning_rate_is_a_config_error(change, words):
+    with pytest.raises(ConfigError, match=words):
+        training.GanTrainingConfig.from_model({**model_slice(1), **change}, seed=1)
 
 
 # --- losses and SPD ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.models.flow import Sampler, build_flow, load_sampler
 from pipeline_steps.train.flow import DeviceLoader, FlowData, TrainingSettings, fit, make_spec, read_split, run
 
@@ -72,6 +72,16 @@ def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
     settings = TrainingSettings(epochs=2, batch_size=128, seed=0, learning_rate=3e-3)
     history = fit(model, train, validation, settings, tmp_path / "c", CPU, fingerprint="other")
     assert len(history) == 2 and history[0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("training, words", [
+    ({"epochs": 2, "batch_size": 8, "learnin_rate": 1e-3}, r"training\.learnin_rate.*kind flow"),
+    ({"epochs": 2, "batch_size": 8, "num_splits": 4}, r"training\.num_splits.*kind flow"),
+    ({"epochs": 2, "batch_size": 8, "learning_rate": {"main": 1e-3}}, r"training\.learning_rate.*positive number"),
+])
+def test_unknown_training_key_or_a_rate_per_network_is_a_config_error(training, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainingSettings.from_config(training, seed=0)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):

@@ -33,7 +33,8 @@ LLP_SCALE_GEV = 1000.0  # (mS, mH) enter the network in TeV so they are O(1)
 
 @dataclass(frozen=True)
 class CalRatioHyperparameters:
-    """Network sizes and optimiser settings (``models.<name>.hyperparameters``)."""
+    """Network sizes and the adversary's weight (``models.<name>.hyperparameters``); the learning
+    rates are training settings (``training.learning_rate: {main, adversary}``)."""
 
     conv_filters: tuple[int, ...] = (32, 16)
     lstm_units: int = 32
@@ -41,12 +42,14 @@ class CalRatioHyperparameters:
     adversary_units: tuple[int, ...] = (32, 16)
     adversary_lambda: float = 10.0
     use_llp_parameters: bool = False
-    learning_rate: float = 2.0e-3
-    adversary_learning_rate: float = 1.0e-3
 
     @classmethod
     def from_config(cls, hyperparameters: Mapping) -> "CalRatioHyperparameters":
         """Build from the config slice; an unknown key is a ConfigError naming it."""
+        for moved, network in (("learning_rate", "main"), ("adversary_learning_rate", "adversary")):
+            if moved in hyperparameters:
+                raise ConfigError(f"hyperparameters.{moved}: learning rates moved to training.learning_rate; write it "
+                                  f"as training.learning_rate.{network}: {hyperparameters[moved]!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(hyperparameters) - known)
         if unknown:

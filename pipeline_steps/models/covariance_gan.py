@@ -18,9 +18,9 @@ reference targets (label 1) and in the second half by generated targets (label 0
 
 - ``noise_dim`` [128], ``hidden`` [128] (width of every hidden layer), ``generator_residual_steps`` [8],
   ``discriminator_layers`` [7] (also the referee's), ``activation`` [relu];
-- ``generator_learning_rate`` [1e-4], ``discriminator_learning_rate`` [1e-4], ``referee_learning_rate``
-  [1e-3], ``label_smoothing`` [0] (LHCb: 0.1), ``optimizer`` [rmsprop] (``rmsprop`` or ``adam``), read by
-  ``pipeline_steps.train.covariance_gan``.
+- ``label_smoothing`` [0] (LHCb: 0.1), ``optimizer`` [rmsprop] (``rmsprop`` or ``adam``), read by
+  ``pipeline_steps.train.covariance_gan``. The learning rates are training settings:
+  ``training.learning_rate: {generator [1e-4], discriminator [1e-4], referee [1e-3]}``.
 """
 
 from __future__ import annotations

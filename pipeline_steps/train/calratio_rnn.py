@@ -11,15 +11,16 @@ Each epoch splits the main and control-region (CR) training jets into ``num_spli
 
 Metrics are averaged over the whole epoch (weighted by each mini-batch's weight sum), not taken from
 the last mini-batch as the 2019 trainer did. After each epoch: validation losses and accuracies, the
-Kolmogorov-Smirnov distance between data and MC of each output on CR validation jets, and a
-checkpoint in ``results/checkpoints/<model>/``; a rerun resumes after the last completed epoch.
-``batch_size`` is the inference batch size of the per-epoch evaluation.
+Kolmogorov-Smirnov distance between data and MC of each output on CR validation jets
+(``validate/ks.py``), and a checkpoint in ``results/checkpoints/<model>/`` (every epoch: the epoch
+selection reads any of them); a rerun resumes after the last completed epoch (``train/loop.py``).
+``batch_size`` is the inference batch size of the per-epoch evaluation. Learning rates:
+``training.learning_rate: {main, adversary}`` (``train/settings.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,16 +31,20 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
-from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.models import calratio_rnn as net
+from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_of
 from pipeline_steps.train.devices import log_device
+from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
+from pipeline_steps.train.settings import network_learning_rates, read_training
+from pipeline_steps.validate.ks import ks_per_output
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_rnn")
-KS_COLUMNS = {"ks_sig": 0, "ks_qcd": 1, "ks_bib": 2}
-STATE_FILE = "state.json"
+OWN_KEYS = ("num_splits", "ks_threshold", "selection_metric", "threads")
+DEFAULT_LEARNING_RATES = {"main": 2.0e-3, "adversary": 1.0e-3}
 
 
 @dataclass(frozen=True)
@@ -57,69 +62,36 @@ class CalRatioTrainingConfig:
     #: splits a reduction by thread count, so 1 and 2 threads give different float sums and, after a
     #: few epochs, different weights. Fixed here, the same config gives the same model on any machine.
     threads: int = 2
+    learning_rate: float = DEFAULT_LEARNING_RATES["main"]                 # training.learning_rate.main
+    adversary_learning_rate: float = DEFAULT_LEARNING_RATES["adversary"]  # training.learning_rate.adversary
     schedule: tuple | None = None        # training.schedule: classifier learning rate per mini-batch
     early_stopping: dict | None = None   # training.early_stopping (default metric val_loss)
 
     @classmethod
     def from_model_config(cls, model: Mapping, seed: int) -> "CalRatioTrainingConfig":
-        training = dict(model["training"])
-        unknown = sorted(set(training) - {"epochs", "num_splits", "batch_size", "ks_threshold", "selection_metric",
-                                          "schedule", "early_stopping", "threads"})
-        if unknown:
-            raise ConfigError(f"training: key(s) {unknown} are not used by kind calratio_rnn")
-        if training.get("schedule") is not None:
-            training["schedule"] = tuple(dict(step) for step in training["schedule"])
-            LearningRateSchedule.from_config(training["schedule"], 1)  # fail at start-up, naming the key
-        if training.get("early_stopping") is not None:
-            training["early_stopping"] = dict(training["early_stopping"])
-            EarlyStopping.from_config(training["early_stopping"], "val_loss")
+        training = read_training(model["training"], "calratio_rnn", OWN_KEYS, early_stopping_metric="val_loss")
+        rates = network_learning_rates(training.pop("learning_rate", None), "calratio_rnn", DEFAULT_LEARNING_RATES)
         pad_value = float(model.get("preprocessing", {}).get("pad_value", 0.0))
-        return cls(**training, seed=int(seed), pad_value=pad_value)
+        return cls(**training, learning_rate=rates["main"], adversary_learning_rate=rates["adversary"],
+                   seed=int(seed), pad_value=pad_value)
 
 
 def epoch_weights_path(checkpoint_dir: str | Path, epoch: int) -> Path:
     """The classifier weights after ``epoch`` (1-based); read by the epoch selection."""
-    return Path(checkpoint_dir) / f"epoch_{epoch:03d}.weights.h5"
-
-
-def weighted_ks(a, b, weights_a=None, weights_b=None) -> float:
-    """Two-sample Kolmogorov-Smirnov distance max|F_a - F_b| of (weighted) empirical CDFs.
-
-    With unit weights this is ``scipy.stats.ks_2samp(a, b).statistic``. NaN if a sample is empty.
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    weights_a = np.ones_like(a) if weights_a is None else np.asarray(weights_a, np.float64)
-    weights_b = np.ones_like(b) if weights_b is None else np.asarray(weights_b, np.float64)
-    if len(a) == 0 or len(b) == 0 or weights_a.sum() == 0 or weights_b.sum() == 0:
-        return float("nan")
-    values = np.concatenate([a, b])
-    order = np.argsort(values, kind="stable")
-    step_a = np.concatenate([weights_a / weights_a.sum(), np.zeros_like(b)])[order]
-    step_b = np.concatenate([np.zeros_like(a), weights_b / weights_b.sum()])[order]
-    sorted_values = values[order]
-    end_of_ties = np.r_[sorted_values[1:] != sorted_values[:-1], True]
-    return float(np.max(np.abs(np.cumsum(step_a) - np.cumsum(step_b))[end_of_ties]))
-
-
-def ks_per_output(probabilities: np.ndarray, is_data: np.ndarray, weights: np.ndarray) -> dict[str, float]:
-    """KS distance data vs MC of each classifier output (``ks_sig``, ``ks_qcd``, ``ks_bib``)."""
-    data = np.asarray(is_data) == 1
-    return {
-        column: weighted_ks(probabilities[data, index], probabilities[~data, index], weights[data], weights[~data])
-        for column, index in KS_COLUMNS.items()
-    }
+    return KerasEpochCheckpoints.epoch_weights_path(checkpoint_dir, epoch)
 
 
 class AdversarialTrainer:
     """The classifier, the adversary, their optimisers and the two alternating gradient steps."""
 
-    def __init__(self, classifier, adversary, hyper: net.CalRatioHyperparameters):
+    def __init__(self, classifier, adversary, hyper: net.CalRatioHyperparameters, learning_rate: float,
+                 adversary_learning_rate: float):
         import keras
         import tensorflow as tf
 
         self.classifier, self.adversary, self.hyper = classifier, adversary, hyper
-        self.main_optimizer = keras.optimizers.Adam(hyper.learning_rate)
-        self.adversary_optimizer = keras.optimizers.Adam(hyper.adversary_learning_rate)
+        self.main_optimizer = keras.optimizers.Adam(learning_rate)
+        self.adversary_optimizer = keras.optimizers.Adam(adversary_learning_rate)
         self.main_optimizer.build(classifier.trainable_variables)
         self.adversary_optimizer.build(adversary.trainable_variables)
         self.adversary_step = tf.function(self._adversary_step, reduce_retracing=True)
@@ -186,7 +158,7 @@ def build_trainer(samples: Mapping[str, Mapping], hyper: net.CalRatioHyperparame
     classifier = net.build_classifier(
         train["jets"].shape[1], {name: train[name].shape[2] for name in net.SEQUENCE_NAMES}, hyper, cfg.pad_value
     )
-    return AdversarialTrainer(classifier, net.build_adversary(hyper), hyper)
+    return AdversarialTrainer(classifier, net.build_adversary(hyper), hyper, cfg.learning_rate, cfg.adversary_learning_rate)
 
 
 def train_epoch(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], epoch: int, cfg: CalRatioTrainingConfig,
@@ -248,39 +220,24 @@ def train(
     """Train to ``cfg.epochs``, resuming after the last checkpointed epoch; returns (classifier, history)."""
     _check_samples(samples)
     trainer = build_trainer(samples, hyper, cfg)
-    fingerprint = _fingerprint(hyper, cfg, samples)
-    history = _resume(trainer, checkpoint_dir, fingerprint, cfg.epochs)
+    checkpoints = KerasEpochCheckpoints(checkpoint_dir, _fingerprint(hyper, cfg, samples),
+                                        {"classifier": trainer.classifier, "adversary": trainer.adversary},
+                                        {"main": trainer.main_optimizer, "adversary": trainer.adversary_optimizer},
+                                        max_epoch=cfg.epochs)
     schedule = None if cfg.schedule is None else LearningRateSchedule.from_config(cfg.schedule, cfg.num_splits)
-    stopper = EarlyStopping.from_config(cfg.early_stopping, "val_loss")
-    first = cfg.epochs + 1 if history and history[-1].get("early_stop") else len(history) + 1
-    for epoch in tqdm(range(first, cfg.epochs + 1), desc="calratio epochs", initial=len(history), total=cfg.epochs):
+
+    def run_epoch(epoch: int, history: list) -> dict:
         row = {"epoch": epoch, **train_epoch(trainer, samples, epoch, cfg, schedule), **evaluate(trainer, samples, cfg)}
         if schedule is not None:
             row["learning_rate"] = schedule.lr_at((epoch - 1) * cfg.num_splits)
-        history.append(row)
-        stop = stopper is not None and stopper.should_stop(history)
-        if stopper is not None:
-            row["early_stop"] = int(stop)
         LOGGER.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        save_checkpoint(trainer, checkpoint_dir, epoch, history, fingerprint)
-        if stop:
-            LOGGER.info("early stop after epoch %d: %s did not improve by %g in %d epochs", epoch, stopper.metric,
-                        stopper.min_delta, stopper.patience)
-            break
+        return row
+
+    history = run_epochs(checkpoints.resume(), epochs=cfg.epochs, checkpoint_every=1,
+                         stopper=EarlyStopping.from_config(cfg.early_stopping, "val_loss"), run_epoch=run_epoch,
+                         save=checkpoints.save,
+                         label="calratio epochs")
     return trainer.classifier, pd.DataFrame(history[: cfg.epochs])
-
-
-def save_checkpoint(trainer: AdversarialTrainer, checkpoint_dir: str | Path, epoch: int, history: list, fingerprint: str) -> None:
-    """Weights of both networks and the optimiser state after ``epoch``; ``state.json`` last."""
-    checkpoint_dir = Path(checkpoint_dir)
-    with atomic_path(epoch_weights_path(checkpoint_dir, epoch), suffix=".weights.h5") as tmp:
-        trainer.classifier.save_weights(tmp)
-    with atomic_path(checkpoint_dir / f"epoch_{epoch:03d}.adversary.weights.h5", suffix=".weights.h5") as tmp:
-        trainer.adversary.save_weights(tmp)
-    with atomic_path(checkpoint_dir / f"epoch_{epoch:03d}.optimizers.npz") as tmp:
-        np.savez(tmp, **_optimizer_arrays(trainer))
-    state = {"last_epoch": epoch, "fingerprint": fingerprint, "history": history}
-    write_text_atomic(checkpoint_dir / STATE_FILE, json.dumps(state, indent=1))
 
 
 def run(preprocess_dir, history, final_model, model: Mapping, seed: int, checkpoint_dir, threads: int = 2, log=None) -> None:
@@ -313,34 +270,6 @@ def load_samples(preprocess_dir) -> dict:
     }
 
 
-def synthetic_split(n_jets: int, region: str, seed: int, lengths=(6, 5, 8), n_features=(4, 3, 5), n_jet_features: int = 5,
-                    pad_value: float = 0.0) -> dict:
-    """A small split with ``load_split``'s keys and class-dependent content, for tests and benchmarks.
-
-    Main: label 0/1/2 cycling; CR: is_data alternating. Each jet has a random number of objects
-    followed by ``pad_value`` padding; features and object counts depend on the class, so a network
-    can learn something in a few steps.
-    """
-    rng = np.random.default_rng(seed)
-    classes = np.arange(n_jets) % 3 if region == "main" else np.ones(n_jets, np.int64)
-    split = {"jets": (rng.normal(size=(n_jets, n_jet_features)) + classes[:, None] * 0.5).astype(np.float32)}
-    for name, length, features in zip(net.SEQUENCE_NAMES, lengths, n_features):
-        values = rng.normal(loc=classes[:, None, None] * 0.3, size=(n_jets, length, features)).astype(np.float32)
-        n_objects = rng.integers(1, length + 1, size=n_jets)
-        values[np.arange(length)[None, :] >= n_objects[:, None]] = pad_value
-        split[name] = values
-    split["weight"] = rng.uniform(0.5, 1.5, n_jets).astype(np.float32)
-    split["mc_weight"] = split["weight"].copy()
-    split["jet_pt"] = np.exp(rng.normal(4.5, 0.5, n_jets)).astype(np.float32)
-    split["llp_mS"] = np.where(classes == 0, rng.choice([50.0, 150.0], n_jets), np.nan).astype(np.float32)
-    split["llp_mH"] = np.where(classes == 0, rng.choice([600.0, 1000.0], n_jets), np.nan).astype(np.float32)
-    if region == "main":
-        split["label"] = classes.astype(np.int64)
-    else:
-        split["is_data"] = (np.arange(n_jets) % 2).astype(np.int64)
-    return split
-
-
 class _MetricSums:
     """Weight-sum-weighted running sums of per-mini-batch means -> whole-epoch means."""
 
@@ -357,38 +286,6 @@ class _MetricSums:
         return {name: self.weighted[name] / max(self.weights[name], 1e-12) for name in self.weighted}
 
 
-def _resume(trainer: AdversarialTrainer, checkpoint_dir: str | Path, fingerprint: str, max_epoch: int) -> list:
-    """Restore the last completed epoch (at most ``max_epoch``) if its state matches; return its history."""
-    state_path = Path(checkpoint_dir) / STATE_FILE
-    if not state_path.exists():
-        return []
-    state = json.loads(state_path.read_text())
-    if state.get("fingerprint") != fingerprint:
-        LOGGER.warning("%s was written for another configuration or data; training from scratch", state_path)
-        return []
-    epoch = min(int(state["last_epoch"]), max_epoch)
-    trainer.classifier.load_weights(epoch_weights_path(checkpoint_dir, epoch))
-    trainer.adversary.load_weights(Path(checkpoint_dir) / f"epoch_{epoch:03d}.adversary.weights.h5")
-    with np.load(Path(checkpoint_dir) / f"epoch_{epoch:03d}.optimizers.npz") as arrays:
-        _restore_optimizers(trainer, arrays)
-    LOGGER.info("resuming after epoch %d from %s", epoch, checkpoint_dir)
-    return list(state["history"])[:epoch]
-
-
-def _optimizer_arrays(trainer: AdversarialTrainer) -> dict:
-    arrays = {}
-    for prefix, optimizer in (("main", trainer.main_optimizer), ("adversary", trainer.adversary_optimizer)):
-        for index, variable in enumerate(optimizer.variables):
-            arrays[f"{prefix}_{index:04d}"] = np.asarray(variable)
-    return arrays
-
-
-def _restore_optimizers(trainer: AdversarialTrainer, arrays) -> None:
-    for prefix, optimizer in (("main", trainer.main_optimizer), ("adversary", trainer.adversary_optimizer)):
-        for index, variable in enumerate(optimizer.variables):
-            variable.assign(arrays[f"{prefix}_{index:04d}"])
-
-
 def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mapping]) -> str:
     """Hash of everything a checkpoint depends on except the number of epochs (so epochs can grow)."""
     settings = {k: v for k, v in asdict(cfg).items()
@@ -397,8 +294,7 @@ def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mappi
     checksum = hashlib.sha256()
     for split in sorted(samples):
         checksum.update(np.ascontiguousarray(samples[split]["jets"]).tobytes())
-    text = json.dumps({"hyper": asdict(hyper), "training": settings, "shapes": shapes, "jets": checksum.hexdigest()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint_of({"hyper": asdict(hyper), "training": settings, "shapes": shapes, "jets": checksum.hexdigest()})
 
 
 def _check_samples(samples: Mapping[str, Mapping]) -> None:

@@ -1,15 +1,13 @@
-"""Training of the FlashSim-style flows (``kind: flow``) with a loader that keeps the GPU busy.
+"""Training of the FlashSim-style flows (``kind: flow``).
 
-FlashSim read every row through an h5py ``Dataset.__getitem__`` and a torch ``DataLoader``; its V100
-sat at 40-70 % use. Here the training split is one contiguous float32 tensor per role
-(conditions, targets, weights) moved to the device once; each epoch is a device-side
-``torch.randperm`` sliced into batches, gathered with ``index_select``: no Python per row, no
-worker processes, no host-to-device copies after the start (``benchmarks/bench_flow.py`` measures it).
+The data stay on the device in a loader that keeps the GPU busy (``train/flow_data.py``); the epoch
+loop, resume cadence and early stop are the shared ones (``train/loop.py``).
 
-Loss: weighted negative log-likelihood ``sum(w * -log p(y|c)) / sum(w)`` (forward KL), AdamW, cosine
-annealing per epoch (``scheduler: cosine``; ``cosine_warm_restarts`` restarts every
-``training.restart_epochs`` epochs, default a quarter of the run; ``constant``). The validation loss
-is computed each epoch and, as FlashSim reported it, also as the mean over the last 5 epochs.
+Loss: weighted negative log-likelihood ``sum(w * -log p(y|c)) / sum(w)`` (forward KL), AdamW at
+``training.learning_rate`` (a number), cosine annealing per epoch (``scheduler: cosine``;
+``cosine_warm_restarts`` restarts every ``training.restart_epochs`` epochs, default a quarter of the
+run; ``constant``). The validation loss is computed each epoch and, as FlashSim reported it, also as
+the mean over the last 5 epochs.
 
 Resumable: every ``checkpoint_every`` epochs ``results/checkpoints/<model>/checkpoint.pt`` holds the
 model, optimiser and scheduler state, the epoch, the history and every RNG state, so a killed job
@@ -20,7 +18,6 @@ A checkpoint of a different configuration or of different training data is ignor
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -28,11 +25,9 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -42,7 +37,12 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models.flow import FlowHyperparameters, FlowModel, FlowPart, FlowSpec, build_flow, select_device
 from pipeline_steps.common.source_hash import sha256_file
+from pipeline_steps.train.checkpoint import TorchCheckpoint, fingerprint_of
+from pipeline_steps.train.flow_data import DeviceLoader, FlowData, read_split
+from pipeline_steps.train.loop import run_epochs
+from pipeline_steps.train.loss_plot import write_loss_plot
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
+from pipeline_steps.train.settings import learning_rate, read_training
 
 __all__ = [
     "TrainingSettings",
@@ -58,8 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VALIDATION_WINDOW = 5  # FlashSim reported the validation loss averaged over the last 5 epochs
-_CHECKPOINT = "checkpoint.pt"
 _SCHEDULERS = ("cosine", "cosine_warm_restarts", "constant")
+OWN_KEYS = ("checkpoint_every", "weight_decay", "scheduler", "restart_epochs")
 
 
 @dataclass(frozen=True)
@@ -79,95 +79,13 @@ class TrainingSettings:
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], seed: int) -> "TrainingSettings":
-        known = set(cls.__dataclass_fields__) - {"seed"}
-        extra = sorted(set(training) - known)
-        if extra:
-            logger.info("training keys not used by the flow trainer: %s", extra)
-        values = {k: v for k, v in training.items() if k in known}
-        if values.get("schedule") is not None:
-            values["schedule"] = tuple(dict(step) for step in values["schedule"])
-            LearningRateSchedule.from_config(values["schedule"], 1)  # fail at start-up, naming the key
-        if values.get("early_stopping") is not None:
-            values["early_stopping"] = dict(values["early_stopping"])
-            EarlyStopping.from_config(values["early_stopping"], "validation_loss")
+        values = read_training(training, "flow", OWN_KEYS, early_stopping_metric="validation_loss")
+        if "learning_rate" in values:
+            values["learning_rate"] = learning_rate(values["learning_rate"], "flow")
         settings = cls(seed=int(seed), **values)
         if settings.scheduler not in _SCHEDULERS:
             raise ConfigError(f"training.scheduler: expected one of {list(_SCHEDULERS)}, got {settings.scheduler!r}")
         return settings
-
-
-@dataclass
-class FlowData:
-    """One split in model units: float32 conditions [n, n_cond], targets [n, n_targ], weights [n]."""
-
-    conditions: np.ndarray
-    targets: np.ndarray
-    weights: np.ndarray
-    categories: np.ndarray | None = None  # int category per row (categorised models)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-
-class DeviceLoader:
-    """The whole split as contiguous device tensors; an epoch is a device-side permutation in slices.
-
-    ``drop_single`` skips a final batch of one row (batch norm cannot normalise one row).
-    """
-
-    def __init__(self, data: FlowData, batch_size: int, device: torch.device, drop_single: bool = False) -> None:
-        self.conditions = torch.from_numpy(np.ascontiguousarray(data.conditions, dtype=np.float32)).to(device)
-        self.targets = torch.from_numpy(np.ascontiguousarray(data.targets, dtype=np.float32)).to(device)
-        self.weights = torch.from_numpy(np.ascontiguousarray(data.weights, dtype=np.float32)).to(device)
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.drop_single = drop_single
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def n_batches(self) -> int:
-        return math.ceil(len(self) / self.batch_size)
-
-    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(conditions, targets, weights) batches in a fresh random order drawn from ``generator``."""
-        order = torch.randperm(len(self), generator=generator, device=self.device)
-        for start in range(0, len(self), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            if self.drop_single and len(rows) < 2:
-                continue
-            yield self.conditions.index_select(0, rows), self.targets.index_select(0, rows), self.weights.index_select(0, rows)
-
-    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """The split in file order (validation)."""
-        for start in range(0, len(self), batch_size):
-            end = start + batch_size
-            yield self.conditions[start:end], self.targets[start:end], self.weights[start:end]
-
-
-def read_split(path: str | Path, conditions: list[str], targets: list[str], weight: str | None,
-               split_by: str | None = None) -> FlowData:
-    """Read ``cond__*``/``targ__*`` (+ ``weight``, + the raw category column) of one split file."""
-    path = Path(path)
-    wanted = [f"cond__{c}" for c in conditions] + [f"targ__{t}" for t in targets]
-    wanted += ["weight"] if weight else []
-    wanted += [split_by] if split_by else []
-    present = set(pq.read_schema(path).names)
-    missing = [c for c in wanted if c not in present]
-    if missing:
-        raise InputError(f"{path}: missing columns {missing}; the preprocess contract gives cond__<name>/targ__<name> "
-                         f"in config order{' and weight' if weight else ''}; found {sorted(present)}")
-    table = pd.read_parquet(path, columns=wanted)
-    if len(table) == 0:
-        raise InputError(f"{path}: no rows; cannot train a flow on an empty split")
-    data = FlowData(
-        conditions=table[[f"cond__{c}" for c in conditions]].to_numpy(np.float32, copy=True),
-        targets=table[[f"targ__{t}" for t in targets]].to_numpy(np.float32, copy=True),
-        weights=table["weight"].to_numpy(np.float32, copy=True) if weight else np.ones(len(table), np.float32),
-        categories=table[split_by].to_numpy().astype(np.int64) if split_by else None,
-    )
-    _check_finite(path, data, conditions, targets)
-    return data
 
 
 def make_spec(model: Mapping[str, Any], train: FlowData) -> FlowSpec:
@@ -208,26 +126,15 @@ def fit(model: FlowModel, train: FlowData, validation: FlowData, settings: Train
                                   weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings, loader.n_batches())
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    state = _TrainingState(model, optimizer, scheduler, generator, Path(checkpoint_dir), fingerprint)
-    history = state.resume()
-    stopper = EarlyStopping.from_config(settings.early_stopping, "validation_loss")
-    last = settings.epochs if until_epoch is None else min(until_epoch, settings.epochs)
-    if history and history[-1].get("early_stop"):
-        logger.info("the checkpointed run stopped early after epoch %d; not training further", len(history))
-        return history
-    for epoch in range(len(history) + 1, last + 1):
-        history.append(_run_epoch(model, loader, validation_loader, optimizer, scheduler, generator, epoch, settings,
-                                  history, per_update))
-        stop = stopper is not None and stopper.should_stop(history)
-        if stopper is not None:
-            history[-1]["early_stop"] = int(stop)
-        if stop or epoch % settings.checkpoint_every == 0 or epoch == last:
-            state.save(history)
-        if stop:
-            logger.info("early stop after epoch %d: %s did not improve by %g in %d epochs", epoch, stopper.metric,
-                        stopper.min_delta, stopper.patience)
-            break
-    return history
+    state = TorchCheckpoint(model, optimizer, scheduler, generator, checkpoint_dir, fingerprint)
+
+    def run_epoch(epoch: int, history: list[dict[str, float]]) -> dict[str, float]:
+        return _run_epoch(model, loader, validation_loader, optimizer, scheduler, generator, epoch, settings, history,
+                          per_update)
+
+    return run_epochs(state.resume(), epochs=settings.epochs, checkpoint_every=settings.checkpoint_every,
+                      stopper=EarlyStopping.from_config(settings.early_stopping, "validation_loss"),
+                      run_epoch=run_epoch, save=state.save, until_epoch=until_epoch, label="flow epochs")
 
 
 def run(*, train: str, validation: str, transforms: str, model_pt: str, model_json: str, history: str,
@@ -337,51 +244,6 @@ def _scheduler(optimizer, settings: TrainingSettings, updates_per_epoch: int = 1
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-# --- checkpoints -----------------------------------------------------------------------------------
-
-class _TrainingState:
-    """Everything needed to continue a run bit-for-bit, in one ``checkpoint.pt`` (weights_only-safe)."""
-
-    def __init__(self, model, optimizer, scheduler, generator: torch.Generator, folder: Path, fingerprint: str) -> None:
-        self.model, self.optimizer, self.scheduler, self.generator = model, optimizer, scheduler, generator
-        self.path = folder / _CHECKPOINT
-        self.fingerprint = fingerprint
-
-    def save(self, history: list[dict[str, float]]) -> None:
-        state = {
-            "fingerprint": self.fingerprint,
-            "epoch": len(history),
-            "history": history,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-        with atomic_path(self.path) as tmp:
-            save_torch(state, tmp)
-        logger.info("checkpoint: epoch %d -> %s", len(history), self.path)
-
-    def resume(self) -> list[dict[str, float]]:
-        """History of the checkpointed epochs (empty when starting fresh); restores every state."""
-        if not self.path.exists():
-            return []
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
-            logger.warning("checkpoint %s is from another configuration or data; starting from scratch", self.path)
-            return []
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        logger.info("resumed from %s after epoch %d", self.path, state["epoch"])
-        return list(state["history"])
-
-
 # --- outputs ---------------------------------------------------------------------------------------
 
 def _write_outputs(flow: FlowModel, spec: FlowSpec, rows: list[dict[str, float]], transforms: str,
@@ -406,23 +268,10 @@ def _history_csv(rows: list[dict[str, float]]) -> str:
 
 def _plot_losses(rows: list[dict[str, float]], path: str) -> None:
     """Train and validation NLL per epoch, plus the 5-epoch validation mean FlashSim quoted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train")
-    ax.plot(epochs, [r["validation_loss"] for r in rows], marker="o", label="validation")
-    ax.plot(epochs, [r["validation_loss_last5"] for r in rows], ls="--", label=f"validation, mean of last {VALIDATION_WINDOW}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted NLL per row (transformed units)")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    curves = [("train", [r["train_loss"] for r in rows], {"marker": "o"}),
+              ("validation", [r["validation_loss"] for r in rows], {"marker": "o"}),
+              (f"validation, mean of last {VALIDATION_WINDOW}", [r["validation_loss_last5"] for r in rows], {"ls": "--"})]
+    write_loss_plot(path, [r["epoch"] for r in rows], curves, ylabel="weighted NLL per row (transformed units)")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -441,18 +290,8 @@ def _log_parts(spec: FlowSpec, train: FlowData) -> None:
                     f", constant (not modelled): {part.fill}" if part.fill else "")
 
 
-def _check_finite(path: Path, data: FlowData, conditions: list[str], targets: list[str]) -> None:
-    for role, array, names in (("cond__", data.conditions, conditions), ("targ__", data.targets, targets)):
-        bad = ~np.isfinite(array).all(axis=0)
-        if bad.any():
-            raise InputError(f"{path}: columns {[role + n for n, b in zip(names, bad) if b]} contain NaN or inf")
-    if not np.isfinite(data.weights).all() or (data.weights < 0).any() or data.weights.sum() <= 0:
-        raise InputError(f"{path}: column weight must be finite, non-negative and not all zero")
-
-
 def _fingerprint(spec: FlowSpec, settings: TrainingSettings, *digests: str) -> str:
-    text = json.dumps({"spec": json.loads(spec.to_json()), "settings": asdict(settings), "data": digests}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return fingerprint_of({"spec": json.loads(spec.to_json()), "settings": asdict(settings), "data": digests})
 
 
 def _seed_everything(seed: int) -> None:

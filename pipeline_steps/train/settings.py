@@ -1,0 +1,80 @@
+"""The ``training`` slice of a model, read the same way for every kind.
+
+Every trainer reads ``epochs``, ``batch_size``, ``learning_rate`` and optionally ``checkpoint_every``,
+``schedule`` (per-update learning rate, see ``train/schedule.py``) and ``early_stopping``, plus the
+keys of its own kind. One policy for the rest: a key the kind does not read is a ConfigError naming
+the key and the kind, so a typo never trains a model with a silently ignored setting.
+
+Learning rates live under ``training.learning_rate`` for every kind, in the optimiser's units
+(1/update): a number for a one-network kind (``flow``), a mapping per network for the others
+(``covariance_gan``: ``{generator, discriminator, referee}``; ``calratio_rnn``: ``{main, adversary}``),
+where a network left out keeps its default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
+
+__all__ = ["COMMON_KEYS", "read_training", "learning_rate", "network_learning_rates", "reject_moved_learning_rates"]
+
+#: Keys every kind reads (``checkpoint_every``: not CalRatio, which checkpoints every epoch for its epoch selection).
+COMMON_KEYS = ("epochs", "batch_size", "learning_rate", "schedule", "early_stopping")
+
+
+def read_training(training: Mapping[str, Any], kind: str, own_keys: Iterable[str], *,
+                  early_stopping_metric: str, early_stopping_mode: str = "min") -> dict[str, Any]:
+    """A checked copy of ``training``: unknown keys refused; ``schedule`` and ``early_stopping`` validated.
+
+    ``schedule`` becomes a tuple of dicts and ``early_stopping`` a dict (hashable, comparable settings);
+    both fail here, at start-up, with the key path in the message rather than after an epoch.
+    """
+    known = set(COMMON_KEYS) | set(own_keys)
+    unknown = sorted(set(training) - known)
+    if unknown:
+        raise ConfigError(f"training.{unknown[0]}: not a training key of kind {kind} (unknown: {unknown}); "
+                          f"expected some of {sorted(known)}")
+    values = dict(training)
+    if values.get("schedule") is not None:
+        values["schedule"] = tuple(dict(step) for step in values["schedule"])
+        LearningRateSchedule.from_config(values["schedule"], 1)
+    if values.get("early_stopping") is not None:
+        values["early_stopping"] = dict(values["early_stopping"])
+        EarlyStopping.from_config(values["early_stopping"], early_stopping_metric, early_stopping_mode)
+    return values
+
+
+def learning_rate(value: Any, kind: str) -> float:
+    """``training.learning_rate`` of a one-network kind: a positive number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"training.learning_rate: kind {kind} trains one network and expects a positive number, "
+                          f"got {value!r}")
+    return float(value)
+
+
+def network_learning_rates(value: Any, kind: str, defaults: Mapping[str, float]) -> dict[str, float]:
+    """``training.learning_rate`` of a multi-network kind: ``{network: rate}`` over ``defaults``' networks."""
+    if value is None:
+        return {name: float(rate) for name, rate in defaults.items()}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"training.learning_rate: kind {kind} trains networks {list(defaults)} and expects a mapping "
+                          f"{{network: rate}}, got {value!r}")
+    unknown = sorted(set(value) - set(defaults))
+    if unknown:
+        raise ConfigError(f"training.learning_rate.{unknown[0]}: kind {kind} has no network {unknown[0]!r}; "
+                          f"expected some of {list(defaults)}")
+    rates = {name: value.get(name, default) for name, default in defaults.items()}
+    for name, rate in rates.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise ConfigError(f"training.learning_rate.{name}: expected a positive number, got {rate!r}")
+    return {name: float(rate) for name, rate in rates.items()}
+
+
+def reject_moved_learning_rates(hyperparameters: Mapping[str, Any], moved: Mapping[str, str]) -> None:
+    """A ConfigError for a learning rate still under ``hyperparameters`` (``moved``: old key -> new key path)."""
+    for old, new in moved.items():
+        if old in hyperparameters:
+            raise ConfigError(f"hyperparameters.{old}: learning rates moved to training.learning_rate; "
+                              f"write it as {new}: {hyperparameters[old]!r}")
