@@ -167,7 +167,7 @@ def train_epoch(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], epo
 
     With a ``schedule`` the classifier's learning rate is set before each mini-batch to its value at
     update ``(epoch - 1) * num_splits + batch``: a function of the epoch, so a resume continues it.
-    The adversary keeps its constant ``adversary_learning_rate``.
+    The adversary keeps its constant ``training.learning_rate.adversary``.
     """
     main, cr = samples["train"], samples["cr_train"]
     use_llp = trainer.hyper.use_llp_parameters

@@ -209,7 +209,7 @@ class EpochRunner:
     The batch order is a permutation seeded by ``(seed, e)``; with a schedule, the rates of the
     epoch's updates are computed on the host from the global update count (``networks.step``,
     checkpointed, so a resume continues the schedule), read from the device once per epoch. The
-    referee keeps its constant ``referee_learning_rate``: it only measures quality.
+    referee keeps its constant ``training.learning_rate.referee``: it only measures quality.
     """
 
     def __init__(self, networks: GanNetworks, config: GanTrainingConfig, conditions: np.ndarray,
