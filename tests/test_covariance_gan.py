@@ -17,11 +17,11 @@ from pipeline_steps.models.covariance_gan import (  # noqa: E402
     build_discriminator,
     build_generator,
     build_referee,
-    covariance_from_elements,
     discriminator_batch,
     load_sampler,
-    spd_fraction,
 )
+from pipeline_steps.common.covariance import covariance_matrices as covariance_from_elements  # noqa: E402
+from pipeline_steps.common.covariance import spd_fraction  # noqa: E402
 from pipeline_steps.train import covariance_gan as training  # noqa: E402
 from pipeline_steps.train.schedule import LearningRateSchedule  # noqa: E402
 

@@ -26,7 +26,6 @@ reference targets (label 1) and in the second half by generated targets (label 0
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -190,41 +189,3 @@ def load_sampler(train_dir: str | Path, batch_size: int = 100_000) -> Sampler:
     architecture = GanArchitecture.from_json(json.loads((train_dir / MODEL_JSON).read_text()))
     generator = keras.models.load_model(train_dir / GENERATOR_FILE, compile=False, safe_mode=True)
     return Sampler(generator, architecture, batch_size=batch_size)
-
-
-_ELEMENT = re.compile(r"^cov_(\d)(\d)$")
-
-
-def covariance_from_elements(elements: Mapping[str, np.ndarray]) -> np.ndarray | None:
-    """Stack ``cov_ij`` (i <= j) columns into symmetric matrices [n, d, d]; None if not a full set.
-
-    The matrix is symmetric by construction: only the upper triangle is learnt.
-    """
-    indices = {name: tuple(int(c) for c in _ELEMENT.match(name).groups()) for name in elements if _ELEMENT.match(name)}
-    if not indices:
-        return None
-    dimension = max(max(pair) for pair in indices.values()) + 1
-    expected = {(i, j) for i in range(dimension) for j in range(i, dimension)}
-    if set(indices.values()) != expected:
-        return None
-    n_rows = len(next(iter(elements.values())))
-    matrices = np.empty((n_rows, dimension, dimension), dtype=np.float64)
-    for name, (i, j) in indices.items():
-        matrices[:, i, j] = matrices[:, j, i] = np.asarray(elements[name], dtype=np.float64)
-    return matrices
-
-
-def spd_fraction(matrices: np.ndarray) -> float:
-    """Fraction of matrices [n, d, d] that are symmetric positive definite (all eigenvalues > 0).
-
-    Non-finite matrices count as not SPD. Returns NaN for n = 0.
-    """
-    if len(matrices) == 0:
-        return float("nan")
-    finite = np.isfinite(matrices).all(axis=(1, 2))
-    spd = np.zeros(len(matrices), dtype=bool)
-    good = matrices[finite]
-    if len(good):
-        symmetric = np.isclose(good, np.swapaxes(good, 1, 2)).all(axis=(1, 2))
-        spd[finite] = symmetric & (np.linalg.eigvalsh(good).min(axis=1) > 0)
-    return float(np.mean(spd))

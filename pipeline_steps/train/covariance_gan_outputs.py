@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.reproducible import normalise_keras_archive
-from pipeline_steps.models.covariance_gan import covariance_from_elements, spd_fraction
+from pipeline_steps.common.covariance import elements_spd_fraction
 from pipeline_steps.train.loss_plot import write_loss_plot
 
 if TYPE_CHECKING:
@@ -67,8 +67,7 @@ def physical_spd_fraction(fitted, generated: np.ndarray, physical_conditions: pd
     targets = fitted.targets.inverse(generated)
     if hasattr(fitted, "targets_to_physical"):
         targets = fitted.targets_to_physical(targets, physical_conditions.reset_index(drop=True))
-    matrices = covariance_from_elements({c: targets[c].to_numpy() for c in targets.columns})
-    return None if matrices is None else spd_fraction(matrices)
+    return elements_spd_fraction({c: targets[c].to_numpy() for c in targets.columns})
 
 
 
