@@ -277,9 +277,9 @@ def export_c(generator, architecture, folder: str | Path, onnx_output: np.ndarra
 
 def onnx_output(onnx_path: str | Path, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """The ONNX generator's output with onnxruntime on CPU (the reference the C function must match)."""
-    import onnxruntime
+    from pipeline_steps.export.run_bundle import open_session
 
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     feeds = {"conditions": np.ascontiguousarray(conditions, np.float32),
              "noise": np.ascontiguousarray(noise, np.float32)}
     return np.asarray(session.run(None, feeds)[0], np.float32)
