@@ -4,6 +4,12 @@ Per model kind, in the same run, on the same batch: rows/s of ``model.onnx`` in 
 the framework path the workflow itself uses (flow: zuko's inverse transform under ``torch.no_grad``,
 FlowModel routing; covariance GAN and CalRatio: Keras ``model(inputs, training=False)``). Models are
 built at the config's default sizes (untrained weights: throughput does not depend on their values).
+Sessions come from ``run_bundle.open_session`` (the workflow's own settings), ``BATCH_ROWS`` rows per call.
+
+The flow is also put against the CPU's float32 matrix-multiply ceiling, measured in the same run
+with the same session settings and threads: achieved GFLOP/s (rows/s x the graph's MatMul/Gemm
+FLOPs per row, :func:`matmul_flops_per_row`) over the GFLOP/s of one large ONNX Runtime MatMul
+(:func:`matmul_ceiling`). The batch sizes swept for ``BATCH_ROWS`` are written beside the rows.
 Writes results/bench/export.json as {"rows": [{"name", "ours", "baseline", "baseline_label", "unit"}]}.
 
     .venv/bin/python benchmarks/bench_export.py --threads 1
@@ -23,7 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from pipeline_steps.export.run_bundle import BATCH_ROWS  # noqa: E402
+
 OUT = Path(__file__).resolve().parents[1] / "results" / "bench" / "export.json"
+BATCH_SWEEP = (128, 256, 512, 1024, 2048, 4096, 16384)
 
 
 def best_rate(function, rows: int, repeats: int) -> float:
@@ -38,14 +47,88 @@ def best_rate(function, rows: int, repeats: int) -> float:
 
 
 def session(path: Path, threads: int):
-    import onnxruntime as ort
+    from pipeline_steps.export.run_bundle import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)
 
 
-def bench_flow(folder: Path, rows: int, threads: int, repeats: int) -> dict:
+def batched(ort_session, feeds: dict, batch_rows: int = BATCH_ROWS):
+    """One pass over ``feeds`` in even calls of at most ``batch_rows`` rows, as ``Bundle.run_onnx`` splits them."""
+    n = len(next(iter(feeds.values())))
+    bounds = np.linspace(0, n, -(-n // batch_rows) + 1).astype(int)
+    parts = [{name: value[start:stop] for name, value in feeds.items()} for start, stop in zip(bounds[:-1], bounds[1:])]
+    return lambda: [ort_session.run(None, part) for part in parts]
+
+
+def matmul_flops_per_row(path: Path) -> int:
+    """Multiply-add FLOPs per row of the graph's MatMul and Gemm nodes: 2 x K x N for each.
+
+    Every such node of the exported flows is a dense layer, a constant ``K x N`` weight times the
+    activations (``Gemm(W, h, b)`` on feature-major ``h [K, rows]``, or ``Gemm(h, W, b)`` on rows), so
+    the FLOPs per row are twice the weight's size (the activations' batch axis is symbolic, and shape
+    inference loses it behind the exporter's dynamic reshapes). Counted: the conditioner networks'
+    dense layers (jets-sized flow: 17 couplings x 8 layers). Not counted: bias adds, activations,
+    the gating sigmoids and the rational-quadratic splines (softmax, cumulative sums, bin search, the
+    quadratic's root: ~30-70 elementwise operations per bin or variable). The count is thus a lower
+    bound on the arithmetic done, and the ratio to the MatMul ceiling is the share of the CPU's
+    dense-algebra peak that the dense layers alone use at the measured rows/s.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    weights = {tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer}
+    weights.update({node.output[0]: numpy_helper.to_array(node.attribute[0].t).shape
+                    for node in model.graph.node if node.op_type == "Constant" and node.attribute[0].name == "value"})
+    total = 0
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        shapes = [weights.get(name) for name in node.input[:2]]
+        constant = [shape for shape in shapes if shape is not None]
+        if len(constant) != 1 or len(constant[0]) != 2:
+            raise ValueError(f"{path}: {node.op_type} {node.name!r} is not activations x one constant 2-D weight "
+                             f"(constant operand shapes {shapes}); cannot count its FLOPs per row")
+        total += 2 * int(np.prod(constant[0]))
+    return total
+
+
+def matmul_calls(threads: int, sizes=(256, 512, 1024)) -> dict:
+    """{n: (call, FLOPs)} of float32 ``[n, n] @ [n, n]`` ONNX Runtime MatMul sessions, same settings and
+    threads as the flow's: the best of them is the CPU's dense-algebra ceiling (MLAS, the kernels the
+    flow's Gemm nodes run). Sizes from 256 up are compute bound on one core (K = 256 fills MLAS's tiles)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    calls = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b")]
+            graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "matmul", inputs,
+                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])])
+            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), f"{tmp}/matmul{n}.onnx")
+            ort_session = session(Path(tmp) / f"matmul{n}.onnx", threads)
+            feeds = {"a": rng.normal(size=(n, n)).astype(np.float32), "b": rng.normal(size=(n, n)).astype(np.float32)}
+            calls[n] = (lambda s=ort_session, f=feeds: s.run(None, f), 2 * n**3)
+    return calls
+
+
+def interleaved_best_rates(calls: dict, rounds: int) -> dict:
+    """{name: work/s of the fastest call} for {name: (call, work)}, the calls taken in turn, ``rounds`` times:
+    on a shared machine each best then comes from the same quiet moments, so their ratio holds."""
+    best = {name: np.inf for name in calls}
+    for call, _ in calls.values():
+        call()
+    for _ in range(rounds):
+        for name, (call, _) in calls.items():
+            start = time.perf_counter()
+            call()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: work / best[name] for name, (_, work) in calls.items()}
+
+
+def bench_flow(folder: Path, rows: int, threads: int, repeats: int) -> list[dict]:
     import torch
 
     from pipeline_steps.export.torch_export import export_flow_onnx, reference_targets
@@ -62,11 +145,21 @@ def bench_flow(folder: Path, rows: int, threads: int, repeats: int) -> dict:
     export_flow_onnx(model, folder / "flow.onnx", 18)
     rng = np.random.default_rng(0)
     c, z = rng.normal(size=(rows, 8)).astype(np.float32), rng.normal(size=(rows, 17)).astype(np.float32)
+    feeds = {"conditions": c, "noise": z}
     ort_session = session(folder / "flow.onnx", threads)
-    ours = best_rate(lambda: ort_session.run(None, {"conditions": c, "noise": z}), rows, repeats)
+    sweep = {batch: best_rate(batched(ort_session, feeds, batch), rows, repeats) for batch in BATCH_SWEEP}
+    flops = matmul_flops_per_row(folder / "flow.onnx")
+    matmuls = {n: call for n, call in matmul_calls(threads).items()}
+    rates = interleaved_best_rates({"flow": (batched(ort_session, feeds), rows), **matmuls}, max(repeats, 5))
+    size = max(matmuls, key=rates.get)
+    ours, ceiling = rates["flow"], rates[size] / 1e9
     baseline = best_rate(lambda: reference_targets(model, c, z), rows, repeats)
-    return {"name": "flow (jets size) inference", "ours": ours, "baseline": baseline,
-            "baseline_label": "torch + zuko eager (CPU)", "unit": "rows/s"}
+    return [{"name": "flow (jets size) inference", "ours": ours, "baseline": baseline,
+             "baseline_label": "torch + zuko eager (CPU)", "unit": "rows/s"},
+            {"name": f"flow (jets size) inference, {flops / 1e6:.3f} MFLOP/row of MatMul/Gemm, batch {BATCH_ROWS}",
+             "ours": ours * flops / 1e9, "baseline": ceiling, "unit": "GFLOP/s",
+             "baseline_label": f"ONNX Runtime float32 MatMul {size}x{size}x{size}, {threads} thread(s), same run",
+             "rows_per_s_by_batch": sweep}]
 
 
 def bench_gan(folder: Path, rows: int, threads: int, repeats: int) -> dict:
@@ -79,7 +172,7 @@ def bench_gan(folder: Path, rows: int, threads: int, repeats: int) -> dict:
     inputs = [rng.normal(size=(rows, 11)).astype(np.float32), rng.normal(size=(rows, 128)).astype(np.float32)]
     export_keras_onnx(generator, inputs, folder / "gan.onnx", 18)
     ort_session = session(folder / "gan.onnx", threads)
-    ours = best_rate(lambda: ort_session.run(None, {"conditions": inputs[0], "noise": inputs[1]}), rows, repeats)
+    ours = best_rate(batched(ort_session, {"conditions": inputs[0], "noise": inputs[1]}), rows, repeats)
     baseline = best_rate(lambda: keras_predict(generator, inputs), rows, repeats)
     return {"name": "covariance GAN generator inference", "ours": ours, "baseline": baseline,
             "baseline_label": "Keras model(x, training=False) (TensorFlow CPU)", "unit": "rows/s"}
@@ -99,7 +192,7 @@ def bench_calratio(folder: Path, rows: int, threads: int, repeats: int) -> dict:
         inputs[name] = np.where(real[..., None], padded, 0.0).astype(np.float32)
     export_keras_onnx(classifier, inputs, folder / "calratio.onnx", 18)
     ort_session = session(folder / "calratio.onnx", threads)
-    ours = best_rate(lambda: ort_session.run(None, inputs), rows, repeats)
+    ours = best_rate(batched(ort_session, inputs), rows, repeats)
     baseline = best_rate(lambda: keras_predict(classifier, inputs), rows, repeats)
     return {"name": "CalRatio classifier inference", "ours": ours, "baseline": baseline,
             "baseline_label": "Keras model(x, training=False) (TensorFlow CPU)", "unit": "rows/s"}
@@ -120,7 +213,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rows = [bench_flow(folder, args.rows, args.threads, args.repeats),
+        rows = [*bench_flow(folder, args.rows, args.threads, args.repeats),
                 bench_gan(folder, args.rows, args.threads, args.repeats),
                 bench_calratio(folder, args.calratio_rows, args.threads, args.repeats)]
     document = {"threads": args.threads, "rows": rows}
