@@ -194,30 +194,27 @@ def compile_library(source_dir: str | Path, library: str | Path) -> Path:
 
 def run_library(library: str | Path, conditions: np.ndarray, noise: np.ndarray, n_targets: int) -> np.ndarray:
     """Call :data:`FUNCTION` of a compiled library; returns targets float32 [n, n_targets]."""
-    conditions = np.ascontiguousarray(conditions, np.float32)
-    noise = np.ascontiguousarray(noise, np.float32)
-    targets = np.zeros((len(conditions), n_targets), np.float32)
-    function = getattr(ctypes.CDLL(str(Path(library).resolve())), FUNCTION)
-    pointer = ctypes.POINTER(ctypes.c_float)
-    function.argtypes = [pointer, pointer, pointer, ctypes.c_int]
-    function.restype = None
-    function(conditions.ctypes.data_as(pointer), noise.ctypes.data_as(pointer), targets.ctypes.data_as(pointer),
-             len(conditions))
-    return targets
+    return _call(library, FUNCTION, conditions, noise, n_targets, np.float32)
 
 
 def run_physical(library: str | Path, conditions: np.ndarray, noise: np.ndarray, n_targets: int) -> np.ndarray:
     """Call :data:`PHYSICAL_FUNCTION` (physical float64 conditions); returns physical targets float64."""
-    conditions = np.ascontiguousarray(conditions, np.float64)
+    return _call(library, PHYSICAL_FUNCTION, conditions, noise, n_targets, np.float64)
+
+
+def _call(library: str | Path, name: str, conditions: np.ndarray, noise: np.ndarray, n_targets: int,
+          dtype: type) -> np.ndarray:
+    """``name(conditions, noise, targets, n)`` of the library: conditions and targets in ``dtype`` (float32 for
+    the model, float64 for the physical function), the noise always float32 as the model draws it."""
+    c_type = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    conditions = np.ascontiguousarray(conditions, dtype)
     noise = np.ascontiguousarray(noise, np.float32)
-    targets = np.zeros((len(conditions), n_targets), np.float64)
-    function = getattr(ctypes.CDLL(str(Path(library).resolve())), PHYSICAL_FUNCTION)
-    function.argtypes = [ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_float),
-                         ctypes.POINTER(ctypes.c_double), ctypes.c_int]
+    targets = np.zeros((len(conditions), n_targets), dtype)
+    function = getattr(ctypes.CDLL(str(Path(library).resolve())), name)
+    function.argtypes = [ctypes.POINTER(c_type), ctypes.POINTER(ctypes.c_float), ctypes.POINTER(c_type), ctypes.c_int]
     function.restype = None
-    function(conditions.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-             noise.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-             targets.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), len(conditions))
+    function(conditions.ctypes.data_as(ctypes.POINTER(c_type)), noise.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+             targets.ctypes.data_as(ctypes.POINTER(c_type)), len(conditions))
     return targets
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.source_hash import sha256_file
+from pipeline_steps.common.versions import package_versions
 
 MANIFEST = "bundle.json"
 FORMAT_VERSION = 2  # 2: verification.npz holds the float64 reference, verification records quantiles
@@ -65,17 +65,6 @@ def raw_file_checksums(paths: Iterable[str | Path]) -> dict[str, str]:
     return checksums
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
-    """Installed versions of the packages that made and check the bundle (absent ones omitted)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def git_commit(where: str | Path = ".") -> str:
     """The project's git commit (with ``-dirty`` when the tree has changes), ``unknown`` outside git."""
     try:
@@ -92,7 +81,7 @@ def provenance(raw_files: Iterable[str | Path], model_config: Mapping[str, Any],
     return {
         "raw_files_sha256": raw_file_checksums(raw_files),
         "model_config": dict(model_config),
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),  # an absent one (TensorFlow in a torch env) is null
         "git_commit": git_commit(project_dir),
     }
 

@@ -182,20 +182,7 @@ def reference_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarra
     dtype = next(model.parameters()).dtype
     c = torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)).to(dtype)
     z = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32)).to(dtype)
-    out = torch.zeros(len(c), len(model.spec.targets), dtype=dtype)
-    context = c[:, model.context_index] if model.context_index else None
-    for part, mask in model.part_masks(c):
-        rows = mask.nonzero().squeeze(-1)
-        for name, value in part.fill.items():
-            out[rows, model.spec.targets.index(name)] = value
-        flow_name = _part_name(part)
-        if flow_name not in model.flows or len(rows) == 0:
-            continue
-        index = model.modelled_index[flow_name]
-        part_context = context.index_select(0, rows) if context is not None else None
-        y = model.flows[flow_name](part_context).transform.inv(z.index_select(0, rows)[:, index])
-        out[rows.unsqueeze(-1), torch.as_tensor(index)] = y
-    return out.numpy()
+    return model.invert_noise(c, lambda rows, index: z.index_select(0, rows)[:, index]).numpy()
 
 
 def float64_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:

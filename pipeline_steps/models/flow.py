@@ -35,6 +35,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -234,6 +235,15 @@ class FlowModel(nn.Module):
 
     def sample(self, conditions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Targets [n, n_targets] for the given conditions, noise drawn from ``generator``."""
+        return self.invert_noise(conditions, lambda rows, index: torch.randn(
+            len(rows), len(index), generator=generator, device=conditions.device))
+
+    def invert_noise(self, conditions: torch.Tensor, noise_for: Callable) -> torch.Tensor:
+        """Targets [n, n_targets]: each part's fixed values filled in, its modelled targets the inverse of its
+        flow applied to ``noise_for(rows, index)`` (the noise of those rows for the targets at ``index``).
+
+        The one routing of a sample: :meth:`sample` draws the noise part by part, the export's reference
+        (``export/torch_export.reference_targets``) hands in given noise to compare with the ONNX graph."""
         out = conditions.new_zeros(len(conditions), len(self.spec.targets))
         context = conditions[:, self.context_index] if self.context_index else None
         for part, mask in self.part_masks(conditions):
@@ -243,10 +253,10 @@ class FlowModel(nn.Module):
             flow_name = _part_name(part)
             if flow_name not in self.flows or len(rows) == 0:
                 continue
-            z = torch.randn(len(rows), len(part.modelled), generator=generator, device=conditions.device)
+            index = self.modelled_index[flow_name]
             c = context.index_select(0, rows) if context is not None else None
-            y = self.flows[flow_name](c).transform.inv(z)
-            out[rows.unsqueeze(-1), torch.as_tensor(self.modelled_index[flow_name], device=out.device)] = y
+            y = self.flows[flow_name](c).transform.inv(noise_for(rows, index))
+            out[rows.unsqueeze(-1), torch.as_tensor(index, device=out.device)] = y
         return out
 
 
