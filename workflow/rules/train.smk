@@ -1,4 +1,5 @@
-# Stage: train (rules added by its issue)
+# Stage: train - one rule per model kind (its env, trained file and hashed modules: pipeline_steps/model_kinds.py),
+# plus the CalRatio epoch selection. Logic: pipeline_steps/train/ (shared loop, checkpoints, settings) and models/
 
 
 # --- LHCb covariance GAN (TensorFlow): generator + discriminator + referee ---
