@@ -70,7 +70,7 @@ from pipeline_steps.train.covariance_gan_updates import (
 from pipeline_steps.train.devices import log_device
 from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
-from pipeline_steps.train.settings import network_learning_rates, read_training, reject_moved_learning_rates
+from pipeline_steps.train.settings import network_learning_rates, read_training, reject_moved_learning_rates, training_threads
 
 __all__ = [
     "GanTrainingConfig", "SplitArrays", "TrainingResult", "run", "configure_tensorflow", "load_split", "train_gan",
@@ -183,7 +183,7 @@ def run(
 ) -> None:
     """The rule's entry point: read the splits, train (resuming if possible), write every output."""
     with step_logging(log):
-        configure_tensorflow(threads)
+        configure_tensorflow(training_threads(threads))  # fixed: the bytes must not depend on the cores
         log_device("tensorflow")
         config = GanTrainingConfig.from_model(model, seed)
         names = config.architecture

@@ -42,7 +42,7 @@ from pipeline_steps.train.flow_data import DeviceLoader, FlowData, read_split
 from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.loss_plot import write_loss_plot
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
-from pipeline_steps.train.settings import learning_rate, read_training
+from pipeline_steps.train.settings import learning_rate, read_training, training_threads
 
 __all__ = [
     "TrainingSettings",
@@ -142,7 +142,7 @@ def run(*, train: str, validation: str, transforms: str, model_pt: str, model_js
         threads: int = 1) -> None:
     """The rule's entry point: read the splits, train (resuming if possible), write every output."""
     with step_logging(log):
-        torch.set_num_threads(max(1, int(threads)))
+        torch.set_num_threads(training_threads(threads))  # fixed: the bytes must not depend on the cores
         device = _log_device()
         settings = TrainingSettings.from_config(dict(model["training"]), seed)
         split_by = "category" if model.get("categorised") else None

@@ -13,15 +13,32 @@ where a network left out keeps its default.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable, Mapping
 
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 
-__all__ = ["COMMON_KEYS", "read_training", "learning_rate", "network_learning_rates", "reject_moved_learning_rates"]
+__all__ = ["COMMON_KEYS", "TRAINING_THREADS", "training_threads", "read_training", "learning_rate", "network_learning_rates", "reject_moved_learning_rates"]
 
 #: Keys every kind reads (``checkpoint_every``: not CalRatio, which checkpoints every epoch for its epoch selection).
 COMMON_KEYS = ("epochs", "batch_size", "learning_rate", "schedule", "early_stopping")
+
+
+#: Threads a flow or GAN trains with, whatever Snakemake grants. Part of the result, not of the machine:
+#: torch's and Eigen's kernels split sums by thread count, so the same job on 1 and on 2 threads gave other
+#: last bits in the first epoch and other weights after two (measured on the tiny config's nano_muons flow
+#: and the covariance GAN); with the count fixed, a run on any core count gives the same bytes, more slowly
+#: where fewer cores are granted. CalRatio keeps its own `training.threads` key, to the same end.
+TRAINING_THREADS = 2
+
+
+def training_threads(granted: int) -> int:
+    """:data:`TRAINING_THREADS`, saying in the log when the job was granted fewer cores."""
+    if int(granted) < TRAINING_THREADS:
+        logging.getLogger(__name__).info("training with %d threads on %d granted core(s): the same numbers as on "
+                                         "a larger machine, more slowly", TRAINING_THREADS, granted)
+    return TRAINING_THREADS
 
 
 def read_training(training: Mapping[str, Any], kind: str, own_keys: Iterable[str], *,
