@@ -157,10 +157,7 @@ rule calratio_plots:
     log:
         "logs/validate/{model}.log",
     params:
-        model=lambda wc: {
-            key: config["models"][wc.model][key]
-            for key in ("conditions", "preprocessing", "hyperparameters", "training")
-        },
+        model=model_slice("conditions", "preprocessing", "hyperparameters", "training"),
         code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common"),
     threads: 2
     conda:
