@@ -85,9 +85,13 @@ def _calratio_rows(result: dict) -> list[dict]:
 
 
 def _generate_rows(result: dict) -> list[dict]:
-    generation, fom = result["generation"], result["figure_of_merit"]
+    fom = result["figure_of_merit"]
+    generation_rows = [
+        _row(f"generation incl. ROOT write, {g['rows']} rows ({g['blocks']} blocks)", g["rows_per_s_with_root_write"],
+             g["rows_per_s_without_write"], "rows/s", "same, without the write")
+        for g in (result["generation"], result["generation_one_block"])]
     return [
-        _row("generation incl. ROOT write", generation["rows_per_s_with_root_write"], generation["rows_per_s_without_write"], "rows/s", "same, without the write"),
+        *generation_rows,
         _row(f"figure of merit, {fom['rows_per_class_train']}+{fom['rows_per_class_train']} rows", fom["seconds_hist"], fom["seconds_exact"], "s", "exact GradientBoosting (ours = hist)", True),
         _validate_row(result["validate"]),
     ]

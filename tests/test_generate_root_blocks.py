@@ -152,3 +152,27 @@ def test_strings_inside_a_collection_are_refused_and_leave_no_file(tmp_path):
     with pytest.raises(InputError, match="not numeric"):
         _write(tmp_path / "g.root", rows, 100, 10)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_while_a_block_is_in_flight_leaves_no_file(tmp_path):
+    """Blocks are written on a second thread; the caller failing mid-way must still leave nothing."""
+    rows = _jet_rows()
+    with pytest.raises(RuntimeError, match="sampler died"):
+        with root_writer(tmp_path / "g.root", JETS_LAYOUT, block_rows=50) as write:
+            for chunk in _chunks(rows, 40):
+                write(chunk)
+            raise RuntimeError("sampler died")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_on_the_writer_thread_reaches_the_caller_and_leaves_no_file(tmp_path):
+    """A later block whose columns do not match the tree made from the first fails inside uproot's
+    ``extend`` on the writer thread; the caller sees that error and no file is left."""
+    rows = _jet_rows()
+    chunks = _chunks(rows, 100)
+    with pytest.raises(ValueError):
+        with root_writer(tmp_path / "g.root", JETS_LAYOUT, block_rows=100) as write:
+            write(chunks[0])
+            for chunk in chunks[1:]:
+                write(chunk.assign(PV_npvs=chunk["PV_npvs"].astype(np.float64), extra=1.0))
+    assert list(tmp_path.iterdir()) == []

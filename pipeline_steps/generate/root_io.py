@@ -15,7 +15,10 @@ unicode string that uproot then encoded back to bytes, ``ak.zip``/``ak.unflatten
 and most of the rest uproot's per-``extend`` work. Columns are now built with numpy only, strings
 through ``pd.factorize`` (a chunk holds one or a few distinct ``source_file`` values) and awkward
 arrays assembled directly from offsets and contents. With the same compression and the same
-chunks the bytes written are identical to the former writer's.
+chunks the bytes written are identical to the former writer's. What is left of the write (ZSTD,
+the file writes, awkward's offset kernels: C code that releases the GIL) runs on a second thread
+while the caller samples the next block (``_BlockWriter``), so a job of several blocks pays for
+about the last block's write only.
 
 Per-object columns that belong to no collection (``object_index``) travel inside the first written
 collection (``Jet_object_index``) so every generated object traces back to its raw row; the event
@@ -25,6 +28,7 @@ identity (``source_file``, ``entry``, ``run``, ...) is written as event-level br
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -86,8 +90,11 @@ def root_writer(path: str | Path, layout: OutputLayout, block_rows: int = DEFAUL
         uproot.recreate(sink, uuid_function=stable_uuid(Path(path).as_posix()), compression=compression) as root_file,
     ):
         writer = _BlockWriter(root_file, layout, block_rows)
-        yield writer.write
-        writer.flush()
+        try:
+            yield writer.write
+            writer.flush()
+        finally:
+            writer.close()  # waits for the block in flight; on error, before atomic_path removes the file
         if writer.tree is None:
             raise InputError(f"{path}: no generated rows to write (the conditions table was empty)")
 
@@ -157,7 +164,13 @@ class _Part:
 
 
 class _BlockWriter:
-    """Buffers converted chunks and writes them ``block_rows`` rows at a time (one ``extend`` each)."""
+    """Buffers converted chunks and writes them ``block_rows`` rows at a time (one ``extend`` each).
+
+    Each block is converted and written on one background thread while the caller goes on
+    sampling: one block in flight at most, so memory holds two blocks, and blocks are written in
+    order by that single thread, so the bytes are those of a plain sequential write. An error on
+    the writer thread is raised in the caller at its next ``write``/``flush``/``close``.
+    """
 
     def __init__(self, root_file, layout: OutputLayout, block_rows: int):
         self.root_file, self.layout, self.block_rows = root_file, layout, block_rows
@@ -165,6 +178,8 @@ class _BlockWriter:
         self.buffered = 0
         self.names: dict[str, tuple[str, str]] = {}
         self.tree = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="root-write")
+        self._in_flight: Future | None = None
 
     def write(self, rows: pd.DataFrame) -> None:
         part, names = _columns(rows, self.layout)
@@ -178,11 +193,28 @@ class _BlockWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the buffered block to the writer thread once the previous block is written."""
         if not self.parts:
             return
+        parts, self.parts, self.buffered = self.parts, [], 0
+        self._wait()
+        self._in_flight = self._thread.submit(self._write_block, parts)
+
+    def close(self) -> None:
+        """Wait for the block in flight (raising its error) and stop the thread."""
+        try:
+            self._wait()
+        finally:
+            self._thread.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def _write_block(self, parts: list[_Part]) -> None:
         names = self.names
-        branches = _branches(_Part.concatenate(self.parts))
-        self.parts, self.buffered = [], 0
+        branches = _branches(_Part.concatenate(parts))
         if self.tree is None:
             self.tree = self.root_file.mktree(
                 self.layout.tree,

@@ -22,6 +22,7 @@ rule generate_covariance_gan:
         validation=generation_settings,
         seed=config["seed"],
         code=kind_code("covariance_gan", "generate"),
+    threads: 2  # sampling, and the ROOT write of the previous block (generate/step.py SAMPLING_THREADS)
     resources:
         gpu=1,
     conda:
@@ -50,6 +51,7 @@ rule generate_flow:
         validation=generation_settings,
         seed=config["seed"],
         code=kind_code("flow", "generate"),
+    threads: 2  # sampling, and the ROOT write of the previous block (generate/step.py SAMPLING_THREADS)
     resources:
         gpu=1,
     conda:
