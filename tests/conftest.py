@@ -1,8 +1,10 @@
-"""Shared fixtures: the repository root, the venv's snakemake, and a runner for workflow tests."""
+"""Shared fixtures: the repository root, the venv's snakemake, a runner for workflow tests, and the
+one complete tiny run that the end-to-end and the reproducibility checks both read."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +36,55 @@ def run_snakemake(*args: str, workdir: Path | None = None, check: bool = True) -
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def snakemake_in(workdir: Path, *args: str, snakefile: Path, check: bool = True,
+                 hash_seed: str = "0") -> subprocess.CompletedProcess:
+    """``run_snakemake`` for any Snakefile (a snapshot or modified copy of the repository)."""
+    command = [SNAKEMAKE, "--snakefile", str(snakefile), "--profile", str(snakefile.parent / "profiles" / "ci"),
+               "--directory", str(workdir), *args]
+    environment = dict(os.environ, PYTHONHASHSEED=hash_seed, CONDOR_CONFIG="/dev/null")
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def copy_repository(target: Path, source_root: Path = REPO) -> Path:
+    """A runnable copy of the workflow (what a code edit is tried on; the checkout is never edited).
+
+    ``copy2`` keeps modification times: Snakemake reruns a job whose script is newer than its outputs.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "pipeline_steps", "profiles", "envs"):
+        source = source_root / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, target / name)
+    return target / "Snakefile"
+
+
+@pytest.fixture(scope="session")
+def snapshot(tmp_path_factory) -> Path:
+    """The Snakefile of a copy of the repository as it was when the first workflow test started, so an
+    edit made meanwhile in the checkout cannot look like a code change to later dry runs."""
+    return copy_repository(tmp_path_factory.mktemp("snapshot"))
+
+
+@pytest.fixture(scope="session")
+def complete_run(tmp_path_factory, snapshot) -> Path:
+    """One complete run of the tiny config (PYTHONHASHSEED=0, the ci profile's 2 cores), from the snapshot.
+
+    A tiny run costs 3-4 minutes on 2 cores, a sixth of the suite: test_end_to_end checks its outputs
+    and test_reproducibility reruns and dry-runs against it, so one run serves both. The terminal
+    output is kept in ``terminal.txt``. Tests add files beside the results (a report, a note) but
+    never change an output.
+    """
+    workdir = tmp_path_factory.mktemp("complete")
+    result = snakemake_in(workdir, "--configfile", str(TINY_CONFIG), snakefile=snapshot)
+    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
+    return workdir
 
 
 @pytest.fixture

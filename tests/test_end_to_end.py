@@ -13,17 +13,15 @@ import pytest
 import uproot
 
 from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS, auc_null_error
-from tests.conftest import REPO, TINY_CONFIG, run_snakemake
+from tests.conftest import REPO, TINY_CONFIG, snakemake_in
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    result = run_snakemake("--configfile", str(TINY_CONFIG), workdir=workdir)
-    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
-    return workdir
+def tiny_run(complete_run):
+    """The session's complete tiny run (tests/conftest.py), shared with test_reproducibility."""
+    return complete_run
 
 
 def test_terminal_shows_no_library_start_up_lines(tiny_run):
@@ -105,8 +103,8 @@ def test_figure_of_merit_for_every_generative_model(tiny_run):
     assert (summary["training_seconds"] > 0).all(), summary[["model", "training_seconds"]]
 
 
-def test_second_dry_run_has_nothing_to_do(tiny_run):
-    result = run_snakemake("-n", "--configfile", str(TINY_CONFIG), workdir=tiny_run)
+def test_second_dry_run_has_nothing_to_do(tiny_run, snapshot):
+    result = snakemake_in(tiny_run, "-n", "--configfile", str(TINY_CONFIG), snakefile=snapshot)
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
@@ -119,9 +117,9 @@ def test_every_model_has_a_verified_export_bundle(tiny_run):
         assert (tiny_run / "results" / "export" / name / "model.onnx").exists(), name
 
 
-def test_report_embeds_every_models_plots_and_the_summary(tiny_run):
+def test_report_embeds_every_models_plots_and_the_summary(tiny_run, snapshot):
     """`snakemake --report` (what `make run` ends with) gives one self-contained page."""
-    run_snakemake("--configfile", str(TINY_CONFIG), "--report", "report.html", workdir=tiny_run)
+    snakemake_in(tiny_run, "--configfile", str(TINY_CONFIG), "--report", "report.html", snakefile=snapshot)
     page = (tiny_run / "report.html").read_text()
     expected = ["results/summary.csv", "results/validate/calratio/roc.png"]
     for model in ("tracks_cov", "jets", "nano_muons", "ship_muons"):

@@ -1,10 +1,10 @@
 """The workflow's promises about reruns (issue 12), proven on the tiny config.
 
-One complete tiny run is shared by the module (``complete_run``); every other check is either a
+One complete tiny run is shared with test_end_to_end (``complete_run``, tests/conftest.py); every other check is either a
 second, partial run (byte identity) or a dry run (``-n``) against that finished working directory,
 so the whole module costs about two pipeline runs. Dry runs never change the shared directory.
-Everything runs from a snapshot of the repository (``snapshot``, mtimes kept) taken when the module
-starts, so an edit made meanwhile in the checkout cannot look like a code change to the dry runs.
+Everything runs from a snapshot of the repository (``snapshot``, mtimes kept) taken when the first
+workflow test starts, so an edit made meanwhile in the checkout cannot look like a code change to the dry runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import uuid
 import zipfile
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 from pipeline_steps.common.atomic import atomic_path, atomic_dir
 from pipeline_steps.common.reproducible import normalise_keras_archive, save_torch, stable_uuid
 from pipeline_steps.provenance.document import find_drift, git_state, verify
-from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
+from tests.conftest import REPO, TINY_CONFIG, copy_repository, snakemake_in
 
 #: Everything a rule writes that must come out byte-identical from the same raw files and config.
 REPRODUCIBLE_GLOBS = (
@@ -49,18 +48,6 @@ FRESH_RUN_GLOBS = REPRODUCIBLE_GLOBS + (
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def snakemake_in(workdir: Path, *args: str, snakefile: Path, check: bool = True,
-                 hash_seed: str = "0") -> subprocess.CompletedProcess:
-    """``run_snakemake`` for any Snakefile (a snapshot or modified copy of the repository)."""
-    command = [SNAKEMAKE, "--snakefile", str(snakefile), "--profile", str(snakefile.parent / "profiles" / "ci"),
-               "--directory", str(workdir), *args]
-    environment = dict(os.environ, PYTHONHASHSEED=hash_seed, CONDOR_CONFIG="/dev/null")
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
 def dry_run(workdir: Path, *extra_configs: str, snakefile: Path, targets: tuple[str, ...] = ()) -> str:
     """What ``snakemake -n`` prints (jobs with their outputs, reasons and resources)."""
     result = snakemake_in(workdir, *targets, "-n", "--configfile", str(TINY_CONFIG), *extra_configs,
@@ -83,21 +70,6 @@ def planned_outputs(workdir: Path, *extra_configs: str, snakefile: Path,
     return outputs
 
 
-def copy_repository(target: Path, source_root: Path = REPO) -> Path:
-    """A runnable copy of the workflow (what a code edit is tried on; /work/main is never edited).
-
-    ``copy2`` keeps modification times: Snakemake reruns a job whose script is newer than its outputs.
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "pipeline_steps", "profiles", "envs"):
-        source = source_root / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, target / name)
-    return target / "Snakefile"
-
-
 def file_hashes(workdir: Path, globs: tuple[str, ...] = REPRODUCIBLE_GLOBS) -> dict[str, str]:
     return {
         str(path.relative_to(workdir)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -116,18 +88,7 @@ AGGREGATES = {"results/summary.csv", "results/provenance.json"}
 
 # --- fixtures ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def snapshot(tmp_path_factory) -> Path:
-    """The Snakefile of a copy of the repository as it was when the module started."""
-    return copy_repository(tmp_path_factory.mktemp("snapshot"))
-
-
-@pytest.fixture(scope="module")
-def complete_run(tmp_path_factory, snapshot) -> Path:
-    """One complete run of the tiny config; shared, never modified by the tests below."""
-    workdir = tmp_path_factory.mktemp("complete")
-    snakemake_in(workdir, "--configfile", str(TINY_CONFIG), snakefile=snapshot)
-    return workdir
+# ``snapshot`` and ``complete_run`` are session fixtures of tests/conftest.py (shared with test_end_to_end).
 
 
 # --- unit checks (fast) --------------------------------------------------------------------------
