@@ -16,11 +16,9 @@ import functools
 import glob
 from typing import Any, Mapping
 
+from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.model_kinds import MODEL_KINDS, kind_of
 from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, is_blacklisted
-
-#: The SHiP muon categories (pipeline_steps/categorise/categories.py), one table each.
-CATEGORIES = (1, 2, 3, 4)
 
 
 class WorkflowPlan:

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.identity import IDENTITY_COLUMNS
 
@@ -62,7 +63,6 @@ __all__ = [
 
 PDG_MU_MINUS = 13
 PDG_MU_PLUS = -13
-CATEGORIES = (1, 2, 3, 4)
 _TARGET_VARIABLES = ("weight", "StartZ", "Px", "Py", "Pz")
 _DISPLACED_VARIABLES = ("weight", "StartX", "StartY", "StartZ", "Px", "Py", "Pz")
 CATEGORY_VARIABLES: dict[int, tuple[str, ...]] = {

@@ -47,7 +47,7 @@ rule categorise:
         muons=categorise_muon_tables,
         minmax="results/categorise/{dataset}/minmax.json",
     output:
-        categories=expand("results/categorise/{{dataset}}/cat{category}.parquet", category=[1, 2, 3, 4]),
+        categories=expand("results/categorise/{{dataset}}/cat{category}.parquet", category=CATEGORIES),
         described="results/categorise/{dataset}/categories.json",
     log:
         "logs/categorise/{dataset}/categorise.log",

@@ -10,6 +10,7 @@ from pipeline_steps.workflow_config import (
     stored_signature,
     validate_config,
 )
+from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.workflow_plan import WorkflowPlan
 from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.scan.expansion import expand_scans
