@@ -176,15 +176,30 @@ def mmd2_unbiased(a: np.ndarray, b: np.ndarray, degree: int = KPD_DEGREE) -> flo
                  - 2.0 * sum_ab / (n * m))
 
 
-#: Rows of one block of a kernel matrix (block x n floats: 40 MB at 5000 rows).
-KERNEL_BLOCK = 1024
+#: Rows of one block of a kernel matrix: 128 x 5000 floats are 5 MB, which with the copy for the power
+#: stays in the L3 cache; the element-wise passes are memory-bound, and a 1024-row block (40 MB) took 2.5x
+#: longer per kernel sum (0.166 against 0.067 s for 5000 x 5000 rows, AMD EPYC; 64-256 rows are within 20%).
+KERNEL_BLOCK = 128
 
 
 def _kernel_sum(x: np.ndarray, y: np.ndarray, degree: int) -> float:
-    """sum_ij (x_i.y_j / d + 1)^degree, one block of rows of x at a time."""
+    """sum_ij (x_i.y_j / d + 1)^degree, one block of rows of x at a time.
+
+    The power is taken by repeated in-place multiplication: numpy's ``**`` with an integer exponent
+    other than 2 calls libm's ``pow`` per element, which took 2/3 of the jets' validation metrics
+    (24 of 36 s at 50k + 50k rows); two multiplications give the cube to within a few ulp.
+    """
     d = x.shape[1]
-    return float(sum(((x[start:start + KERNEL_BLOCK] @ y.T) / d + 1.0).__ipow__(degree).sum()
-                     for start in range(0, len(x), KERNEL_BLOCK)))
+    total = 0.0
+    for start in range(0, len(x), KERNEL_BLOCK):
+        base = x[start:start + KERNEL_BLOCK] @ y.T
+        base /= d
+        base += 1.0
+        power = base.copy()
+        for _ in range(degree - 1):
+            power *= base
+        total += float(power.sum())
+    return total
 
 
 def _pair_sums_by_moments(a: np.ndarray, b: np.ndarray, degree: int) -> tuple[float, float, float]:
