@@ -36,6 +36,45 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
+def check_unique_keys(config_files: Sequence[str | Path]) -> None:
+    """Raise ConfigError for a key written twice in one mapping of a config file, naming file and lines.
+
+    YAML loaders keep the last of two equal keys without a word (config.yaml once held
+    ``validation.generated_events`` twice, so an edit of the first did nothing); the merged config
+    Snakemake hands over cannot show it, so each file is read again with a loader that refuses it.
+    """
+    for path in config_files:
+        try:
+            with open(path, encoding="utf-8") as stream:
+                yaml.load(stream, Loader=_UniqueKeyLoader)
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the config file ({error})") from error
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping key given twice (see :func:`check_unique_keys`)."""
+
+
+def _unique_key_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`, merged by construct_mapping
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in first_line:
+                raise ConfigError(f"{key_node.start_mark.name}: line {line}: key {key!r} is already given on line "
+                                  f"{first_line[key]} of the same mapping; YAML would keep only the last value")
+            first_line.setdefault(key, line)
+        except TypeError:  # an unhashable key: the safe constructor reports it below
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_key_mapping)
+
+
 def expose_package_to_jobs(workflow_basedir: str | Path) -> None:
     """Put the checkout on PYTHONPATH for every job Snakemake starts.
 

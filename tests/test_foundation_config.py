@@ -97,3 +97,18 @@ def _merge(base: dict, override: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def test_a_key_given_twice_names_the_file_and_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys silently; the workflow refuses the file instead."""
+    from pipeline_steps.workflow_config import check_unique_keys
+
+    override = tmp_path / "twice.yaml"
+    override.write_text("validation:\n  bins: 50\n  generated_events: 100\n  generated_events: 200\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml: line 4: key 'generated_events' is already given on line 3"):
+        check_unique_keys([override])
+    nested_ok = tmp_path / "fine.yaml"
+    nested_ok.write_text("a: {x: 1}\nb: {x: 2}\nbase: &b {y: 1}\nc: {<<: *b, z: 2}\n")
+    check_unique_keys([nested_ok, REPO / "config" / "config.yaml", REPO / "config" / "production.yaml"])
+    result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path, check=False)
+    assert result.returncode != 0 and "key 'generated_events' is already given" in result.stdout + result.stderr

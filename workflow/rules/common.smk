@@ -6,6 +6,7 @@ import sys
 from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.workflow_config import (
     categorised_datasets,
+    check_unique_keys,
     expose_package_to_jobs,
     stored_signature,
     validate_config,
@@ -15,6 +16,7 @@ from pipeline_steps.workflow_plan import WorkflowPlan
 from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.scan.expansion import expand_scans
 
+check_unique_keys(workflow.configfiles)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 # A model with `scan:` becomes one ordinary model per scan point, here, once: every rule below sees
