@@ -77,9 +77,9 @@ def feature_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.
         dist.check_sample(generated, generated_weights, "generated", MIN_EVAL_PER_CLASS)
     except dist.NotComputable as error:
         return {"w1": failed(str(error)), "w1_over_std": failed(str(error)), "ks": failed(str(error))}
-    w1, ks = dist.cdf_distances(real, generated, real_weights, generated_weights)
-    spread = [dist.replica_cdf_distances(real, generated, replicas_real[c:c + dist.REPLICA_CHUNK],
-                                         replicas_gen[c:c + dist.REPLICA_CHUNK])
+    merged = dist.MergedSample(real, generated)
+    w1, ks = merged.weighted(real_weights, generated_weights)
+    spread = [merged.distances(replicas_real[c:c + dist.REPLICA_CHUNK], replicas_gen[c:c + dist.REPLICA_CHUNK])
               for c in range(0, len(replicas_real), dist.REPLICA_CHUNK)]
     w1_error, ks_error = (_std(np.concatenate([part[k] for part in spread])) if spread else None for k in (0, 1))
     weights = _weights(real_weights, len(real))

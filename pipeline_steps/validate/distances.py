@@ -63,28 +63,44 @@ def check_sample(values: np.ndarray, weights: np.ndarray | None, what: str, min_
 def cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None = None,
                   generated_weights: np.ndarray | None = None) -> tuple[float, float]:
     """(Wasserstein-1, KS) of two 1D samples, weighted; equal to scipy's on the same input."""
-    w1, ks = replica_cdf_distances(real, generated, _ones_or(real_weights, len(real))[None],
-                                   _ones_or(generated_weights, len(generated))[None])
-    return float(w1[0]), float(ks[0])
+    return MergedSample(real, generated).weighted(real_weights, generated_weights)
 
 
 def replica_cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray,
                           generated_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """W1 and KS for each row of the [replicas, n] weight matrices, from one sort of the values.
+    """W1 and KS for each row of the [replicas, n] weight matrices (see :class:`MergedSample`)."""
+    return MergedSample(real, generated).distances(real_weights, generated_weights)
+
+
+class MergedSample:
+    """The real and generated values of one feature sorted together once, for W1 and KS under any weights.
 
     F_r - F_g is a cumulative sum over the merged sorted values (real weights +, generated -, each
     normalised to 1); W1 integrates its modulus over the gaps between values, KS is its largest
     modulus at the end of each run of tied values (inside a tie the sum is not yet a CDF value).
+    The sort does not depend on the weights, so the nominal value and every bootstrap chunk share it
+    (one sort per feature instead of one per chunk: 100k values, 11 times per feature before).
     """
-    values = np.concatenate([real, generated])
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    gaps = np.diff(sorted_values)
-    run_ends = np.r_[gaps > 0, True]
-    weights = np.hstack([real_weights / real_weights.sum(axis=1, keepdims=True),
-                         -generated_weights / generated_weights.sum(axis=1, keepdims=True)])[:, order]
-    cdf_gap = np.abs(np.cumsum(weights, axis=1))
-    return cdf_gap[:, :-1] @ gaps, cdf_gap[:, run_ends].max(axis=1)
+
+    def __init__(self, real: np.ndarray, generated: np.ndarray):
+        values = np.concatenate([real, generated])
+        self.n_generated = len(generated)
+        self.order = np.argsort(values, kind="stable")
+        self.gaps = np.diff(values[self.order])
+        self.run_ends = np.r_[self.gaps > 0, True]
+
+    def weighted(self, real_weights: np.ndarray | None, generated_weights: np.ndarray | None) -> tuple[float, float]:
+        """(W1, KS) under one pair of weight vectors (None: every row weighs 1)."""
+        w1, ks = self.distances(_ones_or(real_weights, len(self.order) - self.n_generated)[None],
+                                _ones_or(generated_weights, self.n_generated)[None])
+        return float(w1[0]), float(ks[0])
+
+    def distances(self, real_weights: np.ndarray, generated_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W1, KS) per row of the [replicas, n_real] and [replicas, n_generated] weight matrices."""
+        weights = np.hstack([real_weights / real_weights.sum(axis=1, keepdims=True),
+                             -generated_weights / generated_weights.sum(axis=1, keepdims=True)])[:, self.order]
+        cdf_gap = np.abs(np.cumsum(weights, axis=1))
+        return cdf_gap[:, :-1] @ self.gaps, cdf_gap[:, self.run_ends].max(axis=1)
 
 
 def weighted_correlation(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
