@@ -66,7 +66,7 @@ def _unique_key_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: 
             if key in first_line:
                 raise ConfigError(f"{key_node.start_mark.name}: line {line}: key {key!r} is already given on line "
                                   f"{first_line[key]} of the same mapping; YAML would keep only the last value")
-            first_line.setdefault(key, line)
+            first_line[key] = line
         except TypeError:  # an unhashable key: the safe constructor reports it below
             pass
     return loader.construct_mapping(node, deep=deep)

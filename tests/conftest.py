@@ -27,23 +27,24 @@ JETS_TABLE = {
 
 
 def run_snakemake(*args: str, workdir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the workflow's Snakefile with the test profile, in ``workdir`` (outputs land there)."""
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles" / "ci")]
-    if workdir is not None:
-        command += ["--directory", str(workdir)]
-    environment = dict(os.environ)  # no PYTHONHASHSEED pin: outputs must not depend on it (test_reproducibility)
-    result = subprocess.run([*command, *args], cwd=workdir or REPO, capture_output=True, text=True, env=environment)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
+    """Run the checkout's Snakefile with the test profile, in ``workdir`` (outputs land there).
+
+    No PYTHONHASHSEED pin: outputs must not depend on it (test_reproducibility).
+    """
+    return snakemake_in(workdir or REPO, *args, snakefile=REPO / "Snakefile", check=check, hash_seed=None)
 
 
 def snakemake_in(workdir: Path, *args: str, snakefile: Path, check: bool = True,
-                 hash_seed: str = "0") -> subprocess.CompletedProcess:
-    """``run_snakemake`` for any Snakefile (a snapshot or modified copy of the repository)."""
+                 hash_seed: str | None = "0") -> subprocess.CompletedProcess:
+    """Snakemake on any Snakefile (the checkout, a snapshot or a modified copy) with its ci profile.
+
+    ``hash_seed`` pins PYTHONHASHSEED for the Snakemake process; None leaves the environment's.
+    """
     command = [SNAKEMAKE, "--snakefile", str(snakefile), "--profile", str(snakefile.parent / "profiles" / "ci"),
                "--directory", str(workdir), *args]
-    environment = dict(os.environ, PYTHONHASHSEED=hash_seed, CONDOR_CONFIG="/dev/null")
+    environment = dict(os.environ, CONDOR_CONFIG="/dev/null")
+    if hash_seed is not None:
+        environment["PYTHONHASHSEED"] = hash_seed
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")

@@ -66,12 +66,6 @@ def cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
     return MergedSample(real, generated).weighted(real_weights, generated_weights)
 
 
-def replica_cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray,
-                          generated_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """W1 and KS for each row of the [replicas, n] weight matrices (see :class:`MergedSample`)."""
-    return MergedSample(real, generated).distances(real_weights, generated_weights)
-
-
 class MergedSample:
     """The real and generated values of one feature sorted together once, for W1 and KS under any weights.
 
@@ -84,14 +78,14 @@ class MergedSample:
 
     def __init__(self, real: np.ndarray, generated: np.ndarray):
         values = np.concatenate([real, generated])
-        self.n_generated = len(generated)
+        self.n_real, self.n_generated = len(real), len(generated)
         self.order = np.argsort(values, kind="stable")
         self.gaps = np.diff(values[self.order])
         self.run_ends = np.r_[self.gaps > 0, True]
 
     def weighted(self, real_weights: np.ndarray | None, generated_weights: np.ndarray | None) -> tuple[float, float]:
         """(W1, KS) under one pair of weight vectors (None: every row weighs 1)."""
-        w1, ks = self.distances(_ones_or(real_weights, len(self.order) - self.n_generated)[None],
+        w1, ks = self.distances(_ones_or(real_weights, self.n_real)[None],
                                 _ones_or(generated_weights, self.n_generated)[None])
         return float(w1[0]), float(ks[0])
 
