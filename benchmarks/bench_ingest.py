@@ -62,7 +62,7 @@ def run_one(mode: str, raw: str, out: str) -> dict:
         from pipeline_steps.ingest.step import run
 
         reading = {k: CONFIG[k] for k in ("tree", "step_size", "empty_tree", "identity")}
-        rows = run(raw, out, out + ".json", reading, MAPPING, "jets", "nanoaod")["rows_out"]
+        rows = run([raw], out, out + ".json", reading, MAPPING, "jets", "nanoaod")[0]["rows_out"]
     else:
         branches = [f"Jet_{f}" for f in MAPPING["fields"]] + ["run", "luminosityBlock", "event"] + MAPPING["event_fields"]
         gen_branches = ["Jet_genJetIdx", *(f"GenJet_{f}" for f in MAPPING["match"]["fields"])]  # read, as ours does

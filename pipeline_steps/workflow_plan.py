@@ -17,6 +17,7 @@ import glob
 from typing import Any, Mapping
 
 from pipeline_steps.categorise.category_ids import CATEGORIES
+from pipeline_steps.ingest.parts import DEFAULT_INGEST_PARTS, partition
 from pipeline_steps.model_kinds import MODEL_KINDS, kind_of
 from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, is_blacklisted
 
@@ -29,6 +30,7 @@ class WorkflowPlan:
         self.config = config
         self.raw_file_by_stem = functools.cache(self._raw_file_by_stem)
         self.dataset_files = functools.cache(self._dataset_files)
+        self.ingest_parts = functools.cache(self._ingest_parts)
 
     # --- raw files -------------------------------------------------------------------------------
 
@@ -78,6 +80,18 @@ class WorkflowPlan:
     def file_stems(self, dataset: str) -> list[str]:
         return list(self.raw_file_by_stem(dataset))
 
+    def _ingest_parts(self, dataset: str) -> dict[str, list[str]]:
+        """{part: raw files} of a dataset: one ingest job per part and table (pipeline_steps/ingest/parts.py)."""
+        n_parts = self.config["datasets"][dataset].get("ingest_parts", DEFAULT_INGEST_PARTS)
+        return partition(self.raw_file_by_stem(dataset), n_parts)
+
+    def part_files(self, dataset: str, part: str) -> list[str]:
+        """Input of ingest_table: the raw files of one part; a part the plan does not have is an error."""
+        parts = self.ingest_parts(dataset)
+        if part not in parts:
+            raise ValueError(f"datasets.{dataset}: no ingest part {part!r}; this plan's parts are {list(parts)}")
+        return parts[part]
+
     def resolve_raw_files(self) -> list[str]:
         """Resolve every dataset's files now (a typo in `files` or a blacklist that empties a dataset fails
         before any job, not as some rule's input-function error); return the blacklist entries that match
@@ -103,12 +117,12 @@ class WorkflowPlan:
         return list(self.config["datasets"][dataset]["tables"])
 
     def ingested_tables(self, dataset: str, table: str) -> list[str]:
-        return [f"results/ingest/{dataset}/{table}/{stem}.parquet" for stem in self.file_stems(dataset)]
+        return [f"results/ingest/{dataset}/{table}/{part}.parquet" for part in self.ingest_parts(dataset)]
 
-    def ingest_file_summaries(self, dataset: str) -> list[str]:
-        """Input of ingest_summary: the per-file JSONs of every table of a dataset."""
-        return [f"results/ingest/{dataset}/{table}/{stem}.json"
-                for table in self.tables_of(dataset) for stem in self.file_stems(dataset)]
+    def ingest_part_summaries(self, dataset: str) -> list[str]:
+        """Input of ingest_summary: the per-part JSONs (one entry per file) of every table of a dataset."""
+        return [f"results/ingest/{dataset}/{table}/{part}.json"
+                for table in self.tables_of(dataset) for part in self.ingest_parts(dataset)]
 
     def categorised_table(self, dataset: str) -> str:
         """The table that the `categorised: true` model(s) of a dataset read (SHiP: `muons`)."""
@@ -118,12 +132,12 @@ class WorkflowPlan:
             raise ValueError(f"dataset {dataset!r}: categorised models must all read one table, found {tables}")
         return tables[0]
 
-    def categorise_muon_table(self, dataset: str, stem: str) -> str:
-        """One ingested table behind results/categorise/<dataset>/minmax/<stem>.json."""
-        return f"results/ingest/{dataset}/{self.categorised_table(dataset)}/{stem}.parquet"
+    def categorise_muon_table(self, dataset: str, part: str) -> str:
+        """One ingested table behind results/categorise/<dataset>/minmax/<part>.json."""
+        return f"results/ingest/{dataset}/{self.categorised_table(dataset)}/{part}.parquet"
 
     def categorise_minmax_partials(self, dataset: str) -> list[str]:
-        return [f"results/categorise/{dataset}/minmax/{stem}.json" for stem in self.file_stems(dataset)]
+        return [f"results/categorise/{dataset}/minmax/{part}.json" for part in self.ingest_parts(dataset)]
 
     def identity(self, dataset: str) -> list[str]:
         """The dataset's identity branches (run, event, ...); none unless configured."""

@@ -44,7 +44,10 @@ def test_ingest_summaries_count_rows(tiny_run):
 
 def test_blacklisted_file_never_ingested(tiny_run):
     assert not (tiny_run / "data" / "raw" / "ship" / "1.root").exists()
-    assert not list((tiny_run / "results" / "ingest" / "ship").rglob("1.parquet"))
+    summary = json.loads((tiny_run / "results" / "ingest" / "ship" / "summary.json").read_text())
+    assert [f["source_file"] for f in summary["tables"]["muons"]["files"]] == ["0.root"]
+    for part in (tiny_run / "results" / "ingest" / "ship" / "muons").glob("*.parquet"):
+        assert set(pd.read_parquet(part, columns=["source_file"])["source_file"]) == {"0.root"}
 
 
 def test_splits_are_disjoint_and_complete(tiny_run):

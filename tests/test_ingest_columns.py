@@ -36,7 +36,7 @@ def test_file_name_column_round_trips_utf8(tmp_path, name):
     raw = tmp_path / name
     with uproot.recreate(raw) as file:
         file.mktree("T", {"x": np.float32}).extend({"x": np.arange(4, dtype=np.float32)})
-    run(str(raw), str(tmp_path / "t.parquet"), str(tmp_path / "t.json"), {"tree": "T"}, {"fields": ["x"]}, "t")
+    run([str(raw)], str(tmp_path / "t.parquet"), str(tmp_path / "t.json"), {"tree": "T"}, {"fields": ["x"]}, "t")
     table = pq.read_table(tmp_path / "t.parquet")
     assert table.schema.field("source_file").type == pa.string()
     assert table.column("source_file").to_pylist() == [name] * 4
@@ -68,7 +68,7 @@ def _jets_mapping(selection=None, unique=()):
 def _ingest(tmp_path, raw, mapping, name, step_size=2):
     out = tmp_path / f"{name}.parquet"
     reading = {"tree": "Events", "identity": ["run", "event"], "step_size": step_size}
-    summary = run(str(raw), str(out), str(out.with_suffix(".json")), reading, mapping, "jets")
+    [summary] = run([str(raw)], str(out), str(out.with_suffix(".json")), reading, mapping, "jets")
     return pq.read_table(out), summary
 
 
@@ -109,7 +109,7 @@ def test_ingestion_does_not_import_pandas(tmp_path):
     raw = _jets_file(tmp_path / "j.root")
     script = (
         "import sys; from pipeline_steps.ingest.step import run; "
-        f"run({str(raw)!r}, {str(tmp_path / 'o.parquet')!r}, {str(tmp_path / 'o.json')!r}, "
+        f"run([{str(raw)!r}], {str(tmp_path / 'o.parquet')!r}, {str(tmp_path / 'o.json')!r}, "
         f"{{'tree': 'Events', 'identity': ['run', 'event']}}, {_jets_mapping('pt > 0')!r}, 'jets'); "
         "print(sorted(m for m in ('pandas', 'pyarrow.compute') if m in sys.modules))"
     )
@@ -140,5 +140,5 @@ def test_damaged_first_basket_is_an_input_error_naming_the_file(tmp_path):
     damaged[seek + 200:seek + 700] = b"\x55" * 500
     raw.write_bytes(bytes(damaged))
     with pytest.raises(InputError, match=r"d\.root:T: cannot read entries from 0 on; the file is damaged"):
-        run(str(raw), str(tmp_path / "d.parquet"), str(tmp_path / "d.json"), {"tree": "T"}, {"fields": ["x"]}, "t")
+        run([str(raw)], str(tmp_path / "d.parquet"), str(tmp_path / "d.json"), {"tree": "T"}, {"fields": ["x"]}, "t")
     assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "d.json").exists()

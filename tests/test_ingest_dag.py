@@ -25,8 +25,9 @@ def test_blacklisted_file_absent_from_dry_run(tmp_path):
     result = _dry_run(tmp_path, override)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "results/ingest/ship/muons/a.parquet" in output and "results/ingest/ship/muons/c.parquet" in output
-    assert "b.parquet" not in output and "b.root" not in output.replace("'b.root'", "")
+    ingested = _ingest_inputs(output)
+    assert sorted(path for paths in ingested for path in paths) == [str(raw / "a.root"), str(raw / "c.root")]
+    assert "b.root" not in output.replace("'b.root'", "")
     assert output.count("blacklist entry 'never_there_*.root' matches no raw file") == 1
 
 
@@ -57,7 +58,25 @@ def test_one_file_by_relative_and_absolute_path_is_ingested_once(tmp_path):
     result = _dry_run(tmp_path, {"datasets": {"ship": {"files": ["raw/a.root", str(tmp_path / "raw" / "*.root")]}}})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert output.count("output: results/ingest/ship/muons/a.parquet") == 1 and "input: raw/a.root" in output
+    assert _ingest_inputs(output) == [["raw/a.root"]]
+
+
+def test_each_file_is_ingested_by_exactly_one_job_of_at_most_ingest_parts(tmp_path):
+    (tmp_path / "raw").mkdir()
+    for index in range(40):
+        (tmp_path / "raw" / f"run{index:03d}.root").write_bytes(b"")
+    result = _dry_run(tmp_path, {"datasets": {"ship": {"files": ["raw/*.root"], "ingest_parts": 8}}})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    ingested = _ingest_inputs(output)
+    assert len(ingested) == 8  # 40 files hashed into 8 parts: P(some part empty) = 8 (7/8)^40 = 0.04; fixed names
+    assert sorted(path for paths in ingested for path in paths) == [f"raw/run{index:03d}.root" for index in range(40)]
+
+
+def _ingest_inputs(output: str) -> list[list[str]]:
+    """The raw-file inputs of each ingest_table job of a dry run (``input: a, b`` lines)."""
+    jobs = output.split("rule ingest_table:")[1:]
+    return [job.split("input: ", 1)[1].split("\n", 1)[0].split(", ") for job in jobs]
 
 
 def _dry_run(workdir: Path, override: dict) -> subprocess.CompletedProcess:

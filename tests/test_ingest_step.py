@@ -7,6 +7,7 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import uproot
@@ -34,7 +35,7 @@ def _reading(dataset, **overrides):
 def _ingest(tmp_path, raw, dataset, table, mapping=None, **reading):
     mapping = mapping or CONFIG["datasets"][dataset]["tables"][table]
     out = tmp_path / "out" / f"{table}.parquet"
-    summary = run(str(raw), str(out), str(out.with_suffix(".json")), _reading(dataset, **reading), mapping, table, dataset)
+    [summary] = run([str(raw)], str(out), str(out.with_suffix(".json")), _reading(dataset, **reading), mapping, table, dataset)
     return pq.read_table(out).to_pandas(), summary
 
 
@@ -139,7 +140,7 @@ def test_chunked_equals_one_shot_and_bytes_deterministic(tmp_path):
     paths = []
     for name, step in [("a", 1), ("b", 1), ("c", 1000)]:
         out = tmp_path / f"{name}.parquet"
-        run(str(raw), str(out), str(tmp_path / f"{name}.json"), {**reading, "step_size": step}, mapping, "muons")
+        run([str(raw)], str(out), str(tmp_path / f"{name}.json"), {**reading, "step_size": step}, mapping, "muons")
         paths.append(out)
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert pq.read_table(paths[0]).equals(pq.read_table(paths[2]))
@@ -205,13 +206,60 @@ def test_empty_tree_as_empty_table_keeps_schema(tmp_path):
     with uproot.recreate(raw) as file:
         file.mktree("Tracks", {"x": np.float32, "runNumber": np.int32, "eventNumber": np.int64})
     mapping = {"fields": ["x"]}
-    run(str(raw), str(tmp_path / "e.parquet"), str(tmp_path / "e.json"),
+    run([str(raw)], str(tmp_path / "e.parquet"), str(tmp_path / "e.json"),
         {"tree": "Tracks", "empty_tree": "empty_table", "identity": ["runNumber", "eventNumber"]}, mapping, "tracks")
     table = pq.read_table(tmp_path / "e.parquet")
     assert table.num_rows == 0 and table.schema.names == ["source_file", "entry", "object_index", "runNumber",
                                                            "eventNumber", "x"]
     assert str(table.schema.field("x").type) == "float"
-    assert json.loads((tmp_path / "e.json").read_text())["rows_out"] == 0
+    assert json.loads((tmp_path / "e.json").read_text())["files"][0]["rows_out"] == 0
+
+
+# --- a part: several raw files in one job (pipeline_steps/ingest/parts.py) ---------------------------
+
+def _ingest_part(tmp_path, raws, dataset="ship", table="muons", name="part"):
+    out = tmp_path / f"{name}.parquet"
+    summaries = run([str(r) for r in raws], str(out), str(tmp_path / f"{name}.json"), _reading(dataset),
+                    CONFIG["datasets"][dataset]["tables"][table], table, dataset)
+    return out, summaries
+
+
+def test_a_part_holds_each_files_rows_in_order_with_per_file_summaries(tmp_path):
+    first, second = _ship_file(tmp_path / "0.root"), _ship_file(tmp_path / "1.root", n_entries=1)
+    part, summaries = _ingest_part(tmp_path, [first, second])
+    alone = [pq.read_table(_ingest_part(tmp_path, [raw], name=raw.stem)[0]) for raw in (first, second)]
+    assert pq.read_table(part).equals(pa.concat_tables(alone))
+    assert [s["source_file"] for s in summaries] == ["0.root", "1.root"]
+    assert [s["rows_out"] for s in summaries] == [t.num_rows for t in alone] and alone[1].num_rows > 0
+    gathered = run_summary([str(tmp_path / "part.json")], str(tmp_path / "summary.json"), "ship")
+    assert gathered["n_files"] == 2 and gathered["tables"]["muons"]["totals"]["rows_out"] == pq.read_table(part).num_rows
+
+
+def test_a_bad_file_fails_its_whole_part_naming_it(tmp_path):
+    good, truncated = _ship_file(tmp_path / "0.root"), tmp_path / "1.root"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError, match="1.root"):
+        _ingest_part(tmp_path, [good, truncated])
+    assert not (tmp_path / "part.parquet").exists() and not (tmp_path / "part.json").exists()
+
+
+def test_a_later_file_is_cast_to_the_first_files_types_or_named(tmp_path):
+    """Productions differ in float precision: cast, as per-file tables read together would be. A float
+    branch where the first file had integers would lose its fractions: refused, naming the file."""
+    def flat(path, values):
+        with uproot.recreate(path) as file:
+            _write_tree(file, "T", {"x": values})
+        return path
+
+    reading, mapping = {"tree": "T"}, {"fields": ["x"]}
+    raws = [flat(tmp_path / "a.root", np.array([1.5], np.float32)), flat(tmp_path / "b.root", np.array([2.25]))]
+    run([str(r) for r in raws], str(tmp_path / "p.parquet"), str(tmp_path / "p.json"), reading, mapping, "t")
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert str(table.schema.field("x").type) == "float" and table.column("x").to_pylist() == [1.5, 2.25]
+    integers = flat(tmp_path / "i.root", np.array([1], np.int32))
+    with pytest.raises(InputError, match=r"b\.root:T: column types .* cannot be converted to those of the part's first"):
+        run([str(integers), str(raws[1])], str(tmp_path / "q.parquet"), str(tmp_path / "q.json"), reading, mapping, "t")
+    assert not (tmp_path / "q.parquet").exists()
 
 
 def test_unsafe_selection_is_config_error(tmp_path):

@@ -25,7 +25,7 @@ def test_toy_layout_ingests_every_table(tmp_path, dataset):
     reading = {k: settings[k] for k in ("tree", "step_size", "empty_tree", "identity")}
     tree = uproot.open(raw)[settings["tree"]]
     for table, mapping in settings["tables"].items():
-        summary = run(str(raw), str(tmp_path / f"{table}.parquet"), str(tmp_path / f"{table}.json"),
+        [summary] = run([str(raw)], str(tmp_path / f"{table}.parquet"), str(tmp_path / f"{table}.json"),
                       {**reading, "step_size": 50}, mapping, table, dataset)
         result = pq.read_table(tmp_path / f"{table}.parquet")
         expected = output_columns(table_from_config(table, mapping), tuple(settings["identity"]))

@@ -23,6 +23,7 @@ import pytest
 
 from pipeline_steps.common.atomic import atomic_path, atomic_dir
 from pipeline_steps.common.reproducible import normalise_keras_archive, save_torch, stable_uuid
+from pipeline_steps.ingest.parts import DEFAULT_INGEST_PARTS, part_index, part_name
 from pipeline_steps.provenance.document import find_drift, git_state, verify
 from tests.conftest import REPO, TINY_CONFIG, copy_repository, snakemake_in
 
@@ -47,6 +48,11 @@ FRESH_RUN_GLOBS = REPRODUCIBLE_GLOBS + (
 )
 
 # --- helpers -------------------------------------------------------------------------------------
+
+def ingested(dataset: str, table: str, stem: str) -> str:
+    """The ingest output holding the raw file ``<stem>.root`` (its part, pipeline_steps/ingest/parts.py)."""
+    return f"results/ingest/{dataset}/{table}/{part_name(part_index(stem, DEFAULT_INGEST_PARTS), DEFAULT_INGEST_PARTS)}.parquet"
+
 
 def dry_run(workdir: Path, *extra_configs: str, snakefile: Path, targets: tuple[str, ...] = ()) -> str:
     """What ``snakemake -n`` prints (jobs with their outputs, reasons and resources)."""
@@ -170,7 +176,7 @@ def test_a_fresh_run_with_another_hash_seed_and_core_count_is_byte_identical(com
     snakemake_in(tmp_path, "--configfile", str(TINY_CONFIG), "--cores", "1", snakefile=snapshot, hash_seed="2718")
     first, second = file_hashes(complete_run, FRESH_RUN_GLOBS), file_hashes(tmp_path, FRESH_RUN_GLOBS)
     expected = {"data/raw/nanoaod/0.root", "results/train/jets/model.pt", "results/train/tracks_cov/generator.keras",
-                "results/generate/jets/generated.root", "results/ingest/nanoaod/jets/0.parquet",
+                "results/generate/jets/generated.root", ingested("nanoaod", "jets", "0"),
                 "results/preprocess/jets/transforms.json", "results/train/calratio/chosen.keras",
                 "results/export/jets/model.onnx", "results/export/tracks_cov/bundle.json",
                 "results/validate/jets/metrics.json"}
@@ -262,18 +268,21 @@ def test_editing_one_models_module_reruns_its_jobs_and_not_the_others(complete_r
 
 
 @pytest.mark.slow
-def test_adding_a_raw_file_reingests_that_file_only(complete_run, snapshot, tmp_path):
+def test_adding_a_raw_file_reingests_its_part_only(complete_run, snapshot, tmp_path):
     extra = write_config(tmp_path / "unblock.yaml", "blacklist: []\n")
     planned = planned_outputs(complete_run, extra, snakefile=snapshot)
-    ingested = {p for p in planned if p.startswith("results/ingest/") and p.endswith(".parquet")}
-    assert ingested == {"results/ingest/ship/muons/1.parquet"}
+    assert {p for p in planned if p.startswith("results/ingest/") and p.endswith(".parquet")} == {
+        ingested("ship", "muons", "1")}
     assert "data/raw/ship/1.root" in planned
     assert "results/train/ship_muons/model.pt" in planned
     assert not any(name in path for path in planned for name in ("nanoaod", "jets", "tracks", "calratio"))
 
 
 @pytest.mark.slow
-def test_removing_a_raw_file_is_reflected_downstream_without_reingesting(complete_run, snapshot, tmp_path):
+def test_removing_a_raw_file_alone_in_its_part_is_reflected_downstream_without_reingesting(complete_run, snapshot, tmp_path):
+    """The tiny datasets have one file per part (toy stems 0 and 1 hash to different parts of 64), so the
+    part of a blacklisted file disappears and nothing is read again; a shared part would be re-ingested."""
+    assert ingested("nanoaod", "jets", "0") != ingested("nanoaod", "jets", "1")
     extra = write_config(tmp_path / "block.yaml", 'blacklist: ["data/raw/ship/1.root", "data/raw/nanoaod/1.root"]\n')
     planned = planned_outputs(complete_run, extra, snakefile=snapshot)
     assert {"results/preprocess/jets/train.parquet", "results/preprocess/nano_muons/train.parquet",
@@ -289,7 +298,7 @@ def test_one_target_builds_only_its_ancestors(snapshot, tmp_path):
     assert "results/preprocess/jets/train.parquet" in planned
     assert {p for p in planned if p.startswith("data/raw/")} == {"data/raw/nanoaod/0.root", "data/raw/nanoaod/1.root"}
     assert {p for p in planned if p.endswith(".parquet") and "ingest" in p} == {
-        "results/ingest/nanoaod/jets/0.parquet", "results/ingest/nanoaod/jets/1.parquet"}
+        ingested("nanoaod", "jets", "0"), ingested("nanoaod", "jets", "1")}
     assert not any(p.startswith(("results/generate/", "results/validate/")) for p in planned)
     assert not any(name in p for p in planned for name in ("muons", "tracks", "calratio", "ship"))
 
@@ -309,4 +318,4 @@ def test_trained_models_are_protected(complete_run):
                  "results/train/calratio/chosen.keras", "results/export/jets/bundle.json"):
         mode = (complete_run / path).stat().st_mode
         assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), f"{path} is writable: {oct(mode)}"
-    assert stat.S_IMODE((complete_run / "results/ingest/nanoaod/jets/0.parquet").stat().st_mode) & stat.S_IRGRP
+    assert stat.S_IMODE((complete_run / ingested("nanoaod", "jets", "0")).stat().st_mode) & stat.S_IRGRP

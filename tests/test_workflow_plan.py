@@ -50,6 +50,20 @@ def test_toy_files_and_blacklist(plan):
     assert plan.resolve_raw_files() == ["nothing_matches_*.root"]
 
 
+def test_ingest_and_categorise_jobs_follow_the_parts(plan, tmp_path):
+    for index in range(10):
+        (tmp_path / f"run{index}.root").touch()
+    plan.config["datasets"]["ship"] = {**plan.config["datasets"]["ship"], "files": [str(tmp_path / "*.root")],
+                                       "ingest_parts": 3}
+    parts = plan.ingest_parts("ship")
+    assert len(parts) <= 3 and sorted(sum(parts.values(), [])) == plan.raw_files("ship")
+    assert plan.ingested_tables("ship", "muons") == [f"results/ingest/ship/muons/{part}.parquet" for part in parts]
+    assert plan.categorise_minmax_partials("ship") == [f"results/categorise/ship/minmax/{part}.json" for part in parts]
+    assert plan.part_files("ship", next(iter(parts))) == parts[next(iter(parts))]
+    with pytest.raises(ValueError, match="no ingest part 'part7'"):
+        plan.part_files("ship", "part7")
+
+
 def test_toy_params_refuse_an_index_past_n_files(plan):
     n_files = plan.config["datasets"]["nanoaod"]["toy"]["n_files"]
     assert plan.toy_params("nanoaod", n_files - 1) == plan.config["datasets"]["nanoaod"]["toy"]

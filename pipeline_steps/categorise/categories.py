@@ -19,7 +19,7 @@ drop a muon with exactly one zero coordinate from every category; here categorie
 category 3 (mu+) or 4 (mu-) and no muon is lost.
 
 Every variable of a category is mapped to [-1, 1] with the category's global min/max, reduced
-from per-file partials (map: :func:`file_minmax`, reduce: :func:`reduce_minmax`). The weight is
+from partials, one per ingested table of an ingest part (map: :func:`file_minmax`, reduce: :func:`reduce_minmax`). The weight is
 not min-max scaled: it becomes a probability by dividing by the largest weight of the whole
 sample (computed, never hard-coded; the study's 768.75). For categories 3-4, StartX and StartY
 are then broadened (:func:`broaden`): subtract the mean, signed square root, add the mean back,

@@ -1,11 +1,13 @@
-"""Entry points of the ingest rules: one (raw file, table) -> Parquet + JSON, and the gather step."""
+"""Entry points of the ingest rules: one (part of the raw files, table) -> Parquet + JSON, and the gather step."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
 
 from tqdm import tqdm
 
@@ -22,7 +24,7 @@ logger = logging.getLogger("pipeline_steps.ingest")
 
 
 def run(
-    raw_file: str,
+    raw_files: Sequence[str],
     parquet: str,
     summary: str,
     reading: Mapping[str, Any],
@@ -30,22 +32,32 @@ def run(
     table: str,
     dataset: str = "",
     log: str | None = None,
-) -> dict:
-    """Ingest one table of one raw file. ``reading`` is the dataset slice (tree, step_size,
-    empty_tree, identity), ``mapping`` the table's slice. Both outputs appear only on success."""
+) -> list[dict]:
+    """Ingest one table of one part (a few raw files, pipeline_steps/ingest/parts.py) into one Parquet
+    file, the files' rows one after the other. ``reading`` is the dataset slice (tree, step_size,
+    empty_tree, identity), ``mapping`` the table's slice. The JSON summary has one entry per file; both
+    outputs appear only on success, so one bad file fails its whole part."""
     with step_logging(log):
         reading_cfg = reading_from_config(reading)
         table_mapping = table_from_config(table, mapping)
         with atomic_path(parquet) as tmp_parquet:
-            counts, columns = ingest_file(raw_file, tmp_parquet, reading_cfg, table_mapping)
-            result = file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, counts, columns)
-            write_text_atomic(summary, json.dumps(result, indent=2) + "\n")
-        logger.info("%s/%s: %s", Path(raw_file).name, table, json.dumps({k: v for k, v in result.items() if k != "columns"}))
-        if counts.unmatched_index_out_of_range:
-            logger.warning("%s/%s: %d objects have a match index past the stored target collection (skimmed, "
-                           "as NanoAOD GenJets below threshold); they count as unmatched", Path(raw_file).name, table,
-                           counts.unmatched_index_out_of_range)
-        return result
+            counts, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping)
+            results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, file_counts, columns)
+                       for raw_file, file_counts in zip(raw_files, counts)]
+            part_summary = {"dataset": dataset, "table": table, "files": results}
+            write_text_atomic(summary, json.dumps(part_summary, indent=2) + "\n")
+        for result in results:
+            _log_file_result(result)
+        return results
+
+
+def _log_file_result(result: Mapping[str, Any]) -> None:
+    where = f"{result['source_file']}/{result['table']}"
+    logger.info("%s: %s", where, json.dumps({k: v for k, v in result.items() if k != "columns"}))
+    if result["unmatched_index_out_of_range"]:
+        logger.warning("%s: %d objects have a match index past the stored target collection (skimmed, "
+                       "as NanoAOD GenJets below threshold); they count as unmatched", where,
+                       result["unmatched_index_out_of_range"])
 
 
 def run_summary(summaries: Iterable[str], output: str, dataset: str, log: str | None = None) -> dict:
@@ -58,8 +70,29 @@ def run_summary(summaries: Iterable[str], output: str, dataset: str, log: str | 
         return result
 
 
-def ingest_file(raw_file: str, parquet: str | Path, reading: Reading, mapping: TableMapping) -> tuple[ChunkCounts, list[str]]:
-    """Stream ``raw_file`` through the mapping into ``parquet``; returns the counts and column names."""
+def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading,
+                 mapping: TableMapping) -> tuple[list[ChunkCounts], list[str]]:
+    """Stream each of ``raw_files`` through the mapping into one ``parquet``, in order; returns the
+    counts of each file and the column names. The first file fixes the column types; a later file's
+    columns are cast to them (float32 vs float64 across productions), and one that cannot be is an
+    InputError naming that file."""
+    if not raw_files:
+        raise ValueError(f"{parquet}: no raw files to ingest")
+    writer: TableWriter | None = None
+    counts = []
+    try:
+        for raw_file in raw_files:
+            file_counts, writer = _ingest_file(raw_file, parquet, writer, reading, mapping)
+            counts.append(file_counts)
+    finally:
+        if writer is not None:
+            writer.close()
+    return counts, writer.schema.names
+
+
+def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading,
+                 mapping: TableMapping) -> tuple[ChunkCounts, TableWriter]:
+    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file)."""
     source_file = Path(raw_file).name
     where = f"{raw_file}:{reading.tree}"
     branches = required_branches(mapping, reading.identity)
@@ -70,21 +103,32 @@ def ingest_file(raw_file: str, parquet: str | Path, reading: Reading, mapping: T
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
         steps = iterate_entries(tree, branches, reading.step_size, where)
         step = next(steps, None)
-        # The schema comes from zero entries of the first step (a zero-entry read would decompress the
-        # first basket of every branch once more); only an empty tree needs that read.
-        zero_entries = step[1][:0] if step is not None else empty_arrays(tree, branches, where)
-        schema = arrow_table(flatten_chunk(zero_entries, mapping, reading.identity, source_file, 0, where).columns).schema
-        del zero_entries
-        with TableWriter(parquet, schema) as writer, tqdm(total=tree.num_entries, unit="entries", desc=source_file) as bar:
+        if writer is None:
+            # The schema comes from zero entries of the first step (a zero-entry read would decompress the
+            # first basket of every branch once more); only an empty tree needs that read.
+            zero_entries = step[1][:0] if step is not None else empty_arrays(tree, branches, where)
+            schema = arrow_table(flatten_chunk(zero_entries, mapping, reading.identity, source_file, 0, where).columns).schema
+            del zero_entries
+            writer = TableWriter(parquet, schema)
+        with tqdm(total=tree.num_entries, unit="entries", desc=source_file) as bar:
             while step is not None:
                 entry_start, arrays = step
                 step = None  # hold one step at a time: the raw arrays go once flattened
                 chunk = flatten_chunk(arrays, mapping, reading.identity, source_file, entry_start, where)
                 n_entries = len(arrays)
                 del arrays
-                writer.write(arrow_table(chunk.columns))
+                _write_chunk(writer, arrow_table(chunk.columns), where)
                 counts.add(chunk.counts)
                 del chunk
                 bar.update(n_entries)
                 step = next(steps, None)
-    return counts, schema.names
+    return counts, writer
+
+
+def _write_chunk(writer: TableWriter, table: pa.Table, where: str) -> None:
+    try:
+        writer.write(table)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise InputError(f"{where}: column types {table.schema.types} cannot be converted to those of the "
+                         f"part's first file {writer.schema.types} ({error}); files ingested together must "
+                         f"hold the same branch types") from None

@@ -1,4 +1,4 @@
-"""Per-file ingestion summaries and their gathering into one JSON per dataset.
+"""Per-file ingestion summaries (one JSON per ingest part) and their gathering into one JSON per dataset.
 
 A physicist checking a production wants, per table and file: how many entries and objects went in,
 how many rows came out, and why the others were dropped (no match index, an index past the stored
@@ -46,11 +46,13 @@ def gather(dataset: str, summaries: Iterable[dict]) -> dict:
 
 
 def read_summaries(paths: Iterable[str | Path]) -> list[dict]:
-    """Load per-file summaries; a broken one is an InputError naming it."""
+    """The per-file summaries in the per-part JSONs; a broken JSON is an InputError naming it."""
     summaries = []
     for path in paths:
         try:
-            summaries.append(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{path}: unreadable ingestion summary ({error})") from None
+            files = json.loads(Path(path).read_text())["files"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise InputError(f"{path}: unreadable ingestion summary ({type(error).__name__}: {error}); "
+                             f"expected the JSON ingest_table writes, with a 'files' list") from None
+        summaries.extend(files)
     return summaries

@@ -1,5 +1,5 @@
 # Stage: categorise - SHiP muons into the study's 4 categories (charge x from the target or not),
-# normalised with global min/max reduced from per-file partials (map: categorise_minmax, reduce:
+# normalised with global min/max reduced from per-part partials (map: categorise_minmax, reduce:
 # categorise_reduce, then categorise). Logic: pipeline_steps/categorise/.
 
 
@@ -12,9 +12,9 @@ rule categorise_minmax:
     input:
         categorise_muon_table,
     output:
-        "results/categorise/{dataset}/minmax/{stem}.json",
+        "results/categorise/{dataset}/minmax/{part}.json",
     log:
-        "logs/categorise/{dataset}/minmax/{stem}.log",
+        "logs/categorise/{dataset}/minmax/{part}.log",
     params:
         code=_CATEGORISE_CODE,
     conda:

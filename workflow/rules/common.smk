@@ -41,7 +41,7 @@ def final_targets():
 
 
 # --- raw files and ingest ---------------------------------------------------------------------------
-# @stored_signature: functions of the rules with one job per raw file (pipeline_steps/workflow_config.py).
+# @stored_signature: functions of the rules with one job per raw file or ingest part (pipeline_steps/workflow_config.py).
 @stored_signature
 def toy_slice(wildcards):
     """params of toy_dataset: the dataset's `toy` slice."""
@@ -55,9 +55,9 @@ def dataset_tree(wildcards):
 
 
 @stored_signature
-def raw_file(wildcards):
-    """Input function: the raw ROOT file behind results/ingest/<dataset>/<table>/<stem>.parquet."""
-    return PLAN.raw_file_by_stem(wildcards.dataset)[wildcards.stem]
+def part_raw_files(wildcards):
+    """Input function: the raw ROOT files behind results/ingest/<dataset>/<table>/<part>.parquet."""
+    return PLAN.part_files(wildcards.dataset, wildcards.part)
 
 
 @stored_signature
@@ -70,8 +70,8 @@ def ingest_mapping(wildcards):
     return PLAN.ingest_mapping(wildcards.dataset, wildcards.table)
 
 
-def ingest_file_summaries(wildcards):
-    return PLAN.ingest_file_summaries(wildcards.dataset)
+def ingest_part_summaries(wildcards):
+    return PLAN.ingest_part_summaries(wildcards.dataset)
 
 
 def _resolve_raw_files():
@@ -84,7 +84,7 @@ def _resolve_raw_files():
 # --- categorise -------------------------------------------------------------------------------------
 @stored_signature
 def categorise_muon_table(wildcards):
-    return PLAN.categorise_muon_table(wildcards.dataset, wildcards.stem)
+    return PLAN.categorise_muon_table(wildcards.dataset, wildcards.part)
 
 
 def categorise_muon_tables(wildcards):
@@ -243,5 +243,5 @@ _resolve_raw_files()
 wildcard_constraints:
     dataset=_alternatives(list(config["datasets"])),
     model=_alternatives(list(config["models"])),
-    stem=r"[^/]+",
+    part=r"part[0-9]+",
     table=r"[A-Za-z0-9_]+",

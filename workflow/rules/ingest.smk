@@ -1,15 +1,16 @@
-# Stage: ingest. One job per (raw file, table): results/ingest/{dataset}/{table}/{stem}.parquet + .json,
-# then one summary per dataset. Logic: pipeline_steps/ingest/.
+# Stage: ingest. One job per (part, table), a part being up to 1/ingest_parts of a dataset's raw files
+# chosen by a hash of their names (pipeline_steps/ingest/parts.py):
+# results/ingest/{dataset}/{table}/{part}.parquet + .json, then one summary per dataset. Logic: pipeline_steps/ingest/.
 
 
 rule ingest_table:
     input:
-        raw_file=raw_file,
+        raw_files=part_raw_files,
     output:
-        parquet="results/ingest/{dataset}/{table}/{stem}.parquet",
-        summary="results/ingest/{dataset}/{table}/{stem}.json",
+        parquet="results/ingest/{dataset}/{table}/{part}.parquet",
+        summary="results/ingest/{dataset}/{table}/{part}.json",
     log:
-        "logs/ingest/{dataset}/{table}/{stem}.log",
+        "logs/ingest/{dataset}/{table}/{part}.log",
     params:
         reading=ingest_reading,
         mapping=ingest_mapping,
@@ -23,7 +24,7 @@ rule ingest_table:
 
 rule ingest_summary:
     input:
-        summaries=ingest_file_summaries,
+        summaries=ingest_part_summaries,
     output:
         "results/ingest/{dataset}/summary.json",
     log:
