@@ -4,14 +4,16 @@ A thousand-file dataset must still plan in an interactive time (the issue's targ
 files x 5 datasets). Two cases, each at 10, 100 and 1000 files per dataset:
 
 * ``existing`` -- the datasets name files that exist (``files:`` globs over empty placeholders; a dry
-  run never opens them), as on a cluster holding its raw ROOT files: ingest, categorise and the
-  models, about 7 jobs per file and dataset;
-* ``toy`` -- the default without ``files:``: every raw file is also a toy-generation job still to run,
-  about 12 jobs per file and dataset.
+  run never opens them), as on a cluster holding its raw ROOT files;
+* ``toy`` -- the default without ``files:``: the raw files are still to be written by one toy job per
+  dataset.
 
 Snakemake's own work per job (the script of every script job opened and checked, each job's default
-resources evaluated, the dry-run listing) dominates, so the time follows the number of jobs: the
-README's Performance section has the profile. The 10-file plan is each case's scaling baseline.
+resources evaluated, the dry-run listing) dominates, so the time follows the number of jobs, and the
+number of jobs no longer follows the number of files: one ingest job per part (at most 64 per dataset
+and table, ``pipeline_steps/ingest/parts.py``), one toy job per dataset. What is left growing with the
+files is Snakemake's handling of each file path (existence, timestamps, the producer of each toy file).
+The README's Performance section has the profile. The 10-file plan is each case's scaling baseline.
 """
 
 from __future__ import annotations

@@ -34,27 +34,19 @@ class WorkflowPlan:
 
     # --- raw files -------------------------------------------------------------------------------
 
-    def toy_files(self, dataset: str) -> list[str]:
-        """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root."""
-        n_files = self.config["datasets"][dataset]["toy"]["n_files"]
-        return [f"data/raw/{dataset}/{index}.root" for index in range(n_files)]
+    def toy_datasets(self) -> list[str]:
+        """Datasets the toy generator writes: those without `files` (one toy job each)."""
+        return [dataset for dataset, settings in self.config["datasets"].items() if "files" not in settings]
 
-    def toy_params(self, dataset: str, index: int | str) -> dict:
-        """Params of the toy_dataset rule, i.e. the dataset's `toy` slice. Refuses datasets read from `files`."""
+    def toy_files(self, dataset: str) -> list[str]:
+        """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root, n = 0 .. toy.n_files - 1."""
+        return [f"data/raw/{dataset}/{index}.root" for index in range(self.toy_params(dataset)["n_files"])]
+
+    def toy_params(self, dataset: str) -> dict:
+        """Params of the dataset's toy rule, i.e. its `toy` slice; a dataset with neither `files` nor `toy` is an error."""
         settings = self.config["datasets"][dataset]
-        if "files" in settings:
-            raise ValueError(
-                f"data/raw/{dataset}/{index}.root was requested from rule toy_dataset, but "
-                f"datasets.{dataset} has `files` ({settings['files']}): the toy generator never writes "
-                f"a dataset that is read from the user's files; check the paths/globs in `files`"
-            )
         if "toy" not in settings:
             raise ValueError(f"datasets.{dataset}: neither `files` nor a `toy` section; one is required")
-        if int(index) >= settings["toy"]["n_files"]:
-            raise ValueError(
-                f"data/raw/{dataset}/{index}.root: index {index} >= datasets.{dataset}.toy.n_files "
-                f"({settings['toy']['n_files']})"
-            )
         return settings["toy"]
 
     def _dataset_files(self, dataset: str) -> tuple[str, ...]:

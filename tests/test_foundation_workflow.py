@@ -22,7 +22,7 @@ RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 def test_dry_run_of_default_config_plans_every_stage(tmp_path):
     result = run_snakemake("-n", "--quiet", "rules", workdir=tmp_path)
     planned = result.stdout + result.stderr
-    for rule in ("toy_dataset", "ingest_table"):
+    for rule in ("toy_nanoaod", "ingest_table"):
         assert rule in planned, f"the default dry run does not plan {rule}:\n{planned[-3000:]}"
 
 

@@ -20,16 +20,27 @@ def _dry_run(workdir: Path, *targets: str, override: str | None = None) -> subpr
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def _planned_toy_outputs(stdout: str) -> list[str]:
+def _planned_toy_jobs(stdout: str) -> dict[str, list[str]]:
+    """{rule: outputs} of the toy jobs of a dry run (``rule toy_<dataset>:`` then ``output: a, b``)."""
     lines = stdout.splitlines()
-    return [lines[i + 1].split("output:")[1].strip() for i, line in enumerate(lines[:-1])
-            if line.strip() == "rule toy_dataset:" and "output:" in lines[i + 1]]
+    return {line.strip()[len("rule "):-1]: lines[i + 1].split("output:")[1].strip().split(", ")
+            for i, line in enumerate(lines[:-1])
+            if line.strip().startswith("rule toy_") and "output:" in lines[i + 1]}
 
 
-def test_toy_dataset_is_planned_for_a_dataset_without_files(tmp_path):
+def test_one_toy_job_writes_every_file_of_a_dataset_without_files(tmp_path):
     result = _dry_run(tmp_path, "data/raw/nanoaod/1.root")
     assert result.returncode == 0, result.stderr
-    assert _planned_toy_outputs(result.stdout) == ["data/raw/nanoaod/1.root"]
+    assert _planned_toy_jobs(result.stdout) == {"toy_nanoaod": [f"data/raw/nanoaod/{i}.root" for i in range(4)]}
+
+
+def test_the_blacklisted_toy_file_is_written_but_never_ingested(tmp_path):
+    """The toy rogue file exists, as a bad real file would; the blacklist keeps it out of ingestion."""
+    result = _dry_run(tmp_path, "results/ingest/ship/summary.json")
+    assert result.returncode == 0, result.stderr
+    assert "data/raw/ship/3.root" in _planned_toy_jobs(result.stdout)["toy_ship"]
+    ingest_inputs = [line for line in result.stdout.splitlines() if line.strip().startswith("input: data/raw/ship/")]
+    assert ingest_inputs and not any("3.root" in line for line in ingest_inputs)
 
 
 def test_dataset_with_files_never_gets_toy_jobs(tmp_path):
@@ -37,16 +48,14 @@ def test_dataset_with_files_never_gets_toy_jobs(tmp_path):
     (tmp_path / "user" / "run_a.root").write_bytes(b"")
     override = f"datasets:\n  ship:\n    files: [\"{tmp_path}/user/*.root\"]\n"
     everything = _dry_run(tmp_path, override=override)
-    report = everything.stdout + everything.stderr
-    # Until every stage's rules exist the full plan may stop elsewhere; never in toy_dataset.
-    assert "rule toy_dataset" not in report.split("Building DAG of jobs...")[-1].split("Job stats")[0]
-    assert not [p for p in _planned_toy_outputs(everything.stdout) if p.startswith("data/raw/ship/")]
+    assert everything.returncode == 0, everything.stderr[-3000:]
+    toy_jobs = _planned_toy_jobs(everything.stdout)
+    assert "toy_ship" not in toy_jobs and "toy_nanoaod" in toy_jobs
     explicit = _dry_run(tmp_path, "data/raw/ship/0.root", override=override)
-    assert explicit.returncode != 0
-    assert "datasets.ship has `files`" in explicit.stderr + explicit.stdout
+    assert explicit.returncode != 0 and "data/raw/ship/0.root" in explicit.stderr + explicit.stdout
 
 
 def test_index_beyond_n_files_is_refused(tmp_path):
     result = _dry_run(tmp_path, "data/raw/lhcb_tracks/17.root")
     assert result.returncode != 0
-    assert "toy.n_files" in result.stderr + result.stdout
+    assert "data/raw/lhcb_tracks/17.root" in result.stderr + result.stdout

@@ -64,11 +64,15 @@ def test_ingest_and_categorise_jobs_follow_the_parts(plan, tmp_path):
         plan.part_files("ship", "part7")
 
 
-def test_toy_params_refuse_an_index_past_n_files(plan):
+def test_toy_jobs_only_for_datasets_without_files(plan, tmp_path):
+    (tmp_path / "a.root").touch()
+    plan.config["datasets"]["ship"] = {**plan.config["datasets"]["ship"], "files": [str(tmp_path / "*.root")]}
+    assert "ship" not in plan.toy_datasets() and "nanoaod" in plan.toy_datasets()
     n_files = plan.config["datasets"]["nanoaod"]["toy"]["n_files"]
-    assert plan.toy_params("nanoaod", n_files - 1) == plan.config["datasets"]["nanoaod"]["toy"]
-    with pytest.raises(ValueError, match="toy.n_files"):
-        plan.toy_params("nanoaod", n_files)
+    assert plan.toy_files("nanoaod") == [f"data/raw/nanoaod/{index}.root" for index in range(n_files)]
+    del plan.config["datasets"]["lhcb_tracks"]["toy"]
+    with pytest.raises(ValueError, match="neither `files` nor a `toy` section"):
+        plan.toy_files("lhcb_tracks")
 
 
 def test_files_read_once_per_dataset(plan, tmp_path):

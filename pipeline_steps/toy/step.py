@@ -1,4 +1,4 @@
-"""Snakemake entry point of the toy stage: one seeded raw ROOT file per job.
+"""Snakemake entry point of the toy stage: one job writes the seeded raw ROOT files of one dataset.
 
 ``data/raw/<dataset>/<index>.root`` is a pure function of (config ``seed``, dataset name, file
 index, the dataset's ``toy`` slice, its ``tree``): the per-file random stream comes from
@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import os
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -90,13 +90,18 @@ def generate_file(output: str | os.PathLike, dataset: str, index: int, settings:
     return write_tree(output, settings.tree, chunks, uuid_from_seed(seeds), counters=generator.COUNTERS)
 
 
-def run(output: str, dataset: str, index: int, params: Mapping, log: str | None = None) -> None:
-    """Snakemake adapter: ``params`` carries ``toy`` (the dataset's toy slice), ``tree``, ``seed``."""
+def run(outputs: Sequence[str], dataset: str, params: Mapping, log: str | None = None) -> None:
+    """Snakemake adapter: ``outputs`` are the dataset's files ``<index>.root`` in index order; ``params``
+    carries ``toy`` (the dataset's toy slice), ``tree``, ``seed``."""
     with step_logging(log):
         settings = ToySettings.from_params(params["toy"], params["tree"], params["seed"])
-        logger.info("toy %s file %d: layout %s, %d entries", dataset, index, settings.layout, settings.entries_per_file)
-        n_entries = generate_file(output, dataset, int(index), settings)
-        logger.info("wrote %s (%d entries in tree %s)", output, n_entries, settings.tree)
+        for index, output in enumerate(outputs):
+            if os.path.basename(output) != f"{index}.root":
+                raise ConfigError(f"toy {dataset}: output {output} is not file {index} of the dataset; expected "
+                                  f"data/raw/{dataset}/0.root ... {settings.n_files - 1}.root in order")
+            logger.info("toy %s file %d: layout %s, %d entries", dataset, index, settings.layout, settings.entries_per_file)
+            n_entries = generate_file(output, dataset, index, settings)
+            logger.info("wrote %s (%d entries in tree %s)", output, n_entries, settings.tree)
 
 
 def _chunks(generator, rng: np.random.Generator, n_entries: int, context: FileContext) -> Iterator[Branches]:

@@ -41,19 +41,7 @@ def final_targets():
 
 
 # --- raw files and ingest ---------------------------------------------------------------------------
-# @stored_signature: functions of the rules with one job per raw file or ingest part (pipeline_steps/workflow_config.py).
-@stored_signature
-def toy_slice(wildcards):
-    """params of toy_dataset: the dataset's `toy` slice."""
-    return PLAN.toy_params(wildcards.dataset, wildcards.index)
-
-
-@stored_signature
-def dataset_tree(wildcards):
-    """params of toy_dataset: the TTree the dataset's files hold."""
-    return config["datasets"][wildcards.dataset]["tree"]
-
-
+# @stored_signature: functions of the rules with one job per ingest part (pipeline_steps/workflow_config.py).
 @stored_signature
 def part_raw_files(wildcards):
     """Input function: the raw ROOT files behind results/ingest/<dataset>/<table>/<part>.parquet."""

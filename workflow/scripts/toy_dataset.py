@@ -4,4 +4,4 @@ start_job(snakemake.log[0])  # fixed hash seed; library start-up noise to the lo
 
 from pipeline_steps.toy.step import run
 
-run(output=snakemake.output[0], dataset=snakemake.wildcards.dataset, index=int(snakemake.wildcards.index), params=snakemake.params, log=snakemake.log[0])
+run(outputs=list(snakemake.output), dataset=snakemake.params.dataset, params=snakemake.params, log=snakemake.log[0])
