@@ -235,6 +235,23 @@ def test_a_part_holds_each_files_rows_in_order_with_per_file_summaries(tmp_path)
     assert gathered["n_files"] == 2 and gathered["tables"]["muons"]["totals"]["rows_out"] == pq.read_table(part).num_rows
 
 
+def test_root_written_files_of_three_codecs_in_one_part(tmp_path):
+    """ROOT's own zlib, LZ4 and LZMA copies of one tree: one part holds each file's rows once, in order."""
+    raws = [str(REAL / f"uproot-HZZ{suffix}.root") for suffix in ("", "-lz4", "-lzma")]
+    mapping = {"collection": {"counter": "NMuon", "prefix": "Muon_"}, "fields": ["Px", "Charge"],
+               "event_fields": ["EventWeight"], "output_prefix": "mu_"}
+    reading = {"tree": "events", "step_size": 700}
+    summaries = run(raws, str(tmp_path / "p.parquet"), str(tmp_path / "p.json"), reading, mapping, "muons")
+    table = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    n_muons = int(uproot.open(raws[0])["events"]["NMuon"].array(library="np").sum())
+    assert [s["rows_out"] for s in summaries] == [n_muons] * 3 and len(table) == 3 * n_muons
+    assert list(table["source_file"].drop_duplicates()) == [Path(r).name for r in raws]
+    first = table[table["source_file"] == "uproot-HZZ.root"].drop(columns="source_file").reset_index(drop=True)
+    for name in ("uproot-HZZ-lz4.root", "uproot-HZZ-lzma.root"):
+        other = table[table["source_file"] == name].drop(columns="source_file").reset_index(drop=True)
+        assert other.equals(first), name
+
+
 def test_a_bad_file_fails_its_whole_part_naming_it(tmp_path):
     good, truncated = _ship_file(tmp_path / "0.root"), tmp_path / "1.root"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
