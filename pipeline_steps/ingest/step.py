@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
-
 from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
