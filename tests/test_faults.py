@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_steps.ingest.parts import DEFAULT_INGEST_PARTS, part_index, part_name
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake
 
 pytestmark = pytest.mark.slow
@@ -62,16 +63,19 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def test_a_corrupt_raw_file_fails_its_job_without_partial_output_and_keep_going_finishes_the_rest(tmp_path):
+    # The toy job writes the dataset's files first (it would rewrite all of them if one were missing);
+    # then one goes bad on disk, as a truncated transfer would leave it.
+    run_snakemake("data/raw/nanoaod/0.root", "--configfile", str(TINY_CONFIG), workdir=tmp_path)
     corrupt = tmp_path / "data" / "raw" / "nanoaod" / "0.root"
-    corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"root" + b"\x00" * 64 + b"not a ROOT file")
     result = run_snakemake("results/preprocess/jets/transforms.json", "results/preprocess/tracks_cov/transforms.json",
                            "--keep-going", "--configfile", str(TINY_CONFIG), workdir=tmp_path, check=False)
     assert result.returncode != 0
+    part = part_name(part_index("0", DEFAULT_INGEST_PARTS), DEFAULT_INGEST_PARTS)
     ingest = tmp_path / "results" / "ingest" / "nanoaod" / "jets"
-    assert not (ingest / "0.parquet").exists() and not (ingest / "0.json").exists()
+    assert not (ingest / f"{part}.parquet").exists() and not (ingest / f"{part}.json").exists()
     leftovers = [p.name for p in (tmp_path / "results").rglob(".*") if ".tmp" in p.name]
     assert not leftovers, f"partial files left behind: {leftovers}"
     assert (tmp_path / "results" / "preprocess" / "tracks_cov" / "transforms.json").exists()
     assert not (tmp_path / "results" / "preprocess" / "jets" / "transforms.json").exists()
-    assert "0.root" in (tmp_path / "logs" / "ingest" / "nanoaod" / "jets" / "0.log").read_text()
+    assert "0.root" in (tmp_path / "logs" / "ingest" / "nanoaod" / "jets" / f"{part}.log").read_text()

@@ -2,7 +2,8 @@
 # `files`: one rule and job per dataset (toy_<dataset>) that writes all its `toy.n_files` files, blacklisted
 # ones included (they exist, as a bad real file would; ingestion leaves them out). A file's bytes depend
 # only on (seed, dataset, index), and Snakemake spends ~2 ms planning each job, so one job per dataset
-# loses nothing that one per file gave. Ingest registers the targets.
+# loses nothing that one per file gave; a missing file makes the job write them all again (the same
+# bytes, new timestamps, so the dataset is ingested again). Ingest registers the targets.
 
 for _dataset in PLAN.toy_datasets():
 
