@@ -69,9 +69,6 @@ class WorkflowPlan:
         """Raw ROOT files of a dataset, blacklist removed, sorted by path."""
         return list(self.raw_file_by_stem(dataset).values())
 
-    def file_stems(self, dataset: str) -> list[str]:
-        return list(self.raw_file_by_stem(dataset))
-
     def _ingest_parts(self, dataset: str) -> dict[str, list[str]]:
         """{part: raw files} of a dataset: one ingest job per part and table (pipeline_steps/ingest/parts.py)."""
         n_parts = self.config["datasets"][dataset].get("ingest_parts", DEFAULT_INGEST_PARTS)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -31,7 +32,8 @@ def _planned_toy_jobs(stdout: str) -> dict[str, list[str]]:
 def test_one_toy_job_writes_every_file_of_a_dataset_without_files(tmp_path):
     result = _dry_run(tmp_path, "data/raw/nanoaod/1.root")
     assert result.returncode == 0, result.stderr
-    assert _planned_toy_jobs(result.stdout) == {"toy_nanoaod": [f"data/raw/nanoaod/{i}.root" for i in range(4)]}
+    n_files = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["datasets"]["nanoaod"]["toy"]["n_files"]
+    assert _planned_toy_jobs(result.stdout) == {"toy_nanoaod": [f"data/raw/nanoaod/{i}.root" for i in range(n_files)]}
 
 
 def test_the_blacklisted_toy_file_is_written_but_never_ingested(tmp_path):

@@ -45,7 +45,7 @@ def test_trained_file_follows_the_kind(plan):
 
 def test_toy_files_and_blacklist(plan):
     plan.config["blacklist"] = ["data/raw/ship/1.root", "nothing_matches_*.root"]
-    stems = plan.file_stems("ship")
+    stems = list(plan.raw_file_by_stem("ship"))
     assert "1" not in stems and "0" in stems
     assert plan.resolve_raw_files() == ["nothing_matches_*.root"]
 
@@ -79,7 +79,7 @@ def test_files_read_once_per_dataset(plan, tmp_path):
     for index in range(3):
         (tmp_path / f"run{index}.root").touch()
     plan.config["datasets"]["nanoaod"]["files"] = [str(tmp_path / "*.root")]
-    assert plan.file_stems("nanoaod") == ["run0", "run1", "run2"]
+    assert list(plan.raw_file_by_stem("nanoaod")) == ["run0", "run1", "run2"]
     (tmp_path / "run3.root").touch()  # appears after planning started: not part of this plan
     assert plan.raw_files("nanoaod") == [str(tmp_path / f"run{index}.root") for index in range(3)]
 

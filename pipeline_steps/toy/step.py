@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -91,14 +92,12 @@ def generate_file(output: str | os.PathLike, dataset: str, index: int, settings:
 
 
 def run(outputs: Sequence[str], dataset: str, params: Mapping, log: str | None = None) -> None:
-    """Snakemake adapter: ``outputs`` are the dataset's files ``<index>.root`` in index order; ``params``
-    carries ``toy`` (the dataset's toy slice), ``tree``, ``seed``."""
+    """Snakemake adapter: ``outputs`` are the dataset's files, each named ``<index>.root`` (its index
+    picks its random stream); ``params`` carries ``toy`` (the dataset's toy slice), ``tree``, ``seed``."""
     with step_logging(log):
         settings = ToySettings.from_params(params["toy"], params["tree"], params["seed"])
-        for index, output in enumerate(outputs):
-            if os.path.basename(output) != f"{index}.root":
-                raise ConfigError(f"toy {dataset}: output {output} is not file {index} of the dataset; expected "
-                                  f"data/raw/{dataset}/0.root ... {settings.n_files - 1}.root in order")
+        for output in outputs:
+            index = int(Path(output).stem)
             logger.info("toy %s file %d: layout %s, %d entries", dataset, index, settings.layout, settings.entries_per_file)
             n_entries = generate_file(output, dataset, index, settings)
             logger.info("wrote %s (%d entries in tree %s)", output, n_entries, settings.tree)
