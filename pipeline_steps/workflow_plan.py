@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.ingest.parts import DEFAULT_INGEST_PARTS, partition
 from pipeline_steps.model_kinds import MODEL_KINDS, kind_of
+from pipeline_steps.train.settings import configured_threads
 from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, is_blacklisted
 
 
@@ -171,6 +172,10 @@ class WorkflowPlan:
     def training_slice(self, name: str) -> dict:
         """params of the model's training rule: the keys its trainer reads (MODEL_KINDS)."""
         return self.model_slice(name, kind_of(self.model(name)).training_keys)
+
+    def training_threads(self, name: str) -> int:
+        """threads of the model's training rule: its ``training.threads``, what the trainer runs with."""
+        return configured_threads(self.model(name).get("training", {}))
 
     def preprocess_model_inputs(self, name: str) -> dict:
         """Inputs of preprocess_model: the ingested tables, or the SHiP category tables."""

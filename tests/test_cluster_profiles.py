@@ -65,6 +65,18 @@ def test_slurm_site_values_come_from_the_environment():
         assert {f"{rule}:slurm_partition=gpu", f"{rule}:gpu_model=a100"} <= set(site["set-resources"])
 
 
+def test_local_gpu_slots_are_the_listed_gpus_or_else_the_cores(tmp_path):
+    """One training per GPU where there are GPUs; on a CPU-only machine the cores, not one slot, bound them."""
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-b)'\n")
+    fake.chmod(0o755)
+    assert _profile("local", PATH=f"{fake.parent}:{os.environ['PATH']}")["resources"] == ["gpu=2"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _profile("local", PATH=str(empty))["resources"] == [f"gpu={os.cpu_count()}"]
+
+
 def test_every_rule_asking_for_a_gpu_lands_where_a_gpu_is_and_no_other():
     assert {"train_flow", "generate_flow", "generate_covariance_gan"} <= GPU_RULES  # the rule-file reader works
     slurm = _profile("slurm", FASTSIM_SLURM_GPU_PARTITION="gpu")["set-resources"]

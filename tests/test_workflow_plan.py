@@ -31,6 +31,21 @@ def test_training_slice_holds_only_the_keys_the_trainer_reads(plan):
     assert "preprocessing" in plan.training_slice("calratio")
 
 
+def test_training_threads_are_the_configs_and_default_to_one(plan):
+    """The rule's threads are what the trainer runs with: Snakemake packs jobs by them."""
+    plan.model("jets")["training"]["threads"] = 3
+    assert plan.training_threads("jets") == 3
+    assert "threads" not in plan.model("nano_muons")["training"]
+    assert plan.training_threads("nano_muons") == 1
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_a_bad_training_threads_value_is_refused_with_its_key(plan, value):
+    plan.model("jets")["training"]["threads"] = value
+    with pytest.raises(ConfigError, match=r"training\.threads: expected a positive integer"):
+        plan.training_threads("jets")
+
+
 def test_generative_models_exclude_the_classifier_and_keep_registry_order(plan):
     names = plan.generative_model_names()
     assert "calratio" not in names

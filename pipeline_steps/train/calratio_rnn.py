@@ -39,11 +39,12 @@ from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_o
 from pipeline_steps.train.devices import log_device
 from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
-from pipeline_steps.train.settings import network_learning_rates, read_training
+from pipeline_steps.train.settings import (DEFAULT_TRAINING_THREADS, configured_threads, network_learning_rates,
+                                           read_training, training_threads)
 from pipeline_steps.validate.ks import ks_per_output
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_rnn")
-OWN_KEYS = ("num_splits", "ks_threshold", "selection_metric", "threads")
+OWN_KEYS = ("num_splits", "ks_threshold", "selection_metric")
 DEFAULT_LEARNING_RATES = {"main": 2.0e-3, "adversary": 1.0e-3}
 
 
@@ -58,10 +59,9 @@ class CalRatioTrainingConfig:
     selection_metric: str = "val_loss"
     seed: int = 42
     pad_value: float = 0.0
-    #: TensorFlow's intra/inter-op threads. Part of the config, not the cores Snakemake grants: Eigen
-    #: splits a reduction by thread count, so 1 and 2 threads give different float sums and, after a
-    #: few epochs, different weights. Fixed here, the same config gives the same model on any machine.
-    threads: int = 2
+    #: TensorFlow's intra/inter-op threads (``training.threads``): part of the config, not the cores
+    #: Snakemake grants, for the reason given at ``train.settings.DEFAULT_TRAINING_THREADS``.
+    threads: int = DEFAULT_TRAINING_THREADS
     learning_rate: float = DEFAULT_LEARNING_RATES["main"]                 # training.learning_rate.main
     adversary_learning_rate: float = DEFAULT_LEARNING_RATES["adversary"]  # training.learning_rate.adversary
     schedule: tuple | None = None        # training.schedule: classifier learning rate per mini-batch
@@ -72,6 +72,7 @@ class CalRatioTrainingConfig:
         training = read_training(model["training"], "calratio_rnn", OWN_KEYS, early_stopping_metric="val_loss")
         rates = network_learning_rates(training.pop("learning_rate", None), "calratio_rnn", DEFAULT_LEARNING_RATES)
         pad_value = float(model.get("preprocessing", {}).get("pad_value", 0.0))
+        training["threads"] = configured_threads(training)
         return cls(**training, learning_rate=rates["main"], adversary_learning_rate=rates["adversary"],
                    seed=int(seed), pad_value=pad_value)
 
@@ -240,15 +241,12 @@ def train(
     return trainer.classifier, pd.DataFrame(history[: cfg.epochs])
 
 
-def run(preprocess_dir, history, final_model, model: Mapping, seed: int, checkpoint_dir, threads: int = 2, log=None) -> None:
+def run(preprocess_dir, history, final_model, model: Mapping, seed: int, checkpoint_dir, threads: int = 1, log=None) -> None:
     """Snakemake entry: load the splits, train (resuming from ``checkpoint_dir``), write history.csv and final.keras."""
     with step_logging(log):
         hyper = net.CalRatioHyperparameters.from_config(model.get("hyperparameters", {}))
         cfg = CalRatioTrainingConfig.from_model_config(model, seed)
-        if threads < cfg.threads:
-            logging.getLogger(__name__).info("training.threads = %d on %d granted core(s): the same numbers as on "
-                                             "a larger machine, more slowly", cfg.threads, threads)
-        net.configure_tensorflow(cfg.threads)
+        net.configure_tensorflow(training_threads(model["training"], threads))
         log_device("tensorflow")
         samples = load_samples(preprocess_dir)
         classifier, history_frame = train(samples, hyper, cfg, checkpoint_dir)

@@ -183,7 +183,7 @@ def run(
 ) -> None:
     """The rule's entry point: read the splits, train (resuming if possible), write every output."""
     with step_logging(log):
-        configure_tensorflow(training_threads(threads))  # fixed: the bytes must not depend on the cores
+        configure_tensorflow(training_threads(model["training"], threads))  # the config's: bytes independent of cores
         log_device("tensorflow")
         config = GanTrainingConfig.from_model(model, seed)
         names = config.architecture

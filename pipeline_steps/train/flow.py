@@ -80,6 +80,7 @@ class TrainingSettings:
     @classmethod
     def from_config(cls, training: Mapping[str, Any], seed: int) -> "TrainingSettings":
         values = read_training(training, "flow", OWN_KEYS, early_stopping_metric="validation_loss")
+        values.pop("threads", None)  # run() sets them before anything else: they are not a setting of the fit
         if "learning_rate" in values:
             values["learning_rate"] = learning_rate(values["learning_rate"], "flow")
         settings = cls(seed=int(seed), **values)
@@ -142,7 +143,7 @@ def run(*, train: str, validation: str, transforms: str, model_pt: str, model_js
         threads: int = 1) -> None:
     """The rule's entry point: read the splits, train (resuming if possible), write every output."""
     with step_logging(log):
-        torch.set_num_threads(training_threads(threads))  # fixed: the bytes must not depend on the cores
+        torch.set_num_threads(training_threads(model["training"], threads))  # the config's: bytes independent of cores
         device = _log_device()
         settings = TrainingSettings.from_config(dict(model["training"]), seed)
         split_by = "category" if model.get("categorised") else None

@@ -1,8 +1,8 @@
 """The ``training`` slice of a model, read the same way for every kind.
 
 Every trainer reads ``epochs``, ``batch_size``, ``learning_rate`` and optionally ``checkpoint_every``,
-``schedule`` (per-update learning rate, see ``train/schedule.py``) and ``early_stopping``, plus the
-keys of its own kind. One policy for the rest: a key the kind does not read is a ConfigError naming
+``schedule`` (per-update learning rate, see ``train/schedule.py``), ``early_stopping`` and ``threads``,
+plus the keys of its own kind. One policy for the rest: a key the kind does not read is a ConfigError naming
 the key and the kind, so a typo never trains a model with a silently ignored setting.
 
 Learning rates live under ``training.learning_rate`` for every kind, in the optimiser's units
@@ -19,26 +19,41 @@ from typing import Any, Iterable, Mapping
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 
-__all__ = ["COMMON_KEYS", "TRAINING_THREADS", "training_threads", "read_training", "learning_rate", "network_learning_rates", "reject_moved_learning_rates"]
+__all__ = ["COMMON_KEYS", "DEFAULT_TRAINING_THREADS", "configured_threads", "training_threads", "read_training",
+           "learning_rate", "network_learning_rates", "reject_moved_learning_rates"]
 
 #: Keys every kind reads (``checkpoint_every``: not CalRatio, which checkpoints every epoch for its epoch selection).
-COMMON_KEYS = ("epochs", "batch_size", "learning_rate", "schedule", "early_stopping")
+COMMON_KEYS = ("epochs", "batch_size", "learning_rate", "schedule", "early_stopping", "threads")
 
 
-#: Threads a flow or GAN trains with, whatever Snakemake grants. Part of the result, not of the machine:
-#: torch's and Eigen's kernels split sums by thread count, so the same job on 1 and on 2 threads gave other
-#: last bits in the first epoch and other weights after two (measured on the tiny config's nano_muons flow
-#: and the covariance GAN); with the count fixed, a run on any core count gives the same bytes, more slowly
-#: where fewer cores are granted. CalRatio keeps its own `training.threads` key, to the same end.
-TRAINING_THREADS = 2
+#: ``training.threads`` when a model does not set it: the threads of the framework's numerical kernels.
+#: Part of the result, not of the machine: torch's and Eigen's kernels split sums by thread count, so the
+#: same job on 1 and on 2 threads gave other last bits in the first epoch and other weights after two
+#: (measured on the tiny config's nano_muons flow and the covariance GAN); fixed in the config, a run on
+#: any core count gives the same bytes, more slowly where fewer cores are granted. 1 by default: these
+#: networks are small (hidden 64-128), so a second thread adds little, and two one-thread trainings side
+#: by side on 2 cores do more than one two-thread training after the other. Measured in `make run` (AMD
+#: EPYC, 2 cores; 2 threads alone -> 1 thread beside another training): jets flow 155 -> 194 s, GAN
+#: 125 -> 195 s, CalRatio 41 -> 46 s, i.e. 1.3x to 1.8x the trainings per second. The rule's
+#: ``threads`` is this value, so Snakemake and SLURM grant what the job uses.
+DEFAULT_TRAINING_THREADS = 1
 
 
-def training_threads(granted: int) -> int:
-    """:data:`TRAINING_THREADS`, saying in the log when the job was granted fewer cores."""
-    if int(granted) < TRAINING_THREADS:
-        logging.getLogger(__name__).info("training with %d threads on %d granted core(s): the same numbers as on "
-                                         "a larger machine, more slowly", TRAINING_THREADS, granted)
-    return TRAINING_THREADS
+def configured_threads(training: Mapping[str, Any]) -> int:
+    """``training.threads`` (default :data:`DEFAULT_TRAINING_THREADS`): a positive integer, else a ConfigError."""
+    threads = training.get("threads", DEFAULT_TRAINING_THREADS)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"training.threads: expected a positive integer (the framework's threads), got {threads!r}")
+    return threads
+
+
+def training_threads(training: Mapping[str, Any], granted: int) -> int:
+    """:func:`configured_threads`, saying in the log when the job was granted fewer cores."""
+    threads = configured_threads(training)
+    if int(granted) < threads:
+        logging.getLogger(__name__).info("training.threads = %d on %d granted core(s): the same numbers as on "
+                                         "a larger machine, more slowly", threads, granted)
+    return threads
 
 
 def read_training(training: Mapping[str, Any], kind: str, own_keys: Iterable[str], *,

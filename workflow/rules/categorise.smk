@@ -19,6 +19,7 @@ rule categorise_minmax:
         code=_CATEGORISE_CODE,
     conda:
         "../../envs/ingest.yaml"
+    priority: STAGE_PRIORITY["categorise"]
     script:
         "../scripts/categorise_minmax.py"
 
@@ -36,6 +37,7 @@ rule categorise_reduce:
         code=_CATEGORISE_CODE,
     conda:
         "../../envs/ingest.yaml"
+    priority: STAGE_PRIORITY["categorise"]
     script:
         "../scripts/categorise_reduce.py"
 
@@ -58,6 +60,7 @@ rule categorise:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         "../../envs/ingest.yaml"
+    priority: STAGE_PRIORITY["categorise"]
     script:
         "../scripts/categorise.py"
 

@@ -18,6 +18,7 @@ rule ingest_table:
     threads: 1
     conda:
         "../../envs/ingest.yaml"
+    priority: STAGE_PRIORITY["ingest"]
     script:
         "../scripts/ingest_table.py"
 

@@ -42,6 +42,7 @@ rule preprocess_calratio:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         "../../envs/ingest.yaml"
+    priority: STAGE_PRIORITY["preprocess"]
     script:
         "../scripts/preprocess_calratio.py"
 
@@ -93,6 +94,7 @@ rule preprocess_model:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         "../../envs/ingest.yaml"
+    priority: STAGE_PRIORITY["preprocess"]
     script:
         "../scripts/preprocess_model.py"
 

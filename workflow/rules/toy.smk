@@ -22,5 +22,6 @@ for _dataset in PLAN.toy_datasets():
             code=source_hash("toy", "common"),
         conda:
             "../../envs/ingest.yaml"
+        priority: STAGE_PRIORITY["toy"]
         script:
             "../scripts/toy_dataset.py"

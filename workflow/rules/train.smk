@@ -38,12 +38,13 @@ rule train_covariance_gan:
         seed=config["seed"],
         checkpoint_dir=checkpoint_dir,
         code=kind_code("covariance_gan", "train"),
-    threads: 2
+    threads: training_threads
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         kind_env("covariance_gan")
+    priority: STAGE_PRIORITY["train"]
     script:
         "../scripts/train_covariance_gan.py"
 
@@ -80,12 +81,13 @@ rule train_flow:
         seed=config["seed"],
         checkpoint_dir=checkpoint_dir,
         code=kind_code("flow", "train"),
-    threads: 2
+    threads: training_threads
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         kind_env("flow")
+    priority: STAGE_PRIORITY["train"]
     script:
         "../scripts/train_flow.py"
 
@@ -120,12 +122,13 @@ rule train_calratio_rnn:
         seed=config["seed"],
         checkpoint_dir=checkpoint_dir,
         code=kind_code("calratio_rnn", "train"),
-    threads: 2
+    threads: training_threads
     resources:
         gpu=1,
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         kind_env("calratio_rnn")
+    priority: STAGE_PRIORITY["train"]
     script:
         "../scripts/train_calratio_rnn.py"
 
