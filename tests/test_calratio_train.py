@@ -27,7 +27,7 @@ def _samples(n_main=60, n_cr=40):
 
 
 def _cfg(epochs):
-    return training.CalRatioTrainingConfig(epochs=epochs, num_splits=2, batch_size=32, seed=7, threads=1)
+    return training.CalRatioTrainingConfig(epochs=epochs, num_splits=2, batch_size=32, seed=7)
 
 
 def _weights(model):

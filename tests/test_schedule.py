@@ -198,7 +198,7 @@ def test_calratio_resumed_mid_schedule_continues_where_it_was(tmp_path):
     from pipeline_steps.train import calratio_rnn as calratio
 
     def cfg(epochs):
-        return calratio.CalRatioTrainingConfig(epochs=epochs, num_splits=2, batch_size=32, seed=7, threads=1,
+        return calratio.CalRatioTrainingConfig(epochs=epochs, num_splits=2, batch_size=32, seed=7,
                                                schedule=tuple(TF_SCHEDULE))
 
     samples = _samples()

@@ -39,8 +39,7 @@ from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_o
 from pipeline_steps.train.devices import log_device
 from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
-from pipeline_steps.train.settings import (DEFAULT_TRAINING_THREADS, configured_threads, network_learning_rates,
-                                           read_training, training_threads)
+from pipeline_steps.train.settings import network_learning_rates, read_training, training_threads
 from pipeline_steps.validate.ks import ks_per_output
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_rnn")
@@ -59,9 +58,6 @@ class CalRatioTrainingConfig:
     selection_metric: str = "val_loss"
     seed: int = 42
     pad_value: float = 0.0
-    #: TensorFlow's intra/inter-op threads (``training.threads``): part of the config, not the cores
-    #: Snakemake grants, for the reason given at ``train.settings.DEFAULT_TRAINING_THREADS``.
-    threads: int = DEFAULT_TRAINING_THREADS
     learning_rate: float = DEFAULT_LEARNING_RATES["main"]                 # training.learning_rate.main
     adversary_learning_rate: float = DEFAULT_LEARNING_RATES["adversary"]  # training.learning_rate.adversary
     schedule: tuple | None = None        # training.schedule: classifier learning rate per mini-batch
@@ -72,7 +68,7 @@ class CalRatioTrainingConfig:
         training = read_training(model["training"], "calratio_rnn", OWN_KEYS, early_stopping_metric="val_loss")
         rates = network_learning_rates(training.pop("learning_rate", None), "calratio_rnn", DEFAULT_LEARNING_RATES)
         pad_value = float(model.get("preprocessing", {}).get("pad_value", 0.0))
-        training["threads"] = configured_threads(training)
+        training.pop("threads", None)  # run() sets TensorFlow's threads before anything else: not a fit setting
         return cls(**training, learning_rate=rates["main"], adversary_learning_rate=rates["adversary"],
                    seed=int(seed), pad_value=pad_value)
 
@@ -287,7 +283,7 @@ class _MetricSums:
 def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mapping]) -> str:
     """Hash of everything a checkpoint depends on except the number of epochs (so epochs can grow)."""
     settings = {k: v for k, v in asdict(cfg).items()
-                if k not in ("epochs", "threads", "early_stopping") and not (k == "schedule" and v is None)}
+                if k not in ("epochs", "early_stopping") and not (k == "schedule" and v is None)}
     shapes = {split: {k: list(np.shape(v)) for k, v in sorted(arrays.items())} for split, arrays in sorted(samples.items())}
     checksum = hashlib.sha256()
     for split in sorted(samples):

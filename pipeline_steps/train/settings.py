@@ -33,8 +33,8 @@ COMMON_KEYS = ("epochs", "batch_size", "learning_rate", "schedule", "early_stopp
 #: any core count gives the same bytes, more slowly where fewer cores are granted. 1 by default: these
 #: networks are small (hidden 64-128), so a second thread adds little, and two one-thread trainings side
 #: by side on 2 cores do more than one two-thread training after the other. Measured in `make run` (AMD
-#: EPYC, 2 cores; 2 threads alone -> 1 thread beside another training): jets flow 155 -> 194 s, GAN
-#: 125 -> 195 s, CalRatio 41 -> 46 s, i.e. 1.3x to 1.8x the trainings per second. The rule's
+#: EPYC, 2 cores; 2 threads alone -> 1 thread beside another training, fresh clone of 4ec2f23): jets flow
+#: 155 -> 200 s, GAN 125 -> 206 s, CalRatio 41 -> 48 s, i.e. 1.2x to 1.7x the trainings per second. The rule's
 #: ``threads`` is this value, so Snakemake and SLURM grant what the job uses.
 DEFAULT_TRAINING_THREADS = 1
 
