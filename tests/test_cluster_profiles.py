@@ -98,6 +98,20 @@ def test_profile_resource_rules_exist_in_the_workflow():
     for name in PROFILES:
         named = {entry.split(":", 1)[0] for entry in _profile(name).get("set-resources", [])}
         assert named <= set(rules), f"profiles/{name}: set-resources for rules the workflow lacks: {named - set(rules)}"
+        threaded = {entry.split("=", 1)[0] for entry in _profile(name).get("set-threads", [])}
+        assert threaded <= set(rules), f"profiles/{name}: set-threads for rules the workflow lacks: {threaded - set(rules)}"
+
+
+def test_local_generation_counts_one_core_and_the_cluster_two():
+    """Locally a generation job is not confined to its cores, so it counts one and starts beside another job;
+    on a cluster its cgroup is what it gets, so the rule's two (sampling + ROOT writer) stay."""
+    generation = {rule for rule in GPU_RULES if rule.startswith("generate_")}
+    assert dict(entry.split("=") for entry in _profile("local")["set-threads"]) == {rule: "1" for rule in generation}
+    for name in ("slurm", "htcondor"):
+        assert not any(entry.split("=")[0] in generation for entry in _profile(name).get("set-threads", []))
+    for rule_file in ("generate.smk",):
+        text = (REPO / "workflow" / "rules" / rule_file).read_text()
+        assert len(re.findall(r"^    threads: 2\b", text, re.M)) == len(generation)
 
 
 @pytest.mark.slow

@@ -127,3 +127,21 @@ def test_weighted_rows_count_by_their_effective_size():
     even = figure_of_merit(real, generated, settings, real_weights=np.full(800, 3.0))
     assert even.n_eff_real == pytest.approx(400) and even.to_dict()["auc_null_error"] == pytest.approx(
         auc_null_error(400, 400))
+
+
+def test_unit_weights_fit_without_weights_and_score_as_no_weights():
+    """The fit skips all-1 weights (scikit-learn's weighted binning is 20x slower) with identical scores;
+    a weighted sample keeps its weights, so the figure of merit still sees them."""
+    from pipeline_steps.validate.figure_of_merit import fit_weights
+
+    assert fit_weights(np.ones(5)) is None
+    weighted = np.array([1.0, 2.0, 0.5])
+    assert fit_weights(weighted) is weighted
+    real, generated = _sample(2000, 0), _sample(2000, 1, shift=0.2)
+    settings = FomSettings(classifier="hist", **SMALL)
+    unweighted = figure_of_merit(real, generated, settings)
+    unit = figure_of_merit(real, generated, settings, np.ones(len(real)), np.ones(len(generated)))
+    assert unit.auc == unweighted.auc
+    np.testing.assert_array_equal(unit.scores_generated, unweighted.scores_generated)
+    skewed = figure_of_merit(real, generated, settings, np.where(real[:, 0] > 0, 3.0, 0.5), np.ones(len(generated)))
+    assert skewed.auc != unweighted.auc

@@ -29,6 +29,9 @@ from pipeline_steps.validate.ks import KS_COLUMNS, ks_per_output
 LOGGER = logging.getLogger("pipeline_steps.validate.calratio_plots")
 OUTPUT_LABELS = ("signal output", "QCD output", "BIB output")
 CLASS_COLORS = ("tab:red", "tab:blue", "tab:green")
+#: TensorFlow's threads for the test-split predictions: the rule's ``threads``. One, as the trainings: a
+#: few thousand jets predict in under a second, and a one-core job starts beside another on 2 cores.
+PLOT_THREADS = 1
 PLOT_NAMES = (
     "outputs_linear", "outputs_log", "cr_data_mc_pt_bins", "roc", "soverb", "signal_efficiency_mass_plane",
     "inputs_main_vs_cr", "training_history",
@@ -101,7 +104,7 @@ def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, 
     import keras
 
     with step_logging(log):
-        net.configure_tensorflow(2)
+        net.configure_tensorflow(PLOT_THREADS)
         from pipeline_steps.preprocess.calratio_inputs import load_split
 
         hyper = net.CalRatioHyperparameters.from_config(model.get("hyperparameters", {}))

@@ -150,7 +150,7 @@ def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettin
     classifier = make_classifier(settings.classifier, settings.seed)
     classifier.fit(np.vstack([real[train_r], generated[train_g]]),
                    np.r_[np.zeros(n_train), np.ones(n_train)],
-                   sample_weight=np.r_[_unit_mean(w_real[train_r]), _unit_mean(w_gen[train_g])])
+                   sample_weight=fit_weights(np.r_[_unit_mean(w_real[train_r]), _unit_mean(w_gen[train_g])]))
     scores_real = classifier.predict_proba(real[eval_r])[:, 1]
     scores_gen = classifier.predict_proba(generated[eval_g])[:, 1]
     chi2, ndf, overlap = compare_histograms(scores_real, ew_real, scores_gen, ew_gen, settings.bins)
@@ -278,6 +278,18 @@ def reduced_note(n_real: int, n_generated: int, asked: FomSettings, n_train: int
     return (f"fewer rows than asked: {n_real} real and {n_generated} generated rows available, "
             f"{asked.n_train_per_class}+{asked.n_eval_per_class} per class asked; used {n_train} train + {n_eval} "
             f"eval per class{why}, so the AUC has a statistical error of about {auc_null_error(n_eval, n_eval):.3f}")
+
+
+def fit_weights(weights: np.ndarray) -> np.ndarray | None:
+    """The ``sample_weight`` of the BDT's fit: None when every weight is 1 (an unweighted sample).
+
+    Why: given weights, scikit-learn's histogram BDT finds each feature's bin edges with one
+    weighted-percentile call per edge (255 per feature): 3.3 s of a 3.4 s fit for the jets' 25
+    features x 2700 rows on this project's 2-core machine, against 0.15 s without weights. Both use
+    the averaged inverted CDF, so unit weights give the same edges, the same trees and the same
+    scores (``tests/test_validate_fom.py`` checks it); a weighted sample keeps its weights.
+    """
+    return None if bool(np.all(weights == 1.0)) else weights
 
 
 def make_classifier(kind: str, seed: int):

@@ -159,7 +159,7 @@ rule calratio_plots:
     params:
         model=model_slice("conditions", "preprocessing", "hyperparameters", "training"),
         code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common"),
-    threads: 2
+    threads: 1  # validate/calratio_plots.py PLOT_THREADS
     conda:
         "../../envs/tensorflow.yaml"
     script:
