@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline_steps.common.figures import save_figure  # noqa: E402
@@ -263,7 +264,17 @@ def _log_y(axis) -> None:
         axis.set_yscale("log")
 
 
-def _log_x_if_wide(low: np.ndarray, high: np.ndarray, *axes) -> None:
-    if len(low) and low.min() > 0 and high.max() / low.min() > LOG_X_SPAN:
-        for axis in axes:
-            axis.set_xscale("log")
+def _log_x_if_wide(low: np.ndarray, high: np.ndarray, top, bottom) -> None:
+    """A wide x range (gen pt) on a log axis, labelled 1, 2, 5 per decade in plain numbers (20, 50, 100).
+
+    Why not matplotlib's default: on a span of one or two decades it labels the minor ticks too, in
+    scientific notation ("2x10^1 3x10^1 4x10^1 ..."), which overlapped on these panels; and changing
+    the scale gives the top panel its tick labels back, over the ratio panel that shares its x axis.
+    """
+    if not (len(low) and low.min() > 0 and high.max() / low.min() > LOG_X_SPAN):
+        return
+    bottom.set_xscale("log")  # the shared x axis: the top panel's too, locators and formatters included
+    bottom.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    bottom.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    bottom.xaxis.set_minor_formatter(NullFormatter())
+    top.tick_params(labelbottom=False)
