@@ -11,11 +11,13 @@ CONFIG ?= config/config.yaml
 # pip byte-compiles the ~17,000 installed modules one by one (~100 s of CPU, a third of the install);
 # compileall does the same on every core (-j 0), and jobs then import TensorFlow and torch from .pyc.
 # Like pip, it leaves a file that does not compile as source (torch ships a test file in Python 3.12 syntax): `|| true`.
+# The packages' own test suites (`test/`, `tests/` folders: 4,100 of the 17,000 modules) are never imported
+# by a job, so they are not compiled (40 -> 34 s on 2 cores).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	$(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib > /dev/null || true
 	touch $(STAMP)
 
 install: $(STAMP)
