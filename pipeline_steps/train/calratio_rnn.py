@@ -68,7 +68,6 @@ class CalRatioTrainingConfig:
         training = read_training(model["training"], "calratio_rnn", OWN_KEYS, early_stopping_metric="val_loss")
         rates = network_learning_rates(training.pop("learning_rate", None), "calratio_rnn", DEFAULT_LEARNING_RATES)
         pad_value = float(model.get("preprocessing", {}).get("pad_value", 0.0))
-        training.pop("threads", None)  # run() sets TensorFlow's threads before anything else: not a fit setting
         return cls(**training, learning_rate=rates["main"], adversary_learning_rate=rates["adversary"],
                    seed=int(seed), pad_value=pad_value)
 

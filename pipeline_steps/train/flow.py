@@ -80,7 +80,6 @@ class TrainingSettings:
     @classmethod
     def from_config(cls, training: Mapping[str, Any], seed: int) -> "TrainingSettings":
         values = read_training(training, "flow", OWN_KEYS, early_stopping_metric="validation_loss")
-        values.pop("threads", None)  # run() sets them before anything else: they are not a setting of the fit
         if "learning_rate" in values:
             values["learning_rate"] = learning_rate(values["learning_rate"], "flow")
         settings = cls(seed=int(seed), **values)

@@ -58,10 +58,12 @@ def training_threads(training: Mapping[str, Any], granted: int) -> int:
 
 def read_training(training: Mapping[str, Any], kind: str, own_keys: Iterable[str], *,
                   early_stopping_metric: str, early_stopping_mode: str = "min") -> dict[str, Any]:
-    """A checked copy of ``training``: unknown keys refused; ``schedule`` and ``early_stopping`` validated.
+    """A checked copy of ``training``: unknown keys refused; ``schedule``, ``early_stopping`` and ``threads`` validated.
 
     ``schedule`` becomes a tuple of dicts and ``early_stopping`` a dict (hashable, comparable settings);
     both fail here, at start-up, with the key path in the message rather than after an epoch.
+    ``threads`` is left out of the copy: it is not a setting of the fit, each entry point sets the
+    framework's threads from it (:func:`training_threads`) before building anything.
     """
     known = set(COMMON_KEYS) | set(own_keys)
     unknown = sorted(set(training) - known)
@@ -69,6 +71,8 @@ def read_training(training: Mapping[str, Any], kind: str, own_keys: Iterable[str
         raise ConfigError(f"training.{unknown[0]}: not a training key of kind {kind} (unknown: {unknown}); "
                           f"expected some of {sorted(known)}")
     values = dict(training)
+    configured_threads(values)
+    values.pop("threads", None)
     if values.get("schedule") is not None:
         values["schedule"] = tuple(dict(step) for step in values["schedule"])
         LearningRateSchedule.from_config(values["schedule"], 1)
