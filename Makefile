@@ -31,8 +31,13 @@ run: install
 	$(QUIET) $(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) --report report.html
 	@echo "Report written to $(CURDIR)/report.html"
 
+# The suite on TEST_WORKERS processes (pytest-xdist): one pytest process kept one of CI's 2 cores busy
+# (user time = wall time), most tests being single-threaded. The workers share one tiny pipeline run
+# (tests/conftest.py complete_run).
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

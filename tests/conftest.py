@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -66,11 +67,32 @@ def copy_repository(target: Path, source_root: Path = REPO) -> Path:
     return target / "Snakefile"
 
 
+def shared_session_dir(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)`` run once for the whole test session, whichever process asks first.
+
+    ``make test`` runs pytest-xdist workers, and a session fixture is per worker: the first worker to
+    ask builds the folder in the session's common temporary directory while holding a file lock, and
+    the others wait for it and read the same folder. ``.done`` marks a folder that was built whole.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # .../pytest-N/popen-gwK -> .../pytest-N, common to the session's workers
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".done").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def snapshot(tmp_path_factory) -> Path:
     """The Snakefile of a copy of the repository as it was when the first workflow test started, so an
-    edit made meanwhile in the checkout cannot look like a code change to later dry runs."""
-    return copy_repository(tmp_path_factory.mktemp("snapshot"))
+    edit made meanwhile in the checkout cannot look like a code change to later dry runs. One copy
+    for the session's workers, as the complete run they share was made from it."""
+    return shared_session_dir(tmp_path_factory, "snapshot", copy_repository) / "Snakefile"
 
 
 @pytest.fixture(scope="session")
@@ -78,14 +100,15 @@ def complete_run(tmp_path_factory, snapshot) -> Path:
     """One complete run of the tiny config (PYTHONHASHSEED=0, the ci profile's 2 cores), from the snapshot.
 
     A tiny run costs 3-4 minutes on 2 cores, a sixth of the suite: test_end_to_end checks its outputs
-    and test_reproducibility reruns and dry-runs against it, so one run serves both. The terminal
-    output is kept in ``terminal.txt``. Tests add files beside the results (a report, a note) but
-    never change an output.
+    and test_reproducibility reruns and dry-runs against it, so one run serves both, and the workers
+    of ``make test`` share it (:func:`shared_session_dir`). The terminal output is kept in
+    ``terminal.txt``. Tests add files beside the results (a report, a note) but never change an output.
     """
-    workdir = tmp_path_factory.mktemp("complete")
-    result = snakemake_in(workdir, "--configfile", str(TINY_CONFIG), snakefile=snapshot)
-    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
-    return workdir
+    def run(workdir: Path) -> None:
+        result = snakemake_in(workdir, "--configfile", str(TINY_CONFIG), snakefile=snapshot)
+        (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
+
+    return shared_session_dir(tmp_path_factory, "complete", run)
 
 
 @pytest.fixture
