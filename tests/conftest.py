@@ -72,18 +72,18 @@ def shared_session_dir(tmp_path_factory, name: str, make) -> Path:
 
     ``make test`` runs pytest-xdist workers, and a session fixture is per worker: the first worker to
     ask builds the folder in the session's common temporary directory while holding a file lock, and
-    the others wait for it and read the same folder. ``.done`` marks a folder that was built whole;
-    ``.failed`` holds the error of a build that failed, which the other workers raise instead of
-    building again (a broken pipeline would otherwise cost every worker a run).
+    the others wait for it and read the same folder. Beside it, ``<name>.done`` marks a folder that was
+    built whole and ``<name>.failed`` holds the error of a build that failed, which the other workers
+    raise instead of building again (a broken pipeline would otherwise cost every worker a run).
     """
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # .../pytest-N/popen-gwK -> .../pytest-N, common to the session's workers
-    folder, failed = root / name, root / f"{name}.failed"
+    folder, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
     with FileLock(str(root / f"{name}.lock")):
         if failed.exists():
             raise AssertionError(f"{name}, built by another worker, failed:\n{failed.read_text()}")
-        if not (folder / ".done").exists():
+        if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
             try:
@@ -91,7 +91,7 @@ def shared_session_dir(tmp_path_factory, name: str, make) -> Path:
             except Exception as error:
                 failed.write_text(str(error))
                 raise
-            (folder / ".done").touch()
+            done.touch()
     return folder
 
 
