@@ -277,9 +277,9 @@ def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict
     return out
 
 
-def within_support(document: dict, physical: dict) -> dict:
+def within_support(document: dict, physical: dict, stored_precision: bool = True) -> dict:
     """Generated physical targets clipped to the training range; discrete ones snapped to seen values;
-    reduced-precision ones rounded to their stored mantissa bits."""
+    reduced-precision ones rounded to their stored mantissa bits (unless ``stored_precision`` is False)."""
     support = document.get("support") or {}
     out = dict(physical)
     for name, (low, high) in support.get("ranges", {}).items():
@@ -292,7 +292,7 @@ def within_support(document: dict, physical: dict) -> dict:
         elif len(allowed) > 1:
             above = np.clip(np.searchsorted(allowed, x), 1, len(allowed) - 1)
             x = np.where(np.abs(allowed[above] - x) < np.abs(x - allowed[above - 1]), allowed[above], allowed[above - 1])
-        bits = support.get("mantissa_bits", {}).get(name)
+        bits = support.get("mantissa_bits", {}).get(name) if stored_precision else None
         if bits is not None:  # the stored precision: nearest float32 with that many mantissa bits
             shift = 23 - int(bits)
             as_int = x.astype(np.float32).view(np.uint32)
@@ -324,12 +324,15 @@ def ship_denormalise(categories: dict, targets: dict, category: np.ndarray) -> d
     return out
 
 
-def physical_outputs(bundle: Bundle, generated: np.ndarray, conditions: dict) -> dict:
-    """Generated targets (transformed, as the ONNX model returns them) -> physical columns."""
+def physical_outputs(bundle: Bundle, generated: np.ndarray, conditions: dict, stored_precision: bool = True) -> dict:
+    """Generated targets (transformed, as the ONNX model returns them) -> physical columns.
+
+    ``stored_precision=False`` skips only the final rounding to stored mantissa bits (verification)."""
     model_space = set_inverse(bundle.transforms["targets"], generated)
     if bundle.categories is not None:
         return ship_denormalise(bundle.categories, model_space, conditions["category"])
-    return within_support(bundle.transforms, targets_to_physical(bundle.transforms, model_space, conditions))
+    return within_support(bundle.transforms, targets_to_physical(bundle.transforms, model_space, conditions),
+                          stored_precision)
 
 
 # ------------------------------------------------------------------------------------ running

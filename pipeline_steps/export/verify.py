@@ -44,26 +44,29 @@ The rule therefore measures the amplification instead of guessing it:
    most rows, far above ``16 e_50`` which is ~``1e-7``), the quantile and worst terms allow the rounding
    tail of the badly conditioned rows, which is what breaks a fixed tolerance.
 
-Physical outputs (the bundle's numpy transforms applied to the ONNX output, against this project's
-transforms applied to the float64 reference) follow the same rule per continuous column, the own
-error being the framework's float32 output through the same transforms. A column stored with a reduced
-mantissa (``support.mantissa_bits``: NanoAOD keeps e.g. 10 bits for b-tag scores) is rounded to a grid
-of step ``s = 2**(floor(log2|x|) - bits)``, 1e-3 of the value at 10 bits: a float32 difference ``e``
-far below ``s`` leaves the rounded value alone on most rows, but on a row whose unrounded value lies
-within ``e`` of a rounding boundary it moves it to the neighbouring grid point, a difference of one
-``s``, 1e4 times the error that caused it. Which rows that happens on depends on the rounding pattern:
-with ~5,000 rounded elements in a batch and ``e / s ~ 1e-3``, a few flip, in the framework's float32
-output and ONNX's on different rows (a jets export failed on a 5e-4-of-spread flip of ONNX where the
-framework's own output had none). So on those columns only the part of a difference beyond one step at
-the reference value counts (``max(0, |d| - s)``): a rounded output at most one grid point from the
-truth is as close as the stored precision can say, and a defect that moves values by more than a step
-still fails (at the median when it moves most rows). What this gives up: a transform defect smaller
-than one stored step on those columns alone; the model-space check above sees the model's own output
-to ~1e-7 of its spread before any transform. Discrete columns (integer
-dtype, or dequantised targets snapped to their seen values by the training support) can move by a
-whole step when a float32 difference crosses a boundary, so they keep a row-fraction rule: at most
-``max(1, FACTOR * r)`` rows may differ, ``r`` being the rows where the framework's own float32 output
-already differs from the reference.
+Physical outputs are checked in two parts:
+
+- **the float32 rule in physical units**: the bundle's numpy transforms turn the ONNX output, the
+  framework's float32 output and the float64 reference into physical columns, and the continuous ones
+  follow the rule above, pooled. This is done *before* the final rounding to a stored precision
+  (``support.mantissa_bits``: NanoAOD keeps e.g. 10 mantissa bits for b-tag scores), because rounding
+  destroys the error it is measured from: a float32 difference far below the grid step ``s`` leaves
+  most values alone, moves the rare value sitting on a rounding boundary by a whole ``s`` (1e4 times the
+  error behind it), and hides the error of every other row, the badly conditioned ones included.
+  Which rows flip is chance (~5,000 rounded elements per batch, ``e / s ~ 1e-3``): a jets export failed
+  on a one-step flip of ONNX where the framework's own output had none, and with a one-step allowance a
+  second one passed by 0.4% because the framework's large error on an amplified row had been rounded away.
+  Discrete columns (integer dtype, or dequantised targets snapped to their seen values by the training
+  support) can move by a whole step when a float32 difference crosses a boundary, so they keep a
+  row-fraction rule: at most ``max(1, FACTOR * r)`` rows may differ, ``r`` being the rows where the
+  framework's own float32 output already differs from the reference.
+- **the bundle's transforms are the project's**: the bundle's transforms, rounding included, applied to
+  the framework's float32 output and to the float64 reference must give the physical values this
+  project's transforms gave at export (stored in the batch). Both sides compute in float64 from the same
+  model output, so they differ by ~1e-16 relative; ``export.tolerance`` (1e-4 of a column's spread)
+  is far above that and far below any wrong transform. On a rounded column a float64 difference could
+  still cross a rounding boundary (probability ~1e-9 per value), so there the part beyond one stored
+  step at the project's value is what counts; discrete columns must agree on every row.
 """
 
 from __future__ import annotations
@@ -84,9 +87,10 @@ FACTOR = 16.0
 QUANTILES = {"q50": 0.5, "q99.9": 0.999, "max": 1.0}
 RULE = ("per pooled quantile q in (50%, 99.9%, max) of |output - float64 reference| / column spread: "
         "found_q <= factor * own_q + floor, own = framework float32 vs float64 reference, "
-        "floor = max(tolerance, factor * 2**-24 * max|reference| / spread); physical columns stored with "
-        "fewer mantissa bits: only the part of |output - reference| beyond one stored step counts; discrete "
-        "physical columns: at most max(1, factor * own differing rows) rows differ (pipeline_steps/export/verify.py)")
+        "floor = max(tolerance, factor * 2**-24 * max|reference| / spread); physical columns before the "
+        "stored-precision rounding; discrete physical columns: at most max(1, factor * own differing rows) rows "
+        "differ; the bundle's transforms (rounding included) give the project's physical values within tolerance "
+        "of each column's spread beyond one stored step (pipeline_steps/export/verify.py)")
 
 
 class BundleVerificationError(InputError):
@@ -146,12 +150,11 @@ def compare_physical(found: Mapping[str, np.ndarray], expected: Mapping[str, np.
 
 
 def check_against_reference(name: str, found: np.ndarray, own: np.ndarray, reference: np.ndarray,
-                            tolerance: float, grid_step: np.ndarray | None = None) -> dict[str, Any]:
+                            tolerance: float) -> dict[str, Any]:
     """The bound of the module doc for a [rows, columns] output; returns the measured numbers, raises beyond.
 
     ``found`` is the output being checked, ``own`` the framework's float32 output on the same inputs,
-    ``reference`` the float64 one. ``grid_step`` (same shape, 0 where a value is not rounded): the
-    stored-precision step at each reference value; only the part of a difference beyond it counts.
+    ``reference`` the float64 one.
     """
     found, own, reference = (_as_table(a) for a in (found, own, reference))
     _check_shape(name, found, reference)
@@ -159,10 +162,8 @@ def check_against_reference(name: str, found: np.ndarray, own: np.ndarray, refer
         raise BundleVerificationError(f"{name}: non-finite values at other places than in the framework's output")
     finite = np.isfinite(found) & np.isfinite(own) & np.isfinite(reference)
     spread = column_spread(reference)
-    step = np.zeros_like(reference) if grid_step is None else np.nan_to_num(_as_table(grid_step))
-    beyond_step = lambda values: np.maximum(np.abs(values - reference) - step, 0.0) / spread  # noqa: E731
-    found_error = error_quantiles(beyond_step(found), finite)
-    own_error = error_quantiles(beyond_step(own), finite)
+    found_error = error_quantiles(np.abs(found - reference) / spread, finite)
+    own_error = error_quantiles(np.abs(own - reference) / spread, finite)
     floor = error_floor(reference, spread, finite, tolerance)
     if own_error["q50"] > floor:
         raise BundleVerificationError(f"{name}: the framework's stored float32 output differs from its float64 "
@@ -181,10 +182,9 @@ def check_against_reference(name: str, found: np.ndarray, own: np.ndarray, refer
 
 def check_physical(found: Mapping[str, np.ndarray], own: Mapping[str, np.ndarray],
                    reference: Mapping[str, np.ndarray], tolerance: float,
-                   discrete: Iterable[str] = (), mantissa_bits: Mapping[str, int] | None = None) -> dict[str, Any]:
+                   discrete: Iterable[str] = ()) -> dict[str, Any]:
     """Physical columns: the continuous ones pooled under :func:`check_against_reference`, the discrete
-    ones by rows (module doc); ``mantissa_bits`` names the columns rounded to a stored precision.
-    Returns ``{"continuous": ..., "discrete": {name: {...}}}``."""
+    ones by rows (module doc). Returns ``{"continuous": ..., "discrete": {name: {...}}}``."""
     discrete = set(discrete)
     for name in reference:
         if name not in found:
@@ -196,20 +196,43 @@ def check_physical(found: Mapping[str, np.ndarray], own: Mapping[str, np.ndarray
     continuous = [n for n in reference if not is_discrete[n]]
     if continuous:
         stack = lambda columns: np.column_stack([np.asarray(columns[n], np.float64) for n in continuous])  # noqa: E731
-        bits = dict(mantissa_bits or {})
-        steps = {n: stored_precision_step(reference[n], bits[n]) if n in bits else np.zeros(len(reference[n]))
-                 for n in continuous}
         report["continuous"] = check_against_reference(f"physical {continuous}", stack(found), stack(own),
-                                                       stack(reference), tolerance, grid_step=stack(steps))
+                                                       stack(reference), tolerance)
     return report
 
 
-def stored_precision_step(values: np.ndarray, bits: int) -> np.ndarray:
-    """The spacing of floats with ``bits`` mantissa bits at each value, ``2**(floor(log2|x|) - bits)`` (0 at 0 and NaN).
+def check_bundle_transforms(name: str, bundle_values: Mapping[str, np.ndarray], project_values: Mapping[str, np.ndarray],
+                            tolerance: float, mantissa_bits: Mapping[str, int], discrete: Iterable[str] = ()) -> float:
+    """The bundle's physical columns (its own numpy transforms) against the project's, from the same model
+    output (module doc); returns the largest continuous difference beyond one stored step, in spreads."""
+    discrete, worst = set(discrete), 0.0
+    for column, expected in project_values.items():
+        if column not in bundle_values:
+            raise BundleVerificationError(f"{name}: physical output {column!r} missing from the bundle's output")
+        found, expected = np.asarray(bundle_values[column], np.float64), np.asarray(expected, np.float64)
+        _check_shape(f"{name} {column}", found, expected)
+        if column in discrete or _integer_dtype(project_values[column]):
+            differing = int(np.sum(found != expected))
+            if differing:
+                raise BundleVerificationError(f"{name}: discrete column {column!r} differs from this project's "
+                                              f"transforms on {differing} of {len(expected)} rows")
+            continue
+        step = stored_precision_step(expected, mantissa_bits[column]) if column in mantissa_bits else 0.0
+        spread = column_spread(expected.reshape(-1, 1))[0]
+        beyond = np.maximum(np.abs(found - expected) - step, 0.0) / spread
+        difference = float(np.max(np.where(np.isfinite(expected), beyond, 0.0))) if len(expected) else 0.0
+        if not np.array_equal(np.isfinite(found), np.isfinite(expected)) or difference > tolerance:
+            raise BundleVerificationError(f"{name}: column {column!r} differs from this project's transforms by "
+                                          f"{difference:.3g} of its spread (tolerance {tolerance:g}): the bundle's "
+                                          f"transforms are not the ones the model was trained with")
+        worst = max(worst, difference)
+    return worst
 
-    A neighbour across a power of two is at most this far (the step below it is half as large), so one
-    step bounds the move that one flipped rounding makes (module doc).
-    """
+
+def stored_precision_step(values: np.ndarray, bits: int) -> np.ndarray:
+    """The spacing of floats with ``bits`` mantissa bits at each value, ``2**(floor(log2|x|) - bits)``
+    (0 at 0 and NaN). A neighbour across a power of two is at most this far (the step below it is half
+    as large), so one step bounds the move that one flipped rounding makes."""
     values = np.asarray(values, np.float64)
     on_grid = np.isfinite(values) & (values != 0)
     _, exponent = np.frexp(np.where(on_grid, values, 1.0))  # |x| = m 2**e, m in [0.5, 1)
@@ -283,12 +306,27 @@ def verify_bundle(folder: str | Path, framework: bool = True) -> dict[str, Any]:
         report["reloaded_framework_vs_reference"] = check_against_reference(
             "reloaded native model", framework_outputs(folder, manifest, batch["inputs"]), own, reference, tolerance)
     if "physical" in batch:
-        physical = run_bundle.physical_outputs(bundle, onnx_out, batch["conditions_physical"])
-        support = bundle.transforms.get("support") or {}
-        report["physical_onnx_vs_reference"] = check_physical(physical, batch["physical"], batch["reference_physical"],
-                                                              tolerance, support.get("values", {}),
-                                                              support.get("mantissa_bits", {}))
+        report.update(_check_physical_outputs(bundle, batch, onnx_out, tolerance))
     return report
+
+
+def _check_physical_outputs(bundle: run_bundle.Bundle, batch: Mapping[str, Mapping[str, np.ndarray]],
+                            onnx_out: np.ndarray, tolerance: float) -> dict[str, Any]:
+    """The two physical checks of the module doc: float32 rule before rounding, bundle transforms = project's."""
+    conditions = batch["conditions_physical"]
+    support = bundle.transforms.get("support") or {}
+    discrete = support.get("values", {})
+    own, reference = batch["expected"]["output"], batch["reference"]["output"]
+    unrounded = {name: run_bundle.physical_outputs(bundle, output, conditions, stored_precision=False)
+                 for name, output in (("onnx", onnx_out), ("own", own), ("reference", reference))}
+    transforms = {
+        which: check_bundle_transforms(f"bundle transforms on the {which} output",
+                                       run_bundle.physical_outputs(bundle, output, conditions), batch[stored],
+                                       tolerance, support.get("mantissa_bits", {}), discrete)
+        for which, output, stored in (("float64", reference, "reference_physical"), ("float32", own, "physical"))}
+    return {"physical_onnx_vs_reference": check_physical(unrounded["onnx"], unrounded["own"], unrounded["reference"],
+                                                         tolerance, discrete),
+            "bundle_transforms_vs_project": transforms}
 
 
 # ------------------------------------------------------------------------------------------ helpers
