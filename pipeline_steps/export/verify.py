@@ -44,6 +44,14 @@ The rule therefore measures the amplification instead of guessing it:
    most rows, far above ``16 e_50`` which is ~``1e-7``), the quantile and worst terms allow the rounding
    tail of the badly conditioned rows, which is what breaks a fixed tolerance.
 
+   Measured limit of the ``max`` term: when one badly conditioned row dominates, ``own_max`` is a
+   single rounding draw, and two draws of the same row can differ by more than 16x. A covariance GAN
+   exported under ``ONEDNN_MAX_CPU_ISA=SSE41`` (TensorFlow's matmuls use oneDNN's sgemm, no FMA there)
+   erred 2.4e-6 of a spread on a cancelling row where ONNX Runtime and TensorFlow with AVX2 FMA kernels
+   both erred 5.5e-5 (23x); the floor carried it (margin 2.65). A model whose float32 errors are >~10x
+   larger on such a row could fail between two such machines; measuring the framework's error a second
+   time with another summation order would close that gap (not done).
+
 Physical outputs are checked in two parts:
 
 - **the float32 rule in physical units**: the bundle's numpy transforms turn the ONNX output, the
