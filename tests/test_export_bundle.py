@@ -135,7 +135,7 @@ import pytest  # noqa: E402
 
 from pipeline_steps.export.manifest import read_manifest  # noqa: E402
 from pipeline_steps.export.step import run  # noqa: E402
-from pipeline_steps.export.verify import BundleVerificationError, verify_bundle  # noqa: E402
+from pipeline_steps.export.verify import BundleVerificationError, load_verification, verify_bundle  # noqa: E402
 
 FLOW_CONDITIONS, FLOW_TARGETS = ["gen_pt", "gen_eta", "nhits"], ["ptRatio", "dz", "charge"]
 FLOW_DERIVED = {"ptRatio": {"op": "ratio", "of": ["pt", "gen_pt"]}}
@@ -160,6 +160,11 @@ def test_flow_exports_a_verified_bundle_with_physical_outputs(tmp_path):
     onnx = manifest["verification"]["onnx_vs_reference"]
     assert all(onnx["found"][q] <= onnx["allowed"][q] for q in ("q50", "q99.9", "max"))
     assert 0 < onnx["own_float32"]["max"] < 1e-2  # a real float32 rounding error was measured, not assumed
+    assert manifest["verification"]["own_rounding_draws"] == 2
+    expected = load_verification(bundle)["expected"]
+    draws, plain = expected["output_draws"], expected["output"]
+    assert draws.shape == (2, *plain.shape) and not np.array_equal(draws[0], plain)  # real extra draws
+    assert np.median(np.abs(draws[0] - plain)) < 1e-5 * np.std(plain)  # of rounding size, not another model
     assert manifest["verification"]["tolerance"] == EXPORT["tolerance"] and manifest["format"] == 2
     assert manifest["io"]["tree"] == "Events"
     # the flow check includes the inverse transform to physical units: ptRatio came back as pt

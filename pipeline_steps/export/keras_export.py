@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.export.rounding_draws import one_ulp_away
 from pipeline_steps.export.onnx_canonical import canonicalise_file
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ def float64_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray]) 
         raise InputError(f"export: the float64 twin of {model.name} computed in {output.dtype}; a layer ignores "
                          f"its dtype policy, so the float32 error of this model cannot be measured")
     return output
+
+
+def perturbed_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """:func:`keras_predict` of a twin whose every weight is one ulp away (a float32 rounding draw,
+    ``pipeline_steps.export.rounding_draws``)."""
+    twin = model.__class__.from_config(model.get_config())
+    twin.set_weights([one_ulp_away(np.asarray(weight), rng) for weight in model.get_weights()])
+    return keras_predict(twin, inputs)
 
 
 def export_keras_onnx(model, example_inputs, path: str | Path, opset: int) -> None:

@@ -27,6 +27,7 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.export import batch as batches
 from pipeline_steps.export import manifest as mf
+from pipeline_steps.export import rounding_draws
 from pipeline_steps.export.verify import FACTOR, RULE, VERIFICATION_FILE, verify_bundle
 from pipeline_steps.preprocess.transforms import load_transforms
 
@@ -163,15 +164,23 @@ def _onnx_io(inputs: list[dict], outputs: list[dict]) -> dict[str, Any]:
     return {"onnx": {"inputs": inputs, "outputs": outputs}}
 
 
-def _generative_groups(conditions, conditions_physical, noise, output, reference, model_transforms, categories):
-    """The verification batch: inputs, the framework's float32 output and its float64 reference, both
-    also in physical units (``verify`` measures the float32 error of the model from the pair)."""
+def _rounding_draws(settings, predict) -> np.ndarray:
+    """[DRAWS, rows, outputs]: the framework's float32 output with every weight one ulp away, per draw
+    (``rounding_draws``: more measurements of the model's float32 error than the plain run's one)."""
+    return np.stack([predict(rounding_draws.draw_rng(settings.seed, k)) for k in range(rounding_draws.DRAWS)])
+
+
+def _generative_groups(conditions, conditions_physical, noise, output, reference, model_transforms, categories,
+                       draws):
+    """The verification batch: inputs, the framework's float32 output (plain and its rounding draws) and
+    its float64 reference, plain and float64 also in physical units (``verify`` measures the float32 error
+    of the model from them; it turns the draws into physical units itself)."""
     categories_json = mf.json.loads(categories.read_text()) if categories else None
     physical = batches.physical_targets(model_transforms, output, conditions_physical, categories_json)
     reference_physical = batches.physical_targets(model_transforms, reference, conditions_physical, categories_json)
     return {
         "inputs": {"conditions": conditions, "noise": noise},
-        "expected": {"output": output},
+        "expected": {"output": output, "output_draws": draws},
         "reference": {"output": reference},
         "conditions_physical": {c: conditions_physical[c].to_numpy() for c in conditions_physical.columns},
         "physical": physical,
@@ -203,10 +212,11 @@ def _export_flow(settings, model_files, transforms, test_split, folder, categori
     noise = batches.standard_normal(len(conditions), len(model.spec.targets), settings.seed)
     output = torch_export.reference_targets(model, conditions, noise)
     reference = torch_export.float64_targets(model, conditions, noise)
+    draws = _rounding_draws(settings, lambda rng: torch_export.perturbed_targets(model, conditions, noise, rng))
     torch_export.export_flow_onnx(model, folder / "model.onnx", settings.opset)
     files = torch_export.copy_native(train_dir, folder)
     groups = _generative_groups(conditions, conditions_physical, noise, output, reference,
-                                load_transforms(transforms), categories)
+                                load_transforms(transforms), categories, draws)
     description = _generative_description(settings, len(model.spec.targets), list(model.spec.targets),
                                            list(groups["physical"]))
     description["noise"]["note"] = ("one noise column per target, in target order; a categorised model's part "
@@ -225,12 +235,13 @@ def _export_gan(settings, model_files, transforms, test_split, folder, categorie
     noise = batches.standard_normal(len(conditions), architecture.noise_dim, settings.seed)
     output = keras_export.keras_predict(generator, [conditions, noise])
     reference = keras_export.float64_predict(generator, [conditions, noise])
+    draws = _rounding_draws(settings, lambda rng: keras_export.perturbed_predict(generator, [conditions, noise], rng))
     keras_export.export_keras_onnx(generator, [conditions, noise], folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(generator_path, folder) + ["model.json"]
     shutil.copyfile(generator_path.parent / "model.json", folder / "model.json")
     model_transforms = load_transforms(transforms)
     groups = _generative_groups(conditions, conditions_physical, noise, output, reference, model_transforms,
-                                categories)
+                                categories, draws)
     description = _generative_description(settings, architecture.noise_dim, list(settings.model["targets"]),
                                           list(groups["physical"]))
     if settings.c:
@@ -260,6 +271,7 @@ def _export_calratio(settings, model_files, transforms, test_split, folder, cate
     classifier = keras_export.load_keras(chosen)
     output = keras_export.keras_predict(classifier, inputs)
     reference = keras_export.float64_predict(classifier, inputs)
+    draws = _rounding_draws(settings, lambda rng: keras_export.perturbed_predict(classifier, inputs, rng))
     keras_export.export_keras_onnx(classifier, inputs, folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(chosen, folder)
     selection = chosen.with_name("selection.json")
@@ -282,5 +294,6 @@ def _export_calratio(settings, model_files, transforms, test_split, folder, cate
         "noise": None,
         "padding": {name: spec["length"] for name, spec in section["sequences"].items()},
     }
-    groups = {"inputs": inputs, "expected": {"output": output}, "reference": {"output": reference}}
+    groups = {"inputs": inputs, "expected": {"output": output, "output_draws": draws},
+              "reference": {"output": reference}}
     return files, description, groups

@@ -23,6 +23,7 @@ from torch import nn
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.export.rounding_draws import one_ulp_away
 from zuko.transforms import MonotonicRQSTransform, PermutationTransform
 
 from pipeline_steps.models.flow import (SPLINE_BOUND, FlowModel, FlowSpec, ResidualNet, SplineCoupling, _part_name,
@@ -189,6 +190,16 @@ def float64_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray)
     """:func:`reference_targets` with the same weights in float64: the verification's reference
     (``pipeline_steps.export.verify``: the float32 rounding error of this model is measured against it)."""
     return reference_targets(copy.deepcopy(model).double(), conditions, noise)
+
+
+def perturbed_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`reference_targets` of a copy whose every weight is one ulp away (a float32 rounding draw,
+    ``pipeline_steps.export.rounding_draws``)."""
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in twin.parameters():
+            parameter.copy_(torch.from_numpy(one_ulp_away(parameter.detach().cpu().numpy(), rng)))
+    return reference_targets(twin, conditions, noise)
 
 
 def load_flow(train_dir: str | Path) -> FlowModel:
