@@ -134,6 +134,7 @@ def tiny_calratio(folder: Path, n: int = 40) -> tuple[list[str], Path, pd.DataFr
 import pytest  # noqa: E402
 
 from pipeline_steps.export.manifest import read_manifest  # noqa: E402
+from pipeline_steps.export.rounding_draws import DRAWS  # noqa: E402
 from pipeline_steps.export.step import run  # noqa: E402
 from pipeline_steps.export.verify import BundleVerificationError, load_verification, verify_bundle  # noqa: E402
 
@@ -160,10 +161,10 @@ def test_flow_exports_a_verified_bundle_with_physical_outputs(tmp_path):
     onnx = manifest["verification"]["onnx_vs_reference"]
     assert all(onnx["found"][q] <= onnx["allowed"][q] for q in ("q50", "q99.9", "max"))
     assert 0 < onnx["own_float32"]["max"] < 1e-2  # a real float32 rounding error was measured, not assumed
-    assert manifest["verification"]["own_rounding_draws"] == 2
+    assert manifest["verification"]["own_rounding_draws"] == DRAWS
     expected = load_verification(bundle)["expected"]
     draws, plain = expected["output_draws"], expected["output"]
-    assert draws.shape == (2, *plain.shape) and not np.array_equal(draws[0], plain)  # real extra draws
+    assert draws.shape == (DRAWS, *plain.shape) and not np.array_equal(draws[0], plain)  # real extra draws
     assert np.median(np.abs(draws[0] - plain)) < 1e-5 * np.std(plain)  # of rounding size, not another model
     assert manifest["verification"]["tolerance"] == EXPORT["tolerance"] and manifest["format"] == 2
     assert manifest["io"]["tree"] == "Events"

@@ -29,16 +29,15 @@ def test_every_weight_moves_exactly_one_ulp_in_both_directions():
 
 def _lucky_batch():
     """A float64 reference, a plain float32 run that happens to round small on the dominant element, ONNX
-    23x above it there (the measured GAN case), and a draw that shows that element's real error scale."""
+    23x above it there (the measured GAN case, 10x larger so that the 1e-4 floor does not decide), and a
+    draw that shows that element's real error scale."""
     rng = np.random.default_rng(1)
     reference = rng.standard_normal((512, 15))
     noise = lambda scale: reference * (1 + scale * rng.standard_normal(reference.shape))  # noqa: E731
     own, onnx, draw = noise(1e-7), noise(1e-7), noise(1e-7)
-    own[311, 8] = reference[311, 8] + 2.4e-5     # amplified row, lucky draw
-    onnx[311, 8] = reference[311, 8] + 5.5e-4    # the same row under other kernels
-    draw[311, 8] = reference[311, 8] - 6.6e-4    # a one-ulp weight draw on that row
-    for array in (own, onnx, draw):               # the floor must not decide: errors above 1e-4 of the spread
-        array[311, 8] = reference[311, 8] + 10 * (array[311, 8] - reference[311, 8])
+    own[311, 8] = reference[311, 8] + 2.4e-4     # amplified row, lucky draw
+    onnx[311, 8] = reference[311, 8] + 5.5e-3    # the same row under other kernels
+    draw[311, 8] = reference[311, 8] - 6.6e-3    # a one-ulp weight draw on that row
     return reference, own, onnx, draw
 
 

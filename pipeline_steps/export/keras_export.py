@@ -62,7 +62,8 @@ def float64_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray]) 
     return output
 
 
-def perturbed_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def perturbed_predict(model, inputs: Mapping[str, np.ndarray] | list[np.ndarray],
+                      rng: np.random.Generator) -> np.ndarray:
     """:func:`keras_predict` of a twin whose every weight is one ulp away (a float32 rounding draw,
     ``pipeline_steps.export.rounding_draws``)."""
     twin = model.__class__.from_config(model.get_config())

@@ -164,10 +164,10 @@ def _onnx_io(inputs: list[dict], outputs: list[dict]) -> dict[str, Any]:
     return {"onnx": {"inputs": inputs, "outputs": outputs}}
 
 
-def _rounding_draws(settings, predict) -> np.ndarray:
+def _rounding_draws(seed: int, predict) -> np.ndarray:
     """[DRAWS, rows, outputs]: the framework's float32 output with every weight one ulp away, per draw
     (``rounding_draws``: more measurements of the model's float32 error than the plain run's one)."""
-    return np.stack([predict(rounding_draws.draw_rng(settings.seed, k)) for k in range(rounding_draws.DRAWS)])
+    return np.stack([predict(rounding_draws.draw_rng(seed, k)) for k in range(rounding_draws.DRAWS)])
 
 
 def _generative_groups(conditions, conditions_physical, noise, output, reference, model_transforms, categories,
@@ -212,7 +212,7 @@ def _export_flow(settings, model_files, transforms, test_split, folder, categori
     noise = batches.standard_normal(len(conditions), len(model.spec.targets), settings.seed)
     output = torch_export.reference_targets(model, conditions, noise)
     reference = torch_export.float64_targets(model, conditions, noise)
-    draws = _rounding_draws(settings, lambda rng: torch_export.perturbed_targets(model, conditions, noise, rng))
+    draws = _rounding_draws(settings.seed, lambda rng: torch_export.perturbed_targets(model, conditions, noise, rng))
     torch_export.export_flow_onnx(model, folder / "model.onnx", settings.opset)
     files = torch_export.copy_native(train_dir, folder)
     groups = _generative_groups(conditions, conditions_physical, noise, output, reference,
@@ -235,7 +235,8 @@ def _export_gan(settings, model_files, transforms, test_split, folder, categorie
     noise = batches.standard_normal(len(conditions), architecture.noise_dim, settings.seed)
     output = keras_export.keras_predict(generator, [conditions, noise])
     reference = keras_export.float64_predict(generator, [conditions, noise])
-    draws = _rounding_draws(settings, lambda rng: keras_export.perturbed_predict(generator, [conditions, noise], rng))
+    draws = _rounding_draws(settings.seed,
+                            lambda rng: keras_export.perturbed_predict(generator, [conditions, noise], rng))
     keras_export.export_keras_onnx(generator, [conditions, noise], folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(generator_path, folder) + ["model.json"]
     shutil.copyfile(generator_path.parent / "model.json", folder / "model.json")
@@ -271,7 +272,7 @@ def _export_calratio(settings, model_files, transforms, test_split, folder, cate
     classifier = keras_export.load_keras(chosen)
     output = keras_export.keras_predict(classifier, inputs)
     reference = keras_export.float64_predict(classifier, inputs)
-    draws = _rounding_draws(settings, lambda rng: keras_export.perturbed_predict(classifier, inputs, rng))
+    draws = _rounding_draws(settings.seed, lambda rng: keras_export.perturbed_predict(classifier, inputs, rng))
     keras_export.export_keras_onnx(classifier, inputs, folder / "model.onnx", settings.opset)
     files = keras_export.copy_native(chosen, folder)
     selection = chosen.with_name("selection.json")

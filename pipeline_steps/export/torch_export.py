@@ -192,7 +192,8 @@ def float64_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray)
     return reference_targets(copy.deepcopy(model).double(), conditions, noise)
 
 
-def perturbed_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def perturbed_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarray,
+                      rng: np.random.Generator) -> np.ndarray:
     """:func:`reference_targets` of a copy whose every weight is one ulp away (a float32 rounding draw,
     ``pipeline_steps.export.rounding_draws``)."""
     twin = copy.deepcopy(model)

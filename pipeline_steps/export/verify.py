@@ -230,8 +230,8 @@ def check_physical(found: Mapping[str, np.ndarray], own: Mapping[str, np.ndarray
     return report
 
 
-def check_bundle_transforms(name: str, bundle_values: Mapping[str, np.ndarray], project_values: Mapping[str, np.ndarray],
-                            tolerance: float, mantissa_bits: Mapping[str, int], discrete: Iterable[str] = ()) -> float:
+def check_bundle_transforms(name: str, bundle_values: Mapping[str, np.ndarray],
+                            project_values: Mapping[str, np.ndarray], tolerance: float, mantissa_bits: Mapping[str, int], discrete: Iterable[str] = ()) -> float:
     """The bundle's physical columns (its own numpy transforms) against the project's, from the same model
     output (module doc); returns the largest continuous difference beyond one stored step, in spreads."""
     discrete, worst = set(discrete), 0.0
@@ -348,7 +348,10 @@ def _check_physical_outputs(bundle: run_bundle.Bundle, batch: Mapping[str, Mappi
     support = bundle.transforms.get("support") or {}
     discrete = support.get("values", {})
     own, reference = batch["expected"]["output"], batch["reference"]["output"]
-    unrounded = lambda output: run_bundle.physical_outputs(bundle, output, conditions, stored_precision=False)  # noqa: E731
+
+    def unrounded(output: np.ndarray) -> dict[str, np.ndarray]:
+        return run_bundle.physical_outputs(bundle, output, conditions, stored_precision=False)
+
     draws = [unrounded(draw) for draw in batch["expected"].get("output_draws", [])]
     transforms = {
         which: check_bundle_transforms(f"bundle transforms on the {which} output",
