@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import covariance_representation as cov_repr
@@ -295,9 +296,10 @@ def write_outputs(splits: Mapping[str, pd.DataFrame], model_transforms: ModelTra
     physical = pd.concat([train[settings.conditions].reset_index(drop=True),
                           model_transforms.physical_to_targets(train).reset_index(drop=True)], axis=1)
     transformed = train[[f"cond__{c}" for c in settings.conditions] + [f"targ__{t}" for t in settings.targets]]
-    plot_distributions(physical, transformed, outputs["distributions"], title=f"{settings.model}: training split")
-    plot_correlations(train[settings.conditions], train[[f"cond__{c}" for c in settings.conditions]],
-                      outputs["correlations"], title=f"{settings.model}: conditions")
+    with figure_style():
+        plot_distributions(physical, transformed, outputs["distributions"], title=f"{settings.model}: training split")
+        plot_correlations(train[settings.conditions], train[[f"cond__{c}" for c in settings.conditions]],
+                          outputs["correlations"], title=f"{settings.model}: conditions")
 
 
 def _split_table(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transforms: ModelTransforms,

@@ -122,8 +122,10 @@ def fit(model: FlowModel, train: FlowData, validation: FlowData, settings: Train
     loader = DeviceLoader(train, settings.batch_size, device, drop_single=model.spec.hyperparameters.batch_norm)
     validation_loader = DeviceLoader(validation, settings.batch_size, device)
     per_update = settings.schedule is not None
+    # fused: one kernel for all parameters instead of ~10 small ops per tensor (a flow has ~16 tensors per
+    # coupling); the update took 12-13 ms of a 80 ms SHiP step (batch 512) and 3-4 ms fused, 1 thread.
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.0 if per_update else settings.learning_rate,
-                                  weight_decay=settings.weight_decay)
+                                  weight_decay=settings.weight_decay, fused=True)
     scheduler = _scheduler(optimizer, settings, loader.n_batches())
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     state = TorchCheckpoint(model, optimizer, scheduler, generator, checkpoint_dir, fingerprint)

@@ -21,6 +21,7 @@ import numpy as np
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.covariance import elements_spd_fraction
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import OutputLayout, layout_from_config
 from pipeline_steps.validate import plots, profiles
@@ -71,7 +72,8 @@ def run(test_split: str, transforms: str, generated: str, metrics: str, figures:
         categories_json = json.loads(Path(categories).read_text()) if settings.categorised else None
         comparison = build_comparison(test_split, generated, load_transforms(transforms), settings.layout,
                                       list(settings.conditions), settings.weight, categories_json)
-        result = validate(comparison, settings, figures)
+        with figure_style():
+            result = validate(comparison, settings, figures)
         write_text_atomic(metrics, json.dumps(result, indent=1) + "\n")
         table = verdict_table(settings.model, result["verdict"])
         if verdict_csv:
