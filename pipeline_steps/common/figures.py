@@ -1,5 +1,5 @@
 """Saving a matplotlib figure as an output: atomically, and closing it so a long step does not pile up figures;
-and the matplotlib settings every figure of the project is drawn with."""
+and the matplotlib settings the many-panel figures (validation, preprocessing) are drawn with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from contextlib import AbstractContextManager
 
 from pipeline_steps.common.atomic import atomic_path
 
-#: rcParams of every figure (applied by :func:`figure_style` while the axes are created).
+#: rcParams of the validation and preprocessing figures (applied by :func:`figure_style` while the axes are
+#: created); the loss and CalRatio plots, a few axes each, have too few titles for it to matter.
 #:
 #: ``axes.titley``: by default (None) matplotlib lifts each axes title above whatever sits on the axes'
 #: top edge (top tick labels, a top x label), and finds it with a tight bounding box of the axes at every

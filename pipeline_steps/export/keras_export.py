@@ -16,8 +16,8 @@ import numpy as np
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.export.rounding_draws import one_ulp_away
 from pipeline_steps.export.onnx_canonical import canonicalise_file
+from pipeline_steps.export.rounding_draws import one_ulp_away
 
 log = logging.getLogger(__name__)
 

@@ -208,7 +208,8 @@ def own_error_table(own: np.ndarray, draws: Iterable[np.ndarray], reference: np.
 
 def check_physical(found: Mapping[str, np.ndarray], own: Mapping[str, np.ndarray],
                    reference: Mapping[str, np.ndarray], tolerance: float,
-                   discrete: Iterable[str] = (), own_draws: Iterable[Mapping[str, np.ndarray]] = ()) -> dict[str, Any]:
+                   discrete: Iterable[str] = (),
+                   own_draws: Iterable[Mapping[str, np.ndarray]] = ()) -> dict[str, Any]:
     """Physical columns: the continuous ones pooled under :func:`check_against_reference`, the discrete
     ones by rows (module doc); ``own_draws``: the rounding draws in physical units.
     Returns ``{"continuous": ..., "discrete": {name: {...}}}``."""
@@ -231,7 +232,8 @@ def check_physical(found: Mapping[str, np.ndarray], own: Mapping[str, np.ndarray
 
 
 def check_bundle_transforms(name: str, bundle_values: Mapping[str, np.ndarray],
-                            project_values: Mapping[str, np.ndarray], tolerance: float, mantissa_bits: Mapping[str, int], discrete: Iterable[str] = ()) -> float:
+                            project_values: Mapping[str, np.ndarray], tolerance: float,
+                            mantissa_bits: Mapping[str, int], discrete: Iterable[str] = ()) -> float:
     """The bundle's physical columns (its own numpy transforms) against the project's, from the same model
     output (module doc); returns the largest continuous difference beyond one stored step, in spreads."""
     discrete, worst = set(discrete), 0.0
