@@ -166,15 +166,14 @@ def test_every_rule_carries_a_code_hash_of_its_modules():
 # --- promises that need a complete run (slow) ----------------------------------------------------
 
 @pytest.mark.slow
-def test_a_fresh_run_with_another_hash_seed_and_core_count_is_byte_identical(complete_run, snapshot, tmp_path):
+def test_a_fresh_run_with_another_hash_seed_and_core_count_is_byte_identical(complete_run, fresh_run):
     """What ``make run`` promises without help: no PYTHONHASHSEED pin, any core count, toy files regenerated.
 
-    ``complete_run`` ran with PYTHONHASHSEED=0 on 2 cores; this one starts from an empty directory
-    with another hash seed on 1 core, so the toy raw files, every table, model, export bundle and
-    metrics file are made again, in another job order, and must come out byte for byte the same.
+    ``complete_run`` ran with PYTHONHASHSEED=0 on 2 cores; ``fresh_run`` (tests/conftest.py) started from an
+    empty directory with another hash seed on 1 core, so the toy raw files, every table, model, export bundle
+    and metrics file were made again, in another job order, and must come out byte for byte the same.
     """
-    snakemake_in(tmp_path, "--configfile", str(TINY_CONFIG), "--cores", "1", snakefile=snapshot, hash_seed="2718")
-    first, second = file_hashes(complete_run, FRESH_RUN_GLOBS), file_hashes(tmp_path, FRESH_RUN_GLOBS)
+    first, second = file_hashes(complete_run, FRESH_RUN_GLOBS), file_hashes(fresh_run, FRESH_RUN_GLOBS)
     expected = {"data/raw/nanoaod/0.root", "results/train/jets/model.pt", "results/train/tracks_cov/generator.keras",
                 "results/generate/jets/generated.root", ingested("nanoaod", "jets", "0"),
                 "results/preprocess/jets/transforms.json", "results/train/calratio/chosen.keras",
