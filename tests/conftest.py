@@ -175,10 +175,10 @@ def wait_for_run(root: Path, name: str) -> Path:
     status_file = root / f"{name}.rc"
     while not status_file.exists():
         time.sleep(RUN_POLL_SECONDS)
-    folder = root / name
-    if status_file.read_text() != "0":
+    folder, status = root / name, status_file.read_text()
+    if status != "0":
         tail = (folder / "terminal.txt").read_text()[-6000:]
-        raise AssertionError(f"the {name} tiny run (snakemake) failed with status {status_file.read_text()}:\n{tail}")
+        raise AssertionError(f"the {name} tiny run (snakemake) failed with status {status}:\n{tail}")
     return folder
 
 
@@ -194,13 +194,7 @@ def pipeline_runs_started(request, tmp_path_factory):
     (``-x``, ``--maxfail``) stops them instead of waiting minutes for runs no test will read.
     """
     wanted = [name for name in PIPELINE_RUNS if any(name in item.fixturenames for item in request.session.items)]
-    started = []
-    if wanted:
-        snakefile = request.getfixturevalue("snapshot")
-        root = session_root(tmp_path_factory)
-        for fixture in wanted:
-            folder, args, hash_seed = PIPELINE_RUNS[fixture]
-            started.append(start_background_run(root, folder, args, hash_seed, snakefile))
+    started = [start_pipeline_run(request, tmp_path_factory, fixture) for fixture in wanted]
     yield
     stopped_early = bool(request.session.shouldfail or request.session.shouldstop)
     for run in started:
@@ -217,17 +211,21 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: any(name in item.fixturenames for name in PIPELINE_RUNS))
 
 
+def start_pipeline_run(request, tmp_path_factory, fixture: str) -> BackgroundRun | None:
+    """Start the run ``fixture`` names in :data:`PIPELINE_RUNS` from the snapshot, unless already started."""
+    folder, args, hash_seed = PIPELINE_RUNS[fixture]
+    return start_background_run(session_root(tmp_path_factory), folder, args, hash_seed,
+                                request.getfixturevalue("snapshot"))
+
+
 def pipeline_run(request, tmp_path_factory, fixture: str) -> Path:
     """The finished folder of the run ``fixture`` names in :data:`PIPELINE_RUNS`.
 
     Started when the session started (:func:`pipeline_runs_started`), or here when the test asked for it
     in a way collection cannot see (``request.getfixturevalue``).
     """
-    root = session_root(tmp_path_factory)
-    folder, args, hash_seed = PIPELINE_RUNS[fixture]
-    if not (root / f"{folder}.started").exists():
-        start_background_run(root, folder, args, hash_seed, request.getfixturevalue("snapshot"))
-    return wait_for_run(root, folder)
+    start_pipeline_run(request, tmp_path_factory, fixture)
+    return wait_for_run(session_root(tmp_path_factory), PIPELINE_RUNS[fixture][0])
 
 
 @pytest.fixture(scope="session")
