@@ -8,16 +8,22 @@ CONFIG ?= config/config.yaml
 .PHONY: install run test bench lint dryrun clean verify
 
 # Reinstall only when pyproject.toml changed: the stamp is newer than it otherwise.
-# pip byte-compiles the ~17,000 installed modules one by one (~100 s of CPU, a third of the install);
-# compileall does the same on every core (-j 0), and jobs then import TensorFlow and torch from .pyc.
-# Like pip, it leaves a file that does not compile as source (torch ships a test file in Python 3.12 syntax): `|| true`.
-# The packages' own test suites (`test/`, `tests/` folders: 4,100 of the 17,000 modules) are never imported
-# by a job, so they are not compiled (40 -> 34 s on 2 cores).
+# pip byte-compiles the ~17,000 installed modules one by one (~100 s of CPU, a third of the install), and
+# `compileall -j 0` of them all (packages' test suites excepted) still took 30-38 s on 2 cores. The jobs import
+# ~6,400 of them (the .pyc files a tiny run wrote in a venv that had none), so the install imports what the jobs
+# import instead, TensorFlow's side and the rest in two processes, which writes their .pyc: 18-20 s on 2 cores,
+# 6,100 of the 6,400. A module a job reaches that these imports do not is compiled once, by its first import.
+# Bytecode is written even where the user's shell sets PYTHONDONTWRITEBYTECODE (compileall did so too).
+WARM_IMPORTS_TF    := tensorflow, keras, tf2onnx.convert, onnx, onnxruntime
+WARM_IMPORTS_OTHER := torch, torch._dynamo, torch.onnx, zuko, sklearn.ensemble, scipy.stats, matplotlib.pyplot, \
+                      pandas, pyarrow.parquet, uproot, awkward, snakemake.cli
+WARM := env -u PYTHONDONTWRITEBYTECODE TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS=ignore $(BIN)/python -c
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
-	$(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib > /dev/null || true
+	$(WARM) 'import $(WARM_IMPORTS_TF)' & tf=$$!; $(WARM) 'import $(WARM_IMPORTS_OTHER)' && wait $$tf
 	touch $(STAMP)
 
 install: $(STAMP)
