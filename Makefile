@@ -14,6 +14,7 @@ CONFIG ?= config/config.yaml
 # import instead, TensorFlow's side and the rest in two processes, which writes their .pyc: 18-20 s on 2 cores,
 # 6,100 of the 6,400. A module a job reaches that these imports do not is compiled once, by its first import.
 # Bytecode is written even where the user's shell sets PYTHONDONTWRITEBYTECODE (compileall did so too).
+# TensorFlow's start-up lines (no CUDA driver, ...) go to .venv/warm_imports.log, shown if an import fails.
 WARM_IMPORTS_TF    := tensorflow, keras, tf2onnx.convert, onnx, onnxruntime
 WARM_IMPORTS_OTHER := torch, torch._dynamo, torch.onnx, zuko, sklearn.ensemble, scipy.stats, matplotlib.pyplot, \
                       pandas, pyarrow.parquet, uproot, awkward, snakemake.cli
@@ -23,7 +24,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
-	$(WARM) 'import $(WARM_IMPORTS_TF)' & tf=$$!; $(WARM) 'import $(WARM_IMPORTS_OTHER)' && wait $$tf
+	$(WARM) 'import $(WARM_IMPORTS_TF)' 2> $(VENV)/warm_imports.log & tf=$$!; \
+	$(WARM) 'import $(WARM_IMPORTS_OTHER)' && wait $$tf || { cat $(VENV)/warm_imports.log; false; }
 	touch $(STAMP)
 
 install: $(STAMP)
