@@ -11,21 +11,26 @@ CONFIG ?= config/config.yaml
 # pip byte-compiles the ~17,000 installed modules one by one (~100 s of CPU, a third of the install), and
 # `compileall -j 0` of them all (packages' test suites excepted) still took 30-38 s on 2 cores. The jobs import
 # ~6,400 of them (the .pyc files a tiny run wrote in a venv that had none), so the install imports what the jobs
-# import instead, TensorFlow's side and the rest in two processes, which writes their .pyc: 18-20 s on 2 cores,
-# 6,100 of the 6,400. A module a job reaches that these imports do not is compiled once, by its first import.
-# Bytecode is written even where the user's shell sets PYTHONDONTWRITEBYTECODE (compileall did so too).
+# import instead, in two processes, which writes their .pyc: 18-20 s on 2 cores (30 s with this machine 1.5x
+# slower), 6,100 of the 6,400 and what is named below. A module that these imports miss is compiled by each
+# process that imports it, and its .pyc kept unless the shell sets PYTHONDONTWRITEBYTECODE (as CI's does):
+# then it is compiled again by every process. So the lists also hold
+# what Snakemake itself, its report and pytest import (without them, each `snakemake -n` compiled 225 modules).
+# Bytecode is written here even where PYTHONDONTWRITEBYTECODE is set (compileall did so too).
 # TensorFlow's start-up lines (no CUDA driver, ...) go to .venv/warm_imports.log, shown if an import fails.
-WARM_IMPORTS_TF    := tensorflow, keras, tf2onnx.convert, onnx, onnxruntime
-WARM_IMPORTS_OTHER := torch, torch._dynamo, torch.onnx, zuko, sklearn.ensemble, scipy.stats, matplotlib.pyplot, \
-                      pandas, pyarrow.parquet, uproot, awkward, snakemake.cli
+WARM_IMPORTS_TF_WORKFLOW := tensorflow, keras, tf2onnx.convert, onnx, onnxruntime, snakemake.cli, snakemake.api, \
+                            snakemake.dag, snakemake.report.html_reporter, snakemake.profiles, snakemake.storage, \
+                            docutils.core, nbformat, jinja2, pygments, smart_open, platformdirs, pytest, xdist
+WARM_IMPORTS_TORCH_DATA  := torch, torch._dynamo, torch.onnx, zuko, sklearn.ensemble, scipy.stats, matplotlib.pyplot, \
+                            pandas, pyarrow.parquet, uproot, awkward
 WARM := env -u PYTHONDONTWRITEBYTECODE TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS=ignore $(BIN)/python -c
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
-	$(WARM) 'import $(WARM_IMPORTS_TF)' 2> $(VENV)/warm_imports.log & tf=$$!; \
-	$(WARM) 'import $(WARM_IMPORTS_OTHER)' && wait $$tf || { cat $(VENV)/warm_imports.log; false; }
+	$(WARM) 'import $(WARM_IMPORTS_TF_WORKFLOW)' 2> $(VENV)/warm_imports.log & tf=$$!; \
+	$(WARM) 'import $(WARM_IMPORTS_TORCH_DATA)' && wait $$tf || { cat $(VENV)/warm_imports.log; false; }
 	touch $(STAMP)
 
 install: $(STAMP)
