@@ -9,7 +9,8 @@ CONFIG ?= config/config.yaml
 
 # Reinstall only when pyproject.toml changed: the stamp is newer than it otherwise.
 # uv installs the packages (tools/install_with_uv.py: same versions as pip, under this machine's pip
-# settings, 23-32 s against pip's 75-95 s on 2 cores); pip does it where uv cannot. uv's cache lies in the
+# settings, 23-45 s against pip's 75-95 s on 2 cores), pip among them; pip does it where uv cannot. The venv
+# is made without pip (ensurepip took 6 s) and uv put into it by the pip of $(PYTHON). uv's cache lies in the
 # venv by default: on the venv's file system its files are hard links (no second copy, no copying), and it
 # goes with the venv instead of filling a home directory's quota; set UV_CACHE_DIR to share one.
 UV           := uv>=0.8,<1
@@ -32,10 +33,11 @@ WARM_IMPORTS_TORCH_DATA  := torch, torch._dynamo, torch.onnx, zuko, sklearn.ense
 WARM := env -u PYTHONDONTWRITEBYTECODE TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS=ignore $(BIN)/python -c
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet '$(UV)' && $(BIN)/python tools/install_with_uv.py $(UV_CACHE_DIR) -e '.[dev]' \
-	  || { echo 'make install: uv could not install; installing with pip'; \
-	       $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet --no-compile -e '.[dev]'; }
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet '$(UV)' \
+	  && $(BIN)/python tools/install_with_uv.py $(PYTHON) $(UV_CACHE_DIR) pip -e '.[dev]' \
+	  || { echo 'make install: uv could not install; installing with pip'; $(BIN)/python -m ensurepip --upgrade \
+	       && $(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/pip install --quiet --no-compile -e '.[dev]'; }
 	$(WARM) 'import $(WARM_IMPORTS_TF_WORKFLOW)' 2> $(VENV)/warm_imports.log & tf=$$!; \
 	$(WARM) 'import $(WARM_IMPORTS_TORCH_DATA)' && wait $$tf || { cat $(VENV)/warm_imports.log; false; }
 	touch $(STAMP)
@@ -46,9 +48,10 @@ install: $(STAMP)
 # that line is not about this run, so `make run` keeps it off the terminal.
 QUIET  := PYTHONWARNINGS="ignore:The environment variable CONDOR_CONFIG is unset:UserWarning"
 
+# The report is written by the same Snakemake process once the run has succeeded (a second process
+# planned the whole workflow again first: ~3 s); it is written also when there was nothing to run.
 run: install
-	$(QUIET) $(BIN)/snakemake --profile profiles/local --configfile $(CONFIG)
-	$(QUIET) $(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) --report report.html
+	$(QUIET) $(BIN)/snakemake --profile profiles/local --report report.html --report-after-run --configfile $(CONFIG)
 	@echo "Report written to $(CURDIR)/report.html"
 
 # The suite on TEST_WORKERS processes (pytest-xdist): one pytest process kept one of CI's 2 cores busy

@@ -14,7 +14,13 @@ and passes each one as uv's equivalent. A setting with no equivalent makes this 
 CANNOT_TRANSLATE before anything is installed, and the Makefile installs with pip instead; so does
 any failure of uv itself.
 
-Usage: python tools/install_with_uv.py UV_CACHE_DIR PIP_INSTALL_ARGS...
+Run with the environment's interpreter (uv installs into it and lies beside it):
+
+    .venv/bin/python tools/install_with_uv.py SETTINGS_PYTHON UV_CACHE_DIR PIP_INSTALL_ARGS...
+
+SETTINGS_PYTHON is an interpreter whose pip reads the settings: the one the venv was made from (the
+venv is made without pip, ~6 s saved; uv installs pip into it with the rest). Its pip sees the same
+files and environment as the venv's would, a fresh venv having no pip.conf of its own.
 """
 
 from __future__ import annotations
@@ -103,8 +109,8 @@ def uv_arguments(settings: dict[str, str]) -> tuple[list[str], dict[str, str]]:
 
 
 def main(argv: list[str]) -> int:
-    cache_dir, install_args = argv[0], argv[1:]
-    options, environment = uv_arguments(pip_settings(sys.executable))
+    settings_python, cache_dir, install_args = argv[0], argv[1], argv[2:]
+    options, environment = uv_arguments(pip_settings(settings_python))
     uv = Path(sys.executable).with_name("uv")
     command = [str(uv), "pip", "install", "--quiet", "--python", sys.executable, "--cache-dir", cache_dir]
     return subprocess.run(command + options + install_args, env={**os.environ, **environment}).returncode
