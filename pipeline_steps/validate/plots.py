@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from pipeline_steps.common.figures import save_figure  # noqa: E402
 
 REAL, GENERATED = "tab:blue", "tab:orange"
-SAVE_OPTIONS = {"dpi": 90, "bbox_inches": "tight"}  # every validation figure (profiles too)
+SAVE_OPTIONS = {"dpi": 90, "crop": True}  # every validation figure (profiles too)
 MAX_PAIR_VARIABLES = 6  # 15 pairs, the SHiP study's figure; more variables would be unreadable
 
 
