@@ -37,7 +37,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip --python $(BIN)/python install --quiet '$(UV)' \
 	  && $(BIN)/python tools/install_with_uv.py $(PYTHON) $(UV_CACHE_DIR) pip -e '.[dev]' \
 	  || { echo 'make install: uv could not install; installing with pip'; $(BIN)/python -m ensurepip --upgrade \
-	       && $(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/pip install --quiet --no-compile -e '.[dev]'; }
+	       && $(BIN)/python -m pip install --quiet --upgrade pip \
+	       && $(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'; }
 	$(WARM) 'import $(WARM_IMPORTS_TF_WORKFLOW)' 2> $(VENV)/warm_imports.log & tf=$$!; \
 	$(WARM) 'import $(WARM_IMPORTS_TORCH_DATA)' && wait $$tf || { cat $(VENV)/warm_imports.log; false; }
 	touch $(STAMP)

@@ -80,21 +80,18 @@ def test_content_beyond_the_room_around_the_canvas_is_saved_the_tight_way(tmp_pa
     assert np.array_equal(_pixels(tmp_path / "cropped.png"), _pixels(tmp_path / "tight.png"))
 
 
-def test_validation_figures_keep_the_tight_size_to_a_few_pixels(tmp_path):
+def test_validation_figures_keep_the_tight_size_to_a_few_pixels(tmp_path, monkeypatch):
     """The ink box lies inside the tight box (text's blank space around the glyphs); never far from it."""
+    assert validate_plots.SAVE_OPTIONS.get("crop") is True  # what the validation uses
     rng = np.random.default_rng(5)
     columns = ["pt", "eta", "phi", "mass", "btag"]
     real = pd.DataFrame(rng.normal(size=(3000, 5)), columns=columns)
     generated = pd.DataFrame(rng.normal(size=(3000, 5)), columns=columns)
     sizes = {}
     for label, options in (("tight", {"dpi": DPI, "bbox_inches": "tight"}), ("cropped", {"dpi": DPI, "crop": True})):
-        validate_plots.SAVE_OPTIONS, saved = options, validate_plots.SAVE_OPTIONS
-        try:
-            validate_plots.plot_distributions(real, generated, columns, tmp_path / f"{label}_d.png")
-            validate_plots.plot_pairs(real, generated, columns, tmp_path / f"{label}_p.png")
-        finally:
-            validate_plots.SAVE_OPTIONS = saved
+        monkeypatch.setattr(validate_plots, "SAVE_OPTIONS", options)
+        validate_plots.plot_distributions(real, generated, columns, tmp_path / f"{label}_d.png")
+        validate_plots.plot_pairs(real, generated, columns, tmp_path / f"{label}_p.png")
         sizes[label] = [Image.open(tmp_path / f"{label}_{kind}.png").size for kind in "dp"]
     for tight, cropped in zip(sizes["tight"], sizes["cropped"]):
         assert all(abs(a - b) <= 3 for a, b in zip(tight, cropped)), (tight, cropped)
-    assert validate_plots.SAVE_OPTIONS.get("crop") is True  # what the validation uses

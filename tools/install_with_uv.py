@@ -3,8 +3,8 @@
 Why uv: pip downloads and unpacks one wheel after the other; TensorFlow's and torch's wheels alone
 are ~2.4 GB unpacked, so `pip install -e '.[dev]'` took 75-95 s on 2 cores (34 s resolving and
 downloading, 58 s unpacking). uv downloads and unpacks in parallel and links the files from its
-cache: 23-45 s for the same packages (the spread is the download), same versions (both resolve to the newest release the ranges in
-pyproject.toml allow).
+cache: 23-45 s for the same packages (the spread is the download), same versions (both resolve to the
+newest release the ranges in pyproject.toml allow).
 
 Why the translation: uv does not read pip's configuration files or PIP_* variables, and a site's pip
 settings are often what makes an install work there (a directory of local wheels, a mirror, a

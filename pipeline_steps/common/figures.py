@@ -81,9 +81,9 @@ def _save_cropped_png(figure, path: str | os.PathLike, dpi: float) -> None:
 
     width, height = figure.get_size_inches()
     room = OVERFLOW_INCHES
+    grown = Bbox.from_extents(-room, -room, width + room, height + room)
     drawn = io.BytesIO()  # uncompressed: only read back below
-    figure.savefig(drawn, format="png", dpi=dpi, bbox_inches=Bbox.from_extents(-room, -room, width + room, height + room),
-                   pil_kwargs={"compress_level": 0})
+    figure.savefig(drawn, format="png", dpi=dpi, bbox_inches=grown, pil_kwargs={"compress_level": 0})
     pixels = np.asarray(Image.open(drawn).convert("RGBA"))
     background = np.round(np.array(to_rgba(figure.get_facecolor())) * 255).astype(np.uint8)
     ink = np.any(pixels != background, axis=2)
