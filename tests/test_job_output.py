@@ -73,3 +73,16 @@ def test_a_job_reexecutes_itself_with_the_fixed_hash_seed(tmp_path):
         assert lines[0] == f"start {seed}" and lines[-1].startswith("job 0 ") and lines[-1].endswith("['arg']")
         outputs.add(lines[-1])
     assert len(outputs) == 1  # the same hash of a string in every job, whatever the shell's seed
+
+
+def test_jobs_of_the_workflow_start_with_the_fixed_hash_seed_and_run_once(tmp_path, monkeypatch):
+    """Snakemake's process sets the seed its jobs inherit, so a job's script starts only once (no re-exec)."""
+    from pipeline_steps.common.reproducible import JOB_HASH_SEED, give_jobs_the_fixed_hash_seed
+    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    give_jobs_the_fixed_hash_seed()
+    script = tmp_path / "job.py"
+    script.write_text("print('start', flush=True)\n"
+                      "from pipeline_steps.common.reproducible import run_with_fixed_hash_seed\n"
+                      "run_with_fixed_hash_seed()\n")
+    result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=True)
+    assert __import__("os").environ["PYTHONHASHSEED"] == JOB_HASH_SEED and result.stdout == "start\n"

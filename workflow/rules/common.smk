@@ -14,6 +14,7 @@ from pipeline_steps.workflow_config import (
 from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.workflow_plan import WorkflowPlan
 from pipeline_steps.common.source_hash import source_hash
+from pipeline_steps.common.reproducible import give_jobs_the_fixed_hash_seed
 from pipeline_steps.scan.expansion import expand_scans
 
 check_unique_keys(workflow.configfiles)
@@ -26,6 +27,7 @@ if SCANS:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 expose_package_to_jobs(workflow.basedir)
+give_jobs_the_fixed_hash_seed()
 PLAN = WorkflowPlan(config)
 
 _FINAL_TARGET_FUNCTIONS = []
