@@ -51,7 +51,7 @@ def main() -> None:
         "cr_train": synthetic_split(args.jets // 2, "cr", 2, **shape),
     }
     hyper = net.CalRatioHyperparameters.from_config(model["hyperparameters"])
-    cfg = training.CalRatioTrainingConfig(epochs=args.epochs + 1, num_splits=args.num_splits, seed=1, threads=args.threads)
+    cfg = training.CalRatioTrainingConfig(epochs=args.epochs + 1, num_splits=args.num_splits, seed=1)
     trainer = training.build_trainer(samples, hyper, cfg)
     training.train_epoch(trainer, samples, 0, cfg)  # warm-up: traces the two tf.functions
     start = time.perf_counter()

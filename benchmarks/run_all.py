@@ -122,8 +122,12 @@ BENCHMARKS = {
 }
 
 
-def run_benchmarks(selected: list[str]) -> list[dict]:
-    """Run each script in its own process (peak-memory figures must not mix)."""
+def run_benchmarks(selected: list[str], failed: list[str]) -> list[dict]:
+    """Run each script in its own process (peak-memory figures must not mix); append failures to ``failed``.
+
+    A failing script leaves its rows out and the others still run, so one broken benchmark does not cost
+    the whole run; ``main`` then exits non-zero, so that ``make bench`` never reports success with rows missing.
+    """
     rows = []
     for name, (arguments, to_rows) in BENCHMARKS.items():
         script = BENCH_DIR / f"bench_{name}.py"
@@ -136,6 +140,7 @@ def run_benchmarks(selected: list[str]) -> list[dict]:
         print(f"{script.name}: exit {result.returncode} in {time.perf_counter() - started:.0f} s", flush=True)
         if result.returncode != 0:
             print(result.stdout[-2000:], result.stderr[-4000:], file=sys.stderr)
+            failed.append(script.name)
             continue
         rows += [{"benchmark": name, **row} for row in to_rows(json.loads(output.read_text()))]
     return rows
@@ -167,10 +172,13 @@ def markdown(rows: list[dict], machine: dict) -> str:
 def main(argv: list[str]) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
-    rows = [with_ratio(row) for row in run_benchmarks(argv)]
-    (OUT_DIR / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    failed: list[str] = []
+    rows = [with_ratio(row) for row in run_benchmarks(argv, failed)]
+    (OUT_DIR / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows, "failed": failed}, indent=2))
     (OUT_DIR / "bench.md").write_text(markdown(rows, machine))
     print((OUT_DIR / "bench.md").read_text())
+    if failed:
+        sys.exit(f"make bench: {', '.join(failed)} failed (output above); their rows are missing from bench.md")
 
 
 if __name__ == "__main__":

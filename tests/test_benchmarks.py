@@ -40,3 +40,30 @@ def test_planning_benchmark_cases_name_five_datasets(tmp_path, case):
     assert set(datasets) == set(bench_planning.DATASETS)
     if case == "existing":
         assert len(list((tmp_path / "raw" / "ship").glob("*.root"))) == 3
+
+
+def test_calratio_benchmark_runs_and_gives_a_table_row(tmp_path):
+    """It had built its training settings with a field the trainer no longer has (``threads``)."""
+    import json
+    import subprocess
+
+    out = tmp_path / "bench_calratio.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_calratio.py"), "--jets", "64", "--epochs", "1",
+                    "--num-splits", "2", "--threads", "1", "--out", str(out)],
+                   cwd=REPO, check=True, capture_output=True, text=True)
+    rows = run_all._calratio_rows(json.loads(out.read_text()))
+    assert len(rows) == 1 and rows[0]["ours"] > 0 and rows[0]["baseline"] > 0
+
+
+def test_make_bench_fails_when_a_benchmark_fails_and_still_writes_the_other_rows(tmp_path, monkeypatch):
+    """A broken benchmark used to leave its rows out of bench.md while `make bench` exited 0."""
+    (tmp_path / "bench_broken.py").write_text("raise SystemExit(1)\n")
+    (tmp_path / "bench_fine.py").write_text("import json, sys\nopen(sys.argv[1], 'w').write(json.dumps([]))\n")
+    monkeypatch.setattr(run_all, "BENCH_DIR", tmp_path)
+    monkeypatch.setattr(run_all, "OUT_DIR", tmp_path / "out")
+    fine_row = {"name": "fine", "ours": 2.0, "baseline": 1.0, "unit": "x"}
+    monkeypatch.setattr(run_all, "BENCHMARKS", {"broken": ([], lambda result: []),
+                                                "fine": (["{out}"], lambda result: [fine_row])})
+    with pytest.raises(SystemExit, match="bench_broken.py failed"):
+        run_all.main([])
+    assert "| fine | fine | 2 |" in (tmp_path / "out" / "bench.md").read_text()
