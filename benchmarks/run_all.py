@@ -122,13 +122,13 @@ BENCHMARKS = {
 }
 
 
-def run_benchmarks(selected: list[str], failed: list[str]) -> list[dict]:
-    """Run each script in its own process (peak-memory figures must not mix); append failures to ``failed``.
+def run_benchmarks(selected: list[str]) -> tuple[list[dict], list[str]]:
+    """Run each script in its own process (peak-memory figures must not mix): the rows, and the scripts that failed.
 
     A failing script leaves its rows out and the others still run, so one broken benchmark does not cost
     the whole run; ``main`` then exits non-zero, so that ``make bench`` never reports success with rows missing.
     """
-    rows = []
+    rows, failed = [], []
     for name, (arguments, to_rows) in BENCHMARKS.items():
         script = BENCH_DIR / f"bench_{name}.py"
         if (selected and name not in selected) or not script.exists():
@@ -143,7 +143,7 @@ def run_benchmarks(selected: list[str], failed: list[str]) -> list[dict]:
             failed.append(script.name)
             continue
         rows += [{"benchmark": name, **row} for row in to_rows(json.loads(output.read_text()))]
-    return rows
+    return rows, failed
 
 
 def with_ratio(row: dict) -> dict:
@@ -172,8 +172,8 @@ def markdown(rows: list[dict], machine: dict) -> str:
 def main(argv: list[str]) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
-    failed: list[str] = []
-    rows = [with_ratio(row) for row in run_benchmarks(argv, failed)]
+    measured, failed = run_benchmarks(argv)
+    rows = [with_ratio(row) for row in measured]
     (OUT_DIR / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows, "failed": failed}, indent=2))
     (OUT_DIR / "bench.md").write_text(markdown(rows, machine))
     print((OUT_DIR / "bench.md").read_text())

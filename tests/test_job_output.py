@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -53,7 +54,7 @@ def test_start_job_pins_the_hash_seed_and_redirects(tmp_path):
                       f"start_job({str(log)!r})\n"
                       "os.write(2, ('seed ' + os.environ['PYTHONHASHSEED'] + '\\n').encode())\n")
     result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=True,
-                            env={**__import__("os").environ, "PYTHONHASHSEED": "7"})
+                            env={**os.environ, "PYTHONHASHSEED": "7"})
     assert result.stderr == "" and log.read_text() == "seed 0\n"
 
 
@@ -68,7 +69,7 @@ def test_a_job_reexecutes_itself_with_the_fixed_hash_seed(tmp_path):
     outputs = set()
     for seed in ("1", "random", "0"):
         result = subprocess.run([sys.executable, "-u", str(script), "arg"], cwd=REPO, capture_output=True, text=True,
-                                env={**__import__("os").environ, "PYTHONHASHSEED": seed}, check=True)
+                                env={**os.environ, "PYTHONHASHSEED": seed}, check=True)
         lines = result.stdout.splitlines()
         assert lines[0] == f"start {seed}" and lines[-1].startswith("job 0 ") and lines[-1].endswith("['arg']")
         outputs.add(lines[-1])
@@ -76,7 +77,8 @@ def test_a_job_reexecutes_itself_with_the_fixed_hash_seed(tmp_path):
 
 
 def test_jobs_of_the_workflow_start_with_the_fixed_hash_seed_and_run_once(tmp_path, monkeypatch):
-    """Snakemake's process sets the seed its jobs inherit, so a job's script starts only once (no re-exec)."""
+    """The Snakefile sets the seed in Snakemake's process; a job inheriting it starts only once (no re-exec)."""
+    assert "\ngive_jobs_the_fixed_hash_seed()\n" in (REPO / "workflow" / "rules" / "common.smk").read_text()
     from pipeline_steps.common.reproducible import JOB_HASH_SEED, give_jobs_the_fixed_hash_seed
     monkeypatch.setenv("PYTHONHASHSEED", "random")
     give_jobs_the_fixed_hash_seed()
@@ -85,4 +87,4 @@ def test_jobs_of_the_workflow_start_with_the_fixed_hash_seed_and_run_once(tmp_pa
                       "from pipeline_steps.common.reproducible import run_with_fixed_hash_seed\n"
                       "run_with_fixed_hash_seed()\n")
     result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=True)
-    assert __import__("os").environ["PYTHONHASHSEED"] == JOB_HASH_SEED and result.stdout == "start\n"
+    assert os.environ["PYTHONHASHSEED"] == JOB_HASH_SEED and result.stdout == "start\n"
