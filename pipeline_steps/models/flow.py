@@ -42,10 +42,11 @@ import torch
 from torch import nn
 from zuko.distributions import DiagNormal
 from zuko.lazy import Flow, LazyTransform, UnconditionalDistribution, UnconditionalTransform
-from zuko.transforms import CouplingTransform, DependentTransform, MonotonicRQSTransform, PermutationTransform
+from zuko.transforms import CouplingTransform, DependentTransform, PermutationTransform
 from zuko.utils import unpack
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.models.rqs_spline import RQSTransform
 
 __all__ = [
     "FlowHyperparameters",
@@ -181,7 +182,7 @@ class SplineCoupling(LazyTransform):
             c = c.expand(*x_kept.shape[:-1], c.shape[-1])
         phi = self.hyper(x_kept, c).unflatten(-1, (-1, sum(s[0] for s in self.shapes)))
         widths, heights, derivatives = unpack(phi, self.shapes)
-        return DependentTransform(MonotonicRQSTransform(widths, heights, derivatives, bound=SPLINE_BOUND), 1)
+        return DependentTransform(RQSTransform(widths, heights, derivatives, bound=SPLINE_BOUND), 1)
 
     def forward(self, c: torch.Tensor | None = None) -> CouplingTransform:
         return CouplingTransform(partial(self.meta, c), self.mask)
