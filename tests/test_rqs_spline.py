@@ -21,41 +21,71 @@ PROJECT = Path(__file__).resolve().parents[1]
 N_BINS = 8
 
 
-def spline_inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Unconstrained spline parameters and points, ~20 % of them beyond the bound of 5."""
+def spline_inputs(seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    """Unconstrained spline parameters [400, 9, 3K - 1] and points [400, 9], ~20 % beyond the bound of 5."""
     generator = torch.Generator().manual_seed(seed)
-    parameters = 2.0 * torch.randn(400, 9, 3 * N_BINS - 1, generator=generator)
-    x = 4.0 * torch.randn(400, 9, generator=generator)
-    return (*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), x)
+    parameters = 2.0 * torch.randn(400, 9, 3 * N_BINS - 1, generator=generator, dtype=torch.float64)
+    x = 4.0 * torch.randn(400, 9, generator=generator, dtype=torch.float64)
+    return parameters.to(dtype), x.to(dtype)
 
 
-def both_directions(transform: MonotonicRQSTransform, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def evaluate(spline: type, parameters: torch.Tensor, x: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, ...]:
+    """The spline's value, log slope and inverse at ``x``, and the gradients of a random weighting of the
+    value and log slope with respect to the parameters and ``x`` (what a flow's training step takes)."""
+    parameters, x = parameters.clone().requires_grad_(), x.clone().requires_grad_()
+    transform = spline(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0)
     y, ladj = transform.call_and_ladj(x)
-    return y, ladj, transform.inv(x)
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randn(2, *x.shape, generator=generator, dtype=torch.float64).to(x.dtype)
+    (weights[0] * y + weights[1] * ladj).sum().backward()
+    return y.detach(), ladj.detach(), transform.inv(x.detach()), parameters.grad, x.grad
 
 
 @pytest.mark.parametrize("capability", ["AVX2", "AVX512"])
 def test_spline_is_zukos_with_the_softmax_plain_or_padded(monkeypatch, capability):
-    """Plain (as on AVX2): every value is zuko's bit for bit, so the constructor computes zuko's knots.
+    """Plain softmax (as on AVX2): every value is zuko's bit for bit, so the constructor computes zuko's
+    knots and the forward zuko's expressions. The gradients are the hand-written backward's.
 
-    Padded (as on AVX-512): the softmax's 8-term sum may be taken in another order, so the float32 results
-    differ from zuko's by rounding, which the spline's slopes (up to 1e3 either way, zuko's minimum slope
-    1e-3) amplify: 7e-5 on a log-slope here. Both are then compared with zuko's spline in float64: ours must
-    be as exact as zuko's float32 one, its worst element within twice zuko's worst (the same expressions
-    rounded alike, the worst case free to fall on another element).
+    Every result is then compared with zuko's spline in float64: ours must be as exact as zuko's float32
+    one, its worst element within twice zuko's worst (the same kind of rounding, the worst case free to
+    fall on another element). Padded (as on AVX-512), the softmax's 8-term sum may be taken in another
+    order, which the spline's slopes (up to 1e3 either way, zuko's minimum slope 1e-3) amplify: 7e-5 on
+    a log slope here, within the same bound.
     """
     monkeypatch.setattr(rqs_spline, "_ATEN_CAPABILITY", capability)
-    widths, heights, derivatives, x = spline_inputs()
-    ours = both_directions(RQSTransform(widths, heights, derivatives, bound=5.0), x)
-    zukos = both_directions(MonotonicRQSTransform(widths, heights, derivatives, bound=5.0), x)
+    parameters, x = spline_inputs()
+    ours = evaluate(RQSTransform, parameters, x)
+    zukos = evaluate(MonotonicRQSTransform, parameters, x)
     if capability == "AVX2":
-        assert all(torch.equal(found, expected) for found, expected in zip(ours, zukos))
-        return
-    exact = both_directions(MonotonicRQSTransform(widths.double(), heights.double(), derivatives.double(),
-                                                  bound=5.0), x.double())
+        assert all(torch.equal(found, expected) for found, expected in zip(ours[:3], zukos[:3]))
+    exact = evaluate(MonotonicRQSTransform, *spline_inputs(dtype=torch.float64))
     for found, expected, reference in zip(ours, zukos, exact):
         zukos_error = (expected.double() - reference).abs().max()
         assert 0 < (found.double() - reference).abs().max() <= 2 * zukos_error
+
+
+def test_hand_written_gradient_is_autograds_through_zukos_spline():
+    """In float64 the closed-form backward equals autograd through zuko's expressions to rounding: the
+    gradients reach ~3e2 (slopes up to 1e3), so 1e-10 relative leaves ~1e5 ulp of room for the two
+    evaluation orders yet fails any wrong term. Points inside and outside the knots, every parameter."""
+    parameters, x = spline_inputs(dtype=torch.float64)
+    ours = evaluate(RQSTransform, parameters, x)
+    zukos = evaluate(MonotonicRQSTransform, parameters, x)
+    outside = x.abs() > 5.0
+    assert outside.any() and (~outside).any()
+    for found, expected in zip(ours, zukos):
+        torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_hand_written_gradient_passes_finite_differences():
+    """The backward checked against central differences, independently of zuko's code."""
+    parameters, x = spline_inputs(seed=3, dtype=torch.float64)
+    parameters, x = parameters[:12, :3].clone().requires_grad_(), x[:12, :3].clone().requires_grad_()
+
+    def value_and_log_slope(parameters, x):
+        return RQSTransform(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0).call_and_ladj(x)
+
+    assert torch.autograd.gradcheck(value_and_log_slope, (parameters, x))
 
 
 SOFTMAX_SCRIPT = """
