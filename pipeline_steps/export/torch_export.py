@@ -11,7 +11,6 @@ own result with ``torch.where``: no data-dependent shapes, so the graph exports 
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import shutil
 from pathlib import Path
@@ -24,14 +23,14 @@ from torch import nn
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.export.rounding_draws import one_ulp_away
-from zuko.transforms import MonotonicRQSTransform, PermutationTransform
+from zuko.transforms import PermutationTransform
 
 from pipeline_steps.models.flow import (SPLINE_BOUND, FlowModel, FlowSpec, ResidualNet, SplineCoupling, _part_name,
                                          build_flow)
+from pipeline_steps.models.rqs_spline import MIN_SLOPE as RQS_MIN_SLOPE
 
 INPUT_NAMES = ("conditions", "noise")
 OUTPUT_NAMES = ("targets",)
-RQS_MIN_SLOPE = inspect.signature(MonotonicRQSTransform).parameters["slope"].default  # zuko's, as trained
 
 
 class FlowInverse(nn.Module):

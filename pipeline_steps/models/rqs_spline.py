@@ -31,15 +31,19 @@ spline feature-major (``export/torch_export.py``) and is verified against this c
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 import torch.nn.functional as F
 from zuko.transforms import MonotonicRQSTransform
 
-__all__ = ["RQSTransform", "bin_softmax", "PADDED_SOFTMAX_WIDTH"]
+__all__ = ["RQSTransform", "bin_softmax", "PADDED_SOFTMAX_WIDTH", "MIN_SLOPE"]
 
 PADDED_SOFTMAX_WIDTH = 16  # floats in one AVX-512 vector: rows this long take ATen's vectorised softmax
+_ZUKO_DEFAULTS = inspect.signature(MonotonicRQSTransform).parameters
+MIN_SLOPE = _ZUKO_DEFAULTS["slope"].default  # zuko's, as trained; the export's inverse spline uses it too
+_ATEN_CAPABILITY = torch.backends.cpu.get_cpu_capability()  # decided per process
 
 
 def bin_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -57,7 +61,7 @@ class RQSTransform(MonotonicRQSTransform):
     :class:`_SplineAtKnots`; the inverse is zuko's."""
 
     def __init__(self, widths: torch.Tensor, heights: torch.Tensor, derivatives: torch.Tensor,
-                 bound: float = 5.0, slope: float = 1e-3, **kwargs) -> None:
+                 bound: float = _ZUKO_DEFAULTS["bound"].default, slope: float = MIN_SLOPE, **kwargs) -> None:
         super(MonotonicRQSTransform, self).__init__(**kwargs)  # zuko's Transform base, not zuko's knots
         self.horizontal, self.vertical, self.derivatives = _Knots.apply(widths, heights, derivatives, bound, slope)
 
@@ -126,7 +130,7 @@ class _SplineAtKnots(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, horizontal, vertical, derivatives):
         bins = horizontal.shape[-1] - 1
-        k = torch.sum(horizontal < x[..., None], dim=-1) - 1   # zuko's searchsorted
+        k = MonotonicRQSTransform.searchsorted(horizontal, x) - 1
         mask = torch.logical_and(0 <= k, k < bins)
         k = k % bins
         index = torch.stack((k, k + 1), dim=-1)
@@ -159,13 +163,13 @@ class _SplineAtKnots(torch.autograd.Function):
         b = s + slope_sum * t
         c = 2 * s * t + d0 * one_z * one_z + d1 * z * z
         gy_h_b2, gl_b = gy * h / (b * b), gl / b
-        gl_c = gl / c
+        gl_c, gl_b_t = gl / c, 2 * gl_b * t
         b_z = slope_sum * u                                     # dB/dz; dB/ds = 1 - 2t, dB/dd0 = dB/dd1 = t
         # each: d/dq (y) * grad_y + d/dq (ladj) * grad_ladj, for q = z, s, d0, d1
         g_z = gy_h_b2 * ((2 * s * z + d0 * u) * b - a * b_z) + 2 * gl_c * (s * u - d0 * one_z + d1 * z) - 2 * gl_b * b_z
         g_s = gy_h_b2 * (z * z * b - a * (1 - 2 * t)) + 2 * gl / s + 2 * gl_c * t - 2 * gl_b * (1 - 2 * t)
-        g_d0 = gy_h_b2 * (t * b - a * t) + gl_c * one_z * one_z - 2 * gl_b * t
-        g_d1 = -gy_h_b2 * a * t + gl_c * z * z - 2 * gl_b * t
+        g_d0 = gy_h_b2 * (t * b - a * t) + gl_c * one_z * one_z - gl_b_t
+        g_d1 = -gy_h_b2 * a * t + gl_c * z * z - gl_b_t
         # through h (y = y0 + h A/B, s = h / w) and w (z = (x - x0) / w, s = h / w)
         g_h = gy * a / b + g_s / w
         g_w = -(g_z * z + g_s * s) / w
@@ -179,8 +183,5 @@ class _SplineAtKnots(torch.autograd.Function):
 
 
 def _pads(logits: torch.Tensor) -> bool:
-    """Whether this tensor's softmax runs on ATen's AVX-512 CPU kernels (decided per process)."""
+    """Whether this tensor's softmax runs on ATen's AVX-512 CPU kernels."""
     return logits.device.type == "cpu" and _ATEN_CAPABILITY.startswith("AVX512")
-
-
-_ATEN_CAPABILITY = torch.backends.cpu.get_cpu_capability()
