@@ -13,12 +13,14 @@ from tests.test_export_bundle import export_flow
 def test_feature_major_spline_inverse_is_zukos_inside_and_outside_the_bound():
     from pipeline_steps.export.torch_export import spline_inverse
     from pipeline_steps.models.flow import SPLINE_BOUND
+    from pipeline_steps.models.rqs_spline import MIN_SLOPE
 
     n_bins, generator = 8, torch.Generator().manual_seed(0)
     parameters = 2.0 * torch.randn(500, 3, 3 * n_bins - 1, generator=generator)   # [n, d, 3K-1]
     y = 4.0 * torch.randn(500, 3, generator=generator)                               # ~20% beyond +-5
     widths, heights, derivatives = parameters.split([n_bins, n_bins, n_bins - 1], dim=-1)
-    expected = MonotonicRQSTransform(widths, heights, derivatives, bound=SPLINE_BOUND).inv(y)
+    expected = MonotonicRQSTransform(widths, heights, derivatives, bound=SPLINE_BOUND,
+                                     slope=MIN_SLOPE).inv(y)
     found = spline_inverse(parameters.permute(1, 2, 0), y.T, n_bins).T
     outside = y.abs() > SPLINE_BOUND
     assert outside.any() and torch.equal(found[outside], y[outside])

@@ -166,3 +166,40 @@ def test_model_json_round_trips(tmp_path):
     spec = _ship_spec()
     assert FlowSpec.from_json(spec.to_json()) == spec
     assert json.loads(spec.to_json())["kind"] == "flow"
+
+
+# log_prob of _spec()'s flow with every parameter drawn by _fixed_flow, at _fixed_points(), computed with
+# zuko 1.6 and torch 2.13 (float64). A checkpoint stores weights, not the function they parametrise: what
+# turns weights into a density (the spline's minimum slope and bound, the couplings' masks, the permutations,
+# the conditioner's layout) must not move with the installed zuko or torch, or every stored model silently
+# becomes another one. zuko's default minimum slope did (1e-4 up to 1.4, 1e-3 since 1.5): with it, these
+# values moved by 0.03-0.41, which is what this test is for.
+REFERENCE_LOG_PROB = [-8.488006346608046, -6.260282644108362, -12.30056526334561, -6.88762361935015,
+                      -9.942194225568615, -2.6980012874009582]
+
+
+def _fixed_flow(spec: FlowSpec):
+    """The flow in float64 with its parameters from numpy's generator: independent of torch's RNG and init."""
+    model = build_flow(spec).double().eval()
+    generator = np.random.default_rng(2026)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.from_numpy(0.3 * generator.standard_normal(tuple(parameter.shape))))
+    return model
+
+
+def _fixed_points() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = np.random.default_rng(7)
+    targets = torch.from_numpy(1.5 * generator.standard_normal((6, 3)))
+    return targets, torch.from_numpy(generator.standard_normal((6, 2)))
+
+
+def test_stored_weights_mean_the_same_density_as_when_the_reference_was_taken():
+    """Error analysis of the tolerance: float64 (eps 2.2e-16); each value is a sum of ~10 terms, each the end
+    of ~100 operations whose rounding the spline's slopes (at most 1 / MIN_SLOPE = 1e3) amplify: at most
+    ~1e3 * 100 * 10 * 2.2e-16 = 2e-10. ATen's baseline, AVX2 and AVX-512 kernels differ by 7e-15 here. So 1e-9
+    holds on any CPU, while a change of the function moves the values by far more (see above)."""
+    targets, conditions = _fixed_points()
+    with torch.no_grad():
+        found = _fixed_flow(_spec()).log_prob(targets, conditions)
+    torch.testing.assert_close(found, torch.tensor(REFERENCE_LOG_PROB, dtype=torch.float64), rtol=0, atol=1e-9)

@@ -36,7 +36,7 @@ def _rules_with_conda() -> dict[str, str | None]:
     """{rule name: conda path or None} read from the rule files' text."""
     rules: dict[str, str | None] = {}
     for rule_file in RULE_FILES:
-        current = None
+        current, previous_line = None, ""
         for line in rule_file.read_text().splitlines():
             header = re.match(r"^(?:rule|checkpoint) (\w+):", line)
             if header:

@@ -33,7 +33,8 @@ def evaluate(spline: type, parameters: torch.Tensor, x: torch.Tensor, seed: int 
     """The spline's value, log slope and inverse at ``x``, and the gradients of a random weighting of the
     value and log slope with respect to the parameters and ``x`` (what a flow's training step takes)."""
     parameters, x = parameters.clone().requires_grad_(), x.clone().requires_grad_()
-    transform = spline(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0)
+    transform = spline(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0,
+                       slope=rqs_spline.MIN_SLOPE)
     y, ladj = transform.call_and_ladj(x)
     generator = torch.Generator().manual_seed(seed)
     weights = torch.randn(2, *x.shape, generator=generator, dtype=torch.float64).to(x.dtype)
@@ -83,7 +84,8 @@ def test_hand_written_gradient_passes_finite_differences():
     parameters, x = parameters[:12, :3].clone().requires_grad_(), x[:12, :3].clone().requires_grad_()
 
     def value_and_log_slope(parameters, x):
-        return RQSTransform(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0).call_and_ladj(x)
+        return RQSTransform(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0,
+                       slope=rqs_spline.MIN_SLOPE).call_and_ladj(x)
 
     assert torch.autograd.gradcheck(value_and_log_slope, (parameters, x))
 

@@ -149,3 +149,11 @@ def test_calratio_ks_ranks_by_the_worst_output():
     assert metric_value("ks", "calratio_rnn", {"cr_test_ks_sig": 0.1, "cr_test_ks_qcd": 0.3}, None) == (0.3, 0.3)
     table = rank_points(rows, {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}})
     assert list(table["instance"]) == ["c", "a", "b"]  # a point without a value goes last
+
+
+def test_ranking_writes_a_list_valued_point_as_json():
+    """A grid over a list (e.g. layer widths) gives one cell per point: its JSON text, not a pandas list."""
+    rows = [{"instance": "a", "value": 0.2, "score": 0.2}, {"instance": "b", "value": 0.1, "score": 0.1}]
+    points = {"a": {"hyperparameters.layers": [64, 64]}, "b": {"hyperparameters.layers": [128]}}
+    table = rank_points(rows, points)
+    assert list(table["hyperparameters.layers"]) == ["[128]", "[64, 64]"]

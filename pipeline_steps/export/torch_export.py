@@ -44,7 +44,6 @@ class FlowInverse(nn.Module):
         self.parts = list(spec.parts)
 
     def forward(self, conditions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        spec = self.model.spec
         context = conditions[:, self.model.context_index] if self.model.context_index else None
         out = torch.zeros_like(noise)
         for part in self.parts:

@@ -25,6 +25,10 @@ forward value:
   another order, so it differs from autograd's by rounding (equal to 1e-10 in float64, as exact as autograd's
   in float32, and central differences agree; tests/test_rqs_spline.py).
 
+The minimum slope is this module's :data:`MIN_SLOPE`, not zuko's default: zuko's default was 1e-4 up to
+1.4 and 1e-3 since 1.5, so a flow built on the default would be another function (and a checkpoint
+another model) with another zuko installed, e.g. in a cluster's conda env.
+
 The inverse (sampling) is zuko's. The ONNX export does not go through this class: it rebuilds the inverse
 spline feature-major (``export/torch_export.py``) and is verified against this class's inverse.
 """
@@ -42,7 +46,9 @@ __all__ = ["RQSTransform", "bin_softmax", "PADDED_SOFTMAX_WIDTH", "MIN_SLOPE"]
 
 PADDED_SOFTMAX_WIDTH = 16  # floats in one AVX-512 vector: rows this long take ATen's vectorised softmax
 _ZUKO_DEFAULTS = inspect.signature(MonotonicRQSTransform).parameters
-MIN_SLOPE = _ZUKO_DEFAULTS["slope"].default  # zuko's, as trained; the export's inverse spline uses it too
+# The spline's slopes lie in [MIN_SLOPE, 1 / MIN_SLOPE]: part of what a checkpoint means (the export's inverse
+# spline uses it too), so fixed here; 1e-3 is zuko's default since 1.5, what every flow so far trained with.
+MIN_SLOPE = 1e-3
 _ATEN_CAPABILITY = torch.backends.cpu.get_cpu_capability()  # decided per process
 
 

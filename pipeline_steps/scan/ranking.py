@@ -17,6 +17,7 @@ trained instance, nothing is retrained.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping, Sequence
 
