@@ -4,7 +4,10 @@ Plain script (no pytest): prints and writes a JSON of measured pairs from the sa
   - generation: rows/s of the whole chain (sample -> inverse transform -> physical -> ROOT write)
     vs the same chain without the write, for a NanoAOD-jets-like layout. The sampler is a small
     linear stand-in (the trained models' own rates are in results/generate/<model>/generation.json),
-    so this measures the pipeline's overhead around the network.
+    so this measures the pipeline's overhead around the network. The jets' float fields are float32,
+    as NanoAOD stores them (the generated columns take the dtype of the real table's, so the pipeline
+    writes float32 for NanoAOD); the same chain with float64 fields (1.5x the bytes to compress and
+    write) is reported beside it.
   - figure of merit: seconds for GradientBoostingClassifier (the SHiP study's, `exact`) vs
     HistGradientBoostingClassifier (`hist`) on the same rows.
   - validate(): seconds of the whole metrics part of one model's validation (BDT real vs generated,
@@ -53,7 +56,8 @@ class LinearSampler:
         return (0.5 * conditions[:, :1] + rng.normal(size=(len(conditions), self.n_targets))).astype(np.float32)
 
 
-def _jets(n_rows, seed=0):
+def _jets(n_rows, seed=0, float_type=np.float32):
+    """NanoAOD-like jets; ``float_type`` is the dtype of the reco-level float fields (NanoAOD's: float32)."""
     rng = np.random.default_rng(seed)
     counts = rng.integers(1, 6, n_rows // 3 + 1)
     event = np.repeat(np.arange(len(counts)), counts)[:n_rows]
@@ -64,8 +68,9 @@ def _jets(n_rows, seed=0):
         "run": np.ones(n, np.uint32), "luminosityBlock": np.ones(n, np.uint32), "event": event.astype(np.uint64),
         "gen_pt": rng.uniform(20, 300, n).astype(np.float32), "gen_eta": rng.normal(0, 2, n).astype(np.float32),
         "gen_phi": rng.uniform(-3, 3, n).astype(np.float32), "PV_npvs": rng.integers(5, 50, n).astype(np.int32),
-        "ptRatio": rng.normal(1, 0.1, n), "eta": rng.normal(0, 2, n), "phi": rng.uniform(-3, 3, n),
-        "area": rng.uniform(0.3, 0.6, n), "btagDeepB": rng.random(n), "nConstituents": rng.integers(2, 50, n).astype(np.int32),
+        "ptRatio": rng.normal(1, 0.1, n).astype(float_type), "eta": rng.normal(0, 2, n).astype(float_type),
+        "phi": rng.uniform(-3, 3, n).astype(float_type), "area": rng.uniform(0.3, 0.6, n).astype(float_type),
+        "btagDeepB": rng.random(n).astype(float_type), "nConstituents": rng.integers(2, 50, n).astype(np.int32),
     })
     transforms = ModelTransforms(fit_variable_transforms(df, {c: "standard" for c in CONDITIONS}),
                                  fit_variable_transforms(df, {t: "standard" for t in TARGETS}),
@@ -74,14 +79,14 @@ def _jets(n_rows, seed=0):
     return df.assign(**{f"cond__{c}": cond[:, i] for i, c in enumerate(CONDITIONS)}), transforms
 
 
-def bench_generation(n_rows: int, repeats: int = 3) -> dict:
+def bench_generation(n_rows: int, repeats: int = 3, float_type=np.float32) -> dict:
     """Seconds of the chain with and without the ROOT write, each the median of ``repeats`` runs.
 
     The writer overlaps a block's write with the sampling of the next (``root_io._BlockWriter``), so
     the ratio depends on the number of blocks: at one block (200k rows) nothing can overlap, which the
     second call in ``main`` shows; production sizes are millions of rows.
     """
-    rows, transforms = _jets(n_rows)
+    rows, transforms = _jets(n_rows, float_type=float_type)
     settings = GenerateSettings.from_params({
         "model_name": "bench", "seed": 1, "validation": {"generated_events": n_rows},
         "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
@@ -96,6 +101,7 @@ def bench_generation(n_rows: int, repeats: int = 3) -> dict:
             without_write.append(_seconds_without_write(sampler, transforms, rows, settings))
         size = (Path(folder) / "g.root").stat().st_size
     return {"rows": len(rows), "blocks": -(-len(rows) // settings.write_block_rows), "repeats": repeats,
+            "float_fields": np.dtype(float_type).name,
             "rows_per_s_with_root_write": len(rows) / float(np.median(with_write)),
             "rows_per_s_without_write": len(rows) / float(np.median(without_write)), "root_bytes": size}
 
@@ -170,6 +176,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/bench_generate_validate.json")
     args = parser.parse_args()
     report = {"generation": bench_generation(args.rows), "generation_one_block": bench_generation(args.one_block_rows),
+              "generation_float64": bench_generation(args.rows, float_type=np.float64),
               "figure_of_merit": bench_fom(args.fom_rows),
               "validate": bench_validate(args.validate_rows)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
