@@ -95,4 +95,5 @@ def _save_cropped_png(figure, path: str | os.PathLike, dpi: float) -> None:
     pad = round(CROP_PAD_INCHES * dpi)
     top, bottom = max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, height_px)
     left, right = max(columns[0] - pad, 0), min(columns[-1] + 1 + pad, width_px)
-    matplotlib.image.imsave(path, pixels[top:bottom, left:right], format="png", dpi=dpi)
+    # contiguous: matplotlib < 3.9 hands the array's buffer to Pillow, whose frombuffer rejects a strided slice
+    matplotlib.image.imsave(path, np.ascontiguousarray(pixels[top:bottom, left:right]), format="png", dpi=dpi)
