@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+import pipeline_steps  # noqa: F401  (before any test module imports TensorFlow: common/triton_before_tensorflow.py)
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TINY_CONFIG = REPO / "tests" / "config" / "tiny.yaml"

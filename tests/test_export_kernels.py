@@ -67,6 +67,7 @@ EXPORT_COMBO = KERNEL_COMBOS[0]  # the scalar kernels, single thread: as far fro
 VERIFY_SCRIPT = """
 import json, sys
 threads = int(sys.argv[1])
+import pipeline_steps  # first: triton before TensorFlow (common/triton_before_tensorflow.py)
 import torch, tensorflow as tf
 torch.set_num_threads(threads)
 tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -77,6 +78,7 @@ print(json.dumps({folder: verify_bundle(folder) for folder in sys.argv[2:]}))
 EXPORT_SCRIPT = """
 import json, sys
 threads = int(sys.argv[1])
+import pipeline_steps  # first: triton before TensorFlow (common/triton_before_tensorflow.py)
 import torch, tensorflow as tf
 torch.set_num_threads(threads)
 tf.config.threading.set_intra_op_parallelism_threads(threads)
