@@ -102,7 +102,7 @@ class Bundle:
         The calls share the rows evenly (no short last call): ONNX Runtime's matrix kernels take
         another path for fewer than 8 columns, which moves a flow's output by float32 rounding; with
         calls of 8 rows or more the output does not depend on how the rows were split (ONNX Runtime
-        1.20 and later, hence the pin; 1.18 and 1.19 rounded by batch size).
+        1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size).
         """
         feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
         n = len(next(iter(feeds.values())))
