@@ -85,7 +85,7 @@ def test_hand_written_gradient_passes_finite_differences():
 
     def value_and_log_slope(parameters, x):
         return RQSTransform(*parameters.split([N_BINS, N_BINS, N_BINS - 1], dim=-1), bound=5.0,
-                       slope=rqs_spline.MIN_SLOPE).call_and_ladj(x)
+                            slope=rqs_spline.MIN_SLOPE).call_and_ladj(x)
 
     assert torch.autograd.gradcheck(value_and_log_slope, (parameters, x))
 

@@ -35,7 +35,6 @@ spline feature-major (``export/torch_export.py``) and is verified against this c
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -45,7 +44,6 @@ from zuko.transforms import MonotonicRQSTransform
 __all__ = ["RQSTransform", "bin_softmax", "PADDED_SOFTMAX_WIDTH", "MIN_SLOPE"]
 
 PADDED_SOFTMAX_WIDTH = 16  # floats in one AVX-512 vector: rows this long take ATen's vectorised softmax
-_ZUKO_DEFAULTS = inspect.signature(MonotonicRQSTransform).parameters
 # The spline's slopes lie in [MIN_SLOPE, 1 / MIN_SLOPE]: part of what a checkpoint means (the export's inverse
 # spline uses it too), so fixed here; 1e-3 is zuko's default since 1.5, what every flow so far trained with.
 MIN_SLOPE = 1e-3
@@ -67,7 +65,7 @@ class RQSTransform(MonotonicRQSTransform):
     :class:`_SplineAtKnots`; the inverse is zuko's."""
 
     def __init__(self, widths: torch.Tensor, heights: torch.Tensor, derivatives: torch.Tensor,
-                 bound: float = _ZUKO_DEFAULTS["bound"].default, slope: float = MIN_SLOPE, **kwargs) -> None:
+                 bound: float, slope: float = MIN_SLOPE, **kwargs) -> None:
         super(MonotonicRQSTransform, self).__init__(**kwargs)  # zuko's Transform base, not zuko's knots
         self.horizontal, self.vertical, self.derivatives = _Knots.apply(widths, heights, derivatives, bound, slope)
 
