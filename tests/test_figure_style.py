@@ -66,3 +66,34 @@ def test_under_the_style_titles_no_longer_move_for_the_top_edge():
             heights[label] = axis.title.get_window_extent().y0 - axis.get_window_extent().y1
             plt.close(figure)
     assert heights["default"] > heights["styled"] + 5  # pixels: lifted above the tick labels by default
+
+
+def test_ratio_panels_sit_under_their_histogram_and_clear_the_next_rows_titles(monkeypatch):
+    """The distributions figure once spaced all its rows alike: each ratio panel's tick labels touched the
+    next variable's title, and the panel sat as far from its own histogram as from the next row's.
+
+    Measured on the drawn figure (display pixels): the tick labels of a ratio panel end below the title of
+    the histogram under it, and a histogram lies closer to its ratio panel than that panel to the next row.
+    """
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    monkeypatch.setattr(validate_plots, "save_figure", lambda figure, path, **_: drawn.setdefault("figure", figure))
+    real, generated = _frames()
+    columns = list(real.columns) + ["pt_copy"]  # 5 variables: two rows of four columns
+    real["pt_copy"], generated["pt_copy"] = real["pt"], generated["pt"]
+    validate_plots.plot_distributions(real, generated, columns, "unused.png")
+    figure = drawn["figure"]
+    try:
+        renderer = figure.canvas.get_renderer()
+        figure.canvas.draw()
+        first_top, first_ratio, second_top = figure.axes[0], figure.axes[1], figure.axes[8]
+        assert [first_top.get_title(), second_top.get_title()] == ["pt", "pt_copy"]
+        ratio_labels = first_ratio.xaxis.get_tightbbox(renderer)
+        next_title = second_top.title.get_window_extent(renderer)
+        assert ratio_labels.y0 > next_title.y1  # y grows upwards: the labels end above the next title's top
+        gap_to_own_ratio = first_top.get_window_extent(renderer).y0 - first_ratio.get_window_extent(renderer).y1
+        gap_to_next_row = ratio_labels.y0 - second_top.get_window_extent(renderer).y1
+        assert 0 < gap_to_own_ratio < gap_to_next_row
+    finally:
+        plt.close(figure)

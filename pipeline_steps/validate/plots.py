@@ -28,18 +28,14 @@ def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: lis
                        bins: int = 50, real_weights: np.ndarray | None = None) -> None:
     """One panel per variable (normalised histograms) over a generated/real ratio panel."""
     n_cols = min(4, len(columns))
-    n_rows = -(-len(columns) // n_cols)
-    fig = plt.figure(figsize=(4 * n_cols, 4 * n_rows))
-    grid = fig.add_gridspec(2 * n_rows, n_cols, height_ratios=[3, 1] * n_rows, hspace=0.05 + 0.3 * (n_rows > 1))
+    fig, grid = ratio_grid(-(-len(columns) // n_cols), n_cols, width=4.0)
     for index, column in enumerate(columns):
-        row, col = divmod(index, n_cols)
-        top, bottom = fig.add_subplot(grid[2 * row, col]), fig.add_subplot(grid[2 * row + 1, col])
+        top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
         edges = _edges(real[column].to_numpy(), bins)
         h_real, _ = np.histogram(real[column], edges, weights=real_weights, density=True)
         h_gen, _ = np.histogram(generated[column], edges, density=True)
         top.stairs(h_real, edges, color=REAL, label="real")
         top.stairs(h_gen, edges, color=GENERATED, label="generated")
-        top.set_xticklabels([])
         top.set_title(column, fontsize=9)
         ratio = np.divide(h_gen, h_real, out=np.full_like(h_gen, np.nan), where=h_real > 0)
         bottom.stairs(ratio, edges, color="k")
@@ -49,6 +45,26 @@ def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: lis
         if index == 0:
             top.legend(fontsize=7)
     save_figure(fig, path, **SAVE_OPTIONS)
+
+
+def ratio_grid(rows: int, cols: int, width: float):
+    """A figure with a (main, ratio) pair of axes per cell: cells spaced for titles, pairs touching.
+
+    One grid of 2 x rows with a single spacing either glued the ratio panel's tick labels to the next
+    row's titles or, spaced for those, set each ratio panel apart from its own histogram; a cell per
+    variable, split in two, spaces the two distances separately.
+    """
+    fig = plt.figure(figsize=(width * cols, 4.0 * rows))
+    return fig, fig.add_gridspec(rows, cols, hspace=0.5, wspace=0.3)
+
+
+def ratio_pair(fig, grid, row: int, col: int):
+    """The (main, ratio) axes of one cell of :func:`ratio_grid`, sharing x; only the ratio's x is labelled."""
+    cell = grid[row, col].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.12)
+    top = fig.add_subplot(cell[0])
+    bottom = fig.add_subplot(cell[1], sharex=top)
+    top.tick_params(labelbottom=False)
+    return top, bottom
 
 
 def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,

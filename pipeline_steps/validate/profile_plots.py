@@ -20,7 +20,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 import pandas as pd  # noqa: E402
 
 from pipeline_steps.common.figures import save_figure  # noqa: E402
-from pipeline_steps.validate.plots import GENERATED, REAL, SAVE_OPTIONS  # noqa: E402
+from pipeline_steps.validate.plots import GENERATED, REAL, SAVE_OPTIONS, ratio_grid, ratio_pair  # noqa: E402
 
 RATIO_RANGE = (0.5, 1.5)  # as plots.py: +-50 % holds any usable model, a worse one is off-scale anyway
 LOG_X_SPAN = 20.0  # an x variable spanning more than this factor (gen pt) is drawn on a log axis
@@ -49,11 +49,11 @@ class Figures:
 
     def residual_profile(self, spec, definition: str, versus: str, panels: Mapping[str, pd.DataFrame]) -> None:
         """Rows: flavour groups; columns: mean and resolution of ``definition`` in bins of ``versus``."""
-        fig, grid = _grid(len(panels), 2, width=5.0)
+        fig, grid = ratio_grid(len(panels), 2, width=5.0)
         centred = spec.op != "ratio"  # a residual's mean sits at 0: show generated - real, not a ratio
         for row, (group, table) in enumerate(panels.items()):
             for col, quantity in enumerate(("mean", "resolution")):
-                top, bottom = _pair(fig, grid, row, col)
+                top, bottom = ratio_pair(fig, grid, row, col)
                 x, xerr = 0.5 * (table["low"] + table["high"]), 0.5 * (table["high"] - table["low"])
                 for side, colour, face in (("real", REAL, REAL), ("generated", GENERATED, "none")):
                     top.errorbar(x, table[f"{quantity}_{side}"], table[f"{quantity}_error_{side}"], xerr,
@@ -80,9 +80,9 @@ class Figures:
         """Normalised score distributions per flavour (log y: the b peak and the light tail both show)."""
         values = np.concatenate([r for r, _ in per_flavour.values()])
         edges = _range_edges(values)
-        fig, grid = _grid(1, len(per_flavour), width=4.0)
+        fig, grid = ratio_grid(1, len(per_flavour), width=4.0)
         for col, (flavour, (real, generated)) in enumerate(per_flavour.items()):
-            top, bottom = _pair(fig, grid, 0, col)
+            top, bottom = ratio_pair(fig, grid, 0, col)
             _histograms(top, bottom, real, generated, edges)
             _log_y(top)
             top.set_title(f"{flavour} jets: {len(real)} real, {len(generated)} generated", fontsize=9)
@@ -92,10 +92,10 @@ class Figures:
 
     def btag_efficiencies(self, tables: Mapping[str, pd.DataFrame]) -> None:
         """Efficiency per flavour at the working points (light mistag 10 %, 1 %, 0.1 % in real jets)."""
-        fig, grid = _grid(1, len(tables), width=4.5)
+        fig, grid = ratio_grid(1, len(tables), width=4.5)
         markers = {"light": "s", "c": "^", "b": "o"}
         for col, (score, table) in enumerate(tables.items()):
-            top, bottom = _pair(fig, grid, 0, col)
+            top, bottom = ratio_pair(fig, grid, 0, col)
             points = table["light_mistag"].unique()
             position = {m: i for i, m in enumerate(points)}
             for flavour, rows in table.groupby("flavour", sort=False):
@@ -122,9 +122,9 @@ class Figures:
         """Mistag (light) rate versus b or c efficiency, one column per score; ratio gen/real of the mistag."""
         scores = list(dict.fromkeys(score for score, _ in rocs))
         signals = list(dict.fromkeys(signal for _, signal in rocs))
-        fig, grid = _grid(len(signals), len(scores), width=4.5)
+        fig, grid = ratio_grid(len(signals), len(scores), width=4.5)
         for (score, signal), curves in rocs.items():
-            top, bottom = _pair(fig, grid, signals.index(signal), scores.index(score))
+            top, bottom = ratio_pair(fig, grid, signals.index(signal), scores.index(score))
             real, generated = curves["real"], curves["generated"]
             for side, curve, colour in (("real", real, REAL), ("generated", generated, GENERATED)):
                 shown = curve[curve["mistag"] > 0]
@@ -158,9 +158,9 @@ class Figures:
             self.message(name, f"{title}\nleft out: fewer than {self.min_entries} rows on one side")
             return
         n_cols = min(3, len(targets))
-        fig, grid = _grid(-(-len(targets) // n_cols), n_cols, width=4.0)
+        fig, grid = ratio_grid(-(-len(targets) // n_cols), n_cols, width=4.0)
         for index, target in enumerate(targets):
-            top, bottom = _pair(fig, grid, *divmod(index, n_cols))
+            top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
             edges = _range_edges(real[target].to_numpy(np.float64))
             _histograms(top, bottom, real[target].to_numpy(np.float64), generated[target].to_numpy(np.float64),
                         edges, real_weights)
@@ -179,9 +179,9 @@ class Figures:
             if not columns:
                 continue
             n_cols = min(5, len(columns))
-            fig, grid = _grid(-(-len(columns) // n_cols), n_cols, width=3.5)
+            fig, grid = ratio_grid(-(-len(columns) // n_cols), n_cols, width=3.5)
             for index, column in enumerate(columns):
-                top, bottom = _pair(fig, grid, *divmod(index, n_cols))
+                top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
                 transform = np.log10 if kind == "sigmas" else (lambda v: v)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     r, g = transform(real[column].to_numpy()), transform(generated[column].to_numpy())
@@ -194,20 +194,6 @@ class Figures:
                     top.legend(fontsize=7)
             fig.suptitle(f"{self.model}: covariance {kind}; {spd_text}", fontsize=10)
             self.save(fig, f"covariance_{kind}")
-
-
-def _grid(rows: int, cols: int, width: float):
-    """A figure with a (main, ratio) pair of axes per cell: cells spaced for titles, pairs touching."""
-    fig = plt.figure(figsize=(width * cols, 4.0 * rows))
-    return fig, fig.add_gridspec(rows, cols, hspace=0.5, wspace=0.3)
-
-
-def _pair(fig, grid, row: int, col: int):
-    cell = grid[row, col].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.12)
-    top = fig.add_subplot(cell[0])
-    bottom = fig.add_subplot(cell[1], sharex=top)
-    top.tick_params(labelbottom=False)
-    return top, bottom
 
 
 def _ratio(axis, x, ratio, error, xerr, marker: str = "o") -> None:
