@@ -65,3 +65,16 @@ def test_a_setting_uv_cannot_honour_leaves_the_install_to_pip(capsys):
         install_with_uv.uv_arguments({"find-links": "/w", "only-binary": ":all:"})
     assert stopped.value.code == install_with_uv.CANNOT_TRANSLATE
     assert "'only-binary'" in capsys.readouterr().err
+
+
+def test_a_pip_conf_inside_the_environment_is_read_though_the_environment_has_no_pip(pip_config, tmp_path):
+    """The venv is made without pip and its settings read by the outer interpreter's pip: a reinstall missed
+    a ``pip.conf`` put in the venv (a mirror, a constraint) that the venv's own pip would honour."""
+    import venv
+
+    environment = tmp_path / "env"
+    venv.create(environment, with_pip=False)
+    (environment / "pip.conf").write_text("[global]\nfind-links = /from-the-environment\n")
+    python = str(environment / "bin" / "python")
+    assert install_with_uv.pip_settings(sys.executable).get("find-links") != "/from-the-environment"
+    assert install_with_uv.pip_settings(sys.executable, python)["find-links"] == "/from-the-environment"

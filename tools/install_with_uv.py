@@ -19,8 +19,11 @@ Run with the environment's interpreter (uv installs into it and lies beside it):
     .venv/bin/python tools/install_with_uv.py SETTINGS_PYTHON UV_CACHE_DIR PIP_INSTALL_ARGS...
 
 SETTINGS_PYTHON is an interpreter whose pip reads the settings: the one the venv was made from (the
-venv is made without pip, ~6 s saved; uv installs pip into it with the rest). Its pip sees the same
-files and environment as the venv's would, a fresh venv having no pip.conf of its own.
+venv is made without pip, ~6 s saved; uv installs pip into it with the rest). It reads them as the venv's
+own pip would (`pip --python`, which runs pip under the venv's interpreter): the machine's and the user's
+files, the environment, and a `pip.conf` in the venv itself. Read from the outer interpreter's point of
+view, that last file was missed, so a reinstall (after pyproject.toml changed) ignored a mirror or
+constraint put in the venv, where `.venv/bin/pip install` honours it.
 """
 
 from __future__ import annotations
@@ -67,10 +70,15 @@ ALIASES = {"default-timeout": "timeout"}
 SECTION_ORDER = ("global", "install", ":env:")
 
 
-def pip_settings(python: str) -> dict[str, str]:
-    """This environment's effective pip settings, as pip itself would apply them to `pip install`."""
+def pip_settings(python: str, environment_python: str | None = None) -> dict[str, str]:
+    """The effective pip settings of `pip install` into ``environment_python``'s environment, as pip applies them.
+
+    ``python`` runs pip; ``environment_python`` (default: the same) is the environment whose site file
+    (``<prefix>/pip.conf``) counts, which needs no pip of its own (pip >= 22.3, as the Makefile's install).
+    """
+    target = [] if environment_python is None else ["--python", environment_python]
     listing = subprocess.run(
-        [python, "-m", "pip", "config", "list"], check=True, capture_output=True, text=True
+        [python, "-m", "pip", *target, "config", "list"], check=True, capture_output=True, text=True
     ).stdout
     by_section: dict[str, dict[str, str]] = {section: {} for section in SECTION_ORDER}
     for line in listing.splitlines():
@@ -110,7 +118,7 @@ def uv_arguments(settings: dict[str, str]) -> tuple[list[str], dict[str, str]]:
 
 def main(argv: list[str]) -> int:
     settings_python, cache_dir, install_args = argv[0], argv[1], argv[2:]
-    options, environment = uv_arguments(pip_settings(settings_python))
+    options, environment = uv_arguments(pip_settings(settings_python, sys.executable))
     uv = Path(sys.executable).with_name("uv")
     command = [str(uv), "pip", "install", "--quiet", "--python", sys.executable, "--cache-dir", cache_dir]
     return subprocess.run(command + options + install_args, env={**os.environ, **environment}).returncode
