@@ -97,21 +97,36 @@ def test_every_branch_reads_back_as_written(tmp_path, rows_per_chunk, block_rows
         assert np.array_equal(back[column].to_numpy(), rows[column].to_numpy()), column
 
 
-def test_blocks_bound_the_rows_held_and_set_the_baskets(tmp_path):
-    """Chunks of ~100 rows and blocks of 350: a block is written before a chunk would overflow it."""
+@pytest.mark.parametrize("rows_per_chunk, block_rows", [(100, 400), (100, 350), (300, 120)])
+def test_blocks_are_whole_chunks_of_at_least_block_rows(tmp_path, rows_per_chunk, block_rows):
+    """A block is written once it holds ``block_rows`` rows, so it is whole chunks and passes ``block_rows``
+    by less than one chunk; a chunk as large as a block is a basket of its own.
+
+    Chunks end at event boundaries and so hold a few rows more than asked (here ~100 -> 100-104): blocks
+    that had to stay under ``block_rows`` were one chunk short of it (3 of the step's 50k chunks instead of
+    4 at the default 200k), which the first case catches: 400 rows of ~100-row chunks are 4 chunks, not 3.
+    """
     rows = _jet_rows()
-    chunks = _chunks(rows, 100)
-    _write(tmp_path / "g.root", rows, 100, 350)
+    chunks = _chunks(rows, rows_per_chunk)
+    assert max(len(chunk) for chunk in chunks) > rows_per_chunk  # the event-boundary slack this is about
+    _write(tmp_path / "g.root", rows, rows_per_chunk, block_rows)
     branch = uproot.open(tmp_path / "g.root")["Events"]["Jet_pt"]
     rows_per_basket = [int(branch.basket(i).data.size // 4) for i in range(branch.num_baskets)]
-    assert sum(rows_per_basket) == len(rows) and max(rows_per_basket) <= 350
     expected, held = [], 0
     for chunk in chunks:
-        if held and held + len(chunk) > 350:
+        if held and len(chunk) >= block_rows:
             expected.append(held)
             held = 0
         held += len(chunk)
-    assert rows_per_basket == [*expected, held]
+        if held >= block_rows:
+            expected.append(held)
+            held = 0
+    assert rows_per_basket == expected + ([held] if held else [])
+    assert sum(rows_per_basket) == len(rows)
+    longest_chunk = max(len(chunk) for chunk in chunks)
+    assert all(block_rows <= n < block_rows + longest_chunk for n in rows_per_basket[:-1])
+    if (rows_per_chunk, block_rows) == (100, 400):
+        assert len(rows_per_basket) == -(-len(chunks) // 4)  # 4 chunks per basket
 
 
 def test_block_size_and_reruns_keep_the_data_and_the_bytes(tmp_path):
@@ -139,7 +154,7 @@ def test_flat_layout_with_strings_over_several_blocks(tmp_path):
         for start in range(0, n, 128):
             write(rows.iloc[start:start + 128])
     tree = uproot.open(tmp_path / "t.root")["Tracks"]
-    assert tree["x"].num_baskets == 4
+    assert tree["x"].num_baskets == 3  # 384 + 384 + 232 rows: three 128-row chunks reach 300
     for column in rows.columns:
         got = tree[column].array(library="np")
         assert got.tolist() == rows[column].tolist(), column
