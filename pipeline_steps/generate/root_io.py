@@ -40,7 +40,7 @@ import uproot
 
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.common.identity import EVENT_KEYS
+from pipeline_steps.common.identity import event_starts
 from pipeline_steps.common.reproducible import fixed_root_timestamps, stable_uuid
 from pipeline_steps.generate.layout import CollectionLayout, OutputLayout
 
@@ -318,21 +318,11 @@ def _branch_to_column(present: list[CollectionLayout], layout: OutputLayout) -> 
 def _event_counts(rows: pd.DataFrame, codes: dict | None = None) -> np.ndarray:
     """Objects per event: runs of equal (source_file, entry); one row per event without them.
 
-    Compared column by column on numpy arrays (strings by their ``pd.factorize`` codes): the rows
-    of one frame as one object matrix cost more than the ROOT write itself.
+    ``source_file``'s codes go into ``codes``, where the event-level branches find them again.
     """
-    if not all(key in rows.columns for key in EVENT_KEYS):
-        return np.ones(len(rows), dtype=np.int64)
     codes = {} if codes is None else codes
-    new_event = np.ones(len(rows), dtype=bool)
-    changed = np.zeros(max(len(rows) - 1, 0), dtype=bool)
-    for key in EVENT_KEYS:
-        series = rows[key]
-        values = _numpy(series) if _is_numeric(series) else _factorized(series, codes)[0]
-        changed |= values[1:] != values[:-1]
-    new_event[1:] = changed
-    boundaries = np.flatnonzero(new_event)
-    return np.diff(np.append(boundaries, len(rows))).astype(np.int64)
+    starts = event_starts(rows, lambda series: _factorized(series, codes)[0])
+    return np.diff(np.append(starts, len(rows))).astype(np.int64)
 
 
 def _entry_values(rows: pd.DataFrame, column: str, positions: np.ndarray | None, codes: dict) -> np.ndarray | _Strings:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.common.identity import EVENT_KEYS
+from pipeline_steps.common.identity import event_starts
 
 
 class Sampler(Protocol):
@@ -33,16 +33,11 @@ def event_aligned_chunks(rows: pd.DataFrame, chunk_rows: int) -> list[slice]:
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     n_rows = len(rows)
-    if all(key in rows.columns for key in EVENT_KEYS) and n_rows:
-        keys = rows[list(EVENT_KEYS)].to_numpy()
-        starts = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)])
-    else:
-        starts = np.arange(n_rows)
+    starts = event_starts(rows)
     slices, begin = [], 0
     while begin < n_rows:
-        wanted = begin + chunk_rows
-        later = starts[starts >= wanted]
-        end = int(later[0]) if len(later) else n_rows
+        later = np.searchsorted(starts, begin + chunk_rows)  # the first event starting at or after it
+        end = int(starts[later]) if later < len(starts) else n_rows
         slices.append(slice(begin, end))
         begin = end
     return slices
