@@ -7,10 +7,12 @@ groups the rows of one raw event by ``EVENT_KEYS`` to write them back as one tre
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # ingest imports this module and must not import pandas (~45 MiB, 0.4-0.9 s per job)
+    import pandas as pd
 
 EVENT_KEYS = ("source_file", "entry")
 """The raw event: the raw file's name and the TTree entry."""
@@ -33,6 +35,8 @@ def event_starts(rows: pd.DataFrame, codes_of: Callable[[pd.Series], np.ndarray]
     Python-object matrix took ~0.1 s per million rows, as long as the rest of chunking and sampling them
     in the generation benchmark.
     """
+    import pandas as pd
+
     if not all(key in rows.columns for key in EVENT_KEYS):
         return np.arange(len(rows))
     codes_of = codes_of or (lambda series: pd.factorize(series, use_na_sentinel=False)[0])
