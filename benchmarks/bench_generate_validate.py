@@ -7,13 +7,15 @@ Plain script (no pytest): prints and writes a JSON of measured pairs from the sa
     so this measures the pipeline's overhead around the network. The jets' float fields are float32,
     as NanoAOD stores them (the generated columns take the dtype of the real table's, so the pipeline
     writes float32 for NanoAOD); the same chain with float64 fields (1.5x the bytes to compress and
-    write) is reported beside it.
+    write) is reported beside it. One more pair samples from the pipeline's own spline flow at the
+    jets model's size (random weights, 1 torch thread as the generate rule holds it): what a generation
+    job's write costs next to a real network.
   - figure of merit: seconds for GradientBoostingClassifier (the SHiP study's, `exact`) vs
     HistGradientBoostingClassifier (`hist`) on the same rows.
   - validate(): seconds of the whole metrics part of one model's validation (BDT real vs generated,
     the real-vs-real floor, bootstrap errors, per-feature and joint distances, verdict; plots left out)
     at --validate-rows real + as many generated rows, per classifier, with the time of each part.
-Usage: python benchmarks/bench_generate_validate.py [--rows 1000000] [--one-block-rows 200000] [--fom-rows 5000] [--validate-rows 50000]
+Usage: python benchmarks/bench_generate_validate.py [--rows 1000000] [--one-block-rows 200000] [--flow-rows 200000] [--fom-rows 5000] [--validate-rows 50000]
        [--out FILE]
 """
 
@@ -49,12 +51,35 @@ TABLE = {
 
 
 class LinearSampler:
+    label = "linear stand-in"
+
     def __init__(self, n_targets):
         self.n_targets = n_targets
 
     def sample(self, conditions, seed):
         rng = np.random.default_rng(seed)
         return (0.5 * conditions[:, :1] + rng.normal(size=(len(conditions), self.n_targets))).astype(np.float32)
+
+
+def flow_sampler():
+    """The pipeline's conditional spline flow at the jets model's size (config.yaml), weights moved off the
+    identity so that every coupling works, sampling on the CPU with the generate rule's thread count."""
+    import torch
+
+    from pipeline_steps.generate.step import SAMPLING_THREADS
+    from pipeline_steps.models.flow import FlowHyperparameters, FlowPart, FlowSpec, Sampler, build_flow
+
+    torch.set_num_threads(SAMPLING_THREADS)
+    spec = FlowSpec(CONDITIONS, TARGETS, FlowHyperparameters(n_bins=8, hidden_dim=64, n_blocks=2),
+                    [FlowPart(None, None, TARGETS)])
+    torch.manual_seed(0)
+    model = build_flow(spec)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    sampler = Sampler(model, torch.device("cpu"))
+    sampler.label = f"jets-size spline flow, {SAMPLING_THREADS} torch thread"
+    return sampler
 
 
 def _jets(n_rows, seed=0, float_type=np.float32):
@@ -80,7 +105,7 @@ def _jets(n_rows, seed=0, float_type=np.float32):
     return df.assign(**{f"cond__{c}": cond[:, i] for i, c in enumerate(CONDITIONS)}), transforms
 
 
-def bench_generation(n_rows: int, repeats: int = 3, float_type=np.float32) -> dict:
+def bench_generation(n_rows: int, repeats: int = 3, float_type=np.float32, sampler=None) -> dict:
     """Seconds of the chain with and without the ROOT write, each the median of ``repeats`` runs.
 
     The writer overlaps a block's write with the sampling of the next (``root_io._BlockWriter``), so
@@ -92,7 +117,11 @@ def bench_generation(n_rows: int, repeats: int = 3, float_type=np.float32) -> di
         "model_name": "bench", "seed": 1, "validation": {"generated_events": n_rows},
         "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
         "dataset": {"tree": "Events", "identity": ["run", "luminosityBlock", "event"], "table": TABLE}})
-    sampler = LinearSampler(len(TARGETS))
+    sampler = sampler or LinearSampler(len(TARGETS))
+    # A first call's costs (a flow's allocations and kernel choices: 0.76 against 0.96 measured first) belong
+    # to neither side of the pair.
+    first_chunk = rows.iloc[event_aligned_chunks(rows, settings.chunk_rows)[0]]
+    sampler.sample(first_chunk[[f"cond__{c}" for c in CONDITIONS]].to_numpy(np.float32), 0)
     with_write, without_write = [], []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(repeats):
@@ -103,7 +132,7 @@ def bench_generation(n_rows: int, repeats: int = 3, float_type=np.float32) -> di
         size = (Path(folder) / "g.root").stat().st_size
         blocks = uproot.open(Path(folder) / "g.root")["Events"]["nJet"].num_baskets  # as written, not assumed
     return {"rows": len(rows), "blocks": blocks, "repeats": repeats,
-            "float_fields": np.dtype(float_type).name,
+            "float_fields": np.dtype(float_type).name, "sampler": sampler.label,
             "rows_per_s_with_root_write": len(rows) / float(np.median(with_write)),
             "rows_per_s_without_write": len(rows) / float(np.median(without_write)), "root_bytes": size}
 
@@ -173,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--one-block-rows", type=int, default=200_000)
+    parser.add_argument("--flow-rows", type=int, default=200_000)
     parser.add_argument("--fom-rows", type=int, default=5_000)
     parser.add_argument("--validate-rows", type=int, default=50_000)
     parser.add_argument("--out", default="benchmarks/results/bench_generate_validate.json")
@@ -181,6 +211,8 @@ def main() -> None:
               "generation_float64": bench_generation(args.rows, float_type=np.float64),
               "figure_of_merit": bench_fom(args.fom_rows),
               "validate": bench_validate(args.validate_rows)}
+    # last: torch.set_num_threads(1) could hold the OpenMP runtime that scikit-learn's BDTs share
+    report["generation_flow"] = bench_generation(args.flow_rows, sampler=flow_sampler())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))

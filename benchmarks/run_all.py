@@ -87,9 +87,11 @@ def _calratio_rows(result: dict) -> list[dict]:
 def _generate_rows(result: dict) -> list[dict]:
     fom = result["figure_of_merit"]
     generation_rows = [
-        _row(f"generation incl. ROOT write, {g['rows']} rows ({g['blocks']} blocks, {g['float_fields']} fields)",
+        _row(f"generation incl. ROOT write, {g['rows']} rows ({g['blocks']} blocks, {g['float_fields']} fields, "
+             f"{g['sampler']})",
              g["rows_per_s_with_root_write"], g["rows_per_s_without_write"], "rows/s", "same, without the write")
-        for g in (result["generation"], result["generation_one_block"], result["generation_float64"])]
+        for g in (result["generation"], result["generation_one_block"], result["generation_float64"],
+                  result["generation_flow"])]
     return [
         *generation_rows,
         _row(f"figure of merit, {fom['rows_per_class_train']}+{fom['rows_per_class_train']} rows", fom["seconds_hist"], fom["seconds_exact"], "s", "exact GradientBoosting (ours = hist)", True),

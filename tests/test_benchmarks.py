@@ -26,11 +26,13 @@ def test_generation_benchmark_runs_and_gives_table_rows():
     assert 0 < small["rows"] <= 3000 and small["blocks"] == 1 and small["root_bytes"] > 0
     wide = bench_generate_validate.bench_generation(3000, repeats=1, float_type=np.float64)
     assert wide["rows"] == small["rows"] and wide["root_bytes"] > small["root_bytes"]  # float64 baskets, as labelled
-    result = {"generation": small, "generation_one_block": small, "generation_float64": wide,
+    flow = bench_generate_validate.bench_generation(300, repeats=1, sampler=bench_generate_validate.flow_sampler())
+    assert flow["rows"] <= 300 and "spline flow" in flow["sampler"]
+    result = {"generation": small, "generation_one_block": small, "generation_float64": wide, "generation_flow": flow,
               "figure_of_merit": bench_generate_validate.bench_fom(200),
               "validate": bench_generate_validate.bench_validate(400, bootstrap=2)}
     rows = run_all._generate_rows(result)
-    assert len(rows) == 5 and "float64 fields" in rows[2]["name"]
+    assert len(rows) == 6 and "float64 fields" in rows[2]["name"] and "spline flow" in rows[3]["name"]
     for row in rows:
         assert row["ours"] > 0 and row["baseline"] > 0, row
 
