@@ -50,6 +50,9 @@ TABLE = {
 }
 
 
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+
+
 class LinearSampler:
     label = "linear stand-in"
 
@@ -61,17 +64,21 @@ class LinearSampler:
         return (0.5 * conditions[:, :1] + rng.normal(size=(len(conditions), self.n_targets))).astype(np.float32)
 
 
-def flow_sampler():
-    """The pipeline's conditional spline flow at the jets model's size (config.yaml), weights moved off the
-    identity so that every coupling works, sampling on the CPU with the generate rule's thread count."""
+def flow_sampler(config_path: Path = DEFAULT_CONFIG):
+    """The pipeline's conditional spline flow with the jets model's hyperparameters (read from the config),
+    weights moved off the identity so that every coupling works, sampling on the CPU with the generate
+    rule's thread count."""
     import torch
+    import yaml
 
     from pipeline_steps.generate.step import SAMPLING_THREADS
     from pipeline_steps.models.flow import FlowHyperparameters, FlowPart, FlowSpec, Sampler, build_flow
 
     torch.set_num_threads(SAMPLING_THREADS)
-    spec = FlowSpec(CONDITIONS, TARGETS, FlowHyperparameters(n_bins=8, hidden_dim=64, n_blocks=2),
-                    [FlowPart(None, None, TARGETS)])
+    jets = yaml.safe_load(Path(config_path).read_text())["models"]["jets"]
+    hyperparameters = FlowHyperparameters.from_config(jets["hyperparameters"],
+                                                      f"{config_path}: models.jets.hyperparameters")
+    spec = FlowSpec(CONDITIONS, TARGETS, hyperparameters, [FlowPart(None, None, TARGETS)])
     torch.manual_seed(0)
     model = build_flow(spec)
     with torch.no_grad():

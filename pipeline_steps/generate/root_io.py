@@ -315,12 +315,11 @@ def _branch_to_column(present: list[CollectionLayout], layout: OutputLayout) -> 
     return mapping
 
 
-def _event_counts(rows: pd.DataFrame, codes: dict | None = None) -> np.ndarray:
+def _event_counts(rows: pd.DataFrame, codes: dict) -> np.ndarray:
     """Objects per event: runs of equal (source_file, entry); one row per event without them.
 
     ``source_file``'s codes go into ``codes``, where the event-level branches find them again.
     """
-    codes = {} if codes is None else codes
     starts = event_starts(rows, lambda series: _factorized(series, codes)[0])
     return np.diff(np.append(starts, len(rows))).astype(np.int64)
 
