@@ -22,6 +22,7 @@ from pipeline_steps.common.figures import save_figure  # noqa: E402
 REAL, GENERATED = "tab:blue", "tab:orange"
 SAVE_OPTIONS = {"dpi": 90, "crop": True}  # every validation figure (profiles too)
 MAX_PAIR_VARIABLES = 6  # 15 pairs, the SHiP study's figure; more variables would be unreadable
+RATIO_RANGE = (0.5, 1.5)  # +-50 % holds any usable model, a worse one is off-scale anyway
 
 
 def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
@@ -31,17 +32,10 @@ def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: lis
     fig, grid = ratio_grid(-(-len(columns) // n_cols), n_cols, width=4.0)
     for index, column in enumerate(columns):
         top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
-        edges = _edges(real[column].to_numpy(), bins)
-        h_real, _ = np.histogram(real[column], edges, weights=real_weights, density=True)
-        h_gen, _ = np.histogram(generated[column], edges, density=True)
-        top.stairs(h_real, edges, color=REAL, label="real")
-        top.stairs(h_gen, edges, color=GENERATED, label="generated")
+        values = real[column].to_numpy(np.float64)
+        histograms_with_ratio(top, bottom, values, generated[column].to_numpy(np.float64),
+                              quantile_edges(values, bins, tail=0.005), real_weights)
         top.set_title(column, fontsize=9)
-        ratio = np.divide(h_gen, h_real, out=np.full_like(h_gen, np.nan), where=h_real > 0)
-        bottom.stairs(ratio, edges, color="k")
-        bottom.axhline(1.0, color="grey", lw=0.8, ls="--")
-        bottom.set_ylim(0.5, 1.5)
-        bottom.set_ylabel("gen/real", fontsize=7)
         if index == 0:
             top.legend(fontsize=7)
     save_figure(fig, path, **SAVE_OPTIONS)
@@ -67,6 +61,39 @@ def ratio_pair(fig, grid, row: int, col: int):
     return top, bottom
 
 
+def histograms_with_ratio(top, bottom, real: np.ndarray, generated: np.ndarray, edges: np.ndarray,
+                          real_weights: np.ndarray | None = None) -> None:
+    """Unit-area histograms (real weighted when it is) over their ratio; empty samples draw nothing.
+
+    Non-finite values (and their weights) are left out, so one NaN row cannot blank a panel.
+    """
+    finite_real = np.isfinite(real)
+    h_real, _ = np.histogram(real[finite_real], edges,
+                             weights=None if real_weights is None else real_weights[finite_real])
+    h_gen, _ = np.histogram(generated[np.isfinite(generated)], edges)
+    h_real = h_real / h_real.sum() if h_real.sum() > 0 else h_real * np.nan
+    h_gen = h_gen / h_gen.sum() if h_gen.sum() > 0 else h_gen * np.nan
+    top.stairs(h_real, edges, color=REAL, label="real")
+    top.stairs(h_gen, edges, color=GENERATED, label="generated")
+    top.set_ylabel("fraction", fontsize=7)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(h_real > 0, h_gen / h_real, np.nan)
+    bottom.stairs(ratio, edges, color="k")
+    bottom.axhline(1.0, color="grey", lw=0.8, ls="--")
+    bottom.set_ylim(*RATIO_RANGE)
+    bottom.set_ylabel("gen/real", fontsize=7)
+
+
+def quantile_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray:
+    """``bins`` equal bins over the real sample's ``tail`` to ``1 - tail`` quantiles (finite values only), so
+    a few outliers do not squash the picture; a constant or empty sample gets one unit around its value."""
+    values = values[np.isfinite(values)]
+    low, high = np.quantile(values, [tail, 1.0 - tail]) if len(values) else (0.0, 1.0)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1)
+
+
 def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
                bins: int = 50) -> None:
     """2D histograms of every pair of the first variables, real and generated side by side."""
@@ -79,7 +106,7 @@ def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], 
         ax.set_axis_off()
     for index, (x, y) in enumerate(pairs):
         row, col = divmod(index, per_row)
-        edges = (_edges(real[x].to_numpy(), bins), _edges(real[y].to_numpy(), bins))
+        edges = tuple(quantile_edges(real[v].to_numpy(np.float64), bins, tail=0.005) for v in (x, y))
         for offset, (table, label) in enumerate(((real, "real"), (generated, "generated"))):
             ax = axes[row, 2 * col + offset]
             ax.set_axis_on()
@@ -142,14 +169,6 @@ def _binned_quantiles(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarr
         if len(chosen):
             result[b] = np.quantile(chosen, [0.16, 0.5, 0.84])
     return result
-
-
-def _edges(values: np.ndarray, bins: int) -> np.ndarray:
-    values = values[np.isfinite(values)]
-    low, high = np.quantile(values, [0.005, 0.995]) if len(values) else (0.0, 1.0)
-    if high <= low:
-        low, high = low - 0.5, high + 0.5
-    return np.linspace(low, high, bins + 1)
 
 
 def plot_message(path: str | Path, message: str) -> None:

@@ -20,9 +20,17 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 import pandas as pd  # noqa: E402
 
 from pipeline_steps.common.figures import save_figure  # noqa: E402
-from pipeline_steps.validate.plots import GENERATED, REAL, SAVE_OPTIONS, ratio_grid, ratio_pair  # noqa: E402
+from pipeline_steps.validate.plots import (  # noqa: E402
+    GENERATED,
+    RATIO_RANGE,
+    REAL,
+    SAVE_OPTIONS,
+    histograms_with_ratio,
+    quantile_edges,
+    ratio_grid,
+    ratio_pair,
+)
 
-RATIO_RANGE = (0.5, 1.5)  # as plots.py: +-50 % holds any usable model, a worse one is off-scale anyway
 LOG_X_SPAN = 20.0  # an x variable spanning more than this factor (gen pt) is drawn on a log axis
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -83,7 +91,7 @@ class Figures:
         fig, grid = ratio_grid(1, len(per_flavour), width=4.0)
         for col, (flavour, (real, generated)) in enumerate(per_flavour.items()):
             top, bottom = ratio_pair(fig, grid, 0, col)
-            _histograms(top, bottom, real, generated, edges)
+            histograms_with_ratio(top, bottom, real, generated, edges)
             _log_y(top)
             top.set_title(f"{flavour} jets: {len(real)} real, {len(generated)} generated", fontsize=9)
             bottom.set_xlabel(score)
@@ -162,7 +170,7 @@ class Figures:
         for index, target in enumerate(targets):
             top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
             edges = _range_edges(real[target].to_numpy(np.float64))
-            _histograms(top, bottom, real[target].to_numpy(np.float64), generated[target].to_numpy(np.float64),
+            histograms_with_ratio(top, bottom, real[target].to_numpy(np.float64), generated[target].to_numpy(np.float64),
                         edges, real_weights)
             bottom.set_xlabel(target)
             if index == 0:
@@ -186,7 +194,7 @@ class Figures:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     r, g = transform(real[column].to_numpy()), transform(generated[column].to_numpy())
                 edges = np.linspace(-1.0, 1.0, 41) if kind == "correlations" else _range_edges(r)
-                _histograms(top, bottom, r, g, edges)
+                histograms_with_ratio(top, bottom, r, g, edges)
                 bad = int(np.sum(~np.isfinite(g)))
                 top.set_title(f"{column}" + (f" ({bad} gen. undefined)" if bad else ""), fontsize=8)
                 bottom.set_xlabel(f"log10 {column}" if kind == "sigmas" else column, fontsize=8)
@@ -203,33 +211,9 @@ def _ratio(axis, x, ratio, error, xerr, marker: str = "o") -> None:
     axis.set_ylabel("gen/real", fontsize=7)
 
 
-def _histograms(top, bottom, real: np.ndarray, generated: np.ndarray, edges: np.ndarray,
-                real_weights: np.ndarray | None = None) -> None:
-    """Unit-area histograms (real weighted when it is) over their ratio; empty samples draw nothing."""
-    finite_real = np.isfinite(real)
-    h_real, _ = np.histogram(real[finite_real], edges,
-                             weights=None if real_weights is None else real_weights[finite_real])
-    h_gen, _ = np.histogram(generated[np.isfinite(generated)], edges)
-    h_real = h_real / h_real.sum() if h_real.sum() > 0 else h_real * np.nan
-    h_gen = h_gen / h_gen.sum() if h_gen.sum() > 0 else h_gen * np.nan
-    top.stairs(h_real, edges, color=REAL, label="real")
-    top.stairs(h_gen, edges, color=GENERATED, label="generated")
-    top.set_ylabel("fraction", fontsize=7)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(h_real > 0, h_gen / h_real, np.nan)
-    bottom.stairs(ratio, edges, color="k")
-    bottom.axhline(1.0, color="grey", lw=0.8, ls="--")
-    bottom.set_ylim(*RATIO_RANGE)
-    bottom.set_ylabel("gen/real", fontsize=7)
-
-
 def _range_edges(values: np.ndarray, bins: int = 40) -> np.ndarray:
     """Edges over the real sample's 0.1-99.9 % range: bounded scores keep their end peaks (b-tag at 1)."""
-    values = values[np.isfinite(values)]
-    low, high = np.quantile(values, [0.001, 0.999]) if len(values) else (0.0, 1.0)
-    if high <= low:
-        low, high = low - 0.5, high + 0.5
-    return np.linspace(low, high, bins + 1)
+    return quantile_edges(values, bins, tail=0.001)
 
 
 def _note_left_out(axis, table: pd.DataFrame, min_entries: int) -> None:
