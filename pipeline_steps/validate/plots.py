@@ -23,6 +23,7 @@ REAL, GENERATED = "tab:blue", "tab:orange"
 SAVE_OPTIONS = {"dpi": 90, "crop": True}  # every validation figure (profiles too)
 MAX_PAIR_VARIABLES = 6  # 15 pairs, the SHiP study's figure; more variables would be unreadable
 RATIO_RANGE = (0.5, 1.5)  # +-50 % holds any usable model, a worse one is off-scale anyway
+DISTRIBUTION_TAIL = 0.005  # 1D and 2D distributions span the real 0.5-99.5 % range: outliers do not squash them
 
 
 def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
@@ -34,7 +35,7 @@ def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: lis
         top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
         values = real[column].to_numpy(np.float64)
         histograms_with_ratio(top, bottom, values, generated[column].to_numpy(np.float64),
-                              quantile_edges(values, bins, tail=0.005), real_weights)
+                              quantile_edges(values, bins, DISTRIBUTION_TAIL), real_weights)
         top.set_title(column, fontsize=9)
         if index == 0:
             top.legend(fontsize=7)
@@ -106,7 +107,7 @@ def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], 
         ax.set_axis_off()
     for index, (x, y) in enumerate(pairs):
         row, col = divmod(index, per_row)
-        edges = tuple(quantile_edges(real[v].to_numpy(np.float64), bins, tail=0.005) for v in (x, y))
+        edges = tuple(quantile_edges(real[v].to_numpy(np.float64), bins, DISTRIBUTION_TAIL) for v in (x, y))
         for offset, (table, label) in enumerate(((real, "real"), (generated, "generated"))):
             ax = axes[row, 2 * col + offset]
             ax.set_axis_on()

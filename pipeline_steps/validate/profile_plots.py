@@ -170,8 +170,8 @@ class Figures:
         for index, target in enumerate(targets):
             top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
             edges = _range_edges(real[target].to_numpy(np.float64))
-            histograms_with_ratio(top, bottom, real[target].to_numpy(np.float64), generated[target].to_numpy(np.float64),
-                        edges, real_weights)
+            histograms_with_ratio(top, bottom, real[target].to_numpy(np.float64),
+                                  generated[target].to_numpy(np.float64), edges, real_weights)
             bottom.set_xlabel(target)
             if index == 0:
                 top.legend(fontsize=7)
