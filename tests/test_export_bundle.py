@@ -154,6 +154,9 @@ def export_flow(tmp_path: Path) -> Path:
     return out
 
 
+# The tracer's warnings about the structure fixed at export time are silenced on purpose
+# (torch_export._ignore_intended_trace_warnings); a new one is raised here as an error.
+@pytest.mark.filterwarnings("error::torch.jit.TracerWarning")
 def test_flow_exports_a_verified_bundle_with_physical_outputs(tmp_path):
     bundle = export_flow(tmp_path)
     manifest = read_manifest(bundle)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -224,10 +225,27 @@ def export_flow_onnx(model: FlowModel, path: str | Path, opset: int, example_row
     if model.split_index is not None:
         c[:, model.split_index] = float(model.spec.parts[0].condition_value)
     z = torch.zeros(example_rows, len(model.spec.targets))
-    with atomic_path(path) as tmp, torch.no_grad():
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        _ignore_intended_trace_warnings()
         torch.onnx.export(module, (c, z), str(tmp), dynamo=False, opset_version=int(opset),
                           input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                           dynamic_axes={"conditions": {0: "n"}, "noise": {0: "n"}, "targets": {0: "n"}})
+
+
+
+def _ignore_intended_trace_warnings() -> None:
+    """Silence the tracer's warnings about what this module fixes at export time on purpose.
+
+    The tracer warns wherever a tensor becomes a Python value (a coupling's ``mask``, a permutation's
+    order, a feature axis's length): those are the model's structure, constant for a given model, and
+    :func:`flow_inverse` needs them as Python lists (see its docstring). Its constant-folding warning
+    about ``Slice`` with a step other than 1 only says that folding was skipped. Every export log
+    repeated these seven warnings; a wrong trace would still fail the bundle's verification, which
+    compares the ONNX graph against the framework on every row it checks.
+    """
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=__name__)
+    warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded",
+                            category=UserWarning)
 
 
 def copy_native(train_dir: str | Path, bundle: str | Path) -> list[str]:
