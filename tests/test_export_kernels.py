@@ -273,3 +273,25 @@ def test_jets_sized_flow_fails_the_old_fixed_rule_and_passes_the_analysis(tmp_pa
     report = check_against_reference("ONNX output", onnx_out, own, reference, EXPORT["tolerance"])
     assert report["own_float32"]["max"] > EXPORT["tolerance"]  # the model's own float32 error, not ONNX's fault
     print("jets-sized flow:", report)
+
+
+@pytest.mark.filterwarnings("error")
+def test_reference_targets_take_read_only_rows_without_a_warning():
+    """Verification rows come from pandas' copy-on-write columns, which are read-only; the framework's
+    reference must neither warn about them (``torch.from_numpy`` does) nor write into them."""
+    import torch
+
+    from pipeline_steps.export import torch_export
+    from pipeline_steps.models.flow import FlowHyperparameters, FlowPart, FlowSpec, build_flow
+
+    spec = FlowSpec(["c0", "c1"], ["t0", "t1"], FlowHyperparameters(n_bins=4, hidden_dim=8, n_blocks=1),
+                    [FlowPart(None, None, ["t0", "t1"])])
+    torch.manual_seed(0)
+    model = build_flow(spec).eval()
+    rng = np.random.default_rng(0)
+    c, z = rng.standard_normal((16, 2)).astype(np.float32), rng.standard_normal((16, 2)).astype(np.float32)
+    before = z.copy()
+    c.flags.writeable = z.flags.writeable = False
+    out = torch_export.reference_targets(model, c, z)
+    assert out.shape == (16, 2) and np.isfinite(out).all()
+    np.testing.assert_array_equal(z, before)

@@ -180,8 +180,10 @@ def reference_targets(model: FlowModel, conditions: np.ndarray, noise: np.ndarra
     (not the exported ``torch.where`` graph), so verification compares two independent code paths.
     Runs in the model's own dtype (float32 as trained; float64 for :func:`float64_targets`)."""
     dtype = next(model.parameters()).dtype
-    c = torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)).to(dtype)
-    z = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32)).to(dtype)
+    # Copies (``torch.tensor``), not views: the verification rows may be read-only (pandas' copy-on-write
+    # columns), which ``torch.from_numpy`` accepts only with a warning. A few thousand rows: no cost.
+    c = torch.tensor(np.asarray(conditions, dtype=np.float32)).to(dtype)
+    z = torch.tensor(np.asarray(noise, dtype=np.float32)).to(dtype)
     return model.invert_noise(c, lambda rows, index: z.index_select(0, rows)[:, index]).numpy()
 
 
