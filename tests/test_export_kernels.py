@@ -298,9 +298,9 @@ np.testing.assert_array_equal(z, before)
 
 def test_reference_targets_take_read_only_rows_without_a_warning():
     """Verification rows come from pandas' copy-on-write columns, which are read-only; the framework's
-    reference must neither warn about them (``torch.from_numpy`` does) nor write into them. In a fresh
-    interpreter, the call with warnings as errors: torch gives that warning once per process, so an earlier test in
-    the same worker would otherwise hide it."""
+    reference must neither warn about them (``torch.from_numpy`` does) nor write into them. Run in a
+    fresh interpreter, the call under warnings as errors: torch gives that warning once per process, so
+    an earlier test in the same worker would otherwise hide it."""
     result = subprocess.run([sys.executable, "-c", READ_ONLY_ROWS_SCRIPT], cwd=PROJECT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

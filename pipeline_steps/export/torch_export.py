@@ -234,7 +234,6 @@ def export_flow_onnx(model: FlowModel, path: str | Path, opset: int, example_row
                           dynamic_axes={"conditions": {0: "n"}, "noise": {0: "n"}, "targets": {0: "n"}})
 
 
-
 def _ignore_intended_trace_warnings() -> None:
     """Silence the tracer's warnings about what this module fixes at export time on purpose.
 
