@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import uproot
 
-from pipeline_steps.generate.layout import layout_from_config
 from pipeline_steps.generate.root_io import read_generated_root
 from pipeline_steps.generate.sampling import event_aligned_chunks, poisson_category_counts
 from pipeline_steps.generate.step import GenerateSettings, generate_to_root

@@ -53,7 +53,6 @@ def build_networks(config: GanTrainingConfig) -> GanNetworks:
     The optimizers are built eagerly so that a checkpoint restore fills their moments instead of
     deferring them.
     """
-    import keras
     import tensorflow as tf
 
     a = config.architecture
