@@ -15,9 +15,9 @@ import yaml
 
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.ingest.step import run, run_summary
+from tests.real_files import REAL, needs_real_files
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
-REAL = Path("/work/shared/data/real") if Path("/work/shared/data/real").exists() else Path(__file__).parents[2] / "shared/data/real"
 
 
 def _write_tree(file, name, data):
@@ -146,6 +146,7 @@ def test_chunked_equals_one_shot_and_bytes_deterministic(tmp_path):
     assert pq.read_table(paths[0]).equals(pq.read_table(paths[2]))
 
 
+@needs_real_files
 def test_real_root_written_file_matches_uproot(tmp_path):
     raw = REAL / "uproot-HZZ.root"
     mapping = {"collection": {"counter": "NMuon", "prefix": "Muon_"}, "fields": ["Px", "Py", "Charge"],
@@ -235,6 +236,7 @@ def test_a_part_holds_each_files_rows_in_order_with_per_file_summaries(tmp_path)
     assert gathered["n_files"] == 2 and gathered["tables"]["muons"]["totals"]["rows_out"] == pq.read_table(part).num_rows
 
 
+@needs_real_files
 def test_root_written_files_of_three_codecs_in_one_part(tmp_path):
     """ROOT's own zlib, LZ4 and LZMA copies of one tree: one part holds each file's rows once, in order."""
     raws = [str(REAL / f"uproot-HZZ{suffix}.root") for suffix in ("", "-lz4", "-lzma")]

@@ -11,11 +11,10 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_CONFIG, run_snakemake
+from tests.real_files import REAL, needs_real_files
 
 pytestmark = pytest.mark.slow
 
-REAL = next((p for p in (Path("/work/shared/data/real"), Path(__file__).parents[2] / "shared/data/real")
-             if (p / "uproot-Zmumu.root").exists()), None)
 
 
 def _config(path: Path) -> Path:
@@ -37,7 +36,7 @@ def _config(path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(REAL is None, reason="shared/data/real (ROOT-written test files) is not next to this checkout")
+@needs_real_files
 def test_root_written_file_runs_the_chain_and_a_small_test_split_is_reported(tmp_path):
     extra = _config(tmp_path / "zmumu.yaml")
     targets = ("results/validate/zmumu/metrics.json", "results/export/zmumu/bundle.json",
