@@ -12,7 +12,8 @@ CONFIG ?= config/config.yaml
 # settings, 23-45 s against pip's 75-95 s on 2 cores), pip among them; pip does it where uv cannot. The venv
 # is made without pip (ensurepip took 6 s) and uv put into it by the pip of $(PYTHON). uv's cache lies in the
 # venv by default: on the venv's file system its files are hard links (no second copy, no copying), and it
-# goes with the venv instead of filling a home directory's quota; set UV_CACHE_DIR to share one.
+# goes with the venv instead of filling a home directory's quota; set UV_CACHE_DIR to share one. uv ignores
+# the upper bound of requires-python, so tools/check_python.py enforces it first (pip would have refused).
 UV           := uv>=0.8,<1
 UV_CACHE_DIR ?= $(VENV)/.uv-cache
 # pip's default byte-compiles the ~17,000 installed modules one by one (~100 s of CPU), and
@@ -34,6 +35,7 @@ WARM := env -u PYTHONDONTWRITEBYTECODE TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS=ign
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(BIN)/python tools/check_python.py
 	$(PYTHON) -m pip --python $(BIN)/python install --quiet '$(UV)' \
 	  && $(BIN)/python tools/install_with_uv.py $(PYTHON) $(UV_CACHE_DIR) pip -e '.[dev]' \
 	  || { echo 'make install: uv could not install; installing with pip'; $(BIN)/python -m ensurepip --upgrade \

@@ -1,0 +1,53 @@
+"""`make install` stops on a Python outside requires-python, which uv alone would install into."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "check_python.py"
+spec = importlib.util.spec_from_file_location("check_python", TOOL)
+check_python = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_python)
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ((3, 11, 0), True), ((3, 12, 9), True), ((3, 10, 14), False), ((3, 13, 0), False), ((4, 0, 0), False)])
+def test_range_is_compared_on_the_parts_each_clause_names(version, expected):
+    assert check_python.satisfies(version, ">=3.11,<3.13") is expected
+
+
+def test_equal_and_not_equal_clauses():
+    assert check_python.satisfies((3, 11, 7), "==3.11")
+    assert not check_python.satisfies((3, 12, 1), "==3.11")
+    assert not check_python.satisfies((3, 12, 1), ">=3.11, !=3.12")
+
+
+def test_a_clause_it_cannot_read_is_an_error_not_a_pass():
+    with pytest.raises(ValueError, match="~=3.11"):
+        check_python.satisfies((3, 11, 7), "~=3.11")
+
+
+def test_the_projects_own_range_accepts_this_interpreter():
+    """CI's Python is inside the range that pyproject.toml declares (else `make install` would have stopped)."""
+    assert subprocess.run([sys.executable, str(TOOL)]).returncode == 0
+
+
+def test_an_interpreter_outside_the_range_stops_with_the_range_and_the_fix(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\nrequires-python = ">=3.0,<3.1"\n')
+    result = subprocess.run([sys.executable, str(TOOL), str(pyproject)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "'>=3.0,<3.1'" in result.stderr and "make install PYTHON=" in result.stderr
+
+
+def test_make_install_checks_the_interpreter_before_installing_anything(tmp_path):
+    """The recipe of a fresh venv (make -n prints it) runs the check before pip or uv installs."""
+    repo = TOOL.parents[1]
+    recipe = subprocess.run(["make", "-n", "-C", str(repo), "install", f"VENV={tmp_path / 'venv'}"],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    check = next(i for i, line in enumerate(recipe) if "tools/check_python.py" in line)
+    install = next(i for i, line in enumerate(recipe) if " install " in line and "pip" in line)
+    assert check < install
