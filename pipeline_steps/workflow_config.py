@@ -86,6 +86,22 @@ def expose_package_to_jobs(workflow_basedir: str | Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(entry for entry in entries if entry)
 
 
+def check_job_interpreter_path(executable: str, uses_conda: bool) -> None:
+    """Stop at planning when the Python that runs the jobs' scripts has whitespace in its path.
+
+    Without ``--use-conda``, Snakemake starts a ``script:`` job as ``<its own python> '<script>'`` with
+    the interpreter's path unquoted (snakemake/snakemake#2645, open in 9.x), so a checkout at
+    ``/home/me/my analysis/`` (and its .venv) failed every job with ``bash: /home/me/my: No such file or
+    directory`` after the install and the planning. Failing here names the cause and the fix. With
+    ``--use-conda`` every rule's script runs the env's ``python`` from its PATH, so nothing is checked.
+    """
+    if not uses_conda and any(character.isspace() for character in executable):
+        raise ConfigError(
+            f"the Python that would run the jobs, {executable!r}, has whitespace in its path, and Snakemake's "
+            f"script: jobs run that path unquoted (snakemake/snakemake#2645). Move the checkout (and its .venv) "
+            f"to a path without spaces.")
+
+
 Function = TypeVar("Function", bound=Callable[..., Any])
 
 

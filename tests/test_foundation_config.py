@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.workflow_config import validate_config
+from pipeline_steps.workflow_config import check_job_interpreter_path, validate_config
 from tests.conftest import REPO, run_snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -112,3 +116,25 @@ def test_a_key_given_twice_names_the_file_and_both_lines(tmp_path):
     check_unique_keys([nested_ok, REPO / "config" / "config.yaml", REPO / "config" / "production.yaml"])
     result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path, check=False)
     assert result.returncode != 0 and "key 'generated_events' is already given" in result.stdout + result.stderr
+
+
+def test_an_interpreter_path_with_a_space_is_refused_unless_conda_runs_the_scripts():
+    with pytest.raises(ConfigError, match="'/home/me/my analysis/.venv/bin/python'.*#2645"):
+        check_job_interpreter_path("/home/me/my analysis/.venv/bin/python", uses_conda=False)
+    check_job_interpreter_path("/home/me/my analysis/.venv/bin/python", uses_conda=True)  # the env's python runs
+    check_job_interpreter_path("/home/me/analysis/.venv/bin/python", uses_conda=False)
+
+
+def test_snakemake_from_a_venv_under_a_path_with_a_space_stops_before_any_job(tmp_path):
+    """The Snakefile's check is wired: the same venv reached through a folder named with a space."""
+    folder = tmp_path / "my analysis"
+    folder.mkdir()
+    (folder / "venv").symlink_to(Path(sys.executable).parents[1], target_is_directory=True)
+    python = folder / "venv" / "bin" / Path(sys.executable).name  # sys.executable keeps the symlinked path
+    result = subprocess.run([str(python), "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                             "--directory", str(tmp_path), "--cores", "1"],
+                            capture_output=True, text=True, env=dict(os.environ, CONDOR_CONFIG="/dev/null"))
+    assert result.returncode != 0
+    assert "has whitespace in its path" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+

@@ -3,9 +3,12 @@
 # live and are unit-tested; which env, trained file and code hashes a model kind has: MODEL_KINDS.
 import sys
 
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
 from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.workflow_config import (
     categorised_datasets,
+    check_job_interpreter_path,
     check_unique_keys,
     expose_package_to_jobs,
     stored_signature,
@@ -17,6 +20,9 @@ from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.common.reproducible import give_jobs_the_fixed_hash_seed
 from pipeline_steps.scan.expansion import expand_scans
 
+check_job_interpreter_path(
+    sys.executable, uses_conda=DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+)
 check_unique_keys(workflow.configfiles)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
