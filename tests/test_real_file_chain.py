@@ -16,7 +16,6 @@ from tests.real_files import REAL, needs_real_files
 pytestmark = pytest.mark.slow
 
 
-
 def _config(path: Path) -> Path:
     config = {
         "datasets": {"zmumu": {
