@@ -19,10 +19,13 @@ def test_range_is_compared_on_the_parts_each_clause_names(version, expected):
     assert check_python.satisfies(version, ">=3.11,<3.13") is expected
 
 
-def test_equal_and_not_equal_clauses():
-    assert check_python.satisfies((3, 11, 7), "==3.11")
-    assert not check_python.satisfies((3, 12, 1), "==3.11")
-    assert not check_python.satisfies((3, 12, 1), ">=3.11, !=3.12")
+def test_clauses_compare_zero_padded_releases_as_pep_440_does():
+    assert check_python.satisfies((3, 11, 0), "==3.11")
+    assert not check_python.satisfies((3, 11, 7), "==3.11")  # 3.11 means 3.11.0
+    assert check_python.satisfies((3, 11, 7), ">3.11")
+    assert not check_python.satisfies((3, 12, 1), "<=3.12")
+    assert not check_python.satisfies((3, 12, 0), ">=3.11, !=3.12")
+    assert check_python.satisfies((3, 12, 1), ">=3.11, !=3.12")
 
 
 def test_a_clause_it_cannot_read_is_an_error_not_a_pass():

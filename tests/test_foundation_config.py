@@ -137,4 +137,3 @@ def test_snakemake_from_a_venv_under_a_path_with_a_space_stops_before_any_job(tm
     assert result.returncode != 0
     assert "has whitespace in its path" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
-

@@ -34,8 +34,8 @@ CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 def satisfies(version: tuple[int, ...], requires_python: str) -> bool:
     """Whether ``version`` (e.g. ``(3, 12, 1)``) meets every clause of ``requires_python``.
 
-    Versions are compared on as many parts as the clause names, so ``<3.13`` rejects 3.13.0 and
-    ``==3.11`` accepts 3.11.7, as pip's specifiers do for release versions.
+    As PEP 440 compares release versions: the shorter one is padded with zeros, so ``3.13`` means
+    3.13.0 (``<3.13`` rejects 3.13.0, ``==3.11`` accepts 3.11.0 but not 3.11.7, ``>3.11`` accepts 3.11.7).
     """
     for clause in requires_python.split(","):
         match = CLAUSE.match(clause)
@@ -43,9 +43,14 @@ def satisfies(version: tuple[int, ...], requires_python: str) -> bool:
             raise ValueError(f"cannot read the clause {clause.strip()!r} of requires-python {requires_python!r}")
         symbol, bound_text = match.groups()
         bound = tuple(int(part) for part in bound_text.split("."))
-        if not OPERATORS[symbol](version[:len(bound)], bound):
+        width = max(len(version), len(bound))
+        if not OPERATORS[symbol](_padded(version, width), _padded(bound, width)):
             return False
     return True
+
+
+def _padded(release: tuple[int, ...], width: int) -> tuple[int, ...]:
+    return release + (0,) * (width - len(release))
 
 
 def main(argv: list[str]) -> int:
