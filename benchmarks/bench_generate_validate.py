@@ -112,7 +112,7 @@ def _jets(n_rows, seed=0, float_type=np.float32):
     return df.assign(**{f"cond__{c}": cond[:, i] for i, c in enumerate(CONDITIONS)}), transforms
 
 
-def bench_generation(n_rows: int, repeats: int = 5, float_type=np.float32, sampler=None) -> dict:
+def bench_generation(n_rows: int, repeats: int = 7, float_type=np.float32, sampler=None) -> dict:
     """Seconds of the chain with and without the ROOT write, each the median of ``repeats`` runs.
 
     The writer overlaps a block's write with the sampling of the next (``root_io._BlockWriter``), so
@@ -123,7 +123,11 @@ def bench_generation(n_rows: int, repeats: int = 5, float_type=np.float32, sampl
     outputs before the job starts (``Job.remove_existing_output``). Renaming the finished file over
     the previous run's instead made ext4 (``auto_da_alloc``) allocate the new file's blocks inside the
     rename: 25 ms for 48 MB on this machine's disk against 0.04 ms onto a free name, a cost that no
-    generate job pays. Five repeats, not three: the pairs scatter by up to 0.07 in the ratio.
+    generate job pays. The pairs scatter: on this machine (2 cores) a single pair's ratio lay anywhere in
+    0.45-0.59 at 1M rows, float32 or float64, in three calls of seven pairs whose ratios of medians were
+    0.48-0.54. So each side is the median of seven runs (with five, two ``make bench`` tables of the same
+    code were 0.03 apart), and ``pair_ratios`` (every pair's own ratio, sorted) goes into the table's
+    label: the spread stands next to the ratio of the medians.
     """
     rows, transforms = _jets(n_rows, float_type=float_type)
     settings = GenerateSettings.from_params({
@@ -149,7 +153,8 @@ def bench_generation(n_rows: int, repeats: int = 5, float_type=np.float32, sampl
     return {"rows": len(rows), "blocks": blocks, "repeats": repeats,
             "float_fields": np.dtype(float_type).name, "sampler": sampler.label,
             "rows_per_s_with_root_write": len(rows) / float(np.median(with_write)),
-            "rows_per_s_without_write": len(rows) / float(np.median(without_write)), "root_bytes": size}
+            "rows_per_s_without_write": len(rows) / float(np.median(without_write)), "root_bytes": size,
+            "pair_ratios": sorted(alone / written for alone, written in zip(without_write, with_write))}
 
 
 def _seconds_without_write(sampler, transforms, rows: pd.DataFrame, settings: GenerateSettings) -> float:

@@ -33,6 +33,7 @@ def test_generation_benchmark_runs_and_gives_table_rows():
               "validate": bench_generate_validate.bench_validate(400, bootstrap=2)}
     rows = run_all._generate_rows(result)
     assert len(rows) == 6 and "float64 fields" in rows[2]["name"] and "spline flow" in rows[3]["name"]
+    assert len(small["pair_ratios"]) == small["repeats"] and " in 1)" in rows[0]["name"]  # each pair's spread shown
     for row in rows:
         assert row["ours"] > 0 and row["baseline"] > 0, row
 
