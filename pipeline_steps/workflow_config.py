@@ -11,6 +11,7 @@ import fnmatch
 import glob
 import inspect
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -19,6 +20,12 @@ import jsonschema
 import yaml
 
 from pipeline_steps.common.errors import ConfigError
+
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+"""``root://eosuser.cern.ch//eos/...``, ``https://...``, ``file://...``: a user's first try with XRootD paths.
+
+Without this check such a pattern fell through to the path checks and read "does not exist (a relative
+path is read from the working directory ...)", which points at the wrong cause."""
 
 
 def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
@@ -230,6 +237,12 @@ def _cross_reference_problems(config: Mapping[str, Any]) -> list[str]:
 def _pattern_matches(dataset: str, pattern: str) -> list[str]:
     """The paths one entry of ``datasets.<dataset>.files`` names, with a clear error when there is none."""
     where = f"datasets.{dataset}.files: {pattern!r}"
+    if URL_SCHEME.match(pattern):
+        raise ConfigError(
+            f"{where} is a URL, and raw files are read from a file system: Snakemake plans the jobs and decides "
+            f"what to rerun from the files it can see and their modification times. Give the mounted path (EOS: "
+            f"'/eos/...' where EOS is mounted, as on lxplus) or copy the files first (xrdcp) and list the copies"
+        )
     relative = "" if os.path.isabs(pattern) else f" (a relative path is read from the working directory {os.getcwd()})"
     if glob.has_magic(pattern):
         matches = sorted(glob.glob(pattern))

@@ -80,3 +80,13 @@ def test_paths_keep_the_form_the_config_gives(raw, monkeypatch):
     """Relative stays relative (to the working directory): provenance and logs show what the user wrote."""
     monkeypatch.chdir(raw)
     assert expand_file_patterns("ship", ["*.root", "./a.root"]) == ["a.root", "b.root"]
+
+
+@pytest.mark.parametrize("pattern", ["root://eosuser.cern.ch//eos/user/m/me/ttbar/*.root",
+                                     "root://cmsxrootd.fnal.gov//store/mc/a.root", "file:///data/a.root"])
+def test_a_url_is_refused_with_the_way_to_a_path(raw, pattern):
+    """A remote or file URL is named as a URL, with the mount or a copy as the way out, instead of being
+    reported as a relative path that does not exist."""
+    with pytest.raises(ConfigError, match=r"datasets\.nanoaod\.files: '(root|file)://.*' is a URL.*mounted path.*xrdcp") as error:
+        expand_file_patterns("nanoaod", ["raw/*.root", pattern])
+    assert "working directory" not in str(error.value)
