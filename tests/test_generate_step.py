@@ -14,7 +14,8 @@ import uproot
 
 from pipeline_steps.generate.root_io import read_generated_root
 from pipeline_steps.generate.sampling import event_aligned_chunks, poisson_category_counts
-from pipeline_steps.generate.step import GenerateSettings, generate_to_root
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.generate.step import GenerateSettings, generate_to_root, read_test_split
 from pipeline_steps.categorise import categories as cat
 from pipeline_steps.preprocess.derived import parse_derived
 from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
@@ -108,6 +109,44 @@ def test_generation_is_reproducible_and_chunking_keeps_events_whole(tmp_path):
     a = read_generated_root(tmp_path / "a.root", jets_settings().layout)
     b = read_generated_root(tmp_path / "b.root", jets_settings().layout)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_split_is_read_without_targets_and_generated_branches_keep_the_real_types(tmp_path):
+    """Generation reads identity, conditions and cond__* only; the targets' types still come from the
+    split (its schema), so an integer target stays an integer branch. Reading the rows it does not use
+    had cost most of a large split's memory."""
+    split, transforms = jets_case(120)
+    split.to_parquet(tmp_path / "test.parquet")
+    settings = jets_settings(chunk_rows=50)
+    rows, column_types = read_test_split(tmp_path / "test.parquet", settings)
+    assert not {"ptRatio", "nConstituents", "targ__area"} & set(rows.columns)
+    assert {"source_file", "entry", "object_index", "run", "event", "gen_pt", "cond__PV_npvs"} <= set(rows.columns)
+    assert len(column_types) == 0 and column_types["nConstituents"].dtype == np.int32
+    assert rows[["source_file", "entry", "object_index"]].equals(
+        split.sort_values(["source_file", "entry", "object_index"])[["source_file", "entry", "object_index"]]
+        .reset_index(drop=True))
+    generate_to_root(LinearSampler(3), transforms, rows, settings, tmp_path / "g.root", column_types=column_types)
+    back = read_generated_root(tmp_path / "g.root", settings.layout)
+    assert back["nConstituents"].dtype == np.int32 and len(back) == len(split)
+    generate_to_root(LinearSampler(3), transforms, rows, settings, tmp_path / "untyped.root")
+    assert read_generated_root(tmp_path / "untyped.root", settings.layout)["nConstituents"].dtype == np.float32
+
+
+@pytest.mark.parametrize("case", ["no conditions", "empty", "not parquet"])
+def test_a_bad_split_is_an_input_error_naming_it(tmp_path, case):
+    split, _ = jets_case(20)
+    path = tmp_path / "test.parquet"
+    if case == "no conditions":
+        split.drop(columns=["cond__gen_eta"]).to_parquet(path)
+        expected = r"columns \['cond__gen_eta'\] missing"
+    elif case == "empty":
+        split.iloc[:0].to_parquet(path)
+        expected = "the test split is empty"
+    else:
+        path.write_bytes(b"PAR1 not a parquet file")
+        expected = "cannot read the test split"
+    with pytest.raises(InputError, match=f"test.parquet: .*{expected}"):
+        read_test_split(path, jets_settings())
 
 
 def ship_case(n=3000, seed=0):

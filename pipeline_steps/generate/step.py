@@ -119,9 +119,10 @@ def run(train_dir: str, test_split: str, transforms: str, output: str, generatio
         sampler = load_sampler(settings.kind, train_dir)
         _pin_sampling_threads()
         model_transforms = load_transforms(transforms)
-        test_rows = read_test_split(test_split, settings)
+        test_rows, column_types = read_test_split(test_split, settings)
         categories_json = _load_categories(categories) if settings.categorised else None
-        stats = generate_to_root(sampler, model_transforms, test_rows, settings, output, categories_json)
+        stats = generate_to_root(sampler, model_transforms, test_rows, settings, output, categories_json,
+                                 column_types)
         write_text_atomic(generation_json, json.dumps({"model": settings.model, **stats.to_dict()}, indent=1) + "\n")
         log.info("generated %d rows for %s: %s", stats.rows, settings.model, stats.to_dict())
 
@@ -145,27 +146,50 @@ def _pin_sampling_threads() -> None:
         sys.modules["torch"].set_num_threads(SAMPLING_THREADS)
 
 
-def read_test_split(path: str | Path, settings: GenerateSettings) -> pd.DataFrame:
-    """The held-out test split, sorted so that the rows of one event are contiguous."""
+def read_test_split(path: str | Path, settings: GenerateSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The columns of the held-out test split that generation reads, sorted so that the rows of one
+    event are contiguous, and the split's column types (a frame of no rows, from the Parquet schema).
+
+    Only identity, physical conditions, ``cond__*`` and ``weight`` are read: the targets (physical and
+    ``targ__*``) are what the model generates, and their values are never used here, only their types
+    (an integer branch stays an integer: ``physical_rows``). For NanoAOD jets that is 22 of 60 columns;
+    a 2.1M-row split took 2.3 GB peak RSS and 2-4 s to read whole, 1.0 GB and 0.4 s this way
+    (benchmarks/PERFORMANCE_LOG.md), which decides whether a production split fits the generate job's
+    memory. A categorised model (SHiP) conditions on the category alone and reads no rows.
+    """
+    import pyarrow.parquet as pq
+
     try:
-        rows = pd.read_parquet(path)
+        column_types = pq.read_schema(path).empty_table().to_pandas()
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: cannot read the test split ({error})") from error
-    if not settings.categorised:
-        needed = [f"cond__{name}" for name in settings.conditions] + list(settings.conditions)
-        missing = [name for name in needed if name not in rows.columns]
-        if missing:
-            raise InputError(f"{path}: columns {missing} missing; expected the conditions of model "
-                             f"{settings.model} (physical and cond__*)")
-        if not len(rows):
-            raise InputError(f"{path}: the test split is empty; nothing to generate from")
+    if settings.categorised:
+        return pd.DataFrame(), column_types
+    needed = [f"cond__{name}" for name in settings.conditions] + list(settings.conditions)
+    missing = [name for name in needed if name not in column_types.columns]
+    if missing:
+        raise InputError(f"{path}: columns {missing} missing; expected the conditions of model "
+                         f"{settings.model} (physical and cond__*)")
+    carried = [*identity_columns(settings.layout.identity), *needed, *(["weight"] if settings.weight else [])]
+    try:
+        rows = pd.read_parquet(path, columns=[c for c in dict.fromkeys(carried) if c in column_types.columns])
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: cannot read the test split ({error})") from error
+    if not len(rows):
+        raise InputError(f"{path}: the test split is empty; nothing to generate from")
     order = [key for key in IDENTITY_COLUMNS if key in rows.columns]
-    return rows.sort_values(order, kind="mergesort").reset_index(drop=True) if order else rows
+    rows = rows.sort_values(order, kind="mergesort").reset_index(drop=True) if order else rows
+    return rows, column_types
 
 
 def generate_to_root(sampler: Sampler, model_transforms, test_rows: pd.DataFrame, settings: GenerateSettings,
-                     output: str | Path, categories_json: Mapping[str, Any] | None = None) -> GenerationStats:
-    """Sample chunk by chunk and stream the physical rows into ``output`` (atomic)."""
+                     output: str | Path, categories_json: Mapping[str, Any] | None = None,
+                     column_types: pd.DataFrame | None = None) -> GenerationStats:
+    """Sample chunk by chunk and stream the physical rows into ``output`` (atomic).
+
+    ``column_types``: a frame whose dtypes are the real table's (``read_test_split``); by default
+    ``test_rows``'s own."""
+    column_types = test_rows if column_types is None else column_types
     chunks = (_categorised_chunks(model_transforms, settings, categories_json) if settings.categorised
               else _conditional_chunks(test_rows, settings))
     n_targets = len(model_transforms.target_names)
@@ -176,7 +200,7 @@ def generate_to_root(sampler: Sampler, model_transforms, test_rows: pd.DataFrame
             before = time.perf_counter()
             generated = sample_conditions(sampler, conditions, chunk_seed(settings.seed, index), n_targets)
             sampling_seconds += time.perf_counter() - before
-            physical = physical_rows(generated, carried, model_transforms, settings, test_rows, categories_json)
+            physical = physical_rows(generated, carried, model_transforms, settings, column_types, categories_json)
             write(physical)
             rows += len(physical)
             bar.update(len(physical))
