@@ -25,3 +25,45 @@ def test_non_whitelisted_syntax_is_rejected(expression):
 def test_unknown_column_lists_close_matches():
     with pytest.raises(ConfigError, match=r"unknown column 'pdgid'; close matches: \['pdgId'\]"):
         evaluate_selection("pdgid == 13", {"pdgId": np.arange(3)}, 3)
+
+
+NANO = {"jetId": np.array([0, 2, 4, 6], np.uint8), "looseId": np.array([False, True, True, False]),
+        "nhits": np.array([0, 1, 2, 3], np.uint32), "pt": np.array([10.0, 30.0, 50.0, 5.0], np.float32),
+        "event": np.array([2**64 - 1, 2**64 - 2, 7, 8], np.uint64)}
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("(jetId & 2) != 0", [False, True, False, True]),  # NanoAOD's tight-ID bit: 2 and 6, not 4
+    ("(jetId & 2) == 2", [False, True, False, True]),
+    ("(jetId & 6) == 6", [False, False, False, True]),
+    ("(jetId | 1) == 5", [False, False, True, False]),
+    ("(jetId ^ 6) == 0", [False, False, False, True]),
+    ("(~jetId & 4) != 0", [True, True, False, False]),
+    ("looseId & (pt > 20)", [False, True, True, False]),
+    ("~looseId | (pt < 8)", [True, False, False, True]),
+])
+def test_bit_operators_are_bitwise_on_integers_and_logical_on_true_false(expression, expected):
+    assert evaluate_selection(expression, NANO, 4).tolist() == expected
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("nhits - 1 < 0", [True, False, False, False]),  # uint32: 0 - 1 wrapped to 4294967295
+    ("jetId * 50 > 100", [False, False, True, True]),  # uint8: 6 * 50 = 300 wrapped to 44
+    ("jetId + 300 > 301", [False, True, True, True]),  # uint8 + 300 had raised OverflowError
+    ("jetId > -1", [True, True, True, True]),
+    ("event % 2 == 0", [False, True, False, True]),  # uint64 stays exact: 2**64 - 2 is even
+])
+def test_small_integers_do_not_wrap_and_event_numbers_stay_exact(expression, expected):
+    assert evaluate_selection(expression, NANO, 4).tolist() == expected
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("(pt > 20) & jetId", r"'&' between true/false values and integers.*\(jetId & 2\) != 0"),
+    ("pt & 2", r"'&' between floats and integers"),
+    ("~pt > 0", r"'~' applies to true/false values or integers, not to float32 values"),
+    ("jetId & 4", r"expected a true/false result per row, got int64 values; a bit test reads \(jetId & 2\) != 0"),
+    ("event + 2**70 > 0", r"cannot be evaluated on these columns"),
+])
+def test_ambiguous_or_impossible_operations_are_config_errors_naming_the_selection(expression, message):
+    with pytest.raises(ConfigError, match=rf"selection '.*': {message}"):
+        evaluate_selection(expression, NANO, 4)

@@ -2,8 +2,16 @@
 
 Selections come from a config file someone else may have written, so they are never passed to
 ``eval``: the string is parsed with :mod:`ast` and only a whitelist of node types (comparisons,
-arithmetic, ``and``/``or``/``not``, ``& | ~``, numeric constants, column names and a few numpy
+arithmetic, ``and``/``or``/``not``, ``& | ^ ~``, numeric constants, column names and a few numpy
 functions) is interpreted, element-wise over numpy arrays. Anything else is a ConfigError.
+
+``& | ^ ~`` mean what they mean in numpy: logical on true/false values (``(pt > 20) & (abs(eta) < 2.4)``)
+and bit-wise on integers (NanoAOD's ID bits: ``(jetId & 2) != 0``). They had been logical on anything,
+so ``(jetId & 2) != 0`` kept jetId 4 as well; an integer and a true/false value in one ``&`` is refused,
+because either reading could be meant. Integer columns of up to 32 bits (uint8 ``jetId``, uint32
+``nStations``) are widened to int64 before arithmetic, so ``nhits - 1 < 0`` or ``jetId * 50 > 100`` do
+not wrap around in the branch's own type; uint64 (event numbers) stays as it is, since int64 cannot hold
+it and float64 would round it (``event % 2 == 0`` must stay exact).
 """
 
 from __future__ import annotations
@@ -40,9 +48,12 @@ _BINARY = {
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
-    ast.BitAnd: np.logical_and,
-    ast.BitOr: np.logical_or,
-    ast.BitXor: np.logical_xor,
+}
+# operator -> (symbol, its logical form for true/false values, its bit-wise form for integers)
+_BITWISE = {
+    ast.BitAnd: ("&", np.logical_and, np.bitwise_and),
+    ast.BitOr: ("|", np.logical_or, np.bitwise_or),
+    ast.BitXor: ("^", np.logical_xor, np.bitwise_xor),
 }
 _COMPARE = {
     ast.Eq: operator.eq,
@@ -52,7 +63,7 @@ _COMPARE = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: np.logical_not, ast.Invert: np.logical_not}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: np.logical_not}
 
 
 def parse_selection(expression: str) -> ast.Expression:
@@ -82,17 +93,22 @@ def evaluate_selection(expression: str, columns: Mapping[str, np.ndarray], n_row
     listing close matches among the available columns.
     """
     tree = parse_selection(expression)
-    value = _Evaluator(expression, columns).visit(tree.body)
+    try:
+        with np.errstate(all="ignore"):  # log(0), 0/0: -inf and nan fail comparisons, as they would in ROOT
+            value = _Evaluator(expression, columns).visit(tree.body)
+    except (TypeError, ValueError, OverflowError) as error:  # numpy's: a float in a bit-wise &, a literal out of range
+        raise ConfigError(f"selection {expression!r}: cannot be evaluated on these columns ({error})") from None
     mask = np.broadcast_to(np.asarray(value), (n_rows,))
     if mask.dtype != np.bool_:
-        raise ConfigError(f"selection {expression!r}: expected a true/false result per row, got {mask.dtype} values")
+        hint = "; a bit test reads (jetId & 2) != 0" if mask.dtype.kind in "iu" else ""
+        raise ConfigError(f"selection {expression!r}: expected a true/false result per row, got {mask.dtype} values{hint}")
     return np.array(mask, dtype=bool)
 
 
 def _check_node(node: ast.AST, expression: str) -> None:
     allowed = (
         ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Name,
-        ast.Load, ast.Constant, ast.Call, *_BINARY, *_COMPARE, *_UNARY,
+        ast.Load, ast.Constant, ast.Call, ast.Invert, *_BINARY, *_BITWISE, *_COMPARE, *_UNARY,
     )
     if not isinstance(node, allowed):
         raise ConfigError(f"selection {expression!r}: {type(node).__name__} is not allowed in a selection")
@@ -115,7 +131,7 @@ class _Evaluator(ast.NodeVisitor):
             close = difflib.get_close_matches(node.id, list(self.columns), n=3)
             hint = f"; close matches: {close}" if close else f"; available: {sorted(self.columns)}"
             raise ConfigError(f"selection {self.expression!r}: unknown column {node.id!r}{hint}")
-        return np.asarray(self.columns[node.id])
+        return _widened(np.asarray(self.columns[node.id]))
 
     def visit_Constant(self, node: ast.Constant):
         return node.value
@@ -124,10 +140,30 @@ class _Evaluator(ast.NodeVisitor):
         return FUNCTIONS[node.func.id](*(self.visit(arg) for arg in node.args))
 
     def visit_UnaryOp(self, node: ast.UnaryOp):
-        return _UNARY[type(node.op)](self.visit(node.operand))
+        operand = self.visit(node.operand)
+        if isinstance(node.op, ast.Invert):
+            kind = np.asarray(operand).dtype.kind
+            if kind not in "biu":
+                raise ConfigError(f"selection {self.expression!r}: '~' applies to true/false values or integers, "
+                                  f"not to {np.asarray(operand).dtype} values")
+            return np.logical_not(operand) if kind == "b" else np.invert(operand)
+        return _UNARY[type(node.op)](operand)
 
     def visit_BinOp(self, node: ast.BinOp):
-        return _BINARY[type(node.op)](self.visit(node.left), self.visit(node.right))
+        left, right = self.visit(node.left), self.visit(node.right)
+        if type(node.op) not in _BITWISE:
+            return _BINARY[type(node.op)](left, right)
+        symbol, logical, bitwise = _BITWISE[type(node.op)]
+        kinds = {np.asarray(left).dtype.kind, np.asarray(right).dtype.kind}
+        if kinds == {"b"}:
+            return logical(left, right)
+        if kinds <= {"i", "u"}:
+            return bitwise(left, right)
+        raise ConfigError(
+            f"selection {self.expression!r}: '{symbol}' between {_kind_name(left)} and {_kind_name(right)}; it "
+            f"combines two true/false values ((pt > 20) {symbol} (abs(eta) < 2.4)) or two integers bit by bit "
+            f"((jetId & 2) != 0)"
+        )
 
     def visit_BoolOp(self, node: ast.BoolOp):
         combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
@@ -143,3 +179,15 @@ class _Evaluator(ast.NodeVisitor):
             result = np.logical_and(result, _COMPARE[type(op)](left, right))
             left = right
         return result
+
+
+def _widened(values: np.ndarray) -> np.ndarray:
+    """Integers of up to 32 bits as int64 (see the module docstring); anything else unchanged."""
+    if values.dtype.kind in "iu" and values.dtype.itemsize <= 4:
+        return values.astype(np.int64)
+    return values
+
+
+def _kind_name(value) -> str:
+    kind = np.asarray(value).dtype.kind
+    return {"b": "true/false values", "i": "integers", "u": "integers", "f": "floats"}.get(kind, f"{np.asarray(value).dtype} values")
