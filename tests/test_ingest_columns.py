@@ -85,6 +85,7 @@ def test_selection_on_any_column_equals_filtering_afterwards(tmp_path, selection
     expected = frame[frame.eval(selection.replace("&", " and ").replace("|", " or "))].reset_index(drop=True)
     assert selected.to_pandas().equals(expected)
     assert summary["rows_out"] == len(expected) and summary["failed_selection"] == len(frame) - len(expected)
+    assert summary["selected"] == len(expected)  # unmatched rows are kept here: not subtracted twice
     assert selected.schema == everything.schema
 
 
@@ -93,6 +94,7 @@ def test_unique_on_an_event_field_keeps_the_first_object(tmp_path):
     table, summary = _ingest(tmp_path, raw, _jets_mapping(unique=["PV_npvs"]), "unique")
     assert table.column("object_index").to_pylist() == [0, 0, 0]
     assert table.column("entry").to_pylist() == [0, 1, 2] and summary["duplicates_removed"] == 6
+    assert summary["selected"] == 9 and summary["unmatched_no_index"] == 2  # kept unmatched rows are selected
 
 
 def test_every_row_failing_keeps_the_schema_of_a_passing_run(tmp_path):

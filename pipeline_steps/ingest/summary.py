@@ -20,15 +20,20 @@ COUNT_KEYS = tuple(ChunkCounts.__dataclass_fields__)
 
 
 def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: ChunkCounts, columns: list[str]) -> dict:
-    """The per-(file, table) summary written beside the Parquet file."""
+    """The per-(file, table) summary written beside the Parquet file.
+
+    ``selected``: the rows that the match requirement and the selection kept, before ``unique`` removed
+    duplicates. It had been ``rows_in`` minus every unmatched and failed count, which counts an unmatched
+    row twice under ``keep_unmatched: true`` (unmatched rows are kept, then some fail the selection) and
+    gave negative numbers there; ``rows_out + duplicates_removed`` is the same count without that case.
+    """
     return {
         "dataset": dataset,
         "table": table,
         "source_file": source_file,
         "tree": tree,
         **asdict(counts),
-        "selected": counts.rows_in - counts.unmatched_no_index - counts.unmatched_index_out_of_range
-        - counts.unmatched_failed_match_selection - counts.failed_selection,
+        "selected": counts.rows_out + counts.duplicates_removed,
         "columns": columns,
     }
 
