@@ -144,3 +144,16 @@ def test_damaged_first_basket_is_an_input_error_naming_the_file(tmp_path):
     with pytest.raises(InputError, match=r"d\.root:T: cannot read entries from 0 on; the file is damaged"):
         run([str(raw)], str(tmp_path / "d.parquet"), str(tmp_path / "d.json"), {"tree": "T"}, {"fields": ["x"]}, "t")
     assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "d.json").exists()
+
+
+def test_a_float_match_index_is_refused_naming_the_branch(tmp_path):
+    """An index stored as float had been truncated (1.9 matched object 1) and NaN made -2**63."""
+    raw = tmp_path / "f.root"
+    with uproot.recreate(raw) as file:
+        data = {"run": np.array([1], np.uint32), "event": np.array([10], np.uint64), "PV_npvs": np.array([20], np.int32),
+                "Jet": ak.zip({"pt": ak.Array([[1.0, 2.0]]), "genJetIdx": ak.Array([[0.0, 1.9]])}),
+                "GenJet": ak.zip({"pt": ak.Array([[10.0, 20.0]])})}
+        file.mktree("Events", {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}).extend(data)
+    with pytest.raises(InputError, match=r"f\.root:Events: match index branch 'Jet_genJetIdx' must hold integers "
+                                         r"\(positions in the collection counted by 'nGenJet', -1 for none\), found float64"):
+        _ingest(tmp_path, raw, _jets_mapping(), "float_index")

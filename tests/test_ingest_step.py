@@ -179,16 +179,20 @@ def _bad_cases(tmp_path):
     truncated = tmp_path / "trunc.root"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     empty = _ship_file(tmp_path / "empty.root", n_entries=0)
+    nested = tmp_path / "nested.root"
+    with uproot.recreate(nested) as file:
+        file.mktree("sim/cbmsim", {"x": np.float32}).extend({"x": np.zeros(2, np.float32)})
     return {
         "missing": (tmp_path / "nope.root", {}, "does not exist"),
         "not_root": (not_root, {}, "cannot be opened as a ROOT file"),
         "truncated": (truncated, {}, "truncated"),
         "tree": (good, {"tree": "Events"}, r"no tree 'Events'; the file has trees \['cbmsim'\]"),
         "empty": (empty, {}, "the tree is empty"),
+        "directory": (nested, {"tree": "sim"}, r"'sim' is a directory, not a TTree; the file has trees \['sim/cbmsim'\]"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "not_root", "truncated", "tree", "empty"])
+@pytest.mark.parametrize("case", ["missing", "not_root", "truncated", "tree", "empty", "directory"])
 def test_bad_input_gives_clear_error_and_no_output(tmp_path, case):
     raw, reading, message = _bad_cases(tmp_path)[case]
     with pytest.raises(InputError, match=message):
@@ -276,9 +280,14 @@ def test_a_later_file_is_cast_to_the_first_files_types_or_named(tmp_path):
     table = pq.read_table(tmp_path / "p.parquet")
     assert str(table.schema.field("x").type) == "float" and table.column("x").to_pylist() == [1.5, 2.25]
     integers = flat(tmp_path / "i.root", np.array([1], np.int32))
-    with pytest.raises(InputError, match=r"b\.root:T: column types .* cannot be converted to those of the part's first"):
+    with pytest.raises(InputError, match=r"b\.root:T: column types \['x: double \(first file: int32\)'\] cannot be "
+                                         r"converted to those of the part's first"):
         run([str(integers), str(raws[1])], str(tmp_path / "q.parquet"), str(tmp_path / "q.json"), reading, mapping, "t")
     assert not (tmp_path / "q.parquet").exists()
+    huge = flat(tmp_path / "h.root", np.array([2.25, 1e300, -np.inf, np.nan]))  # only 1e300 is lost to float32
+    with pytest.raises(InputError, match=r"h\.root:T: .*column 'x': 1 finite double values lie beyond the float range"):
+        run([str(raws[0]), str(huge)], str(tmp_path / "r.parquet"), str(tmp_path / "r.json"), reading, mapping, "t")
+    assert not (tmp_path / "r.parquet").exists()
 
 
 def test_unsafe_selection_is_config_error(tmp_path):

@@ -174,8 +174,11 @@ def _object_counts(arrays: ak.Array, mapping: TableMapping, where: str, entries:
 
 def _counter(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
     values = _flat_event_branch(arrays, branch, where)
-    if not np.issubdtype(values.dtype, np.integer) or (len(values) and values.min() < 0):
+    if not np.issubdtype(values.dtype, np.integer):
         raise InputError(f"{where}: counter branch {branch!r} must hold non-negative integers, found {values.dtype}")
+    if len(values) and values.min() < 0:
+        raise InputError(f"{where}: counter branch {branch!r} must hold non-negative integers, found "
+                         f"{values.min()} (a {values.dtype} count of objects)")
     return values.astype(np.int64)
 
 
@@ -269,7 +272,11 @@ def _match_rows(arrays, mapping: TableMapping, counts, entry_of_row, entries, wh
     """
     match = mapping.match
     index_branch = mapping.field_branch(match.index)
-    index = _jagged_values(arrays, index_branch, counts, mapping.collection.counter, where, entries).astype(np.int64)
+    index = _jagged_values(arrays, index_branch, counts, mapping.collection.counter, where, entries)
+    if not np.issubdtype(index.dtype, np.integer):  # a float index had been truncated (1.9 -> 1), NaN made -2**63
+        raise InputError(f"{where}: match index branch {index_branch!r} must hold integers (positions in the "
+                         f"collection counted by {match.collection.counter!r}, -1 for none), found {index.dtype}")
+    index = index.astype(np.int64)
     target_counts = _counter(arrays, match.collection.counter, where)
     out_of_range = index >= target_counts[entry_of_row]
     has_index = (index >= 0) & ~out_of_range

@@ -101,5 +101,7 @@ def _tree(file, path: Path, tree_name: str):
     except READ_ERRORS as error:
         raise InputError(f"{path}: cannot read tree {tree_name!r} ({type(error).__name__}: {error})") from None
     if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
-        raise InputError(f"{path}: {tree_name!r} is a {tree.classname}, not a TTree; the file has trees {trees}")
+        # a TDirectory has no classname attribute in uproot (it had surfaced as an AttributeError)
+        kind = "directory" if isinstance(tree, uproot.ReadOnlyDirectory) else getattr(tree, "classname", type(tree).__name__)
+        raise InputError(f"{path}: {tree_name!r} is a {kind}, not a TTree; the file has trees {trees}")
     return tree

@@ -128,6 +128,7 @@ def _write_chunk(writer: TableWriter, table: pa.Table, where: str) -> None:
     try:
         writer.write(table)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise InputError(f"{where}: column types {table.schema.types} cannot be converted to those of the "
-                         f"part's first file {writer.schema.types} ({error}); files ingested together must "
-                         f"hold the same branch types") from None
+        differ = [f"{field.name}: {field.type} (first file: {writer.schema.field(field.name).type})"
+                  for field in table.schema if field.type != writer.schema.field(field.name).type]
+        raise InputError(f"{where}: column types {differ} cannot be converted to those of the part's first "
+                         f"file ({error}); files ingested together must hold the same branch types") from None

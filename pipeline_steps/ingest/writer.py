@@ -52,7 +52,22 @@ class TableWriter:
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
             # cast only when a chunk's types differ (it imports pyarrow.compute, 0.1 s)
-            self._writer.write_table(table if table.schema.equals(self.schema) else table.cast(self.schema))
+            self._writer.write_table(table if table.schema.equals(self.schema) else self._cast(table))
+
+    def _cast(self, table: pa.Table) -> pa.Table:
+        """``table`` in this file's types. Arrow's cast checks integer overflow but turns a float64 beyond
+        float32's range into +-inf; that is refused here too, since a later file's 1e300 would reach
+        training as inf with no word of where it came from."""
+        import pyarrow.compute as pc
+
+        cast = table.cast(self.schema)
+        for name in table.schema.names:
+            before, after = table.schema.field(name).type, self.schema.field(name).type
+            if pa.types.is_floating(before) and pa.types.is_floating(after) and before.bit_width > after.bit_width:
+                lost = (pc.sum(pc.is_finite(table[name])).as_py() or 0) - (pc.sum(pc.is_finite(cast[name])).as_py() or 0)
+                if lost:
+                    raise pa.ArrowInvalid(f"column {name!r}: {lost} finite {before} values lie beyond the {after} range")
+        return cast
 
     def close(self) -> None:
         self._writer.close()
