@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.ingest.step import run
 from pipeline_steps.ingest.writer import arrow_table
 
@@ -157,3 +157,19 @@ def test_a_float_match_index_is_refused_naming_the_branch(tmp_path):
     with pytest.raises(InputError, match=r"f\.root:Events: match index branch 'Jet_genJetIdx' must hold integers "
                                          r"\(positions in the collection counted by 'nGenJet', -1 for none\), found float64"):
         _ingest(tmp_path, raw, _jets_mapping(), "float_index")
+
+
+def test_an_identity_branch_named_like_a_workflow_column_says_how_to_keep_it(tmp_path):
+    """'entry' as an identity branch clashes with the TTree entry column; 'rename' cannot apply to identity,
+    so the error points to event_fields + rename, which keeps the values (checked below)."""
+    raw = tmp_path / "f.root"
+    with uproot.recreate(raw) as file:
+        file.mktree("T", {"entry": np.int64, "x": np.float64}).extend({"entry": np.array([7, 8]), "x": np.array([1.0, 2.0])})
+    reading = {"tree": "T", "identity": ["entry"]}
+    with pytest.raises(ConfigError, match=r"identity branches \['entry'\] have the names of the workflow's own columns"
+                                          r".*list it in 'event_fields' with a 'rename'"):
+        run([str(raw)], str(tmp_path / "a.parquet"), str(tmp_path / "a.json"), reading, {"fields": ["x"]}, "t")
+    run([str(raw)], str(tmp_path / "b.parquet"), str(tmp_path / "b.json"), {"tree": "T"},
+        {"fields": ["x"], "event_fields": ["entry"], "rename": {"entry": "raw_entry"}}, "t")
+    table = pq.read_table(tmp_path / "b.parquet")
+    assert table.column("raw_entry").to_pylist() == [7, 8] and table.column("entry").to_pylist() == [0, 1]

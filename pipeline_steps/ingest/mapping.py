@@ -134,8 +134,15 @@ def output_columns(mapping: TableMapping, identity: tuple[str, ...] | list[str])
     renamed = _renamed_columns(mapping)
     columns = [*IDENTITY_COLUMNS, *identity, *(renamed[c] for c in _physics_columns(mapping))]
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    reserved = sorted(set(identity) & set(IDENTITY_COLUMNS))
+    if reserved:  # 'rename' applies to physics columns only, so it cannot help here
+        raise ConfigError(f"tables.{mapping.name}: identity branches {reserved} have the names of the workflow's own "
+                          f"columns {list(IDENTITY_COLUMNS)} (the raw file, the TTree entry, the object's position); "
+                          f"leave them out of 'identity' (the entry identifies the event within its file); to keep such a "
+                          f"branch's values, list it in 'event_fields' with a 'rename'")
     if duplicates:
-        raise ConfigError(f"tables.{mapping.name}: output columns {duplicates} appear twice; use 'rename'")
+        raise ConfigError(f"tables.{mapping.name}: output columns {duplicates} appear twice; give each once, or "
+                          f"use 'rename' for a field or matched column that shares a name")
     return columns
 
 
