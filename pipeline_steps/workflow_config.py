@@ -28,6 +28,20 @@ Without this check such a pattern fell through to the path checks and read "does
 path is read from the working directory ...)", which points at the wrong cause."""
 
 
+_STRICT_INTEGERS = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool)),
+)
+"""JSON Schema counts 2.0 as an integer; the code then ran ``range(2.0)`` or ``f"{2.0:02d}"`` and stopped
+with a bare TypeError/ValueError (``toy.n_files: 2.0``, ``ingest_parts: 2.0``). Here an integer key
+takes a whole number written as one."""
+
+YAML_EXPONENT_STRING = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""``1e-3`` or ``1.e4``... which YAML 1.1 (PyYAML, Snakemake's loader) reads as a string, not a number:
+its floats need a dot and a signed exponent (``1.0e-3``, ``1.0e+4``)."""
+
+
 def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
     """Raise ConfigError listing every schema violation as ``<key.path>: <what was expected>``.
 
@@ -35,7 +49,7 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
     fractions add up to one.
     """
     schema = yaml.safe_load(Path(str(schema_path)).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _STRICT_INTEGERS(schema)
     problems = [_describe(error) for error in sorted(validator.iter_errors(dict(config)), key=_error_order)]
     if not problems:
         problems = _cross_reference_problems(config)
@@ -200,7 +214,18 @@ def _error_order(error: jsonschema.ValidationError) -> tuple:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
+    message = _message(error)
+    instance = error.instance
+    if isinstance(instance, str) and YAML_EXPONENT_STRING.fullmatch(instance):
+        message += (f" (YAML reads {instance!r} as a string: write the number with a dot and a signed "
+                    f"exponent, e.g. 1.0e-3 or 1.0e+4, or in full)")
+    return message
+
+
+def _message(error: jsonschema.ValidationError) -> str:
     where = key_path(error.absolute_path)
+    if error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+        return f"{where}: expected {error.schema['description']}, got {error.instance!r}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""

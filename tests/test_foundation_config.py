@@ -57,6 +57,18 @@ def test_default_and_production_configs_are_valid(default_config):
         ("models.jets.split", {"train": 0.8, "validation": 0.3, "test": 0.1}, "models.jets.split: fractions must add up to 1"),
         ("seed", -1, "seed: -1 is less than the minimum of 0"),
         ("datasets.ship.tables.muons.match.collection", {"prefix": "MCTrack_"}, "datasets.ship.tables.muons.match.collection: missing required key: 'counter'"),
+        # whole numbers written as floats had passed the schema and stopped in range() or a format code
+        ("datasets.nanoaod.toy.n_files", 2.0, "datasets.nanoaod.toy.n_files: expected integer, got 2.0"),
+        ("datasets.nanoaod.ingest_parts", 2.0, "datasets.nanoaod.ingest_parts: expected integer, got 2.0"),
+        ("seed", True, "seed: expected integer, got True"),
+        # what YAML makes of 1e4 and 1e-3: strings
+        ("datasets.nanoaod.step_size", "1e4", "datasets.nanoaod.step_size: expected integer, got '1e4' (YAML reads "
+         "'1e4' as a string: write the number with a dot and a signed exponent, e.g. 1.0e-3 or 1.0e+4, or in full)"),
+        ("models.jets.training.learning_rate", "1e-3", "models.jets.training.learning_rate: expected a positive number, "
+         "or {network: positive number} for the GAN and CalRatio kinds, got '1e-3' (YAML reads '1e-3' as a string"),
+        ("models.jets.training.learning_rate", -1.0e-3, "models.jets.training.learning_rate: expected a positive "
+         "number, or {network: positive number} for the GAN and CalRatio kinds, got -0.001"),
+        ("models.jets.targets", [], "models.jets.targets: [] should be non-empty"),
     ],
 )
 def test_bad_config_names_the_key(default_config, path, value, expected):
