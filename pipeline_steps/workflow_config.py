@@ -46,13 +46,16 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
     """Raise ConfigError listing every schema violation as ``<key.path>: <what was expected>``.
 
     Also checks what a schema cannot: that models name existing datasets and that split
-    fractions add up to one.
+    fractions add up to one, and for flow and covariance-GAN models, that every variable they name is a
+    column of their table and no variable is both a condition and a target (``_model_variable_problems``).
     """
     schema = yaml.safe_load(Path(str(schema_path)).read_text())
     validator = _STRICT_INTEGERS(schema)
     problems = [_describe(error) for error in sorted(validator.iter_errors(dict(config)), key=_error_order)]
     if not problems:
         problems = _cross_reference_problems(config)
+    if not problems:
+        problems = [problem for name in config["models"] for problem in _model_variable_problems(config, name)]
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -257,6 +260,41 @@ def _cross_reference_problems(config: Mapping[str, Any]) -> list[str]:
         if abs(total - 1.0) > 1e-9:
             problems.append(f"models.{name}.split: fractions must add up to 1, they add up to {total:g}")
     return problems
+
+
+def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
+    """A flow or covariance-GAN model's variables against each other and against its table's columns
+    (``preprocess.model_variables``), which the ingest mapping fixes before any file is read.
+
+    Without this, a typo in ``conditions`` passed planning and stopped the preprocess job after all of
+    the dataset's files were ingested, naming a Parquet file instead of the key. Categorised (SHiP)
+    models read the categorise stage's tables and CalRatio its own inputs: their preprocessing checks
+    their names.
+    """
+    from pipeline_steps.ingest.mapping import output_columns, table_from_config
+    from pipeline_steps.preprocess.derived import parse_derived
+    from pipeline_steps.preprocess.model_variables import check_variable_names, input_columns, missing_column_problems
+
+    model = config["models"][name]
+    if model["kind"] not in ("flow", "covariance_gan") or model.get("categorised"):
+        return []
+    dataset = config["datasets"][model["dataset"]]
+    prep = model.get("preprocessing") or {}
+    try:
+        mapping = table_from_config(model["table"], dataset["tables"][model["table"]])
+    except ConfigError as error:  # "tables.<t>: ..."
+        return [f"datasets.{model['dataset']}.{error}"]
+    try:
+        derived = parse_derived(model.get("derived"))
+        check_variable_names(name, list(model["conditions"]), list(model["targets"]),
+                             {key: list(prep.get(key) or []) for key in ("per_variable", "dequantize", "log_offset", "clip")},
+                             derived)
+    except ConfigError as error:  # "derived.<v>...: ..." or "models.<m>...: ..."
+        message = str(error)
+        return [message if message.startswith("models.") else f"models.{name}.{message}"]
+    columns = output_columns(mapping, list(dataset.get("identity") or []))
+    asked = input_columns(list(model["conditions"]), list(model["targets"]), derived, model.get("weight"))
+    return missing_column_problems(name, asked, f"datasets.{model['dataset']}.tables.{model['table']}", columns)
 
 
 def _pattern_matches(dataset: str, pattern: str) -> list[str]:

@@ -16,6 +16,8 @@ from pipeline_steps.workflow_config import check_job_interpreter_path, validate_
 from tests.conftest import REPO, run_snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+JETS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]["jets"]
+TRACKS_CONDITIONS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]["tracks_cov"]["conditions"]
 
 
 @pytest.fixture
@@ -69,6 +71,19 @@ def test_default_and_production_configs_are_valid(default_config):
         ("models.jets.training.learning_rate", -1.0e-3, "models.jets.training.learning_rate: expected a positive "
          "number, or {network: positive number} for the GAN and CalRatio kinds, got -0.001"),
         ("models.jets.targets", [], "models.jets.targets: [] should be non-empty"),
+        # a model's variables against its table's columns and each other: at planning, naming the key
+        ("models.jets.conditions", [c.replace("gen_phi", "genphi") for c in JETS["conditions"]],
+         "models.jets.conditions: ['genphi'] are not columns of datasets.nanoaod.tables.jets; it has ['source_file', "),
+        ("models.jets.targets", [t.replace("btagCSVV2", "btagCSV") for t in JETS["targets"]], "models.jets.targets: ['btagCSV'] are not columns of "
+         "datasets.nanoaod.tables.jets"),
+        ("models.jets.derived.ptRatio", {"op": "ratio", "of": ["ptt", "gen_pt"]}, "models.jets.derived.ptRatio.of: "
+         "['ptt'] are not columns of datasets.nanoaod.tables.jets"),
+        ("models.jets.weight", "genWeight", "models.jets.weight: ['genWeight'] are not columns of datasets.nanoaod"),
+        ("models.jets.targets", [*JETS["targets"], "gen_eta"], "models.jets: ['gen_eta'] are both conditions and targets"),
+        ("models.jets.preprocessing.per_variable", {"gen_ptt": "log_standard"},
+         "models.jets.preprocessing.per_variable: ['gen_ptt'] are neither conditions nor targets"),
+        ("models.tracks_cov.conditions", [c.replace("z", "zz") if c == "z" else c for c in TRACKS_CONDITIONS], "models.tracks_cov.conditions: ['zz'] are not columns of "
+         "datasets.lhcb_tracks.tables.tracks"),
     ],
 )
 def test_bad_config_names_the_key(default_config, path, value, expected):

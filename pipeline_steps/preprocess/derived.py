@@ -15,12 +15,14 @@ Config ``models.<m>.derived.<name> = {op, of: [a, b]}`` defines ``name`` from th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from pipeline_steps.common.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # planning parses `derived` (workflow_config.py) and must not import pandas (~0.4-0.9 s)
+    import pandas as pd
 
 DERIVED_OPS = ("ratio", "difference", "delta_phi")
 

@@ -45,6 +45,7 @@ from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import covariance_representation as cov_repr
 from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows, parse_derived
+from pipeline_steps.preprocess.model_variables import check_variable_names, input_columns
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
@@ -100,7 +101,7 @@ class ModelPreprocessSettings:
         dequantize = list(prep.get("dequantize") or [])
         log_offsets = {name: float(v) for name, v in (prep.get("log_offset") or {}).items()}
         clips = {name: _clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
-        _check_names(model, conditions, targets, {"per_variable": per_variable, "dequantize": dequantize,
+        check_variable_names(model, conditions, targets, {"per_variable": per_variable, "dequantize": dequantize,
                                                   "log_offset": log_offsets, "clip": clips}, derived)
         condition_kinds = {name: per_variable.get(name, default) for name in conditions}
         target_kinds = {name: per_variable.get(name, prep.get("targets", default)) for name in targets}
@@ -130,10 +131,7 @@ class ModelPreprocessSettings:
     @property
     def physical_columns(self) -> list[str]:
         """Columns read from the inputs besides identity: conditions, target sources, weight."""
-        names = self.conditions + [t for t in self.targets if t not in self.derived] + self.extra_columns
-        if self.weight:
-            names.append(self.weight)
-        return list(dict.fromkeys(names))
+        return list(input_columns(self.conditions, self.targets, self.derived, self.weight))
 
 
 def run(tables: Sequence[str | Path], outputs: Mapping[str, str | Path], params: Any,
@@ -405,22 +403,6 @@ def _check_finite(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
             raise InputError(f"{path}: column {name!r} has {int(bad.sum())} non-finite values (NaN or +-inf), first "
                              f"{values.iloc[first]} in {_row_origin(table, first)}; "
                              f"expected finite inputs for every model variable")
-
-
-def _check_names(model: str, conditions: list[str], targets: list[str], named: Mapping[str, Any],
-                 derived: Mapping[str, DerivedVariable]) -> None:
-    """Every variable named under a ``preprocessing`` key (``named``: key -> names) is a condition or target."""
-    known = set(conditions) | set(targets)
-    for key, names in named.items():
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise ConfigError(f"models.{model}.preprocessing.{key}: {unknown} are neither conditions nor targets")
-    overlap = set(conditions) & set(targets)
-    if overlap:
-        raise ConfigError(f"models.{model}: {sorted(overlap)} are both conditions and targets")
-    for name in derived:
-        if name not in targets:
-            logger.warning("models.%s.derived.%s is not a target; it is ignored", model, name)
 
 
 def _clip_bounds(model: str, name: str, bounds: Any) -> tuple[float | None, float | None]:

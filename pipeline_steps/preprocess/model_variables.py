@@ -1,0 +1,63 @@
+"""The variables of a flow or covariance-GAN model, checked against each other and against its table.
+
+Both preprocessing (at run time) and planning (``workflow_config.validate_config``, before any job)
+call these, so a typo in ``conditions``, ``targets``, ``weight``, ``derived.<v>.of`` or a
+``preprocessing`` key stops ``snakemake`` at once, naming the key, instead of stopping the
+preprocess job after every raw file was ingested, naming a Parquet file. Light on purpose: no
+pandas, no frameworks (planning imports it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.preprocess.derived import DerivedVariable
+
+logger = logging.getLogger(__name__)
+
+
+def check_variable_names(model: str, conditions: list[str], targets: list[str], named: Mapping[str, Any],
+                         derived: Mapping[str, DerivedVariable]) -> None:
+    """Every variable named under a ``preprocessing`` key (``named``: key -> names) is a condition or target,
+    and no variable is both."""
+    known = set(conditions) | set(targets)
+    for key, names in named.items():
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ConfigError(f"models.{model}.preprocessing.{key}: {unknown} are neither conditions nor targets")
+    overlap = set(conditions) & set(targets)
+    if overlap:
+        raise ConfigError(f"models.{model}: {sorted(overlap)} are both conditions and targets")
+    for name in derived:
+        if name not in targets:
+            logger.warning("models.%s.derived.%s is not a target; it is ignored", model, name)
+
+
+def input_columns(conditions: list[str], targets: list[str], derived: Mapping[str, DerivedVariable],
+                  weight: str | None) -> dict[str, str]:
+    """{column read from the model's table: the config key that asks for it}, in reading order:
+    conditions, targets that are not derived, the columns of every derived variable, the weight."""
+    asked: dict[str, str] = {}
+    for name in conditions:
+        asked.setdefault(name, "conditions")
+    for name in targets:
+        if name not in derived:
+            asked.setdefault(name, "targets")
+    for name, spec in derived.items():
+        for column in (spec.source, spec.reference):
+            asked.setdefault(column, f"derived.{name}.of")
+    if weight:
+        asked.setdefault(weight, "weight")
+    return asked
+
+
+def missing_column_problems(model: str, asked: Mapping[str, str], table: str, columns: list[str]) -> list[str]:
+    """One line per config key that names columns the model's table does not have."""
+    by_key: dict[str, list[str]] = {}
+    for column, key in asked.items():
+        if column not in columns:
+            by_key.setdefault(key, []).append(column)
+    return [f"models.{model}.{key}: {missing} are not columns of {table}; it has {columns}"
+            for key, missing in by_key.items()]
