@@ -71,6 +71,8 @@ def test_default_and_production_configs_are_valid(default_config):
         ("models.jets.training.learning_rate", -1.0e-3, "models.jets.training.learning_rate: expected a positive "
          "number, or {network: positive number} for the GAN and CalRatio kinds, got -0.001"),
         ("models.jets.targets", [], "models.jets.targets: [] should be non-empty"),
+        ("models.jets.training.epoch", 3, "models.jets.training: Additional properties are not allowed ('epoch' was "
+         "unexpected) (allowed keys: batch_size, checkpoint_every, early_stopping, epochs, ks_threshold"),
         # a model's variables against its table's columns and each other: at planning, naming the key
         ("models.jets.conditions", [c.replace("gen_phi", "genphi") for c in JETS["conditions"]],
          "models.jets.conditions: ['genphi'] are not columns of datasets.nanoaod.tables.jets; it has ['source_file', "),
