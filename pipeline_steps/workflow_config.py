@@ -259,7 +259,30 @@ def _cross_reference_problems(config: Mapping[str, Any]) -> list[str]:
         total = sum(model["split"].values())
         if abs(total - 1.0) > 1e-9:
             problems.append(f"models.{name}.split: fractions must add up to 1, they add up to {total:g}")
-    return problems
+        if model["kind"] != "calratio_rnn":  # the control region and its KS are CalRatio's (config/README.md)
+            if "control_dataset" in model:
+                problems.append(f"models.{name}.control_dataset: only kind calratio_rnn has a control region; "
+                                f"kind is {model['kind']!r}")
+            if (model.get("scan") or {}).get("metric") == "ks":
+                problems.append(f"models.{name}.scan.metric: ks is the CalRatio control region's data/MC distance; "
+                                f"kind {model['kind']!r} has auc, chi2_ndf, overlap or validation_loss")
+    for name, dataset in datasets.items():
+        toy = dataset.get("toy") or {}
+        if toy.get("rogue_file") is not None and toy["rogue_file"] >= toy["n_files"]:
+            problems.append(f"datasets.{name}.toy.rogue_file: {toy['rogue_file']} is not one of the "
+                            f"{toy['n_files']} toy files (0 .. {toy['n_files'] - 1})")
+    return problems + _threshold_problems(config)
+
+
+def _threshold_problems(config: Mapping[str, Any]) -> list[str]:
+    """``validation.thresholds`` as the verdict reads them (fail not below warn), before any job."""
+    from pipeline_steps.validate.verdict import thresholds_from_config
+
+    try:
+        thresholds_from_config(config.get("validation") or {})
+    except ConfigError as error:
+        return [str(error)]
+    return []
 
 
 def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
@@ -273,7 +296,12 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     """
     from pipeline_steps.ingest.mapping import output_columns, table_from_config
     from pipeline_steps.preprocess.derived import parse_derived
-    from pipeline_steps.preprocess.model_variables import check_variable_names, input_columns, missing_column_problems
+    from pipeline_steps.preprocess.model_variables import (
+        check_variable_names,
+        clip_bounds,
+        input_columns,
+        missing_column_problems,
+    )
 
     model = config["models"][name]
     if model["kind"] not in ("flow", "covariance_gan") or model.get("categorised"):
@@ -289,6 +317,8 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
         check_variable_names(name, list(model["conditions"]), list(model["targets"]),
                              {key: list(prep.get(key) or []) for key in ("per_variable", "dequantize", "log_offset", "clip")},
                              derived)
+        for variable, bounds in (prep.get("clip") or {}).items():
+            clip_bounds(name, variable, bounds)
     except ConfigError as error:  # "derived.<v>...: ..." or "models.<m>...: ..."
         message = str(error)
         return [message if message.startswith("models.") else f"models.{name}.{message}"]

@@ -71,6 +71,16 @@ def test_default_and_production_configs_are_valid(default_config):
         ("models.jets.training.learning_rate", -1.0e-3, "models.jets.training.learning_rate: expected a positive "
          "number, or {network: positive number} for the GAN and CalRatio kinds, got -0.001"),
         ("models.jets.targets", [], "models.jets.targets: [] should be non-empty"),
+        ("models.jets.preprocessing.clip", {"gen_mass": [0.0, None], "ptRatio": [3.0, 0.0]},
+         "models.jets.preprocessing.clip.ptRatio: expected low < high, got [3.0, 0.0]"),
+        ("models.jets.control_dataset", "calratio_cr", "models.jets.control_dataset: only kind calratio_rnn has a "
+         "control region; kind is 'flow'"),
+        ("models.jets.scan", {"grid": {"hyperparameters.n_bins": [4, 8]}, "metric": "ks"}, "models.jets.scan.metric: "
+         "ks is the CalRatio control region's data/MC distance"),
+        ("datasets.ship.toy.rogue_file", 4, "datasets.ship.toy.rogue_file: 4 is not one of the 4 toy files (0 .. 3)"),
+        ("validation.thresholds.ks_max", {"warn": 0.2, "fail": 0.1}, "validation.thresholds.ks_max: fail (0.1) below "
+         "warn (0.2)"),
+        ("datasets.nanoaod.tables.jets.fields", [], "datasets.nanoaod.tables.jets.fields: [] should be non-empty"),
         ("models.jets.training.epoch", 3, "models.jets.training: Additional properties are not allowed ('epoch' was "
          "unexpected) (allowed keys: batch_size, checkpoint_every, early_stopping, epochs, ks_threshold"),
         # a model's variables against its table's columns and each other: at planning, naming the key

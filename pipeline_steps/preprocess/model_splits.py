@@ -45,7 +45,7 @@ from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import covariance_representation as cov_repr
 from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows, parse_derived
-from pipeline_steps.preprocess.model_variables import check_variable_names, input_columns
+from pipeline_steps.preprocess.model_variables import check_variable_names, clip_bounds, input_columns
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
@@ -100,7 +100,7 @@ class ModelPreprocessSettings:
         derived = parse_derived(slice_.get("derived"))
         dequantize = list(prep.get("dequantize") or [])
         log_offsets = {name: float(v) for name, v in (prep.get("log_offset") or {}).items()}
-        clips = {name: _clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
+        clips = {name: clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
         check_variable_names(model, conditions, targets, {"per_variable": per_variable, "dequantize": dequantize,
                                                   "log_offset": log_offsets, "clip": clips}, derived)
         condition_kinds = {name: per_variable.get(name, default) for name in conditions}
@@ -403,15 +403,6 @@ def _check_finite(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
             raise InputError(f"{path}: column {name!r} has {int(bad.sum())} non-finite values (NaN or +-inf), first "
                              f"{values.iloc[first]} in {_row_origin(table, first)}; "
                              f"expected finite inputs for every model variable")
-
-
-def _clip_bounds(model: str, name: str, bounds: Any) -> tuple[float | None, float | None]:
-    """``preprocessing.clip.<name>: [low, high]`` (either may be null) as floats."""
-    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or all(b is None for b in bounds):
-        raise ConfigError(f"models.{model}.preprocessing.clip.{name}: expected [low, high] with at least one "
-                          f"number (null for no bound), got {bounds!r}")
-    low, high = (None if b is None else float(b) for b in bounds)
-    return low, high
 
 
 def _param(params: Any, key: str) -> Any:

@@ -10,6 +10,7 @@ pandas, no frameworks (planning imports it).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Mapping
 
 from pipeline_steps.common.errors import ConfigError
@@ -61,3 +62,20 @@ def missing_column_problems(model: str, asked: Mapping[str, str], table: str, co
             by_key.setdefault(key, []).append(column)
     return [f"models.{model}.{key}: {missing} are not columns of {table}; it has {columns}"
             for key, missing in by_key.items()]
+
+
+def clip_bounds(model: str, name: str, bounds: Any) -> tuple[float | None, float | None]:
+    """``preprocessing.clip.<name>: [low, high]`` (either may be null) as finite floats, low below high.
+
+    Checked here, with the key, so that reversed bounds stop planning; the transforms check them again
+    where they are applied (``transforms.py``), with what only the data and the transform kind can say."""
+    where = f"models.{model}.preprocessing.clip.{name}"
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or all(b is None for b in bounds):
+        raise ConfigError(f"{where}: expected [low, high] with at least one number (null for no bound), got {bounds!r}")
+    if any(b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b))
+           for b in bounds):
+        raise ConfigError(f"{where}: expected finite numbers or null, got {list(bounds)!r}")
+    low, high = (None if b is None else float(b) for b in bounds)
+    if low is not None and high is not None and not low < high:
+        raise ConfigError(f"{where}: expected low < high, got [{low}, {high}]")
+    return low, high

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline_steps.common.errors import ConfigError
+
+if TYPE_CHECKING:  # planning reads the thresholds (workflow_config.py) and must not import pandas
+    import pandas as pd
 
 PASS, WARN, FAIL, NOT_COMPUTABLE = "pass", "warn", "fail", "not computable"
 SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
@@ -57,6 +58,8 @@ def verdict(metrics: Mapping[str, Any], thresholds: Mapping[str, Threshold]) -> 
 
 def verdict_table(model: str, judged: Mapping[str, Any]) -> pd.DataFrame:
     """The per-model CSV: an ``overall`` line first, then one line per metric."""
+    import pandas as pd
+
     overall = {column: None for column in COLUMNS} | {"metric": "overall", "verdict": judged["overall"], "detail": model}
     return pd.DataFrame([overall, *judged["rows"]], columns=COLUMNS)
 
