@@ -232,6 +232,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
+        if where.endswith(".hyperparameters") and any("learning_rate" in str(key) for key in error.instance):
+            hint += "; learning rates are training settings: training.learning_rate (config/README.md)"
         return f"{where}: {error.message}{hint}"
     if error.validator == "required":
         return f"{where}: missing required key: {error.message}"

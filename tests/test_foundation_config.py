@@ -81,6 +81,12 @@ def test_default_and_production_configs_are_valid(default_config):
         ("validation.thresholds.ks_max", {"warn": 0.2, "fail": 0.1}, "validation.thresholds.ks_max: fail (0.1) below "
          "warn (0.2)"),
         ("datasets.nanoaod.tables.jets.fields", [], "datasets.nanoaod.tables.jets.fields: [] should be non-empty"),
+        ("models.jets.hyperparameters.hiden_dim", 32, "models.jets.hyperparameters: Additional properties are not "
+         "allowed ('hiden_dim' was unexpected) (allowed keys: activation, batch_norm, hidden_dim, n_bins, n_blocks)"),
+        ("models.tracks_cov.hyperparameters.hiden", 32, "models.tracks_cov.hyperparameters: Additional properties are "
+         "not allowed ('hiden' was unexpected)"),  # the GAN had ignored it
+        ("models.tracks_cov.hyperparameters.generator_learning_rate", 1.0e-4, "learning rates are training settings: "
+         "training.learning_rate"),
         ("models.jets.training.epoch", 3, "models.jets.training: Additional properties are not allowed ('epoch' was "
          "unexpected) (allowed keys: batch_size, checkpoint_every, early_stopping, epochs, ks_threshold"),
         # a model's variables against its table's columns and each other: at planning, naming the key
@@ -176,3 +182,23 @@ def test_snakemake_from_a_venv_under_a_path_with_a_space_stops_before_any_job(tm
     assert result.returncode != 0
     assert "has whitespace in its path" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_schema_lists_the_hyperparameters_each_kind_reads():
+    """The schema refuses unknown hyperparameters per kind; its lists must be the code's, or a valid key
+    would be refused (or a typo let through) at planning."""
+    from dataclasses import fields
+
+    from pipeline_steps.models.calratio_rnn import CalRatioHyperparameters
+    from pipeline_steps.models.covariance_gan import _SIZE_KEYS
+    from pipeline_steps.models.flow import FlowHyperparameters
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    listed = {rule["if"]["properties"]["kind"]["const"]: set(rule["then"]["properties"]["hyperparameters"]["properties"])
+              for rule in schema["$defs"]["model"]["allOf"]}
+    assert listed == {
+        "flow": {f.name for f in fields(FlowHyperparameters)},
+        # the GAN trainer reads optimizer and label_smoothing besides the sizes (train/covariance_gan.py)
+        "covariance_gan": set(_SIZE_KEYS) | {"optimizer", "label_smoothing"},
+        "calratio_rnn": {f.name for f in fields(CalRatioHyperparameters)},
+    }
