@@ -87,6 +87,13 @@ def test_default_and_production_configs_are_valid(default_config):
          "not allowed ('hiden' was unexpected)"),  # the GAN had ignored it
         ("models.tracks_cov.hyperparameters.generator_learning_rate", 1.0e-4, "learning rates are training settings: "
          "training.learning_rate"),
+        ("models.jets.training.num_splits", 3, "models.jets.training: expected one of ['epochs', 'batch_size', "),
+        ("models.jets.training.learning_rate", {"main": 1.0e-3}, "models.jets.training.learning_rate: expected number, "
+         "got {'main': 0.001}"),
+        ("models.tracks_cov.training.learning_rate", 1.0e-3, "models.tracks_cov.training.learning_rate: expected "
+         "object, got 0.001"),
+        ("models.tracks_cov.training.learning_rate", {"gen": 1.0e-3}, "models.tracks_cov.training.learning_rate: "
+         "expected one of ['generator', 'discriminator', 'referee'], got 'gen'"),
         ("models.jets.training.epoch", 3, "models.jets.training: Additional properties are not allowed ('epoch' was "
          "unexpected) (allowed keys: batch_size, checkpoint_every, early_stopping, epochs, ks_threshold"),
         # a model's variables against its table's columns and each other: at planning, naming the key
@@ -184,21 +191,30 @@ def test_snakemake_from_a_venv_under_a_path_with_a_space_stops_before_any_job(tm
     assert not (tmp_path / "results").exists()
 
 
-def test_the_schema_lists_the_hyperparameters_each_kind_reads():
-    """The schema refuses unknown hyperparameters per kind; its lists must be the code's, or a valid key
-    would be refused (or a typo let through) at planning."""
+def test_the_schema_lists_the_keys_each_kind_reads():
+    """The schema refuses unknown hyperparameters, training keys and networks per kind; its lists must be
+    the code's, or a valid key would be refused (or a typo let through) at planning."""
     from dataclasses import fields
 
     from pipeline_steps.models.calratio_rnn import CalRatioHyperparameters
     from pipeline_steps.models.covariance_gan import _SIZE_KEYS
     from pipeline_steps.models.flow import FlowHyperparameters
+    from pipeline_steps.train import calratio_rnn, covariance_gan, flow
+    from pipeline_steps.train.settings import COMMON_KEYS
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    listed = {rule["if"]["properties"]["kind"]["const"]: set(rule["then"]["properties"]["hyperparameters"]["properties"])
-              for rule in schema["$defs"]["model"]["allOf"]}
-    assert listed == {
+    rules = {rule["if"]["properties"]["kind"]["const"]: rule["then"]["properties"] for rule in schema["$defs"]["model"]["allOf"]}
+    assert {kind: set(rule["hyperparameters"]["properties"]) for kind, rule in rules.items()} == {
         "flow": {f.name for f in fields(FlowHyperparameters)},
         # the GAN trainer reads optimizer and label_smoothing besides the sizes (train/covariance_gan.py)
         "covariance_gan": set(_SIZE_KEYS) | {"optimizer", "label_smoothing"},
         "calratio_rnn": {f.name for f in fields(CalRatioHyperparameters)},
     }
+    trainers = {"flow": flow, "covariance_gan": covariance_gan, "calratio_rnn": calratio_rnn}
+    for kind, rule in rules.items():
+        assert set(rule["training"]["propertyNames"]["enum"]) == set(COMMON_KEYS) | set(trainers[kind].OWN_KEYS), kind
+        rate = rule["training"]["properties"]["learning_rate"]
+        if kind == "flow":
+            assert rate == {"type": "number"}
+        else:
+            assert set(rate["propertyNames"]["enum"]) == set(trainers[kind].DEFAULT_LEARNING_RATES), kind
