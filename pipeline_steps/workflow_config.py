@@ -292,9 +292,9 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     (``preprocess.model_variables``), which the ingest mapping fixes before any file is read.
 
     Without this, a typo in ``conditions`` passed planning and stopped the preprocess job after all of
-    the dataset's files were ingested, naming a Parquet file instead of the key. Categorised (SHiP)
-    models read the categorise stage's tables and CalRatio its own inputs: their preprocessing checks
-    their names.
+    the dataset's files were ingested, naming a Parquet file instead of the key. A categorised (SHiP)
+    model reads the categorise stage's tables, so its table is checked for what that stage reads;
+    CalRatio reads its own inputs and its preprocessing checks their names.
     """
     from pipeline_steps.ingest.mapping import output_columns, table_from_config
     from pipeline_steps.preprocess.derived import parse_derived
@@ -306,7 +306,7 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     )
 
     model = config["models"][name]
-    if model["kind"] not in ("flow", "covariance_gan") or model.get("categorised"):
+    if model["kind"] not in ("flow", "covariance_gan"):
         return []
     dataset = config["datasets"][model["dataset"]]
     prep = model.get("preprocessing") or {}
@@ -314,6 +314,10 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
         mapping = table_from_config(model["table"], dataset["tables"][model["table"]])
     except ConfigError as error:  # "tables.<t>: ..."
         return [f"datasets.{model['dataset']}.{error}"]
+    table = f"datasets.{model['dataset']}.tables.{model['table']}"
+    columns = output_columns(mapping, list(dataset.get("identity") or []))
+    if model.get("categorised"):
+        return _categorised_model_problems(name, model, table, columns)
     try:
         derived = parse_derived(model.get("derived"))
         check_variable_names(name, list(model["conditions"]), list(model["targets"]),
@@ -324,9 +328,24 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     except ConfigError as error:  # "derived.<v>...: ..." or "models.<m>...: ..."
         message = str(error)
         return [message if message.startswith("models.") else f"models.{name}.{message}"]
-    columns = output_columns(mapping, list(dataset.get("identity") or []))
     asked = input_columns(list(model["conditions"]), list(model["targets"]), derived, model.get("weight"))
-    return missing_column_problems(name, asked, f"datasets.{model['dataset']}.tables.{model['table']}", columns)
+    return missing_column_problems(name, asked, table, columns)
+
+
+def _categorised_model_problems(name: str, model: Mapping[str, Any], table: str, columns: list[str]) -> list[str]:
+    """A categorised model is SHiP's: its table must hold what the categorisation reads, its one condition
+    is the category. ``categorised: true`` on another table had failed in the categorise job."""
+    from pipeline_steps.categorise.category_ids import REQUIRED_COLUMNS
+
+    problems = []
+    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    if missing:
+        problems.append(f"models.{name}.categorised: the SHiP muon categorisation reads {list(REQUIRED_COLUMNS)}, and "
+                        f"{table} lacks {missing}; categorised: true is for a SHiP muon table")
+    if list(model["conditions"]) != ["category"]:
+        problems.append(f"models.{name}.conditions: a categorised model has the one condition [category], "
+                        f"got {list(model['conditions'])}")
+    return problems
 
 
 def _pattern_matches(dataset: str, pattern: str) -> list[str]:

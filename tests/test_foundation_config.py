@@ -94,6 +94,9 @@ def test_default_and_production_configs_are_valid(default_config):
          "object, got 0.001"),
         ("models.tracks_cov.training.learning_rate", {"gen": 1.0e-3}, "models.tracks_cov.training.learning_rate: "
          "expected one of ['generator', 'discriminator', 'referee'], got 'gen'"),
+        ("models.jets.categorised", True, "models.jets.categorised: the SHiP muon categorisation reads ['PdgCode', "),
+        ("models.ship_muons.conditions", ["category", "Px"], "models.ship_muons.conditions: a categorised model has "
+         "the one condition [category], got ['category', 'Px']"),
         ("models.jets.training.epoch", 3, "models.jets.training: Additional properties are not allowed ('epoch' was "
          "unexpected) (allowed keys: batch_size, checkpoint_every, early_stopping, epochs, ks_threshold"),
         # a model's variables against its table's columns and each other: at planning, naming the key

@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline_steps.categorise.category_ids import CATEGORIES
+from pipeline_steps.categorise.category_ids import CATEGORIES, DISPLACED_VARIABLES, REQUIRED_COLUMNS, TARGET_VARIABLES
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.identity import IDENTITY_COLUMNS
 
@@ -63,18 +63,15 @@ __all__ = [
 
 PDG_MU_MINUS = 13
 PDG_MU_PLUS = -13
-_TARGET_VARIABLES = ("weight", "StartZ", "Px", "Py", "Pz")
-_DISPLACED_VARIABLES = ("weight", "StartX", "StartY", "StartZ", "Px", "Py", "Pz")
 CATEGORY_VARIABLES: dict[int, tuple[str, ...]] = {
-    1: _TARGET_VARIABLES,
-    2: _TARGET_VARIABLES,
-    3: _DISPLACED_VARIABLES,
-    4: _DISPLACED_VARIABLES,
+    1: TARGET_VARIABLES,
+    2: TARGET_VARIABLES,
+    3: DISPLACED_VARIABLES,
+    4: DISPLACED_VARIABLES,
 }
 BROADENED_VARIABLES = ("StartX", "StartY")
 #: (PdgCode, from the target) of each category
 CATEGORY_DEFINITIONS = {1: (PDG_MU_PLUS, True), 2: (PDG_MU_MINUS, True), 3: (PDG_MU_PLUS, False), 4: (PDG_MU_MINUS, False)}
-REQUIRED_COLUMNS = ("PdgCode",) + _DISPLACED_VARIABLES
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ def file_minmax(muons: pd.DataFrame, source: str = "muon table") -> dict[str, An
     Empty categories have ``n = 0`` and empty min/max mappings (JSON has no infinity).
     """
     _check_columns(muons, REQUIRED_COLUMNS, source)
-    _check_finite(muons, _DISPLACED_VARIABLES, source)
+    _check_finite(muons, DISPLACED_VARIABLES, source)
     categories = assign_categories(muons, source)
     partial = {"n_rows": int(len(muons)), "max_weight": _max_or_none(muons["weight"]), "categories": {}}
     for category in CATEGORIES:
@@ -196,7 +193,7 @@ def categorise(muons: pd.DataFrame, minmax: Mapping[str, Any], identity: Sequenc
     does not depend on file order.
     """
     _check_columns(muons, tuple(identity) + REQUIRED_COLUMNS, source)
-    _check_finite(muons, _DISPLACED_VARIABLES, source)
+    _check_finite(muons, DISPLACED_VARIABLES, source)
     max_weight = _largest_weight(minmax, source)
     muons = muons.sort_values(list(identity), kind="stable", ignore_index=True)
     categories = assign_categories(muons, source)
