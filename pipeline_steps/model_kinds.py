@@ -23,11 +23,11 @@ from pipeline_steps.common.errors import ConfigError
 STAGE_MODULES = {
     # the shared epoch loop, checkpoints, training settings, schedules and loss plot of every trainer
     "train": ("train/loop", "train/checkpoint", "train/settings", "train/schedule", "train/loss_plot", "train/devices",
-              "common"),
+              "common/logs"),
     # generate/step.py imports the SHiP inverse (categorisation) for any categorised model
-    "generate": ("generate", "preprocess/transforms", "categorise/categories", "common"),
+    "generate": ("generate", "preprocess/transforms", "categorise/categories", "common/logs"),
     # export/step.py verifies the C export (export.c) for any kind
-    "export": ("export/step", "export/c_export", "preprocess/transforms", "common"),
+    "export": ("export/step", "export/c_export", "preprocess/transforms", "common/logs"),
 }
 
 

@@ -11,6 +11,7 @@ imports changes. Rules therefore carry ``params: code=source_hash(...)`` of the 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -32,10 +33,14 @@ def source_hash(*modules: str) -> str:
     A name is a module file (``models/flow``) or a sub-package folder (``ingest``). Module-level
     imports of ``pipeline_steps`` modules are followed transitively, so an edit in a shared helper
     (say ``train/schedule``) reruns every job that uses it, while an edit in a module a rule never
-    imports reruns nothing. Imports inside functions are *not* followed: in this package they are
-    the per-kind dispatch (export/generate pick the flow, GAN or CalRatio module at run time), so a
-    rule names the kind-specific modules it dispatches to itself. Files are hashed in sorted order,
-    so the value is stable across machines.
+    imports reruns nothing. Imports inside functions are followed into ``pipeline_steps.common`` only
+    (helpers imported late to keep a job's start light); elsewhere they are the per-kind dispatch
+    (export/generate pick the flow, GAN or CalRatio module at run time), so a rule names the
+    kind-specific modules it dispatches to itself. The packages' ``__init__`` files, which run with
+    any of their modules, are in the hash too. Every job script imports ``common/logs``, which rules
+    name; they had named the whole ``common`` folder, so a docstring edit in ``common/figures`` reran
+    all 52 jobs of the tiny workflow, toy files and ingestion included. Files are hashed in sorted
+    order, so the value is stable across machines.
     """
     digest = hashlib.sha256()
     for path in sorted(_with_imports({file for module in modules for file in _module_files(module)})):
@@ -67,11 +72,18 @@ def _with_imports(files: set[Path]) -> set[Path]:
     return seen
 
 
-def _imported_package_files(file: Path) -> list[Path]:
-    """Files of ``pipeline_steps`` modules named by the module-level imports of ``file``."""
+@functools.lru_cache(maxsize=None)  # planning hashes ~20 rules over the same files; a file's imports are parsed once
+def _imported_package_files(file: Path) -> tuple[Path, ...]:
+    """Files of ``pipeline_steps`` modules named by the module-level imports of ``file``, of the
+    ``pipeline_steps.common`` modules it imports anywhere, and the ``__init__`` files of their packages."""
     package_parts = file.relative_to(PACKAGE_ROOT).parent.parts
+    tree = ast.parse(file.read_text(), filename=str(file))
+    module_level = list(_module_level_statements(tree.body))
+    at_import = {id(node) for node in module_level}
+    late_common = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                   and id(node) not in at_import]
     found = []
-    for node in _module_level_statements(ast.parse(file.read_text(), filename=str(file)).body):
+    for node in [*module_level, *late_common]:
         if isinstance(node, ast.Import):
             dotted = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -83,8 +95,16 @@ def _imported_package_files(file: Path) -> list[Path]:
             dotted = [module, *(f"{module}.{alias.name}" for alias in node.names)]
         else:
             continue
+        if id(node) not in at_import:
+            dotted = [name for name in dotted if name.startswith("pipeline_steps.common")]
         found += [path for name in dotted if (path := _package_file(name)) is not None]
-    return found
+    return (*found, *(init for path in found for init in _package_inits(path)))
+
+
+def _package_inits(path: Path) -> list[Path]:
+    """``__init__.py`` of every package above ``path`` inside ``pipeline_steps`` (run by any import of it)."""
+    folders = [folder for folder in path.parents if folder == PACKAGE_ROOT or PACKAGE_ROOT in folder.parents]
+    return [init for folder in folders if (init := folder / "__init__.py").is_file()]
 
 
 def _module_level_statements(body: list[ast.stmt]):

@@ -3,7 +3,7 @@
 # categorise_reduce, then categorise). Logic: pipeline_steps/categorise/.
 
 
-_CATEGORISE_CODE = source_hash("categorise/categories", "categorise/step", "common")
+_CATEGORISE_CODE = source_hash("categorise/categories", "categorise/step", "common/logs")
 
 
 rule categorise_minmax:

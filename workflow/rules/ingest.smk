@@ -14,7 +14,7 @@ rule ingest_table:
     params:
         reading=ingest_reading,
         mapping=ingest_mapping,
-        code=source_hash("ingest", "common"),
+        code=source_hash("ingest", "common/logs"),
     threads: 1
     conda:
         "../../envs/ingest.yaml"
@@ -31,7 +31,7 @@ rule ingest_summary:
     log:
         "logs/ingest/{dataset}/summary.log",
     params:
-        code=source_hash("ingest", "common"),
+        code=source_hash("ingest", "common/logs"),
     conda:
         "../../envs/ingest.yaml"
     script:

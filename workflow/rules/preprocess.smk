@@ -36,7 +36,7 @@ rule preprocess_calratio:
             "preprocess/transforms",
             "preprocess/derived",
             "preprocess/covariance_representation",
-            "common",
+            "common/logs",
         ),
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
@@ -88,7 +88,7 @@ rule preprocess_model:
             "preprocess/derived",
             "preprocess/covariance_representation",
             "preprocess/plots",
-            "common",
+            "common/logs",
         ),
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,

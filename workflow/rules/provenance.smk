@@ -14,7 +14,7 @@ rule provenance:
     params:
         models=provenance_model_slices,
         seed=config["seed"],
-        code=source_hash("provenance", "common"),
+        code=source_hash("provenance", "common/logs"),
     conda:
         "../../envs/validate.yaml"
     script:

@@ -21,7 +21,7 @@ rule rank_scan:
         "logs/scan/{scan}.log",
     params:
         scan=scan_slice,
-        code=source_hash("scan/step", "scan/ranking", "common"),
+        code=source_hash("scan/step", "scan/ranking", "common/logs"),
     threads: 1
     conda:
         "../../envs/validate.yaml"

@@ -19,7 +19,7 @@ for _dataset in PLAN.toy_datasets():
             toy=PLAN.toy_params(_dataset),
             tree=config["datasets"][_dataset]["tree"],
             seed=config["seed"],
-            code=source_hash("toy", "common"),
+            code=source_hash("toy", "common/logs"),
         conda:
             "../../envs/ingest.yaml"
         priority: STAGE_PRIORITY["toy"]

@@ -147,7 +147,7 @@ rule select_calratio_epoch:
     params:
         model=model_slice("training"),
         checkpoint_dir=checkpoint_dir,
-        code=source_hash("train/calratio_selection", "train/calratio_rnn", "models/calratio_rnn", "common"),
+        code=source_hash("train/calratio_selection", "train/calratio_rnn", "models/calratio_rnn", "common/logs"),
     threads: 1
     conda:
         "../../envs/tensorflow.yaml"

@@ -57,7 +57,7 @@ rule validate_model:
         dataset=model_output_layout,
         validation=config["validation"],
         seed=config["seed"],
-        code=source_hash("validate/step", "common"),
+        code=source_hash("validate/step", "common/logs"),
     threads: 1
     conda:
         "../../envs/validate.yaml"
@@ -80,7 +80,7 @@ rule validate_summary:
         "logs/validate/summary.log",
     params:
         train_dirs=[f"results/train/{model}" for model in generative_model_names()],
-        code=source_hash("validate/summary", "common"),
+        code=source_hash("validate/summary", "common/logs"),
     conda:
         "../../envs/validate.yaml"
     script:
@@ -158,7 +158,7 @@ rule calratio_plots:
         "logs/validate/{model}.log",
     params:
         model=model_slice("conditions", "preprocessing", "hyperparameters", "training"),
-        code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common"),
+        code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common/logs"),
     threads: 1  # validate/calratio_plots.py PLOT_THREADS
     conda:
         "../../envs/tensorflow.yaml"
