@@ -294,3 +294,13 @@ def test_unsafe_selection_is_config_error(tmp_path):
     mapping = {**CONFIG["datasets"]["ship"]["tables"]["muons"], "selection": "__import__('os').system('true')"}
     with pytest.raises(ConfigError, match="only calls of"):
         _ingest(tmp_path, _ship_file(tmp_path / "0.root"), "ship", "muons", mapping)
+
+
+def test_a_jagged_branch_where_one_value_per_entry_is_expected_names_its_shape(tmp_path):
+    """The message had printed the type of a zero-length slice ('found 0 * var * float64')."""
+    raw = tmp_path / "j.root"
+    with uproot.recreate(raw) as file:
+        file.mktree("T", {"x": "var * float64"}).extend({"x": ak.Array([[1.0, 2.0], [3.0]])})
+    with pytest.raises(InputError, match=r"j\.root:T: branch 'x' was expected to hold one value per entry, "
+                                         r"found var \* float64 per entry$"):
+        run([str(raw)], str(tmp_path / "j.parquet"), str(tmp_path / "j.json"), {"tree": "T"}, {"fields": ["x"]}, "t")

@@ -185,7 +185,7 @@ def _counter(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
 def _flat_event_branch(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
     values = arrays[branch]
     if values.ndim != 1:
-        raise InputError(f"{where}: branch {branch!r} was expected to hold one value per entry, found {values.type}")
+        raise InputError(f"{where}: branch {branch!r} was expected to hold one value per entry, found {values.type.content} per entry")
     return ak.to_numpy(values)
 
 
@@ -193,7 +193,7 @@ def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, counter: s
     """Flattened values of a per-object branch, after checking its lengths against the counter."""
     values = arrays[branch]
     if values.ndim != 2:
-        raise InputError(f"{where}: branch {branch!r} was expected to hold one value per object, found {values.type}")
+        raise InputError(f"{where}: branch {branch!r} was expected to hold one value per object, found {values.type.content} per entry")
     lengths, flat = _lengths_and_content(values)
     bad = np.flatnonzero(lengths != counts)
     if len(bad):
