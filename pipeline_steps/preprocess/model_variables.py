@@ -27,7 +27,9 @@ def check_variable_names(model: str, conditions: list[str], targets: list[str], 
     for key, names in named.items():
         unknown = [name for name in names if name not in known]
         if unknown:
-            raise ConfigError(f"models.{model}.preprocessing.{key}: {unknown} are neither conditions nor targets")
+            raise ConfigError(f"models.{model}.preprocessing.{key}: {unknown} are neither conditions nor targets (a "
+                              f"--configfile override replaces a list but merges a mapping into the one before it, so "
+                              f"a variable left out of conditions or targets must also leave this key there)")
     overlap = set(conditions) & set(targets)
     if overlap:
         raise ConfigError(f"models.{model}: {sorted(overlap)} are both conditions and targets")
