@@ -28,7 +28,7 @@ Without this check such a pattern fell through to the path checks and read "does
 path is read from the working directory ...)", which points at the wrong cause."""
 
 
-_STRICT_INTEGERS = jsonschema.validators.extend(
+_StrictIntegerValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool)),
@@ -50,7 +50,7 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
     column of their table and no variable is both a condition and a target (``_model_variable_problems``).
     """
     schema = yaml.safe_load(Path(str(schema_path)).read_text())
-    validator = _STRICT_INTEGERS(schema)
+    validator = _StrictIntegerValidator(schema)
     problems = [_describe(error) for error in sorted(validator.iter_errors(dict(config)), key=_error_order)]
     if not problems:
         problems = _cross_reference_problems(config)
@@ -297,19 +297,12 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     CalRatio reads its own inputs and its preprocessing checks their names.
     """
     from pipeline_steps.ingest.mapping import output_columns, table_from_config
-    from pipeline_steps.preprocess.derived import parse_derived
-    from pipeline_steps.preprocess.model_variables import (
-        check_variable_names,
-        clip_bounds,
-        input_columns,
-        missing_column_problems,
-    )
+    from pipeline_steps.preprocess.model_variables import input_columns, missing_column_problems, read_model_variables
 
     model = config["models"][name]
     if model["kind"] not in ("flow", "covariance_gan"):
         return []
     dataset = config["datasets"][model["dataset"]]
-    prep = model.get("preprocessing") or {}
     try:
         mapping = table_from_config(model["table"], dataset["tables"][model["table"]])
     except ConfigError as error:  # "tables.<t>: ..."
@@ -319,16 +312,10 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     if model.get("categorised"):
         return _categorised_model_problems(name, model, table, columns)
     try:
-        derived = parse_derived(model.get("derived"))
-        check_variable_names(name, list(model["conditions"]), list(model["targets"]),
-                             {key: list(prep.get(key) or []) for key in ("per_variable", "dequantize", "log_offset", "clip")},
-                             derived)
-        for variable, bounds in (prep.get("clip") or {}).items():
-            clip_bounds(name, variable, bounds)
-    except ConfigError as error:  # "derived.<v>...: ..." or "models.<m>...: ..."
-        message = str(error)
-        return [message if message.startswith("models.") else f"models.{name}.{message}"]
-    asked = input_columns(list(model["conditions"]), list(model["targets"]), derived, model.get("weight"))
+        variables = read_model_variables(name, model)
+    except ConfigError as error:
+        return [str(error)]
+    asked = input_columns(variables.conditions, variables.targets, variables.derived, model.get("weight"))
     return missing_column_problems(name, asked, table, columns)
 
 

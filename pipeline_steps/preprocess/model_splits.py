@@ -44,8 +44,8 @@ from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import covariance_representation as cov_repr
-from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows, parse_derived
-from pipeline_steps.preprocess.model_variables import check_variable_names, clip_bounds, input_columns
+from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows
+from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
@@ -84,7 +84,6 @@ class ModelPreprocessSettings:
     weight: str | None = None
     categorised: bool = False
     seed: int = 0
-    extra_columns: list[str] = field(default_factory=list)
     support: bool = True
     log_offsets: dict[str, float] = field(default_factory=dict)
     clips: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
@@ -96,13 +95,10 @@ class ModelPreprocessSettings:
         categorised = bool(slice_.get("categorised", False))
         default = prep.get("default", "passthrough" if categorised else "standard")
         per_variable = dict(prep.get("per_variable") or {})
-        conditions, targets = list(slice_["conditions"]), list(slice_["targets"])
-        derived = parse_derived(slice_.get("derived"))
+        variables = read_model_variables(model, slice_)
+        conditions, targets, derived = variables.conditions, variables.targets, variables.derived
         dequantize = list(prep.get("dequantize") or [])
         log_offsets = {name: float(v) for name, v in (prep.get("log_offset") or {}).items()}
-        clips = {name: clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
-        check_variable_names(model, conditions, targets, {"per_variable": per_variable, "dequantize": dequantize,
-                                                  "log_offset": log_offsets, "clip": clips}, derived)
         condition_kinds = {name: per_variable.get(name, default) for name in conditions}
         target_kinds = {name: per_variable.get(name, prep.get("targets", default)) for name in targets}
         for name, kind in {**condition_kinds, **target_kinds}.items():
@@ -113,8 +109,6 @@ class ModelPreprocessSettings:
         if representation != "elements" and len(targets) != cov_repr.N_ELEMENTS:
             raise ConfigError(f"models.{model}.preprocessing.target_representation={representation!r} needs the "
                               f"15 covariance elements as targets (cov_00 .. cov_44), got {len(targets)} targets")
-        sources = [c for spec in derived.values() for c in (spec.source, spec.reference)]
-        physical = conditions + [t for t in targets if t not in derived]
         return cls(
             model=model, conditions=conditions, targets=targets, derived=derived,
             fractions={name: float(slice_["split"][name]) for name in SPLIT_NAMES},
@@ -123,8 +117,7 @@ class ModelPreprocessSettings:
             target_representation=representation,
             identity=list(identity_columns(slice_.get("identity", []))),
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
-            extra_columns=[c for c in dict.fromkeys(sources) if c not in physical],
-            support=bool(prep.get("support", True)), log_offsets=log_offsets, clips=clips,
+            support=bool(prep.get("support", True)), log_offsets=log_offsets, clips=variables.clips,
             point_mass_share=None if prep.get("point_mass_share") is None else float(prep["point_mass_share"]),
         )
 
@@ -132,6 +125,12 @@ class ModelPreprocessSettings:
     def physical_columns(self) -> list[str]:
         """Columns read from the inputs besides identity: conditions, target sources, weight."""
         return list(input_columns(self.conditions, self.targets, self.derived, self.weight))
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """Columns read only for a derived variable (``gen_mass`` of ``massRatio`` when it is no condition)."""
+        asked = input_columns(self.conditions, self.targets, self.derived, None)
+        return [column for column, key in asked.items() if key.startswith("derived.")]
 
 
 def run(tables: Sequence[str | Path], outputs: Mapping[str, str | Path], params: Any,

@@ -11,12 +11,40 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.preprocess.derived import DerivedVariable
+from pipeline_steps.preprocess.derived import DerivedVariable, parse_derived
 
 logger = logging.getLogger(__name__)
+
+
+NAMED_KEYS = ("per_variable", "dequantize", "log_offset", "clip")
+"""``preprocessing`` keys whose entries name variables (a list, or a mapping keyed by variable)."""
+
+
+@dataclass(frozen=True)
+class ModelVariables:
+    """A model's conditions and targets, its derived targets and its clip bounds, checked."""
+
+    conditions: list[str]
+    targets: list[str]
+    derived: dict[str, DerivedVariable]
+    clips: dict[str, tuple[float | None, float | None]]
+
+
+def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariables:
+    """The variables of ``models.<model>`` (``slice_``: its config), every ConfigError naming the key there."""
+    prep = slice_.get("preprocessing") or {}
+    conditions, targets = list(slice_["conditions"]), list(slice_["targets"])
+    try:
+        derived = parse_derived(slice_.get("derived"))
+    except ConfigError as error:  # parse_derived names "derived.<v>..."
+        raise ConfigError(f"models.{model}.{error}") from None
+    clips = {name: clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
+    check_variable_names(model, conditions, targets, {key: list(prep.get(key) or []) for key in NAMED_KEYS}, derived)
+    return ModelVariables(conditions, targets, derived, clips)
 
 
 def check_variable_names(model: str, conditions: list[str], targets: list[str], named: Mapping[str, Any],
