@@ -11,7 +11,9 @@ Run with the interpreter to check (the venv's, once made):
     .venv/bin/python tools/check_python.py [PYPROJECT]
 
 Only the plain comparison clauses that a `requires-python` holds are read (`>=`, `>`, `<=`, `<`, `==`,
-`!=`, numeric versions); any other clause is reported as unreadable rather than passed.
+`!=`, numeric versions); any other clause is reported as unreadable rather than passed. Not
+`packaging.specifiers`: the check runs in the new venv before anything (packaging included) is installed;
+its tests agree with `SpecifierSet` on the clauses read here.
 """
 
 from __future__ import annotations
