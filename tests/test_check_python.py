@@ -54,3 +54,17 @@ def test_make_install_checks_the_interpreter_before_installing_anything(tmp_path
     check = next(i for i, line in enumerate(recipe) if "tools/check_python.py" in line)
     install = next(i for i, line in enumerate(recipe) if " install " in line and "pip" in line)
     assert check < install
+
+
+def test_it_agrees_with_packaging_on_every_clause_it_reads():
+    """The check runs before packaging is installed, so it compares versions itself; here, where packaging is
+    installed, both must give the same answer."""
+    from packaging.specifiers import SpecifierSet
+
+    clauses = [f"{op}{bound}" for op in (">=", ">", "<=", "<", "==", "!=") for bound in ("3.11", "3.12.1", "3", "4.0.0")]
+    clauses += [">=3.11,<3.14", ">=3.10, !=3.12, <4"]
+    versions = [(major, minor, micro) for major in (2, 3, 4) for minor in (0, 10, 11, 12, 13) for micro in (0, 1, 7)]
+    for clause in clauses:
+        for version in versions:
+            expected = SpecifierSet(clause).contains(".".join(map(str, version)))
+            assert check_python.satisfies(version, clause) is expected, (clause, version)

@@ -13,7 +13,7 @@ Run with the interpreter to check (the venv's, once made):
 Only the plain comparison clauses that a `requires-python` holds are read (`>=`, `>`, `<=`, `<`, `==`,
 `!=`, numeric versions); any other clause is reported as unreadable rather than passed. Not
 `packaging.specifiers`: the check runs in the new venv before anything (packaging included) is installed;
-its tests agree with `SpecifierSet` on the clauses read here.
+tests/test_check_python.py checks that it agrees with `SpecifierSet` on them.
 """
 
 from __future__ import annotations
