@@ -112,6 +112,15 @@ def test_default_and_production_configs_are_valid(default_config):
          "models.jets.preprocessing.per_variable: ['gen_ptt'] are neither conditions nor targets"),
         ("models.tracks_cov.conditions", [c.replace("z", "zz") if c == "z" else c for c in TRACKS_CONDITIONS], "models.tracks_cov.conditions: ['zz'] are not columns of "
          "datasets.lhcb_tracks.tables.tracks"),
+        # transform settings that only the config decides: at planning, not after ingestion
+        ("models.jets.preprocessing.log_offset", {"gen_eta": 1.0}, "models.jets.preprocessing.log_offset.gen_eta: only "
+         "the log transforms ['log_standard', 'log10_quantile_normal'] take an offset; 'gen_eta' has 'standard'"),
+        ("models.jets.preprocessing.log_offset", {"gen_mass": float("inf")},
+         "models.jets.preprocessing.log_offset.gen_mass: expected a finite number, got inf"),
+        ("models.jets.preprocessing.clip", {"gen_mass": [-2.0, None]}, "models.jets.preprocessing.clip.gen_mass: "
+         "log_standard needs clip low + log_offset > 0 (the log of the clipped values must exist), got -2 + 1"),
+        ("models.jets.preprocessing.target_representation", "cholesky", "models.jets.preprocessing.target_"
+         "representation='cholesky' needs the 15 covariance elements as targets (cov_00 .. cov_44), got 17 targets"),
     ],
 )
 def test_bad_config_names_the_key(default_config, path, value, expected):
@@ -221,3 +230,11 @@ def test_the_schema_lists_the_keys_each_kind_reads():
             assert rate == {"type": "number"}
         else:
             assert set(rate["propertyNames"]["enum"]) == set(trainers[kind].DEFAULT_LEARNING_RATES), kind
+
+
+def test_planning_counts_the_covariance_elements_the_representations_rewrite():
+    """``model_variables`` keeps its own count so that planning need not import numpy."""
+    from pipeline_steps.preprocess import covariance_representation
+    from pipeline_steps.preprocess.model_variables import N_COVARIANCE_ELEMENTS
+
+    assert N_COVARIANCE_ELEMENTS == covariance_representation.N_ELEMENTS

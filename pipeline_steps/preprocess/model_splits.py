@@ -43,7 +43,6 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.preprocess import covariance_representation as cov_repr
 from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows
 from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
@@ -93,31 +92,22 @@ class ModelPreprocessSettings:
     def from_params(cls, model: str, slice_: Mapping[str, Any], seed: int) -> "ModelPreprocessSettings":
         prep = dict(slice_.get("preprocessing") or {})
         categorised = bool(slice_.get("categorised", False))
-        default = prep.get("default", "passthrough" if categorised else "standard")
-        per_variable = dict(prep.get("per_variable") or {})
         variables = read_model_variables(model, slice_)
-        conditions, targets, derived = variables.conditions, variables.targets, variables.derived
-        dequantize = list(prep.get("dequantize") or [])
-        log_offsets = {name: float(v) for name, v in (prep.get("log_offset") or {}).items()}
-        condition_kinds = {name: per_variable.get(name, default) for name in conditions}
-        target_kinds = {name: per_variable.get(name, prep.get("targets", default)) for name in targets}
-        for name, kind in {**condition_kinds, **target_kinds}.items():
+        for name, kind in {**variables.condition_kinds, **variables.target_kinds}.items():
             if kind not in TRANSFORM_KINDS:
                 raise ConfigError(f"models.{model}.preprocessing: {name!r} has transform {kind!r}; "
                                   f"expected one of {list(TRANSFORM_KINDS)}")
-        representation = prep.get("target_representation", "elements")
-        if representation != "elements" and len(targets) != cov_repr.N_ELEMENTS:
-            raise ConfigError(f"models.{model}.preprocessing.target_representation={representation!r} needs the "
-                              f"15 covariance elements as targets (cov_00 .. cov_44), got {len(targets)} targets")
         return cls(
-            model=model, conditions=conditions, targets=targets, derived=derived,
+            model=model, conditions=variables.conditions, targets=variables.targets, derived=variables.derived,
             fractions={name: float(slice_["split"][name]) for name in SPLIT_NAMES},
-            condition_kinds=condition_kinds, target_kinds=target_kinds, dequantize=dequantize,
+            condition_kinds=variables.condition_kinds, target_kinds=variables.target_kinds,
+            dequantize=list(prep.get("dequantize") or []),
             decorrelate_conditions=bool(prep.get("decorrelate_conditions", False)),
-            target_representation=representation,
+            target_representation=prep.get("target_representation", "elements"),
             identity=list(identity_columns(slice_.get("identity", []))),
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
-            support=bool(prep.get("support", True)), log_offsets=log_offsets, clips=variables.clips,
+            support=bool(prep.get("support", True)), clips=variables.clips,
+            log_offsets={name: float(v) for name, v in (prep.get("log_offset") or {}).items()},
             point_mass_share=None if prep.get("point_mass_share") is None else float(prep["point_mass_share"]),
         )
 

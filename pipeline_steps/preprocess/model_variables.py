@@ -23,6 +23,14 @@ logger = logging.getLogger(__name__)
 NAMED_KEYS = ("per_variable", "dequantize", "log_offset", "clip")
 """``preprocessing`` keys whose entries name variables (a list, or a mapping keyed by variable)."""
 
+LOG_KINDS = ("log_standard", "log10_quantile_normal")
+"""The transform kinds that take a logarithm, so the only ones a ``log_offset`` applies to (``transforms.py``
+implements them; the kind names themselves are checked by the config schema)."""
+
+N_COVARIANCE_ELEMENTS = 15
+"""Targets a ``target_representation`` other than ``elements`` rewrites: the 5x5 covariance's upper triangle
+(``covariance_representation.N_ELEMENTS``, which imports numpy; a test keeps the two equal)."""
+
 
 @dataclass(frozen=True)
 class ModelVariables:
@@ -32,6 +40,8 @@ class ModelVariables:
     targets: list[str]
     derived: dict[str, DerivedVariable]
     clips: dict[str, tuple[float | None, float | None]]
+    condition_kinds: dict[str, str]
+    target_kinds: dict[str, str]
 
 
 def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariables:
@@ -44,7 +54,41 @@ def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariable
         raise ConfigError(f"models.{model}.{error}") from None
     clips = {name: clip_bounds(model, name, bounds) for name, bounds in (prep.get("clip") or {}).items()}
     check_variable_names(model, conditions, targets, {key: list(prep.get(key) or []) for key in NAMED_KEYS}, derived)
-    return ModelVariables(conditions, targets, derived, clips)
+    default = prep.get("default", "passthrough" if slice_.get("categorised") else "standard")
+    per_variable = prep.get("per_variable") or {}
+    condition_kinds = {name: per_variable.get(name, default) for name in conditions}
+    target_kinds = {name: per_variable.get(name, prep.get("targets", default)) for name in targets}
+    check_log_offsets(model, {**condition_kinds, **target_kinds}, prep.get("log_offset") or {}, clips)
+    check_target_representation(model, prep.get("target_representation", "elements"), targets)
+    return ModelVariables(conditions, targets, derived, clips, condition_kinds, target_kinds)
+
+
+def check_log_offsets(model: str, kinds: Mapping[str, str], offsets: Mapping[str, Any],
+                      clips: Mapping[str, tuple[float | None, float | None]]) -> None:
+    """A ``log_offset`` only on a log transform and finite, and a log's clip low bound inside its domain.
+
+    These had been found by the preprocess job, after every raw file was ingested; the kinds and bounds
+    are all in the config, so planning says it (``transforms.py`` checks again where it applies them)."""
+    where = f"models.{model}.preprocessing"
+    for name, offset in offsets.items():
+        if kinds[name] not in LOG_KINDS:
+            raise ConfigError(f"{where}.log_offset.{name}: only the log transforms {list(LOG_KINDS)} take an offset; "
+                              f"{name!r} has {kinds[name]!r}")
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
+            raise ConfigError(f"{where}.log_offset.{name}: expected a finite number, got {offset!r}")
+    for name, (low, _) in clips.items():
+        offset = float(offsets.get(name, 0.0))
+        if kinds[name] in LOG_KINDS and low is not None and not low + offset > 0:
+            raise ConfigError(f"{where}.clip.{name}: {kinds[name]} needs clip low + log_offset > 0 (the log of the "
+                              f"clipped values must exist), got {low:g} + {offset:g}")
+
+
+def check_target_representation(model: str, representation: str, targets: list[str]) -> None:
+    """A covariance representation other than ``elements`` rewrites exactly the 15 covariance elements."""
+    if representation != "elements" and len(targets) != N_COVARIANCE_ELEMENTS:
+        raise ConfigError(f"models.{model}.preprocessing.target_representation={representation!r} needs the "
+                          f"{N_COVARIANCE_ELEMENTS} covariance elements as targets (cov_00 .. cov_44), got "
+                          f"{len(targets)} targets")
 
 
 def check_variable_names(model: str, conditions: list[str], targets: list[str], named: Mapping[str, Any],

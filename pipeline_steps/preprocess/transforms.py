@@ -63,6 +63,7 @@ from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.preprocess import covariance_representation as cov_repr
 from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived
+from pipeline_steps.preprocess.model_variables import LOG_KINDS
 
 __all__ = [
     "TRANSFORM_KINDS",
@@ -90,7 +91,6 @@ TRANSFORM_KINDS = (
     "quantile_normal",
     "log10_quantile_normal",
 )
-LOG_KINDS = ("log_standard", "log10_quantile_normal")
 DEQUANTIZE_MARGIN = 1e-3
 N_QUANTILES = 1000
 FORMAT_VERSION = 1
