@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.frames import concat_parts
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 
 FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -81,3 +82,33 @@ def test_bad_fractions_and_missing_identity_are_rejected():
     broken.loc[0, "entry"] = np.nan
     with pytest.raises(InputError, match="entry"):
         assign_split(broken, FRACTIONS, salt=0)
+
+
+def test_a_part_with_signed_event_numbers_keeps_the_other_parts_splits_and_exact_values():
+    """Parts ingested separately can store ``event`` as uint64 (NanoAOD) and int64 (a skim); joined by
+    ``pd.concat`` the column became float64 and 680 of 2000 rows changed split when the second part came."""
+    first = _identity(["0.root"], entries=1000, objects=2)
+    first["event"] += np.uint64(2**53 + 1)  # beyond float64's integers
+    added = _identity(["1.root"]).astype({"event": np.int64})
+    before = _by_key(first, assign_split(first, FRACTIONS, salt=7))
+    grown = concat_parts([first, added], "test tables")
+    assert grown["event"].dtype == np.int64
+    assert np.array_equal(grown["event"].to_numpy()[:len(first)].astype(np.uint64), first["event"].to_numpy())
+    after = _by_key(grown, assign_split(grown, FRACTIONS, salt=7))
+    assert after.loc[before.index].equals(before)
+
+
+@pytest.mark.parametrize(
+    "unsigned, signed, expected",
+    [([1, 2], [-3], np.int64), ([2**63 + 5], [0, 7], np.uint64), ([2**63 + 5], [-1], None)],
+)
+def test_mixed_integer_parts_get_a_type_that_holds_every_value_or_a_named_error(unsigned, signed, expected):
+    parts = [pd.DataFrame({"event": np.array(unsigned, np.uint64)}), pd.DataFrame({"event": np.array(signed, np.int32)})]
+    if expected is None:
+        with pytest.raises(InputError, match=r"test tables: column 'event' is uint64 .* up to 9223372036854775813, .* "
+                                             r"down to -1; no integer type holds both"):
+            concat_parts(parts, "test tables")
+        return
+    joined = concat_parts(parts, "test tables")
+    assert joined["event"].dtype == expected
+    assert [int(v) for v in joined["event"]] == unsigned + signed

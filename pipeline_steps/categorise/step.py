@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.frames import concat_parts
 from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.categorise import categories as cat
@@ -70,8 +71,8 @@ def run_categorise(muons_files: Sequence[str | Path], minmax_file: str | Path, c
     settings = CategoriseSettings.from_params(params)
     with step_logging(log):
         columns = settings.identity + cat.REQUIRED_COLUMNS
-        muons = pd.concat([read_muons(path, columns) for path in tqdm(list(muons_files), desc="read muons")],
-                          ignore_index=True)
+        muons = concat_parts([read_muons(path, columns) for path in tqdm(list(muons_files), desc="read muons")],
+                             f"categorise: the {len(muons_files)} muon tables")
         tables, described = cat.categorise(muons, _read_json(minmax_file), settings.identity,
                                            source=f"{len(muons_files)} muon tables")
         for category, path in zip(cat.CATEGORIES, category_files):

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
+from pipeline_steps.common.frames import concat_parts
 from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows
@@ -143,7 +144,7 @@ def read_inputs(tables: Sequence[str | Path], settings: ModelPreprocessSettings)
     frames = [_read_table(Path(path), settings) for path in tqdm(list(tables), desc="read tables")]
     if not frames:
         raise InputError(f"model {settings.model}: no input tables")
-    rows = pd.concat(frames, ignore_index=True)
+    rows = concat_parts(frames, f"model {settings.model}: the input tables")
     if rows.empty:
         raise InputError(f"model {settings.model}: the input tables {list(map(str, tables))} have no rows")
     order = settings.identity + (["category"] if settings.categorised else [])
