@@ -172,3 +172,37 @@ def test_categorised_ship_inputs_get_category_and_zero_start_xy_for_target_muons
         assert (train.loc[target_muons, name] == 0.0).all()
         assert (train.loc[~target_muons, name] != 0.0).all()
     np.testing.assert_array_equal(train["targ__Pz"], train["Pz"].astype(np.float32))  # passthrough
+
+
+def test_a_spike_short_of_its_edge_is_reported_with_the_clip_that_makes_it_one(tmp_path):
+    """A b-tag at -1 for 15% of jets with one jet at -2 below it gets no point mass; the log says why and how."""
+    path = tmp_path / "0.parquet"
+    table = _ingested_jets(path, "0.root", 400, 1)
+    btag = np.where(np.arange(len(table)) % 7 == 0, -1.0, table["btagDeepB"]).astype(np.float32)
+    btag[5] = -2.0
+    table.assign(btagDeepB=btag).to_parquet(path, index=False)
+    outputs = preprocess_outputs(tmp_path / "jets")
+    config = {**JETS, "preprocessing": {**JETS["preprocessing"], "point_mass_share": 0.05}}
+    run([path], outputs, {"model": "jets", "config": config, "seed": 42}, log=tmp_path / "jets.log")
+    report = load_transforms(outputs["transforms"]).report
+    assert report["point_mass_short_of_edge"] == {
+        "btagDeepB": {"low": {"value": -1.0, "rows": int((btag == -1.0).sum()), "beyond": 1, "extreme": -2.0}}}
+    assert "btagDeepB" not in report["point_mass"]
+    assert "preprocessing.clip: {btagDeepB: [-1, null]} makes it the edge" in (tmp_path / "jets.log").read_text()
+
+
+def test_a_file_whose_event_numbers_are_signed_keeps_the_splits_of_the_files_before_it(tmp_path):
+    """A skim storing ``event`` as int64 beside NanoAOD's uint64: every earlier row keeps its split."""
+    files = [tmp_path / "0.parquet", tmp_path / "1.parquet"]
+    _ingested_jets(files[0], "0.root", 300, 1)
+    skim = _ingested_jets(files[1], "1.root", 300, 2)
+    skim.astype({"event": np.int64}).to_parquet(files[1], index=False)
+    alone, grown = preprocess_outputs(tmp_path / "alone"), preprocess_outputs(tmp_path / "grown")
+    run(files[:1], alone, {"model": "jets", "config": JETS, "seed": 42})
+    run(files, grown, {"model": "jets", "config": JETS, "seed": 42})
+    for name in ("train", "validation", "test"):
+        before = pd.read_parquet(alone[name])
+        after = pd.read_parquet(grown[name])
+        assert after["event"].dtype == np.int64
+        kept = after[after["source_file"] == "0.root"]
+        assert kept["entry"].tolist() == before["entry"].tolist()

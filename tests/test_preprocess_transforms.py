@@ -237,6 +237,25 @@ def test_generated_values_beyond_the_edge_land_on_the_point_mass():
     assert back["muEF"].tolist()[1] > 0.0 and back["btag"].tolist()[1] > 0.0
 
 
+def test_a_spike_with_a_few_rows_beyond_it_is_found_and_a_peak_inside_a_continuum_is_not():
+    """One b-tag of -2 below 13% of jets at -1 turns the point mass off (no longer the edge): found, so the
+    preprocess log can say so; an integer count's commonest value, with many rows on both sides, is no edge."""
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms, spikes_short_of_an_edge
+
+    df = _spiky()
+    assert spikes_short_of_an_edge(df["btag"].to_numpy(), 0.01) == {}
+    outlier = pd.concat([df, pd.DataFrame({"muEF": [-1e-7], "btag": [-2.0], "pt": [20.0]})], ignore_index=True)
+    fitted = fit_variable_transforms(outlier, {"muEF": "standard", "btag": "standard", "pt": "log_standard"},
+                                     point_mass_share=0.01, seed=3)
+    assert not any(key.startswith("point_mass") for t in fitted.transforms for key in t.params)
+    at_minus_one = int((df["btag"] == -1.0).sum())
+    assert spikes_short_of_an_edge(outlier["btag"].to_numpy(), 0.01) == {
+        "low": {"value": -1.0, "rows": at_minus_one, "beyond": 1, "extreme": -2.0}}
+    assert spikes_short_of_an_edge(outlier["muEF"].to_numpy(), 0.01)["low"]["beyond"] == 1
+    counts = np.random.default_rng(0).poisson(5.0, 20000).astype(np.float64)
+    assert spikes_short_of_an_edge(counts, 0.01) == {}
+
+
 def test_without_point_mass_share_nothing_changes_and_a_bad_share_is_refused():
     from pipeline_steps.preprocess.transforms import fit_variable_transforms
 

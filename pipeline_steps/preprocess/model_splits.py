@@ -57,6 +57,7 @@ from pipeline_steps.preprocess.transforms import (
     invalid_values,
     model_space_targets,
     save_transforms,
+    spikes_short_of_an_edge,
 )
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         derived=settings.derived, target_representation=settings.target_representation, model=settings.model,
         support=_training_support(rows.loc[train], settings),
     )
-    model_transforms.report = preprocessing_report(rows, model_targets, model_transforms)
+    model_transforms.report = preprocessing_report(rows, model_targets, model_transforms, settings.point_mass_share)
     splits = {}
     for index, name in enumerate(SPLIT_NAMES):
         mask = split_of_row == name
@@ -182,33 +183,53 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     return splits, model_transforms
 
 
-def _report_point_masses(report: dict[str, Any], transform, table: pd.DataFrame) -> None:
-    """Edge point masses of one variable into ``report["point_mass"]`` and the log."""
+def _report_point_masses(report: dict[str, Any], transform, table: pd.DataFrame,
+                         point_mass_share: float | None) -> None:
+    """Edge point masses of one variable into ``report["point_mass"]`` and the log; with ``point_mass_share``,
+    a value that holds that share but has a few rows beyond it into ``report["point_mass_short_of_edge"]``,
+    with a warning saying what it costs and that a clip is the fix."""
+    values = transform.clipped(table[transform.name].to_numpy(np.float64))
     for side in ("low", "high"):
         value = transform.params.get(f"point_mass_{side}")
         if value is None:
             continue
-        rows = int(np.sum(transform.clipped(table[transform.name].to_numpy(np.float64)) == value))
+        rows = int(np.sum(values == value))
         report["point_mass"].setdefault(transform.name, {})[side] = {"value": value, "rows": rows}
         logger.info("point mass %s = %g (%s edge): %d of %d rows, spread over a block of width %.3g for training",
                     transform.name, value, side, rows, len(table), transform.params["point_mass_width"])
+    if point_mass_share is None or transform.dequantize:
+        return
+    for side, spike in spikes_short_of_an_edge(values, point_mass_share).items():
+        report["point_mass_short_of_edge"].setdefault(transform.name, {})[side] = spike
+        bound = "[%g, null]" % spike["value"] if side == "low" else "[null, %g]" % spike["value"]
+        cost = ("they come back as %g from model space" % spike["value"]
+                if transform.params.get(f"point_mass_{side}") == spike["value"] else
+                "so it is no edge and is not spread as a point mass: the model draws a bump around it")
+        logger.warning("%s: %d of %d rows are %g, and %d rows lie %s it (to %g): %s; preprocessing.clip: {%s: %s} "
+                       "makes it the edge", transform.name, spike["rows"], len(values), spike["value"],
+                       spike["beyond"], "below" if side == "low" else "above", spike["extreme"], cost,
+                       transform.name, bound)
 
 
-def preprocessing_report(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transforms: ModelTransforms) -> dict:
+def preprocessing_report(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transforms: ModelTransforms,
+                         point_mass_share: float | None = None) -> dict:
     """What was floored or clipped, over every row (all splits), for ``transforms.json`` and the log.
 
     ``clipped``: per variable with a clip, its bounds and how many rows were below/above them;
     ``ratio_floor``: per ratio with a denominator floor, how many rows had the reference below it;
     ``log_offset``: the offsets in use (their inverse is exact, nothing is lost);
     ``point_mass``: per target with an edge point mass, its value(s) and how many rows sit there
-    (spread into a block for training, exact on the way back).
+    (spread into a block for training, exact on the way back);
+    ``point_mass_short_of_edge``: per target, a value holding ``point_mass_share`` of the rows with a few
+    rows beyond it (``spikes_short_of_an_edge``), which a clip would make an edge.
     """
     report: dict[str, Any] = {"rows": int(len(rows)), "clipped": {}, "ratio_floor": {}, "log_offset": {},
-                              "point_mass": {}}
-    for variables, table in ((model_transforms.conditions, rows), (model_transforms.targets, model_targets)):
+                              "point_mass": {}, "point_mass_short_of_edge": {}}
+    for variables, table, share in ((model_transforms.conditions, rows, None),
+                                    (model_transforms.targets, model_targets, point_mass_share)):
         for transform in variables.transforms:
             params = transform.params
-            _report_point_masses(report, transform, table)
+            _report_point_masses(report, transform, table, share)
             if "offset" in params:
                 report["log_offset"][transform.name] = params["offset"]
             if "clip_low" in params or "clip_high" in params:

@@ -77,6 +77,7 @@ __all__ = [
     "fit_variable_transform",
     "fit_variable_transforms",
     "invalid_values",
+    "spikes_short_of_an_edge",
     "model_space_targets",
     "save_transforms",
     "load_transforms",
@@ -266,6 +267,27 @@ def edge_point_masses(x: np.ndarray, prepared: np.ndarray, min_share: float) -> 
     if not found or not np.isfinite(spread) or spread == 0.0:
         return {}
     return {**found, "point_mass_width": POINT_MASS_SPREAD * spread}
+
+
+def spikes_short_of_an_edge(x: np.ndarray, min_share: float) -> dict[str, dict[str, float]]:
+    """Per side ("low"/"high"), the outermost value holding >= ``min_share`` of ``x`` when a few rows lie
+    beyond it: ``{"value", "rows", "beyond", "extreme"}`` (the most distant of those rows).
+
+    A point mass is found only at the edge (``edge_point_masses``), so one b-tag of -2 below 13% of jets at
+    -1 turns the spreading off for the whole column, and a validation row below a training edge comes back
+    as the edge. "A few" is at most sqrt(rows at the value): clipping that many onto it changes its count by
+    no more than the count's own Poisson error, so ``preprocessing.clip`` is the fix that costs nothing
+    measurable; more rows beyond it make the value a peak inside a continuum (an integer count), not an edge.
+    """
+    values, counts = np.unique(x, return_counts=True)
+    spikes = np.flatnonzero(counts >= min_share * x.size)
+    found = {}
+    for side, index, beyond in (("low", spikes[:1], np.cumsum(counts) - counts),
+                                ("high", spikes[-1:], np.cumsum(counts[::-1])[::-1] - counts)):
+        if index.size and 0 < beyond[index[0]] <= np.sqrt(counts[index[0]]):
+            found[side] = {"value": float(values[index[0]]), "rows": int(counts[index[0]]),
+                           "beyond": int(beyond[index[0]]), "extreme": float(values[0 if side == "low" else -1])}
+    return found
 
 
 def invalid_values(name: str, values: np.ndarray, kind: str, offset: float | None = None,
