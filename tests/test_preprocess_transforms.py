@@ -265,3 +265,24 @@ def test_without_point_mass_share_nothing_changes_and_a_bad_share_is_refused():
     assert not any(key.startswith("point_mass") for t in plain.transforms for key in t.params)
     with pytest.raises(ConfigError, match="point_mass_share.*\\(0, 1\\)"):
         fit_variable_transforms(df, kinds, seed=3, point_mass_share=1.5)
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard", "log_standard"])
+def test_integers_too_many_for_the_float32_model_space_are_refused_naming_the_variable(kind):
+    """Dequantised integers come back exactly only while float32 rounding of the model value stays inside
+    DEQUANTIZE_MARGIN: 0..100 does; 1..100000 does not (2^-24 x |y| x dx/dy ~ 3e-3 for minmax)."""
+    from pipeline_steps.preprocess.transforms import fit_variable_transform
+
+    rng = np.random.default_rng(0)
+    small = fit_variable_transform("nConstituents", rng.integers(1, 100, 5000).astype(np.uint8), kind, dequantize=True)
+    assert small.dequantize
+    with pytest.raises(InputError, match=r"dequantisation of 'nHits': \d+ of its \d+ values \(\d+ \.\. \d+\) would not "
+                                         r"come back exactly .* remove 'nHits' from preprocessing.dequantize"):
+        fit_variable_transform("nHits", rng.integers(1, 100_000, 5000), kind, dequantize=True)
+
+
+def test_integers_beyond_float64s_are_refused_for_dequantisation():
+    from pipeline_steps.preprocess.transforms import fit_variable_transform
+
+    with pytest.raises(InputError, match=r"'event': its values reach 9007199254741\d+, beyond 2\^53"):
+        fit_variable_transform("event", np.arange(2**53, 2**53 + 50, dtype=np.int64), "standard", dequantize=True)

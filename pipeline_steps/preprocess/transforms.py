@@ -40,7 +40,8 @@ generated rows land on the edge value as often as the model puts them in the blo
 
 Optional, per variable: dequantisation of discrete variables (integer k becomes k + u with
 u ~ U(margin, 1 - margin), seeded; the inverse floors, so integers come back exactly; the margin
-keeps float32 rounding from crossing an integer). Optional, per variable set: decorrelation
+keeps float32 rounding from crossing an integer, which the fit checks on every training integer: a
+range too wide for it, ~1e5 integers, is refused). Optional, per variable set: decorrelation
 (ZCA whitening fitted on the training split), applied after the per-variable transforms.
 
 ``ModelTransforms`` bundles the conditions' and targets' transforms with the derived-target
@@ -247,7 +248,37 @@ def fit_variable_transform(name: str, values: np.ndarray, kind: str, dequantize:
         fitted = _FIT[kind](prepared)
     _check_finite_params(name, fitted)
     transform.params.update(fitted)
+    if dequantize:
+        _check_integers_come_back(transform, np.unique(raw))
     return transform
+
+
+def _check_integers_come_back(transform: VariableTransform, integers: np.ndarray) -> None:
+    """Every training integer comes back exactly from the float32 model space, or an InputError says why not.
+
+    Float32 rounding of the model value y moves x by up to 2^-24 |y| |dx/dy|; past ``DEQUANTIZE_MARGIN``
+    (a range of ~1e5 integers under ``minmax`` or ``standard``) a value crosses to its neighbour, and past
+    2^53 even x + u cannot be held in float64. The transform is monotone and rounding is monotone, so the
+    two ends of each integer's interval, k + margin and k + 1 - margin, are the worst cases of its rows.
+    """
+    as_float = integers.astype(np.float64)
+    if integers.dtype.kind in "iu" and np.any(as_float.astype(integers.dtype) != integers):
+        raise InputError(f"dequantisation of {transform.name!r}: its values reach {integers.max()}, beyond 2^53, "
+                         f"where float64 no longer holds every integer; remove {transform.name!r} from "
+                         f"preprocessing.dequantize")
+    for end in (DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN):
+        x = as_float + end
+        expected = np.floor(transform.clipped(x))
+        model = _FORWARD[transform.kind](transform._prepared(transform.clipped(x)), transform.params)
+        back = np.floor(transform._unprepared(_INVERSE[transform.kind](
+            model.astype(np.float32).astype(np.float64), transform.params)))
+        wrong = back != expected
+        if wrong.any():
+            raise InputError(f"dequantisation of {transform.name!r}: {int(wrong.sum())} of its {integers.size} values "
+                             f"({integers.min():g} .. {integers.max():g}) would not come back exactly from the float32 "
+                             f"model space under {transform.kind!r}, e.g. {expected[wrong][0]:.0f} as "
+                             f"{back[wrong][0]:.0f}; so many integers are continuous for the model: remove "
+                             f"{transform.name!r} from preprocessing.dequantize")
 
 
 def edge_point_masses(x: np.ndarray, prepared: np.ndarray, min_share: float) -> dict[str, float]:
