@@ -253,6 +253,16 @@ def test_a_shared_validation_setting_reruns_exactly_the_validation_jobs(complete
 
 
 @pytest.mark.slow
+def test_the_c_export_switch_reruns_only_the_covariance_gan_export(complete_run, snapshot, tmp_path):
+    """``export.c`` applies to the covariance GAN alone; with the whole ``export`` slice in every export
+    rule's params, switching it had rerun all five exports."""
+    extra = write_config(tmp_path / "c.yaml", "export: {c: true}\n")
+    planned = planned_outputs(complete_run, extra, snakefile=snapshot)
+    assert "results/export/tracks_cov/bundle.json" in planned
+    assert all(p.startswith("results/export/tracks_cov/") or p in AGGREGATES for p in planned), sorted(planned)
+
+
+@pytest.mark.slow
 def test_editing_one_models_module_reruns_its_jobs_and_not_the_others(complete_run, snapshot, tmp_path):
     snakefile = copy_repository(tmp_path / "repo", source_root=snapshot.parent)
     assert planned_outputs(complete_run, snakefile=snakefile) == set()  # the copy itself changes nothing

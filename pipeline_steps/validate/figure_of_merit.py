@@ -185,8 +185,8 @@ def _check_effective_size(eval_weights_real: np.ndarray, eval_weights_generated:
     n_eff = effective_size(eval_weights_real), effective_size(eval_weights_generated)
     if min(n_eff) < MIN_EVAL_PER_CLASS:
         raise TooFewRows(f"the weighted evaluation rows are worth only {n_eff[0]:.0f} real and {n_eff[1]:.0f} "
-                         f"generated unweighted rows (Kish n_eff of {len(eval_weights_real)} and "
-                         f"{len(eval_weights_generated)} rows); the figure of merit needs n_eff >= "
+                         f"generated unweighted rows (Kish n_eff of the {len(eval_weights_real)} real and "
+                         f"{len(eval_weights_generated)} generated weighted rows); the figure of merit needs n_eff >= "
                          f"{MIN_EVAL_PER_CLASS} per class (AUC error <= {MAX_AUC_ERROR}): ingest more files or "
                          f"enlarge the test split")
     return n_eff

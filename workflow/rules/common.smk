@@ -189,6 +189,12 @@ def export_raw_files(wildcards):
     return PLAN.model_raw_files(wildcards.model)
 
 
+def export_settings(kind):
+    """params `export` of a kind's export rule: the export slice, without `c` for the kinds it does not
+    apply to (only the covariance GAN has a C export), so switching it on reruns only those exports."""
+    return {key: value for key, value in config["export"].items() if key != "c" or kind == "covariance_gan"}
+
+
 def kind_code(kind, stage):
     """params `code` of a kind's train, generate or export rule: the source hash of MODEL_KINDS' modules."""
     return source_hash(*MODEL_KINDS[kind].code_modules(stage))

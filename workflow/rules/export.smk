@@ -18,6 +18,7 @@ rule export_covariance_gan:
         transforms=protected("results/export/{model}/transforms.json"),
         arrays=protected("results/export/{model}/transforms.npz"),
         runner=protected("results/export/{model}/run_bundle.py"),
+        verification=protected("results/export/{model}/verification.npz"),
         manifest=protected("results/export/{model}/bundle.json"),
     log:
         "logs/export/{model}.log",
@@ -25,7 +26,7 @@ rule export_covariance_gan:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=full_model_config,
         tree=model_tree,
-        export=config["export"],
+        export=export_settings("covariance_gan"),
         code=kind_code("covariance_gan", "export"),
     threads: 1
     conda:
@@ -50,6 +51,7 @@ rule export_flow:
         transforms=protected("results/export/{model}/transforms.json"),
         arrays=protected("results/export/{model}/transforms.npz"),
         runner=protected("results/export/{model}/run_bundle.py"),
+        verification=protected("results/export/{model}/verification.npz"),
         manifest=protected("results/export/{model}/bundle.json"),
     log:
         "logs/export/{model}.log",
@@ -57,7 +59,7 @@ rule export_flow:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=full_model_config,
         tree=model_tree,
-        export=config["export"],
+        export=export_settings("flow"),
         code=kind_code("flow", "export"),
     threads: 1
     conda:
@@ -82,6 +84,7 @@ rule export_calratio_rnn:
         transforms=protected("results/export/{model}/transforms.json"),
         arrays=protected("results/export/{model}/transforms.npz"),
         runner=protected("results/export/{model}/run_bundle.py"),
+        verification=protected("results/export/{model}/verification.npz"),
         manifest=protected("results/export/{model}/bundle.json"),
     log:
         "logs/export/{model}.log",
@@ -89,7 +92,7 @@ rule export_calratio_rnn:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=full_model_config,
         tree=model_tree,
-        export=config["export"],
+        export=export_settings("calratio_rnn"),
         code=kind_code("calratio_rnn", "export"),
     threads: 1
     conda:
