@@ -398,3 +398,16 @@ def test_spd_fraction_after_the_real_inverse_transform(tmp_path, representation)
         assert spd["spd_fraction"] == 1.0 and (per_epoch == 1.0).all()
     else:
         assert spd["spd_fraction"] < 1.0  # an untrained generator's raw elements are rarely all SPD
+
+
+def test_a_diverging_gan_stops_at_the_epoch_it_diverged(tmp_path):
+    """At a learning rate of 1e5 the generator's weights are NaN after the first epoch while every loss stays
+    finite (Keras clips the probabilities); the GAN had trained on and written a model whose output
+    generation, validation and export then took for real."""
+    train_split, validation_split = splits()
+    model = model_slice(epochs=5)
+    model["training"]["learning_rate"] = {"generator": 1e5, "discriminator": 1e5, "referee": 1e5}
+    config = training.GanTrainingConfig.from_model(model, seed=11)
+    with pytest.raises(InputError, match=r"epoch 1/5: the training diverged, 512 of the 512 generated validation "
+                                         r"values are NaN or infinite"):
+        training.train_gan(config, train_split, validation_split, tmp_path / "checkpoints")

@@ -53,3 +53,13 @@ def test_draws_do_not_excuse_a_changed_output():
     reference, own, onnx, draw = _lucky_batch()
     with pytest.raises(BundleVerificationError, match="q50"):
         check_against_reference("ONNX output", onnx * (1 + 1e-3), own, reference, TOLERANCE, [draw])
+
+
+def test_a_model_whose_own_output_is_nan_is_not_verified():
+    """NaN in the ONNX output beside NaN in the framework's had compared as the same: a diverged GAN's
+    all-NaN export was logged as "exported and verified"."""
+    reference = np.random.default_rng(2).standard_normal((512, 15))
+    broken = np.where(np.arange(15) == 3, np.nan, reference)
+    with pytest.raises(BundleVerificationError, match=r"ONNX output: the model's own float64 output holds 512 NaN "
+                                                      r"or infinite values of 7680; a broken"):
+        check_against_reference("ONNX output", broken, broken.astype(np.float32), broken, TOLERANCE)

@@ -96,6 +96,17 @@ def test_conditional_generation_writes_known_values_in_input_layout(tmp_path):
     assert back["nConstituents"].dtype == np.int32
 
 
+def test_a_model_that_puts_out_nan_stops_generation_naming_it_and_writes_no_file(tmp_path):
+    """A diverged model's NaN had passed the support clip into the ROOT file."""
+    split, transforms = jets_case()
+    test_rows = split.sort_values(["source_file", "entry", "object_index"], kind="mergesort").reset_index(drop=True)
+    broken = LinearSampler(3, shift=np.array([0.0, np.nan, 0.0]))
+    with pytest.raises(InputError, match=r"generation of jets: the trained model put out \d+ NaN or infinite values "
+                                         r"\(targets \['area'\]\); it is broken"):
+        generate_to_root(broken, transforms, test_rows, jets_settings(chunk_rows=100), tmp_path / "g.root")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_generation_is_reproducible_and_chunking_keeps_events_whole(tmp_path):
     split, transforms = jets_case(100)
     test_rows = split.sort_values(["source_file", "entry", "object_index"], kind="mergesort").reset_index(drop=True)

@@ -30,3 +30,18 @@ def test_early_stop_is_recorded_checkpointed_and_not_trained_past_on_resume():
     assert [r["early_stop"] for r in rows] == [0, 0, 0, 1] and saved == [4]
     again, saved = _run(rows, [3, 1, 2, 2, 0], epochs=5, stopper=stopper)
     assert len(again) == 4 and saved == []
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_at_its_epoch_without_a_checkpoint():
+    import math
+
+    import pytest
+
+    from pipeline_steps.common.errors import InputError
+
+    saved = []
+    with pytest.raises(InputError, match=r"epoch 3/5: the training diverged, loss = inf; lower the learning rate"):
+        run_epochs([], epochs=5, checkpoint_every=1, stopper=None, finite=("loss",),
+                   run_epoch=lambda epoch, history: {"epoch": epoch, "loss": [2.0, 1.0, math.inf, 0.5, 0.1][epoch - 1]},
+                   save=lambda rows: saved.append(len(rows)))
+    assert saved == [1, 2]  # the diverged epoch is never checkpointed; a rerun resumes before it

@@ -172,6 +172,10 @@ def check_against_reference(name: str, found: np.ndarray, own: np.ndarray, refer
     """
     found, own, reference = (_as_table(a) for a in (found, own, reference))
     _check_shape(name, found, reference)
+    if not np.isfinite(reference).all():  # NaN beside NaN compares as "the same": a broken model had verified
+        raise BundleVerificationError(f"{name}: the model's own float64 output holds {int(np.sum(~np.isfinite(reference)))} "
+                                      f"NaN or infinite values of {reference.size}; a broken (diverged?) model is not "
+                                      f"exported: retrain it")
     if not np.array_equal(np.isfinite(found), np.isfinite(own)):
         raise BundleVerificationError(f"{name}: non-finite values at other places than in the framework's output")
     finite = np.isfinite(found) & np.isfinite(own) & np.isfinite(reference)

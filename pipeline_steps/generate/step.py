@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -200,11 +200,24 @@ def generate_to_root(sampler: Sampler, model_transforms, test_rows: pd.DataFrame
             before = time.perf_counter()
             generated = sample_conditions(sampler, conditions, chunk_seed(settings.seed, index), n_targets)
             sampling_seconds += time.perf_counter() - before
+            check_finite_samples(generated, settings.model, model_transforms.target_names)
             physical = physical_rows(generated, carried, model_transforms, settings, column_types, categories_json)
             write(physical)
             rows += len(physical)
             bar.update(len(physical))
     return GenerationStats(rows, sampling_seconds, time.perf_counter() - started)
+
+
+def check_finite_samples(generated: np.ndarray, model: str, targets: Sequence[str]) -> None:
+    """The model's output holds no NaN or infinity, else an InputError naming the model and the targets.
+
+    The support clip keeps NaN, so a diverged model's NaN had reached the ROOT file, and validation,
+    unable to compute the target metrics, judged the copied conditions alone (and passed them)."""
+    bad = ~np.isfinite(generated)
+    if bad.any():
+        columns = [name for name, column_bad in zip(targets, bad.any(axis=0)) if column_bad]
+        raise InputError(f"generation of {model}: the trained model put out {int(bad.sum())} NaN or infinite values "
+                         f"(targets {columns}); it is broken (a diverged training?): retrain it")
 
 
 def physical_rows(generated: np.ndarray, carried: pd.DataFrame, model_transforms, settings: GenerateSettings,

@@ -231,8 +231,7 @@ def train(
 
     history = run_epochs(checkpoints.resume(), epochs=cfg.epochs, checkpoint_every=1,
                          stopper=EarlyStopping.from_config(cfg.early_stopping, "val_loss"), run_epoch=run_epoch,
-                         save=checkpoints.save,
-                         label="calratio epochs")
+                         save=checkpoints.save, label="calratio epochs", finite=("loss", "val_loss"))
     return trainer.classifier, pd.DataFrame(history[: cfg.epochs])
 
 

@@ -32,9 +32,6 @@ Learning rates: ``training.learning_rate: {generator, discriminator, referee}`` 
 
 from __future__ import annotations
 
-
-from __future__ import annotations
-
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -68,7 +65,7 @@ from pipeline_steps.train.covariance_gan_updates import (
     make_train_epoch,
 )
 from pipeline_steps.train.devices import log_device
-from pipeline_steps.train.loop import run_epochs
+from pipeline_steps.train.loop import diverged, run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 from pipeline_steps.train.settings import network_learning_rates, read_training, reject_moved_learning_rates, training_threads
 
@@ -277,6 +274,9 @@ def train_gan(
         row["seconds"] = seconds  # the summary's training time and the per-epoch throughput
         row["rows_per_second"] = len(train_split.conditions) / seconds if seconds > 0 else float("nan")
         row["referee_validation_loss"], generated = evaluate(*validation)
+        if not np.isfinite(generated).all():  # its losses can stay finite: Keras clips the probabilities
+            raise diverged(f"epoch {epoch}/{config.epochs}", f"{int(np.sum(~np.isfinite(generated)))} of the "
+                           f"{generated.size} generated validation values are NaN or infinite")
         row["spd_fraction"] = _spd_or_nan(spd_of_generated, generated[:_SPD_ROWS])
         if learning_rate is not None:
             row["learning_rate"] = learning_rate
@@ -287,6 +287,7 @@ def train_gan(
         history, epochs=config.epochs, checkpoint_every=config.checkpoint_every,
         stopper=EarlyStopping.from_config(config.early_stopping, "referee_validation_loss", "max"),
         run_epoch=run_epoch, save=checkpoint.save, on_epoch_end=on_epoch_end, label="Training (validation) loss",
+        finite=(*LOSS_NAMES, "referee_validation_loss"),
         describe=lambda row: (f"Training (validation) loss: {row['referee_train_loss']:.3f} "
                               f"({row['referee_validation_loss']:.3f})"))
     trained = history[resumed:]

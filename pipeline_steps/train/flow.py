@@ -33,13 +33,13 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.reproducible import save_torch
-from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models.flow import FlowHyperparameters, FlowModel, FlowPart, FlowSpec, build_flow, select_device
 from pipeline_steps.common.source_hash import sha256_file
 from pipeline_steps.train.checkpoint import TorchCheckpoint, fingerprint_of
 from pipeline_steps.train.flow_data import DeviceLoader, FlowData, read_split
-from pipeline_steps.train.loop import run_epochs
+from pipeline_steps.train.loop import diverged, run_epochs
 from pipeline_steps.train.loss_plot import write_loss_plot
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 from pipeline_steps.train.settings import learning_rate, read_training, training_threads
@@ -136,7 +136,8 @@ def fit(model: FlowModel, train: FlowData, validation: FlowData, settings: Train
 
     return run_epochs(state.resume(), epochs=settings.epochs, checkpoint_every=settings.checkpoint_every,
                       stopper=EarlyStopping.from_config(settings.early_stopping, "validation_loss"),
-                      run_epoch=run_epoch, save=state.save, until_epoch=until_epoch, label="flow epochs")
+                      run_epoch=run_epoch, save=state.save, until_epoch=until_epoch, label="flow epochs",
+                      finite=("train_loss", "validation_loss"))
 
 
 def run(*, train: str, validation: str, transforms: str, model_pt: str, model_json: str, history: str,
@@ -212,7 +213,7 @@ def _train_epoch(model: FlowModel, loader: DeviceLoader, optimizer, generator: t
         weight_sum += weights.sum()
     value = float(total / weight_sum)
     if not math.isfinite(value):
-        raise InputError(f"{label}: the training loss became {value}; check the inputs or lower the learning rate")
+        raise diverged(label, f"train_loss = {value}")
     return value
 
 
