@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from pipeline_steps.models.calratio_rnn import SEQUENCE_NAMES
 from pipeline_steps.train import calratio_rnn as training
@@ -40,7 +40,25 @@ def test_signal_efficiency_per_mass_point():
 def test_roc_auc_is_sklearns_weighted_auc():
     rng = np.random.default_rng(0)
     scores, labels, weights = rng.random(50), rng.integers(0, 2, 50), rng.uniform(0.5, 2, 50)
-    assert plots.roc_points(scores, labels, weights)[2] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights))
+    scores[:10] = scores[10:20]  # ties
+    efficiency, mistag, auc = plots.weighted_roc(scores, labels, weights)
+    assert auc == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights), rel=1e-12)
+    expected_mistag, expected_efficiency, _ = roc_curve(labels, scores, sample_weight=weights, drop_intermediate=False)
+    np.testing.assert_allclose(efficiency, expected_efficiency)
+    np.testing.assert_allclose(mistag, expected_mistag)
+
+
+def test_negative_mc_weights_give_the_pair_statistic_where_sklearn_stops():
+    """NLO samples carry negative weights; sklearn's auc refused the non-monotonic curve they make."""
+    rng = np.random.default_rng(1)
+    scores, labels = rng.random(300), rng.integers(0, 2, 300).astype(bool)
+    weights = np.where(np.arange(300) % 10 == 0, -1.0, 1.0) * rng.uniform(0.5, 2, 300)
+    with pytest.raises(ValueError, match="neither increasing nor decreasing"):
+        roc_auc_score(labels, scores, sample_weight=weights)
+    _, _, auc = plots.weighted_roc(scores, labels, weights)
+    pairs = (scores[labels][:, None] > scores[~labels][None, :]) + 0.5 * (scores[labels][:, None] == scores[~labels][None, :])
+    w_pairs = weights[labels][:, None] * weights[~labels][None, :]
+    assert auc == pytest.approx(float((pairs * w_pairs).sum() / w_pairs.sum()), rel=1e-12)
 
 
 def _write_split(folder, stem, arrays, conditions):

@@ -10,7 +10,8 @@ from sklearn.metrics import roc_auc_score
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.validate import distances as dist
 from pipeline_steps.validate.compare import distance_metrics, sample_distances
-from pipeline_steps.validate.figure_of_merit import FomSettings, rank_auc, real_vs_real, repeated_floor
+from pipeline_steps.validate.figure_of_merit import FomSettings, real_vs_real, repeated_floor
+from pipeline_steps.validate.weighted_roc import rank_auc
 from pipeline_steps.validate.verdict import Threshold, thresholds_from_config, verdict
 
 

@@ -25,6 +25,7 @@ from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.validate.ks import KS_COLUMNS, ks_per_output
+from pipeline_steps.validate.weighted_roc import weighted_roc
 
 LOGGER = logging.getLogger("pipeline_steps.validate.calratio_plots")
 OUTPUT_LABELS = ("signal output", "QCD output", "BIB output")
@@ -47,14 +48,6 @@ class PlotSettings:
     n_pt_bins: int = 3
     n_thresholds: int = 101
     pad_value: float = 0.0
-
-
-def roc_points(scores, is_signal, weights) -> tuple[np.ndarray, np.ndarray, float]:
-    """(signal efficiency, background efficiency, AUC) for the discriminant ``scores`` (weighted)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    false_positive, true_positive, _ = roc_curve(is_signal, scores, sample_weight=weights)
-    return true_positive, false_positive, float(roc_auc_score(is_signal, scores, sample_weight=weights))
 
 
 def soverb_scan(scores, is_signal, weights, thresholds) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +76,7 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
     for background, name in ((1, "qcd"), (2, "bib")):
         rows = np.isin(main["label"], (0, background))
         if len(np.unique(main["label"][rows])) == 2:
-            metrics[f"auc_sig_vs_{name}"] = roc_points(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
+            metrics[f"auc_sig_vs_{name}"] = weighted_roc(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
     metrics.update({f"cr_test_{k}": v for k, v in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items()})
     thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
     significance, efficiency = soverb_scan(main_probabilities[:, 0], main["label"] == 0, main["mc_weight"], thresholds)
@@ -188,7 +181,7 @@ def _roc(probabilities, main, metrics):
     for axis, (background, name) in zip(axes[0], ((1, "qcd"), (2, "bib"))):
         rows = np.isin(main["label"], (0, background))
         if f"auc_sig_vs_{name}" in metrics:
-            efficiency, mistag, auc = roc_points(probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])
+            efficiency, mistag, auc = weighted_roc(probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])
             keep = mistag > 0
             axis.plot(efficiency[keep], 1.0 / mistag[keep], label=f"AUC {auc:.3f}")
             axis.legend()

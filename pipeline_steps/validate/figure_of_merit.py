@@ -39,6 +39,7 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from sklearn.metrics import roc_auc_score
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.validate.weighted_roc import rank_auc
 
 N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4
 
@@ -243,16 +244,6 @@ def bootstrap_auc_error(scores_real: np.ndarray, scores_generated: np.ndarray, w
                                     rng.integers(0, len(scores_generated), len(scores_generated)))
                                    for _ in range(n_boot))]
     return float(np.std(aucs, ddof=1))
-
-
-def rank_auc(rank_real: np.ndarray, rank_generated: np.ndarray, weights_real: np.ndarray,
-             weights_generated: np.ndarray, n_ranks: int) -> float:
-    """Weighted P(score_gen > score_real) + P(tie) / 2 from the scores' ranks: roc_auc_score's value
-    in O(n) (no sort per bootstrap replica)."""
-    real = np.bincount(rank_real, weights_real, minlength=n_ranks)
-    generated = np.bincount(rank_generated, weights_generated, minlength=n_ranks)
-    below = np.cumsum(real) - real
-    return float(generated @ (below + 0.5 * real) / (real.sum() * generated.sum()))
 
 
 def split_sizes(n_real: int, n_generated: int, settings: FomSettings) -> tuple[int, int, bool, str]:
