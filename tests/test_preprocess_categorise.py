@@ -53,6 +53,14 @@ def test_non_muon_and_nan_are_errors_naming_the_table():
         cat.assign_categories(pd.DataFrame({"PdgCode": [13], "StartX": [np.nan], "StartY": [0.0]}))
 
 
+def test_a_negative_muon_weight_is_refused_naming_the_table():
+    muons = _muons(100, 0)
+    muons.loc[[3, 7], "weight"] = -2.5
+    with pytest.raises(InputError, match=r"part04.parquet: column weight has 2 negative values of 100 \(first -2.5\); "
+                                         r"SHiP muon weights are rates"):
+        cat.file_minmax(muons, source="part04.parquet")
+
+
 def test_map_reduce_minmax_equals_one_shot():
     files = [_muons(200, seed, f"{seed}.root") for seed in range(3)]
     reduced = cat.reduce_minmax([cat.file_minmax(f) for f in files])

@@ -206,3 +206,15 @@ def test_a_file_whose_event_numbers_are_signed_keeps_the_splits_of_the_files_bef
         assert after["event"].dtype == np.int64
         kept = after[after["source_file"] == "0.root"]
         assert kept["entry"].tolist() == before["entry"].tolist()
+
+
+def test_a_negative_weight_is_refused_naming_the_raw_file_and_entry(tmp_path):
+    """NLO samples carry negative weights; they had passed preprocessing and stopped the flow's training
+    job, which named a split."""
+    path = tmp_path / "0.parquet"
+    table = _ingested_jets(path, "0.root", 100, 1)
+    table.assign(genWeight=np.where(np.arange(len(table)) == 7, -1.5, 1.0).astype(np.float32)).to_parquet(path)
+    config = {**JETS, "weight": "genWeight"}
+    with pytest.raises(InputError, match=r"models.jets.weight 'genWeight' has 1 negative values of 200, first -1.5 in "
+                                         r"raw file 0.root, entry 3, object 1; the flow's weighted likelihood"):
+        run([path], preprocess_outputs(tmp_path / "jets"), {"model": "jets", "config": config, "seed": 42})

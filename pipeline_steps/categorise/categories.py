@@ -112,6 +112,7 @@ def file_minmax(muons: pd.DataFrame, source: str = "muon table") -> dict[str, An
     """
     _check_columns(muons, REQUIRED_COLUMNS, source)
     _check_finite(muons, DISPLACED_VARIABLES, source)
+    _check_non_negative_weights(muons, source)
     categories = assign_categories(muons, source)
     partial = {"n_rows": int(len(muons)), "max_weight": _max_or_none(muons["weight"]), "categories": {}}
     for category in CATEGORIES:
@@ -274,6 +275,17 @@ def _check_finite(table: pd.DataFrame, names: Sequence[str], source: str) -> Non
         values = table[name].to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             raise InputError(f"{source}: column {name} has {int((~np.isfinite(values)).sum())} NaN/inf values")
+
+
+def _check_non_negative_weights(muons: pd.DataFrame, source: str) -> None:
+    """A muon weight is a rate; divided by the largest it becomes a probability, which a negative one is not
+    (it had been written as one, and stopped the flow's training, which named a split, not this table)."""
+    weights = muons["weight"].to_numpy(dtype=np.float64)
+    negative = weights < 0
+    if negative.any():
+        raise InputError(f"{source}: column weight has {int(negative.sum())} negative values of {len(weights)} (first "
+                         f"{weights[negative][0]:g}); SHiP muon weights are rates, >= 0, that the categorisation turns "
+                         f"into probabilities (weight / largest weight)")
 
 
 def _max_or_none(values: pd.Series) -> float | None:

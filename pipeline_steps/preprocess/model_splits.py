@@ -364,6 +364,7 @@ def _read_table(path: Path, settings: ModelPreprocessSettings) -> pd.DataFrame:
     _require(path, available, wanted)
     table = pd.read_parquet(path, columns=wanted)
     _check_finite(path, table, settings.physical_columns)
+    _check_weights(path, table, settings)
     return table
 
 
@@ -383,6 +384,7 @@ def _read_category(path: Path, available: list[str], settings: ModelPreprocessSe
     for name in fillable:
         table[name] = 0.0
     _check_finite(path, table, settings.physical_columns)
+    _check_weights(path, table, settings)
     return table
 
 
@@ -414,6 +416,23 @@ def _check_finite(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
             raise InputError(f"{path}: column {name!r} has {int(bad.sum())} non-finite values (NaN or +-inf), first "
                              f"{values.iloc[first]} in {_row_origin(table, first)}; "
                              f"expected finite inputs for every model variable")
+
+
+def _check_weights(path: Path, table: pd.DataFrame, settings: ModelPreprocessSettings) -> None:
+    """No negative weight: the flow's weighted likelihood and the BDT figure of merit need weights >= 0.
+
+    NLO generators write negative event weights; they had passed preprocessing and stopped the training
+    job on "column weight must be ... non-negative", naming a split instead of the raw file."""
+    if not settings.weight:
+        return
+    values = table[settings.weight].to_numpy(np.float64)
+    negative = values < 0
+    if negative.any():
+        first = np.flatnonzero(negative)[0]
+        raise InputError(f"{path}: models.{settings.model}.weight {settings.weight!r} has {int(negative.sum())} "
+                         f"negative values of {len(values)}, first {values[first]:g} in {_row_origin(table, first)}; "
+                         f"the flow's weighted likelihood and the figure of merit's BDT need weights >= 0 (for "
+                         f"NLO samples remove the negative weights upstream, e.g. by resampling, or drop `weight`)")
 
 
 def _param(params: Any, key: str) -> Any:
