@@ -41,6 +41,16 @@ def test_no_candidate_falls_back_to_best_overall_and_says_so():
     assert "NO epoch" in choice["reason"]
 
 
+def test_an_epoch_whose_classifier_collapsed_to_one_answer_is_never_chosen():
+    """A diverged run's constant output has KS 0 and, here, the lowest loss: it had been kept."""
+    history = HISTORY.assign(val_signal_spread=[0.9, 0.8, 0.0, 0.7, 0.6])
+    history.loc[2, "val_loss"] = -74.8
+    choice = selection.choose_epoch(history, 0.3, "val_loss")
+    assert choice["epoch"] == 5 and choice["candidates"] == [2, 5]
+    with pytest.raises(InputError, match="in every epoch the classifier gives all validation jets one signal"):
+        selection.choose_epoch(history.assign(val_signal_spread=0.0), 0.3, "val_loss")
+
+
 def test_unknown_metric_names_the_column():
     with pytest.raises(ConfigError, match="val_auc"):
         selection.choose_epoch(HISTORY, 0.3, "val_auc")

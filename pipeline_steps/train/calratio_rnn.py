@@ -190,7 +190,8 @@ def train_epoch(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], epo
 
 
 def evaluate(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], cfg: CalRatioTrainingConfig) -> dict:
-    """Validation losses/accuracies on all validation jets and the CR data/MC KS of each output."""
+    """Validation losses/accuracies on all validation jets, the CR data/MC KS of each output, and the spread
+    (max - min) of the signal probability: 0 when the classifier has collapsed to one answer."""
     use_llp = trainer.hyper.use_llp_parameters
     main, cr = samples["validation"], samples["cr_validation"]
     main_probabilities = net.predict(trainer.classifier, main, use_llp, cfg.batch_size)
@@ -204,6 +205,7 @@ def evaluate(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], cfg: C
     }
     metrics["val_loss"] = metrics["val_main_loss"] - trainer.hyper.adversary_lambda * metrics["val_adv_loss"]
     metrics.update(ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]))
+    metrics["val_signal_spread"] = float(np.ptp(main_probabilities[:, 0])) if len(main_probabilities) else 0.0
     return metrics
 
 

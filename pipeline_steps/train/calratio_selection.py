@@ -5,7 +5,9 @@ control-region validation jets is below ``ks_threshold`` (0.3 in the 2019 traine
 systematics are small. Among candidates the best ``selection_metric`` wins (a column of
 history.csv; minimised when it is a loss or a KS distance, maximised otherwise, e.g. an accuracy).
 If no epoch passes the KS cut, the best epoch overall is kept and the choice is flagged
-(``fallback: true``) rather than failing the workflow.
+(``fallback: true``) rather than failing the workflow. An epoch whose classifier gives every validation
+jet the same signal probability (``val_signal_spread``) is never chosen: its KS distance is 0 because
+it has no shape, and a diverged training's collapsed epoch had been kept as the best.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from pipeline_steps.train.calratio_rnn import epoch_weights_path
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_selection")
 KS_COLUMN = "ks_bib"
+SPREAD_COLUMN = "val_signal_spread"
+#: A signal probability that varies by no more than this over the validation jets is one answer: 2^-23 is
+#: two float32 steps in [0.5, 1) and more below, as far as one value computed in other batches can round.
+CONSTANT_SPREAD = 2.0 ** -23
 
 
 def metric_direction(metric: str) -> str:
@@ -43,6 +49,12 @@ def choose_epoch(history: pd.DataFrame, ks_threshold: float, metric: str) -> dic
             )
     if history.empty:
         raise InputError("history.csv has no epochs; nothing to choose from")
+    if SPREAD_COLUMN in history.columns:  # histories written before the column was added have none
+        history = history[history[SPREAD_COLUMN] > CONSTANT_SPREAD]
+        if history.empty:
+            raise InputError(f"history.csv: in every epoch the classifier gives all validation jets one signal "
+                             f"probability ({SPREAD_COLUMN} <= {CONSTANT_SPREAD:.2g}); the training collapsed: lower "
+                             f"training.learning_rate")
     candidates = history[history[KS_COLUMN] < ks_threshold]
     fallback = candidates.empty
     pool = history if fallback else candidates
