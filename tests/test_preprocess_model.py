@@ -218,3 +218,17 @@ def test_a_negative_weight_is_refused_naming_the_raw_file_and_entry(tmp_path):
     with pytest.raises(InputError, match=r"models.jets.weight 'genWeight' has 1 negative values of 200, first -1.5 in "
                                          r"raw file 0.root, entry 3, object 1; the flow's weighted likelihood"):
         run([path], preprocess_outputs(tmp_path / "jets"), {"model": "jets", "config": config, "seed": 42})
+
+
+def test_one_row_that_holds_most_of_a_columns_spread_is_reported_with_its_origin(tmp_path):
+    """One gen_eta of 1e30 sets the standardisation's scale and squeezes every other jet together."""
+    path = tmp_path / "0.parquet"
+    table = _ingested_jets(path, "0.root", 200, 1)
+    table.loc[9, "gen_eta"] = np.float32(1e30)
+    table.to_parquet(path, index=False)
+    outputs = preprocess_outputs(tmp_path / "jets")
+    run([path], outputs, {"model": "jets", "config": JETS, "seed": 42}, log=tmp_path / "jets.log")
+    dominant = load_transforms(outputs["transforms"]).report["dominant_rows"]
+    assert list(dominant) == ["gen_eta"]
+    assert dominant["gen_eta"]["origin"] == "raw file 0.root, entry 4, object 1" and dominant["gen_eta"]["share"] > 0.99
+    assert "gen_eta: one row holds 99% of the model-space spread, cond__gen_eta = " in (tmp_path / "jets.log").read_text()

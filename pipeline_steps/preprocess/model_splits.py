@@ -180,7 +180,41 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         mask = split_of_row == name
         splits[name] = _split_table(rows.loc[mask], model_targets.loc[mask], model_transforms, settings, index)
         logger.info("split %s: %d rows", name, int(mask.sum()))
+    model_transforms.report["dominant_rows"] = dominant_rows(pd.concat(list(splits.values()), ignore_index=True))
     return splits, model_transforms
+
+
+#: Below this many rows one row can hold half of a column's sum of squares by chance (|z| > 7 at 100 rows).
+MIN_ROWS_FOR_DOMINANCE = 100
+
+
+def dominant_rows(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Model-space columns (``cond__*``, ``targ__*``) in which one row holds more than half of the sum of
+    squares, each with that row's value and origin, and a warning in the log.
+
+    Standardised, sum z^2 = n, so such a row has z^2 > n / 2: the fit's scale is that row's, and every
+    other row is squeezed near one value (one rho of 1e30 left a condition with two distinct values);
+    under a quantile kind it is a value extrapolated far beyond the outermost knot (a qgl of 1e30 became
+    6e31). No healthy column has one (P(|z| > 7) ~ 1e-12 for 100 normal rows); a heavy tail under
+    ``standard`` does, and wants a log kind or a ``clip``.
+    """
+    found = {}
+    if len(table) < MIN_ROWS_FOR_DOMINANCE:
+        return found
+    for column in [c for c in table.columns if c.startswith(("cond__", "targ__"))]:
+        squares = np.square(table[column].to_numpy(np.float64))
+        top = int(np.argmax(squares))
+        if squares[top] > 0.5 * squares.sum():
+            variable = column.split("__", 1)[1]
+            origin = _row_origin(table, top)
+            found[variable] = {"model_value": float(table[column].iloc[top]), "share": float(squares[top] / squares.sum()),
+                               "origin": origin}
+            physical = f" (physical {table[variable].iloc[top]:g})" if variable in table.columns else ""
+            logger.warning("%s: one row holds %.0f%% of the model-space spread, %s%s in %s; the other rows are "
+                           "squeezed together: check that value, clip it (preprocessing.clip) or use a log or "
+                           "quantile transform", variable, 100 * found[variable]["share"], column,
+                           f" = {found[variable]['model_value']:g}{physical}", origin)
+    return found
 
 
 def _report_point_masses(report: dict[str, Any], transform, table: pd.DataFrame,
