@@ -115,6 +115,23 @@ def test_bad_inputs_are_not_computable_never_a_number():
     assert few["fpd"]["value"] is None and "at least" in few["fpd"]["reason"]
 
 
+def test_a_constant_real_feature_is_left_out_of_the_joint_metrics_and_named():
+    """``area`` of 0.5 for every jet (or LHCb's long tracks only) had made correlation, FPD and KPD not
+    computable for the whole model; the other features' joint metrics are those of the varying columns."""
+    rng = np.random.default_rng(9)
+    real, generated = rng.normal(size=(600, 3)), rng.normal(size=(600, 3))
+    real[:, 1], generated[:, 1] = 0.5, 0.5
+    with_constant = distance_metrics(real, generated, ["a", "area", "c"], None, None, 10, 0)
+    without = distance_metrics(real[:, [0, 2]], generated[:, [0, 2]], ["a", "c"], None, None, 10, 0)
+    for key in ("fpd", "kpd"):
+        assert with_constant[key]["left_out_constant"] == ["area"]
+        assert with_constant[key]["value"] == without[key]["value"] and with_constant[key]["floor"] == without[key]["floor"]
+    assert with_constant["correlation"]["max_abs"]["value"] == without["correlation"]["max_abs"]["value"]
+    assert "left_out_constant" not in without["fpd"]
+    everything_constant = distance_metrics(np.ones((600, 2)), np.ones((600, 2)), ["x", "y"], None, None, 10, 0)
+    assert everything_constant["fpd"]["reason"] == "every feature is constant in the real sample"
+
+
 def test_real_vs_real_floor_sits_at_one_half_within_its_error():
     real = np.random.default_rng(9).normal(size=(3000, 3))
     floor = real_vs_real(real, FomSettings(classifier="hist", n_train_per_class=700, n_eval_per_class=700, bins=20,

@@ -56,16 +56,30 @@ def matched_halves(n_real: int, n_generated: int, seed: int) -> tuple[np.ndarray
 
 def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
                      generated_weights: np.ndarray | None, n_boot: int, seed: int) -> dict[str, Any]:
-    """All distances of two samples (no floor): per_feature, correlation, fpd, kpd."""
+    """All distances of two samples (no floor): per_feature, correlation, fpd, kpd.
+
+    A feature constant in the real sample (``area`` of 0.5 for every jet, LHCb's long tracks only) has no
+    correlation and no standard scale; it is left out of the joint metrics, named in their
+    ``left_out_constant``, instead of making all three not computable. Its per-feature W1 and KS still
+    judge whether the generator keeps it constant."""
     rng = np.random.default_rng([seed, 9])
     counts_real = dist.bootstrap_counts(len(real), n_boot, rng) * _weights(real_weights, len(real))
     counts_gen = dist.bootstrap_counts(len(generated), n_boot, rng) * _weights(generated_weights, len(generated))
     per_feature = {name: feature_distances(real[:, j], generated[:, j], real_weights, generated_weights,
                                            counts_real, counts_gen)
                    for j, name in enumerate(features)}
-    return {"per_feature": per_feature,
-            "correlation": correlation_metrics(real, generated, real_weights, generated_weights, counts_real, counts_gen),
-            **joint_metrics(real, generated, real_weights, seed)}
+    varying = ~dist.constant_columns(real, real_weights) if len(real) else np.ones(len(features), bool)
+    if not varying.any():
+        reason = failed("every feature is constant in the real sample")
+        return {"per_feature": per_feature, "correlation": {"max_abs": reason, "frobenius": reason},
+                "fpd": reason, "kpd": reason}
+    joint = {"correlation": correlation_metrics(real[:, varying], generated[:, varying], real_weights,
+                                                generated_weights, counts_real, counts_gen),
+             **joint_metrics(real[:, varying], generated[:, varying], real_weights, seed)}
+    if not varying.all():
+        left_out = [name for name, kept in zip(features, varying) if not kept]
+        joint = _map(joint, lambda leaf: {**leaf, "left_out_constant": left_out})
+    return {"per_feature": per_feature, **joint}
 
 
 def feature_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,

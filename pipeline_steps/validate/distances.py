@@ -97,16 +97,25 @@ class MergedSample:
         return cdf_gap[:, :-1] @ self.gaps, cdf_gap[:, self.run_ends].max(axis=1)
 
 
+def constant_columns(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Mask of the columns whose (weighted) std is below 1e-12 of their size: float64 sums of one value
+    differ from it by ~1e-16 relative, so nothing above that bound is rounding of a constant."""
+    weights = _ones_or(weights, len(values))
+    mean = weights @ values / weights.sum()
+    std = np.sqrt(weights @ (values - mean) ** 2 / weights.sum())
+    return std <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+
+
 def weighted_correlation(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Pearson correlation matrix of the columns, weighted; refuses a constant column."""
+    constant = constant_columns(values, weights)
+    if constant.any():
+        raise NotComputable(f"constant column(s) {np.flatnonzero(constant).tolist()}: correlation undefined")
     weights = _ones_or(weights, len(values))
     mean = weights @ values / weights.sum()
     centred = values - mean
     covariance = (centred * weights[:, None]).T @ centred / weights.sum()
     std = np.sqrt(np.diag(covariance))
-    if (std <= 1e-12 * np.maximum(np.abs(mean), 1.0)).any():
-        raise NotComputable(f"constant column(s) {np.flatnonzero(std <= 1e-12 * np.maximum(np.abs(mean), 1.0)).tolist()}: "
-                            f"correlation undefined")
     return covariance / np.outer(std, std)
 
 
@@ -252,12 +261,12 @@ def mmd2_unbiased_direct(a: np.ndarray, b: np.ndarray, degree: int = KPD_DEGREE)
 def standardise(real: np.ndarray, generated: np.ndarray,
                 real_weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Both samples in units of the real sample's (weighted) mean and std per column."""
+    constant = constant_columns(real, real_weights)
+    if constant.any():
+        raise NotComputable(f"real column(s) {np.flatnonzero(constant).tolist()} constant: cannot standardise")
     weights = _ones_or(real_weights, len(real))
     mean = weights @ real / weights.sum()
     std = np.sqrt(weights @ (real - mean) ** 2 / weights.sum())
-    constant = np.flatnonzero(std <= 1e-12 * np.maximum(np.abs(mean), 1.0))
-    if len(constant):
-        raise NotComputable(f"real column(s) {constant.tolist()} constant: cannot standardise")
     return (real - mean) / std, (generated - mean) / std
 
 
