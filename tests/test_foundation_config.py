@@ -57,6 +57,8 @@ def test_default_and_production_configs_are_valid(default_config):
         ("validation.classifier", "xgboost", "validation.classifier: expected one of ['exact', 'hist'], got 'xgboost'"),
         ("models.jets.dataset", "nanoAOD", "models.jets.dataset: expected one of the datasets"),
         ("models.jets.split", {"train": 0.8, "validation": 0.3, "test": 0.1}, "models.jets.split: fractions must add up to 1"),
+        ("models.jets.split", {"train": 0.9, "validation": 0.0, "test": 0.1}, "models.jets.split.validation: 0.0 is less "
+         "than or equal to the minimum of 0"),
         ("seed", -1, "seed: -1 is less than the minimum of 0"),
         ("datasets.ship.tables.muons.match.collection", {"prefix": "MCTrack_"}, "datasets.ship.tables.muons.match.collection: missing required key: 'counter'"),
         # whole numbers written as floats had passed the schema and stopped in range() or a format code
