@@ -243,3 +243,17 @@ def test_calratio_exports_a_verified_bundle_with_padding_lengths(tmp_path):
     assert manifest["io"]["tree"] == "CalRatio"
     assert manifest["padding"] == {name: spec[2] for name, spec in CALRATIO_SEQUENCES.items()}
     assert [o["order"] for o in manifest["onnx"]["outputs"]] == [["signal", "qcd", "bib"]]
+
+
+def test_a_test_split_shorter_than_the_verification_batch_is_repeated_to_its_size(tmp_path):
+    """A 2-row split had been 'verified' on 2 rows; each repeated row gets its own noise in the batch."""
+    import pandas as pd
+
+    from pipeline_steps.export.batch import read_conditions
+
+    path = tmp_path / "test.parquet"
+    pd.DataFrame({"gen_pt": [20.0, 30.0, 40.0], "cond__gen_pt": [-1.0, 0.0, 1.0]}).to_parquet(path)
+    transformed, physical = read_conditions(path, ["gen_pt"], 100)
+    assert transformed.shape == (100, 1) and len(physical) == 100
+    assert transformed[:6, 0].tolist() == [-1.0, 0.0, 1.0, -1.0, 0.0, 1.0]
+    assert physical["gen_pt"].tolist()[:4] == [20.0, 30.0, 40.0, 20.0]

@@ -8,6 +8,7 @@ that the bundle's numpy implementation is checked against them. CalRatio takes t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,9 +18,15 @@ import pandas as pd
 from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import InputError
 
+log = logging.getLogger(__name__)
+
 
 def read_conditions(test_split: str | Path, conditions: list[str], rows: int) -> tuple[np.ndarray, pd.DataFrame]:
-    """(transformed conditions float32 [n, k], physical conditions DataFrame) of the first ``rows`` rows."""
+    """(transformed conditions float32 [rows, k], physical conditions DataFrame) of the first ``rows`` rows.
+
+    A test split with fewer rows is repeated up to ``rows``: every row gets its own noise, so the batch
+    still has the spread the verification's column scales and 99.9% quantile need (a 2-row split had been
+    "verified" on 2 rows, below ``export.verify_rows``' minimum)."""
     table = pd.read_parquet(test_split).head(rows).reset_index(drop=True)
     wanted = [f"cond__{c}" for c in conditions] + list(conditions)
     missing = [c for c in wanted if c not in table.columns]
@@ -27,6 +34,10 @@ def read_conditions(test_split: str | Path, conditions: list[str], rows: int) ->
         raise InputError(f"{test_split}: columns {missing} missing; expected the model's conditions (physical and cond__*)")
     if table.empty:
         raise InputError(f"{test_split}: no rows to verify the export with")
+    if len(table) < rows:
+        log.info("%s has %d rows; their conditions are repeated to the %d verification rows, each with its own noise",
+                 test_split, len(table), rows)
+        table = table.iloc[np.resize(np.arange(len(table)), rows)].reset_index(drop=True)
     return table[[f"cond__{c}" for c in conditions]].to_numpy(np.float32), table[list(conditions)]
 
 
