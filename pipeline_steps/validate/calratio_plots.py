@@ -77,6 +77,9 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
         rows = np.isin(main["label"], (0, background))
         if len(np.unique(main["label"][rows])) == 2:
             metrics[f"auc_sig_vs_{name}"] = weighted_roc(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
+        else:  # say why the key is missing (a sample without BIB jets)
+            metrics.setdefault("not_computed", {})[f"auc_sig_vs_{name}"] = (
+                f"the test split has no {'signal' if not (main['label'] == 0).any() else name.upper()} jets")
     metrics.update({f"cr_test_{k}": v for k, v in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items()})
     thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
     significance, efficiency = soverb_scan(main_probabilities[:, 0], main["label"] == 0, main["mc_weight"], thresholds)
