@@ -47,3 +47,9 @@ def event_starts(rows: pd.DataFrame, codes_of: Callable[[pd.Series], np.ndarray]
         values = series.to_numpy() if numeric else codes_of(series)
         changed |= values[1:] != values[:-1]
     return np.flatnonzero(np.r_[len(rows) > 0, changed])
+
+
+def row_origin(rows: pd.DataFrame, position: int) -> str:
+    """``raw file 3.root, entry 17, object 2`` for the row at ``position`` (identity columns)."""
+    row = rows.iloc[position]
+    return f"raw file {row['source_file']}, entry {int(row['entry'])}, object {int(row['object_index'])}"

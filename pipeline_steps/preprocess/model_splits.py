@@ -42,10 +42,11 @@ from pipeline_steps.common.atomic import atomic_path
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.frames import concat_parts
-from pipeline_steps.common.identity import identity_columns
+from pipeline_steps.common.identity import identity_columns, row_origin
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.preprocess.derived import DerivedVariable, floored_rows
+from pipeline_steps.preprocess.derived import DerivedVariable
 from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
+from pipeline_steps.preprocess.report import dominant_rows, preprocessing_report
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
 from pipeline_steps.preprocess.transforms import (
@@ -57,7 +58,6 @@ from pipeline_steps.preprocess.transforms import (
     invalid_values,
     model_space_targets,
     save_transforms,
-    spikes_short_of_an_edge,
 )
 
 logger = logging.getLogger(__name__)
@@ -184,111 +184,6 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     return splits, model_transforms
 
 
-#: Below this many rows one row can hold half of a column's sum of squares by chance (|z| > 7 at 100 rows).
-MIN_ROWS_FOR_DOMINANCE = 100
-
-
-def dominant_rows(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Model-space columns (``cond__*``, ``targ__*``) in which one row holds more than half of the sum of
-    squares, each with that row's value and origin, and a warning in the log.
-
-    Standardised, sum z^2 = n, so such a row has z^2 > n / 2: the fit's scale is that row's, and every
-    other row is squeezed near one value (one rho of 1e30 left a condition with two distinct values);
-    under a quantile kind it is a value extrapolated far beyond the outermost knot (a qgl of 1e30 became
-    6e31). No healthy column has one (P(|z| > 7) ~ 1e-12 for 100 normal rows); a heavy tail under
-    ``standard`` does, and wants a log kind or a ``clip``.
-    """
-    found = {}
-    if len(table) < MIN_ROWS_FOR_DOMINANCE:
-        return found
-    for column in [c for c in table.columns if c.startswith(("cond__", "targ__"))]:
-        squares = np.square(table[column].to_numpy(np.float64))
-        top = int(np.argmax(squares))
-        if squares[top] > 0.5 * squares.sum():
-            variable = column.split("__", 1)[1]
-            origin = _row_origin(table, top)
-            found[variable] = {"model_value": float(table[column].iloc[top]), "share": float(squares[top] / squares.sum()),
-                               "origin": origin}
-            physical = f" (physical {table[variable].iloc[top]:g})" if variable in table.columns else ""
-            logger.warning("%s: one row holds %.0f%% of the model-space spread, %s%s in %s; the other rows are "
-                           "squeezed together: check that value, clip it (preprocessing.clip) or use a log or "
-                           "quantile transform", variable, 100 * found[variable]["share"], column,
-                           f" = {found[variable]['model_value']:g}{physical}", origin)
-    return found
-
-
-def _report_point_masses(report: dict[str, Any], transform, table: pd.DataFrame,
-                         point_mass_share: float | None) -> None:
-    """Edge point masses of one variable into ``report["point_mass"]`` and the log; with ``point_mass_share``,
-    a value that holds that share but has a few rows beyond it into ``report["point_mass_short_of_edge"]``,
-    with a warning saying what it costs and that a clip is the fix."""
-    values = transform.clipped(table[transform.name].to_numpy(np.float64))
-    for side in ("low", "high"):
-        value = transform.params.get(f"point_mass_{side}")
-        if value is None:
-            continue
-        rows = int(np.sum(values == value))
-        report["point_mass"].setdefault(transform.name, {})[side] = {"value": value, "rows": rows}
-        logger.info("point mass %s = %g (%s edge): %d of %d rows, spread over a block of width %.3g for training",
-                    transform.name, value, side, rows, len(table), transform.params["point_mass_width"])
-    if point_mass_share is None or transform.dequantize:
-        return
-    for side, spike in spikes_short_of_an_edge(values, point_mass_share).items():
-        report["point_mass_short_of_edge"].setdefault(transform.name, {})[side] = spike
-        bound = "[%g, null]" % spike["value"] if side == "low" else "[null, %g]" % spike["value"]
-        cost = ("they come back as %g from model space" % spike["value"]
-                if transform.params.get(f"point_mass_{side}") == spike["value"] else
-                "so it is no edge and is not spread as a point mass: the model draws a bump around it")
-        logger.warning("%s: %d of %d rows are %g, and %d rows lie %s it (to %g): %s; preprocessing.clip: {%s: %s} "
-                       "makes it the edge", transform.name, spike["rows"], len(values), spike["value"],
-                       spike["beyond"], "below" if side == "low" else "above", spike["extreme"], cost,
-                       transform.name, bound)
-
-
-def preprocessing_report(rows: pd.DataFrame, model_targets: pd.DataFrame, model_transforms: ModelTransforms,
-                         point_mass_share: float | None = None) -> dict:
-    """What was floored or clipped, over every row (all splits), for ``transforms.json`` and the log.
-
-    ``clipped``: per variable with a clip, its bounds and how many rows were below/above them;
-    ``ratio_floor``: per ratio with a denominator floor, how many rows had the reference below it;
-    ``log_offset``: the offsets in use (their inverse is exact, nothing is lost);
-    ``point_mass``: per target with an edge point mass, its value(s) and how many rows sit there
-    (spread into a block for training, exact on the way back);
-    ``point_mass_short_of_edge``: per target, a value holding ``point_mass_share`` of the rows with a few
-    rows beyond it (``spikes_short_of_an_edge``), which a clip would make an edge.
-    """
-    report: dict[str, Any] = {"rows": int(len(rows)), "clipped": {}, "ratio_floor": {}, "log_offset": {},
-                              "point_mass": {}, "point_mass_short_of_edge": {}}
-    for variables, table, share in ((model_transforms.conditions, rows, None),
-                                    (model_transforms.targets, model_targets, point_mass_share)):
-        for transform in variables.transforms:
-            params = transform.params
-            _report_point_masses(report, transform, table, share)
-            if "offset" in params:
-                report["log_offset"][transform.name] = params["offset"]
-            if "clip_low" in params or "clip_high" in params:
-                counts = transform.clip_counts(table[transform.name].to_numpy())
-                report["clipped"][transform.name] = {"low": params.get("clip_low"), "high": params.get("clip_high"),
-                                                     **counts}
-                logger.info("clip %s to [%s, %s]: %d rows below, %d above (of %d)", transform.name,
-                            params.get("clip_low"), params.get("clip_high"), counts["below"], counts["above"], len(rows))
-    for name, spec in model_transforms.derived.items():
-        if spec.op != "ratio" or name not in model_transforms.target_names:
-            continue
-        if spec.floor is not None:
-            below = floored_rows(spec, rows)
-            report["ratio_floor"][name] = {"reference": spec.reference, "floor": spec.floor, "rows_below": below}
-            logger.info("ratio %s = %s / max(%s, %g): %d rows with %s below the floor (of %d)", name, spec.source,
-                        spec.reference, spec.floor, below, spec.reference, len(rows))
-            continue
-        non_positive = int(np.sum(rows[spec.reference].to_numpy(np.float64) <= 0))
-        if non_positive:  # finite, but a ratio over -2.6e-7 is -1e7: say so, and how to avoid it
-            logger.warning("ratio %s = %s / %s: %d rows have %s <= 0 (ratios of huge size or flipped sign); "
-                           "set derived.%s.floor", name, spec.source, spec.reference, non_positive, spec.reference,
-                           name)
-    return report
-
-
 def _check_transformable(rows: pd.DataFrame, table: pd.DataFrame, kinds: Mapping[str, str],
                          settings: ModelPreprocessSettings) -> None:
     """Every value of every variable can go through its transform; else name the raw file and entry.
@@ -305,14 +200,8 @@ def _check_transformable(rows: pd.DataFrame, table: pd.DataFrame, kinds: Mapping
                         f"finite values > {-settings.log_offsets.get(name, 0.0) + 0.0:g} for {kind} (set "
                         f"preprocessing.log_offset or a clip low bound)")
             raise InputError(f"model {settings.model}: variable {name!r} ({origin}) has {int(bad.sum())} values it "
-                             f"cannot transform, first {values[bad][0]} in {_row_origin(rows, np.flatnonzero(bad)[0])}; "
+                             f"cannot transform, first {values[bad][0]} in {row_origin(rows, np.flatnonzero(bad)[0])}; "
                              f"expected {expected}")
-
-
-def _row_origin(rows: pd.DataFrame, position: int) -> str:
-    """``raw file 3.root, entry 17, object 2`` for the row at ``position`` (identity columns)."""
-    row = rows.iloc[position]
-    return f"raw file {row['source_file']}, entry {int(row['entry'])}, object {int(row['object_index'])}"
 
 
 def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSettings) -> PhysicalSupport:
@@ -374,7 +263,7 @@ def _check_finite_transformed(rows: pd.DataFrame, values: np.ndarray, names: lis
     bad_rows, bad_columns = np.nonzero(~np.isfinite(values))
     if len(bad_rows):
         raise InputError(f"model {model}: transformed {names[bad_columns[0]]!r} is not finite "
-                         f"({values[bad_rows[0], bad_columns[0]]}) in {_row_origin(rows, bad_rows[0])}; "
+                         f"({values[bad_rows[0], bad_columns[0]]}) in {row_origin(rows, bad_rows[0])}; "
                          f"{len(bad_rows)} values in all; expected finite model inputs (is the value too large?)")
 
 
@@ -448,7 +337,7 @@ def _check_finite(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
         if bad.any():
             first = np.flatnonzero(bad)[0]
             raise InputError(f"{path}: column {name!r} has {int(bad.sum())} non-finite values (NaN or +-inf), first "
-                             f"{values.iloc[first]} in {_row_origin(table, first)}; "
+                             f"{values.iloc[first]} in {row_origin(table, first)}; "
                              f"expected finite inputs for every model variable")
 
 
@@ -464,7 +353,7 @@ def _check_weights(path: Path, table: pd.DataFrame, settings: ModelPreprocessSet
     if negative.any():
         first = np.flatnonzero(negative)[0]
         raise InputError(f"{path}: models.{settings.model}.weight {settings.weight!r} has {int(negative.sum())} "
-                         f"negative values of {len(values)}, first {values[first]:g} in {_row_origin(table, first)}; "
+                         f"negative values of {len(values)}, first {values[first]:g} in {row_origin(table, first)}; "
                          f"the flow's weighted likelihood and the figure of merit's BDT need weights >= 0 (for "
                          f"NLO samples remove the negative weights upstream, e.g. by resampling, or drop `weight`)")
 
