@@ -161,6 +161,18 @@ def test_verdict_judges_the_excess_over_the_floor():
         == "not computable"
 
 
+def test_per_feature_verdicts_judge_the_generated_targets_not_the_copied_conditions():
+    """A diverged GAN's targets were all NaN (not computable); its copied condition x passed for it."""
+    condition_only = {"w1_over_std": {"status": "ok", "value": 0.08, "error": 0.01, "floor": 0.09, "floor_error": 0.01},
+                      "ks": {"status": "ok", "value": 0.05, "error": 0.01, "floor": 0.06, "floor_error": 0.01}}
+    broken = {"status": "not computable", "reason": "non-finite generated values", "value": None, "error": None}
+    metrics = {"auc": None, "reason": "non-finite", "targets": ["cov_00"],
+               "distances": {"per_feature": {"x": condition_only, "cov_00": {"w1_over_std": broken, "ks": broken}}}}
+    limits = {"w1_over_std_max": Threshold(0.1, 0.2), "ks_max": Threshold(0.1, 0.2), "auc_minus_floor": Threshold(0.05, 0.1)}
+    assert verdict(metrics, limits)["overall"] == "not computable"
+    assert verdict({**metrics, "targets": None}, limits)["overall"] == "pass"  # documents without the key: as before
+
+
 def test_thresholds_are_checked():
     with pytest.raises(ConfigError, match="fail .* below warn"):
         thresholds_from_config({"thresholds": {"fpd": {"warn": 0.1, "fail": 0.01}}})

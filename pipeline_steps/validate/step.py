@@ -123,6 +123,7 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
         "bootstrap": {"replicas": settings.fom.bootstrap, "covers": BOOTSTRAP_COVERS},
         "distances": distances,
         "features": comparison.features,
+        "targets": comparison.physical_targets,
         "rows_real": int(len(comparison.real)),
         "rows_generated": int(len(comparison.generated)),
         "spd_fraction_real": elements_spd_fraction(comparison.real),

@@ -7,7 +7,9 @@ which is the stricter reading. A metric is "pass" below ``warn``, "warn" from ``
 ``fail``, "fail" from ``fail`` on; its error is shown, not used (a reviewer sees whether a "warn"
 is within one error of "pass"). A metric that could not be computed is listed as "not computable"
 with the reason and decides nothing; the overall verdict is the worst decided one ("not computable"
-when none is decided). For per-feature metrics the row is the feature with the largest excess.
+when none is decided). For per-feature metrics the row is the generated feature (``targets`` of
+metrics.json) with the largest excess: conditions are copied from the real rows, so their W1 and KS
+say nothing about the generator, and a diverged GAN, its targets all NaN, had passed on them alone.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def thresholds_from_config(validation: Mapping[str, Any]) -> dict[str, Threshold
 
 def verdict(metrics: Mapping[str, Any], thresholds: Mapping[str, Threshold]) -> dict[str, Any]:
     """{"overall": ..., "rows": [one dict per metric with a threshold, COLUMNS as keys]}."""
-    candidates = {"auc_minus_floor": _auc_row(metrics), **_distance_rows(metrics.get("distances") or {})}
+    candidates = {"auc_minus_floor": _auc_row(metrics),
+                  **_distance_rows(metrics.get("distances") or {}, metrics.get("targets"))}
     rows = [_judge(name, candidates[name], thresholds[name]) for name in METRICS if name in thresholds]
     decided = [row["verdict"] for row in rows if row["verdict"] in SEVERITY]
     overall = max(decided, key=SEVERITY.get) if decided else NOT_COMPUTABLE
@@ -85,8 +88,9 @@ def _auc_row(metrics: Mapping[str, Any]) -> dict[str, Any]:
             "detail": f"BDT AUC, {metrics['n_eval_per_class']} eval rows per class; excess = AUC - floor"}
 
 
-def _distance_rows(distances: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    per_feature = distances.get("per_feature") or {}
+def _distance_rows(distances: Mapping[str, Any], targets: list[str] | None) -> dict[str, dict[str, Any]]:
+    per_feature = {name: m for name, m in (distances.get("per_feature") or {}).items()
+                   if targets is None or name in targets}
     return {
         "w1_over_std_max": _largest({name: m["w1_over_std"] for name, m in per_feature.items()}, "W1 / real std"),
         "ks_max": _largest({name: m["ks"] for name, m in per_feature.items()}, "KS statistic"),
