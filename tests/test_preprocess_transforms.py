@@ -262,6 +262,22 @@ def test_a_spike_with_a_few_rows_beyond_it_is_found_and_a_peak_inside_a_continuu
     assert spikes_short_of_an_edge(counts, 0.01) == {}
 
 
+def test_a_spike_with_a_single_other_value_is_still_spread_and_comes_back_exactly():
+    """qgl at 0.3 for all but one of 3177 jets: no std to scale the block by, so there had been no point mass
+    and the two-knot quantile map spread the spike over the range (59% of generated jets off it)."""
+    from pipeline_steps.preprocess.transforms import POINT_MASS_SPREAD, fit_variable_transforms
+
+    qgl = np.full(3177, 0.3)
+    qgl[100] = 0.9
+    df = pd.DataFrame({"qgl": qgl})
+    transforms = fit_variable_transforms(df, {"qgl": "quantile_normal"}, point_mass_share=0.01, seed=3)
+    params = transforms.transforms[0].params
+    assert params["point_mass_low"] == 0.3 and params["point_mass_width"] == pytest.approx(POINT_MASS_SPREAD * 0.6)
+    back = transforms.inverse(transforms.forward(df))["qgl"].to_numpy()
+    np.testing.assert_array_equal(back == 0.3, qgl == 0.3)
+    assert transforms.inverse(np.array([[-4.0]]))["qgl"].tolist() == [0.3]  # below the block's edge: the spike
+
+
 def test_without_point_mass_share_nothing_changes_and_a_bad_share_is_refused():
     from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
