@@ -263,19 +263,20 @@ def test_a_spike_with_a_few_rows_beyond_it_is_found_and_a_peak_inside_a_continuu
 
 
 def test_a_spike_with_a_single_other_value_is_still_spread_and_comes_back_exactly():
-    """qgl at 0.3 for all but one of 3177 jets: no std to scale the block by, so there had been no point mass
+    """qgl at 0.3 for all but one (or three) of 3177 jets: no std to scale the block by, so there had been no point mass
     and the two-knot quantile map spread the spike over the range (59% of generated jets off it)."""
     from pipeline_steps.preprocess.transforms import POINT_MASS_SPREAD, fit_variable_transforms
 
-    qgl = np.full(3177, 0.3)
-    qgl[100] = 0.9
-    df = pd.DataFrame({"qgl": qgl})
-    transforms = fit_variable_transforms(df, {"qgl": "quantile_normal"}, point_mass_share=0.01, seed=3)
-    params = transforms.transforms[0].params
-    assert params["point_mass_low"] == 0.3 and params["point_mass_width"] == pytest.approx(POINT_MASS_SPREAD * 0.6)
-    back = transforms.inverse(transforms.forward(df))["qgl"].to_numpy()
-    np.testing.assert_array_equal(back == 0.3, qgl == 0.3)
-    assert transforms.inverse(np.array([[-4.0]]))["qgl"].tolist() == [0.3]  # below the block's edge: the spike
+    for off_spike in ([100], [100, 2000, 3000]):  # one row, or a few at one value: no std either way
+        qgl = np.full(3177, 0.3)
+        qgl[off_spike] = 0.9
+        df = pd.DataFrame({"qgl": qgl})
+        transforms = fit_variable_transforms(df, {"qgl": "quantile_normal"}, point_mass_share=0.01, seed=3)
+        params = transforms.transforms[0].params
+        assert params["point_mass_low"] == 0.3 and params["point_mass_width"] == pytest.approx(POINT_MASS_SPREAD * 0.6)
+        back = transforms.inverse(transforms.forward(df))["qgl"].to_numpy()
+        np.testing.assert_array_equal(back == 0.3, qgl == 0.3)
+        assert transforms.inverse(np.array([[-4.0]]))["qgl"].tolist() == [0.3]  # below the block's edge: the spike
 
 
 def test_without_point_mass_share_nothing_changes_and_a_bad_share_is_refused():
@@ -296,15 +297,32 @@ def test_integers_too_many_for_the_float32_model_space_are_refused_naming_the_va
     from pipeline_steps.preprocess.transforms import fit_variable_transform
 
     rng = np.random.default_rng(0)
-    small = fit_variable_transform("nConstituents", rng.integers(1, 100, 5000).astype(np.uint8), kind, dequantize=True)
+    small = fit_variable_transform("nConstituents", rng.integers(1, 100, 5000).astype(np.uint8), kind, dequantize=True,
+                                   exact_integers=True)
     assert small.dequantize
     with pytest.raises(InputError, match=r"dequantisation of 'nHits': \d+ of its \d+ values \(\d+ \.\. \d+\) would not "
                                          r"come back exactly .* remove 'nHits' from preprocessing.dequantize"):
-        fit_variable_transform("nHits", rng.integers(1, 100_000, 5000), kind, dequantize=True)
+        fit_variable_transform("nHits", rng.integers(1, 100_000, 5000), kind, dequantize=True, exact_integers=True)
+    # a condition is never inverted: a wide run number may be dequantised for it
+    assert fit_variable_transform("run", rng.integers(1, 100_000, 5000), kind, dequantize=True).dequantize
+
+
+def test_an_integer_clip_bound_on_a_dequantised_target_is_refused_with_the_half_way_fix():
+    """A clip at 10 holds rows exactly on 10, which float32 can bring back as 9; at 10.5 they come back as 10."""
+    from pipeline_steps.preprocess.transforms import fit_variable_transform
+
+    values = np.random.default_rng(1).integers(0, 20, 10000)
+    with pytest.raises(InputError, match=r"'n': its clip bounds None, 10.0 hold rows exactly on an integer.* put an "
+                                         r"integer bound k at k \+ 0.5"):
+        fit_variable_transform("n", values, "standard", True, clip=(None, 10.0), exact_integers=True)
+    half_way = fit_variable_transform("n", values, "standard", True, clip=(None, 10.5), exact_integers=True)
+    back = half_way.inverse(half_way.forward(values).astype(np.float32))
+    assert np.array_equal(back, np.minimum(values, 10))
 
 
 def test_integers_beyond_float64s_are_refused_for_dequantisation():
     from pipeline_steps.preprocess.transforms import fit_variable_transform
 
     with pytest.raises(InputError, match=r"'event': its values reach 9007199254741\d+, beyond 2\^53"):
-        fit_variable_transform("event", np.arange(2**53, 2**53 + 50, dtype=np.int64), "standard", dequantize=True)
+        fit_variable_transform("event", np.arange(2**53, 2**53 + 50, dtype=np.int64), "standard", dequantize=True,
+                               exact_integers=True)

@@ -170,7 +170,7 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         targets=fit_variable_transforms(
             model_targets.loc[train], settings.target_kinds, [n for n in settings.targets if n in dequantize],
             False, seed=settings.seed + 1, offsets=settings.log_offsets, clips=settings.clips,
-            point_mass_share=settings.point_mass_share),
+            point_mass_share=settings.point_mass_share, exact_integers=True),
         derived=settings.derived, target_representation=settings.target_representation, model=settings.model,
         support=_training_support(rows.loc[train], settings),
     )

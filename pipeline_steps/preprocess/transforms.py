@@ -40,8 +40,8 @@ generated rows land on the edge value as often as the model puts them in the blo
 
 Optional, per variable: dequantisation of discrete variables (integer k becomes k + u with
 u ~ U(margin, 1 - margin), seeded; the inverse floors, so integers come back exactly; the margin
-keeps float32 rounding from crossing an integer, which the fit checks on every training integer: a
-range too wide for it, ~1e5 integers, is refused). Optional, per variable set: decorrelation
+keeps float32 rounding from crossing an integer, which the fit checks on every training integer of a
+target: values too large for it, from ~6e4 under ``standard``, are refused). Optional, per variable set: decorrelation
 (ZCA whitening fitted on the training split), applied after the per-variable transforms.
 
 ``ModelTransforms`` bundles the conditions' and targets' transforms with the derived-target
@@ -215,12 +215,15 @@ class VariableTransform:
 def fit_variable_transform(name: str, values: np.ndarray, kind: str, dequantize: bool = False,
                            rng: np.random.Generator | None = None, offset: float | None = None,
                            clip: tuple[float | None, float | None] | None = None,
-                           point_mass_share: float | None = None) -> VariableTransform:
+                           point_mass_share: float | None = None, exact_integers: bool = False) -> VariableTransform:
     """Fit ``kind`` on training values of one variable (after dequantisation and clip, when asked).
 
     Every value must be finite: one +inf would make the fitted mean/std infinite and every
     transformed value of the column non-finite. With ``point_mass_share``, an edge value holding
     at least that share of the rows is spread into a block outside the edge before the fit (module doc).
+    With ``exact_integers`` (targets: generated values come back through the inverse) a dequantised
+    variable must come back exactly from float32; conditions are never inverted, so a run number may be
+    dequantised for them however wide its range.
     """
     if kind not in TRANSFORM_KINDS:
         raise ConfigError(f"transform of {name!r}: expected one of {list(TRANSFORM_KINDS)}, got {kind!r}")
@@ -248,7 +251,7 @@ def fit_variable_transform(name: str, values: np.ndarray, kind: str, dequantize:
         fitted = _FIT[kind](prepared)
     _check_finite_params(name, fitted)
     transform.params.update(fitted)
-    if dequantize:
+    if dequantize and exact_integers:
         _check_integers_come_back(transform, np.unique(raw))
     return transform
 
@@ -257,8 +260,8 @@ def _check_integers_come_back(transform: VariableTransform, integers: np.ndarray
     """Every training integer comes back exactly from the float32 model space, or an InputError says why not.
 
     Float32 rounding of the model value y moves x by up to 2^-24 |y| |dx/dy|; past ``DEQUANTIZE_MARGIN``
-    (a range of ~1e5 integers under ``minmax`` or ``standard``) a value crosses to its neighbour, and past
-    2^53 even x + u cannot be held in float64. The transform is monotone and rounding is monotone, so the
+    a value crosses to its neighbour (from values of ~6e4 under ``standard``, ~1e5 under ``minmax``, fewer
+    under the log kinds), and past 2^53 even x + u cannot be held in float64. The transform is monotone and rounding is monotone, so the
     two ends of each integer's interval, k + margin and k + 1 - margin, are the worst cases of its rows.
     """
     as_float = integers.astype(np.float64)
@@ -273,22 +276,30 @@ def _check_integers_come_back(transform: VariableTransform, integers: np.ndarray
         back = np.floor(transform._unprepared(_INVERSE[transform.kind](
             model.astype(np.float32).astype(np.float64), transform.params)))
         wrong = back != expected
-        if wrong.any():
-            raise InputError(f"dequantisation of {transform.name!r}: {int(wrong.sum())} of its {integers.size} values "
-                             f"({integers.min():g} .. {integers.max():g}) would not come back exactly from the float32 "
-                             f"model space under {transform.kind!r}, e.g. {expected[wrong][0]:.0f} as "
-                             f"{back[wrong][0]:.0f}; so many integers are continuous for the model: remove "
-                             f"{transform.name!r} from preprocessing.dequantize")
+        if not wrong.any():
+            continue
+        where = f"dequantisation of {transform.name!r}: "
+        clipped = transform.clipped(x) != x
+        if (wrong & clipped).any():  # a bound on an integer puts rows on the integer itself, where rounding floors below
+            raise InputError(f"{where}its clip bounds {transform.params.get('clip_low')}, "
+                             f"{transform.params.get('clip_high')} hold rows exactly on an integer, which the float32 "
+                             f"model space can bring back as the integer below (e.g. {expected[wrong][0]:.0f} as "
+                             f"{back[wrong][0]:.0f}); put an integer bound k at k + 0.5 (10 -> 10.5: rows beyond it come back as 10)")
+        raise InputError(f"{where}{int(wrong.sum())} of its {integers.size} values ({as_float.min():g} .. "
+                         f"{as_float.max():g}) would not come back exactly from the float32 model space under "
+                         f"{transform.kind!r}, e.g. {expected[wrong][0]:.0f} as {back[wrong][0]:.0f}; values this "
+                         f"large are continuous for the model: remove {transform.name!r} from preprocessing.dequantize")
 
 
 def edge_point_masses(x: np.ndarray, prepared: np.ndarray, min_share: float) -> dict[str, float]:
     """``point_mass_low``/``_high`` (the edge values holding >= ``min_share`` of ``x``) and the block width.
 
     The width is ``POINT_MASS_SPREAD`` x the std of the rows at neither edge, in prepared units. When
-    only one such row exists (a flag at one value for all but one jet), its distance from the edge is
-    the scale instead: without a block, a two-knot quantile map had spread the spike over the whole
-    range (59% of generated values off it, 0.03% of real ones). No point mass is kept when no row is
-    off the edges (a constant column comes back exactly anyway).
+    those rows have no spread (one row, or a few at one value: a flag at one value for all but a few
+    jets), their distance from the nearest edge value is the scale instead: without a block, a two-knot
+    quantile map had spread the spike over the whole range (59% of generated values off it, 0.03% of
+    real ones). No point mass is kept when no row is off the edges (a constant column comes back
+    exactly anyway).
     """
     if not 0.0 < min_share < 1.0:
         raise ConfigError(f"preprocessing.point_mass_share: expected a share in (0, 1), got {min_share!r}")
@@ -298,12 +309,10 @@ def edge_point_masses(x: np.ndarray, prepared: np.ndarray, min_share: float) -> 
     found = {key: value for key, value in edges.items() if np.mean(x == value) >= min_share}
     off_edges = ~np.isin(x, list(found.values()))
     continuum = prepared[off_edges]
-    if continuum.size >= 2:
-        spread = float(np.std(continuum))
-    elif continuum.size == 1:
-        spread = float(np.min(np.abs(continuum[0] - prepared[~off_edges])))
-    else:
-        spread = 0.0
+    spread = float(np.std(continuum)) if continuum.size >= 2 else 0.0
+    if spread == 0.0 and continuum.size and found:  # every off-edge row at one value
+        at_edges = [prepared[np.argmax(x == value)] for value in found.values()]
+        spread = float(np.min(np.abs(continuum[0] - np.array(at_edges))))
     if not found or not np.isfinite(spread) or spread == 0.0:
         return {}
     return {**found, "point_mass_width": POINT_MASS_SPREAD * spread}
@@ -555,12 +564,13 @@ class VariableTransforms:
 def fit_variable_transforms(df: pd.DataFrame, kinds: Mapping[str, str], dequantize: Iterable[str] = (),
                             decorrelate: bool = False, seed: int = 0, offsets: Mapping[str, float] | None = None,
                             clips: Mapping[str, tuple] | None = None,
-                            point_mass_share: float | None = None) -> VariableTransforms:
+                            point_mass_share: float | None = None, exact_integers: bool = False) -> VariableTransforms:
     """Fit one transform per variable of ``kinds`` (name -> kind, in output order) on ``df``.
 
     ``df`` must be the training split only. Variables listed in ``dequantize`` must be integers.
     ``offsets`` (log kinds) and ``clips`` ((low, high), either None) apply to the variables they name;
-    ``point_mass_share`` (targets) to every variable that is not dequantised.
+    ``point_mass_share`` (targets) to every variable that is not dequantised; ``exact_integers`` (targets)
+    checks that dequantised variables come back exactly (``fit_variable_transform``).
     """
     names = list(kinds)
     _require_columns(df, names, "fit")
@@ -568,7 +578,8 @@ def fit_variable_transforms(df: pd.DataFrame, kinds: Mapping[str, str], dequanti
     offsets, clips = dict(offsets or {}), dict(clips or {})
     transforms = [
         fit_variable_transform(name, df[name].to_numpy(), kinds[name], name in dequantize,
-                               np.random.default_rng([seed, i]), offsets.get(name), clips.get(name), point_mass_share)
+                               np.random.default_rng([seed, i]), offsets.get(name), clips.get(name), point_mass_share,
+                               exact_integers)
         for i, name in enumerate(names)
     ]
     result = VariableTransforms(transforms, None, seed)
