@@ -106,3 +106,18 @@ def test_train_select_and_plot_from_preprocessed_files(tmp_path):
     for name in plots.PLOT_NAMES:
         assert outputs[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "epoch 2" in (tmp_path / "train.log").read_text()
+
+
+def test_a_missing_or_zero_weight_class_says_why_its_auc_is_missing():
+    rng = np.random.default_rng(2)
+    n = 600
+    labels = rng.integers(0, 2, n)  # signal and QCD, no BIB
+    weights = np.ones(n)
+    weights[np.flatnonzero(labels == 1)[:2]] = [-1.0e6, 0.0]  # QCD weights summing below zero
+    main = {"label": labels, "mc_weight": weights, "llp_mS": np.full(n, 50.0), "llp_mH": np.full(n, 600.0)}
+    cr = {"is_data": rng.integers(0, 2, 400).astype(bool), "mc_weight": np.ones(400)}
+    metrics = plots.compute_metrics(rng.dirichlet([1, 1, 1], n), main, rng.dirichlet([1, 1, 1], 400), cr,
+                                    plots.PlotSettings())
+    assert "auc_sig_vs_qcd" not in metrics and "auc_sig_vs_bib" not in metrics
+    assert metrics["not_computed"]["auc_sig_vs_bib"] == "the test split has no BIB jets"
+    assert metrics["not_computed"]["auc_sig_vs_qcd"].startswith("the weights of the QCD jets sum to -")

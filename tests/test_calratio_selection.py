@@ -83,3 +83,12 @@ def test_run_writes_selection_and_chosen_model_with_that_epochs_weights(tmp_path
 def test_missing_checkpoint_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="epoch_004"):
         selection.save_chosen_model(tmp_path / "final.keras", tmp_path / "epoch_004.weights.h5", tmp_path / "chosen.keras")
+
+
+def test_a_scan_ranked_by_validation_loss_ignores_collapsed_epochs():
+    from pipeline_steps.scan.ranking import metric_value
+
+    history = HISTORY.assign(val_signal_spread=[0.9, 0.8, 0.0, 0.7, float("nan")])
+    history.loc[2, "val_loss"] = -74.8  # the collapsed epoch
+    assert metric_value("validation_loss", "calratio_rnn", {}, history) == (0.05, 0.05)
+    assert selection.choose_epoch(history, 0.3, "val_loss")["epoch"] == 5  # a missing spread is kept

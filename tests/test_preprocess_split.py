@@ -112,3 +112,10 @@ def test_mixed_integer_parts_get_a_type_that_holds_every_value_or_a_named_error(
     joined = concat_parts(parts, "test tables")
     assert joined["event"].dtype == expected
     assert [int(v) for v in joined["event"]] == unsigned + signed
+
+
+def test_an_empty_part_does_not_decide_a_columns_type():
+    """An empty table's float64 column beside uint64 event numbers above 2^53 had made them float64."""
+    big = pd.DataFrame({"event": np.array([2**60 + 1], np.uint64)})
+    joined = concat_parts([big, pd.DataFrame({"event": np.array([], np.float64)})], "test tables")
+    assert joined["event"].dtype == np.uint64 and int(joined["event"].iloc[0]) == 2**60 + 1

@@ -23,10 +23,11 @@ def concat_parts(frames: Sequence[pd.DataFrame], source: str) -> pd.DataFrame:
     """``pd.concat(frames, ignore_index=True)``, integer columns of different types in one exact integer type.
 
     ``source`` names the tables in an error (a mix of uint64 values above 2^63 and negative values)."""
-    frames = list(frames)
-    for column in frames[0].columns if frames else ():
+    frames = [frame for frame in frames if len(frame)] or list(frames)[:1]  # an empty part's types decide nothing
+    for column in dict.fromkeys(column for frame in frames for column in frame.columns):
         dtypes = {frame[column].dtype for frame in frames if column in frame}
-        if len(dtypes) > 1 and all(pd.api.types.is_integer_dtype(dtype) for dtype in dtypes):
+        # numpy integers only: pandas' nullable and Arrow integers promote among themselves without float64
+        if len(dtypes) > 1 and all(isinstance(dtype, np.dtype) and dtype.kind in "iu" for dtype in dtypes):
             common = common_integer_type(column, [frame[column] for frame in frames if column in frame], source)
             frames = [frame.astype({column: common}) if column in frame else frame for frame in frames]
     return pd.concat(frames, ignore_index=True)

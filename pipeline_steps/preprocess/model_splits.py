@@ -180,7 +180,7 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         mask = split_of_row == name
         splits[name] = _split_table(rows.loc[mask], model_targets.loc[mask], model_transforms, settings, index)
         logger.info("split %s: %d rows", name, int(mask.sum()))
-    model_transforms.report["dominant_rows"] = dominant_rows(pd.concat(list(splits.values()), ignore_index=True))
+    model_transforms.report["dominant_rows"] = dominant_rows(splits)
     return splits, model_transforms
 
 

@@ -8,7 +8,7 @@ few rows beyond it (no point mass), one row that holds most of a column's model-
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -24,32 +24,36 @@ logger = logging.getLogger(__name__)
 MIN_ROWS_FOR_DOMINANCE = 100
 
 
-def dominant_rows(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Model-space columns (``cond__*``, ``targ__*``) in which one row holds more than half of the sum of
-    squares, each with that row's value and origin, and a warning in the log.
+def dominant_rows(splits: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """Model-space columns (``cond__*``, ``targ__*``) in which one row of all ``splits`` holds more than half
+    of the sum of squares, each with that row's value and origin, and a warning in the log.
 
     Standardised, sum z^2 = n, so such a row has z^2 > n / 2: the fit's scale is that row's, and every
     other row is squeezed near one value (one rho of 1e30 left a condition with two distinct values);
     under a quantile kind it is a value extrapolated far beyond the outermost knot (a qgl of 1e30 became
-    6e31). No healthy column has one (P(|z| > 7) ~ 1e-12 for 100 normal rows); a heavy tail under
-    ``standard`` does, and wants a log kind or a ``clip``.
+    6e31). No healthy continuous column has one (P(|z| > 7) ~ 1e-12 for 100 normal rows); a heavy tail
+    under ``standard`` does, and wants a log kind or a ``clip``; so does a flag set on one row in
+    thousands, which is better dequantised. One column at a time: no copy of the whole table.
     """
-    found = {}
-    if len(table) < MIN_ROWS_FOR_DOMINANCE:
+    found: dict[str, dict[str, Any]] = {}
+    tables = [table for table in splits.values() if len(table)]
+    if sum(len(table) for table in tables) < MIN_ROWS_FOR_DOMINANCE:
         return found
-    for column in [c for c in table.columns if c.startswith(("cond__", "targ__"))]:
-        squares = np.square(table[column].to_numpy(np.float64))
-        top = int(np.argmax(squares))
-        if squares[top] > 0.5 * squares.sum():
+    for column in [c for c in tables[0].columns if c.startswith(("cond__", "targ__"))]:
+        squares = [np.square(table[column].to_numpy(np.float64)) for table in tables]
+        total = sum(float(part.sum()) for part in squares)
+        table, top = max(((table, int(np.argmax(part))) for table, part in zip(tables, squares)),
+                         key=lambda pair: float(np.square(np.float64(pair[0][column].iloc[pair[1]]))))
+        share = float(np.square(np.float64(table[column].iloc[top]))) / total if total > 0 else 0.0
+        if share > 0.5:
             variable = column.split("__", 1)[1]
-            origin = row_origin(table, top)
-            found[variable] = {"model_value": float(table[column].iloc[top]), "share": float(squares[top] / squares.sum()),
-                               "origin": origin}
+            found[variable] = {"model_value": float(table[column].iloc[top]), "share": share,
+                               "origin": row_origin(table, top)}
             physical = f" (physical {table[variable].iloc[top]:g})" if variable in table.columns else ""
-            logger.warning("%s: one row holds %.0f%% of the model-space spread, %s%s in %s; the other rows are "
-                           "squeezed together: check that value, clip it (preprocessing.clip) or use a log or "
-                           "quantile transform", variable, 100 * found[variable]["share"], column,
-                           f" = {found[variable]['model_value']:g}{physical}", origin)
+            logger.warning("%s: one row holds %.0f%% of the model-space spread, %s = %g%s in %s; the other rows are "
+                           "squeezed together: check that value; clip a long tail (preprocessing.clip) or give it a "
+                           "log or quantile transform, dequantise a flag set on few rows", variable, 100 * share,
+                           column, found[variable]["model_value"], physical, found[variable]["origin"])
     return found
 
 

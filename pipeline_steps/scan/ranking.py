@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.train.collapsed_epochs import informative
 
 __all__ = ["metric_value", "rank_points", "best_pointer"]
 
@@ -48,8 +49,8 @@ def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd
         column, mode = _HISTORY_LOSS[kind]
         if history is None or column not in history:
             raise InputError(f"metric validation_loss: history.csv has no column {column!r}")
-        series = history[column].astype(float)
-        value = float(series.min() if mode == "min" else series.max())
+        series = history.loc[informative(history), column].astype(float)  # a collapsed epoch ranks nothing
+        value = float(series.min() if mode == "min" else series.max()) if len(series) else float("nan")
         return value, value if mode == "min" else -value
     raise ConfigError(f"scan.metric: expected one of auc, chi2_ndf, overlap, validation_loss, ks; got {metric!r}")
 

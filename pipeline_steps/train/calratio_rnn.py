@@ -37,6 +37,7 @@ from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_of
 from pipeline_steps.train.devices import log_device
+from pipeline_steps.train.collapsed_epochs import SPREAD_COLUMN
 from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 from pipeline_steps.train.settings import network_learning_rates, read_training, training_threads
@@ -205,7 +206,7 @@ def evaluate(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], cfg: C
     }
     metrics["val_loss"] = metrics["val_main_loss"] - trainer.hyper.adversary_lambda * metrics["val_adv_loss"]
     metrics.update(ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]))
-    metrics["val_signal_spread"] = float(np.ptp(main_probabilities[:, 0])) if len(main_probabilities) else 0.0
+    metrics[SPREAD_COLUMN] = float(np.ptp(main_probabilities[:, 0])) if len(main_probabilities) else float("nan")
     return metrics
 
 

@@ -25,13 +25,10 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.train.calratio_rnn import epoch_weights_path
+from pipeline_steps.train.collapsed_epochs import CONSTANT_SPREAD, SPREAD_COLUMN, informative
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_selection")
 KS_COLUMN = "ks_bib"
-SPREAD_COLUMN = "val_signal_spread"
-#: A signal probability that varies by no more than this over the validation jets is one answer: 2^-23 is
-#: two float32 steps in [0.5, 1) and more below, as far as one value computed in other batches can round.
-CONSTANT_SPREAD = 2.0 ** -23
 
 
 def metric_direction(metric: str) -> str:
@@ -49,12 +46,11 @@ def choose_epoch(history: pd.DataFrame, ks_threshold: float, metric: str) -> dic
             )
     if history.empty:
         raise InputError("history.csv has no epochs; nothing to choose from")
-    if SPREAD_COLUMN in history.columns:  # histories written before the column was added have none
-        history = history[history[SPREAD_COLUMN] > CONSTANT_SPREAD]
-        if history.empty:
-            raise InputError(f"history.csv: in every epoch the classifier gives all validation jets one signal "
-                             f"probability ({SPREAD_COLUMN} <= {CONSTANT_SPREAD:.2g}); the training collapsed: lower "
-                             f"training.learning_rate")
+    history = history[informative(history)]
+    if history.empty:
+        raise InputError(f"history.csv: in every epoch the classifier gives all validation jets one signal "
+                         f"probability ({SPREAD_COLUMN} <= {CONSTANT_SPREAD:.2g}); the training collapsed: lower "
+                         f"training.learning_rate")
     candidates = history[history[KS_COLUMN] < ks_threshold]
     fallback = candidates.empty
     pool = history if fallback else candidates

@@ -60,6 +60,18 @@ def soverb_scan(scores, is_signal, weights, thresholds) -> tuple[np.ndarray, np.
     return significance, signal / max(weights[is_signal].sum(), 1e-12)
 
 
+def _roc_problem(labels: np.ndarray, weights: np.ndarray, background: int, name: str) -> str | None:
+    """Why signal (label 0) vs ``background`` has no ROC: a class without jets, or whose (NLO) weights sum
+    to <= 0, which leaves its efficiencies undefined."""
+    for label, what in ((0, "signal"), (background, name.upper())):
+        chosen = labels == label
+        if not chosen.any():
+            return f"the test split has no {what} jets"
+        if float(np.sum(weights[chosen])) <= 0:
+            return f"the weights of the {what} jets sum to {float(np.sum(weights[chosen])):g}"
+    return None
+
+
 def signal_efficiency_by_mass(scores, weights, mass_s, mass_h, threshold: float) -> pd.DataFrame:
     """Weighted fraction of signal jets with ``scores > threshold`` per (mS, mH) point."""
     frame = pd.DataFrame({"mS": mass_s, "mH": mass_h, "w": weights, "passed_w": weights * (np.asarray(scores) > threshold)})
@@ -75,11 +87,11 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
     metrics = {"n_test_jets": int(len(main["label"])), "n_cr_test_jets": int(len(cr["is_data"]))}
     for background, name in ((1, "qcd"), (2, "bib")):
         rows = np.isin(main["label"], (0, background))
-        if len(np.unique(main["label"][rows])) == 2:
+        problem = _roc_problem(main["label"][rows], main["mc_weight"][rows], background, name)
+        if problem is None:
             metrics[f"auc_sig_vs_{name}"] = weighted_roc(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
         else:  # say why the key is missing (a sample without BIB jets)
-            metrics.setdefault("not_computed", {})[f"auc_sig_vs_{name}"] = (
-                f"the test split has no {'signal' if not (main['label'] == 0).any() else name.upper()} jets")
+            metrics.setdefault("not_computed", {})[f"auc_sig_vs_{name}"] = problem
     metrics.update({f"cr_test_{k}": v for k, v in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items()})
     thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
     significance, efficiency = soverb_scan(main_probabilities[:, 0], main["label"] == 0, main["mc_weight"], thresholds)

@@ -60,8 +60,8 @@ def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str
 
     A feature constant in the real sample (``area`` of 0.5 for every jet, LHCb's long tracks only) has no
     correlation and no standard scale; it is left out of the joint metrics, named in their
-    ``left_out_constant``, instead of making all three not computable. Its per-feature W1 and KS still
-    judge whether the generator keeps it constant."""
+    ``left_out_constant``, instead of making all three not computable. Its per-feature KS still judges
+    whether the generator keeps it constant (its W1 / std has no scale)."""
     rng = np.random.default_rng([seed, 9])
     counts_real = dist.bootstrap_counts(len(real), n_boot, rng) * _weights(real_weights, len(real))
     counts_gen = dist.bootstrap_counts(len(generated), n_boot, rng) * _weights(generated_weights, len(generated))

@@ -5,8 +5,8 @@ Training time comes from ``results/train/<model>/history.csv`` when it has a per
 (``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty. A model whose sample was too
 small for the figure of merit has ``status`` "not computable" and empty metric cells, never a number.
 ``verdict`` is the model's overall pass / warn / fail; ``auc_floor`` the real-vs-real AUC; the
-distance columns are the values the verdict judged (``w1_over_std_max``, ``ks_max``: largest over the
-features; see ``verdict.py``).
+distance columns are the values the verdict judged (``w1_over_std_max``, ``ks_max``: largest over
+the generated features; see ``verdict.py``).
 """
 
 from __future__ import annotations
