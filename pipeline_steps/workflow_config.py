@@ -293,7 +293,8 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
 
     Without this, a typo in ``conditions`` passed planning and stopped the preprocess job after all of
     the dataset's files were ingested, naming a Parquet file instead of the key. A categorised (SHiP)
-    model reads the categorise stage's tables, so its table is checked for what that stage reads;
+    model reads the categorise stage's tables, so its table is checked for what that stage reads (its
+    variables and transform settings like any other model's);
     CalRatio reads its own inputs and its preprocessing checks their names.
     """
     from pipeline_steps.ingest.mapping import output_columns, table_from_config
@@ -309,12 +310,13 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
         return [f"datasets.{model['dataset']}.{error}"]
     table = f"datasets.{model['dataset']}.tables.{model['table']}"
     columns = output_columns(mapping, list(dataset.get("identity") or []))
-    if model.get("categorised"):
-        return _categorised_model_problems(name, model, table, columns)
-    try:
+    problems = _categorised_model_problems(name, model, table, columns) if model.get("categorised") else []
+    try:  # the variables against each other and their transform settings, categorised or not
         variables = read_model_variables(name, model)
     except ConfigError as error:
-        return [str(error)]
+        return [*problems, str(error)]
+    if model.get("categorised"):
+        return problems
     asked = input_columns(variables.conditions, variables.targets, variables.derived, model.get("weight"))
     return missing_column_problems(name, asked, table, columns)
 

@@ -121,6 +121,8 @@ def test_default_and_production_configs_are_valid(default_config):
          "models.jets.preprocessing.log_offset.gen_mass: expected a finite number, got inf"),
         ("models.jets.preprocessing.clip", {"gen_mass": [-2.0, None]}, "models.jets.preprocessing.clip.gen_mass: "
          "log_standard needs clip low + log_offset > 0 (the log of the clipped values must exist), got -2 + 1"),
+        ("models.ship_muons.preprocessing.log_offset", {"Pz": 1.0}, "models.ship_muons.preprocessing.log_offset.Pz: "
+         "only the log transforms"),
         ("models.jets.preprocessing.target_representation", "cholesky", "models.jets.preprocessing.target_"
          "representation='cholesky' needs the 15 covariance elements as targets (cov_00 .. cov_44), got 17 targets"),
     ],
