@@ -192,3 +192,19 @@ def test_run_functions_on_real_parquet_files(tmp_path):
     run_categorise(paths, tmp_path / "minmax.json", outputs, tmp_path / "again.json", params={"identity": []})
     assert pd.read_parquet(outputs[2]).equals(written[2])
     assert (tmp_path / "again.json").read_text() == (tmp_path / "categories.json").read_text()
+
+
+def test_a_sentinel_that_sets_a_categorys_normalisation_is_warned_about(caplog):
+    """One Px at float32's maximum turned the category's other momenta into one normalised value, silently."""
+    muons = _muons(2000, 3)
+    target_mu_plus = np.flatnonzero((muons["PdgCode"] == -13) & (muons["StartX"] == 0) & (muons["StartY"] == 0))
+    muons.loc[target_mu_plus[5], "Px"] = np.finfo(np.float32).max
+    minmax = cat.reduce_minmax([cat.file_minmax(muons)])
+    with caplog.at_level("WARNING", logger="pipeline_steps.categorise.categories"):
+        tables, _ = cat.categorise(muons, minmax, source="part04.parquet")
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith("part04.parquet: category 1: one muon holds 100% of the spread of Px")
+    assert "raw file 0.root" in warned[0]
+    caplog.clear()
+    cat.categorise(_muons(2000, 3), cat.reduce_minmax([cat.file_minmax(_muons(2000, 3))]))
+    assert not caplog.records  # the healthy sample raises nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -231,4 +232,5 @@ def test_one_row_that_holds_most_of_a_columns_spread_is_reported_with_its_origin
     dominant = load_transforms(outputs["transforms"]).report["dominant_rows"]
     assert list(dominant) == ["gen_eta"]
     assert dominant["gen_eta"]["origin"] == "raw file 0.root, entry 4, object 1" and dominant["gen_eta"]["share"] > 0.99
-    assert "gen_eta: one row holds 99% of the model-space spread, cond__gen_eta = " in (tmp_path / "jets.log").read_text()
+    assert re.search(r"gen_eta: one row holds (99|100)% of the model-space spread, cond__gen_eta = ",
+                     (tmp_path / "jets.log").read_text())

@@ -30,6 +30,7 @@ Units are those of the input (FairShip: cm for Start*, GeV/c for P*).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,10 @@ import pandas as pd
 
 from pipeline_steps.categorise.category_ids import CATEGORIES, DISPLACED_VARIABLES, REQUIRED_COLUMNS, TARGET_VARIABLES
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.common.identity import IDENTITY_COLUMNS
+from pipeline_steps.common.identity import IDENTITY_COLUMNS, row_origin
+from pipeline_steps.common.outliers import dominating_row
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CATEGORIES",
@@ -203,8 +207,23 @@ def categorise(muons: pd.DataFrame, minmax: Mapping[str, Any], identity: Sequenc
         rows = muons.loc[categories == category].reset_index(drop=True)
         expected = minmax["categories"][str(category)]
         _check_consistent(category, rows, expected, source)
+        _warn_dominating_values(category, rows, source)
         tables[category], described[str(category)] = _normalise_category(category, rows, expected, max_weight, identity)
     return tables, _describe(described, muons, max_weight)
+
+
+def _warn_dominating_values(category: int, rows: pd.DataFrame, source: str) -> None:
+    """Warn about a value that holds most of a variable's spread in its category (``common/outliers.py``):
+    the min-max normalisation to [-1, 1] is set by it, so a sentinel (one Px at float32's maximum) squeezes
+    every other muon of the category onto one value, with no error anywhere."""
+    for name in (name for name in CATEGORY_VARIABLES[category] if name != "weight"):  # weight: divided by its max
+        dominant = dominating_row(rows[name].to_numpy(np.float64))
+        if dominant is not None:
+            position, share = dominant
+            origin = row_origin(rows, position) if "object_index" in rows else f"row {position}"
+            logger.warning("%s: category %d: one muon holds %.0f%% of the spread of %s (%g, %s), so the min-max "
+                           "normalisation squeezes the category's other muons together: check that value", source,
+                           category, 100 * share, name, rows[name].iloc[position], origin)
 
 
 def denormalise(df: pd.DataFrame, category: int, categories_json: Mapping[str, Any] | str | Path) -> pd.DataFrame:

@@ -14,46 +14,43 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.identity import row_origin
+from pipeline_steps.common.outliers import dominating_row
 from pipeline_steps.preprocess.derived import floored_rows
 from pipeline_steps.preprocess.transforms import ModelTransforms, spikes_short_of_an_edge
 
 logger = logging.getLogger(__name__)
 
 
-#: Below this many rows one row can hold half of a column's sum of squares by chance (|z| > 7 at 100 rows).
-MIN_ROWS_FOR_DOMINANCE = 100
-
-
 def dominant_rows(splits: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     """Model-space columns (``cond__*``, ``targ__*``) in which one row of all ``splits`` holds more than half
-    of the sum of squares, each with that row's value and origin, and a warning in the log.
+    of the spread (``common/outliers.py``), each with that row's value and origin, and a warning in the log.
 
-    Standardised, sum z^2 = n, so such a row has z^2 > n / 2: the fit's scale is that row's, and every
-    other row is squeezed near one value (one rho of 1e30 left a condition with two distinct values);
-    under a quantile kind it is a value extrapolated far beyond the outermost knot (a qgl of 1e30 became
-    6e31). No healthy continuous column has one (P(|z| > 7) ~ 1e-12 for 100 normal rows); a heavy tail
-    under ``standard`` does, and wants a log kind or a ``clip``; so does a flag set on one row in
-    thousands, which is better dequantised. One column at a time: no copy of the whole table.
+    Under a standardisation every other row is then squeezed near one value; under a quantile kind the
+    row is a value extrapolated far beyond the outermost knot (a qgl of 1e30 became 6e31). A heavy tail
+    under ``standard`` wants a log kind or a ``clip``; a flag set on one row in thousands, dequantising.
+    One column at a time, so the dataset is not copied.
     """
     found: dict[str, dict[str, Any]] = {}
     tables = [table for table in splits.values() if len(table)]
-    if sum(len(table) for table in tables) < MIN_ROWS_FOR_DOMINANCE:
+    if not tables:
         return found
     for column in [c for c in tables[0].columns if c.startswith(("cond__", "targ__"))]:
-        squares = [np.square(table[column].to_numpy(np.float64)) for table in tables]
-        total = sum(float(part.sum()) for part in squares)
-        table, top = max(((table, int(np.argmax(part))) for table, part in zip(tables, squares)),
-                         key=lambda pair: float(np.square(np.float64(pair[0][column].iloc[pair[1]]))))
-        share = float(np.square(np.float64(table[column].iloc[top]))) / total if total > 0 else 0.0
-        if share > 0.5:
-            variable = column.split("__", 1)[1]
-            found[variable] = {"model_value": float(table[column].iloc[top]), "share": share,
-                               "origin": row_origin(table, top)}
-            physical = f" (physical {table[variable].iloc[top]:g})" if variable in table.columns else ""
-            logger.warning("%s: one row holds %.0f%% of the model-space spread, %s = %g%s in %s; the other rows are "
-                           "squeezed together: check that value; clip a long tail (preprocessing.clip) or give it a "
-                           "log or quantile transform, dequantise a flag set on few rows", variable, 100 * share,
-                           column, found[variable]["model_value"], physical, found[variable]["origin"])
+        dominant = dominating_row(np.concatenate([table[column].to_numpy(np.float64) for table in tables]))
+        if dominant is None:
+            continue
+        position, share = dominant
+        for table in tables:  # the split that holds the row
+            if position < len(table):
+                break
+            position -= len(table)
+        variable = column.split("__", 1)[1]
+        found[variable] = {"model_value": float(table[column].iloc[position]), "share": share,
+                           "origin": row_origin(table, position)}
+        physical = f" (physical {table[variable].iloc[position]:g})" if variable in table.columns else ""
+        logger.warning("%s: one row holds %.0f%% of the model-space spread, %s = %g%s in %s; the other rows are "
+                       "squeezed together: check that value; clip a long tail (preprocessing.clip) or give it a "
+                       "log or quantile transform, dequantise a flag set on few rows", variable, 100 * share,
+                       column, found[variable]["model_value"], physical, found[variable]["origin"])
     return found
 
 
