@@ -260,6 +260,8 @@ def test_a_spike_with_a_few_rows_beyond_it_is_found_and_a_peak_inside_a_continuu
     assert spikes_short_of_an_edge(outlier["muEF"].to_numpy(), 0.01)["low"]["beyond"] == 1
     counts = np.random.default_rng(0).poisson(5.0, 20000).astype(np.float64)
     assert spikes_short_of_an_edge(counts, 0.01) == {}
+    flag = np.r_[np.full(5000, 7.0), 6.0, 8.0]  # one value, one row on either side: no edge to make
+    assert spikes_short_of_an_edge(flag, 0.01) == {}
 
 
 def test_a_spike_with_a_single_other_value_is_still_spread_and_comes_back_exactly():

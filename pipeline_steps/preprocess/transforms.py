@@ -336,6 +336,8 @@ def spikes_short_of_an_edge(x: np.ndarray, min_share: float) -> dict[str, dict[s
         if index.size and 0 < beyond[index[0]] <= np.sqrt(counts[index[0]]):
             found[side] = {"value": float(values[index[0]]), "rows": int(counts[index[0]]),
                            "beyond": int(beyond[index[0]]), "extreme": float(values[0 if side == "low" else -1])}
+    if len(found) == 2 and found["low"]["value"] == found["high"]["value"]:
+        return {}  # one value with a few rows on each side: no edge to make, clipping both would leave a constant
     return found
 
 
