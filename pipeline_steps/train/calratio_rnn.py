@@ -36,8 +36,8 @@ from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_of
-from pipeline_steps.train.devices import log_device
 from pipeline_steps.train.collapsed_epochs import SPREAD_COLUMN
+from pipeline_steps.train.devices import log_device
 from pipeline_steps.train.loop import run_epochs
 from pipeline_steps.train.schedule import EarlyStopping, LearningRateSchedule
 from pipeline_steps.train.settings import network_learning_rates, read_training, training_threads
