@@ -34,7 +34,8 @@ STAGE_MODULES = {
 @dataclass(frozen=True)
 class ModelKind:
     """One kind of model. ``env`` is the conda environment file under ``envs/``; ``trained_file`` lies in
-    ``results/train/<model>/``; ``training_keys`` are the model's config keys its trainer receives."""
+    ``results/train/<model>/``; ``training_keys`` are the model's config keys its trainer receives;
+    ``c_export``: whether ``export.c`` applies (only the covariance GAN's generator has a C export)."""
 
     name: str
     env: str
@@ -45,6 +46,7 @@ class ModelKind:
     exporter_module: str
     input_modules: tuple[str, ...]
     training_keys: tuple[str, ...]
+    c_export: bool = False
 
     @property
     def env_file(self) -> str:
@@ -70,7 +72,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
             model_module="models/covariance_gan",
             trainer_modules=("train/covariance_gan", "train/covariance_gan_updates", "train/covariance_gan_outputs"),
             exporter_module="export/keras_export", input_modules=(),
-            training_keys=("conditions", "targets", "hyperparameters", "training"),
+            training_keys=("conditions", "targets", "hyperparameters", "training"), c_export=True,
         ),
         ModelKind(
             name="flow", env="torch", trained_file="model.pt", generative=True,

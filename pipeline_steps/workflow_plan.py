@@ -212,6 +212,11 @@ class WorkflowPlan:
         """params of generate: the one validation key generation reads."""
         return {"generated_events": self.config["validation"]["generated_events"]}
 
+    def export_settings(self, kind: str) -> dict:
+        """params of a kind's export rule: the ``export`` slice, without ``c`` for the kinds it does not apply
+        to, so switching it reruns only the exports it changes (it had rerun all five)."""
+        return {key: value for key, value in self.config["export"].items() if key != "c" or MODEL_KINDS[kind].c_export}
+
     def model_output_layout(self, name: str) -> dict:
         """params of generate/validate: the tree, identity branches and table of the model's dataset."""
         model = self.model(name)

@@ -55,6 +55,20 @@ def test_training_learns_the_conditional_means_and_widths(tmp_path):
         np.testing.assert_allclose(generated.std(axis=0), [0.5, 0.3], rtol=0.15)
 
 
+def test_a_flow_whose_loss_is_nan_stops_at_its_epoch_naming_the_losses(tmp_path):
+    """Weights gone NaN (as in a diverged run; zuko's bounded splines keep this small flow finite even at a
+    learning rate of 1e30, so the NaN is put in by hand): the run stops after epoch 1, nothing checkpointed."""
+    train, validation = _gaussian_data(600, 1), _gaussian_data(200, 2)
+    torch.manual_seed(0)
+    model = build_flow(make_spec(MODEL, train))
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    settings = TrainingSettings(epochs=3, batch_size=128, seed=0, learning_rate=3e-3, checkpoint_every=1)
+    with pytest.raises(InputError, match=r"epoch 1/3: the training diverged, train_loss = nan, validation_loss = nan"):
+        fit(model, train, validation, settings, tmp_path / "ckpt", CPU)
+    assert not any((tmp_path / "ckpt").glob("*"))
+
+
 def test_resume_after_interruption_gives_the_uninterrupted_run(tmp_path):
     straight, straight_history = _train(tmp_path, epochs=4, checkpoint="a")
     _, first_half = _train(tmp_path, epochs=4, checkpoint="b", until=2)

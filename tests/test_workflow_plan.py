@@ -31,6 +31,13 @@ def test_training_slice_holds_only_the_keys_the_trainer_reads(plan):
     assert "preprocessing" in plan.training_slice("calratio")
 
 
+def test_export_c_reaches_only_the_kinds_with_a_c_export():
+    plan = WorkflowPlan({**copy.deepcopy(CONFIG), "export": {**CONFIG["export"], "c": True}})
+    assert plan.export_settings("covariance_gan")["c"] is True
+    assert "c" not in plan.export_settings("flow") and "c" not in plan.export_settings("calratio_rnn")
+    assert {k: v for k, v in plan.export_settings("covariance_gan").items() if k != "c"} == plan.export_settings("flow")
+
+
 def test_training_threads_are_the_configs_and_default_to_one(plan):
     """The rule's threads are what the trainer runs with: Snakemake packs jobs by them."""
     plan.model("jets")["training"]["threads"] = 3

@@ -220,10 +220,9 @@ def _warn_dominating_values(category: int, rows: pd.DataFrame, source: str) -> N
         dominant = dominating_row(rows[name].to_numpy(np.float64))
         if dominant is not None:
             position, share = dominant
-            origin = row_origin(rows, position) if "object_index" in rows else f"row {position}"
             logger.warning("%s: category %d: one muon holds %.0f%% of the spread of %s (%g, %s), so the min-max "
                            "normalisation squeezes the category's other muons together: check that value", source,
-                           category, 100 * share, name, rows[name].iloc[position], origin)
+                           category, 100 * share, name, rows[name].iloc[position], row_origin(rows, position))
 
 
 def denormalise(df: pd.DataFrame, category: int, categories_json: Mapping[str, Any] | str | Path) -> pd.DataFrame:

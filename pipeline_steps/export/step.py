@@ -29,6 +29,7 @@ from pipeline_steps.export import batch as batches
 from pipeline_steps.export import manifest as mf
 from pipeline_steps.export import rounding_draws
 from pipeline_steps.export.verify import FACTOR, RULE, VERIFICATION_FILE, verify_bundle
+from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.preprocess.transforms import load_transforms
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ExportSettings:
             raise ConfigError(f"export of {params['model_name']}: the rule's params lack 'tree' (the dataset's TTree, "
                               f"datasets.<dataset>.tree), recorded in bundle.json as io.tree")
         c = bool(export.get("c", False))
-        if c and model["kind"] != "covariance_gan":
+        if c and not MODEL_KINDS[model["kind"]].c_export:
             log.info("export.c: true ignored for %s (kind %s): only the covariance GAN generator has a C export",
                      params["model_name"], model["kind"])
             c = False

@@ -108,8 +108,7 @@ class ModelPreprocessSettings:
             target_representation=prep.get("target_representation", "elements"),
             identity=list(identity_columns(slice_.get("identity", []))),
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
-            support=bool(prep.get("support", True)), clips=variables.clips,
-            log_offsets={name: float(v) for name, v in (prep.get("log_offset") or {}).items()},
+            support=bool(prep.get("support", True)), clips=variables.clips, log_offsets=variables.log_offsets,
             point_mass_share=None if prep.get("point_mass_share") is None else float(prep["point_mass_share"]),
         )
 

@@ -34,7 +34,8 @@ N_COVARIANCE_ELEMENTS = 15
 
 @dataclass(frozen=True)
 class ModelVariables:
-    """A model's conditions and targets, its derived targets and its clip bounds, checked."""
+    """A model's conditions and targets, its derived targets, its clip bounds and log offsets, and each
+    variable's transform kind, checked."""
 
     conditions: list[str]
     targets: list[str]
@@ -42,6 +43,7 @@ class ModelVariables:
     clips: dict[str, tuple[float | None, float | None]]
     condition_kinds: dict[str, str]
     target_kinds: dict[str, str]
+    log_offsets: dict[str, float]
 
 
 def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariables:
@@ -58,9 +60,11 @@ def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariable
     per_variable = prep.get("per_variable") or {}
     condition_kinds = {name: per_variable.get(name, default) for name in conditions}
     target_kinds = {name: per_variable.get(name, prep.get("targets", default)) for name in targets}
-    check_log_offsets(model, {**condition_kinds, **target_kinds}, prep.get("log_offset") or {}, clips)
+    offsets = prep.get("log_offset") or {}
+    check_log_offsets(model, {**condition_kinds, **target_kinds}, offsets, clips)
     check_target_representation(model, prep.get("target_representation", "elements"), targets)
-    return ModelVariables(conditions, targets, derived, clips, condition_kinds, target_kinds)
+    return ModelVariables(conditions, targets, derived, clips, condition_kinds, target_kinds,
+                          {name: float(offset) for name, offset in offsets.items()})
 
 
 def check_log_offsets(model: str, kinds: Mapping[str, str], offsets: Mapping[str, Any],

@@ -41,8 +41,9 @@ generated rows land on the edge value as often as the model puts them in the blo
 Optional, per variable: dequantisation of discrete variables (integer k becomes k + u with
 u ~ U(margin, 1 - margin), seeded; the inverse floors, so integers come back exactly; the margin
 keeps float32 rounding from crossing an integer, which the fit checks on every training integer of a
-target: values too large for it, from ~6e4 under ``standard``, are refused). Optional, per variable set: decorrelation
-(ZCA whitening fitted on the training split), applied after the per-variable transforms.
+target: values too large for it, from ~6e4 under ``standard``, are refused). Optional, per variable
+set: decorrelation (ZCA whitening fitted on the training split), applied after the per-variable
+transforms.
 
 ``ModelTransforms`` bundles the conditions' and targets' transforms with the derived-target
 definitions and the covariance target representation, and ``targets_to_physical`` undoes both.
@@ -260,35 +261,35 @@ def _check_integers_come_back(transform: VariableTransform, integers: np.ndarray
     """Every training integer comes back exactly from the float32 model space, or an InputError says why not.
 
     Float32 rounding of the model value y moves x by up to 2^-24 |y| |dx/dy|; past ``DEQUANTIZE_MARGIN``
-    a value crosses to its neighbour (from values of ~6e4 under ``standard``, ~1e5 under ``minmax``, fewer
-    under the log kinds), and past 2^53 even x + u cannot be held in float64. The transform is monotone and rounding is monotone, so the
-    two ends of each integer's interval, k + margin and k + 1 - margin, are the worst cases of its rows.
+    a value crosses to its neighbour (from values of ~6e4 under ``standard``, ~1e5 under ``minmax``,
+    fewer under the log kinds), and past 2^53 even x + u cannot be held in float64. The transform and
+    rounding are monotone, so the two ends of each integer's interval, k + margin and k + 1 - margin,
+    are the worst cases of its rows.
     """
+    where = f"dequantisation of {transform.name!r}: "
     as_float = integers.astype(np.float64)
     if integers.dtype.kind in "iu" and np.any(as_float.astype(integers.dtype) != integers):
-        raise InputError(f"dequantisation of {transform.name!r}: its values reach {integers.max()}, beyond 2^53, "
-                         f"where float64 no longer holds every integer; remove {transform.name!r} from "
-                         f"preprocessing.dequantize")
+        raise InputError(f"{where}its values reach {integers.max()}, beyond 2^53, where float64 no longer holds "
+                         f"every integer; remove {transform.name!r} from preprocessing.dequantize")
     for end in (DEQUANTIZE_MARGIN, 1.0 - DEQUANTIZE_MARGIN):
         x = as_float + end
-        expected = np.floor(transform.clipped(x))
-        model = _FORWARD[transform.kind](transform._prepared(transform.clipped(x)), transform.params)
-        back = np.floor(transform._unprepared(_INVERSE[transform.kind](
-            model.astype(np.float32).astype(np.float64), transform.params)))
+        clipped = transform.clipped(x)
+        model = _FORWARD[transform.kind](transform._prepared(clipped), transform.params)  # forward without noise
+        back = np.asarray(transform.inverse(model.astype(np.float32)), dtype=np.float64)
+        expected = np.floor(clipped)
         wrong = back != expected
         if not wrong.any():
             continue
-        where = f"dequantisation of {transform.name!r}: "
-        clipped = transform.clipped(x) != x
-        if (wrong & clipped).any():  # a bound on an integer puts rows on the integer itself, where rounding floors below
+        example = f"e.g. {expected[wrong][0]:.0f} as {back[wrong][0]:.0f}"
+        if (wrong & (clipped != x)).any():  # a bound on an integer holds rows on it, where rounding floors below
             raise InputError(f"{where}its clip bounds {transform.params.get('clip_low')}, "
                              f"{transform.params.get('clip_high')} hold rows exactly on an integer, which the float32 "
-                             f"model space can bring back as the integer below (e.g. {expected[wrong][0]:.0f} as "
-                             f"{back[wrong][0]:.0f}); put an integer bound k at k + 0.5 (10 -> 10.5: rows beyond it come back as 10)")
+                             f"model space can bring back as the integer below ({example}); put an integer bound k "
+                             f"at k + 0.5 (10 -> 10.5: rows beyond it come back as 10)")
         raise InputError(f"{where}{int(wrong.sum())} of its {integers.size} values ({as_float.min():g} .. "
                          f"{as_float.max():g}) would not come back exactly from the float32 model space under "
-                         f"{transform.kind!r}, e.g. {expected[wrong][0]:.0f} as {back[wrong][0]:.0f}; values this "
-                         f"large are continuous for the model: remove {transform.name!r} from preprocessing.dequantize")
+                         f"{transform.kind!r} ({example}); values this large are continuous for the model: remove "
+                         f"{transform.name!r} from preprocessing.dequantize")
 
 
 def edge_point_masses(x: np.ndarray, prepared: np.ndarray, min_share: float) -> dict[str, float]:

@@ -190,9 +190,7 @@ def export_raw_files(wildcards):
 
 
 def export_settings(kind):
-    """params `export` of a kind's export rule: the export slice, without `c` for the kinds it does not
-    apply to (only the covariance GAN has a C export), so switching it on reruns only those exports."""
-    return {key: value for key, value in config["export"].items() if key != "c" or kind == "covariance_gan"}
+    return PLAN.export_settings(kind)
 
 
 def kind_code(kind, stage):
