@@ -34,7 +34,8 @@ import uproot
 from pipeline_steps.generate.step import GenerateSettings, generate_to_root, physical_rows
 from pipeline_steps.generate.sampling import event_aligned_chunks
 from pipeline_steps.preprocess.derived import parse_derived
-from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms
+from pipeline_steps.preprocess.model_transforms import ModelTransforms
+from pipeline_steps.preprocess.transforms import fit_variable_transforms
 from pipeline_steps.validate.compare import distance_metrics
 from pipeline_steps.validate.figure_of_merit import FomSettings, figure_of_merit, matched_to_floor, repeated_floor
 from pipeline_steps.validate.verdict import thresholds_from_config, verdict

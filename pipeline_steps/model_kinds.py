@@ -25,9 +25,9 @@ STAGE_MODULES = {
     "train": ("train/loop", "train/checkpoint", "train/settings", "train/schedule", "train/loss_plot", "train/devices",
               "common/logs"),
     # generate/step.py imports the SHiP inverse (categorisation) for any categorised model
-    "generate": ("generate", "preprocess/transforms", "categorise/categories", "common/logs"),
+    "generate": ("generate", "preprocess/model_transforms", "categorise/categories", "common/logs"),
     # export/step.py verifies the C export (export.c) for any kind
-    "export": ("export/step", "export/c_export", "preprocess/transforms", "common/logs"),
+    "export": ("export/step", "export/c_export", "preprocess/model_transforms", "common/logs"),
 }
 
 

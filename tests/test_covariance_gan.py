@@ -348,12 +348,8 @@ def test_missing_transformed_column_names_file_and_column(tmp_path):
 def _covariance_splits(tmp_path, representation: str) -> tuple[str, str, str]:
     """Tiny splits of 5x5 SPD covariances (15 cov_ij) given one condition, with real fitted transforms."""
     from pipeline_steps.preprocess.covariance_representation import element_names, matrices_to_elements
-    from pipeline_steps.preprocess.transforms import (
-        ModelTransforms,
-        fit_variable_transforms,
-        model_space_targets,
-        save_transforms,
-    )
+    from pipeline_steps.preprocess.model_transforms import ModelTransforms, model_space_targets, save_transforms
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
     names = element_names()
     rng = np.random.default_rng(0)

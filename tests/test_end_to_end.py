@@ -142,7 +142,7 @@ def _condition_blind_auc(run, model: str):
     import yaml
 
     from pipeline_steps.generate.layout import layout_from_config
-    from pipeline_steps.preprocess.transforms import load_transforms
+    from pipeline_steps.preprocess.model_transforms import load_transforms
     from pipeline_steps.validate.figure_of_merit import FomSettings, figure_of_merit
     from pipeline_steps.validate.tables import build_comparison
 

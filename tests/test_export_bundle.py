@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.preprocess.derived import parse_derived
-from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
+from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
+from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
 EXPORT = {"opset": 18, "tolerance": 1.0e-4, "c": False}  # config/config.yaml's defaults
 

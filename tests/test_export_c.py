@@ -92,7 +92,9 @@ def fitted_transforms(case: str):
     """ModelTransforms over CONDITIONS/TARGETS exercising every kind the C function implements."""
     import pandas as pd
 
-    from pipeline_steps.preprocess.transforms import ModelTransforms, PhysicalSupport, fit_variable_transforms
+    from pipeline_steps.preprocess.model_transforms import ModelTransforms
+    from pipeline_steps.preprocess.physical_support import PhysicalSupport
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
     rng = np.random.default_rng(3)
     pt = rng.lognormal(3.0, 0.6, 2000)
@@ -148,7 +150,8 @@ def test_dequantised_conditions_are_refused_for_c(tmp_path):
 
     from pipeline_steps.common.errors import ConfigError
     from pipeline_steps.export.c_transforms import check_supported
-    from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms
+    from pipeline_steps.preprocess.model_transforms import ModelTransforms
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
     rows = pd.DataFrame({"n_hits": [1, 2, 3, 4], "dz": [0.1, 0.2, 0.3, 0.4]})
     transforms = ModelTransforms(fit_variable_transforms(rows, {"n_hits": "standard"}, dequantize=["n_hits"]),

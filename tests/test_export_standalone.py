@@ -56,7 +56,7 @@ def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *ex
 def test_standalone_runner_reproduces_the_flow(tmp_path):
     from pipeline_steps.export.batch import physical_targets, standard_normal
     from pipeline_steps.export.torch_export import load_flow, reference_targets
-    from pipeline_steps.preprocess.transforms import load_transforms
+    from pipeline_steps.preprocess.model_transforms import load_transforms
 
     bundle = export_flow(tmp_path)
     rows = physical_rows(60, seed=11)[FLOW_CONDITIONS]
@@ -134,7 +134,8 @@ def jets_transforms():
     """ModelTransforms fitted as the ``jets`` model's preprocessing does, with every new parameter:
     offsets on both log kinds, clips on conditions and targets, a floored ratio."""
     from pipeline_steps.preprocess.derived import parse_derived
-    from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, model_space_targets
+    from pipeline_steps.preprocess.model_transforms import ModelTransforms, model_space_targets
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
     train = real_jet_rows(3000, seed=1)
     derived = parse_derived(JETS_DERIVED)
@@ -158,7 +159,7 @@ def test_standalone_transforms_apply_offsets_clips_and_ratio_floors_as_the_packa
 
     from pipeline_steps.export import run_bundle
     from pipeline_steps.export.batch import physical_targets
-    from pipeline_steps.preprocess.transforms import load_transforms, save_transforms
+    from pipeline_steps.preprocess.model_transforms import load_transforms, save_transforms
 
     save_transforms(jets_transforms(), tmp_path / "transforms.json")
     transforms = load_transforms(tmp_path / "transforms.json")
@@ -204,7 +205,7 @@ def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors
     from pipeline_steps.export.batch import physical_targets, standard_normal
     from pipeline_steps.export.step import run
     from pipeline_steps.export.torch_export import load_flow, reference_targets
-    from pipeline_steps.preprocess.transforms import load_transforms, save_transforms
+    from pipeline_steps.preprocess.model_transforms import load_transforms, save_transforms
 
     transforms = jets_transforms()
     pre = tmp_path / "pre"

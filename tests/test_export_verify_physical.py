@@ -15,7 +15,7 @@ import pytest
 from pipeline_steps.export import run_bundle
 from pipeline_steps.export.verify import (BundleVerificationError, _check_physical_outputs, check_bundle_transforms,
                                           check_physical, stored_precision_step)
-from pipeline_steps.preprocess.transforms import round_mantissa
+from pipeline_steps.preprocess.physical_support import round_mantissa
 
 BITS = 10
 TOLERANCE = 1e-4

@@ -18,7 +18,8 @@ from pipeline_steps.common.errors import InputError
 from pipeline_steps.generate.step import GenerateSettings, generate_to_root, read_test_split
 from pipeline_steps.categorise import categories as cat
 from pipeline_steps.preprocess.derived import parse_derived
-from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
+from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
+from pipeline_steps.preprocess.transforms import fit_variable_transforms
 from pipeline_steps.validate.step import run as validate_run, run_summary
 from tests.conftest import JETS_TABLE
 

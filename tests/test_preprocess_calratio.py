@@ -13,7 +13,7 @@ import pytest
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.preprocess import calratio_inputs as cr
 from pipeline_steps.preprocess.calratio_splits import run
-from pipeline_steps.preprocess.transforms import load_transforms
+from pipeline_steps.preprocess.model_transforms import load_transforms
 
 SEQUENCES = {
     "clusters": {"counter": "nClusters", "prefix": "clus_", "fields": ["pt", "eta"]},

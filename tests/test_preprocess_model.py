@@ -13,7 +13,7 @@ from pipeline_steps.common.errors import InputError
 from pipeline_steps.preprocess import covariance_representation as cov
 from pipeline_steps.preprocess.model_splits import run
 from tests.conftest import preprocess_outputs
-from pipeline_steps.preprocess.transforms import load_transforms
+from pipeline_steps.preprocess.model_transforms import load_transforms
 
 JETS = {
     "conditions": ["gen_pt", "gen_eta", "gen_phi", "gen_hadronFlavour", "PV_npvs"],

@@ -15,14 +15,12 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived, parse_derived
 from pipeline_steps.preprocess.model_splits import run
 from tests.conftest import preprocess_outputs
+from pipeline_steps.preprocess.model_transforms import ModelTransforms, load_transforms, save_transforms
 from pipeline_steps.preprocess.transforms import (
-    ModelTransforms,
     VariableTransform,
     VariableTransforms,
     fit_variable_transform,
     fit_variable_transforms,
-    load_transforms,
-    save_transforms,
 )
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.export import run_bundle
-from pipeline_steps.preprocess.transforms import ModelTransforms, PhysicalSupport, VariableTransforms, nearest_value
+from pipeline_steps.preprocess.model_transforms import ModelTransforms
+from pipeline_steps.preprocess.physical_support import PhysicalSupport, nearest_value
+from pipeline_steps.preprocess.transforms import VariableTransforms
 
 
 def training_rows() -> pd.DataFrame:
@@ -79,7 +81,7 @@ def test_reduced_precision_is_detected_and_generated_values_land_on_its_lattice(
 
 
 def test_rounding_to_fewer_mantissa_bits_is_to_the_nearest_lattice_value():
-    from pipeline_steps.preprocess.transforms import round_mantissa
+    from pipeline_steps.preprocess.physical_support import round_mantissa
 
     assert round_mantissa(np.array([0.5313, 0.53, -0.5313, 1.99999, 0.0]), 6).tolist() == [0.53125, 0.53125, -0.53125,
                                                                                           2.0, 0.0]

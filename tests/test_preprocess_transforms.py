@@ -14,13 +14,8 @@ import pytest
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.preprocess import covariance_representation as cov
 from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived, wrap_phi
-from pipeline_steps.preprocess.transforms import (
-    TRANSFORM_KINDS,
-    ModelTransforms,
-    fit_variable_transforms,
-    load_transforms,
-    save_transforms,
-)
+from pipeline_steps.preprocess.model_transforms import ModelTransforms, load_transforms, save_transforms
+from pipeline_steps.preprocess.transforms import TRANSFORM_KINDS, fit_variable_transforms
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline_steps"
 

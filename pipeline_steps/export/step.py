@@ -30,7 +30,7 @@ from pipeline_steps.export import manifest as mf
 from pipeline_steps.export import rounding_draws
 from pipeline_steps.export.verify import FACTOR, RULE, VERIFICATION_FILE, verify_bundle
 from pipeline_steps.model_kinds import MODEL_KINDS
-from pipeline_steps.preprocess.transforms import load_transforms
+from pipeline_steps.preprocess.model_transforms import load_transforms
 
 log = logging.getLogger(__name__)
 KINDS = ("flow", "covariance_gan", "calratio_rnn")

@@ -113,7 +113,7 @@ def run(train_dir: str, test_split: str, transforms: str, output: str, generatio
         params: Mapping[str, Any], log_path: str | None = None, categories: str | None = None) -> None:
     """Rule entry point: load the sampler of the model's kind and generate into ``output``."""
     with step_logging(log_path):
-        from pipeline_steps.preprocess.transforms import load_transforms
+        from pipeline_steps.preprocess.model_transforms import load_transforms
 
         settings = GenerateSettings.from_params(params)
         sampler = load_sampler(settings.kind, train_dir)

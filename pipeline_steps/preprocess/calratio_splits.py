@@ -28,7 +28,8 @@ from pipeline_steps.common.identity import identity_columns
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
-from pipeline_steps.preprocess.transforms import ModelTransforms, fit_variable_transforms, save_transforms
+from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
+from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
 LOGGER = logging.getLogger(__name__)
 LLP_COLUMNS = ("llp_mS", "llp_mH", "llp_Lxy", "llp_Lz")

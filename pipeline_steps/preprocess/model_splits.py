@@ -49,16 +49,9 @@ from pipeline_steps.preprocess.model_variables import input_columns, read_model_
 from pipeline_steps.preprocess.report import dominant_rows, preprocessing_report
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
-from pipeline_steps.preprocess.transforms import (
-    LOG_KINDS,
-    TRANSFORM_KINDS,
-    ModelTransforms,
-    PhysicalSupport,
-    fit_variable_transforms,
-    invalid_values,
-    model_space_targets,
-    save_transforms,
-)
+from pipeline_steps.preprocess.model_transforms import ModelTransforms, model_space_targets, save_transforms
+from pipeline_steps.preprocess.physical_support import PhysicalSupport
+from pipeline_steps.preprocess.transforms import LOG_KINDS, TRANSFORM_KINDS, fit_variable_transforms, invalid_values
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import pandas as pd
 from pipeline_steps.common.identity import row_origin
 from pipeline_steps.common.outliers import dominating_row
 from pipeline_steps.preprocess.derived import floored_rows
-from pipeline_steps.preprocess.transforms import ModelTransforms, spikes_short_of_an_edge
+from pipeline_steps.preprocess.model_transforms import ModelTransforms
+from pipeline_steps.preprocess.transforms import spikes_short_of_an_edge
 
 logger = logging.getLogger(__name__)
 

@@ -45,26 +45,21 @@ target: values too large for it, from ~6e4 under ``standard``, are refused). Opt
 set: decorrelation (ZCA whitening fitted on the training split), applied after the per-variable
 transforms.
 
-``ModelTransforms`` bundles the conditions' and targets' transforms with the derived-target
-definitions and the covariance target representation, and ``targets_to_physical`` undoes both.
-Generation and export load it with ``load_transforms``.
+A model's two variable sets, with its derived targets and physical support, make its
+``model_transforms.ModelTransforms`` (stored as ``transforms.json`` + ``.npz``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.preprocess import covariance_representation as cov_repr
-from pipeline_steps.preprocess.derived import DerivedVariable, compute_derived, invert_derived
+from pipeline_steps.preprocess.decorrelation import Decorrelation
 from pipeline_steps.preprocess.model_variables import LOG_KINDS
 
 __all__ = [
@@ -72,17 +67,11 @@ __all__ = [
     "LOG_KINDS",
     "DEQUANTIZE_MARGIN",
     "VariableTransform",
-    "Decorrelation",
     "VariableTransforms",
-    "ModelTransforms",
-    "PhysicalSupport",
     "fit_variable_transform",
     "fit_variable_transforms",
     "invalid_values",
     "spikes_short_of_an_edge",
-    "model_space_targets",
-    "save_transforms",
-    "load_transforms",
 ]
 
 TRANSFORM_KINDS = (
@@ -96,7 +85,6 @@ TRANSFORM_KINDS = (
 )
 DEQUANTIZE_MARGIN = 1e-3
 N_QUANTILES = 1000
-FORMAT_VERSION = 1
 
 
 #: Width of the block a point mass is spread over, in units of the other rows' std (prepared space).
@@ -470,45 +458,6 @@ _INVERSE = {
 }
 
 
-# --------------------------------------------------------------------------------------------- decorrelation
-@dataclass
-class Decorrelation:
-    """ZCA whitening y = W (x - mean), W = E diag(1/sqrt(lambda)) E^T of the training covariance.
-
-    ZCA (rather than a PCA rotation) keeps each output close to its own input variable, so the
-    columns keep their names' meaning. Directions with (numerically) zero variance are left
-    unscaled, so W stays invertible.
-    """
-
-    mean: np.ndarray
-    matrix: np.ndarray
-    inverse_matrix: np.ndarray
-
-    @classmethod
-    def fit(cls, x: np.ndarray) -> "Decorrelation":
-        mean = x.mean(axis=0)
-        covariance = np.atleast_2d(np.cov(x - mean, rowvar=False))
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        tiny = eigenvalues <= 1e-12 * max(float(eigenvalues.max()), 1e-300)
-        scale = np.where(tiny, 1.0, np.sqrt(np.where(tiny, 1.0, eigenvalues)))
-        matrix = eigenvectors @ np.diag(1.0 / scale) @ eigenvectors.T
-        inverse_matrix = eigenvectors @ np.diag(scale) @ eigenvectors.T
-        return cls(mean, matrix, inverse_matrix)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) @ self.matrix.T
-
-    def inverse(self, y: np.ndarray) -> np.ndarray:
-        return y @ self.inverse_matrix.T + self.mean
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "matrix": self.matrix, "inverse_matrix": self.inverse_matrix}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Decorrelation":
-        return cls(*(np.asarray(data[key], dtype=np.float64) for key in ("mean", "matrix", "inverse_matrix")))
-
-
 # --------------------------------------------------------------------------------------------- variable sets
 @dataclass
 class VariableTransforms:
@@ -595,292 +544,3 @@ def _require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
     missing = [name for name in names if name not in df.columns]
     if missing:
         raise InputError(f"transform {what}: columns {missing} missing; the table has {list(df.columns)}")
-
-
-# --------------------------------------------------------------------------------------------- support
-MAX_DISCRETE_VALUES = 1024
-
-
-@dataclass
-class PhysicalSupport:
-    """Where the training split's physical targets live: ``[low, high]`` per column, and for discrete
-    (dequantised) columns the values they take.
-
-    A generative model's tails extrapolate beyond the physics (a jetId of 10, 250 constituents, a
-    b-tag score of 2.7, a negative energy fraction); the BDT figure of merit spots those at once and
-    an analysis would choke on them. Generated rows are therefore clipped to the training range and
-    discrete columns snapped to the nearest value seen in training (jetId 5 -> 6 when training saw
-    0, 2, 6). A value a detector reports at a range edge (b-tag -1, energy fraction 0) comes back
-    exactly. Only generated rows pass through here: ``inverse`` stays exact on any value.
-
-    Stored precision (``mantissa_bits``): NanoAOD keeps most floats with a truncated mantissa (eta 12
-    bits, b-tag scores 10, energy fractions 6 to 10), so real values sit on a coarse lattice (175
-    distinct chHEF values in 5371 toy jets) while a generator's float32 output does not. An exact
-    GradientBoosting BDT isolates the lattice points and tells the samples apart on that alone (jets: AUC
-    0.60 against 0.54 for the binned BDT, which cannot see it); FlashSim rounds its output to NanoAOD's
-    precision for the same reason. A float32 training column whose mantissas all end in zeros stores
-    fewer bits; generated values are rounded to the nearest value with as many bits, as NanoAOD rounds.
-    """
-
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-    mantissa_bits: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def fit(cls, physical: pd.DataFrame, discrete: Iterable[str] = ()) -> "PhysicalSupport":
-        """From the training split's physical columns; ``discrete`` columns also keep their values."""
-        ranges = {name: (float(physical[name].min()), float(physical[name].max())) for name in physical.columns}
-        values = {}
-        for name in discrete:
-            seen = np.unique(physical[name].to_numpy(np.float64))
-            if len(seen) <= MAX_DISCRETE_VALUES:
-                values[name] = seen
-        bits = {name: stored_mantissa_bits(physical[name].to_numpy()) for name in physical.columns if name not in values}
-        return cls(ranges, values, {name: n for name, n in bits.items() if n is not None})
-
-    def apply(self, physical: pd.DataFrame) -> pd.DataFrame:
-        """Generated physical rows -> the same rows inside the training support (a copy)."""
-        out = physical.copy()
-        for name, (low, high) in self.ranges.items():
-            if name in out.columns:
-                column = np.clip(out[name].to_numpy(np.float64), low, high)
-                if name in self.values:
-                    column = nearest_value(column, self.values[name])
-                if name in self.mantissa_bits:
-                    column = round_mantissa(column, self.mantissa_bits[name])
-                out[name] = column
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ranges": {name: list(bounds) for name, bounds in self.ranges.items()},
-                "values": {name: seen for name, seen in self.values.items()},
-                "mantissa_bits": dict(self.mantissa_bits)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "PhysicalSupport":
-        data = data or {}
-        return cls({name: (float(low), float(high)) for name, (low, high) in data.get("ranges", {}).items()},
-                   {name: np.asarray(seen, dtype=np.float64) for name, seen in data.get("values", {}).items()},
-                   {name: int(bits) for name, bits in data.get("mantissa_bits", {}).items()})
-
-
-#: float32 mantissa bits, and the rows a column needs before its trailing zeros say something: n rows of
-#: full precision all ending in k zero bits by chance has probability 2^-(n k), nil at 100 rows.
-FLOAT32_MANTISSA_BITS, MIN_ROWS_FOR_PRECISION = 23, 100
-
-
-def stored_mantissa_bits(values: np.ndarray) -> int | None:
-    """Mantissa bits a float32 column actually uses (None: full precision, not float32, or too few rows)."""
-    values = np.asarray(values)
-    if values.dtype != np.float32 or len(values) < MIN_ROWS_FOR_PRECISION:
-        return None
-    used = int(np.bitwise_or.reduce(values.view(np.uint32) & np.uint32(0x7FFFFF)))
-    if used == 0:
-        return 0
-    trailing_zeros = (used & -used).bit_length() - 1
-    return FLOAT32_MANTISSA_BITS - trailing_zeros if trailing_zeros > 0 else None
-
-
-def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
-    """float32 values rounded to the nearest value with ``bits`` mantissa bits (ties away from zero, as
-    NanoAOD's MiniFloatConverter rounds); a carry into the exponent is the correct next value."""
-    shift = FLOAT32_MANTISSA_BITS - int(bits)
-    as_int = np.asarray(values, dtype=np.float32).view(np.uint32)
-    rounded = (as_int + np.uint32(1 << (shift - 1))) & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)
-    return rounded.view(np.float32).astype(np.float64)
-
-
-def nearest_value(x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Each entry of ``x`` replaced by the nearest entry of the sorted ``allowed`` (ties go down)."""
-    above = np.clip(np.searchsorted(allowed, x), 1, max(len(allowed) - 1, 1))
-    below = above - 1
-    if len(allowed) == 1:
-        return np.full_like(x, allowed[0], dtype=np.float64)
-    take_above = np.abs(allowed[above] - x) < np.abs(x - allowed[below])
-    return np.where(take_above, allowed[above], allowed[below])
-
-
-# --------------------------------------------------------------------------------------------- one model
-@dataclass
-class ModelTransforms:
-    """Everything needed to go from physical rows to model inputs and back, for one model.
-
-    ``targets`` act on the *model-space* targets: derived variables (``ptRatio``) computed and,
-    for covariance targets, the 15 elements replaced slot by slot by ``target_representation``.
-    """
-
-    conditions: VariableTransforms
-    targets: VariableTransforms
-    derived: dict[str, DerivedVariable] = field(default_factory=dict)
-    target_representation: str = "elements"
-    model: str = ""
-    support: PhysicalSupport = field(default_factory=PhysicalSupport)
-    report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def condition_names(self) -> list[str]:
-        return self.conditions.names
-
-    @property
-    def target_names(self) -> list[str]:
-        return self.targets.names
-
-    def physical_to_targets(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Physical rows -> model-space targets (derived computed, covariance representation applied)."""
-        return model_space_targets(df, self.target_names, self.derived, self.target_representation)
-
-    def targets_to_physical(self, targets_df: pd.DataFrame, conditions_df: pd.DataFrame) -> pd.DataFrame:
-        """Model-space targets (``targets.inverse`` output) -> physical columns.
-
-        Undoes the covariance representation (back to the 15 elements) and each derived variable
-        (ratio: a = r * b; difference: a = d + b; delta_phi: a = wrap(d + b) into (-pi, pi]),
-        reading ``b`` from ``conditions_df`` (physical units). A derived column is replaced by the
-        variable it was derived from (``ptRatio`` -> ``pt``); other columns keep their names.
-        """
-        targets = targets_df.reset_index(drop=True)
-        if self.target_representation != "elements":
-            values = cov_repr.from_representation(targets[self.target_names].to_numpy(np.float64),
-                                                  self.target_representation)
-            targets = pd.DataFrame(values, columns=self.target_names)
-        conditions = conditions_df.reset_index(drop=True)
-        columns = {}
-        for name in self.target_names:
-            if name in self.derived:
-                spec = self.derived[name]
-                columns[spec.source] = invert_derived(spec, targets[name].to_numpy(),
-                                                      _column(conditions, spec.reference, "targets_to_physical"))
-            else:
-                columns[name] = targets[name].to_numpy()
-        return pd.DataFrame(columns)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "model": self.model,
-            "conditions": self.conditions.to_dict(),
-            "targets": self.targets.to_dict(),
-            "derived": {name: spec.to_dict() for name, spec in self.derived.items()},
-            "target_representation": self.target_representation,
-            "support": self.support.to_dict(),
-            "report": self.report,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelTransforms":
-        return cls(
-            conditions=VariableTransforms.from_dict(data["conditions"]),
-            targets=VariableTransforms.from_dict(data["targets"]),
-            derived={name: DerivedVariable.from_dict(name, spec) for name, spec in data.get("derived", {}).items()},
-            target_representation=data.get("target_representation", "elements"),
-            model=data.get("model", ""),
-            support=PhysicalSupport.from_dict(data.get("support")),
-            report=dict(data.get("report") or {}),
-        )
-
-
-def model_space_targets(df: pd.DataFrame, target_names: list[str], derived: Mapping[str, DerivedVariable],
-                        representation: str = "elements") -> pd.DataFrame:
-    """Physical rows -> the targets a model learns (before the fitted transforms), float64.
-
-    Derived targets are computed from their physical columns; with a covariance representation
-    other than ``elements`` the 15 ``cov_ij`` columns (row-major upper triangle, config order) are
-    replaced slot by slot by the representation's values.
-    """
-    columns = {}
-    for name in target_names:
-        columns[name] = (compute_derived(derived[name], df) if name in derived
-                         else _column(df, name, "physical_to_targets").astype(np.float64))
-    targets = pd.DataFrame(columns, index=df.index)
-    if representation != "elements":
-        values = cov_repr.to_representation(targets[target_names].to_numpy(np.float64), representation)
-        targets = pd.DataFrame(values, columns=target_names, index=df.index)
-    return targets
-
-
-def _column(df: pd.DataFrame, name: str, what: str) -> np.ndarray:
-    if name not in df.columns:
-        raise InputError(f"{what}: column {name!r} missing; the table has {list(df.columns)}")
-    return df[name].to_numpy()
-
-
-# --------------------------------------------------------------------------------------------- storage
-def save_transforms(model_transforms: ModelTransforms, path_json: str | Path) -> None:
-    """Write ``transforms.json`` (small values) and ``transforms.npz`` beside it (arrays), atomically.
-
-    Arrays are replaced in the JSON by ``{"npz": "<key>"}`` references; nothing is pickled, and the
-    npz is read back with ``allow_pickle=False``. A non-finite number anywhere (a mean of -inf) is
-    refused before anything is written: JSON has no inf, and Python would write ``-Infinity``.
-    """
-    path_json = Path(path_json)
-    path_npz = path_json.with_suffix(".npz")
-    arrays: dict[str, np.ndarray] = {}
-    document = _extract_arrays(model_transforms.to_dict(), "", arrays)
-    document["arrays_file"] = path_npz.name
-    _check_finite_document(document, arrays, path_json)
-    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
-    with atomic_path(path_npz) as tmp:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays)
-    write_text_atomic(path_json, text)
-
-
-def _check_finite_document(document: Any, arrays: Mapping[str, np.ndarray], path_json: Path) -> None:
-    """InputError naming the first key (``targets/variables/3/params/mean``) holding NaN or +-inf."""
-    bad = _first_non_finite(document, "")
-    bad = bad or next((k for k, a in arrays.items()
-                       if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a))), None)
-    if bad is not None:
-        raise InputError(f"{path_json}: refusing to write non-finite transform parameter {bad!r} "
-                         f"(NaN or +-inf); a model input is not finite")
-
-
-def _first_non_finite(value: Any, key: str) -> str | None:
-    if isinstance(value, float) and not np.isfinite(value):
-        return key
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for k, v in items:
-        found = _first_non_finite(v, f"{key}/{k}" if key else str(k))
-        if found is not None:
-            return found
-    return None
-
-
-def load_transforms(path_json: str | Path) -> ModelTransforms:
-    """Load what ``save_transforms`` wrote (the loader generation and export use)."""
-    path_json = Path(path_json)
-    try:
-        document = json.loads(path_json.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"{path_json}: cannot read the transforms JSON ({error})") from error
-    path_npz = path_json.with_name(document.get("arrays_file", path_json.with_suffix(".npz").name))
-    try:
-        with np.load(path_npz, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except OSError as error:
-        raise InputError(f"{path_npz}: cannot read the transforms arrays beside {path_json} ({error})") from error
-    return ModelTransforms.from_dict(_insert_arrays(document, arrays, path_npz))
-
-
-def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
-    if isinstance(value, np.ndarray):
-        arrays[key] = value
-        return {"npz": key}
-    if isinstance(value, dict):
-        return {k: _extract_arrays(v, f"{key}/{k}" if key else str(k), arrays) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_extract_arrays(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _insert_arrays(value: Any, arrays: Mapping[str, np.ndarray], path_npz: Path) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"npz"}:
-            if value["npz"] not in arrays:
-                raise InputError(f"{path_npz}: array {value['npz']!r} missing")
-            return arrays[value["npz"]]
-        return {k: _insert_arrays(v, arrays, path_npz) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_insert_arrays(v, arrays, path_npz) for v in value]
-    return value

@@ -44,13 +44,13 @@ _PLOT_POINTS = 3_000
 def spd_evaluator(transforms_path: str | None, physical_conditions: pd.DataFrame) -> Callable | None:
     """A function generated-targets -> SPD fraction in physical units, or None when unavailable.
 
-    Uses ``pipeline_steps.preprocess.transforms.load_transforms``: ``targets.inverse`` then
+    Uses ``pipeline_steps.preprocess.model_transforms.load_transforms``: ``targets.inverse`` then
     ``targets_to_physical`` (which undoes a ``logdiag_corr``/``cholesky`` representation).
     """
     if transforms_path is None:
         return None
     try:
-        from pipeline_steps.preprocess.transforms import load_transforms
+        from pipeline_steps.preprocess.model_transforms import load_transforms
     except ModuleNotFoundError as error:
         logger.warning("SPD fraction not computed: %s", error)
         return None

@@ -66,7 +66,7 @@ def run(test_split: str, transforms: str, generated: str, metrics: str, figures:
         verdict_csv: str | None = None) -> None:
     """Rule entry point; ``figures`` has keys distributions, correlations, bdt_output, response."""
     with step_logging(log_path):
-        from pipeline_steps.preprocess.transforms import load_transforms
+        from pipeline_steps.preprocess.model_transforms import load_transforms
 
         settings = ValidateSettings.from_params(params)
         categories_json = json.loads(Path(categories).read_text()) if settings.categorised else None

@@ -57,7 +57,7 @@ rule validate_model:
         dataset=model_output_layout,
         validation=config["validation"],
         seed=config["seed"],
-        code=source_hash("validate/step", "common/logs"),
+        code=source_hash("validate/step", "preprocess/model_transforms", "common/logs"),
     threads: 1
     conda:
         "../../envs/validate.yaml"

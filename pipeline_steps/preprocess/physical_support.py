@@ -1,0 +1,115 @@
+"""Where generated physical rows may live: the training split's range, discrete values and stored precision.
+
+Generation passes every generated row through ``PhysicalSupport.apply`` after the exact inverse
+transforms; real rows never go through it, so the inverse stays exact on any value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+
+MAX_DISCRETE_VALUES = 1024
+
+
+@dataclass
+class PhysicalSupport:
+    """Where the training split's physical targets live: ``[low, high]`` per column, and for discrete
+    (dequantised) columns the values they take.
+
+    A generative model's tails extrapolate beyond the physics (a jetId of 10, 250 constituents, a
+    b-tag score of 2.7, a negative energy fraction); the BDT figure of merit spots those at once and
+    an analysis would choke on them. Generated rows are therefore clipped to the training range and
+    discrete columns snapped to the nearest value seen in training (jetId 5 -> 6 when training saw
+    0, 2, 6). A value a detector reports at a range edge (b-tag -1, energy fraction 0) comes back
+    exactly. Only generated rows pass through here: ``inverse`` stays exact on any value.
+
+    Stored precision (``mantissa_bits``): NanoAOD keeps most floats with a truncated mantissa (eta 12
+    bits, b-tag scores 10, energy fractions 6 to 10), so real values sit on a coarse lattice (175
+    distinct chHEF values in 5371 toy jets) while a generator's float32 output does not. An exact
+    GradientBoosting BDT isolates the lattice points and tells the samples apart on that alone (jets: AUC
+    0.60 against 0.54 for the binned BDT, which cannot see it); FlashSim rounds its output to NanoAOD's
+    precision for the same reason. A float32 training column whose mantissas all end in zeros stores
+    fewer bits; generated values are rounded to the nearest value with as many bits, as NanoAOD rounds.
+    """
+
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    mantissa_bits: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, physical: pd.DataFrame, discrete: Iterable[str] = ()) -> "PhysicalSupport":
+        """From the training split's physical columns; ``discrete`` columns also keep their values."""
+        ranges = {name: (float(physical[name].min()), float(physical[name].max())) for name in physical.columns}
+        values = {}
+        for name in discrete:
+            seen = np.unique(physical[name].to_numpy(np.float64))
+            if len(seen) <= MAX_DISCRETE_VALUES:
+                values[name] = seen
+        bits = {name: stored_mantissa_bits(physical[name].to_numpy()) for name in physical.columns if name not in values}
+        return cls(ranges, values, {name: n for name, n in bits.items() if n is not None})
+
+    def apply(self, physical: pd.DataFrame) -> pd.DataFrame:
+        """Generated physical rows -> the same rows inside the training support (a copy)."""
+        out = physical.copy()
+        for name, (low, high) in self.ranges.items():
+            if name in out.columns:
+                column = np.clip(out[name].to_numpy(np.float64), low, high)
+                if name in self.values:
+                    column = nearest_value(column, self.values[name])
+                if name in self.mantissa_bits:
+                    column = round_mantissa(column, self.mantissa_bits[name])
+                out[name] = column
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ranges": {name: list(bounds) for name, bounds in self.ranges.items()},
+                "values": {name: seen for name, seen in self.values.items()},
+                "mantissa_bits": dict(self.mantissa_bits)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "PhysicalSupport":
+        data = data or {}
+        return cls({name: (float(low), float(high)) for name, (low, high) in data.get("ranges", {}).items()},
+                   {name: np.asarray(seen, dtype=np.float64) for name, seen in data.get("values", {}).items()},
+                   {name: int(bits) for name, bits in data.get("mantissa_bits", {}).items()})
+
+
+#: float32 mantissa bits, and the rows a column needs before its trailing zeros say something: n rows of
+#: full precision all ending in k zero bits by chance has probability 2^-(n k), nil at 100 rows.
+FLOAT32_MANTISSA_BITS, MIN_ROWS_FOR_PRECISION = 23, 100
+
+
+def stored_mantissa_bits(values: np.ndarray) -> int | None:
+    """Mantissa bits a float32 column actually uses (None: full precision, not float32, or too few rows)."""
+    values = np.asarray(values)
+    if values.dtype != np.float32 or len(values) < MIN_ROWS_FOR_PRECISION:
+        return None
+    used = int(np.bitwise_or.reduce(values.view(np.uint32) & np.uint32(0x7FFFFF)))
+    if used == 0:
+        return 0
+    trailing_zeros = (used & -used).bit_length() - 1
+    return FLOAT32_MANTISSA_BITS - trailing_zeros if trailing_zeros > 0 else None
+
+
+def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
+    """float32 values rounded to the nearest value with ``bits`` mantissa bits (ties away from zero, as
+    NanoAOD's MiniFloatConverter rounds); a carry into the exponent is the correct next value."""
+    shift = FLOAT32_MANTISSA_BITS - int(bits)
+    as_int = np.asarray(values, dtype=np.float32).view(np.uint32)
+    rounded = (as_int + np.uint32(1 << (shift - 1))) & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)
+    return rounded.view(np.float32).astype(np.float64)
+
+
+def nearest_value(x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Each entry of ``x`` replaced by the nearest entry of the sorted ``allowed`` (ties go down)."""
+    above = np.clip(np.searchsorted(allowed, x), 1, max(len(allowed) - 1, 1))
+    below = above - 1
+    if len(allowed) == 1:
+        return np.full_like(x, allowed[0], dtype=np.float64)
+    take_above = np.abs(allowed[above] - x) < np.abs(x - allowed[below])
+    return np.where(take_above, allowed[above], allowed[below])
