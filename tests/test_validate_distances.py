@@ -161,6 +161,17 @@ def test_verdict_judges_the_excess_over_the_floor():
         == "not computable"
 
 
+def test_the_auc_floor_error_is_that_of_the_mean_over_halvings_in_the_verdict_and_the_summary():
+    """The floor is the mean of floor_repeats halvings; one halving's error (0.026) had been shown beside it."""
+    from pipeline_steps.validate.summary import verdict_columns
+
+    metrics = _metrics(0.53, 0.51)
+    metrics["floor"] = {"auc": 0.51, "auc_error": 0.026, "auc_mean_error": 0.011}
+    metrics["verdict"] = verdict(metrics, {"auc_minus_floor": Threshold(0.05, 0.1)})
+    assert metrics["verdict"]["rows"][0]["floor_error"] == 0.011
+    assert verdict_columns(metrics)["auc_floor_error"] == 0.011
+
+
 def test_per_feature_verdicts_judge_the_generated_targets_not_the_copied_conditions():
     """A diverged GAN's targets were all NaN (not computable); its copied condition x passed for it."""
     condition_only = {"w1_over_std": {"status": "ok", "value": 0.08, "error": 0.01, "floor": 0.09, "floor_error": 0.01},
@@ -189,3 +200,51 @@ def test_floor_is_the_mean_of_independent_halvings():
     assert floor.auc == pytest.approx(np.mean(floor.aucs)) and floor.first.auc == floor.aucs[0]
     assert floor.mean_error == pytest.approx(np.std(floor.aucs, ddof=1) / 2)
     assert abs(floor.auc - 0.5) < 4 * floor.mean_error + 0.01
+
+
+def test_one_real_outlier_does_not_blind_the_scaled_and_joint_metrics():
+    """A real 1e6 among Exp(1) values set the real std: a generated feature 1.5x too wide passed W1/std
+    (0.08 against 0.46 without the outlier) and FPD. Those metrics now say why they cannot judge; KS does."""
+    rng = np.random.default_rng(42)
+    real = np.column_stack([rng.normal(size=2000), rng.exponential(size=2000)])
+    generated = np.column_stack([rng.normal(size=2000), 1.5 * rng.exponential(size=2000)])
+    real[0, 1] = 1e6
+    result = sample_distances(real, generated, ["c", "t2"], None, None, 10, 0)
+    scaled = result["per_feature"]["t2"]["w1_over_std"]
+    assert scaled["status"] == "not computable" and "one real row (1e+06)" in scaled["reason"]
+    assert result["per_feature"]["c"]["w1_over_std"]["status"] == "ok"
+    assert result["per_feature"]["t2"]["ks"]["value"] > 0.1  # still judged, and it sees the width
+    for key in ("fpd", "kpd"):
+        assert result[key]["status"] == "not computable" and result[key]["reason"].startswith("t2: one real row")
+
+
+def test_one_generated_outlier_makes_kpd_not_computable_and_fpd_fail():
+    """One generated 1e6 gave KPD -2e12 (a pass): the cubic kernel's sums were that row's, of either sign."""
+    rng = np.random.default_rng(42)
+    real, generated = rng.normal(size=(2000, 3)), rng.normal(size=(2000, 3))
+    generated[7, 2] = 1e6
+    result = sample_distances(real, generated, ["a", "b", "c"], None, None, 10, 0)
+    assert result["kpd"]["status"] == "not computable" and result["kpd"]["reason"].startswith("c: one generated row")
+    assert result["fpd"]["value"] > 1.0
+    assert result["per_feature"]["c"]["w1_over_std"]["value"] > 100
+
+
+def test_weighted_rows_count_by_their_effective_size_in_the_distances():
+    """The SHiP test split (weights 1 to 768) is worth a few unweighted rows: its distances are not
+    computable, as its figure of merit is, instead of a verdict on noise."""
+    rng = np.random.default_rng(3)
+    real, generated = rng.normal(size=(400, 2)), rng.normal(size=(400, 2))
+    weights = np.ones(400)
+    weights[:5] = 1e4  # n_eff ~ 5
+    result = sample_distances(real, generated, ["a", "b"], weights, None, 10, 0)
+    for measure in (result["per_feature"]["a"]["w1"], result["fpd"], result["correlation"]["max_abs"]):
+        assert measure["status"] == "not computable" and "worth 5.1 unweighted rows" in measure["reason"]
+    assert sample_distances(real, generated, ["a", "b"], np.full(400, 3.0), None, 10, 0)["fpd"]["status"] == "ok"
+
+
+def test_a_constant_generated_feature_is_named_in_the_correlation_reason():
+    rng = np.random.default_rng(4)
+    real, generated = rng.normal(size=(400, 3)), rng.normal(size=(400, 3))
+    generated[:, 1] = 2.0
+    reason = sample_distances(real, generated, ["a", "eta", "c"], None, None, 10, 0)["correlation"]["max_abs"]["reason"]
+    assert reason == "generated feature(s) ['eta'] constant: correlation undefined"

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline_steps.validate.distances import effective_size
+from pipeline_steps.common.errors import InputError
 from pipeline_steps.validate.figure_of_merit import (MIN_EVAL_PER_CLASS, FomSettings, TooFewRows, auc_null_error,
-                                                     effective_size,
-                                                     compare_histograms, figure_of_merit, split_sizes)
+                                                     compare_histograms, figure_of_merit, real_vs_real, split_sizes)
 from pipeline_steps.common.covariance import elements_spd_fraction as spd_fraction
 
 SMALL = dict(n_train_per_class=1000, n_eval_per_class=1000, bins=20)
@@ -145,3 +146,13 @@ def test_unit_weights_fit_without_weights_and_score_as_no_weights():
     np.testing.assert_array_equal(unit.scores_generated, unweighted.scores_generated)
     skewed = figure_of_merit(real, generated, settings, np.where(real[:, 0] > 0, 3.0, 0.5), np.ones(len(generated)))
     assert skewed.auc != unweighted.auc
+
+
+def test_negative_weights_and_short_floor_halves_get_errors_that_say_so():
+    real, generated = _sample(2000, 1), _sample(2000, 2)
+    weights = np.ones(2000)
+    weights[:50] = -1.0
+    with pytest.raises(InputError, match="non-negative .* 50 negative of 2000"):
+        figure_of_merit(real, generated, FomSettings(**SMALL), real_weights=weights)
+    with pytest.raises(TooFewRows, match=r"only 50 real half A \(floor\) and 50 real half B \(floor\) rows"):
+        real_vs_real(real[:100], FomSettings(**SMALL))

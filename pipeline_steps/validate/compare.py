@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline_steps.common.outliers import dominating_row
 from pipeline_steps.validate import distances as dist
 from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS
 
@@ -73,11 +74,12 @@ def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str
         reason = failed("every feature is constant in the real sample")
         return {"per_feature": per_feature, "correlation": {"max_abs": reason, "frobenius": reason},
                 "fpd": reason, "kpd": reason}
+    kept = [name for name, keep in zip(features, varying) if keep]
     joint = {"correlation": correlation_metrics(real[:, varying], generated[:, varying], real_weights,
-                                                generated_weights, counts_real, counts_gen),
-             **joint_metrics(real[:, varying], generated[:, varying], real_weights, seed)}
+                                                generated_weights, counts_real, counts_gen, kept),
+             **joint_metrics(real[:, varying], generated[:, varying], real_weights, seed, kept)}
     if not varying.all():
-        left_out = [name for name, kept in zip(features, varying) if not kept]
+        left_out = [name for name in features if name not in kept]
         joint = _map(joint, lambda leaf: {**leaf, "left_out_constant": left_out})
     return {"per_feature": per_feature, **joint}
 
@@ -96,21 +98,37 @@ def feature_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.
     spread = [merged.distances(replicas_real[c:c + dist.REPLICA_CHUNK], replicas_gen[c:c + dist.REPLICA_CHUNK])
               for c in range(0, len(replicas_real), dist.REPLICA_CHUNK)]
     w1_error, ks_error = (_std(np.concatenate([part[k] for part in spread])) if spread else None for k in (0, 1))
+    return {"w1": measured(w1, w1_error), "w1_over_std": _over_real_std(real, real_weights, w1, w1_error),
+            "ks": measured(ks, ks_error)}
+
+
+def _over_real_std(real: np.ndarray, real_weights: np.ndarray | None, w1: float, w1_error: float | None) -> dict:
+    """W1 / real std, unless the real std is no scale: a constant feature, or one row holding most of its
+    spread (a real 1e6 among values of order 1 had made a generated feature 1.5x too wide pass, 0.08)."""
+    outlier = dominating_row(real)
+    if outlier is not None:
+        return failed(f"{_dominated('real', real[outlier[0]], outlier[1])}: the real std is that row's, "
+                      f"not a scale of the feature (its KS still judges it)")
     weights = _weights(real_weights, len(real))
     std = float(np.sqrt(np.cov(real, aweights=weights, ddof=0))) if weights.sum() > 0 else 0.0
-    scaled = (measured(w1 / std, None if w1_error is None else w1_error / std) if std > 0
-              else failed("real feature is constant: no scale"))
-    return {"w1": measured(w1, w1_error), "w1_over_std": scaled, "ks": measured(ks, ks_error)}
+    if std <= 0:
+        return failed("real feature is constant: no scale")
+    return measured(w1 / std, None if w1_error is None else w1_error / std)
 
 
 def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
                         generated_weights: np.ndarray | None, replicas_real: np.ndarray,
-                        replicas_gen: np.ndarray) -> dict[str, Any]:
-    """max |corr_r - corr_g| and the Frobenius norm of the difference, with bootstrap spreads."""
+                        replicas_gen: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """max |corr_r - corr_g| and the Frobenius norm of the difference, with bootstrap spreads; ``names``
+    are the columns' features (a constant generated one is named)."""
     try:
         _check_joint(real, generated, real_weights, generated_weights)
         if real.shape[1] < 2:
             raise dist.NotComputable("one feature: no correlations")
+        constant = dist.constant_columns(generated, generated_weights)
+        if constant.any():
+            raise dist.NotComputable(f"generated feature(s) {[names[j] for j in np.flatnonzero(constant)]} "
+                                     f"constant: correlation undefined")
         max_abs, frobenius = dist.correlation_differences(real, generated, real_weights, generated_weights)
         replicas = np.array([dist.correlation_differences(real, generated, wr, wg)
                              for wr, wg in zip(replicas_real, replicas_gen)]).reshape(-1, 2)
@@ -120,16 +138,42 @@ def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: n
 
 
 def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
-                  seed: int) -> dict[str, Any]:
-    """FPD and KPD on the standardised features (weighted real rows drawn by weight)."""
+                  seed: int, names: list[str]) -> dict[str, Any]:
+    """FPD and KPD on the standardised features (weighted real rows drawn by weight).
+
+    One row holding most of a feature's spread (``common/outliers``) makes them meaningless: in the real
+    sample it sets the standard scale and squeezes every other row onto one value (FPD and KPD then
+    missed a generated feature 1.5x too wide); in either sample it owns the cubic kernel's sums, whose
+    sign is then chance (one generated 1e6 gave KPD -2e12, "pass"). They are not computable then, with
+    the feature and value named; a generated outlier still fails FPD, W1 and KS.
+    """
     try:
         _check_joint(real, generated, real_weights, None)
+        real_outlier = _first_dominated(real, names, "real")
+        if real_outlier:
+            raise dist.NotComputable(f"{real_outlier}: standardising by the real std would squeeze every other "
+                                     f"row onto one value")
         real_std, gen_std = dist.standardise(real, generated, real_weights)
     except dist.NotComputable as error:
         return {"fpd": failed(str(error)), "kpd": failed(str(error))}
     real_std = dist.unweighted_draw(real_std, real_weights, seed)
-    return {"fpd": _attempt(lambda: dist.fpd(real_std, gen_std, seed)),
-            "kpd": _attempt(lambda: dist.kpd(real_std, gen_std, seed))}
+    generated_outlier = _first_dominated(generated, names, "generated")
+    kpd = (failed(f"{generated_outlier}: the kernel sums are that row's, of either sign (FPD, W1 and KS judge it)")
+           if generated_outlier else _attempt(lambda: dist.kpd(real_std, gen_std, seed)))
+    return {"fpd": _attempt(lambda: dist.fpd(real_std, gen_std, seed)), "kpd": kpd}
+
+
+def _first_dominated(values: np.ndarray, names: list[str], sample: str) -> str | None:
+    """Which feature of ``values`` one row dominates (``common/outliers.dominating_row``), said in words."""
+    for j, name in enumerate(names):
+        outlier = dominating_row(values[:, j])
+        if outlier is not None:
+            return f"{name}: {_dominated(sample, values[outlier[0], j], outlier[1])}"
+    return None
+
+
+def _dominated(sample: str, value: float, share: float) -> str:
+    return f"one {sample} row ({value:.6g}) holds {share:.1%} of the squared deviations from the mean"
 
 
 def measured(value: float, error: float | None) -> dict[str, Any]:

@@ -51,13 +51,31 @@ class NotComputable(ValueError):
 
 
 def check_sample(values: np.ndarray, weights: np.ndarray | None, what: str, min_rows: int) -> None:
-    """Refuse too few rows, non-finite values and negative or non-finite weights, naming the problem."""
+    """Refuse too few rows, non-finite values and negative or non-finite weights, naming the problem.
+
+    Weighted rows count by their effective size (``effective_size``), as the figure of merit's do: the
+    SHiP test split's 215 rows, weights 1 to 768, are worth about 8 unweighted rows, and distances on
+    them had been judged (W1/std 0.87 +- 0.31 against a floor of 0.69 +- 0.40: "fail") while the
+    figure of merit was refused on the same rows.
+    """
     if len(values) < min_rows:
         raise NotComputable(f"{what}: {len(values)} rows, at least {min_rows} needed")
     if not np.isfinite(values).all():
         raise NotComputable(f"{what}: {int((~np.isfinite(values)).sum())} non-finite values")
-    if weights is not None and (not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0):
+    if weights is None:
+        return
+    if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise NotComputable(f"{what}: weights must be finite, non-negative and not all zero")
+    n_eff = effective_size(weights)
+    if n_eff < min_rows:
+        raise NotComputable(f"{what}: {len(values)} weighted rows worth {n_eff:.1f} unweighted rows (Kish n_eff), "
+                            f"at least {min_rows} needed")
+
+
+def effective_size(weights: np.ndarray) -> float:
+    """Kish's effective number of rows, (sum w)^2 / sum w^2: the n of an unweighted sample as precise."""
+    weights = np.asarray(weights, dtype=np.float64)
+    return float(weights.sum() ** 2 / np.sum(weights ** 2)) if len(weights) else 0.0
 
 
 def cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None = None,

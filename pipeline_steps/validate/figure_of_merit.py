@@ -39,6 +39,7 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from sklearn.metrics import roc_auc_score
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.validate.distances import effective_size
 from pipeline_steps.validate.weighted_roc import rank_auc
 
 N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4
@@ -129,16 +130,17 @@ class FomResult:
 
 
 def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettings,
-                    real_weights: np.ndarray | None = None,
-                    generated_weights: np.ndarray | None = None) -> FomResult:
+                    real_weights: np.ndarray | None = None, generated_weights: np.ndarray | None = None,
+                    labels: tuple[str, str] = ("real", "generated")) -> FomResult:
     """Train the BDT on one part of real vs generated, score a disjoint part, compare the outputs.
 
     ``real`` and ``generated`` are [n, n_features] in the same column order. When they have the
     same length they are taken to be paired (generated row i from the conditions of real row i)
     and both are split with one permutation, so a pair never straddles train and evaluation.
+    ``labels`` name the two samples in errors (the floor compares two halves of the real rows).
     """
-    real, generated = _check(real, "real"), _check(generated, "generated")
-    n_train, n_eval, reduced, note = split_sizes(len(real), len(generated), settings)
+    real, generated = _check(real, labels[0]), _check(generated, labels[1])
+    n_train, n_eval, reduced, note = split_sizes(len(real), len(generated), settings, labels)
     rng = np.random.default_rng([settings.seed, 4])
     order_real = rng.permutation(len(real))
     order_gen = order_real if len(real) == len(generated) else rng.permutation(len(generated))
@@ -147,7 +149,7 @@ def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettin
     train_r, eval_r = order_real[:n_train], order_real[n_train:n_train + n_eval]
     train_g, eval_g = order_gen[:n_train], order_gen[n_train:n_train + n_eval]
     ew_real, ew_gen = _unit_mean(w_real[eval_r]), _unit_mean(w_gen[eval_g])
-    n_eff = _check_effective_size(ew_real, ew_gen)
+    n_eff = _check_effective_size(ew_real, ew_gen, labels)
     classifier = make_classifier(settings.classifier, settings.seed)
     classifier.fit(np.vstack([real[train_r], generated[train_g]]),
                    np.r_[np.zeros(n_train), np.ones(n_train)],
@@ -173,21 +175,17 @@ def real_vs_real(real: np.ndarray, settings: FomSettings, real_weights: np.ndarr
     first, second = np.sort(order[: len(real) // 2]), np.sort(order[len(real) // 2:])
     weights = None if real_weights is None else np.asarray(real_weights, dtype=np.float64)
     return figure_of_merit(real[first], real[second], settings, None if weights is None else weights[first],
-                           None if weights is None else weights[second])
+                           None if weights is None else weights[second],
+                           labels=("real half A (floor)", "real half B (floor)"))
 
 
-def effective_size(weights: np.ndarray) -> float:
-    """Kish's effective number of rows, (sum w)^2 / sum w^2: the n of an unweighted sample as precise."""
-    weights = np.asarray(weights, dtype=np.float64)
-    return float(weights.sum() ** 2 / np.sum(weights ** 2)) if len(weights) else 0.0
-
-
-def _check_effective_size(eval_weights_real: np.ndarray, eval_weights_generated: np.ndarray) -> tuple[float, float]:
+def _check_effective_size(eval_weights_real: np.ndarray, eval_weights_generated: np.ndarray,
+                          labels: tuple[str, str] = ("real", "generated")) -> tuple[float, float]:
     n_eff = effective_size(eval_weights_real), effective_size(eval_weights_generated)
     if min(n_eff) < MIN_EVAL_PER_CLASS:
-        raise TooFewRows(f"the weighted evaluation rows are worth only {n_eff[0]:.0f} real and {n_eff[1]:.0f} "
-                         f"generated unweighted rows (Kish n_eff of the {len(eval_weights_real)} real and "
-                         f"{len(eval_weights_generated)} generated weighted rows); the figure of merit needs n_eff >= "
+        raise TooFewRows(f"the weighted evaluation rows are worth only {n_eff[0]:.0f} {labels[0]} and {n_eff[1]:.0f} "
+                         f"{labels[1]} unweighted rows (Kish n_eff of the {len(eval_weights_real)} {labels[0]} and "
+                         f"{len(eval_weights_generated)} {labels[1]} weighted rows); the figure of merit needs n_eff >= "
                          f"{MIN_EVAL_PER_CLASS} per class (AUC error <= {MAX_AUC_ERROR}): ingest more files or "
                          f"enlarge the test split")
     return n_eff
@@ -246,7 +244,8 @@ def bootstrap_auc_error(scores_real: np.ndarray, scores_generated: np.ndarray, w
     return float(np.std(aucs, ddof=1))
 
 
-def split_sizes(n_real: int, n_generated: int, settings: FomSettings) -> tuple[int, int, bool, str]:
+def split_sizes(n_real: int, n_generated: int, settings: FomSettings,
+                labels: tuple[str, str] = ("real", "generated")) -> tuple[int, int, bool, str]:
     """(train rows per class, eval rows per class, reduced?, note) for the available rows."""
     wanted_train, wanted_eval = settings.n_train_per_class, settings.n_eval_per_class
     available = min(n_real, n_generated)
@@ -257,7 +256,7 @@ def split_sizes(n_real: int, n_generated: int, settings: FomSettings) -> tuple[i
     if n_eval < MIN_EVAL_PER_CLASS or n_train < MIN_EVAL_PER_CLASS:
         needed = int(np.ceil(max(MIN_EVAL_PER_CLASS * (wanted_train + wanted_eval) / wanted_eval,
                                  MIN_EVAL_PER_CLASS * (wanted_train + wanted_eval) / wanted_train)))
-        raise TooFewRows(f"only {n_real} real and {n_generated} generated rows; the figure of merit needs at "
+        raise TooFewRows(f"only {n_real} {labels[0]} and {n_generated} {labels[1]} rows; the figure of merit needs at "
                          f"least {needed} of each ({MIN_EVAL_PER_CLASS} per class to evaluate, so that the AUC's "
                          f"statistical error stays below {MAX_AUC_ERROR}): ingest more files or enlarge the "
                          f"test split")
@@ -323,8 +322,10 @@ def _unit_mean(weights: np.ndarray | None, n: int | None = None) -> np.ndarray:
         return np.ones(n)
     weights = np.asarray(weights, dtype=np.float64)
     mean = weights.mean() if len(weights) else 1.0
-    if not np.isfinite(weights).all() or mean <= 0:
-        raise InputError("figure of merit: weights must be finite with a positive mean")
+    if not np.isfinite(weights).all() or (weights < 0).any() or mean <= 0:
+        raise InputError(f"figure of merit: weights must be finite and non-negative with a positive mean; "
+                         f"{int((~np.isfinite(weights)).sum())} non-finite and {int((weights < 0).sum())} negative "
+                         f"of {len(weights)}")
     return weights / mean
 
 

@@ -2,11 +2,13 @@
 
 Training time comes from ``results/train/<model>/history.csv`` when it has a per-epoch time column
 (``seconds``, ``epoch_seconds``, ``time_s``, ``duration_s``; summed) or a cumulative one
-(``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty. A model whose sample was too
-small for the figure of merit has ``status`` "not computable" and empty metric cells, never a number.
-``verdict`` is the model's overall pass / warn / fail; ``auc_floor`` the real-vs-real AUC; the
-distance columns are the values the verdict judged (``w1_over_std_max``, ``ks_max``: largest over
-the generated features; see ``verdict.py``).
+(``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty. ``status`` is the figure of
+merit's: "not computable" when its sample was too small, with empty AUC, chi2 and overlap cells, never
+a number. The distances have their own minimum (68 rows, or a Kish n_eff of 68 for weighted rows, in
+each real half), so near the limit they can still be numbers and decide the ``verdict``, the model's
+overall pass / warn / fail. ``auc_floor`` is the real-vs-real AUC (mean over ``floor_repeats``
+halvings) and ``auc_floor_error`` that mean's error; the distance columns are the values the verdict
+judged (``w1_over_std_max``, ``ks_max``: largest over the generated features; see ``verdict.py``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def verdict_columns(metrics: dict) -> dict:
     distances = metrics.get("distances") or {}
     return {
         "verdict": (metrics.get("verdict") or {}).get("overall"),
-        "auc_floor": floor.get("auc"), "auc_floor_error": floor.get("auc_error"),
+        "auc_floor": floor.get("auc"), "auc_floor_error": floor.get("auc_mean_error", floor.get("auc_error")),
         "auc_minus_floor": metrics.get("auc_minus_floor"), "auc_minus_floor_error": metrics.get("auc_minus_floor_error"),
         **{name: rows.get(name, {}).get("value") for name in ("w1_over_std_max", "ks_max", "corr_max_abs")},
         **{f"{name}{suffix}": (distances.get(name) or {}).get(key)

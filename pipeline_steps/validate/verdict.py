@@ -8,8 +8,8 @@ which is the stricter reading. A metric is "pass" below ``warn``, "warn" from ``
 is within one error of "pass"). A metric that could not be computed is listed as "not computable"
 with the reason and decides nothing; the overall verdict is the worst decided one ("not computable"
 when none is decided). For per-feature metrics the row is the generated feature (``targets`` of
-metrics.json) with the largest excess: conditions are copied from the real rows, so their W1 and KS
-say nothing about the generator, and a diverged GAN, its targets all NaN, had passed on them alone.
+metrics.json) with the largest excess: conditions are copied from the real rows (SHiP's category is
+drawn from the recorded shares), so their W1 and KS say nothing about the generator, and a diverged GAN, its targets all NaN, had passed on them alone.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def _auc_row(metrics: Mapping[str, Any]) -> dict[str, Any]:
     if floor.get("auc") is None:
         return {"value": metrics["auc"], "error": metrics.get("auc_error"), "excess": metrics["auc"] - 0.5,
                 "detail": f"no floor ({floor.get('reason', 'not computed')}): judged as AUC - 0.5"}
+    # the floor is the mean over floor_repeats halvings: its error is the mean's (as in AUC - floor's error)
     return {"value": metrics["auc"], "error": metrics.get("auc_error"), "floor": floor["auc"],
-            "floor_error": floor.get("auc_error"), "excess": metrics["auc_minus_floor"],
+            "floor_error": floor.get("auc_mean_error", floor.get("auc_error")), "excess": metrics["auc_minus_floor"],
             "detail": f"BDT AUC, {metrics['n_eval_per_class']} eval rows per class; excess = AUC - floor"}
 
 
