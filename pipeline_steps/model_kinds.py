@@ -35,7 +35,13 @@ STAGE_MODULES = {
 class ModelKind:
     """One kind of model. ``env`` is the conda environment file under ``envs/``; ``trained_file`` lies in
     ``results/train/<model>/``; ``training_keys`` are the model's config keys its trainer receives;
-    ``c_export``: whether ``export.c`` applies (only the covariance GAN's generator has a C export)."""
+    ``c_export``: whether ``export.c`` applies (only the covariance GAN's generator has a C export).
+
+    For scans: ``scan_metrics`` are the metrics its points can be ranked by (the first is the default;
+    CalRatio's metrics.json has no real-vs-generated AUC); ``schedule_replaces`` the ``training`` keys a
+    ``training.schedule`` overrides (scanning them trains identical models); ``loss_defined_by`` the model
+    keys that change what its validation loss measures, so points that differ in them cannot be ranked
+    by it (a flow's NLL is in the preprocessed space; CalRatio's loss subtracts lambda x the adversary's)."""
 
     name: str
     env: str
@@ -46,6 +52,9 @@ class ModelKind:
     exporter_module: str
     input_modules: tuple[str, ...]
     training_keys: tuple[str, ...]
+    scan_metrics: tuple[str, ...]
+    schedule_replaces: tuple[str, ...]
+    loss_defined_by: tuple[str, ...]
     c_export: bool = False
 
     @property
@@ -73,18 +82,27 @@ MODEL_KINDS: dict[str, ModelKind] = {
             trainer_modules=("train/covariance_gan", "train/covariance_gan_updates", "train/covariance_gan_outputs"),
             exporter_module="export/keras_export", input_modules=(),
             training_keys=("conditions", "targets", "hyperparameters", "training"), c_export=True,
+            scan_metrics=("auc", "chi2_ndf", "overlap", "validation_loss"),
+            schedule_replaces=("learning_rate.generator", "learning_rate.discriminator"),
+            loss_defined_by=("preprocessing",),
         ),
         ModelKind(
             name="flow", env="torch", trained_file="model.pt", generative=True,
             model_module="models/flow", trainer_modules=("train/flow", "train/flow_data"),
             exporter_module="export/torch_export", input_modules=("categorise/categories",),
             training_keys=("conditions", "targets", "hyperparameters", "training", "categorised", "weight"),
+            scan_metrics=("auc", "chi2_ndf", "overlap", "validation_loss"),
+            schedule_replaces=("learning_rate", "scheduler", "restart_epochs"),
+            loss_defined_by=("preprocessing",),
         ),
         ModelKind(
             name="calratio_rnn", env="tensorflow", trained_file="chosen.keras", generative=False,
             model_module="models/calratio_rnn", trainer_modules=("train/calratio_rnn",),
             exporter_module="export/keras_export", input_modules=("preprocess/calratio_inputs",),
             training_keys=("conditions", "preprocessing", "hyperparameters", "training"),
+            scan_metrics=("ks", "validation_loss"),
+            schedule_replaces=("learning_rate.main",),
+            loss_defined_by=("hyperparameters.adversary_lambda",),
         ),
     )
 }

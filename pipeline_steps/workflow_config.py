@@ -261,13 +261,9 @@ def _cross_reference_problems(config: Mapping[str, Any]) -> list[str]:
         total = sum(model["split"].values())
         if abs(total - 1.0) > 1e-9:
             problems.append(f"models.{name}.split: fractions must add up to 1, they add up to {total:g}")
-        if model["kind"] != "calratio_rnn":  # the control region and its KS are CalRatio's (config/README.md)
-            if "control_dataset" in model:
-                problems.append(f"models.{name}.control_dataset: only kind calratio_rnn has a control region; "
-                                f"kind is {model['kind']!r}")
-            if (model.get("scan") or {}).get("metric") == "ks":
-                problems.append(f"models.{name}.scan.metric: ks is the CalRatio control region's data/MC distance; "
-                                f"kind {model['kind']!r} has auc, chi2_ndf, overlap or validation_loss")
+        if model["kind"] != "calratio_rnn" and "control_dataset" in model:  # CalRatio's (config/README.md)
+            problems.append(f"models.{name}.control_dataset: only kind calratio_rnn has a control region; "
+                            f"kind is {model['kind']!r}")
     for name, dataset in datasets.items():
         toy = dataset.get("toy") or {}
         if toy.get("rogue_file") is not None and toy["rogue_file"] >= toy["n_files"]:

@@ -77,8 +77,6 @@ def test_default_and_production_configs_are_valid(default_config):
          "models.jets.preprocessing.clip.ptRatio: expected low < high, got [3.0, 0.0]"),
         ("models.jets.control_dataset", "calratio_cr", "models.jets.control_dataset: only kind calratio_rnn has a "
          "control region; kind is 'flow'"),
-        ("models.jets.scan", {"grid": {"hyperparameters.n_bins": [4, 8]}, "metric": "ks"}, "models.jets.scan.metric: "
-         "ks is the CalRatio control region's data/MC distance"),
         ("datasets.ship.toy.rogue_file", 4, "datasets.ship.toy.rogue_file: 4 is not one of the 4 toy files (0 .. 3)"),
         ("validation.thresholds.ks_max", {"warn": 0.2, "fail": 0.1}, "validation.thresholds.ks_max: fail (0.1) below "
          "warn (0.2)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -54,10 +55,49 @@ def test_grid_and_points_expand_into_ordinary_models():
     ({"grid": {"hyperparameters.hidden_dim": []}}, "non-empty list"),
     ({}, "neither"),
     ({"grid": GRID, "metric": "accuracy"}, "scan.metric"),
+    # CalRatio's control-region KS on a flow; keys that change what points are compared on
+    ({"grid": GRID, "metric": "ks"}, "models.jets.scan.metric: a flow model is ranked by one of ['auc', "),
+    ({"grid": {"targets": [["b"], ["b", "c"]]}}, "it changes what the points are compared on"),
+    ({"grid": {"split.test": [0.1, 0.4]}}, "it changes what the points are compared on"),
+    # 64 and "64", and values equal to 6 digits, would share one name
+    ({"grid": {"hyperparameters.hidden_dim": [64, "64"]}}, "would both be named 'jets__hidden_dim-64'"),
+    ({"grid": {"training.learning_rate": [0.1234561, 0.1234564]}}, "would both be named"),
+    # the flow's NLL is in the preprocessed space: points with other transforms measure another loss
+    ({"grid": {"preprocessing": [{"default": "standard"}, {"default": "minmax"}]}, "metric": "validation_loss"},
+     "metric validation_loss cannot rank a scan of 'preprocessing'"),
 ])
 def test_bad_scans_are_named(scan, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         expand_scans({"models": {"jets": _model(scan=scan)}})
+
+
+def test_keys_a_schedule_overrides_are_refused_and_calratio_defaults_to_its_ks():
+    """Two GAN rates 100x apart under a schedule trained byte-identical models, ranked by name; CalRatio's
+    default metric had been the AUC it does not have, found missing after every training."""
+    schedule = [{"length": 2, "unit": "epochs", "law": "constant", "start": 1.0e-3}]
+    gan = {**_model(kind="covariance_gan"), "training": {"epochs": 2, "schedule": schedule,
+                                                          "learning_rate": {"generator": 1e-3, "referee": 1e-3}}}
+    for key in ("training.learning_rate.generator", "training.learning_rate.discriminator"):
+        with pytest.raises(ConfigError, match=re.escape(f"key {key!r} has no effect: training.schedule sets")):
+            expand_scans({"models": {"gan": {**gan, "scan": {"grid": {key: [1e-4, 1e-2]}}}}})
+    referee = expand_scans({"models": {"gan": {**gan, "scan": {"grid": {"training.learning_rate.referee": [1e-4, 1e-2]}}}}})
+    assert len(referee["gan"].instances) == 2  # the referee keeps its own rate
+    flow = _model(scan={"grid": {"training.learning_rate": [1e-4, 1e-2]}})
+    flow["training"]["schedule"] = schedule
+    with pytest.raises(ConfigError, match="has no effect"):
+        expand_scans({"models": {"jets": flow}})
+    calratio = {**_model(kind="calratio_rnn"), "scan": {"grid": {"hyperparameters.lstm_units": [8, 16]}}}
+    assert expand_scans({"models": {"cr": dict(calratio)}})["cr"].metric == "ks"
+    with pytest.raises(ConfigError, match=re.escape("a calratio_rnn model is ranked by one of ['ks', 'validation_loss']")):
+        expand_scans({"models": {"cr": {**calratio, "scan": {**calratio["scan"], "metric": "auc"}}}})
+    lam = {**calratio, "scan": {"grid": {"hyperparameters.adversary_lambda": [1, 10]}, "metric": "validation_loss"}}
+    with pytest.raises(ConfigError, match="cannot rank a scan of 'hyperparameters.adversary_lambda'"):
+        expand_scans({"models": {"cr": lam}})
+
+
+def test_equal_values_written_two_ways_are_one_instance():
+    groups = expand_scans({"models": {"jets": _model(scan={"grid": {"training.epochs": [1000000, 1.0e6]}})}})
+    assert groups["jets"].instances == ["jets__epochs-1000000"]
 
 
 def _scan_config(tmp_path, points=()):
@@ -120,12 +160,11 @@ POINTS = {"jets__hidden_dim-16": {"hyperparameters.hidden_dim": 16},
 
 @pytest.mark.parametrize("metric", ["auc", "chi2_ndf", "overlap", "validation_loss"])
 def test_ranking_orders_a_deliberately_bad_point_last(tmp_path, metric):
-    values = {  # auc, chi2/ndf, overlap, validation losses; hidden_dim 1 is the bad point (an AUC of 0.03 is
-        # as far from 0.5 as 0.97: a generator the BDT tells apart, whichever side)
+    values = {  # auc, chi2/ndf, overlap, validation losses; hidden_dim 1 is the bad point
         "jets__hidden_dim-16": (0.55, 1.5, 0.90, [2.0, 1.2]),
         "jets__hidden_dim-32": (0.48, 1.1, 0.95, [2.0, 1.0]),
         "jets__hidden_dim-64": (0.60, 2.0, 0.85, [2.0, 1.4]),
-        "jets__hidden_dim-1": (0.03, 40.0, 0.10, [5.0, 4.0]),
+        "jets__hidden_dim-1": (0.97, 40.0, 0.10, [5.0, 4.0]),
     }
     files = [_write_point(tmp_path, name, *values[name]) for name in POINTS]
     outputs = {key: str(tmp_path / f"out.{ext}") for key, ext in (("ranking", "csv"), ("best", "json"), ("plot", "png"))}
@@ -137,7 +176,8 @@ def test_ranking_orders_a_deliberately_bad_point_last(tmp_path, metric):
     assert list(ranking["rank"]) == [1, 2, 3, 4] and list(ranking["hyperparameters.hidden_dim"]) == [32, 16, 64, 1]
     best = json.loads(open(outputs["best"]).read())
     assert best == {"model": "jets", "best": "jets__hidden_dim-32", "metric": metric, "value": best["value"],
-                    "train": "results/train/jets__hidden_dim-32", "export": "results/export/jets__hidden_dim-32"}
+                    "within_error_of_best": [], "train": "results/train/jets__hidden_dim-32",
+                    "export": "results/export/jets__hidden_dim-32"}
     assert (tmp_path / "out.png").stat().st_size > 1000
 
 
@@ -146,7 +186,8 @@ def test_calratio_ks_ranks_by_the_worst_output():
             {"instance": "c", "value": 0.1, "score": 0.1}]
     from pipeline_steps.scan.ranking import metric_value
 
-    assert metric_value("ks", "calratio_rnn", {"cr_test_ks_sig": 0.1, "cr_test_ks_qcd": 0.3}, None) == (0.3, 0.3)
+    value, error, score = metric_value("ks", "calratio_rnn", {"cr_test_ks_sig": 0.1, "cr_test_ks_qcd": 0.3}, None)
+    assert (value, score) == (0.3, 0.3) and np.isnan(error)
     table = rank_points(rows, {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}})
     assert list(table["instance"]) == ["c", "a", "b"]  # a point without a value goes last
 
@@ -157,3 +198,52 @@ def test_ranking_writes_a_list_valued_point_as_json():
     points = {"a": {"hyperparameters.layers": [64, 64]}, "b": {"hyperparameters.layers": [128]}}
     table = rank_points(rows, points)
     assert list(table["hyperparameters.layers"]) == ["[128]", "[64, 64]"]
+
+
+def test_auc_ranks_by_its_excess_over_the_floor_and_names_the_points_within_errors():
+    """|AUC - 0.5| had ranked 0.44 (noise below the floor) behind 0.55, and a winner by noise looked like one."""
+    from pipeline_steps.scan.ranking import best_pointer, metric_value
+
+    documents = {"a": {"auc": 0.55, "auc_minus_floor": 0.05, "auc_minus_floor_error": 0.03},
+                 "b": {"auc": 0.44, "auc_minus_floor": -0.06, "auc_minus_floor_error": 0.03},
+                 "c": {"auc": 0.53, "auc_minus_floor": 0.03, "auc_minus_floor_error": 0.04},
+                 "d": {"auc": 0.60, "auc_error": 0.01}}  # no floor: AUC - 0.5, with the AUC's error
+    rows = [dict(zip(("value", "error", "score"), metric_value("auc", "flow", documents[name], None)), instance=name)
+            for name in documents]
+    table = rank_points(rows, {name: {"x": i} for i, name in enumerate(documents)})
+    assert list(table["instance"]) == ["b", "c", "a", "d"]
+    assert list(table["within_error_of_best"]) == [True, False, False, False]  # c: 0.09 apart, errors 0.05
+    documents["c"]["auc_minus_floor_error"] = 0.1
+    rows[2] = dict(zip(("value", "error", "score"), metric_value("auc", "flow", documents["c"], None)), instance="c")
+    ranked = rank_points(rows, {name: {"x": i} for i, name in enumerate(documents)})
+    assert best_pointer(ranked, "m", "auc")["within_error_of_best"] == ["c"]
+
+
+def test_validation_loss_is_the_kept_epochs():
+    """Flows and the GAN keep their last weights, CalRatio its selected epoch: an overfitted point (best
+    epoch 1.0, kept 2.5) had ranked ahead of one that kept 1.2."""
+    from pipeline_steps.scan.ranking import metric_value
+
+    overfit = pd.DataFrame({"epoch": [1, 2, 3], "validation_loss": [3.0, 1.0, 2.5]})
+    steady = pd.DataFrame({"epoch": [1, 2, 3], "validation_loss": [3.0, 1.5, 1.2]})
+    assert metric_value("validation_loss", "flow", {}, overfit)[0] == 2.5
+    assert metric_value("validation_loss", "flow", {}, steady)[0] == 1.2
+    calratio = pd.DataFrame({"epoch": [1, 2], "val_loss": [-5.878, -5.914]})
+    assert metric_value("validation_loss", "calratio_rnn", {}, calratio, kept_epoch=1)[0] == -5.878
+
+
+def test_a_typo_in_a_grid_key_is_said_once_for_the_scanned_model():
+    """It had been one line per instance (125 for a 5x5x5 grid), naming instances the user never wrote."""
+    from pathlib import Path
+
+    from pipeline_steps.scan.expansion import validate_instances
+
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config["models"]["jets"]["scan"] = {"grid": {"hyperparameters.hiden_dim": [16, 32, 64, 128, 256]}}
+    groups = expand_scans(config)
+    with pytest.raises(ConfigError) as error:
+        validate_instances(config, groups, "workflow/schemas/config.schema.yaml")
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2 and lines[1].strip().startswith(
+        "models.jets.hyperparameters: Additional properties are not allowed ('hiden_dim' was unexpected)")
+    assert "(in models.jets.scan points {'hyperparameters.hiden_dim': " in lines[1] and lines[1].endswith(" and 2 more)")

@@ -7,6 +7,14 @@ e.g. ``hyperparameters.hidden_dim`` or ``training.learning_rate``. ``expand_scan
 config dict at start-up (common.smk): the scanned model is replaced by instances named from their
 point only, e.g. ``jets__hidden_dim-64__n_bins-8``, so every rule sees ordinary models, a cluster runs
 the points as independent jobs, and adding a point never renames (or reruns) the others.
+
+A scan is refused at planning where its ranking would compare nothing or unlike things: a key that
+decides what the points are compared on (their features, weights or test rows), a key the model's
+``training.schedule`` overrides (two rates 100x apart had trained byte-identical GANs, ranked by
+name), a metric its kind does not have (CalRatio has no real-vs-generated AUC: the default ``auc``
+failed after every training), ``validation_loss`` across points whose loss measures different things,
+and two different values that would share one instance name (``64`` and ``"64"``, or values equal to
+six digits).
 """
 
 from __future__ import annotations
@@ -18,11 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.model_kinds import ModelKind, kind_of
 
-__all__ = ["ScanGroup", "expand_scans", "instance_name", "scan_points", "METRICS", "DEFAULT_METRIC"]
+__all__ = ["ScanGroup", "expand_scans", "instance_name", "scan_points", "validate_instances", "METRICS"]
 
 METRICS = ("auc", "chi2_ndf", "overlap", "validation_loss", "ks")
-DEFAULT_METRIC = "auc"
+#: Top-level model keys a point may not set: what the model is, and what its points are compared on.
+UNSCANNABLE = {key: "it changes what the model is, not how" for key in ("kind", "dataset", "table", "control_dataset",
+                                                                          "scan")} | {
+    key: "it changes what the points are compared on (their features, weights or test rows)"
+    for key in ("conditions", "targets", "derived", "weight", "categorised", "split")}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")  # no regex metacharacter but "." (matches itself)
 
 
@@ -86,18 +99,18 @@ def expand_scans(config: dict[str, Any]) -> dict[str, ScanGroup]:
             continue
         where = f"models.{name}.scan"
         scan = model["scan"]
-        metric = scan.get("metric", DEFAULT_METRIC)
-        if metric not in METRICS:
-            raise ConfigError(f"{where}.metric: expected one of {list(METRICS)}, got {metric!r}")
+        kind = kind_of(model)
+        metric = _metric(scan, kind, where)
         base = {key: value for key, value in model.items() if key != "scan"}
         points: dict[str, dict[str, Any]] = {}
         for point in scan_points(scan, where):
             instance = instance_name(name, point)
-            if instance in points:
-                continue  # the same point twice (grid and points): one instance
+            if _seen(points, instance, point, where):
+                continue  # the same point twice (grid and points, or 1000000 and 1.0e6): one instance
             if instance in models:
                 raise ConfigError(f"{where}: scan point {point} is named {instance!r}, which is already a model")
             expanded[instance] = apply_point(base, point, where)
+            _check_point_matters(expanded[instance], point, kind, metric, where)
             points[instance] = point
         groups[name] = ScanGroup(model=name, kind=model["kind"], metric=metric, points=points)
     models.clear()
@@ -105,21 +118,92 @@ def expand_scans(config: dict[str, Any]) -> dict[str, ScanGroup]:
     return groups
 
 
+def validate_instances(config: Mapping[str, Any], groups: Mapping[str, ScanGroup], schema_path: str) -> None:
+    """``validate_config`` of the expanded config, each problem said once per scanned model with its points.
+
+    A typo in a grid key (``hyperparameters.hiden_dim``) had been reported once per instance, naming
+    instances the user never wrote: 125 lines for a 5x5x5 grid.
+    """
+    from pipeline_steps.workflow_config import validate_config
+
+    try:
+        validate_config(config, schema_path)
+    except ConfigError as error:
+        raise ConfigError(_per_scan(str(error), groups)) from None
+
+
+def _per_scan(message: str, groups: Mapping[str, ScanGroup]) -> str:
+    header, *lines = message.splitlines()
+    owners = sorted(((instance, group) for group in groups.values() for instance in group.points),
+                    key=lambda item: -len(item[0]))  # longest first: one name may prefix another
+    problems: dict[str, list[dict[str, Any]]] = {}  # problem, said of the scanned model -> its points
+    for line in (line.strip() for line in lines):
+        owner = next(((i, g) for i, g in owners if line.startswith((f"models.{i}.", f"models.{i}:"))), None)
+        if owner is None:
+            problems.setdefault(line, [])
+            continue
+        instance, group = owner
+        text = f"models.{group.model}" + line[len(f"models.{instance}"):]
+        problems.setdefault(f"{text} (in models.{group.model}.scan points", []).append(group.points[instance])
+    said = [text if not points else f"{text} {', '.join(map(str, points[:3]))}"
+            f"{f' and {len(points) - 3} more' if len(points) > 3 else ''})" for text, points in problems.items()]
+    return "\n  ".join([header, *said])
+
+
 def apply_point(model: Mapping[str, Any], point: Mapping[str, Any], where: str) -> dict[str, Any]:
     """A deep copy of ``model`` with each dotted key set; the parent keys must exist as mappings."""
     instance = copy.deepcopy(dict(model))
     for key, value in point.items():
         parts = key.split(".")
+        if parts[0] in UNSCANNABLE:
+            raise ConfigError(f"{where}: key {key!r} cannot be scanned ({UNSCANNABLE[parts[0]]})")
         node = instance
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"{where}: key {key!r}: models entry has no mapping at "
                                   f"{'.'.join(parts[:depth + 1])!r} (found {node.get(part)!r})")
             node = node[part]
-        if parts[0] in ("kind", "dataset", "table", "control_dataset", "scan"):
-            raise ConfigError(f"{where}: key {key!r} cannot be scanned (it changes what the model is, not how)")
         node[parts[-1]] = copy.deepcopy(value)
     return instance
+
+
+def _metric(scan: Mapping[str, Any], kind: ModelKind, where: str) -> str:
+    """``scan.metric``, or the kind's default; one its kind's validation writes."""
+    metric = scan.get("metric", kind.scan_metrics[0])
+    if metric not in kind.scan_metrics:
+        known = "" if metric in METRICS else f" (the metrics are {list(METRICS)})"
+        raise ConfigError(f"{where}.metric: a {kind.name} model is ranked by one of {list(kind.scan_metrics)}, "
+                          f"got {metric!r}{known}")
+    return metric
+
+
+def _seen(points: Mapping[str, Mapping[str, Any]], instance: str, point: Mapping[str, Any], where: str) -> bool:
+    """Whether ``point`` is already an instance; two different points under one name are an error."""
+    if instance in points and points[instance] != point:
+        raise ConfigError(f"{where}: points {points[instance]} and {point} would both be named {instance!r}; "
+                          f"write the values apart (names keep 6 significant digits and turn other characters "
+                          f"than letters, digits, '.', '-' and '_' into '_')")
+    return instance in points or any(existing == point for existing in points.values())
+
+
+def _check_point_matters(instance: Mapping[str, Any], point: Mapping[str, Any], kind: ModelKind, metric: str,
+                         where: str) -> None:
+    """Refuse a key the model's schedule overrides, and validation_loss across keys that redefine the loss."""
+    schedule = (instance.get("training") or {}).get("schedule")
+    for key in point:
+        if schedule and any(_under(key, f"training.{replaced}") for replaced in kind.schedule_replaces):
+            raise ConfigError(f"{where}: key {key!r} has no effect: training.schedule sets "
+                              f"{['training.' + r for r in kind.schedule_replaces]} of a {kind.name} model; scan "
+                              f"points with different `training.schedule` steps, or remove the schedule")
+        if metric == "validation_loss" and any(_under(key, defining) for defining in kind.loss_defined_by):
+            raise ConfigError(f"{where}: metric validation_loss cannot rank a scan of {key!r}: it changes what a "
+                              f"{kind.name} model's validation loss measures; rank by one of "
+                              f"{[m for m in kind.scan_metrics if m != 'validation_loss']}")
+
+
+def _under(key: str, prefix: str) -> bool:
+    """Whether dotted ``key`` is ``prefix`` or lies below it (a parent mapping may change other keys too)."""
+    return key == prefix or key.startswith(prefix + ".")
 
 
 def _format_value(value: Any) -> str:

@@ -4,15 +4,24 @@ The SHiP study compared grid points by eye; here the gather rule ``rank_scan`` r
 ``results/validate/<instance>/metrics.json`` (and ``results/train/<instance>/history.csv`` for the
 validation loss) and orders the points, best first:
 
-- ``auc`` (default): BDT real-vs-generated AUC; best is closest to 0.5 (score ``|auc - 0.5|``);
+- ``auc`` (default of the generative kinds): BDT real-vs-generated AUC, scored by its excess over the
+  real-vs-real floor (``auc_minus_floor``, as the verdict judges it; AUC - 0.5 without a floor), lower
+  is better. A held-out AUC below the floor is noise, not a generator the BDT tells apart "the other
+  way": the score had been |AUC - 0.5|, which ranked 0.44 behind 0.55;
 - ``chi2_ndf``: reduced chi2 of the real vs generated BDT output histograms, lower is better;
 - ``overlap``: overlap of the real and generated BDT output histograms, higher is better;
-- ``validation_loss``: the lowest validation loss of the training history (flow ``validation_loss``,
-  CalRatio ``val_loss``, GAN ``referee_validation_loss`` where higher means harder to tell apart);
-- ``ks``: CalRatio control-region data/MC KS distance, the worst of the three outputs, lower is better.
+- ``validation_loss``: the validation loss of the epoch the model was kept at: the last for flows and
+  the GAN (their trainers keep the last weights; the minimum had ranked an overfitted point by an epoch
+  it no longer has), the selected one for CalRatio (``selection.json``); flow ``validation_loss``,
+  CalRatio ``val_loss``, GAN ``referee_validation_loss`` where higher means harder to tell apart;
+- ``ks`` (CalRatio's default): control-region data/MC KS distance, the worst of the three outputs,
+  lower is better.
 
-``best.json`` names the best instance and its train/export folders: the model's own name points at a
-trained instance, nothing is retrained.
+Where the metric has an error (the AUC's), ``ranking.csv`` gives it and marks the points whose score is
+within the combined error of the best one (``within_error_of_best``); ``best.json`` lists them too, so
+a winner by noise is seen as one. ``best.json`` names the best instance and its train/export folders:
+the model's own name points at a trained instance, nothing is retrained (the export folder is made by
+the default target, or ``snakemake results/export/<best>/bundle.json``).
 """
 
 from __future__ import annotations
@@ -33,26 +42,40 @@ _HISTORY_LOSS = {"flow": ("validation_loss", "min"), "calratio_rnn": ("val_loss"
                  "covariance_gan": ("referee_validation_loss", "max")}
 
 
-def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd.DataFrame | None) -> tuple[float, float]:
-    """(raw value, score) of one point; a lower score is better. NaN when the metric is unavailable."""
-    if metric in ("auc", "chi2_ndf", "overlap"):
+def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd.DataFrame | None,
+                 kept_epoch: int | None = None) -> tuple[float, float, float]:
+    """(raw value, error, score) of one point; a lower score is better. NaN when unavailable (error: when
+    the metric has none). ``kept_epoch``: the epoch CalRatio's selection chose (None: the last)."""
+    nan = float("nan")
+    if metric == "auc":
+        value, excess = _number(metrics.get("auc")), metrics.get("auc_minus_floor")
+        if excess is None:  # no floor: judged as AUC - 0.5, as the verdict does
+            return value, _number(metrics.get("auc_error")), value - 0.5
+        return value, _number(metrics.get("auc_minus_floor_error")), float(excess)
+    if metric in ("chi2_ndf", "overlap"):
         value = _number(metrics.get(metric))
-        return value, {"auc": abs(value - 0.5), "chi2_ndf": value, "overlap": -value}[metric]
+        return value, nan, value if metric == "chi2_ndf" else -value
     if metric == "ks":
         values = [float(v) for k, v in metrics.items() if k.startswith("cr_test_ks_")]
         if not values:
             raise InputError(f"metric ks: no cr_test_ks_* entries in metrics.json (only CalRatio has them); "
                              f"found {sorted(metrics)}")
-        value = max(values)
-        return value, value
+        return max(values), nan, max(values)
     if metric == "validation_loss":
-        column, mode = _HISTORY_LOSS[kind]
-        if history is None or column not in history:
-            raise InputError(f"metric validation_loss: history.csv has no column {column!r}")
-        series = history.loc[informative(history), column].astype(float)  # a collapsed epoch ranks nothing
-        value = float(series.min() if mode == "min" else series.max()) if len(series) else float("nan")
-        return value, value if mode == "min" else -value
+        value = _kept_epoch_loss(kind, history, kept_epoch)
+        return value, nan, value if _HISTORY_LOSS[kind][1] == "min" else -value
     raise ConfigError(f"scan.metric: expected one of auc, chi2_ndf, overlap, validation_loss, ks; got {metric!r}")
+
+
+def _kept_epoch_loss(kind: str, history: pd.DataFrame | None, kept_epoch: int | None) -> float:
+    """The validation loss of the epoch the trained model is (NaN when that epoch collapsed)."""
+    column = _HISTORY_LOSS[kind][0]
+    if history is None or column not in history or "epoch" not in history or not len(history):
+        raise InputError(f"metric validation_loss: history.csv has no rows with columns 'epoch' and {column!r}")
+    rows = history[history["epoch"] == kept_epoch] if kept_epoch is not None else history.tail(1)
+    if not len(rows):
+        raise InputError(f"metric validation_loss: the kept epoch {kept_epoch} is not in history.csv")
+    return float(rows[column].iloc[0]) if bool(informative(rows).iloc[0]) else float("nan")
 
 
 def _number(value: Any) -> float:
@@ -61,12 +84,18 @@ def _number(value: Any) -> float:
 
 
 def rank_points(rows: Sequence[Mapping[str, Any]], points: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows {instance, value, score} + the point's hyperparameters, best (lowest score) first, NaN last."""
+    """Rows {instance, value, score[, error]} + the point's hyperparameters, best (lowest score) first, NaN
+    last; ``within_error_of_best`` where errors are known: score - best score <= their errors in quadrature."""
     frame = pd.DataFrame(list(rows))
+    if "error" not in frame:
+        frame["error"] = np.nan
     for key in sorted({k for point in points.values() for k in point}):
         frame[key] = [_cell(points[name].get(key)) for name in frame["instance"]]
     frame = frame.sort_values(["score", "instance"], na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    best_score, best_error = frame["score"].iloc[0], frame["error"].iloc[0]
+    tied = frame["score"] - best_score <= np.hypot(frame["error"], best_error)
+    frame.insert(frame.columns.get_loc("score") + 1, "within_error_of_best", tied.where(frame["error"].notna()))
     return frame
 
 
@@ -76,8 +105,11 @@ def best_pointer(ranking: pd.DataFrame, model: str, metric: str) -> dict[str, An
     if not math.isfinite(float(best["score"])):
         raise InputError(f"scan of {model}: no point has a finite {metric}; cannot pick a best point")
     instance = str(best["instance"])
+    tied = [str(name) for name, close in zip(ranking["instance"][1:], ranking["within_error_of_best"][1:])
+            if pd.notna(close) and bool(close)]
     return {"model": model, "best": instance, "metric": metric, "value": float(best["value"]),
-            "train": f"results/train/{instance}", "export": f"results/export/{instance}"}
+            "within_error_of_best": tied, "train": f"results/train/{instance}",
+            "export": f"results/export/{instance}"}
 
 
 def _cell(value: Any) -> Any:

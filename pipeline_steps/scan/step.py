@@ -24,15 +24,17 @@ LOGGER = logging.getLogger(__name__)
 
 
 def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, Any], ranking: str, best: str,
-        plot: str, log: str | None = None) -> None:
-    """Rule entry point: inputs are in the order of ``scan['points']``."""
+        plot: str, log: str | None = None, selections: Sequence[str] = ()) -> None:
+    """Rule entry point: inputs are in the order of ``scan['points']``; ``selections`` (CalRatio only) are
+    the epoch selections, whose chosen epoch is the model a validation loss is read for."""
     with step_logging(log):
         rows = []
-        for instance, metrics_path, history_path in zip(scan["points"], metrics, histories, strict=True):
+        kept = [json.loads(Path(path).read_text())["epoch"] for path in selections] or [None] * len(metrics)
+        for instance, metrics_path, history_path, epoch in zip(scan["points"], metrics, histories, kept, strict=True):
             document = json.loads(Path(metrics_path).read_text())
             history = pd.read_csv(history_path) if Path(history_path).exists() else None
-            value, score = metric_value(scan["metric"], scan["kind"], document, history)
-            rows.append({"instance": instance, "value": value, "score": score})
+            value, error, score = metric_value(scan["metric"], scan["kind"], document, history, epoch)
+            rows.append({"instance": instance, "value": value, "error": error, "score": score})
         table = rank_points(rows, scan["points"])
         with atomic_path(ranking) as tmp:
             table.to_csv(tmp, index=False)
@@ -51,19 +53,20 @@ def _plot(table: pd.DataFrame, points: Mapping[str, Mapping[str, Any]], metric: 
     import matplotlib.pyplot as plt
 
     keys = sorted({k for point in points.values() for k in point})
+    shown, label = ("score", "AUC - real-vs-real floor") if metric == "auc" else ("value", metric)
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys):
         present = table[table[key].notna()]
         x = present[key]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x):
             x = x.astype(str)
-        ax.scatter(x, present["value"])
+        ax.errorbar(x, present[shown], yerr=present["error"].fillna(0.0), fmt="o", capsize=2)
         best = table.iloc[0]
         if pd.notna(best[key]):
-            ax.scatter([best[key] if not isinstance(x.iloc[0], str) else str(best[key])], [best["value"]],
+            ax.scatter([best[key] if not isinstance(x.iloc[0], str) else str(best[key])], [best[shown]],
                        color="red", label=f"best: {best['instance']}")
             ax.legend(fontsize=6)
         ax.set_xlabel(key)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(label)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)

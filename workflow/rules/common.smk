@@ -18,7 +18,7 @@ from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.workflow_plan import WorkflowPlan
 from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.common.reproducible import give_jobs_the_fixed_hash_seed
-from pipeline_steps.scan.expansion import expand_scans
+from pipeline_steps.scan.expansion import expand_scans, validate_instances
 
 check_job_interpreter_path(
     sys.executable, uses_conda=DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
@@ -30,7 +30,7 @@ validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 # the instances (e.g. jets__hidden_dim-64__n_bins-8) and never the scan itself (pipeline_steps/scan/expansion.py).
 SCANS = expand_scans(config)
 if SCANS:
-    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    validate_instances(config, SCANS, workflow.source_path("../schemas/config.schema.yaml"))
 
 expose_package_to_jobs(workflow.basedir)
 give_jobs_the_fixed_hash_seed()
@@ -221,6 +221,12 @@ def scan_metrics(wildcards):
 def scan_histories(wildcards):
     """Input of rank_scan: every instance's training history, in scan order."""
     return [f"results/train/{name}/history.csv" for name in SCANS[wildcards.scan].instances]
+
+
+def scan_selections(wildcards):
+    """Input of rank_scan for a CalRatio scan: each instance's epoch selection (its kept epoch), in scan order."""
+    group = SCANS[wildcards.scan]
+    return [f"results/train/{name}/selection.json" for name in group.instances] if group.kind == "calratio_rnn" else []
 
 
 # --- provenance -------------------------------------------------------------------------------------

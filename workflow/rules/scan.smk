@@ -8,6 +8,7 @@ rule rank_scan:
     input:
         metrics=scan_metrics,
         histories=scan_histories,
+        selections=scan_selections,
     output:
         ranking="results/scan/{scan}/ranking.csv",
         best="results/scan/{scan}/best.json",
