@@ -109,8 +109,10 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
                               f"overlap {fom.overlap:.3f}")
     plots.plot_distributions(comparison.real, comparison.generated, comparison.features, figures["distributions"],
                              bins, comparison.real_weights)
-    plots.plot_pairs(comparison.real, comparison.generated, targets, figures["correlations"], bins)
-    plots.plot_response(comparison.real, comparison.generated, settings.conditions[0], targets, figures["response"])
+    plots.plot_pairs(comparison.real, comparison.generated, targets, figures["correlations"], bins,
+                     comparison.real_weights)
+    plots.plot_response(comparison.real, comparison.generated, settings.conditions[0], targets, figures["response"],
+                        real_weights=comparison.real_weights)
     if "profiles" in figures:  # the folder of physics profiles (PNGs + profiles.json), see profiles.py
         profiles.write_profiles(comparison, settings.profile_plan, figures["profiles"], settings.model)
     distances = distance_metrics(real, generated, comparison.features, comparison.real_weights,
