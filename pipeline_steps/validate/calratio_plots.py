@@ -185,8 +185,8 @@ def _cr_data_mc(probabilities, cr, settings: PlotSettings):
                 if rows.any():
                     axis.hist(probabilities[rows, output], bins=bins, weights=cr["mc_weight"][rows], density=True,
                               histtype="step", color=color, label=name)
-            axis.set(xlabel=OUTPUT_LABELS[output], yscale="log",
-                     title=f"pT {low:.0f}-{high:.0f}, KS {list(ks.values())[output]:.3f}")
+            axis.set(xlabel=OUTPUT_LABELS[output], ylabel="density", yscale="log",
+                     title=f"pT {low:.0f}-{high:.0f} GeV, KS {list(ks.values())[output]:.3f}")
             axis.legend(fontsize="small")
     return figure
 
@@ -200,6 +200,9 @@ def _roc(probabilities, main, metrics):
             keep = mistag > 0
             axis.plot(efficiency[keep], 1.0 / mistag[keep], label=f"AUC {auc:.3f}")
             axis.legend()
+        else:  # the reason is in metrics.json's not_computed; an empty panel had said nothing
+            axis.text(0.5, 0.5, f"no ROC: {(metrics.get('not_computed') or {}).get(f'auc_sig_vs_{name}', 'not computed')}",
+                      ha="center", va="center", wrap=True, fontsize="small", transform=axis.transAxes)
         axis.set(xlabel="signal efficiency", ylabel=f"{name.upper()} rejection", yscale="log", title=f"signal vs {name.upper()}")
     return figure
 
@@ -244,7 +247,7 @@ def _inputs_main_vs_cr(main, cr, jet_feature_names, settings: PlotSettings):
         bins = np.histogram_bin_edges(np.concatenate([main_values, cr_values]), bins=settings.bins)
         axis.hist(main_values, bins=bins, density=True, histtype="step", label="main")
         axis.hist(cr_values, bins=bins, density=True, histtype="step", label="control region")
-        axis.set(xlabel=name)
+        axis.set(xlabel=name if name.startswith("number of") else f"{name} (as the network sees it)")
         axis.legend(fontsize="small")
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
@@ -268,7 +271,8 @@ def _history(history: pd.DataFrame, selection: Mapping):
             if column in history:
                 axis.plot(history["epoch"], history[column], marker="o", label=column)
         axis.axvline(selection["epoch"], color="grey", linestyle=":", label="chosen epoch")
+        if title == "CR data/MC KS":  # before the legend, so that the legend names it
+            axis.axhline(selection["ks_threshold"], color="red", linestyle="--", label="KS threshold")
         axis.set(xlabel="epoch", title=title)
         axis.legend(fontsize="small")
-    axes[1, 1].axhline(selection["ks_threshold"], color="red", linestyle="--", label="KS threshold")
     return figure
