@@ -24,8 +24,9 @@ STAGE_MODULES = {
     # the shared epoch loop, checkpoints, training settings, schedules and loss plot of every trainer
     "train": ("train/loop", "train/checkpoint", "train/settings", "train/schedule", "train/loss_plot", "train/devices",
               "common/logs"),
-    # generate/step.py imports the SHiP inverse (categorisation) for any categorised model
-    "generate": ("generate", "preprocess/model_transforms", "categorise/categories", "common/logs"),
+    # generate/step.py imports the SHiP inverse (categorisation) for any categorised model, and the device
+    # report of train/devices when it runs
+    "generate": ("generate", "preprocess/model_transforms", "categorise/categories", "train/devices", "common/logs"),
     # export/step.py verifies the C export (export.c) for any kind
     "export": ("export/step", "export/c_export", "preprocess/model_transforms", "common/logs"),
 }

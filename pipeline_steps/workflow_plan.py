@@ -191,6 +191,11 @@ class WorkflowPlan:
         keys = ("conditions", "targets", "derived", "split", "preprocessing", "weight", "categorised")
         return {**self.model_slice(name, keys), "identity": self.identity(self.model(name)["dataset"])}
 
+    def preprocess_calratio_slice(self, name: str) -> dict:
+        """params of preprocess_calratio: the keys its preprocessing reads. The whole model had been passed,
+        so an edit of lstm_units or ks_threshold re-ran the preprocessing (flows never did)."""
+        return self.model_slice(name, ("conditions", "preprocessing", "weight", "split"))
+
     def calratio_tables(self, name: str, region: str) -> list[str]:
         """Ingested tables of a CalRatio model's main (`dataset`) or control (`control_dataset`) region."""
         model = self.model(name)

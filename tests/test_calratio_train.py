@@ -103,3 +103,22 @@ def test_missing_array_names_split_and_key():
     del samples["cr_train"]["is_data"]
     with pytest.raises(InputError, match="cr_train.*is_data"):
         training.train(samples, HYPER, _cfg(1), "unused")
+
+
+def test_the_checkpoint_fingerprint_covers_every_input_array_and_early_stopping():
+    """Tracks scaled by 3 in an ingest part had resumed the old checkpoint and written the old model
+    byte for byte: only the jet features were in the fingerprint. A new early stop must not resume a
+    checkpoint trained past it, nor a run that stopped early go on as if it had not."""
+    from dataclasses import replace
+
+    samples = _samples()
+    base = training._fingerprint(HYPER, _cfg(3), samples)
+    assert training._fingerprint(HYPER, _cfg(9), samples) == base  # epochs can grow
+    scaled = {split: dict(arrays) for split, arrays in samples.items()}
+    scaled["train"]["tracks"] = scaled["train"]["tracks"] * 3
+    assert training._fingerprint(HYPER, _cfg(3), scaled) != base
+    relabelled = {split: dict(arrays) for split, arrays in samples.items()}
+    relabelled["cr_train"]["mc_weight"] = relabelled["cr_train"]["mc_weight"] * 2
+    assert training._fingerprint(HYPER, _cfg(3), relabelled) != base
+    stopping = replace(_cfg(3), early_stopping={"metric": "val_loss", "patience": 2, "min_delta": 0.0, "mode": "min"})
+    assert training._fingerprint(HYPER, stopping, samples) != base

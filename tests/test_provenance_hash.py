@@ -42,3 +42,20 @@ def test_package_versions_name_every_package_asked_for_and_none_for_an_absent_on
 
     versions = package_versions(["numpy", "no-such-package-in-this-environment"])
     assert versions == {"numpy": numpy.__version__, "no-such-package-in-this-environment": None}
+
+
+def test_the_package_of_a_named_module_is_in_its_hash(tmp_path, monkeypatch):
+    """models/__init__.py runs with models/covariance_gan but was hashed only when an import reached it."""
+    from pipeline_steps.common import source_hash as hashing
+
+    package = tmp_path / "pipeline_steps"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models" / "__init__.py").write_text("A = 1\n")
+    (package / "models" / "gan.py").write_text("B = 2\n")
+    monkeypatch.setattr(hashing, "PACKAGE_ROOT", package)
+    hashing._imported_package_files.cache_clear()
+    before = hashing.source_hash("models/gan")
+    (package / "models" / "__init__.py").write_text("A = 3\n")
+    hashing._imported_package_files.cache_clear()
+    assert hashing.source_hash("models/gan") != before

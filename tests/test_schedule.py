@@ -191,6 +191,20 @@ def test_covariance_gan_without_schedule_keeps_its_fingerprint():
     assert "schedule" not in fingerprint and "early_stopping" not in fingerprint
 
 
+def test_covariance_gan_fingerprint_holds_its_early_stopping():
+    """Adding patience 2 had resumed a finished 30-epoch model unchanged (from scratch it stops at epoch 4),
+    and removing it again kept the 4-epoch model for a config asking for 30."""
+    pytest.importorskip("tensorflow")
+    from tests.test_covariance_gan import model_slice
+    from pipeline_steps.train import covariance_gan as gan
+
+    plain = model_slice(epochs=30)
+    stopping = model_slice(epochs=30)
+    stopping["training"]["early_stopping"] = {"patience": 2}
+    fingerprints = [gan.GanTrainingConfig.from_model(m, seed=5).fingerprint("x") for m in (plain, stopping)]
+    assert fingerprints[0] != fingerprints[1] and fingerprints[1]["early_stopping"]["patience"] == 2
+
+
 @pytest.mark.slow
 def test_calratio_resumed_mid_schedule_continues_where_it_was(tmp_path):
     pytest.importorskip("tensorflow")

@@ -31,6 +31,15 @@ def test_training_slice_holds_only_the_keys_the_trainer_reads(plan):
     assert "preprocessing" in plan.training_slice("calratio")
 
 
+def test_calratio_preprocessing_gets_only_what_it_reads(plan):
+    """The whole model had been its params: a hyperparameter edit re-ran the preprocessing."""
+    assert set(plan.preprocess_calratio_slice("calratio")) <= {"conditions", "preprocessing", "weight", "split"}
+    edited = copy.deepcopy(CONFIG)
+    edited["models"]["calratio"]["hyperparameters"]["lstm_units"] = 99
+    edited["models"]["calratio"]["training"]["ks_threshold"] = 0.01
+    assert WorkflowPlan(edited).preprocess_calratio_slice("calratio") == plan.preprocess_calratio_slice("calratio")
+
+
 def test_export_c_reaches_only_the_kinds_with_a_c_export():
     plan = WorkflowPlan({**copy.deepcopy(CONFIG), "export": {**CONFIG["export"], "c": True}})
     assert plan.export_settings("covariance_gan")["c"] is True

@@ -42,8 +42,10 @@ def source_hash(*modules: str) -> str:
     all 52 jobs of the tiny workflow, toy files and ingestion included. Files are hashed in sorted
     order, so the value is stable across machines.
     """
+    named = {file for module in modules for file in _module_files(module)}
+    named |= {init for file in named for init in _package_inits(file)}  # the named modules' packages run too
     digest = hashlib.sha256()
-    for path in sorted(_with_imports({file for module in modules for file in _module_files(module)})):
+    for path in sorted(_with_imports(named)):
         digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

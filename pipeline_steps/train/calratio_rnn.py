@@ -282,14 +282,22 @@ class _MetricSums:
 
 
 def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mapping]) -> str:
-    """Hash of everything a checkpoint depends on except the number of epochs (so epochs can grow)."""
+    """Hash of everything a checkpoint depends on except the number of epochs (so epochs can grow).
+
+    Every array of every sample is hashed: only the jet features had been, so tracks scaled by 3 in an
+    ingest part reran the training, which resumed and wrote the old model byte for byte. ``early_stopping``
+    is in it for the reason the GAN's fingerprint gives (``covariance_gan.GanTrainingConfig.fingerprint``).
+    """
     settings = {k: v for k, v in asdict(cfg).items()
-                if k not in ("epochs", "early_stopping") and not (k == "schedule" and v is None)}
+                if k != "epochs" and not (k in ("schedule", "early_stopping") and v is None)}
     shapes = {split: {k: list(np.shape(v)) for k, v in sorted(arrays.items())} for split, arrays in sorted(samples.items())}
     checksum = hashlib.sha256()
     for split in sorted(samples):
-        checksum.update(np.ascontiguousarray(samples[split]["jets"]).tobytes())
-    return fingerprint_of({"hyper": asdict(hyper), "training": settings, "shapes": shapes, "jets": checksum.hexdigest()})
+        for name in sorted(samples[split]):
+            array = np.ascontiguousarray(samples[split][name])
+            checksum.update(f"{split}/{name}/{array.dtype.str}".encode())
+            checksum.update(array.tobytes())
+    return fingerprint_of({"hyper": asdict(hyper), "training": settings, "shapes": shapes, "data": checksum.hexdigest()})
 
 
 def _check_samples(samples: Mapping[str, Mapping]) -> None:

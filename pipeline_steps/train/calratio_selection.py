@@ -99,7 +99,10 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
     import keras
 
     if not Path(weights_path).exists():
-        raise InputError(f"{weights_path}: checkpoint of the chosen epoch is missing (was the checkpoint folder removed?)")
+        raise InputError(f"{weights_path}: checkpoint of the chosen epoch is missing: the epoch selection reads "
+                         f"every epoch's weights from the checkpoint folder, which was removed or emptied after "
+                         f"training. Train again (byte-identical): snakemake --profile profiles/local "
+                         f"--forcerun train_calratio_rnn <target>")
     model = keras.saving.load_model(final_model_path, safe_mode=True)
     model.load_weights(weights_path)
     with atomic_path(chosen_model_path, suffix=".keras") as tmp:

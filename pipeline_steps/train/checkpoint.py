@@ -4,8 +4,9 @@ Every trainer's checkpoint answers the two questions of the epoch loop (``train/
 ``resume() -> history`` restores everything a run needs to continue bit for bit and returns the
 history rows of the epochs it holds (empty when starting afresh), and ``save(history)`` stores the
 state after the last of those rows. A checkpoint carries a *fingerprint* of everything the weights
-depend on except the number of epochs; one written with other settings or data is discarded
-(logged), never resumed. The folder is a rule param, not an output, so ``--rerun-incomplete``
+depend on except, for the GAN and CalRatio, the number of epochs (a run can grow); the flow's includes
+``epochs``, since its cosine learning rate follows the total, so more epochs train from scratch. One
+written with other settings or data is discarded (logged), never resumed. The folder is a rule param, not an output, so ``--rerun-incomplete``
 keeps it.
 
 - :class:`TorchCheckpoint` (flow): one ``checkpoint.pt`` with the model, optimiser, scheduler,

@@ -133,11 +133,18 @@ class GanTrainingConfig:
         )
 
     def fingerprint(self, train_digest: str) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed: all but ``epochs`` and ``checkpoint_every``."""
+        """What a checkpoint must match to be resumed: all but ``epochs`` and ``checkpoint_every``.
+
+        ``early_stopping`` is in it: a checkpoint past the epoch where new settings stop (or one that
+        stopped early, under settings that go on) is not what those settings train. Left out, adding
+        ``patience: 2`` resumed a finished 30-epoch model unchanged (from scratch it stops at epoch 4), and
+        removing it again kept the 4-epoch model for a config asking for 30.
+        """
         settings = asdict(self)
-        settings.pop("epochs"), settings.pop("checkpoint_every"), settings.pop("early_stopping")
-        if settings["schedule"] is None:
-            settings.pop("schedule")  # unchanged fingerprint (and resumable checkpoints) without a schedule
+        settings.pop("epochs"), settings.pop("checkpoint_every")
+        for optional in ("schedule", "early_stopping"):
+            if settings[optional] is None:
+                settings.pop(optional)  # unchanged fingerprint (and resumable checkpoints) without them
         settings["architecture"] = self.architecture.to_json()
         return {**settings, "train_sha256": train_digest}
 

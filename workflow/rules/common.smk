@@ -129,6 +129,10 @@ def preprocess_model_slice(wildcards):
     return PLAN.preprocess_model_slice(wildcards.model)
 
 
+def preprocess_calratio_slice(wildcards):
+    return PLAN.preprocess_calratio_slice(wildcards.model)
+
+
 def training_slice(wildcards):
     return PLAN.training_slice(wildcards.model)
 

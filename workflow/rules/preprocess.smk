@@ -24,7 +24,7 @@ rule preprocess_calratio:
     log:
         "logs/preprocess/{model}.log",
     params:
-        model=lambda wc: config["models"][wc.model],
+        model=preprocess_calratio_slice,
         name=lambda wc: wc.model,
         layout=calratio_layout,
         seed=config["seed"],
