@@ -85,10 +85,15 @@ def test_missing_checkpoint_is_an_input_error(tmp_path):
         selection.save_chosen_model(tmp_path / "final.keras", tmp_path / "epoch_004.weights.h5", tmp_path / "chosen.keras")
 
 
-def test_a_scan_ranked_by_validation_loss_ignores_collapsed_epochs():
+def test_a_scan_ranked_by_validation_loss_reads_the_selected_epoch_and_never_a_collapsed_one():
+    import math
+
     from pipeline_steps.scan.ranking import metric_value
 
     history = HISTORY.assign(val_signal_spread=[0.9, 0.8, 0.0, 0.7, float("nan")])
     history.loc[2, "val_loss"] = -74.8  # the collapsed epoch
-    assert metric_value("validation_loss", "calratio_rnn", {}, history) == (0.05, 0.05)
-    assert selection.choose_epoch(history, 0.3, "val_loss")["epoch"] == 5  # a missing spread is kept
+    chosen = selection.choose_epoch(history, 0.3, "val_loss")["epoch"]
+    assert chosen == 5  # a missing spread is kept
+    value, _, score = metric_value("validation_loss", "calratio_rnn", {}, history, kept_epoch=chosen)
+    assert (value, score) == (0.70, 0.70)  # the kept model's loss, not the history's best (-74.8 or 0.05)
+    assert math.isnan(metric_value("validation_loss", "calratio_rnn", {}, history, kept_epoch=3)[0])
