@@ -247,3 +247,20 @@ def test_a_typo_in_a_grid_key_is_said_once_for_the_scanned_model():
     assert len(lines) == 2 and lines[1].strip().startswith(
         "models.jets.hyperparameters: Additional properties are not allowed ('hiden_dim' was unexpected)")
     assert "(in models.jets.scan points {'hyperparameters.hiden_dim': " in lines[1] and lines[1].endswith(" and 2 more)")
+
+
+def test_a_point_without_a_value_says_why_and_integers_stay_integers(tmp_path):
+    """A not-computable point had ranked last with empty cells only; points with other keys wrote 16 as 16.0."""
+    points = {"jets__hidden_dim-16": {"hyperparameters.hidden_dim": 16}, "jets__n_bins-4": {"hyperparameters.n_bins": 4}}
+    documents = {"jets__hidden_dim-16": {"auc": 0.55}, "jets__n_bins-4": {"auc": None, "reason": "only 40 real rows"}}
+    files = []
+    for name, document in documents.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(document))
+        files.append(str(tmp_path / name / "metrics.json"))
+    outputs = {key: str(tmp_path / f"out.{ext}") for key, ext in (("ranking", "csv"), ("best", "json"), ("plot", "png"))}
+    rank_run(metrics=files, histories=[str(tmp_path / "none.csv")] * 2,
+             scan={"model": "jets", "kind": "flow", "metric": "auc", "points": points}, **outputs)
+    lines = open(outputs["ranking"]).read().splitlines()
+    assert lines[1].startswith("1,jets__hidden_dim-16,0.55,") and lines[1].endswith(",16,")
+    assert "only 40 real rows" in lines[2] and lines[2].endswith(",,4")

@@ -89,8 +89,8 @@ def rank_points(rows: Sequence[Mapping[str, Any]], points: Mapping[str, Mapping[
     frame = pd.DataFrame(list(rows))
     if "error" not in frame:
         frame["error"] = np.nan
-    for key in sorted({k for point in points.values() for k in point}):
-        frame[key] = [_cell(points[name].get(key)) for name in frame["instance"]]
+    for key in sorted({k for point in points.values() for k in point}):  # object: 16 stays 16 beside a gap
+        frame[key] = pd.Series([_cell(points[name].get(key)) for name in frame["instance"]], dtype=object)
     frame = frame.sort_values(["score", "instance"], na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     best_score, best_error = frame["score"].iloc[0], frame["error"].iloc[0]

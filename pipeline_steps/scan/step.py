@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +20,11 @@ from pipeline_steps.common.logs import step_logging
 from pipeline_steps.scan.ranking import best_pointer, metric_value, rank_points
 
 __all__ = ["run"]
+
+#: Why a point has no value when its metrics.json gives no reason (a not-computable figure of merit does).
+_NO_VALUE = {"validation_loss": "the kept epoch's classifier collapsed (or its loss is not finite)",
+             "auc": "no AUC in metrics.json", "chi2_ndf": "no chi2_ndf in metrics.json",
+             "overlap": "no overlap in metrics.json", "ks": "no finite control-region KS"}
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +40,8 @@ def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, 
             document = json.loads(Path(metrics_path).read_text())
             history = pd.read_csv(history_path) if Path(history_path).exists() else None
             value, error, score = metric_value(scan["metric"], scan["kind"], document, history, epoch)
-            rows.append({"instance": instance, "value": value, "error": error, "score": score})
+            reason = None if math.isfinite(score) else document.get("reason") or _NO_VALUE[scan["metric"]]
+            rows.append({"instance": instance, "value": value, "error": error, "score": score, "reason": reason})
         table = rank_points(rows, scan["points"])
         with atomic_path(ranking) as tmp:
             table.to_csv(tmp, index=False)
