@@ -83,6 +83,15 @@ def test_default_and_production_configs_are_valid(default_config):
         ("datasets.nanoaod.tables.jets.fields", [], "datasets.nanoaod.tables.jets.fields: [] should be non-empty"),
         ("models.jets.hyperparameters.hiden_dim", 32, "models.jets.hyperparameters: Additional properties are not "
          "allowed ('hiden_dim' was unexpected) (allowed keys: activation, batch_norm, hidden_dim, n_bins, n_blocks)"),
+        # a mistyped hyperparameter had passed planning and stopped the training job (or a scan's points)
+        ("models.jets.hyperparameters.hidden_dim", "sixty-four", "models.jets.hyperparameters.hidden_dim: expected "
+         "integer, got 'sixty-four'"),
+        ("models.jets.hyperparameters.hidden_dim", [16, 32], "models.jets.hyperparameters.hidden_dim: expected "
+         "integer, got [16, 32]"),
+        ("models.calratio.hyperparameters.conv_filters", [16, "x"], "models.calratio.hyperparameters.conv_filters.1: "
+         "expected integer, got 'x'"),
+        ("models.tracks_cov.hyperparameters.optimizer", "sgd", "models.tracks_cov.hyperparameters.optimizer: expected "
+         "one of ['rmsprop', 'adam'], got 'sgd'"),
         ("models.tracks_cov.hyperparameters.hiden", 32, "models.tracks_cov.hyperparameters: Additional properties are "
          "not allowed ('hiden' was unexpected)"),  # the GAN had ignored it
         ("models.tracks_cov.hyperparameters.generator_learning_rate", 1.0e-4, "learning rates are training settings: "
