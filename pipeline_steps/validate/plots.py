@@ -161,6 +161,7 @@ def plot_response(real: pd.DataFrame, generated: pd.DataFrame, condition: str, t
         ax.set_xlabel(condition)
         ax.set_ylabel(target)
         ax.legend(fontsize=7)
+    fig.tight_layout()  # wide tick labels (covariances of 1e-5..1e2) had run into the next panel
     save_figure(fig, path, **SAVE_OPTIONS)
 
 
