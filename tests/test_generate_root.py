@@ -96,3 +96,29 @@ def test_failed_write_leaves_no_file(tmp_path):
         with root_writer(path, layout):
             pass
     assert not path.exists()
+
+
+def test_renamed_columns_are_written_under_their_branch_names_in_every_layout(tmp_path):
+    """A flat table's renamed columns (trk_COV_22 read as cov_22) had been written under the new names,
+    and a renamed event field or matched field the same; an analysis reads the input's branches."""
+    flat = layout_from_config("TupleTracks/DecayTree", ["RunNumber"],
+                              {"fields": ["trk_x", "trk_COV_22"], "rename": {"trk_x": "x", "trk_COV_22": "cov_22"}})
+    rows = pd.DataFrame({"RunNumber": np.arange(3), "x": np.float32([1, 2, 3]), "cov_22": np.float32([0.1, 0.2, 0.3])})
+    with root_writer(tmp_path / "flat.root", flat) as write:
+        write(rows)
+    assert set(uproot.open(tmp_path / "flat.root")["TupleTracks/DecayTree"].keys()) == {"RunNumber", "trk_x",
+                                                                                     "trk_COV_22"}
+    pd.testing.assert_frame_equal(read_generated_root(tmp_path / "flat.root", flat)[rows.columns], rows)
+
+    renamed = {**JETS_TABLE, "rename": {"PV_npvs": "npv", "gen_eta": "genEta", "nConstituents": "n_const"}}
+    jagged = layout_from_config("Events", ["run", "luminosityBlock", "event"], renamed)
+    rows, counts = _jet_rows()
+    rows = rows.rename(columns={"PV_npvs": "npv", "gen_eta": "genEta", "nConstituents": "n_const"})
+    with root_writer(tmp_path / "jets.root", jagged) as write:
+        write(rows)
+    branches = set(uproot.open(tmp_path / "jets.root")["Events"].keys())
+    assert {"PV_npvs", "GenJet_eta", "Jet_nConstituents"} <= branches
+    assert not {"npv", "genEta", "n_const", "Jet_n_const", "GenJet_genEta"} & branches
+    back = read_generated_root(tmp_path / "jets.root", jagged)
+    for column in rows.columns:
+        assert np.array_equal(back[column].to_numpy(), rows[column].to_numpy()), column

@@ -7,7 +7,9 @@ generated file back into columns (validation and tests use it).
 
 Rows of one event (same ``source_file`` and ``entry``) become one tree entry with jagged
 collections; a table without a collection (LHCb ``Tracks``) or without event keys (generated SHiP
-muons) is written one row per entry.
+muons) is written one row per entry. A column ``rename`` made is written under its branch name
+again, in collections, matched collections, flat tables and ``event_fields`` alike: a flat table's
+renamed columns (``trk_COV_22`` read as ``cov_22``) had been written under the new names.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ class OutputLayout:
     identity: tuple[str, ...]
     collections: tuple[CollectionLayout, ...]
     match_index: str | None = None  # e.g. ``genJetIdx``: reco -> matched gen object index
+    #: one-value-per-entry columns whose branch has another name (a flat table's fields, ``event_fields``)
+    entry_branches: dict[str, str] = field(default_factory=dict)
+
+    def entry_branch(self, column: str) -> str:
+        """The branch a one-value-per-entry column is written to (its own name unless renamed)."""
+        return self.entry_branches.get(column, column)
+
+    def entry_column(self, branch: str) -> str:
+        """The column a one-value-per-entry branch is read back into."""
+        return next((column for column, name in self.entry_branches.items() if name == branch), branch)
 
     def collection_of(self, column: str) -> CollectionLayout | None:
         for collection in self.collections:
@@ -56,29 +68,40 @@ def layout_from_config(tree: str, identity: list[str], table: Mapping[str, Any])
     """Build the layout from a dataset's ``tree``, ``identity`` and one ``tables.<name>`` entry."""
     rename = dict(table.get("rename", {}))
     collections = []
+    entry_branches = {rename[name]: name for name in table.get("event_fields", []) if name in rename}
     if "collection" in table:
         collections.append(
             _collection(
                 "reco", table["collection"], table["fields"], table.get("output_prefix", ""), rename
             )
         )
+    else:  # a flat table: each field is a whole branch name, its column output_prefix + field, renamed
+        entry_branches.update({column: branch for column, branch in _columns(table["fields"],
+                                                                               table.get("output_prefix", ""),
+                                                                               rename).items() if column != branch})
     match = table.get("match")
     if match is not None and collections:
         collections.append(
-            _collection("gen", match["collection"], match["fields"], match.get("output_prefix", ""), {})
+            _collection("gen", match["collection"], match["fields"], match.get("output_prefix", ""), rename)
         )
     return OutputLayout(
         tree=tree,
         identity=tuple(identity),
         collections=tuple(collections),
         match_index=match["index"] if match is not None and collections else None,
+        entry_branches=entry_branches,
     )
 
 
 def _collection(name, collection, fields, output_prefix, rename) -> CollectionLayout:
+    return CollectionLayout(name=name, counter=collection["counter"], prefix=collection["prefix"],
+                            columns=_columns(fields, output_prefix, rename))
+
+
+def _columns(fields, output_prefix: str, rename: Mapping[str, str]) -> dict[str, str]:
+    """{column: field} as ingest names them: ``output_prefix + field``, then ``rename`` (keyed by that name)."""
     columns = {}
     for field_name in fields:
         column = f"{output_prefix}{field_name}"
-        column = rename.get(column, rename.get(field_name, column))
-        columns[column] = field_name
-    return CollectionLayout(name=name, counter=collection["counter"], prefix=collection["prefix"], columns=columns)
+        columns[rename.get(column, column)] = field_name
+    return columns

@@ -235,7 +235,8 @@ def _columns(rows: pd.DataFrame, layout: OutputLayout) -> tuple[_Part, dict[str,
     """Flat rows -> a ``_Part`` of numpy columns and {collection key: (counter, prefix)}."""
     codes: dict[str, tuple[np.ndarray, object]] = {}  # factorized string columns, computed once
     if not layout.jagged:
-        return _Part(len(rows), None, entries={c: _entry_values(rows, c, None, codes) for c in rows.columns}), {}
+        entries = {layout.entry_branch(c): _entry_values(rows, c, None, codes) for c in rows.columns}
+        return _Part(len(rows), None, entries=entries), {}
     counts = _event_counts(rows, codes)
     starts = np.cumsum(counts) - counts
     written = [c for c in layout.collections if any(col in rows.columns for col in c.columns)]
@@ -255,7 +256,7 @@ def _columns(rows: pd.DataFrame, layout: OutputLayout) -> tuple[_Part, dict[str,
     in_collections = {col for c in written for col in c.columns} | set(PER_OBJECT_EXTRAS)
     for column in rows.columns:
         if column not in in_collections:
-            part.entries[column] = _entry_values(rows, column, starts, codes)
+            part.entries[layout.entry_branch(column)] = _entry_values(rows, column, starts, codes)
     return part, names
 
 
@@ -289,7 +290,7 @@ def read_generated_root(path: str | Path, layout: OutputLayout) -> pd.DataFrame:
     arrays = tree.arrays(library="ak")
     names = set(arrays.fields)
     if not layout.jagged:
-        return pd.DataFrame({name: _to_numpy(arrays[name]) for name in arrays.fields})
+        return pd.DataFrame({layout.entry_column(name): _to_numpy(arrays[name]) for name in arrays.fields})
     present = [c for c in layout.collections if c.counter in names]
     counts = ak.to_numpy(arrays[present[0].counter]).astype(np.int64)
     columns: dict[str, np.ndarray] = {}
@@ -300,7 +301,7 @@ def read_generated_root(path: str | Path, layout: OutputLayout) -> pd.DataFrame:
             if branch_to_column[name] is not None:
                 columns[branch_to_column[name]] = _to_numpy(ak.flatten(arrays[name]))
         elif name not in collection_branches:
-            columns[name] = np.repeat(_to_numpy(arrays[name]), counts)
+            columns[layout.entry_column(name)] = np.repeat(_to_numpy(arrays[name]), counts)
     return pd.DataFrame(columns)
 
 
