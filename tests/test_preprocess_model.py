@@ -145,6 +145,43 @@ def test_covariance_model_with_cholesky_representation_and_decorrelation(tmp_pat
     assert np.all(np.linalg.eigvalsh(cov.elements_to_matrices(generated.to_numpy()))[:, 0] > 0)
 
 
+def _covariance_table(path: Path, n: int = 600, broken: tuple[int, ...] = ()) -> dict:
+    """A tracks table of SPD covariances; the rows in ``broken`` get |rho_01| = 1.5. Returns the model config."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(n, 5, 5)) * 0.1
+    elements = cov.matrices_to_elements(a @ np.swapaxes(a, 1, 2) + 0.01 * np.eye(5))
+    for row in broken:
+        elements[row, 1] = 1.5 * np.sqrt(elements[row, 0] * elements[row, 5])
+    table = pd.DataFrame({"source_file": "0.root", "entry": np.arange(n, dtype=np.int64),
+                          "object_index": np.zeros(n, np.int32), "runNumber": np.int32(7),
+                          "eventNumber": np.arange(n, dtype=np.int64), "p": rng.lognormal(3, 1, n)})
+    for i, name in enumerate(cov.element_names()):
+        table[name] = elements[:, i]
+    table.to_parquet(path, index=False)
+    return {"conditions": ["p"], "targets": cov.element_names(), "split": {"train": 0.8, "validation": 0.1, "test": 0.1},
+            "identity": ["runNumber", "eventNumber"],
+            "preprocessing": {"default": "quantile_normal", "targets": "quantile_normal"}}
+
+
+def test_real_covariances_that_are_not_positive_definite_are_counted_or_refused_with_their_origin(tmp_path, caplog):
+    """130 such matrices had gone into training without a word; cholesky said only 'some matrices'."""
+    config = _covariance_table(tmp_path / "0.parquet", broken=(17, 40, 41))
+    outputs = preprocess_outputs(tmp_path / "elements")
+    run([tmp_path / "0.parquet"], outputs, {"model": "tracks_cov", "config": config, "seed": 0})
+    report = load_transforms(outputs["transforms"]).report["not_positive_definite"]
+    assert report == {"count": 3, "rows": 600, "first": "raw file 0.root, entry 17, object 0"}
+    assert "3 of 600 real covariance matrices are not symmetric positive definite" in caplog.text
+    config["preprocessing"]["target_representation"] = "cholesky"
+    with pytest.raises(InputError, match=r"3 of 600 .* first in raw file 0\.root, entry 17, object 0; "
+                                         r"target_representation 'cholesky' needs positive definite matrices"):
+        run([tmp_path / "0.parquet"], preprocess_outputs(tmp_path / "cholesky"),
+            {"model": "tracks_cov", "config": config, "seed": 0})
+    clean = _covariance_table(tmp_path / "1.parquet")
+    outputs = preprocess_outputs(tmp_path / "clean")
+    run([tmp_path / "1.parquet"], outputs, {"model": "tracks_cov", "config": clean, "seed": 0})
+    assert "not_positive_definite" not in load_transforms(outputs["transforms"]).report
+
+
 def test_categorised_ship_inputs_get_category_and_zero_start_xy_for_target_muons(tmp_path):
     rng = np.random.default_rng(5)
     files = []

@@ -65,15 +65,18 @@ def spd_fraction(matrices: np.ndarray) -> float | None:
 
     A matrix with a non-finite element counts as not SPD. None for n = 0 (see the module's note).
     """
-    if len(matrices) == 0:
-        return None
+    return float(np.mean(spd_mask(matrices))) if len(matrices) else None
+
+
+def spd_mask(matrices: np.ndarray) -> np.ndarray:
+    """Per matrix [n, d, d]: symmetric positive definite (all eigenvalues > 0, every element finite)."""
     finite = np.isfinite(matrices).all(axis=(1, 2))
     spd = np.zeros(len(matrices), dtype=bool)
     good = matrices[finite]
     if len(good):
         symmetric = np.isclose(good, np.swapaxes(good, 1, 2)).all(axis=(1, 2))
         spd[finite] = symmetric & (np.linalg.eigvalsh(good).min(axis=1) > 0)
-    return float(np.mean(spd))
+    return spd
 
 
 def elements_spd_fraction(elements: Mapping[str, np.ndarray]) -> float | None:
