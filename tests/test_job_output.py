@@ -88,3 +88,26 @@ def test_jobs_of_the_workflow_start_with_the_fixed_hash_seed_and_run_once(tmp_pa
                       "run_with_fixed_hash_seed()\n")
     result = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=True)
     assert os.environ["PYTHONHASHSEED"] == JOB_HASH_SEED and result.stdout == "start\n"
+
+
+def test_bad_input_fails_a_job_with_its_message_once_and_no_traceback(tmp_path):
+    """An ingest error had been in the log twice, each after a full traceback; anything else keeps its
+    traceback (once)."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from pipeline_steps.common.logs import start_job, step_logging\n"
+        "from pipeline_steps.common.errors import InputError\n"
+        "start_job(sys.argv[1])\n"
+        "with step_logging(sys.argv[1]):\n"
+        "    raise InputError(\"data/x.root:Events: missing branch 'Jet_pt'\") if sys.argv[2] == 'input' else 1 / 0\n")
+    for case in ("input", "bug"):
+        log = tmp_path / f"{case}.log"
+        result = subprocess.run([sys.executable, str(script), str(log), case], capture_output=True, text=True)
+        text = log.read_text()
+        assert result.returncode == 1, case
+        if case == "input":
+            assert text.count("missing branch 'Jet_pt'") == 1 and "Traceback" not in text
+        else:
+            assert text.count("Traceback") == 1 and "ZeroDivisionError" in text

@@ -13,6 +13,12 @@ import sys
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from pipeline_steps.common.errors import ConfigError, InputError
+
+#: What bad input or config raises: its message names the file, branch or key and what was expected, so
+#: the log holds that message once, without a traceback (it had held it twice, each after a traceback).
+USER_ERRORS = (InputError, ConfigError)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -21,8 +27,8 @@ def step_logging(log_path: str | Path | None, level: int = logging.INFO) -> Iter
     """Send ``logging`` and ``sys.stderr`` (where tqdm writes) to ``log_path`` for the block.
 
     With ``log_path=None`` (tests, interactive use) logging goes to stderr unchanged.
-    An exception escaping the block is logged with its traceback before it propagates, so the
-    log file says why the job failed.
+    An exception escaping the block is logged before it propagates, so the log file says why the job
+    failed: bad input or config (``USER_ERRORS``) as its message, anything else with its traceback.
     """
     if log_path is None:
         logging.basicConfig(level=level, format=LOG_FORMAT)
@@ -41,8 +47,13 @@ def step_logging(log_path: str | Path | None, level: int = logging.INFO) -> Iter
         sys.stderr = stream
         try:
             yield stream
-        except BaseException:
+        except USER_ERRORS as error:
+            logging.getLogger("pipeline_steps").error("step failed: %s: %s", type(error).__name__, error)
+            _mark_logged(error)
+            raise
+        except BaseException as error:
             logging.getLogger("pipeline_steps").exception("step failed")
+            _mark_logged(error)
             raise
         finally:
             sys.stderr = old_stderr
@@ -80,3 +91,21 @@ def start_job(log_path: str | Path) -> None:
 
     run_with_fixed_hash_seed()
     send_process_output_to_log(log_path)
+    sys.excepthook = _report_uncaught
+
+
+def _mark_logged(error: BaseException) -> None:
+    """Tell the job's exception hook that the log already holds ``error``."""
+    with contextlib.suppress(AttributeError, TypeError):
+        error.logged_by_step = True
+
+
+def _report_uncaught(kind, error, traceback) -> None:
+    """The job's exception hook: nothing for an error ``step_logging`` logged, bad input or config as one
+    line, anything else with its traceback. The job still exits non-zero."""
+    if getattr(error, "logged_by_step", False):
+        return
+    if isinstance(error, USER_ERRORS):
+        print(f"{kind.__name__}: {error}", file=sys.stderr)
+        return
+    sys.__excepthook__(kind, error, traceback)
