@@ -213,8 +213,12 @@ class WorkflowPlan:
         """params of generate/validate: the model's variables, not its training settings."""
         return self.model_slice(name, ("kind", "conditions", "targets", "derived", "categorised", "weight"))
 
-    def generation_settings(self) -> dict:
-        """params of generate: the one validation key generation reads."""
+    def generation_settings(self, name: str) -> dict:
+        """params of generate: the one validation key generation reads, for the models that read it (the
+        categorised SHiP model: the others generate one row per test row). Every model had carried it, so
+        an edit re-ran every generation and validation."""
+        if not self.model(name).get("categorised", False):
+            return {}
         return {"generated_events": self.config["validation"]["generated_events"]}
 
     def export_settings(self, kind: str) -> dict:

@@ -213,6 +213,9 @@ def test_ship_generation_per_category_in_physical_units(tmp_path):
     middle = 0.5 * (cat4["min"]["Pz"] + cat4["max"]["Pz"])
     assert abs(back.loc[back["category"] == 4, "Pz"].median() - middle) < 0.1 * (cat4["max"]["Pz"] - cat4["min"]["Pz"])
     np.testing.assert_allclose(back["weight"].sum(), described["weight_total"] * len(back) / 4000, rtol=1e-4)
+    # in a random order: sorted by category, the file's first entries had been category 1 only
+    first = back["category"].iloc[:200]
+    assert first.nunique() == len(shares) and not back["category"].is_monotonic_increasing
 
 
 # --- generated file -> validate_model / validate_summary ------------------------------------------

@@ -122,8 +122,9 @@ def test_categorised_model_reads_the_category_tables(plan):
     assert plan.model_categories("jets") == []
 
 
-def test_generation_reads_the_configured_event_count(plan):
-    assert plan.generation_settings() == {"generated_events": CONFIG["validation"]["generated_events"]}
+def test_only_the_categorised_model_reads_the_generated_event_count(plan):
+    assert plan.generation_settings("ship_muons") == {"generated_events": CONFIG["validation"]["generated_events"]}
+    assert plan.generation_settings("jets") == {} and plan.generation_settings("tracks_cov") == {}
 
 
 def test_every_schema_kind_is_registered():

@@ -177,7 +177,7 @@ def generation_model_slice(wildcards):
 
 
 def generation_settings(wildcards):
-    return PLAN.generation_settings()
+    return PLAN.generation_settings(wildcards.model)
 
 
 def model_output_layout(wildcards):
