@@ -86,3 +86,22 @@ def test_save_figure_writes_the_png_in_one_step_and_closes_the_figure(tmp_path):
         save_figure(broken, tmp_path / "broken.png", format="no-such-format")
     assert not (tmp_path / "broken.png").exists() and _hidden(tmp_path) == []
     assert not plt.fignum_exists(broken.number)
+
+
+def test_an_os_error_while_writing_names_the_output_and_leaves_nothing(tmp_path):
+    """A full disk had said only "[Errno 28] No space left on device"; a read-only folder named the
+    hidden temporary file."""
+    import errno
+
+    import pytest
+
+    from pipeline_steps.common.atomic import atomic_path
+
+    final = tmp_path / "results" / "generated.root"
+    with pytest.raises(OSError, match=r"\[Errno 28\] while writing .*generated\.root: No space left on device") as info:
+        with atomic_path(final):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and list(final.parent.iterdir()) == []
+    with pytest.raises(ValueError):  # anything else passes unchanged
+        with atomic_path(final):
+            raise ValueError("not an OS error")

@@ -305,3 +305,19 @@ def test_reduced_sample_states_the_aucs_statistical_error(tmp_path):
     assert metrics["status"] == "ok" and metrics["auc_null_error"] == pytest.approx(np.sqrt((2 * n + 1) / (12 * n * n)))
     assert f"{metrics['auc_null_error']:.3f}" in metrics["note"]
     assert 0.5 * metrics["auc_null_error"] < metrics["auc_error"] < 2 * metrics["auc_null_error"]  # bootstrap
+
+
+def test_transforms_of_another_model_or_order_are_refused():
+    """Two swapped targets had been decoded with each other's transforms, plausibly, without a word."""
+    from dataclasses import replace
+
+    from pipeline_steps.generate.step import check_transforms_match
+
+    _, transforms = jets_case(20)
+    settings = jets_settings()
+    check_transforms_match(transforms, settings, "t.json")  # its own: nothing to say
+    swapped = replace(settings, targets=settings.targets[::-1])
+    with pytest.raises(InputError, match=r"t\.json: the transforms are not those of model 'jets': targets "):
+        check_transforms_match(transforms, swapped, "t.json")
+    with pytest.raises(InputError, match=r"model 'jets', expected 'nano_muons'"):
+        check_transforms_match(transforms, replace(settings, model="nano_muons"), "t.json")

@@ -271,3 +271,13 @@ def test_one_row_that_holds_most_of_a_columns_spread_is_reported_with_its_origin
     assert dominant["gen_eta"]["origin"] == "raw file 0.root, entry 4, object 1" and dominant["gen_eta"]["share"] > 0.99
     assert re.search(r"gen_eta: one row holds (99|100)% of the model-space spread, cond__gen_eta = ",
                      (tmp_path / "jets.log").read_text())
+
+
+def test_an_empty_split_stops_preprocessing_naming_its_fraction(tmp_path):
+    """An empty test split had stopped generation only after the model was trained."""
+    config = _covariance_table(tmp_path / "0.parquet", n=150)
+    config["split"] = {"train": 0.949, "validation": 0.05, "test": 0.001}
+    with pytest.raises(InputError, match=r"no rows in the test split of 150 rows \(models\.tracks_cov\.split\.test = "
+                                         r"0\.001\)"):
+        run([tmp_path / "0.parquet"], preprocess_outputs(tmp_path / "out"), {"model": "tracks_cov", "config": config,
+                                                                              "seed": 0})

@@ -323,3 +323,22 @@ def test_integers_beyond_float64s_are_refused_for_dequantisation():
     with pytest.raises(InputError, match=r"'event': its values reach 9007199254741\d+, beyond 2\^53"):
         fit_variable_transform("event", np.arange(2**53, 2**53 + 50, dtype=np.int64), "standard", dequantize=True,
                                exact_integers=True)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: {}, "not a transforms file of format_version 1 (found None)"),
+    (lambda d: [], "not a transforms file of format_version 1 (found 'list')"),
+    (lambda d: {**d, "format_version": 99}, "(found 99)"),
+    (lambda d: {k: v for k, v in d.items() if k != "conditions"}, "malformed transforms (KeyError: 'conditions')"),
+    (lambda d: {**d, "targets": {**d["targets"], "variables": [{**d["targets"]["variables"][0], "kind": "bogus"}]}},
+     "transform kind 'bogus' is not one of"),
+])
+def test_a_malformed_transforms_file_is_named_not_a_bare_python_error(tmp_path, edit, words):
+    """{} had given KeyError: 'conditions', [] an AttributeError, an unknown kind KeyError: 'bogus'."""
+    rows = pd.DataFrame({"x": np.linspace(0.0, 1.0, 50), "y": np.linspace(1.0, 2.0, 50)})
+    save_transforms(ModelTransforms(fit_variable_transforms(rows, {"x": "standard"}),
+                                    fit_variable_transforms(rows, {"y": "standard"}), model="m"), tmp_path / "t.json")
+    document = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps(edit(document)))
+    with pytest.raises(InputError, match=re.escape(str(tmp_path / "t.json")) + ".*" + re.escape(words)):
+        load_transforms(tmp_path / "t.json")

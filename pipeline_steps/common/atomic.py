@@ -32,19 +32,34 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     On any exception the temporary file is removed and the final path is left untouched.
     """
     final_path = Path(final_path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
     suffix = final_path.suffix if suffix is None else suffix
-    _remove_stale_temporaries(final_path, ending=f".tmp{suffix}")
-    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(final_path), suffix=f".tmp{suffix}", dir=final_path.parent)
-    os.fchmod(fd, _default_mode(0o666))
-    os.close(fd)
+    with _naming(final_path):
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(final_path, ending=f".tmp{suffix}")
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(final_path), suffix=f".tmp{suffix}",
+                                        dir=final_path.parent)
+        os.fchmod(fd, _default_mode(0o666))
+        os.close(fd)
     tmp_path = Path(tmp_name)
     try:
-        yield tmp_path
-        os.replace(tmp_path, final_path)
+        with _naming(final_path):
+            yield tmp_path
+            os.replace(tmp_path, final_path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _naming(final_path: Path) -> Iterator[None]:
+    """An OS error while making ``final_path`` names it: a full disk had said only "[Errno 28] No space left
+    on device", and a read-only folder named the hidden temporary file instead of the output."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno is None:
+            raise OSError(f"while writing {final_path}: {error}") from error
+        raise OSError(error.errno, f"while writing {final_path}: {error.strerror or error}") from error
 
 
 @contextlib.contextmanager

@@ -122,12 +122,28 @@ def run(train_dir: str, test_split: str, transforms: str, output: str, generatio
         sampler = load_sampler(settings.kind, train_dir)
         _pin_sampling_threads()
         model_transforms = load_transforms(transforms)
+        check_transforms_match(model_transforms, settings, transforms)
         test_rows, column_types = read_test_split(test_split, settings)
         categories_json = _load_categories(categories) if settings.categorised else None
         stats = generate_to_root(sampler, model_transforms, test_rows, settings, output, categories_json,
                                  column_types)
         write_text_atomic(generation_json, json.dumps({"model": settings.model, **stats.to_dict()}, indent=1) + "\n")
         log.info("generated %d rows for %s: %s", stats.rows, settings.model, stats.to_dict())
+
+
+def check_transforms_match(model_transforms, settings: GenerateSettings, path: str | Path) -> None:
+    """The transforms are this model's, for its variables in its order: columns decoded with each other's
+    transforms (two targets swapped) had looked plausible, and a renamed target had been written as a
+    per-event scalar."""
+    found = {"model": model_transforms.model, "conditions": tuple(model_transforms.condition_names),
+             "targets": tuple(model_transforms.target_names)}
+    expected = {"model": settings.model, "conditions": settings.conditions, "targets": settings.targets}
+    wrong = [key for key in expected if found[key] != expected[key] and not (key == "model" and not found[key])]
+    if wrong:
+        raise InputError(f"{path}: the transforms are not those of model {settings.model!r}: "
+                         + "; ".join(f"{key} {list(found[key]) if key != 'model' else found[key]!r}, expected "
+                                     f"{list(expected[key]) if key != 'model' else expected[key]!r}" for key in wrong)
+                         + "; rerun its preprocess job")
 
 
 def load_sampler(kind: str, train_dir: str | Path) -> Sampler:

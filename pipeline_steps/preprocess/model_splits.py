@@ -153,9 +153,12 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)
     _check_transformable(rows, rows, settings.condition_kinds, settings)
     _check_transformable(rows, model_targets, settings.target_kinds, settings)
+    for name in SPLIT_NAMES:  # an empty test split had stopped generation, after the training
+        if not (split_of_row == name).any():
+            raise InputError(f"model {settings.model}: no rows in the {name} split of {len(rows)} rows "
+                             f"(models.{settings.model}.split.{name} = {settings.fractions.get(name)}); raise the "
+                             f"fraction or ingest more files")
     train = split_of_row == "train"
-    if not train.any():
-        raise InputError(f"model {settings.model}: no rows in the training split ({len(rows)} rows in all)")
     dequantize = set(settings.dequantize)
     model_transforms = ModelTransforms(
         conditions=fit_variable_transforms(

@@ -180,13 +180,21 @@ def load_transforms(path_json: str | Path) -> ModelTransforms:
         document = json.loads(path_json.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{path_json}: cannot read the transforms JSON ({error})") from error
+    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+        found = document.get("format_version") if isinstance(document, dict) else type(document).__name__
+        raise InputError(f"{path_json}: not a transforms file of format_version {FORMAT_VERSION} (found {found!r}); "
+                         f"rerun its preprocess job")
     path_npz = path_json.with_name(document.get("arrays_file", path_json.with_suffix(".npz").name))
     try:
         with np.load(path_npz, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except OSError as error:
         raise InputError(f"{path_npz}: cannot read the transforms arrays beside {path_json} ({error})") from error
-    return ModelTransforms.from_dict(_insert_arrays(document, arrays, path_npz))
+    try:
+        return ModelTransforms.from_dict(_insert_arrays(document, arrays, path_npz))
+    except (KeyError, TypeError, AttributeError, ValueError) as error:  # an edited or truncated document
+        raise InputError(f"{path_json}: malformed transforms ({type(error).__name__}: {error}); rerun its "
+                         f"preprocess job") from error
 
 
 def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:

@@ -195,6 +195,9 @@ class VariableTransform:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "VariableTransform":
+        if data["kind"] not in TRANSFORM_KINDS:
+            raise ValueError(f"variable {data.get('name')!r}: transform kind {data['kind']!r} is not one of "
+                             f"{list(TRANSFORM_KINDS)}")
         params = {key: np.asarray(value, dtype=np.float64) if isinstance(value, (list, np.ndarray)) else value
                   for key, value in data["params"].items()}
         return cls(name=data["name"], kind=data["kind"], params=params,
