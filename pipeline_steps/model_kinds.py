@@ -85,7 +85,10 @@ MODEL_KINDS: dict[str, ModelKind] = {
             training_keys=("conditions", "targets", "hyperparameters", "training"), c_export=True,
             scan_metrics=("auc", "chi2_ndf", "overlap", "validation_loss"),
             schedule_replaces=("learning_rate.generator", "learning_rate.discriminator"),
-            loss_defined_by=("preprocessing",),
+            # the referee, whose loss ranks, shares the discriminator's architecture and has its own rate:
+            # a weaker referee has a higher loss, which ranks as better
+            loss_defined_by=("preprocessing", "hyperparameters.discriminator_layers", "hyperparameters.hidden",
+                             "hyperparameters.activation", "training.learning_rate.referee"),
         ),
         ModelKind(
             name="flow", env="torch", trained_file="model.pt", generative=True,
@@ -103,7 +106,9 @@ MODEL_KINDS: dict[str, ModelKind] = {
             training_keys=("conditions", "preprocessing", "hyperparameters", "training"),
             scan_metrics=("ks", "validation_loss"),
             schedule_replaces=("learning_rate.main",),
-            loss_defined_by=("hyperparameters.adversary_lambda",),
+            # val_loss = main - lambda x adversary: a weaker adversary lowers it
+            loss_defined_by=("hyperparameters.adversary_lambda", "hyperparameters.adversary_units",
+                             "training.learning_rate.adversary"),
         ),
     )
 }

@@ -264,3 +264,16 @@ def test_a_point_without_a_value_says_why_and_integers_stay_integers(tmp_path):
     lines = open(outputs["ranking"]).read().splitlines()
     assert lines[1].startswith("1,jets__hidden_dim-16,0.55,") and lines[1].endswith(",16,")
     assert "only 40 real rows" in lines[2] and lines[2].endswith(",,4")
+
+
+def test_validation_loss_refuses_keys_of_the_network_that_measures_it():
+    """A weaker referee (GAN) or adversary (CalRatio) has a higher loss or a lower val_loss: it ranked best."""
+    gan = {**_model(kind="covariance_gan"), "scan": {"grid": {"hyperparameters.discriminator_layers": [3, 7]},
+                                                     "metric": "validation_loss"}}
+    with pytest.raises(ConfigError, match="cannot rank a scan of 'hyperparameters.discriminator_layers'"):
+        expand_scans({"models": {"gan": gan}})
+    parent = {**_model(kind="calratio_rnn"),
+              "scan": {"points": [{"hyperparameters": {"lstm_units": 8}}, {"hyperparameters": {"lstm_units": 16}}],
+                       "metric": "validation_loss"}}
+    with pytest.raises(ConfigError, match="cannot rank a scan of 'hyperparameters'"):
+        expand_scans({"models": {"cr": parent}})

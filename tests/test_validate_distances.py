@@ -285,3 +285,46 @@ def test_a_generator_drawing_from_the_real_distribution_never_fails(rows, allowe
         real, generated = rng.normal(size=(rows, 4)), rng.normal(size=(rows, 4))
         distances = distance_metrics(real, generated, list("abcd"), None, None, 20, seed)
         assert verdict({"auc": None, "distances": distances}, limits)["overall"] in allowed, seed
+
+
+def test_an_unresolved_feature_does_not_hide_another_features_clear_fail():
+    """The largest excess was taken before judging: a (0.12 +- 0.063) read 'not resolved' and hid b
+    (0.11 +- 0.007), a fail 8 errors above warn; overall read pass."""
+    def feature(value, error):
+        return {"w1_over_std": {"status": "ok", "value": value, "error": error, "floor": 0.0, "floor_error": 0.0},
+                "ks": {"status": "ok", "value": 0.0, "error": 0.001, "floor": 0.0, "floor_error": 0.001}}
+
+    metrics = {"auc": None, "distances": {"per_feature": {"a": feature(0.12, 0.063), "b": feature(0.11, 0.007)}}}
+    judged = verdict(metrics, {"w1_over_std_max": Threshold(0.05, 0.10)})
+    assert judged["overall"] == "fail" and judged["rows"][0]["detail"].startswith("W1 / real std of b")
+    only_unresolved = {"auc": None, "distances": {"per_feature": {"a": feature(0.12, 0.063)}}}
+    assert verdict(only_unresolved, {"w1_over_std_max": Threshold(0.05, 0.10)})["overall"] == "not resolved"
+
+
+def test_weighted_halves_below_the_minimum_compare_the_whole_sample_without_a_floor():
+    """400 weighted rows worth 74 halved into two halves worth ~33: every distance had been not computable."""
+    rng = np.random.default_rng(5)
+    real, generated = rng.normal(size=(400, 2)), rng.normal(size=(400, 2))
+    weights = np.where(rng.uniform(size=400) < 0.1, 20.0, 1.0)
+    assert 68 <= dist.effective_size(weights) < 136
+    result = distance_metrics(real, generated, ["a", "b"], weights, None, 10, 0)
+    assert result["floor_rows"] == 0 and result["fpd"]["status"] == "ok"
+    assert "no real-vs-real floor" in result["fpd"]["floor_reason"]
+
+
+def test_a_heavy_healthy_tail_is_judged_while_a_sentinel_is_not():
+    """Half the squared deviations in one row also happens in heavy tails (a lognormal of sigma 2.5 in 30-53 %
+    of samples): only a row 10x farther out than any other counts as one that sets the scale by itself."""
+    from pipeline_steps.common.outliers import dominating_row
+
+    rng = np.random.default_rng(11)
+    tails = [rng.lognormal(0.0, 2.5, 2000) for _ in range(40)]
+    shares = [np.max((t - t.mean()) ** 2) / np.sum((t - t.mean()) ** 2) for t in tails]
+    assert sum(share > 0.5 for share in shares) >= 5  # the share alone would have named these
+    assert sum(dominating_row(t) is not None for t in tails) <= 2
+    sentinel = rng.exponential(size=2000)
+    sentinel[3] = 1e6
+    assert dominating_row(sentinel)[0] == 3
+    weights = np.ones(2000)
+    weights[3] = 1e-9  # weighted away: not the row that sets the weighted std
+    assert dominating_row(sentinel, weights) is None

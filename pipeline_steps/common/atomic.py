@@ -56,10 +56,10 @@ def _naming(final_path: Path) -> Iterator[None]:
     on device", and a read-only folder named the hidden temporary file instead of the output."""
     try:
         yield
-    except OSError as error:
+    except OSError as error:  # the original text and file name stay: the error may be about an input
         if error.errno is None:
             raise OSError(f"while writing {final_path}: {error}") from error
-        raise OSError(error.errno, f"while writing {final_path}: {error.strerror or error}") from error
+        raise OSError(error.errno, f"while writing {final_path}: {error.strerror or error}", error.filename) from error
 
 
 @contextlib.contextmanager

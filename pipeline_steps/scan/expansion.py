@@ -195,7 +195,8 @@ def _check_point_matters(instance: Mapping[str, Any], point: Mapping[str, Any], 
             raise ConfigError(f"{where}: key {key!r} has no effect: training.schedule sets "
                               f"{['training.' + r for r in kind.schedule_replaces]} of a {kind.name} model; scan "
                               f"points with different `training.schedule` steps, or remove the schedule")
-        if metric == "validation_loss" and any(_under(key, defining) for defining in kind.loss_defined_by):
+        if metric == "validation_loss" and any(_under(key, defining) or _under(defining, key)  # or a parent of it
+                                               for defining in kind.loss_defined_by):
             raise ConfigError(f"{where}: metric validation_loss cannot rank a scan of {key!r}: it changes what a "
                               f"{kind.name} model's validation loss measures; rank by one of "
                               f"{[m for m in kind.scan_metrics if m != 'validation_loss']}")

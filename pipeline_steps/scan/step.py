@@ -21,10 +21,6 @@ from pipeline_steps.scan.ranking import best_pointer, metric_value, rank_points
 
 __all__ = ["run"]
 
-#: Why a point has no value when its metrics.json gives no reason (a not-computable figure of merit does).
-_NO_VALUE = {"validation_loss": "the kept epoch's classifier collapsed (or its loss is not finite)",
-             "auc": "no AUC in metrics.json", "chi2_ndf": "no chi2_ndf in metrics.json",
-             "overlap": "no overlap in metrics.json", "ks": "no finite control-region KS"}
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,7 +36,7 @@ def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, 
             document = json.loads(Path(metrics_path).read_text())
             history = pd.read_csv(history_path) if Path(history_path).exists() else None
             value, error, score = metric_value(scan["metric"], scan["kind"], document, history, epoch)
-            reason = None if math.isfinite(score) else document.get("reason") or _NO_VALUE[scan["metric"]]
+            reason = None if math.isfinite(score) else _why_no_value(scan["metric"], scan["kind"], document)
             rows.append({"instance": instance, "value": value, "error": error, "score": score, "reason": reason})
         table = rank_points(rows, scan["points"])
         with atomic_path(ranking) as tmp:
@@ -50,6 +46,17 @@ def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, 
         _plot(table, scan["points"], scan["metric"], plot)
         LOGGER.info("scan %s: best %s (%s = %.4g) of %d points", scan["model"], pointer["best"], scan["metric"],
                     pointer["value"], len(table))
+
+
+def _why_no_value(metric: str, kind: str, document: Mapping[str, Any]) -> str:
+    """Why a point has no value: the figure of merit's own reason for its metrics, else what is missing."""
+    if metric in ("auc", "chi2_ndf", "overlap"):
+        return document.get("reason") or f"no {metric} in metrics.json"
+    if metric == "ks":
+        return "no finite control-region KS in metrics.json"
+    if kind == "calratio_rnn":
+        return "the selected epoch's classifier collapsed (or its val_loss is not finite)"
+    return "the last epoch's validation loss is not finite"
 
 
 def _plot(table: pd.DataFrame, points: Mapping[str, Mapping[str, Any]], metric: str, path: str) -> None:

@@ -4,8 +4,8 @@ Matched rows: the real rows are split into two random halves A and B (seeded). T
 with the real B; the value compares the same A with the generated rows of B (paired: generated from
 B's own conditions; unpaired, e.g. SHiP: as many random generated rows). So value and floor share
 everything (rows, conditions, batch sizes, bootstrap) but what is being judged: real B vs generated B.
-A real sample too small to halve (a half below ``MIN_EVAL_PER_CLASS`` rows) gets no floor, and its
-value compares all real rows with all generated rows.
+A real sample too small to halve (a half worth fewer than ``MIN_EVAL_PER_CLASS`` rows, counted by Kish
+n_eff when weighted) gets no floor, and its value compares all real rows with all generated rows.
 
 Every quantity is ``{"status": "ok", "value", "error"}`` or ``{"status": "not computable",
 "reason", "value": None, "error": None}``, plus ``floor``/``floor_error`` (``floor_reason``).
@@ -31,7 +31,7 @@ def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str
     w_real = None if real_weights is None else np.asarray(real_weights, dtype=np.float64)
     w_gen = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
     pick = lambda w, rows: None if w is None else w[rows]  # noqa: E731
-    if len(second) >= MIN_EVAL_PER_CLASS:
+    if min(_rows_worth(w_real, first), _rows_worth(w_real, second)) >= MIN_EVAL_PER_CLASS:
         value = sample_distances(real[first], generated[generated_rows], features, pick(w_real, first),
                                  pick(w_gen, generated_rows), n_boot, seed)
         floor = sample_distances(real[first], real[second], features, pick(w_real, first), pick(w_real, second),
@@ -105,7 +105,7 @@ def feature_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.
 def _over_real_std(real: np.ndarray, real_weights: np.ndarray | None, w1: float, w1_error: float | None) -> dict:
     """W1 / real std, unless the real std is no scale: a constant feature, or one row holding most of its
     spread (a real 1e6 among values of order 1 had made a generated feature 1.5x too wide pass, 0.08)."""
-    outlier = dominating_row(real)
+    outlier = dominating_row(real, real_weights)
     if outlier is not None:
         return failed(f"{_dominated('real', real[outlier[0]], outlier[1])}: the real std is that row's, "
                       f"not a scale of the feature (its KS still judges it)")
@@ -149,7 +149,7 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
     """
     try:
         _check_joint(real, generated, real_weights, None)
-        real_outlier = _first_dominated(real, names, "real")
+        real_outlier = _first_dominated(real, names, "real", real_weights)
         if real_outlier:
             raise dist.NotComputable(f"{real_outlier}: standardising by the real std would squeeze every other "
                                      f"row onto one value")
@@ -163,10 +163,11 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
     return {"fpd": _attempt(lambda: dist.fpd(real_std, gen_std, seed)), "kpd": kpd}
 
 
-def _first_dominated(values: np.ndarray, names: list[str], sample: str) -> str | None:
+def _first_dominated(values: np.ndarray, names: list[str], sample: str,
+                     weights: np.ndarray | None = None) -> str | None:
     """Which feature of ``values`` one row dominates (``common/outliers.dominating_row``), said in words."""
     for j, name in enumerate(names):
-        outlier = dominating_row(values[:, j])
+        outlier = dominating_row(values[:, j], weights)
         if outlier is not None:
             return f"{name}: {_dominated(sample, values[outlier[0], j], outlier[1])}"
     return None
@@ -212,6 +213,13 @@ def _map(tree: dict[str, Any], leaf: Callable[[dict[str, Any]], dict[str, Any]])
 
 def _is_leaf(node: dict[str, Any]) -> bool:
     return node.get("status") in (OK, NOT_COMPUTABLE)  # not a feature that happens to be named "status"
+
+
+def _rows_worth(weights: np.ndarray | None, rows: np.ndarray) -> float:
+    """What ``rows`` are worth: their number, or their Kish n_eff when weighted (the distances' minimum
+    applies to it, so halves of 33 weighted rows each had made every distance not computable where the
+    whole sample, worth 74, could be compared without a floor)."""
+    return float(len(rows)) if weights is None else dist.effective_size(weights[rows])
 
 
 def _std(values: np.ndarray) -> float | None:

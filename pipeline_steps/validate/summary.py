@@ -4,8 +4,9 @@ Training time comes from ``results/train/<model>/history.csv`` when it has a per
 (``seconds``, ``epoch_seconds``, ``time_s``, ``duration_s``; summed) or a cumulative one
 (``elapsed_s``, ``wall_s``; last value); otherwise the cell is empty. ``status`` is the figure of
 merit's: "not computable" when its sample was too small, with empty AUC, chi2 and overlap cells, never
-a number. The distances have their own minimum (68 rows, or a Kish n_eff of 68 for weighted rows, in
-each real half), so near the limit they can still be numbers and decide the ``verdict``, the model's
+a number. The distances have their own minimum (68 rows, or a Kish n_eff of 68 for weighted rows: in each
+real half for a floor, else in the whole real sample, compared without one), so near the limit they can
+still be numbers and decide the ``verdict``, the model's
 overall pass / warn / fail. ``auc_floor`` is the real-vs-real AUC (mean over ``floor_repeats``
 halvings) and ``auc_floor_error`` that mean's error; the distance columns are the values the verdict
 judged (``w1_over_std_max``, ``ks_max``: largest over the generated features; see ``verdict.py``).
