@@ -44,6 +44,14 @@ GUARD = textwrap.dedent("""
 """)
 
 
+
+def write_tree(path, name: str, columns: dict) -> None:
+    """A TTree as physicists' files hold (uproot 5.7 writes an RNTuple for ``file[name] = columns``)."""
+    with uproot.recreate(path) as sink:
+        sink.mktree(name, {key: getattr(values, "type", None) if not hasattr(values, "dtype") else values.dtype
+                           for key, values in columns.items()})
+        sink[name].extend(columns)
+
 def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *extra: str) -> None:
     guard = tmp_path / "guard.py"
     guard.write_text(GUARD)
@@ -51,6 +59,8 @@ def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *ex
                              str(source), str(output), *extra], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
+    with uproot.open(output) as produced:  # a TTree, as it says: `file[tree] = columns` had written an RNTuple
+        assert set(produced.classnames().values()) == {"TTree"}, produced.classnames()
 
 
 def test_standalone_runner_reproduces_the_flow(tmp_path):
@@ -61,8 +71,7 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     bundle = export_flow(tmp_path)
     rows = physical_rows(60, seed=11)[FLOW_CONDITIONS]
     source, output = tmp_path / "in.root", tmp_path / "out.root"
-    with uproot.recreate(source) as sink:
-        sink["Events"] = {name: rows[name].to_numpy() for name in FLOW_CONDITIONS}
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
     run_standalone(tmp_path, bundle, source, output, "--seed", "7")
 
     transforms = load_transforms(bundle / "transforms.json")
@@ -92,11 +101,10 @@ def test_standalone_runner_reproduces_the_calratio_classifier(tmp_path):
     run(files, str(transforms), str(tmp_path / "cr" / "test.parquet"), str(bundle),
         {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(tmp_path)])
     source, output = tmp_path / "jets.root", tmp_path / "scores.root"
-    with uproot.recreate(source) as sink:
-        import awkward as ak
+    import awkward as ak
 
-        sink["CalRatio"] = {**{c: jets[c].to_numpy() for c in jets.columns},
-                            **{name: ak.Array([list(r) for r in rows]) for name, rows in jagged.items()}}
+    write_tree(source, "CalRatio", {**{c: jets[c].to_numpy() for c in jets.columns},
+                                    **{name: ak.Array([list(r) for r in rows]) for name, rows in jagged.items()}})
     run_standalone(tmp_path, bundle, source, output)
     sample = load_split(tmp_path / "cr", "test")
     classifier = load_keras(bundle / "model.keras")
@@ -222,8 +230,7 @@ def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors
         {"model_name": "jets", "model": model, "tree": "Events", "export": EXPORT}, [raw_file(tmp_path)])
 
     source, output = tmp_path / "in.root", tmp_path / "out.root"
-    with uproot.recreate(source) as sink:
-        sink["Events"] = {name: rows[name].to_numpy() for name in rows.columns}
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in rows.columns})
     run_standalone(tmp_path, bundle, source, output, "--seed", "7")
     loaded = load_transforms(bundle / "transforms.json")
     noise = standard_normal(len(rows), len(loaded.target_names), 7)

@@ -395,8 +395,9 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
             conditions = {n: events[n].array(library="np") for n in bundle.manifest["variables"]["conditions"]}
             columns = {**conditions, **generate(bundle, conditions, seed)}
     columns = {name: np.asarray(values) for name, values in columns.items()}
-    with uproot.recreate(output_root) as sink:
-        sink[tree] = columns
+    with uproot.recreate(output_root) as sink:  # mktree: `sink[tree] = columns` writes an RNTuple from uproot 5.7
+        sink.mktree(tree, {name: values.dtype for name, values in columns.items()})
+        sink[tree].extend(columns)
     return columns
 
 
