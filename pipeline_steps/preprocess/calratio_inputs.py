@@ -48,6 +48,7 @@ __all__ = [
 
 #: main-sample classes (the toy's and the trainer's three outputs)
 SIGNAL_LABEL, QCD_LABEL, BIB_LABEL = 0, 1, 2
+MAIN_LABELS = {SIGNAL_LABEL: "signal", QCD_LABEL: "QCD", BIB_LABEL: "BIB"}
 #: without an ``is_data`` column, a control-region jet with this label is data (toy convention)
 CR_DATA_LABEL = 1
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.common.identity import identity_columns
+from pipeline_steps.common.identity import identity_columns, row_origin
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
@@ -109,15 +109,22 @@ def _read_region(paths: Sequence[str | Path], settings: CalRatioSettings, identi
     """Read, sort by identity, split, pad: everything per region before any fitting."""
     if not paths:
         raise InputError(f"preprocess_calratio {settings.name}: no {region} tables given")
-    table = pa.concat_tables([_read_table(path, settings, identity, region) for path in tqdm(list(paths), desc=f"read {region}")],
-                             promote_options="permissive")
+    tables = [_read_table(path, settings, identity, region) for path in tqdm(list(paths), desc=f"read {region}")]
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as error:  # is_data bool in one file, int32 in another
+        raise InputError(f"preprocess_calratio {settings.name}: the {region} tables {[str(p) for p in paths]} do "
+                         f"not share column types ({error}); write each branch with one type in every file") from error
     table = table.take(pc.sort_indices(table, sort_keys=[(name, "ascending") for name in identity]))
     sequence_columns = [c for spec in settings.sequences for c in spec.columns]
     jets = table.drop_columns(sequence_columns).to_pandas()
     jets = jets.rename(columns={settings.weight: "weight"})
     if region == "main":
+        _check_classes(jets, "label", cr.MAIN_LABELS, f"main tables of {settings.name}")
         jets = jets.drop(columns=[c for c in ("is_data",) if c in jets.columns])
     else:
+        if "is_data" in jets.columns:
+            _check_classes(jets, "is_data", {0: "MC", 1: "data"}, f"control-region tables of {settings.name}")
         jets["is_data"] = _control_is_data(jets)
         jets = jets.drop(columns=[c for c in ("label",) if c in jets.columns])
     _check_finite(jets, list(settings.conditions) + ["weight"], f"{region} tables of {settings.name}")
@@ -152,11 +159,25 @@ def _control_is_data(jets: pd.DataFrame) -> np.ndarray:
     return (jets["label"].to_numpy() == cr.CR_DATA_LABEL).astype(np.int8)
 
 
+def _check_classes(jets: pd.DataFrame, column: str, classes: Mapping[int, str], source: str) -> None:
+    """Every jet in one of the known classes: a label of 3 in the test split had gone into the metrics as
+    background, and in training stopped the job without a file or entry."""
+    values = jets[column].to_numpy()
+    unknown = ~np.isin(values, list(classes))
+    if unknown.any():
+        first = int(np.flatnonzero(unknown)[0])
+        raise InputError(f"{source}: {int(unknown.sum())} jets have {column} values {sorted(set(values[unknown].tolist()))}, "
+                         f"expected {dict(classes)}; the first in {row_origin(jets, first)}: drop them with the "
+                         f"dataset's `selection` (named as in `fields`, before `rename`) or map them upstream")
+
+
 def _check_finite(jets: pd.DataFrame, columns: list[str], source: str) -> None:
     for name in columns:
         values = jets[name].to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
-            raise InputError(f"{source}: column {name} has {int((~np.isfinite(values)).sum())} NaN/inf values")
+            first = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InputError(f"{source}: column {name} has {int((~np.isfinite(values)).sum())} NaN/inf values, the "
+                             f"first in {row_origin(jets, first)}")
 
 
 def _fit_jet_transforms(train_jets: pd.DataFrame, settings: CalRatioSettings) -> ModelTransforms:
