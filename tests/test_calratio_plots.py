@@ -20,13 +20,24 @@ from tests.calratio_samples import synthetic_split
 
 
 def test_soverb_scan_matches_direct_sums():
-    scores = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.95])
-    is_signal = np.array([1, 1, 1, 0, 0, 0], bool)
-    weights = np.array([1.0, 2.0, 1.0, 4.0, 1.0, 9.0])
+    background = np.full(12, 0.75)  # 12 background jets of weight 0.75: worth 12, above the minimum of 10
+    scores = np.r_[0.9, 0.8, 0.3, np.full(11, 0.7), 0.95]
+    is_signal = np.r_[np.ones(3, bool), np.zeros(12, bool)]
+    weights = np.r_[1.0, 2.0, 1.0, background]
     significance, efficiency = plots.soverb_scan(scores, is_signal, weights, [0.5, 0.9, 0.96])
-    assert significance[0] == pytest.approx(3.0 / np.sqrt(13.0))  # S = 1 + 2, B = 4 + 9
-    assert significance[1] == pytest.approx(0.0)  # S = 0 (0.9 is not > 0.9), B = 9
+    assert significance[0] == pytest.approx(3.0 / np.sqrt(9.0))  # S = 1 + 2, B = 12 x 0.75
+    assert significance[1] == 0.0  # one background jet left: below the minimum (and S = 0: 0.9 is not > 0.9)
     assert significance[2] == 0.0 and efficiency[0] == pytest.approx(0.75)
+
+
+def test_soverb_needs_background_that_does_not_cancel():
+    """The optimum had sat where 5 QCD jets, one of weight -1, nearly cancelled: S/sqrt(B) 86 at one cut."""
+    scores = np.r_[np.full(20, 0.9), np.linspace(0.1, 0.5, 40), np.full(5, 0.85)]
+    is_signal = np.r_[np.ones(20, bool), np.zeros(45, bool)]
+    weights = np.r_[np.ones(20), np.ones(40), [1.0, 1.0, 0.6, 0.5, -2.7]]  # the 5 at 0.85 sum to 0.4
+    significance, _ = plots.soverb_scan(scores, is_signal, weights, [0.6, 0.3])
+    assert significance[0] == 0.0  # 20 / sqrt(0.4) = 32 before: 5 jets worth 0.01
+    assert significance[1] == pytest.approx(20.0 / np.sqrt(20 * 1.0 + 0.4))
 
 
 def test_signal_efficiency_per_mass_point():
