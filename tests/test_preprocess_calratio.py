@@ -203,3 +203,31 @@ def test_unknown_classes_and_mixed_types_are_refused_naming_the_raw_file(tmp_pat
     pq.write_table(as_bool.set_column(index, "is_data", pc.cast(as_bool["is_data"], pa.bool_())), tmp_path / "b.parquet")
     with pytest.raises(InputError, match=r"the cr tables .* do not share column types"):
         run([clean_main], [paths["cr"], tmp_path / "b.parquet"], tmp_path / "out2", _params())
+
+
+def test_cut_sequences_and_negative_weights_are_counted_and_a_nan_names_its_jet(tmp_path, caplog):
+    """Truncation and NLO weights had gone by without a count; a NaN track field named no file or entry."""
+    main, control = tmp_path / "main.parquet", tmp_path / "cr.parquet"
+    table = _jets(150, 0, "a.root", False)
+    weights = table["mcEventWeight"].to_numpy().copy()
+    weights[:7] = -weights[:7]
+    pq.write_table(table.set_column(table.schema.get_field_index("mcEventWeight"), "mcEventWeight",
+                                    pa.array(weights)), main)
+    pq.write_table(_jets(100, 10, "b.root", True), control)
+    params = _params()
+    params["model"]["preprocessing"]["sequence_lengths"] = {**LENGTHS, "clusters": 2}
+    run([main], [control], tmp_path / "out", params)
+    report = json.loads((tmp_path / "out" / "transforms.json").read_text())["report"]
+    stored = pc.list_value_length(table["clus_" + SEQUENCES["clusters"]["fields"][0]]).to_numpy()
+    assert report["main"]["truncated_sequences"]["clusters"] == int((stored > 2).sum()) > 0
+    assert report["main"]["negative_weights"] == 7 and report["cr"]["negative_weights"] == 0
+    assert "sequences were cut to sequence_lengths" in caplog.text
+    field = "track_" + SEQUENCES["tracks"]["fields"][0]
+    values = table[field].to_pylist()
+    row = next(i for i, v in enumerate(values) if v)
+    values[row][0] = float("nan")
+    pq.write_table(table.set_column(table.schema.get_field_index(field), field,
+                                    pa.array(values, pa.list_(pa.float32()))), main)
+    with pytest.raises(InputError, match=rf"column {field} has 1 NaN/inf entries, the first in raw file a\.root, "
+                                         rf"entry {row}"):
+        run([main], [control], tmp_path / "out2", _params())

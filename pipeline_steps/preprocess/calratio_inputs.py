@@ -135,7 +135,12 @@ def sequence_arrays(table: pa.Table, spec: SequenceSpec, pad_value: float,
                              f"than {spec.columns[0]}; every field of a sequence must have one entry per object")
         flat = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float64)
         if not np.isfinite(flat).all():
-            raise InputError(f"{source}: column {column} has NaN/inf entries")
+            bad = int(np.searchsorted(np.cumsum(row_lengths), int(np.flatnonzero(~np.isfinite(flat))[0]), side="right"))
+            where = (f"raw file {table.column('source_file')[bad].as_py()}, entry {table.column('entry')[bad].as_py()}"
+                     if {"source_file", "entry"} <= set(table.column_names) else f"jet {bad}")
+            raise InputError(f"{source}: column {column} has {int((~np.isfinite(flat)).sum())} NaN/inf entries, the "
+                             f"first in {where}; a selection cannot reach a sequence's fields: fix them upstream or "
+                             f"leave the file out with `blacklist`")
         planes.append(pad_ragged(row_lengths, flat, spec.length, pad_value))
     padded = np.stack(planes, axis=-1) if planes else np.zeros((table.num_rows, spec.length, 0), np.float32)
     return padded, np.minimum(lengths if lengths is not None else np.zeros(table.num_rows, np.int64), spec.length)

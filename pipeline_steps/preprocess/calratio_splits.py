@@ -95,6 +95,7 @@ def run(main_tables: Sequence[str | Path], control_tables: Sequence[str | Path],
                                                                 f"{len(control_tables)} control-region tables")
         train = main["split"] == "train"
         model_transforms = _fit_jet_transforms(main["jets"].loc[train], settings)
+        model_transforms.report = {region: data["report"] for region, data in (("main", main), ("cr", control))}
         scalings = {s.name: cr.fit_sequence_scaling(main["padded"][s.name][train], main["lengths"][s.name][train])
                     for s in settings.sequences}
         for region, data in (("main", main), ("cr", control)):
@@ -133,7 +134,27 @@ def _read_region(paths: Sequence[str | Path], settings: CalRatioSettings, identi
         padded[spec.name], lengths[spec.name] = cr.sequence_arrays(table, spec, settings.pad_value, f"{region} tables")
     split = assign_split(jets[list(identity)], settings.fractions, settings.seed)
     LOGGER.info("%s: %d jets, splits %s", region, len(jets), {s: int((split == s).sum()) for s in SPLIT_NAMES})
-    return {"jets": jets, "padded": padded, "lengths": lengths, "split": split, "identity": identity}
+    return {"jets": jets, "padded": padded, "lengths": lengths, "split": split, "identity": identity,
+            "report": _region_report(table, jets, settings, region)}
+
+
+def _region_report(table: pa.Table, jets: pd.DataFrame, settings: CalRatioSettings, region: str) -> dict[str, Any]:
+    """What preprocessing did to a region's jets that a physicist should know: sequences cut to their
+    ``sequence_lengths`` (the first objects in stored order are kept) and jets of negative weight (NLO,
+    used signed). Both had gone by without a count (348 of 3000 jets with more than 30 clusters)."""
+    truncated = {}
+    for spec in settings.sequences:
+        stored = pc.fill_null(pc.list_value_length(table.column(spec.columns[0])), 0).to_numpy() if spec.columns else []
+        truncated[spec.name] = int(np.sum(np.asarray(stored) > spec.length))
+    report = {"jets": len(jets), "truncated_sequences": truncated,
+              "negative_weights": int((jets["weight"].to_numpy() < 0).sum())}
+    if any(truncated.values()):
+        LOGGER.warning("%s: jets whose sequences were cut to sequence_lengths (first objects kept, in stored "
+                       "order): %s of %d", region, truncated, len(jets))
+    if report["negative_weights"]:
+        LOGGER.info("%s: %d of %d jets have a negative weight (used signed)", region, report["negative_weights"],
+                    len(jets))
+    return report
 
 
 def _read_table(path: str | Path, settings: CalRatioSettings, identity: tuple[str, ...], region: str) -> pa.Table:
