@@ -233,6 +233,15 @@ class WorkflowPlan:
         return {"tree": dataset["tree"], "identity": self.identity(model["dataset"]),
                 "table": dataset["tables"][model["table"]]}
 
+    def model_branches(self, name: str) -> dict[str, str]:
+        """params of export: {column: branch} of the model's flat columns that ``rename`` renamed, recorded in
+        bundle.json as io.branches so that run_bundle.py reads the user's own file (it had looked for
+        ``jet_pt`` in an ntuple whose branch is ``jet_pT``)."""
+        from pipeline_steps.generate.layout import layout_from_config
+
+        layout = self.model_output_layout(name)
+        return dict(layout_from_config(layout["tree"], list(layout["identity"]), layout["table"]).entry_branches)
+
     # --- provenance ------------------------------------------------------------------------------
 
     def model_artifacts(self, name: str, bundles_built: bool) -> list[str]:

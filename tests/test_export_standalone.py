@@ -4,6 +4,7 @@ reproduces the framework's output from a ROOT file."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -241,3 +242,20 @@ def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors
     assert set(expected) == {"pt", "mass", "area"} and (rows["gen_mass"] < 1.0).sum() > 10
     for name, values in expected.items():
         np.testing.assert_allclose(found[name], values, rtol=1e-4, atol=1e-6 * np.std(values), err_msg=name)
+
+
+def test_standalone_runner_reads_and_writes_renamed_columns_under_their_branches(tmp_path):
+    """bundle.json named renamed columns only: run_bundle.py looked for jet_pt in an ntuple with jet_pT."""
+    bundle = export_flow(tmp_path)
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["io"]["branches"] = {"gen_pt": "GenJet_pT", "pt": "Jet_pT"}
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    rows = physical_rows(60, seed=11)[FLOW_CONDITIONS]
+    source, output = tmp_path / "in.root", tmp_path / "out.root"
+    write_tree(source, "Events", {("GenJet_pT" if name == "gen_pt" else name): rows[name].to_numpy()
+                                  for name in FLOW_CONDITIONS})
+    run_standalone(tmp_path, bundle, source, output, "--seed", "7")
+    with uproot.open(output) as produced:
+        found = produced["Events"].arrays(library="np")
+    assert {"GenJet_pT", "Jet_pT"} <= set(found) and not {"gen_pt", "pt"} & set(found)
+    np.testing.assert_array_equal(found["GenJet_pT"], rows["gen_pt"].to_numpy())

@@ -150,3 +150,11 @@ def test_generative_kinds_hash_the_same_generation_code():
 def test_unknown_kind_is_a_config_error():
     with pytest.raises(ConfigError, match="covariance_gan"):
         kind_of({"kind": "diffusion"})
+
+
+def test_export_records_the_branches_of_renamed_flat_columns(plan):
+    """run_bundle.py reads the user's own file through them (bundle.json io.branches)."""
+    assert plan.model_branches("tracks_cov") == {}
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["lhcb_tracks"]["tables"]["tracks"]["rename"] = {"x": "pos_x"}
+    assert WorkflowPlan(config).model_branches("tracks_cov") == {"pos_x": "x"}

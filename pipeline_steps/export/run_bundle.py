@@ -8,7 +8,8 @@ the manifest describes, runs ``model.onnx`` and writes the result in physical un
 This file deliberately does not import the project that made the bundle: it is the proof that the
 bundle is complete, and a template for deploying it elsewhere.
 
-Inputs per kind (branch names in the input tree):
+Inputs per kind (branch names in the input tree; a column the workflow renamed is read from, and written
+back to, its branch: ``bundle.json`` -> ``io.branches``):
 - ``covariance_gan`` / ``flow``: one row per object, one flat branch per *physical* condition
   (``bundle.json`` -> ``variables.conditions``); SHiP-style categorised flows read ``category`` (1-4).
   Output: the conditions plus every generated target in physical units.
@@ -377,24 +378,30 @@ def classify(bundle: Bundle, jets: dict, sequences: dict) -> dict:
 
 
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0) -> dict:
-    """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns."""
+    """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
+    under their branch names."""
     import uproot
 
     bundle = Bundle(bundle_dir)
     tree = tree or bundle.manifest["io"]["tree"]
+    branches = bundle.manifest["io"].get("branches", {})  # renamed columns: their branches in the input file
+
+    def read(events, column):
+        return events[branches.get(column, column)].array(library="np")
+
     with uproot.open(input_root) as source:
         events = source[tree]
         if bundle.kind == "calratio_rnn":
             jet_names = bundle.manifest["variables"]["conditions"]
-            jets = {n: events[n].array(library="np") for n in jet_names}
+            jets = {n: read(events, n) for n in jet_names}
             sequence_names = [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values()
                               for f in s["fields"]]
             sequences = {n: events[n].array(library="np") for n in sequence_names}
             columns = {**jets, **classify(bundle, jets, sequences)}
         else:
-            conditions = {n: events[n].array(library="np") for n in bundle.manifest["variables"]["conditions"]}
+            conditions = {n: read(events, n) for n in bundle.manifest["variables"]["conditions"]}
             columns = {**conditions, **generate(bundle, conditions, seed)}
-    columns = {name: np.asarray(values) for name, values in columns.items()}
+    columns = {branches.get(name, name): np.asarray(values) for name, values in columns.items()}
     with uproot.recreate(output_root) as sink:  # mktree: `sink[tree] = columns` writes an RNTuple from uproot 5.7
         sink.mktree(tree, {name: values.dtype for name, values in columns.items()})
         sink[tree].extend(columns)

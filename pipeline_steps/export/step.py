@@ -53,6 +53,7 @@ class ExportSettings:
     rows: int
     seed: int
     tree: str
+    branches: tuple[tuple[str, str], ...] = ()  # (column, branch) of renamed flat columns: io.branches
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "ExportSettings":
@@ -75,7 +76,7 @@ class ExportSettings:
         return cls(model_name=str(params["model_name"]), kind=model["kind"], model=model,
                    opset=int(export.get("opset", 18)), tolerance=float(export.get("tolerance", 1e-4)), c=c,
                    rows=int(export.get("verify_rows", 512)), seed=int(params.get("seed", 0)),
-                   tree=str(params["tree"]))
+                   tree=str(params["tree"]), branches=tuple(sorted(dict(params.get("branches") or {}).items())))
 
 
 def run(model_files: Sequence[str], transforms: str, test_split: str, output_dir: str, params: Mapping[str, Any],
@@ -117,7 +118,7 @@ def export_bundle(settings: ExportSettings, model_files: list[Path], transforms:
                   "transforms_arrays": "transforms.npz", "categories": "categories.json" if categories else None,
                   "runner": "run_bundle.py", "verification_batch": VERIFICATION_FILE},
         **description,
-        "io": {"tree": settings.tree},
+        "io": {"tree": settings.tree, "branches": dict(settings.branches)},
         "transforms_recipe": mf.TRANSFORM_RECIPE,
         "verification": {"tolerance": settings.tolerance, "rule": RULE, "factor": FACTOR, "rows": None,
                          "passed": False},

@@ -189,6 +189,11 @@ def model_tree(wildcards):
     return PLAN.model_output_layout(wildcards.model)["tree"]
 
 
+def model_branches(wildcards):
+    """params of export: the renamed flat columns' branch names, recorded in bundle.json as io.branches."""
+    return PLAN.model_branches(wildcards.model)
+
+
 def export_raw_files(wildcards):
     return PLAN.model_raw_files(wildcards.model)
 

@@ -26,6 +26,7 @@ rule export_covariance_gan:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=full_model_config,
         tree=model_tree,
+        branches=model_branches,
         export=export_settings("covariance_gan"),
         code=kind_code("covariance_gan", "export"),
     threads: 1
@@ -59,6 +60,7 @@ rule export_flow:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=full_model_config,
         tree=model_tree,
+        branches=model_branches,
         export=export_settings("flow"),
         code=kind_code("flow", "export"),
     threads: 1
@@ -92,6 +94,7 @@ rule export_calratio_rnn:
         bundle=lambda wc: f"results/export/{wc.model}",
         model=full_model_config,
         tree=model_tree,
+        branches=model_branches,
         export=export_settings("calratio_rnn"),
         code=kind_code("calratio_rnn", "export"),
     threads: 1
