@@ -132,3 +132,17 @@ def test_a_missing_or_zero_weight_class_says_why_its_auc_is_missing():
     assert "auc_sig_vs_qcd" not in metrics and "auc_sig_vs_bib" not in metrics
     assert metrics["not_computed"]["auc_sig_vs_bib"] == "the test split has no BIB jets"
     assert metrics["not_computed"]["auc_sig_vs_qcd"].startswith("the weights of the QCD jets sum to -")
+
+
+def test_an_optimum_beyond_the_measured_background_is_said():
+    """A near-perfect classifier leaves fewer than 10 background jets above every cut but the lowest: the
+    best measured cut is then not the optimum, and metrics.json says so."""
+    rng = np.random.default_rng(4)
+    n = 400
+    labels = np.r_[np.zeros(200, int), np.ones(200, int)]
+    probabilities = np.zeros((n, 3))
+    probabilities[:, 0] = np.where(labels == 0, rng.uniform(0.9, 1.0, n), rng.uniform(0.0, 0.005, n))
+    main = {"label": labels, "mc_weight": np.ones(n), "llp_mS": np.full(n, 50.0), "llp_mH": np.full(n, 600.0)}
+    cr = {"is_data": rng.integers(0, 2, 100).astype(bool), "mc_weight": np.ones(100)}
+    metrics = plots.compute_metrics(probabilities, main, rng.dirichlet([1, 1, 1], 100), cr, plots.PlotSettings())
+    assert metrics["best_threshold"] == 0.0 and "S/sqrt(B) is not measured there" in metrics["soverb_note"]

@@ -109,6 +109,12 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
     best = int(np.argmax(significance))
     metrics.update({"best_soverb": float(significance[best]), "best_threshold": float(thresholds[best]),
                     "signal_efficiency_at_best": float(efficiency[best])})
+    unmeasured = (significance[best + 1:] == 0) & (efficiency[best + 1:] > 0)
+    if unmeasured.any():  # a near-perfect classifier on a small test split: the optimum may lie up there
+        metrics["soverb_note"] = (f"cuts above {thresholds[best]:.2f} keep background worth fewer than "
+                                  f"{MIN_BACKGROUND_JETS:g} jets (or none): S/sqrt(B) is not measured there, and the "
+                                  f"optimum may lie beyond what these {metrics['n_test_jets']} test jets can tell")
+        LOGGER.warning("%s", metrics["soverb_note"])
     signal = main["label"] == 0
     by_mass = signal_efficiency_by_mass(main_probabilities[signal, 0], main["mc_weight"][signal],
                                         main["llp_mS"][signal], main["llp_mH"][signal], thresholds[best])
