@@ -67,3 +67,12 @@ def test_small_integers_do_not_wrap_and_event_numbers_stay_exact(expression, exp
 def test_ambiguous_or_impossible_operations_are_config_errors_naming_the_selection(expression, message):
     with pytest.raises(ConfigError, match=rf"selection '.*': {message}"):
         evaluate_selection(expression, NANO, 4)
+
+
+def test_a_column_that_is_not_one_value_per_row_is_named():
+    """A sequence's field in a flat CalRatio table's selection had stopped ingestion in a numpy traceback."""
+    import awkward as ak
+
+    columns = {"jet_pt": np.array([10.0, 20.0]), "jet_trk_d0": ak.Array([[0.1, float("nan")], []])}
+    with pytest.raises(ConfigError, match=r"'jet_trk_d0' is not one value per row"):
+        evaluate_selection("isfinite(jet_trk_d0) & (jet_pt > 5)", columns, 2)

@@ -131,7 +131,15 @@ class _Evaluator(ast.NodeVisitor):
             close = difflib.get_close_matches(node.id, list(self.columns), n=3)
             hint = f"; close matches: {close}" if close else f"; available: {sorted(self.columns)}"
             raise ConfigError(f"selection {self.expression!r}: unknown column {node.id!r}{hint}")
-        return _widened(np.asarray(self.columns[node.id]))
+        try:
+            values = np.asarray(self.columns[node.id])
+        except ValueError:  # a jagged awkward array (a sequence per jet) has no regular numpy form
+            values = None
+        if values is None or values.ndim != 1 or values.dtype == object:
+            # a sequence's field had stopped ingestion in a numpy broadcasting traceback
+            raise ConfigError(f"selection {self.expression!r}: {node.id!r} is not one value per row (a sequence's or "
+                              f"another collection's branch): a selection reads the table's fields and event fields")
+        return _widened(values)
 
     def visit_Constant(self, node: ast.Constant):
         return node.value
