@@ -65,7 +65,7 @@ class GenerateSettings:
     targets: tuple[str, ...]
     categorised: bool
     weight: str | None
-    generated_events: int
+    generated_events: int | None  # validation.generated_events: given to (and read by) categorised models only
     seed: int
     layout: OutputLayout
     chunk_rows: int = DEFAULT_CHUNK_ROWS
@@ -87,8 +87,7 @@ class GenerateSettings:
             targets=tuple(model["targets"]),
             categorised=categorised,
             weight=model.get("weight"),
-            # config.yaml: validation.generated_events; only categorised models are given it (1 otherwise: unused)
-            generated_events=int(params["validation"].get("generated_events", 1)),
+            generated_events=int(params["validation"]["generated_events"]) if categorised else None,
             seed=int(params["seed"]),
             layout=layout_from_config(dataset["tree"], list(dataset.get("identity", [])), dataset["table"]),
             chunk_rows=int(params.get("chunk_rows", DEFAULT_CHUNK_ROWS)),
@@ -294,7 +293,7 @@ def _ship_rows(model_space: pd.DataFrame, carried: pd.DataFrame, settings: Gener
     for name in settings.targets:
         out[name] = physical[name].to_numpy(np.float32)
     weight_name = settings.weight or "weight"
-    per_muon = float(categories_json.get("weight_total", 0.0)) / max(settings.generated_events, 1)
+    per_muon = float(categories_json.get("weight_total", 0.0)) / settings.generated_events
     out[weight_name] = np.float32(per_muon if per_muon > 0 else 1.0)
     return out
 

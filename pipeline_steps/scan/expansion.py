@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.model_kinds import ModelKind, kind_of
+from pipeline_steps.model_kinds import MODEL_KINDS, ModelKind, kind_of
 
 __all__ = ["ScanGroup", "expand_scans", "instance_name", "scan_points", "validate_instances", "METRICS"]
 
-METRICS = ("auc", "chi2_ndf", "overlap", "validation_loss", "ks")
+#: every kind's scan metrics (ModelKind.scan_metrics), in registry order
+METRICS = tuple(dict.fromkeys(metric for kind in MODEL_KINDS.values() for metric in kind.scan_metrics))
 #: Top-level model keys a point may not set: what the model is, and what its points are compared on.
 UNSCANNABLE = {key: "it changes what the model is, not how" for key in ("kind", "dataset", "table", "control_dataset",
                                                                           "scan")} | {

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.scan.expansion import METRICS
 from pipeline_steps.train.collapsed_epochs import informative
 
 __all__ = ["metric_value", "rank_points", "best_pointer"]
@@ -64,7 +65,7 @@ def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd
     if metric == "validation_loss":
         value = _kept_epoch_loss(kind, history, kept_epoch)
         return value, nan, value if _HISTORY_LOSS[kind][1] == "min" else -value
-    raise ConfigError(f"scan.metric: expected one of auc, chi2_ndf, overlap, validation_loss, ks; got {metric!r}")
+    raise ConfigError(f"scan.metric: expected one of {list(METRICS)}, got {metric!r}")
 
 
 def _kept_epoch_loss(kind: str, history: pd.DataFrame | None, kept_epoch: int | None) -> float:
