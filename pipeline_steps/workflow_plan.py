@@ -245,8 +245,12 @@ class WorkflowPlan:
     # --- provenance ------------------------------------------------------------------------------
 
     def model_artifacts(self, name: str, bundles_built: bool) -> list[str]:
-        """Files that stand for a finished model in provenance.json: the trained file and, if any, the bundle."""
+        """Files that stand for a finished model in provenance.json: the trained file, the generated ROOT file
+        (of a generative model: the sample an analysis uses), the validation metrics and, if any, the bundle."""
         files = [self.trained_model_file(name)]
+        if name in self.generative_model_names():
+            files.append(f"results/generate/{name}/generated.root")
+        files.append(f"results/validate/{name}/metrics.json")
         if bundles_built:
             files.append(f"results/export/{name}/bundle.json")
         return files
@@ -256,16 +260,24 @@ class WorkflowPlan:
         return sorted({path for model in self.config["models"] for path in self.model_raw_files(model)})
 
     def provenance_model_slices(self, bundles_built: bool) -> dict:
-        """params of the provenance job: per model its config slice (model + datasets read), raw inputs, artifacts."""
+        """params of the provenance job: per model its config slice, raw inputs, artifacts."""
         return {
             model: {
-                "config": {
-                    "model": self.model(model),
-                    "datasets": {ds: self.config["datasets"][ds] for ds in self.model_datasets(model)},
-                    "blacklist": self.config.get("blacklist", []),
-                },
+                "config": self.provenance_config(model),
                 "raw_inputs": self.model_raw_files(model),
                 "outputs": self.model_artifacts(model, bundles_built),
             }
             for model in self.config["models"]
         }
+
+    def provenance_config(self, name: str) -> dict:
+        """What made a model's artifacts: its entry, the datasets it reads, the blacklist and, for a generative
+        model, the validation settings its metrics (and SHiP's generated_events) come from."""
+        config = {
+            "model": self.model(name),
+            "datasets": {ds: self.config["datasets"][ds] for ds in self.model_datasets(name)},
+            "blacklist": self.config.get("blacklist", []),
+        }
+        if name in self.generative_model_names():
+            config["validation"] = self.config["validation"]
+        return config

@@ -214,6 +214,11 @@ def test_provenance_ties_every_model_to_raw_inputs_config_packages_and_commit(co
     assert set(document["git"]) == {"commit", "dirty"}  # None here: the snapshot is not a git checkout
     assert re.fullmatch(r"[0-9a-f]{40}", git_state(REPO)["commit"])
     assert "results/export/jets/bundle.json" in jets["outputs"]
+    assert {"results/generate/jets/generated.root", "results/validate/jets/metrics.json"} <= set(jets["outputs"])
+    assert "results/validate/calratio/metrics.json" in document["models"]["calratio"]["outputs"]
+    assert not any("generate" in path for path in document["models"]["calratio"]["outputs"])  # a classifier
+    assert jets["config"]["validation"]["generated_events"]
+    assert "validation" not in document["models"]["calratio"]["config"]  # its metrics do not read it
     assert find_drift(document, complete_run) == []
 
 

@@ -127,6 +127,18 @@ def test_only_the_categorised_model_reads_the_generated_event_count(plan):
     assert plan.generation_settings("jets") == {} and plan.generation_settings("tracks_cov") == {}
 
 
+def test_provenance_lists_the_generated_sample_and_the_settings_behind_its_metrics(plan):
+    """generated.root is what an analysis uses: make verify must see it drift, and the validation settings
+    behind metrics.json are part of what made it (the classifier neither generates nor reads them)."""
+    jets = plan.provenance_model_slices(bundles_built=True)["jets"]
+    assert jets["outputs"] == ["results/train/jets/model.pt", "results/generate/jets/generated.root",
+                               "results/validate/jets/metrics.json", "results/export/jets/bundle.json"]
+    assert jets["config"]["validation"] == CONFIG["validation"]
+    calratio = plan.provenance_model_slices(bundles_built=False)["calratio"]
+    assert calratio["outputs"] == [plan.trained_model_file("calratio"), "results/validate/calratio/metrics.json"]
+    assert "validation" not in calratio["config"]
+
+
 def test_every_schema_kind_is_registered():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     kinds = set(schema["$defs"]["model"]["properties"]["kind"]["enum"])
