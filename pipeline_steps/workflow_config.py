@@ -264,6 +264,11 @@ def _cross_reference_problems(config: Mapping[str, Any]) -> list[str]:
         if model["kind"] != "calratio_rnn" and "control_dataset" in model:  # CalRatio's (config/README.md)
             problems.append(f"models.{name}.control_dataset: only kind calratio_rnn has a control region; "
                             f"kind is {model['kind']!r}")
+        training = model.get("training", {})
+        if "restart_epochs" in training and training.get("scheduler", "cosine") != "cosine_warm_restarts":
+            problems.append(f"models.{name}.training.restart_epochs: the period of scheduler cosine_warm_restarts, "
+                            f"which scheduler {training.get('scheduler', 'cosine')!r} ignores; set "
+                            f"training.scheduler: cosine_warm_restarts or drop restart_epochs")
     for name, dataset in datasets.items():
         toy = dataset.get("toy") or {}
         if toy.get("rogue_file") is not None and toy["rogue_file"] >= toy["n_files"]:

@@ -77,6 +77,9 @@ def test_default_and_production_configs_are_valid(default_config):
          "models.jets.preprocessing.clip.ptRatio: expected low < high, got [3.0, 0.0]"),
         ("models.jets.control_dataset", "calratio_cr", "models.jets.control_dataset: only kind calratio_rnn has a "
          "control region; kind is 'flow'"),
+        # a warm-restart period under the plain cosine scheduler had trained without a word about it
+        ("models.jets.training.restart_epochs", 2, "models.jets.training.restart_epochs: the period of scheduler "
+         "cosine_warm_restarts, which scheduler 'cosine' ignores"),
         ("datasets.ship.toy.rogue_file", 4, "datasets.ship.toy.rogue_file: 4 is not one of the 4 toy files (0 .. 3)"),
         ("validation.thresholds.ks_max", {"warn": 0.2, "fail": 0.1}, "validation.thresholds.ks_max: fail (0.1) below "
          "warn (0.2)"),
