@@ -219,6 +219,30 @@ def test_auc_ranks_by_its_excess_over_the_floor_and_names_the_points_within_erro
     assert best_pointer(ranked, "m", "auc")["within_error_of_best"] == ["c"]
 
 
+def test_a_shared_floor_cancels_in_the_comparison_with_the_best():
+    """Points validated on the same real rows share one floor: two AUCs 0.05 apart with errors 0.015 are
+    told apart (0.05 > 0.021), although each excess carries the floor's 0.04 as well (0.05 < 0.060)."""
+    from pipeline_steps.scan.ranking import shared_floor_errors
+
+    floor = {"auc": 0.51, "auc_each_halving": [0.50, 0.52], "auc_mean_error": 0.04}
+    documents = [{"auc": 0.56, "auc_error": 0.015, "auc_minus_floor": 0.05, "auc_minus_floor_error": 0.0427,
+                  "floor": floor},
+                 {"auc": 0.61, "auc_error": 0.015, "auc_minus_floor": 0.10, "auc_minus_floor_error": 0.0427,
+                  "floor": dict(floor)}]
+    rows = [{"instance": name, "value": d["auc"], "error": d["auc_minus_floor_error"], "score": d["auc_minus_floor"]}
+            for name, d in zip("ab", documents)]
+    assert list(rank_points(rows, {"a": {"x": 1}, "b": {"x": 2}})["within_error_of_best"]) == [True, True]
+    tie_errors = shared_floor_errors("auc", documents)
+    assert tie_errors == [0.015, 0.015]
+    shared = [{**row, "tie_error": error} for row, error in zip(rows, tie_errors)]
+    table = rank_points(shared, {"a": {"x": 1}, "b": {"x": 2}})
+    assert list(table["within_error_of_best"]) == [True, False]
+    assert "tie_error" not in table and list(table["error"]) == [0.0427, 0.0427]
+    documents[1]["floor"] = {**floor, "auc_each_halving": [0.50, 0.53]}  # another floor: nothing cancels
+    assert shared_floor_errors("auc", documents) is None
+    assert shared_floor_errors("chi2_ndf", documents[:1]) is None
+
+
 def test_validation_loss_is_the_kept_epochs():
     """Flows and the GAN keep their last weights, CalRatio its selected epoch: an overfitted point (best
     epoch 1.0, kept 2.5) had ranked ahead of one that kept 1.2."""

@@ -18,8 +18,8 @@ validation loss) and orders the points, best first:
   lower is better.
 
 Where the metric has an error (the AUC's), ``ranking.csv`` gives it and marks the points whose score is
-within the combined error of the best one (``within_error_of_best``); ``best.json`` lists them too, so
-a winner by noise is seen as one. ``best.json`` names the best instance and its train/export folders:
+within the combined error of the best one (``within_error_of_best``; a floor every point shares cancels
+in the difference, with its error); ``best.json`` lists them too, so a winner by noise is seen as one. ``best.json`` names the best instance and its train/export folders:
 the model's own name points at a trained instance, nothing is retrained (the export folder is made by
 the default target, or ``snakemake results/export/<best>/bundle.json``).
 """
@@ -37,7 +37,7 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.scan.expansion import METRICS
 from pipeline_steps.train.collapsed_epochs import informative
 
-__all__ = ["metric_value", "rank_points", "best_pointer"]
+__all__ = ["metric_value", "rank_points", "best_pointer", "shared_floor_errors"]
 
 _HISTORY_LOSS = {"flow": ("validation_loss", "min"), "calratio_rnn": ("val_loss", "min"),
                  "covariance_gan": ("referee_validation_loss", "max")}
@@ -84,18 +84,40 @@ def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
+def shared_floor_errors(metric: str, documents: Sequence[Mapping[str, Any]]) -> list[float] | None:
+    """Errors of a difference of two points' AUC - floor scores, when every point has the same floor.
+
+    The floor is measured on the real test rows alone, with the validation seed; a scan refuses the keys that
+    change those rows, so its points normally share one floor, halving for halving. A difference of scores
+    is then a difference of AUCs: the floor and its error cancel, and each point contributes only its own
+    AUC's bootstrap error (``auc_error``). Adding the floor's error twice had marked points as tied with the
+    best that their AUCs tell apart. None (use each score's full error) for another metric or when the
+    floors differ in any halving."""
+    if metric != "auc" or not documents:
+        return None
+    floors = [(document.get("floor") or {}).get("auc_each_halving") for document in documents]
+    if floors[0] is None or any(floor != floors[0] for floor in floors):
+        return None
+    return [_number(document.get("auc_error")) for document in documents]
+
+
 def rank_points(rows: Sequence[Mapping[str, Any]], points: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows {instance, value, score[, error]} + the point's hyperparameters, best (lowest score) first, NaN
-    last; ``within_error_of_best`` where errors are known: score - best score <= their errors in quadrature."""
+    """Rows {instance, value, score[, error][, tie_error]} + the point's hyperparameters, best (lowest score)
+    first, NaN last; ``within_error_of_best`` where errors are known: score - best score <= their errors in
+    quadrature (``tie_error``, a point's share of the error of a difference, where it differs from ``error``:
+    see :func:`shared_floor_errors`; not a column of the result)."""
     frame = pd.DataFrame(list(rows))
     if "error" not in frame:
         frame["error"] = np.nan
+    if "tie_error" not in frame:
+        frame["tie_error"] = frame["error"]
     for key in sorted({k for point in points.values() for k in point}):  # object: 16 stays 16 beside a gap
         frame[key] = pd.Series([_cell(points[name].get(key)) for name in frame["instance"]], dtype=object)
     frame = frame.sort_values(["score", "instance"], na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    best_score, best_error = frame["score"].iloc[0], frame["error"].iloc[0]
-    tied = frame["score"] - best_score <= np.hypot(frame["error"], best_error)
+    best_score, best_error = frame["score"].iloc[0], frame["tie_error"].iloc[0]
+    tied = frame["score"] - best_score <= np.hypot(frame["tie_error"], best_error)
+    frame = frame.drop(columns="tie_error")
     frame.insert(frame.columns.get_loc("score") + 1, "within_error_of_best", tied.where(frame["error"].notna()))
     return frame
 

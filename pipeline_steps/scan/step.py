@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.scan.ranking import best_pointer, metric_value, rank_points
+from pipeline_steps.scan.ranking import best_pointer, metric_value, rank_points, shared_floor_errors
 
 __all__ = ["run"]
 
@@ -32,12 +32,16 @@ def run(*, metrics: Sequence[str], histories: Sequence[str], scan: Mapping[str, 
     with step_logging(log):
         rows = []
         kept = [json.loads(Path(path).read_text())["epoch"] for path in selections] or [None] * len(metrics)
-        for instance, metrics_path, history_path, epoch in zip(scan["points"], metrics, histories, kept, strict=True):
-            document = json.loads(Path(metrics_path).read_text())
+        documents = [json.loads(Path(path).read_text()) for path in metrics]
+        for instance, document, history_path, epoch in zip(scan["points"], documents, histories, kept, strict=True):
             history = pd.read_csv(history_path) if Path(history_path).exists() else None
             value, error, score = metric_value(scan["metric"], scan["kind"], document, history, epoch)
             reason = None if math.isfinite(score) else _why_no_value(scan["metric"], scan["kind"], document)
             rows.append({"instance": instance, "value": value, "error": error, "score": score, "reason": reason})
+        tie_errors = shared_floor_errors(scan["metric"], documents)
+        if tie_errors is not None:
+            for row, tie_error in zip(rows, tie_errors):
+                row["tie_error"] = tie_error
         table = rank_points(rows, scan["points"])
         with atomic_path(ranking) as tmp:
             table.to_csv(tmp, index=False)
