@@ -51,6 +51,21 @@ def test_every_kind_round_trips_to_1e6_relative(kind):
     assert transforms.forward(test_rows).dtype == np.float32
 
 
+@pytest.mark.parametrize("kind", [kind for kind in TRANSFORM_KINDS if kind != "passthrough"])
+@pytest.mark.parametrize("value", [6500.0, 0.1, 1.0e17])
+def test_a_column_constant_in_training_maps_to_finite_values_and_back(kind, value):
+    """np.std of 6500 repeated is 1.8e-15, not 0: a test row of 6800 had gone to 1.3e13 in model space;
+    a constant 1e17 under minmax or quantiles had got a zero-width range, and NaN from every forward."""
+    train = pd.DataFrame({"beam": np.full(500, value)})
+    test = pd.DataFrame({"beam": [value, value * 1.05]})
+    transforms = fit_variable_transforms(train, {"beam": kind})
+    z = transforms.forward(test, dtype=np.float64)
+    assert np.all(np.isfinite(z)) and np.all(np.abs(z) <= 2.0), z
+    assert transforms.forward(train.iloc[:3], dtype=np.float64)[0, 0] == pytest.approx(0.0 if "standard" in kind
+                                                                                       or "quantile" in kind else -1.0)
+    np.testing.assert_allclose(transforms.inverse(z)["beam"].to_numpy(), test["beam"].to_numpy(), rtol=1e-12)
+
+
 def test_quantile_normal_maps_training_data_onto_a_standard_normal_and_extrapolates():
     data = _physics_sample(n=5000)
     transforms = fit_variable_transforms(data, {"p": "log10_quantile_normal", "iso": "quantile_normal"})

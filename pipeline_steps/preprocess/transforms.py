@@ -393,12 +393,24 @@ def _fit_passthrough(x: np.ndarray) -> dict:
     return {}
 
 
+def _constant_span(value: float) -> float:
+    """A width to give a column that is constant in training: its own size, at least 1, so that a later
+    value a few per cent off stays near the training one in model space, and adding the width is never
+    lost (|value| >= 2**53: a constant 1e17 had got low == high, and NaN from every forward)."""
+    return max(1.0, abs(value))
+
+
 def _fit_minmax(x: np.ndarray) -> dict:
     low, high = float(np.min(x)), float(np.max(x))
-    return {"low": low, "high": high if high > low else low + 2.0}
+    return {"low": low, "high": high if high > low else low + 2.0 * _constant_span(low)}
 
 
 def _fit_standard(x: np.ndarray) -> dict:
+    """Mean and std; a column constant in training maps to 0, with the constant's own size as its width.
+    Tested by equality, not by std > 0: np.std of equal values is rounding noise (6500 repeated: 1.8e-15),
+    which had sent a test row of 6800 to 1.3e13 in model space and the training rows to -1."""
+    if x.size and np.min(x) == np.max(x):
+        return {"mean": float(x.flat[0]), "std": _constant_span(float(x.flat[0]))}
     std = float(np.std(x))
     return {"mean": float(np.mean(x)), "std": std if std > 0 else 1.0}
 
@@ -416,7 +428,7 @@ def _fit_quantile(x: np.ndarray) -> dict:
     unique_x, group = np.unique(x_knots, return_inverse=True)
     unique_z = np.bincount(group, weights=z_knots) / np.bincount(group)
     if unique_x.size == 1:
-        unique_x = np.array([unique_x[0], unique_x[0] + 1.0])
+        unique_x = np.array([unique_x[0], unique_x[0] + _constant_span(float(unique_x[0]))])
         unique_z = np.array([0.0, 1.0])
     return {"x_knots": unique_x, "z_knots": unique_z}
 
