@@ -124,6 +124,29 @@ def test_denormalise_inverts_normalise_and_broaden(category):
         assert set(described["categories"][str(category)]["broadening"]) == {"StartX", "StartY"}
 
 
+def test_generated_values_beyond_a_categorys_range_are_held_to_it_in_both_implementations():
+    """A normalised Pz of -1.3 had come back as a backward muon and a broadened StartX of 1.3 beyond the
+    category's range; the bundle's numpy-only run_bundle.py must give the same physical values."""
+    from pipeline_steps.export.run_bundle import ship_denormalise
+
+    tables, described = _categorised(_muons(500, 11))
+    info = described["categories"]["3"]
+    generated = pd.DataFrame({name: [-1.3, 1.3, 0.2] for name in ("Px", "Pz", "StartX")})
+    physical = cat.denormalise(generated, 3, described)
+    for name in ("Px", "Pz", "StartX"):  # the range's ends, to the rounding of the broadening's inverse
+        span = info["max"][name] - info["min"][name]
+        assert list(physical[name].iloc[:2]) == pytest.approx([info["min"][name], info["max"][name]], abs=1e-12 * span)
+    inside = cat.denormalise(generated.iloc[2:], 3, described)
+    assert physical["Pz"].iloc[2] == inside["Pz"].iloc[0] > info["min"]["Pz"]
+    standalone = ship_denormalise(described, {n: generated[n].to_numpy() for n in generated}, np.full(3, 3))
+    for name in ("Px", "Pz", "StartX"):
+        np.testing.assert_allclose(standalone[name], physical[name].to_numpy(), rtol=1e-12)
+    empty = {**described, "categories": {**described["categories"], "4": {**described["categories"]["4"], "min": {},
+                                                                              "max": {}}}}
+    with pytest.raises(InputError, match="category 4 has no Px range in categories.json"):
+        cat.denormalise(generated[["Px"]], 4, empty)
+
+
 def test_broadening_widens_a_peak_and_round_trips():
     rng = np.random.default_rng(3)
     peaked = np.concatenate([rng.normal(0.1, 1e-3, 1000), [-1.0, 1.0]])

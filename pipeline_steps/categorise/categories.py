@@ -226,11 +226,16 @@ def _warn_dominating_values(category: int, rows: pd.DataFrame, source: str) -> N
 
 
 def denormalise(df: pd.DataFrame, category: int, categories_json: Mapping[str, Any] | str | Path) -> pd.DataFrame:
-    """Physical values of a table in the categorised space (real or generated): exact inverse.
+    """Physical values of a table in the categorised space (real or generated): exact inverse on [-1, 1].
 
     Converts the category's variables present in ``df`` (``weight`` is optional: generated rows may
     have none) and leaves other columns as they are. Categories 1-2 come from the target by
     definition, so their ``StartX``/``StartY`` are set to 0.0 (added if absent, overwritten if present).
+
+    Every real row lies in [-1, 1] (the min/max are those of all files); a generated value beyond is
+    clipped to it, as the other models' rows are held to their training support: unclipped, a normalised
+    Pz of -1.3 had come back as a backward muon (-23.5 GeV) and a StartX of 1.3 beyond the category's
+    range, widened further by the broadening's square.
     """
     info = _category_info(categories_json, category)
     physical = df.copy()
@@ -241,6 +246,10 @@ def denormalise(df: pd.DataFrame, category: int, categories_json: Mapping[str, A
         if name == "weight":
             physical[name] = values * info["max_weight"]
             continue
+        if name not in info["min"] and len(df):
+            raise InputError(f"denormalise: category {category} has no {name} range in categories.json (no muons "
+                             f"of it in any file), so its {len(df)} rows cannot be given physical values")
+        values = np.clip(values, -1.0, 1.0)
         if name in info["broadening"]:
             values = unbroaden(values, info["broadening"][name])
         physical[name] = unnormalise(values, info["min"][name], info["max"][name])

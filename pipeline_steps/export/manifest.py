@@ -43,7 +43,8 @@ TRANSFORM_RECIPE = [
     "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower), "
     "then round each one named in 'support.mantissa_bits' to the nearest float32 with that many mantissa bits "
     "(add half of the last kept bit to the bit pattern, clear the dropped bits), the precision the file stores.",
-    "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (broadened variables: "
+    "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (generated values are "
+    "clipped to it first; broadened variables: "
     "sqrt-broadening undone with the stored constants) and StartX = StartY = 0 for categories from the target.",
     "run_bundle.py in this folder implements all of the above with numpy only.",
 ]

@@ -305,14 +305,15 @@ def within_support(document: dict, physical: dict, stored_precision: bool = True
 
 
 def ship_denormalise(categories: dict, targets: dict, category: np.ndarray) -> dict:
-    """SHiP: normalised (and broadened) per-category targets -> physical; StartX/Y = 0 from the target."""
+    """SHiP: normalised (and broadened) per-category targets, held to [-1, 1] where every real row lies,
+    -> physical; StartX/Y = 0 from the target."""
     out = {name: np.asarray(values, np.float64).copy() for name, values in targets.items()}
     for key, info in categories["categories"].items():
         rows = np.asarray(category) == int(key)
         for name in info["variables"]:
             if name not in out or name == "weight":
                 continue
-            values = out[name][rows]
+            values = np.clip(out[name][rows], -1.0, 1.0)
             if name in info["broadening"]:
                 b = info["broadening"][name]
                 widened = b["min"] + (values + 1.0) * 0.5 * (b["max"] - b["min"]) - b["mean"]
