@@ -99,6 +99,40 @@ def test_run_output_does_not_depend_on_input_file_order(tmp_path):
         pd.testing.assert_frame_equal(pd.read_parquet(first[name]), pd.read_parquet(second[name]))
 
 
+def _split_of_event(outputs: dict[str, Path]) -> dict[tuple, set[str]]:
+    """{(run, luminosityBlock, event): the splits its rows are in}."""
+    splits: dict[tuple, set[str]] = {}
+    for name, table in _read_splits(outputs).items():
+        for key in zip(table.run, table.luminosityBlock, table.event):
+            splits.setdefault(key, set()).add(name)
+    return splits
+
+
+def test_an_event_is_split_whole_and_keeps_its_split_however_its_files_are_cut(tmp_path):
+    """Split by object, one event's two jets had been in train and test at once, a file cut in two had
+    moved a third of the rows to another split, and an event two files hold had been in two splits."""
+    whole = tmp_path / "whole.parquet"
+    table = _ingested_jets(whole, "0.root", 400, 1)
+    outputs = preprocess_outputs(tmp_path / "whole")
+    run([whole], outputs, {"model": "jets", "config": JETS, "seed": 42})
+    before = _split_of_event(outputs)
+    assert all(len(splits) == 1 for splits in before.values())  # both jets of every event together
+    assert {next(iter(s)) for s in before.values()} == {"train", "validation", "test"}
+    halves = [tmp_path / "a.parquet", tmp_path / "b.parquet"]  # the same events, cut and renamed
+    first = table.iloc[:300].assign(source_file="a.root")
+    second = table.iloc[300:].assign(source_file="b.root", entry=table.entry.iloc[300:] - 150)
+    first.to_parquet(halves[0], index=False)
+    second.to_parquet(halves[1], index=False)
+    outputs = preprocess_outputs(tmp_path / "cut")
+    run(halves, outputs, {"model": "jets", "config": JETS, "seed": 42})
+    assert _split_of_event(outputs) == before
+    twice = tmp_path / "copy.parquet"  # an event in two files (a re-skim): one split, not two
+    table.iloc[:40].assign(source_file="copy.root").to_parquet(twice, index=False)
+    outputs = preprocess_outputs(tmp_path / "twice")
+    run([whole, twice], outputs, {"model": "jets", "config": JETS, "seed": 42})
+    assert _split_of_event(outputs) == before
+
+
 def test_nan_in_a_model_variable_names_the_column_and_file(tmp_path):
     table = _ingested_jets(tmp_path / "0.parquet", "0.root", 50, 1)
     table.loc[3, "btagDeepB"] = np.nan

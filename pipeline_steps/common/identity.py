@@ -21,6 +21,21 @@ IDENTITY_COLUMNS = (*EVENT_KEYS, "object_index")
 """The raw object: its event and its index inside the collection (0 for flat trees)."""
 
 
+def split_keys(identity: Iterable[str]) -> list[str]:
+    """The columns of ``identity`` that name a row's raw *event*, which its train/validation/test split is
+    hashed from: the dataset's identity branches (``run``, ``luminosityBlock``, ``event``) when it has any,
+    else the raw file's name and entry (``EVENT_KEYS``).
+
+    The event, not the object: the objects of one event are correlated (jets sharing pile-up, the muons of
+    one decay), so split by object an event trained and tested a model at once, and a generated event held
+    only the objects of its test split (1 of an event's 3 jets). The branches, not file and entry: the same
+    event stays in its split however the files are cut, merged or named (a file cut in two had moved 980 of
+    3000 rows to another split), and an event present in two files is not in train and test at once.
+    """
+    own = [name for name in identity if name not in IDENTITY_COLUMNS]
+    return own or list(EVENT_KEYS)
+
+
 def identity_columns(dataset_identity: Iterable[str] = ()) -> tuple[str, ...]:
     """``IDENTITY_COLUMNS`` followed by the dataset's ``identity`` branches (``run``, ``event``...) not among them."""
     return IDENTITY_COLUMNS + tuple(name for name in dataset_identity if name not in IDENTITY_COLUMNS)

@@ -6,7 +6,7 @@ For models of kind ``covariance_gan`` and ``flow``:
    targets need, the weight), failing with the file and column on a missing column, and with the
    raw ROOT file and entry on a NaN or +-inf (every model variable must be finite);
 2. sort rows by identity (so the output does not depend on file order) and assign each row to
-   train/validation/test by a hash of its identity (:mod:`split`);
+   train/validation/test by a hash of its event's identity (:mod:`split`; every object of an event in one split);
 3. compute the model-space targets (derived variables, covariance representation), check that every
    variable can be transformed (finite; inside a log's domain after ``log_offset``/``clip``), and fit
    the transforms on the training split only (:mod:`transforms`);
@@ -43,7 +43,7 @@ from pipeline_steps.common.covariance import covariance_matrices, spd_mask
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.frames import concat_parts
-from pipeline_steps.common.identity import identity_columns, row_origin
+from pipeline_steps.common.identity import identity_columns, row_origin, split_keys
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess.derived import DerivedVariable
 from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
@@ -148,7 +148,7 @@ def read_inputs(tables: Sequence[str | Path], settings: ModelPreprocessSettings)
 def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
                ) -> tuple[dict[str, pd.DataFrame], ModelTransforms]:
     """Pure middle: split, fit on train, transform every split. Returns ({split: table}, transforms)."""
-    split_of_row = assign_split(rows[settings.identity], settings.fractions, settings.seed)
+    split_of_row = assign_split(rows[split_keys(settings.identity)], settings.fractions, settings.seed)
     not_positive_definite = _check_covariances(rows, settings)
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)
     _check_transformable(rows, rows, settings.condition_kinds, settings)
@@ -232,8 +232,8 @@ def _check_transformable(rows: pd.DataFrame, table: pd.DataFrame, kinds: Mapping
 def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSettings) -> PhysicalSupport:
     """The physical targets' training range (and discrete values) that generated rows are held to.
 
-    Off with ``preprocessing.support: false``, and for SHiP categories, whose per-category
-    denormalisation (``categories.json``) already bounds each variable.
+    Off with ``preprocessing.support: false``, and for SHiP categories, whose denormalisation
+    (``categorise.categories.denormalise``) clips generated values to the category's [-1, 1].
     """
     if not settings.support or settings.categorised:
         return PhysicalSupport()

@@ -2,9 +2,9 @@
 
 A row's split must never depend on row order, file order or how many files there are (adding a
 file must not move existing events between splits), nor on a random generator's state. So each
-row is hashed from its identity columns alone (``source_file``, ``entry``, ``object_index`` and
-the dataset's identity branches) and the hash, read as a number in [0, 1), is compared with the
-cumulative split fractions.
+row is hashed from the identity of its event alone (the callers pass ``common.identity.split_keys``:
+the dataset's identity branches, else ``source_file`` and ``entry``; every object of an event shares
+its split) and the hash, read as a number in [0, 1), is compared with the cumulative split fractions.
 """
 
 from __future__ import annotations
