@@ -319,6 +319,18 @@ def test_integers_too_many_for_the_float32_model_space_are_refused_naming_the_va
     assert fit_variable_transform("run", rng.integers(1, 100_000, 5000), kind, dequantize=True).dequantize
 
 
+def test_few_integers_across_wide_gaps_are_refused_with_the_gap_and_another_transform_named():
+    """PDG codes under a quantile map: the refusal had blamed the values' size ('values this large are
+    continuous'), where it is the map's flat stretch across the gap from 211 to 2212; 'standard' keeps them."""
+    from pipeline_steps.preprocess.transforms import fit_variable_transform
+
+    pdg = np.random.default_rng(2).choice([-211, -13, 13, 211, 2212], 5000)
+    with pytest.raises(InputError, match=r"wide gaps between few values\); give 'pdg' another transform in "
+                                         r"preprocessing.per_variable \(e.g. 'standard'\)"):
+        fit_variable_transform("pdg", pdg, "quantile_normal", dequantize=True, exact_integers=True)
+    assert fit_variable_transform("pdg", pdg, "standard", dequantize=True, exact_integers=True).dequantize
+
+
 def test_an_integer_clip_bound_on_a_dequantised_target_is_refused_with_the_half_way_fix():
     """A clip at 10 holds rows exactly on 10, which float32 can bring back as 9; at 10.5 they come back as 10."""
     from pipeline_steps.preprocess.transforms import fit_variable_transform

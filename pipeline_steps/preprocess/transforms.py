@@ -279,8 +279,10 @@ def _check_integers_come_back(transform: VariableTransform, integers: np.ndarray
                              f"at k + 0.5 (10 -> 10.5: rows beyond it come back as 10)")
         raise InputError(f"{where}{int(wrong.sum())} of its {integers.size} values ({as_float.min():g} .. "
                          f"{as_float.max():g}) would not come back exactly from the float32 model space under "
-                         f"{transform.kind!r} ({example}); values this large are continuous for the model: remove "
-                         f"{transform.name!r} from preprocessing.dequantize")
+                         f"{transform.kind!r} ({example}): float32 keeps too few digits where the transform is "
+                         f"this flat (large values, or a quantile map across wide gaps between few values); give "
+                         f"{transform.name!r} another transform in preprocessing.per_variable (e.g. 'standard'), "
+                         f"or remove {transform.name!r} from preprocessing.dequantize")
 
 
 def edge_point_masses(x: np.ndarray, prepared: np.ndarray, min_share: float) -> dict[str, float]:
