@@ -50,7 +50,7 @@ def write_generative_inputs(folder: Path, conditions: list[str], targets: list[s
         targets=fit_variable_transforms(model_space, targ_kinds, [d for d in dequantize if d in targets], seed=4),
         derived=derived_specs, model="tiny")
     save_transforms(transforms, folder / "transforms.json")
-    test = rows[conditions].copy()
+    test = rows.copy()  # the physical columns, conditions and targets, as a real split holds them
     x = transforms.conditions.forward(rows[conditions])
     for i, c in enumerate(conditions):
         test[f"cond__{c}"] = x[:, i]

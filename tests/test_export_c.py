@@ -145,6 +145,32 @@ def test_transforms_in_c_match_the_numpy_physical_path(tmp_path, case):
     assert np.std(found[:, 0]) > 0
 
 
+def test_c_gives_nan_for_rows_it_cannot_transform_and_its_header_says_what_to_feed(tmp_path):
+    """The network's relu had turned a NaN condition into 0 and the support clip into a plausible value
+    (cov_00 0.00245 for p = NaN, -5 or +inf), where ONNX gives NaN; the header had held only counts, and a
+    -Wall build warned about an unused helper."""
+    import subprocess
+
+    generator, architecture, _, noise = tiny_generator(tmp_path)
+    transforms, rows = fitted_transforms("offsets_and_clips")  # gen_pt: log10(x + 0.5)
+    physical_conditions = rows[CONDITIONS].head(len(noise)).to_numpy().copy()
+    conditions = transforms.conditions.forward(rows[CONDITIONS].head(len(noise)))
+    reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
+    expected_frame = transforms.support.apply(transforms.targets_to_physical(
+        transforms.targets.inverse(reference), rows[CONDITIONS].head(len(noise))))
+    c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5,
+                      (transforms, physical_conditions, {n: expected_frame[n].to_numpy() for n in TARGETS}))
+    physical_conditions[:4] = [[np.nan, 0.0], [5.0, np.inf], [-0.7, 0.0], [-np.inf, 1.0]]  # -0.7: log10 of -0.2
+    found = c_export.run_physical(tmp_path / c_export.LIBRARY, physical_conditions, noise, len(TARGETS))
+    assert np.isnan(found[:4]).all() and np.isfinite(found[4:]).all()
+    header = (tmp_path / "generator.h").read_text()
+    assert "in this order: gen_pt, gen_eta;" in header and "in this order: dz, pt;" in header
+    assert "NaN targets" in header and "Reentrant" in header and "-o libfastsim_generator.so generator.c -lm" in header
+    build = subprocess.run(["gcc", "-Wall", "-Werror", "-std=c99", "-O2", "-c", "-o", str(tmp_path / "g.o"),
+                            str(tmp_path / "generator.c")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+
+
 def test_dequantised_conditions_are_refused_for_c(tmp_path):
     import pandas as pd
 

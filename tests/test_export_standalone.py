@@ -5,6 +5,7 @@ reproduces the framework's output from a ROOT file."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import awkward as ak
 import pytest
 import uproot
 
@@ -53,15 +55,21 @@ def write_tree(path, name: str, columns: dict) -> None:
                            for key, values in columns.items()})
         sink[name].extend(columns)
 
-def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *extra: str) -> None:
+def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *extra: str,
+                   expect_error: bool = False) -> subprocess.CompletedProcess:
     guard = tmp_path / "guard.py"
     guard.write_text(GUARD)
     result = subprocess.run([sys.executable, "-I", str(guard), str(bundle / "run_bundle.py"), str(bundle),
                              str(source), str(output), *extra], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    if expect_error:  # one line, no traceback, no output file
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout + result.stderr
+        assert not output.exists() or output == source
+        return result
     assert result.returncode == 0, result.stdout + result.stderr
     with uproot.open(output) as produced:  # a TTree, as it says: `file[tree] = columns` had written an RNTuple
         assert set(produced.classnames().values()) == {"TTree"}, produced.classnames()
+    return result
 
 
 def test_standalone_runner_reproduces_the_flow(tmp_path):
@@ -259,3 +267,66 @@ def test_standalone_runner_reads_and_writes_renamed_columns_under_their_branches
         found = produced["Events"].arrays(library="np")
     assert {"GenJet_pT", "Jet_pT"} <= set(found) and not {"gen_pt", "pt"} & set(found)
     np.testing.assert_array_equal(found["GenJet_pT"], rows["gen_pt"].to_numpy())
+
+
+def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_each(tmp_path):
+    """A NaN condition had written NaN targets with status 0, a jagged branch failed after inference without
+    its name, the output could replace the input, and an edited transforms.json ran without a word."""
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(40, seed=3)[FLOW_CONDITIONS]
+    flat = {name: rows[name].to_numpy() for name in FLOW_CONDITIONS}
+
+    def refused(columns: dict, *, source_name: str = "in.root", output_name: str = "out.root", folder=bundle) -> str:
+        source = tmp_path / source_name
+        write_tree(source, "Events", columns)
+        return run_standalone(tmp_path, folder, source, tmp_path / output_name, expect_error=True).stderr
+
+    nan = {**flat, "gen_eta": np.where(np.arange(40) == 17, np.nan, flat["gen_eta"])}
+    assert "branch 'gen_eta' entry 17 is nan; the model needs finite values (1 entries are not)" in refused(nan)
+    jagged = {**flat, "gen_pt": ak.Array([[value] for value in flat["gen_pt"]])}
+    assert "branch 'gen_pt' holds a list per entry; this bundle reads one row per object" in refused(jagged)
+    missing = {name: values for name, values in flat.items() if name != "nhits"}
+    assert "no branch ['nhits']; this bundle reads ['gen_pt', 'gen_eta', 'nhits']" in refused(missing)
+    assert "the output would replace the input file" in refused(flat, output_name="in.root")
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle, edited)
+    document = json.loads((edited / "transforms.json").read_text())
+    document["conditions"]["variables"][1]["params"]["mean"] += 1.0
+    (edited / "transforms.json").write_text(json.dumps(document))
+    assert "transforms.json: sha256" in refused(flat, folder=edited) and "changed after export" in refused(
+        flat, folder=edited)
+
+
+def test_standalone_runner_writes_the_real_branch_types_and_the_same_values_for_one_row(tmp_path):
+    """Every target had been written as double (charge int8 in the real table); a one-row file had got other
+    values than the same row inside a larger file (another ONNX Runtime kernel below 8 rows)."""
+    bundle = export_flow(tmp_path)
+    assert json.loads((bundle / "bundle.json").read_text())["io"]["dtypes"] == {
+        "pt": "float32", "dz": "float32", "charge": "int8"}
+    rows = physical_rows(30, seed=5)[FLOW_CONDITIONS]
+    found = {}
+    for n in (30, 1):
+        source, output = tmp_path / f"in{n}.root", tmp_path / f"out{n}.root"
+        write_tree(source, "Events", {name: rows[name].to_numpy()[:n] for name in FLOW_CONDITIONS})
+        run_standalone(tmp_path, bundle, source, output, "--seed", "7")
+        with uproot.open(output) as produced:
+            found[n] = produced["Events"].arrays(library="np")
+    assert found[30]["charge"].dtype == np.int8 and found[30]["pt"].dtype == np.float32
+    for name in ("pt", "dz", "charge"):  # the same noise row 0 (seed 7) in both files
+        assert found[1][name][0] == found[30][name][0], name
+
+
+def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_category_it_does_not_know():
+    """onnxruntime 1.20.0 gave 191 of 293 jets another pt; a SHiP category of 7 or 2.5 came out in the
+    model's normalised units (Pz -0.925, a negative momentum) with status 0."""
+    from pipeline_steps.export.run_bundle import BundleError, check_categories, check_onnxruntime_version
+
+    with pytest.raises(BundleError, match=r"onnxruntime 1.20.0 rounds .* install onnxruntime>=1.20.1"):
+        check_onnxruntime_version("1.20.0")
+    for version in ("1.20.1", "1.22.0", "1.23.0.dev20251201"):
+        check_onnxruntime_version(version)
+    categories = {"categories": {str(c): {} for c in (1, 2, 3, 4)}}
+    check_categories(categories, np.array([1, 4, 2, 3], dtype=np.int8), "in.root:cbmsim")
+    for bad in (np.array([1, 7, 0, 4]), np.array([1.0, 2.5])):
+        with pytest.raises(BundleError, match=r"in.root:cbmsim: entry 1 has category .* expected one of \[1, 2, 3, 4\]"):
+            check_categories(categories, bad, "in.root:cbmsim")

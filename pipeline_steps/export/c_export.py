@@ -122,20 +122,33 @@ def _dense_function(layer: DenseWeights) -> str:
             f"  }}\n}}\n")
 
 
-def emit_header(architecture, physical: bool = False) -> str:
+def emit_header(architecture, names: tuple[list[str], list[str]] | None = None) -> str:
+    """generator.h: what a caller needs without this project. ``names`` (conditions, targets in physical
+    units) when the source holds the physical function too."""
     a = architecture
-    declarations = f"{SIGNATURE};\n"
-    if physical:
-        declarations += ("/* the same with transforms.json applied: conditions [n_rows][N_CONDITIONS] in physical units,\n"
-                         "   targets [n_rows][N_TARGETS] in physical units, held to the training support. */\n"
-                         f"{PHYSICAL_SIGNATURE};\n")
-    return ("/* Covariance GAN generator exported by pipeline_steps.export.c_export (model space). */\n"
+    declarations = (
+        "/* Model space: conditions [n_rows][FASTSIM_N_CONDITIONS] transformed (transforms.json 'conditions'\n"
+        "   forward), targets [n_rows][FASTSIM_N_TARGETS] transformed (apply transforms.json 'targets' inverse). */\n"
+        f"{SIGNATURE};\n")
+    if names is not None:
+        conditions, targets = names
+        declarations += (
+            "\n/* Physical in, physical out, with transforms.json applied in C (float64):\n"
+            f"   conditions [n_rows][FASTSIM_N_CONDITIONS], in this order: {', '.join(conditions)};\n"
+            f"   targets [n_rows][FASTSIM_N_TARGETS], in this order: {', '.join(targets)};\n"
+            "   both in the units of the training table's branches, the targets held to the training support.\n"
+            "   A row whose conditions are not finite, or outside a transform's domain (a log of x + offset <= 0),\n"
+            "   gets NaN targets; nothing else signals an error. */\n"
+            f"{PHYSICAL_SIGNATURE};\n")
+    return ("/* Covariance GAN generator exported by pipeline_steps.export.c_export; see bundle.json (c, variables).\n"
+            f"   Build: cc {' '.join(COMPILE_FLAGS)} -o {LIBRARY} {SOURCE} -lm\n"
+            "   noise [n_rows][FASTSIM_NOISE_DIM]: independent standard normal float32 from any generator (the bundle's\n"
+            "   run_bundle.py draws numpy.random.default_rng(seed).standard_normal); the output is a pure function\n"
+            "   of conditions and noise. Reentrant: only constant data, no state, so threads may call it at once.\n"
+            "   All arrays row-major. */\n"
             "#ifndef FASTSIM_GENERATOR_H\n#define FASTSIM_GENERATOR_H\n\n"
             f"#define FASTSIM_N_CONDITIONS {a.n_conditions}\n#define FASTSIM_NOISE_DIM {a.noise_dim}\n"
             f"#define FASTSIM_N_TARGETS {a.n_targets}\n\n"
-            "/* conditions [n_rows][N_CONDITIONS] (transforms.json 'conditions' forward), noise [n_rows][NOISE_DIM]\n"
-            "   (independent N(0, 1)), targets [n_rows][N_TARGETS] written in transformed units\n"
-            "   (apply transforms.json 'targets' inverse, then targets_to_physical). Row-major float32. */\n"
             f"#ifdef __cplusplus\nextern \"C\" {{\n#endif\n{declarations}#ifdef __cplusplus\n}}\n#endif\n\n"
             "#endif\n")
 
@@ -173,7 +186,8 @@ def write_sources(layers: list[DenseWeights], architecture, folder: str | Path, 
     source = emit_source(layers, architecture)
     if model_transforms is not None:
         source += emit_physical_function(model_transforms, architecture, FUNCTION)
-    write_text_atomic(folder / HEADER, emit_header(architecture, physical=model_transforms is not None))
+    names = None if model_transforms is None else (model_transforms.conditions.names, model_transforms.targets.names)
+    write_text_atomic(folder / HEADER, emit_header(architecture, names))
     write_text_atomic(folder / SOURCE, source)
     return [SOURCE, HEADER]
 

@@ -17,8 +17,10 @@ in float64.
 
 What a row-by-row C function cannot reproduce is refused with a ConfigError: dequantised conditions
 (their seeded noise), a covariance ``target_representation`` other than ``elements`` and derived
-targets (neither is used by LHCb's model; a ratio's ``floor`` therefore never reaches C). Unlike the
-Python forward, the C function does not refuse a condition with x + offset <= 0: log returns -inf/NaN.
+targets (neither is used by LHCb's model; a ratio's ``floor`` therefore never reaches C). A row whose
+physical conditions are not finite, or leave a transform's domain (x + offset <= 0 under a log), gets NaN
+targets, as ONNX gives: the network's relu had turned a NaN into 0 and the support clip into a plausible
+covariance (cov_00 0.00245 for p = NaN, -5 or +inf), where the Python forward refuses the row.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ PHYSICAL_FUNCTION = "fastsim_generate_physical"
 PHYSICAL_SIGNATURE = (f"void {PHYSICAL_FUNCTION}(const double *conditions, const float *noise, double *targets, "
                       "int n_rows)")
 
-# C helpers shared by every emitted variable: the piecewise-linear knot map and the nearest allowed value.
-HELPERS = """static double piecewise(double x, const double *in, const double *out, int n) {
+# C helpers shared by every emitted variable, by name: the piecewise-linear knot map and the nearest allowed
+# value (each emitted only where a variable calls it: an unused static function is a -Wall warning).
+HELPERS = {
+    "piecewise": """static double piecewise(double x, const double *in, const double *out, int n) {
   if (x < in[0]) return out[0] + (x - in[0]) * (out[1] - out[0]) / (in[1] - in[0]);
   if (x > in[n - 1]) return out[n - 1] + (x - in[n - 1]) * (out[n - 1] - out[n - 2]) / (in[n - 1] - in[n - 2]);
   int lo = 0, hi = n - 1;
@@ -40,8 +44,8 @@ HELPERS = """static double piecewise(double x, const double *in, const double *o
   if (in[hi] == in[lo]) return out[lo];
   return out[lo] + (x - in[lo]) * (out[hi] - out[lo]) / (in[hi] - in[lo]);
 }
-
-static double nearest(double x, const double *allowed, int n) {
+""",
+    "nearest": """static double nearest(double x, const double *allowed, int n) {
   if (n == 1) return allowed[0];
   int hi = 0;
   while (hi < n && allowed[hi] < x) ++hi;
@@ -49,8 +53,8 @@ static double nearest(double x, const double *allowed, int n) {
   if (hi > n - 1) hi = n - 1;
   return fabs(allowed[hi] - x) < fabs(x - allowed[hi - 1]) ? allowed[hi] : allowed[hi - 1];
 }
-
-"""
+""",
+}
 
 
 def check_supported(model_transforms) -> None:
@@ -159,11 +163,12 @@ def emit_physical_function(model_transforms, architecture, model_space_function:
     """C99 source (to append after the generator) of :data:`PHYSICAL_SIGNATURE`."""
     check_supported(model_transforms)
     a, conditions, targets = architecture, model_transforms.conditions, model_transforms.targets
-    arrays, condition_code, target_code = [HELPERS], [], []
+    arrays, condition_code, target_code = [], [], []
     for i, transform in enumerate(conditions.transforms):
         constants, statement = _forward(transform, f"cond{i}")
         arrays.append(constants)
-        condition_code.append(f"      {{ double v = conditions[(long)r * {a.n_conditions} + {i}]; {statement} x[{i}] = v; }}\n")
+        condition_code.append(f"    {{ double v = conditions[(long)r * {a.n_conditions} + {i}]; if (!isfinite(v)) bad = 1; "
+                              f"{statement} x[{i}] = v; }}\n")
     decorrelate = ""
     if conditions.decorrelation is not None:
         arrays += [_doubles("decorrelation_mean", conditions.decorrelation.mean),
@@ -184,10 +189,18 @@ def emit_physical_function(model_transforms, architecture, model_space_function:
             f"  for (int r = 0; r < n_rows; ++r) {{\n"
             f"    double x[{a.n_conditions}], y[{a.n_conditions}];\n"
             f"    float in[{a.n_conditions}], model[{a.n_targets}];\n"
+            f"    int bad = 0;\n"
             f"    (void)y;\n"
-            f"{''.join(condition_code)}{decorrelate}"
+            f"{''.join(condition_code)}"
+            f"    for (int i = 0; i < {a.n_conditions}; ++i) if (!isfinite(x[i])) bad = 1;\n"
+            f"    if (bad) {{  /* a condition not finite, or outside its transform's domain: NaN targets */\n"
+            f"      for (int k = 0; k < {a.n_targets}; ++k) targets[(long)r * {a.n_targets} + k] = NAN;\n"
+            f"      continue;\n    }}\n"
+            f"{decorrelate}"
             f"    for (int i = 0; i < {a.n_conditions}; ++i) in[i] = (float)x[i];\n"
             f"    {model_space_function}(in, noise + (long)r * {a.noise_dim}, model, 1);\n"
             f"{''.join(target_code)}"
             f"  }}\n}}\n")
-    return "\n" + "".join(arrays) + body
+    code = "".join(arrays) + body
+    used = "".join(helper + "\n" for name, helper in HELPERS.items() if f" {name}(" in code)
+    return "\n" + used + code

@@ -12,15 +12,25 @@ Inputs per kind (branch names in the input tree; a column the workflow renamed i
 back to, its branch: ``bundle.json`` -> ``io.branches``):
 - ``covariance_gan`` / ``flow``: one row per object, one flat branch per *physical* condition
   (``bundle.json`` -> ``variables.conditions``); SHiP-style categorised flows read ``category`` (1-4).
-  Output: the conditions plus every generated target in physical units.
+  A NanoAOD-like file keeps its objects as jagged collections (``Jet_pt``...): flatten them to one row
+  per object first (the README's "Using a bundle elsewhere" shows how). Output: the conditions plus every
+  generated target in physical units, in the branch types of the real table (``io.dtypes``).
 - ``calratio_rnn``: the jet features (flat) and each sequence's fields as jagged branches
   (``<prefix><field>``). Output: the jet features plus ``prob_<class>`` per class.
+
+Before it runs, it checks every file against ``bundle.json``'s sha256 checksums, onnxruntime's version,
+and that every condition is present, one finite number per row (and a SHiP category one of the four):
+a bad input stops with one line naming the branch and entry, never a file of NaN or unconverted rows.
+The noise is numpy's (``--seed``), not the workflow's torch or TensorFlow generator: a bundle's rows match
+the workflow's generated file in distribution, not row by row.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +39,20 @@ import numpy as np
 DEQUANTIZE_MARGIN = 1e-3
 LOG_KINDS = ("log_standard", "log10_quantile_normal")  # the kinds that take params.offset
 BATCH_ROWS = 2048  # rows per ONNX Runtime call: see open_session
+MIN_CALL_ROWS = 8  # fewer rows per call take another matrix kernel path: see Bundle.run_onnx
+MIN_ONNXRUNTIME = (1, 20, 1)  # 1.18 to 1.20.0 round a flow's output by batch size: see Bundle.run_onnx
+
+
+class BundleError(ValueError):
+    """A bad input or a changed bundle: ``main`` prints it as one line, without a traceback."""
+
+
+def check_onnxruntime_version(version: str) -> None:
+    """Refuse an onnxruntime before :data:`MIN_ONNXRUNTIME` (1.20.0 gave 191 of 293 jets another pt)."""
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    if found < MIN_ONNXRUNTIME:
+        wanted = ".".join(map(str, MIN_ONNXRUNTIME))
+        raise BundleError(f"onnxruntime {version} rounds a model's output by batch size; install onnxruntime>={wanted}")
 
 
 # ------------------------------------------------------------------------------------ ONNX Runtime
@@ -52,6 +76,7 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
     """
     import onnxruntime as ort
 
+    check_onnxruntime_version(ort.__version__)
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
@@ -103,10 +128,15 @@ class Bundle:
         The calls share the rows evenly (no short last call): ONNX Runtime's matrix kernels take
         another path for fewer than 8 columns, which moves a flow's output by float32 rounding; with
         calls of 8 rows or more the output does not depend on how the rows were split (ONNX Runtime
-        1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size).
+        1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size). Fewer rows than
+        :data:`MIN_CALL_ROWS` are repeated up to it and the copies dropped, so a one-row file gets the values
+        its row gets inside any larger file (it had differed by 5e-6 GeV in pt).
         """
         feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
         n = len(next(iter(feeds.values())))
+        if 0 < n < MIN_CALL_ROWS:
+            repeated = {name: value[np.resize(np.arange(n), MIN_CALL_ROWS)] for name, value in feeds.items()}
+            return self.run_onnx(repeated, batch_rows)[:n]
         bounds = np.linspace(0, n, -(-n // batch_rows) + 1 if n else 2).astype(int)
         pieces = [self.session.run(None, {name: np.ascontiguousarray(value[start:stop]) for name, value in feeds.items()})[0]
                   for start, stop in zip(bounds[:-1], bounds[1:])]
@@ -378,30 +408,99 @@ def classify(bundle: Bundle, jets: dict, sequences: dict) -> dict:
     return {f"prob_{name}": probabilities[:, i] for i, name in enumerate(bundle.manifest["variables"]["outputs"])}
 
 
+def check_checksums(folder: Path, manifest: dict) -> None:
+    """Every file ``bundle.json`` lists has its recorded sha256: an edited transforms.json or a rescaled
+    weight had run without a word."""
+    for name, expected in manifest.get("checksums", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in bundle.json but missing; the bundle is incomplete")
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise BundleError(f"{path}: sha256 {digest.hexdigest()[:12]}... is not the {expected[:12]}... bundle.json "
+                              f"records: the file was changed after export; export the model again")
+
+
+def check_categories(categories: dict, category: np.ndarray, where: str) -> None:
+    """SHiP: every row's category is one categories.json describes (a 7 or a 2.5 had come out unconverted)."""
+    allowed = sorted(int(key) for key in categories["categories"])
+    bad = ~np.isin(np.asarray(category, dtype=np.float64), allowed)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise BundleError(f"{where}: entry {first} has category {category[first]}; expected one of {allowed} "
+                          f"({int(bad.sum())} entries are not)")
+
+
+def read_flat(events, branch: str, where: str) -> np.ndarray:
+    """One number per entry from ``branch``, finite: the named error otherwise, before any inference."""
+    values = events[branch].array(library="np")
+    if values.dtype == object or values.ndim != 1:
+        raise BundleError(f"{where}: branch {branch!r} holds a list per entry; this bundle reads one row per object: "
+                          f"flatten the collection first (README, 'Using a bundle elsewhere')")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad = np.flatnonzero(~np.isfinite(values))
+        raise BundleError(f"{where}: branch {branch!r} entry {int(bad[0])} is {values[bad[0]]}; the model needs finite "
+                          f"values ({len(bad)} entries are not)")
+    return values
+
+
+def read_jagged(events, branch: str, where: str) -> np.ndarray:
+    """A CalRatio sequence field: a list per jet, of finite numbers."""
+    values = events[branch].array(library="np")
+    flat = np.concatenate([np.asarray(row, dtype=np.float64) for row in values]) if len(values) else np.zeros(0)
+    if not np.isfinite(flat).all():
+        first = next(i for i, row in enumerate(values) if not np.isfinite(np.asarray(row, np.float64)).all())
+        raise BundleError(f"{where}: branch {branch!r} entry {first} holds a non-finite value; the model needs "
+                          f"finite values")
+    return values
+
+
+def cast_outputs(columns: dict, dtypes: dict) -> dict:
+    """Generated columns in the real table's branch types (``io.dtypes``): integers rounded, flags from 0.5."""
+    return {name: _to_dtype(np.asarray(values, np.float64), np.dtype(dtypes[name])) if name in dtypes else values
+            for name, values in columns.items()}
+
+
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0) -> dict:
     """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
     under their branch names."""
     import uproot
 
+    if Path(output_root).resolve() == Path(input_root).resolve():
+        raise BundleError(f"{output_root}: the output would replace the input file; name another output")
     bundle = Bundle(bundle_dir)
+    check_checksums(bundle.folder, bundle.manifest)
     tree = tree or bundle.manifest["io"]["tree"]
     branches = bundle.manifest["io"].get("branches", {})  # renamed columns: their branches in the input file
-
-    def read(events, column):
-        return events[branches.get(column, column)].array(library="np")
+    wanted = [branches.get(name, name) for name in bundle.manifest["variables"]["conditions"]]
 
     with uproot.open(input_root) as source:
+        if tree not in source:
+            raise BundleError(f"{input_root}: no tree {tree!r} (bundle.json io.tree; --tree names another); found "
+                              f"{sorted({key.split(';')[0] for key in source.keys()})}")
         events = source[tree]
+        where = f"{input_root}:{tree}"
         if bundle.kind == "calratio_rnn":
-            jet_names = bundle.manifest["variables"]["conditions"]
-            jets = {n: read(events, n) for n in jet_names}
-            sequence_names = [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values()
-                              for f in s["fields"]]
-            sequences = {n: events[n].array(library="np") for n in sequence_names}
-            columns = {**jets, **classify(bundle, jets, sequences)}
+            wanted += [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values()
+                       for f in s["fields"]]
+        missing = [name for name in wanted if name not in events.keys()]
+        if missing:
+            raise BundleError(f"{where}: no branch {missing}; this bundle reads {wanted}, one row per object (a file "
+                              f"that keeps objects in collections needs them flattened first: README, 'Using a "
+                              f"bundle elsewhere')")
+        conditions = {name: read_flat(events, branches.get(name, name), where)
+                      for name in bundle.manifest["variables"]["conditions"]}
+        if bundle.kind == "calratio_rnn":
+            sequences = {n: read_jagged(events, n, where) for n in wanted[len(conditions):]}
+            columns = {**conditions, **classify(bundle, conditions, sequences)}
         else:
-            conditions = {n: read(events, n) for n in bundle.manifest["variables"]["conditions"]}
-            columns = {**conditions, **generate(bundle, conditions, seed)}
+            if bundle.categories is not None:
+                check_categories(bundle.categories, conditions["category"], f"{where} branch 'category'")
+            generated = cast_outputs(generate(bundle, conditions, seed), bundle.manifest["io"].get("dtypes", {}))
+            columns = {**conditions, **generated}
     columns = {branches.get(name, name): np.asarray(values) for name, values in columns.items()}
     with uproot.recreate(output_root) as sink:  # mktree: `sink[tree] = columns` writes an RNTuple from uproot 5.7
         sink.mktree(tree, {name: values.dtype for name, values in columns.items()})
@@ -410,14 +509,20 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle")
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("--tree", default=None, help="input/output tree name (default: bundle.json io.tree)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator noise")
     args = parser.parse_args(argv)
-    columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed)
+    try:
+        columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed)
+    except BundleError as error:
+        print(f"run_bundle.py: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {len(next(iter(columns.values())))} rows to {args.output}", file=sys.stderr)
     return 0
 

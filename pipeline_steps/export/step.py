@@ -118,7 +118,9 @@ def export_bundle(settings: ExportSettings, model_files: list[Path], transforms:
                   "transforms_arrays": "transforms.npz", "categories": "categories.json" if categories else None,
                   "runner": "run_bundle.py", "verification_batch": VERIFICATION_FILE},
         **description,
-        "io": {"tree": settings.tree, "branches": dict(settings.branches)},
+        "io": {"tree": settings.tree, "branches": dict(settings.branches),
+               **({"dtypes": output_dtypes(test_split, description["variables"]["outputs"], categories is not None)}
+                  if settings.kind != "calratio_rnn" else {})},
         "transforms_recipe": mf.TRANSFORM_RECIPE,
         "verification": {"tolerance": settings.tolerance, "rule": RULE, "factor": FACTOR, "rows": None,
                          "passed": False},
@@ -128,6 +130,21 @@ def export_bundle(settings: ExportSettings, model_files: list[Path], transforms:
     _record_graph_names(folder / "model.onnx", manifest["onnx"])
     mf.write_manifest(folder, manifest)
     return manifest
+
+
+def output_dtypes(test_split: Path, outputs: list[str], categorised: bool) -> dict[str, str]:
+    """The branch type of each generated column, as the generate stage writes it (``generate/step.py``
+    ``_cast_like``): the real table's type, so a jetId stays uint8 and a flag bool; float32 where the table
+    has no such column, and for SHiP's muons, which generation writes as float32. run_bundle.py had
+    written every target as double."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(test_split)
+    types = {}
+    for name in outputs:
+        dtype = np.dtype(schema.field(name).type.to_pandas_dtype()) if name in schema.names else None
+        types[name] = dtype.name if dtype is not None and dtype.kind in "biuf" and not categorised else "float32"
+    return types
 
 
 def finalise(folder: Path, provenance: Mapping[str, Any]) -> dict[str, Any]:
