@@ -26,7 +26,7 @@ TRANSFORM_RECIPE = [
     "transforms.json (+ transforms.npz: arrays referenced as {\"npz\": key}) holds 'conditions' and 'targets', "
     "each a list of variables in model order with kind and params, plus an optional ZCA 'decorrelation'.",
     "forward (physical -> model): per variable, if 'dequantize': x = floor(x) + U(1e-3, 1 - 1e-3) drawn from "
-    "numpy default_rng([seed, variable_index]); then, if params has clip_low and/or clip_high, x = clip(x, clip_low, "
+    "numpy default_rng([seed, variable_index]), seed = the section's 'seed' in transforms.json; then, if params has clip_low and/or clip_high, x = clip(x, clip_low, "
     "clip_high) (a missing bound is no bound); then log(x + offset) (log_standard), log10(x + offset) "
     "(log10_quantile_normal), offset = params.offset or 0, or sign(x)log1p(|x|) (signed_log_standard); "
     "then standard: (x - mean) / std, minmax: 2(x - low)/(high - low) - 1, "
@@ -43,9 +43,10 @@ TRANSFORM_RECIPE = [
     "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower), "
     "then round each one named in 'support.mantissa_bits' to the nearest float32 with that many mantissa bits "
     "(add half of the last kept bit to the bit pattern, clear the dropped bits), the precision the file stores.",
-    "SHiP (categories.json present): targets are per-category normalised to [-1, 1] (generated values are "
-    "clipped to it first; broadened variables: "
-    "sqrt-broadening undone with the stored constants) and StartX = StartY = 0 for categories from the target.",
+    "SHiP (categories.json present): targets are per-category normalised; per row of category c (info = "
+    "categories[c]) and variable x: v = clip(v, -1, 1); if x is in info.broadening (b): w = b.min + (v + 1)/2 "
+    "(b.max - b.min) - b.mean, v = sign(w) w**2 + b.mean; then x = info.min[x] + (v + 1)/2 (info.max[x] - "
+    "info.min[x]); StartX = StartY = 0 where info.from_target.",
     "run_bundle.py in this folder implements all of the above with numpy only.",
 ]
 
