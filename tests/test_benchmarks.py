@@ -73,3 +73,34 @@ def test_make_bench_fails_when_a_benchmark_fails_and_still_writes_the_other_rows
     with pytest.raises(SystemExit, match="bench_broken.py failed"):
         run_all.main([])
     assert "| fine | fine | 2 |" in (tmp_path / "out" / "bench.md").read_text()
+
+
+def test_planning_rows_compare_growth_with_linear_and_the_plan_with_the_target():
+    """The growth rows had printed t10 / t100 under 'ratio (>1 = ours better)'."""
+    import bench_planning
+
+    rows = bench_planning.case_rows("existing", {10: 2.0, 100: 3.0, 1000: 6.0})
+    plan, *growth = rows
+    assert plan["ours"] == 6.0 and plan["baseline"] == bench_planning.TARGET_SECONDS
+    assert [(row["ours"], row["baseline"]) for row in growth] == [(1.5, 10.0), (2.0, 10.0)]
+    assert all(row["lower_is_better"] and "growth" in row["name"] for row in growth)
+
+
+def test_ingest_rows_hold_both_baselines_and_the_memory_above_imports():
+    """The plain baseline alone (pyarrow's default encoding, pandas imported in its timer) had stood for
+    'uproot + pyarrow'; memory had been the whole process's, imports included."""
+    from run_all import _ingest_rows
+
+    def run(mode, scale, seconds, own):
+        return {"mode": mode, "scale": scale, "rows_per_s": 1000 / seconds, "mb_per_s": 10 / seconds,
+                "peak_rss_mib": 100 + own, "own_peak_mib": own, "all_seconds": [seconds] * 3}
+
+    runs = [run(mode, scale, seconds, own) for scale in (1, 10)
+            for mode, seconds, own in (("ours", 2.0, 20), ("baseline", 2.5, 30), ("baseline_our_encoding", 1.6, 25))]
+    rows = _ingest_rows({"runs": runs})
+    labels = {row["baseline_label"] for row in rows}
+    assert labels == {"uproot.concatenate + pyarrow", "the same, writing with ours' Parquet encoding"}
+    speeds = [row["ours"] / row["baseline"] for row in rows if row["unit"] == "rows/s"]
+    assert speeds == [1.25, 0.8, 1.25, 0.8]
+    own = [row for row in rows if "above imports" in row["name"]]
+    assert [(row["ours"], row["baseline"]) for row in own] == [(20, 30), (20, 30)]
