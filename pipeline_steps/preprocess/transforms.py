@@ -47,6 +47,14 @@ transforms.
 
 A model's two variable sets, with its derived targets and physical support, make its
 ``model_transforms.ModelTransforms`` (stored as ``transforms.json`` + ``.npz``).
+
+"Exact" means to floating-point rounding, and where: through float64 a value comes back to ~1e-15 of
+its column's scale (the tests allow 1e-6 relative, the final cast to a float32 branch included); through
+the float32 model space a continuous value moves by float32's rounding of its model value, 2^-24 |y|
+|dx/dy|, at most 1e-5 of the column's scale in the tests. So a value far below its column's scale keeps
+no relative precision (1e-8 among momenta up to 1e8), -0.0 comes back as 0.0 and a denormal as 0, and a
+float32 maximum under a log kind can come back as inf. Integers (dequantised) and point-mass edge values
+come back exactly, bit for bit.
 """
 
 from __future__ import annotations
