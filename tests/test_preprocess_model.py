@@ -133,6 +133,18 @@ def test_an_event_is_split_whole_and_keeps_its_split_however_its_files_are_cut(t
     assert _split_of_event(outputs) == before
 
 
+def test_identity_branches_that_do_not_name_events_are_refused_naming_file_and_entry(tmp_path):
+    """identity: [run] on a one-run file had put every row in one split and then stopped on an empty
+    validation split, as if the files were too few."""
+    files = [tmp_path / "0.parquet"]
+    _ingested_jets(files[0], "0.root", 50, 1)
+    outputs = preprocess_outputs(tmp_path / "jets")
+    with pytest.raises(InputError, match=r"model jets: the identity branches \['run'\] do not name an event uniquely: "
+                                         r"50 of 50 events share .* raw file 0.root, entry 0: run 1\)"):
+        run(files, outputs, {"model": "jets", "config": {**JETS, "identity": ["run"]}, "seed": 42})
+    assert not outputs["train"].exists()
+
+
 def test_nan_in_a_model_variable_names_the_column_and_file(tmp_path):
     table = _ingested_jets(tmp_path / "0.parquet", "0.root", 50, 1)
     table.loc[3, "btagDeepB"] = np.nan

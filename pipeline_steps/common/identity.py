@@ -1,8 +1,8 @@
 """Row identity: the columns that name the raw object a row came from, from ingest to generation.
 
 Ingest writes them first in every table (pipeline_steps/README.md, "Ingested tables"); categorise,
-preprocess and generate carry them through, the split of a row is a hash of them, and generation
-groups the rows of one raw event by ``EVENT_KEYS`` to write them back as one tree entry.
+preprocess and generate carry them through, the split of a row is a hash of its event's (``split_keys``),
+and generation groups the rows of one raw event by ``EVENT_KEYS`` to write them back as one tree entry.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
+
+from pipeline_steps.common.errors import InputError
 
 if TYPE_CHECKING:  # ingest imports this module and must not import pandas (~45 MiB, 0.4-0.9 s per job)
     import pandas as pd
@@ -34,6 +36,30 @@ def split_keys(identity: Iterable[str]) -> list[str]:
     """
     own = [name for name in identity if name not in IDENTITY_COLUMNS]
     return own or list(EVENT_KEYS)
+
+
+def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str) -> None:
+    """Refuse identity branches that do not name an event uniquely within a raw file (``InputError``).
+
+    The split follows them (``split_keys``): ``identity: [run]`` had put every row of a one-run file in
+    one split, and event numbers restarting in every file had shared 50 keys among 200 files' events.
+    Two entries of one file are two events, so one key on two entries of a file is the sign, while the
+    same key in two files (a re-skim) is the same event, which the split is right to keep together.
+    """
+    keys = [name for name in split_keys(identity) if name not in EVENT_KEYS]
+    if not keys:
+        return
+    events = rows[[*EVENT_KEYS, *keys]].drop_duplicates(list(EVENT_KEYS))
+    shared = events.duplicated(["source_file", *keys], keep=False)
+    if shared.any():
+        example = events[shared].iloc[0]
+        raise InputError(
+            f"{where}: the identity branches {keys} do not name an event uniquely: {int(shared.sum())} of "
+            f"{len(events)} events share their values with another entry of the same file (e.g. raw file "
+            f"{example['source_file']}, entry {int(example['entry'])}: "
+            f"{', '.join(f'{name} {example[name]}' for name in keys)}), and a row's split "
+            f"follows them; list branches that tell events apart (run, luminosityBlock, event) in the "
+            f"dataset's identity, or none, to split by raw file and entry")
 
 
 def identity_columns(dataset_identity: Iterable[str] = ()) -> tuple[str, ...]:

@@ -43,7 +43,7 @@ from pipeline_steps.common.covariance import covariance_matrices, spd_mask
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.frames import concat_parts
-from pipeline_steps.common.identity import identity_columns, row_origin, split_keys
+from pipeline_steps.common.identity import check_event_identity, identity_columns, row_origin, split_keys
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess.derived import DerivedVariable
 from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
@@ -148,6 +148,7 @@ def read_inputs(tables: Sequence[str | Path], settings: ModelPreprocessSettings)
 def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
                ) -> tuple[dict[str, pd.DataFrame], ModelTransforms]:
     """Pure middle: split, fit on train, transform every split. Returns ({split: table}, transforms)."""
+    check_event_identity(rows, settings.identity, f"model {settings.model}")
     split_of_row = assign_split(rows[split_keys(settings.identity)], settings.fractions, settings.seed)
     not_positive_definite = _check_covariances(rows, settings)
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)

@@ -1,4 +1,4 @@
-"""Deterministic train/validation/test assignment from a hash of each row's identity.
+"""Deterministic train/validation/test assignment from a hash of each row's event identity.
 
 A row's split must never depend on row order, file order or how many files there are (adding a
 file must not move existing events between splits), nor on a random generator's state. So each
@@ -31,7 +31,7 @@ def assign_split(identity: pd.DataFrame, fractions: Mapping[str, float], salt: i
     """
     _check_fractions(fractions)
     if identity.shape[1] == 0:
-        raise InputError("assign_split: no identity columns given; expected source_file, entry, object_index, ...")
+        raise InputError("assign_split: no identity columns given; expected the event's (common.identity.split_keys)")
     uniform = identity_uniform(identity, salt)
     edges = np.cumsum([fractions[name] for name in SPLIT_NAMES])
     index = np.searchsorted(edges[:-1], uniform, side="right")
