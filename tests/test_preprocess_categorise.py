@@ -145,6 +145,13 @@ def test_generated_values_beyond_a_categorys_range_are_held_to_it_in_both_implem
                                                                               "max": {}}}}
     with pytest.raises(InputError, match="category 4 has no Px range in categories.json"):
         cat.denormalise(generated[["Px"]], 4, empty)
+    assert cat.denormalise(generated[["Px"]].iloc[:0], 4, empty).empty  # no rows: nothing to convert
+    from pipeline_steps.export.run_bundle import BundleError
+    # the bundle's runner, on rows of the other categories only, had read the empty category's range
+    found = ship_denormalise(empty, {"Px": np.array([0.2, 0.3])}, np.array([3, 3]))
+    np.testing.assert_allclose(found["Px"][0], cat.denormalise(generated[["Px"]].iloc[2:], 3, described)["Px"].iloc[0])
+    with pytest.raises(BundleError, match="category 4 has no Px range"):
+        ship_denormalise(empty, {"Px": np.array([0.2])}, np.array([4]))
 
 
 def test_broadening_widens_a_peak_and_round_trips():

@@ -66,6 +66,15 @@ def test_a_column_constant_in_training_maps_to_finite_values_and_back(kind, valu
     np.testing.assert_allclose(transforms.inverse(z)["beam"].to_numpy(), test["beam"].to_numpy(), rtol=1e-12)
 
 
+def test_a_spike_with_a_few_rows_off_it_keeps_their_distance_under_quantiles():
+    """Every knot on 6500 with one row at 7000: the width is the column's range (7000 -> z 1), not the
+    constant's size, which would have squeezed the off-spike row next to the spike (z 0.077)."""
+    train = pd.DataFrame({"beam": np.r_[np.full(4999, 6500.0), 7000.0]})
+    transforms = fit_variable_transforms(train, {"beam": "quantile_normal"})
+    z = transforms.forward(pd.DataFrame({"beam": [6500.0, 7000.0]}), dtype=np.float64)[:, 0]
+    assert list(z) == [0.0, 1.0]
+
+
 def test_quantile_normal_maps_training_data_onto_a_standard_normal_and_extrapolates():
     data = _physics_sample(n=5000)
     transforms = fit_variable_transforms(data, {"p": "log10_quantile_normal", "iso": "quantile_normal"})

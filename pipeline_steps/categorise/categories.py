@@ -246,9 +246,11 @@ def denormalise(df: pd.DataFrame, category: int, categories_json: Mapping[str, A
         if name == "weight":
             physical[name] = values * info["max_weight"]
             continue
-        if name not in info["min"] and len(df):
-            raise InputError(f"denormalise: category {category} has no {name} range in categories.json (no muons "
-                             f"of it in any file), so its {len(df)} rows cannot be given physical values")
+        if name not in info["min"]:  # a category no file had a muon of: nothing to give physical values to
+            if len(df):
+                raise InputError(f"denormalise: category {category} has no {name} range in categories.json (no "
+                                 f"muons of it in any file), so its {len(df)} rows cannot be given physical values")
+            continue
         values = np.clip(values, -1.0, 1.0)
         if name in info["broadening"]:
             values = unbroaden(values, info["broadening"][name])

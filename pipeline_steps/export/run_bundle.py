@@ -126,7 +126,7 @@ class Bundle:
         """The model's single output for named float32 inputs, in calls of at most ``batch_rows`` rows.
 
         The calls share the rows evenly (no short last call): ONNX Runtime's matrix kernels take
-        another path for fewer than 8 columns, which moves a flow's output by float32 rounding; with
+        another path for fewer than 8 rows, which moves a flow's output by float32 rounding; with
         calls of 8 rows or more the output does not depend on how the rows were split (ONNX Runtime
         1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size). Fewer rows than
         :data:`MIN_CALL_ROWS` are repeated up to it and the copies dropped, so a one-row file gets the values
@@ -340,9 +340,14 @@ def ship_denormalise(categories: dict, targets: dict, category: np.ndarray) -> d
     out = {name: np.asarray(values, np.float64).copy() for name, values in targets.items()}
     for key, info in categories["categories"].items():
         rows = np.asarray(category) == int(key)
+        if not rows.any():  # a category without rows here (or without muons in any file: no range)
+            continue
         for name in info["variables"]:
             if name not in out or name == "weight":
                 continue
+            if name not in info["min"]:
+                raise BundleError(f"category {key} has no {name} range in categories.json (no muons of it in the "
+                                  f"training files), so its {int(rows.sum())} rows cannot be given physical values")
             values = np.clip(out[name][rows], -1.0, 1.0)
             if name in info["broadening"]:
                 b = info["broadening"][name]

@@ -306,7 +306,7 @@ def _cast_like(physical: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         if dtype is not None and np.issubdtype(dtype, np.integer):
             columns[name] = np.rint(values).astype(dtype)
         elif dtype is not None and np.issubdtype(dtype, np.bool_):
-            columns[name] = values > 0.5
+            columns[name] = values >= 0.5  # as the transforms' inverse and run_bundle.py cast a flag
         elif dtype is not None and np.issubdtype(dtype, np.floating):
             columns[name] = values.astype(dtype)
         else:

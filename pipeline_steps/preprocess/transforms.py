@@ -437,8 +437,9 @@ def _fit_quantile(x: np.ndarray) -> dict:
     z_knots = ndtri(probabilities)
     unique_x, group = np.unique(x_knots, return_inverse=True)
     unique_z = np.bincount(group, weights=z_knots) / np.bincount(group)
-    if unique_x.size == 1:
-        unique_x = np.array([unique_x[0], unique_x[0] + _constant_span(float(unique_x[0]))])
+    if unique_x.size == 1:  # every knot on one value: the column's own range if it has one (a few rows off a
+        spread = float(np.max(x) - np.min(x))  # spike), else the constant's size
+        unique_x = np.array([unique_x[0], unique_x[0] + (spread if spread > 0 else _constant_span(float(unique_x[0])))])
         unique_z = np.array([0.0, 1.0])
     return {"x_knots": unique_x, "z_knots": unique_z}
 

@@ -1,8 +1,8 @@
 """results/provenance.json: what made each model, and a check that it still holds.
 
 The document ties every model to what made it: the sha256 of each raw ROOT file it was trained on,
-its config slice, the sha256 of its trained/exported files, the package versions and the git commit
-of the checkout. ``verify`` re-hashes the files it lists and reports drift, so a physicist can check
+its config slice, the sha256 of its trained, generated, validation and export files, the package
+versions and the git commit of the checkout. ``verify`` re-hashes the files it lists and reports drift, so a physicist can check
 months later that a result still matches its inputs.
 """
 

@@ -1,5 +1,5 @@
 # Stage: provenance. results/provenance.json ties every model to the sha256 of its raw ROOT inputs,
-# its config slice, its trained (and exported) files, the package versions and the git commit.
+# its config slice, its trained, generated, validated (and exported) files, the package versions and the git commit.
 # `make verify` re-hashes what it lists and reports drift (pipeline_steps/provenance/).
 
 
