@@ -42,12 +42,13 @@ def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str
     """Refuse identity branches that do not name an event uniquely within a raw file (``InputError``).
 
     The split follows them (``split_keys``): ``identity: [run]`` had put every row of a one-run file in
-    one split, and event numbers restarting in every file had shared 50 keys among 200 files' events.
-    Two entries of one file are two events, so one key on two entries of a file is the sign, while the
-    same key in two files (a re-skim) is the same event, which the split is right to keep together.
+    one split. In a table read from a collection (some ``object_index`` above 0) an entry is an event,
+    so one key on two entries of a file is the sign, while the same key in two files (a re-skim) is the
+    same event, which the split is right to keep together. A flat tree's entries are objects (LHCb's
+    tracks, CalRatio's jets), which share their event's key by design: nothing can be told there.
     """
     keys = [name for name in split_keys(identity) if name not in EVENT_KEYS]
-    if not keys:
+    if not keys or not (rows["object_index"].to_numpy() > 0).any():
         return
     events = rows[[*EVENT_KEYS, *keys]].drop_duplicates(list(EVENT_KEYS))
     shared = events.duplicated(["source_file", *keys], keep=False)

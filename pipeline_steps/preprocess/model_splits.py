@@ -156,9 +156,13 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     _check_transformable(rows, model_targets, settings.target_kinds, settings)
     for name in SPLIT_NAMES:  # an empty test split had stopped generation, after the training
         if not (split_of_row == name).any():
-            raise InputError(f"model {settings.model}: no rows in the {name} split of {len(rows)} rows "
-                             f"(models.{settings.model}.split.{name} = {settings.fractions.get(name)}); raise the "
-                             f"fraction or ingest more files")
+            keys = split_keys(settings.identity)
+            events = len(rows[keys].drop_duplicates())
+            raise InputError(f"model {settings.model}: no rows in the {name} split of {len(rows)} rows, {events} "
+                             f"events by {keys} (models.{settings.model}.split.{name} = "
+                             f"{settings.fractions.get(name)}); raise the fraction or ingest more files, or, if "
+                             f"those are few events for so many rows, list branches in the dataset's identity "
+                             f"that tell events apart")
     train = split_of_row == "train"
     dequantize = set(settings.dequantize)
     model_transforms = ModelTransforms(
