@@ -22,7 +22,7 @@ def _samples(n_main=60, n_cr=40):
         "train": synthetic_split(n_main, "main", seed=1),
         "validation": synthetic_split(n_main // 2, "main", seed=2),
         "cr_train": synthetic_split(n_cr, "cr", seed=3),
-        "cr_validation": synthetic_split(n_cr // 2, "cr", seed=4),
+        "cr_validation": synthetic_split(n_cr, "cr", seed=4),  # 20 data, 20 MC jets: a KS needs n_eff 10 each
     }
 
 
@@ -122,3 +122,18 @@ def test_the_checkpoint_fingerprint_covers_every_input_array_and_early_stopping(
     assert training._fingerprint(HYPER, _cfg(3), relabelled) != base
     stopping = replace(_cfg(3), early_stopping={"metric": "val_loss", "patience": 2, "min_delta": 0.0, "mode": "min"})
     assert training._fingerprint(HYPER, stopping, samples) != base
+
+
+def test_the_loss_of_a_batch_of_cancelling_nlo_weights_stays_within_its_jets_losses():
+    """Divided by the weights' sum, an all-negative batch had given a loss of 2e27 and a zero-sum one 1e26,
+    finite, so the training ran on; divided by the sum of |w| it is bounded by the per-jet losses."""
+    import keras
+
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]], np.float32)
+    labels = np.array([0, 1, 2, 1])
+    per_jet = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+    for weights in ([1.0, -1.0, 1.0, -1.0], [-1.0, -2.0, -0.5, -1.0], [1.0, 1.0, 1.0, 1.0]):
+        loss, accuracy = training.classifier_loss(probabilities, labels, np.array(weights, np.float32))
+        assert abs(float(loss)) <= per_jet.max() + 1e-6 and abs(float(accuracy)) <= 1.0 + 1e-6, weights
+    positive, _ = training.classifier_loss(probabilities, labels, np.ones(4, np.float32))
+    assert float(positive) == pytest.approx(per_jet.mean(), rel=1e-6)  # positive weights: the plain mean

@@ -24,6 +24,19 @@ def test_integer_weights_equal_repeated_samples():
 
 
 def test_ks_per_output_separates_data_from_mc():
-    probabilities = np.array([[0.1, 0.2, 0.7], [0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
-    ks = ks_metrics.ks_per_output(probabilities, np.array([1, 1, 0, 0]), np.ones(4))
-    assert ks == {"ks_sig": 0.0, "ks_qcd": 1.0, "ks_bib": 1.0}
+    probabilities = np.repeat(np.array([[0.1, 0.2, 0.7], [0.1, 0.8, 0.1]]), 10, axis=0)  # 10 data, 10 MC jets
+    ks = ks_metrics.ks_per_output(probabilities, np.repeat([1, 0], 10), np.ones(20))
+    assert ks == pytest.approx({"ks_sig": 0.0, "ks_qcd": 1.0, "ks_bib": 1.0}, abs=1e-12)  # sums of ten 0.1 steps
+
+
+def test_a_sample_worth_fewer_than_ten_entries_has_no_ks():
+    """Half-negative NLO weights had given KS distances of 20 (a CDF normalised by a near-cancelling sum);
+    nine positive entries scatter too much to decide the selection's 0.3 cut."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=400), rng.normal(size=400)
+    cancelling = np.where(np.arange(400) % 2 == 0, 1.0, -0.98)  # sum 4, n_eff 0.04
+    assert np.isnan(ks_metrics.weighted_ks(a, b, cancelling, None))
+    assert np.isnan(ks_metrics.weighted_ks(a[:9], b))
+    assert 0.0 <= ks_metrics.weighted_ks(a[:10], b) <= 1.0
+    nlo = np.where(np.arange(400) % 5 == 0, -1.0, 1.0)  # 20 % negative: n_eff 144, a KS in [0, 1]
+    assert 0.0 <= ks_metrics.weighted_ks(a, b, nlo, None) <= 1.0

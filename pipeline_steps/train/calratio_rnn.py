@@ -95,7 +95,7 @@ class AdversarialTrainer:
         self.main_step = tf.function(self._main_step, reduce_retracing=True)
 
     def _adversary_step(self, cr_inputs, is_data, cr_weights):
-        """Adversary update on CR jets; returns (weighted BCE, weighted accuracy, weight sum)."""
+        """Adversary update on CR jets; returns (weighted BCE, weighted accuracy, sum of |weights|)."""
         import tensorflow as tf
 
         probabilities = self.classifier(cr_inputs, training=False)
@@ -103,7 +103,7 @@ class AdversarialTrainer:
             loss, accuracy = adversary_loss(self.adversary(probabilities, training=True), is_data, cr_weights)
         gradients = tape.gradient(loss, self.adversary.trainable_variables)
         self.adversary_optimizer.apply_gradients(zip(gradients, self.adversary.trainable_variables))
-        return loss, accuracy, tf.reduce_sum(cr_weights)
+        return loss, accuracy, tf.reduce_sum(tf.abs(cr_weights))
 
     def _main_step(self, main_inputs, labels, main_weights, cr_inputs, is_data, cr_weights):
         """Classifier update: CCE(main) - lambda * adversary BCE(CR); returns the parts and weight sums."""
@@ -116,7 +116,8 @@ class AdversarialTrainer:
             total = main_loss - self.hyper.adversary_lambda * adv_loss
         gradients = tape.gradient(total, self.classifier.trainable_variables)
         self.main_optimizer.apply_gradients(zip(gradients, self.classifier.trainable_variables))
-        return total, main_loss, adv_loss, main_accuracy, adv_accuracy, tf.reduce_sum(main_weights), tf.reduce_sum(cr_weights)
+        return (total, main_loss, adv_loss, main_accuracy, adv_accuracy, tf.reduce_sum(tf.abs(main_weights)),
+                tf.reduce_sum(tf.abs(cr_weights)))
 
 
 def classifier_loss(probabilities, labels, weights):
@@ -140,10 +141,14 @@ def adversary_loss(data_probability, is_data, weights):
 
 
 def _weighted_mean(values, weights):
+    """sum(w x) / sum(|w|): the weighted mean for positive weights. NLO weights are signed, and a
+    mini-batch's may nearly cancel: divided by their sum, an all-negative batch had given a loss of 2e27
+    and a zero-sum one 1e26, finite, so nothing stopped the training. Divided by sum(|w|) the loss is bounded
+    by the per-jet losses whatever the signs."""
     import keras
 
     weights = keras.ops.cast(weights, "float32")
-    return keras.ops.sum(values * weights) / keras.ops.maximum(keras.ops.sum(weights), 1e-12)
+    return keras.ops.sum(values * weights) / keras.ops.maximum(keras.ops.sum(keras.ops.abs(weights)), 1e-12)
 
 
 def build_trainer(samples: Mapping[str, Mapping], hyper: net.CalRatioHyperparameters, cfg: CalRatioTrainingConfig):
@@ -266,7 +271,8 @@ def load_samples(preprocess_dir) -> dict:
 
 
 class _MetricSums:
-    """Weight-sum-weighted running sums of per-mini-batch means -> whole-epoch means."""
+    """Running sums of per-mini-batch means weighted by each batch's sum of |weights| (the normaliser of
+    ``_weighted_mean``) -> whole-epoch means."""
 
     def __init__(self):
         self.weighted, self.weights = {}, {}
