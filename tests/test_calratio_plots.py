@@ -146,3 +146,24 @@ def test_an_optimum_beyond_the_measured_background_is_said():
     cr = {"is_data": rng.integers(0, 2, 100).astype(bool), "mc_weight": np.ones(100)}
     metrics = plots.compute_metrics(probabilities, main, rng.dirichlet([1, 1, 1], 100), cr, plots.PlotSettings())
     assert metrics["best_threshold"] == 0.0 and "S/sqrt(B) is not measured there" in metrics["soverb_note"]
+
+
+def test_an_s_over_sqrt_b_or_ks_that_cannot_be_computed_is_null_with_its_reason():
+    """8 background jets had given best_soverb 0.0 at threshold 0.0 (read as an optimum), signal weights
+    below zero an efficiency of -9e13, and a control region of data only a bare NaN in metrics.json."""
+    rng = np.random.default_rng(5)
+    n = 208
+    labels = np.r_[np.zeros(200, int), np.ones(8, int)]
+    main = {"label": labels, "mc_weight": np.ones(n), "llp_mS": np.full(n, 50.0), "llp_mH": np.full(n, 600.0)}
+    cr = {"is_data": np.ones(100, bool), "mc_weight": np.ones(100)}  # data only: no MC to compare with
+    metrics = plots.compute_metrics(rng.dirichlet([1, 1, 1], n), main, rng.dirichlet([1, 1, 1], 100), cr,
+                                    plots.PlotSettings())
+    assert metrics["best_soverb"] is None and metrics["best_threshold"] is None
+    assert "no cut keeps signal and background worth 10" in metrics["not_computed"]["best_soverb"]
+    assert metrics["cr_test_ks_bib"] is None and "MC 0 jets" in metrics["not_computed"]["cr_test_ks_bib"]
+    json.dumps(metrics, allow_nan=False)  # strict JSON
+    main["mc_weight"] = np.where(labels == 0, -1.0, 1.0)
+    negative = plots.compute_metrics(rng.dirichlet([1, 1, 1], n), main, rng.dirichlet([1, 1, 1], 100), cr,
+                                     plots.PlotSettings())
+    assert negative["signal_efficiency_at_best"] is None
+    assert negative["not_computed"]["best_soverb"] == "the test split's signal jets have no positive total weight"

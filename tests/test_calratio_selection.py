@@ -41,6 +41,20 @@ def test_no_candidate_falls_back_to_best_overall_and_says_so():
     assert "NO epoch" in choice["reason"]
 
 
+def test_the_adversarys_own_metrics_run_the_other_way():
+    """val_adv_acc had been maximised: the epoch where the adversary told data from MC best was kept."""
+    history = HISTORY.assign(val_adv_acc=[0.5, 0.9, 0.55, 0.6, 0.7], val_adv_loss=[0.7, 0.2, 0.65, 0.6, 0.5])
+    assert selection.choose_epoch(history, 0.3, "val_adv_acc")["epoch"] == 3  # candidates 2, 3, 5
+    assert selection.choose_epoch(history, 0.3, "val_adv_loss")["epoch"] == 3
+    assert [selection.metric_direction(m) for m in ("val_loss", "loss", "val_main_acc", "disc_loss")] == [
+        "min", "min", "max", "max"]
+
+
+def test_a_ks_that_no_epoch_could_compute_is_said_as_such():
+    choice = selection.choose_epoch(HISTORY.assign(ks_bib=np.nan), 0.3, "val_loss")
+    assert choice["fallback"] and "ks_bib could not be computed in any epoch" in choice["reason"]
+
+
 def test_an_epoch_whose_classifier_collapsed_to_one_answer_is_never_chosen():
     """A diverged run's constant output has KS 0 and, here, the lowest loss: it had been kept."""
     history = HISTORY.assign(val_signal_spread=[0.9, 0.8, 0.0, 0.7, 0.6])

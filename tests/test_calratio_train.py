@@ -137,3 +137,13 @@ def test_the_loss_of_a_batch_of_cancelling_nlo_weights_stays_within_its_jets_los
         assert abs(float(loss)) <= per_jet.max() + 1e-6 and abs(float(accuracy)) <= 1.0 + 1e-6, weights
     positive, _ = training.classifier_loss(probabilities, labels, np.ones(4, np.float32))
     assert float(positive) == pytest.approx(per_jet.mean(), rel=1e-6)  # positive weights: the plain mean
+
+
+def test_more_mini_batches_than_training_jets_is_refused_naming_the_key(tmp_path):
+    """287 CR training jets with num_splits 300 had stopped in TensorFlow: 'input depth must be evenly
+    divisible by filter depth: 12 vs 32'."""
+    import dataclasses
+
+    with pytest.raises(ConfigError, match=r"training.num_splits: 50 mini-batches per epoch, more than the 40 jets "
+                                          r"of the calratio cr_train split"):
+        training.train(_samples(), HYPER, dataclasses.replace(_cfg(1), num_splits=50), tmp_path)

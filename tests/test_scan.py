@@ -188,6 +188,9 @@ def test_calratio_ks_ranks_by_the_worst_output():
 
     value, error, score = metric_value("ks", "calratio_rnn", {"cr_test_ks_sig": 0.1, "cr_test_ks_qcd": 0.3}, None)
     assert (value, score) == (0.3, 0.3) and np.isnan(error)
+    for order in ((None, 0.3), (0.3, None)):  # a null KS (not computable) leaves the point without a score
+        document = dict(zip(("cr_test_ks_sig", "cr_test_ks_qcd"), order))
+        assert np.isnan(metric_value("ks", "calratio_rnn", document, None)[2])
     table = rank_points(rows, {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}})
     assert list(table["instance"]) == ["c", "a", "b"]  # a point without a value goes last
 

@@ -57,11 +57,12 @@ def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd
         value = _number(metrics.get(metric))
         return value, nan, value if metric == "chi2_ndf" else -value
     if metric == "ks":
-        values = [float(v) for k, v in metrics.items() if k.startswith("cr_test_ks_")]
+        values = [_number(v) for k, v in metrics.items() if k.startswith("cr_test_ks_")]  # null: not computable
         if not values:
             raise InputError(f"metric ks: no cr_test_ks_* entries in metrics.json (only CalRatio has them); "
                              f"found {sorted(metrics)}")
-        return max(values), nan, max(values)
+        worst = nan if any(math.isnan(v) for v in values) else max(values)  # one output not computable: no score
+        return worst, nan, worst
     if metric == "validation_loss":
         value = _kept_epoch_loss(kind, history, kept_epoch)
         return value, nan, value if _HISTORY_LOSS[kind][1] == "min" else -value

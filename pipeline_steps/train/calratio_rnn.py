@@ -31,7 +31,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
-from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.models import calratio_rnn as net
@@ -223,6 +223,7 @@ def train(
 ):
     """Train to ``cfg.epochs``, resuming after the last checkpointed epoch; returns (classifier, history)."""
     _check_samples(samples)
+    _check_num_splits(samples, cfg.num_splits)
     trainer = build_trainer(samples, hyper, cfg)
     checkpoints = KerasEpochCheckpoints(checkpoint_dir, _fingerprint(hyper, cfg, samples),
                                         {"classifier": trainer.classifier, "adversary": trainer.adversary},
@@ -304,6 +305,16 @@ def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mappi
             checksum.update(f"{split}/{name}/{array.dtype.str}".encode())
             checksum.update(array.tobytes())
     return fingerprint_of({"hyper": asdict(hyper), "training": settings, "shapes": shapes, "data": checksum.hexdigest()})
+
+
+def _check_num_splits(samples: Mapping[str, Mapping], num_splits: int) -> None:
+    """Every mini-batch must hold jets: ``num_splits`` above a training split's jets had left some empty and
+    stopped TensorFlow with 'input depth must be evenly divisible by filter depth: 12 vs 32'."""
+    for split in ("train", "cr_train"):
+        jets = len(samples[split]["jets"])
+        if num_splits > jets:
+            raise ConfigError(f"training.num_splits: {num_splits} mini-batches per epoch, more than the {jets} jets "
+                              f"of the calratio {split} split; lower it to {jets} or fewer")
 
 
 def _check_samples(samples: Mapping[str, Mapping]) -> None:

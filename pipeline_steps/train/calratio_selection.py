@@ -3,7 +3,8 @@
 An epoch is a candidate when the KS distance between data and MC of the BIB output on
 control-region validation jets is below ``ks_threshold`` (0.3 in the 2019 trainer): its data/MC
 systematics are small. Among candidates the best ``selection_metric`` wins (a column of
-history.csv; minimised when it is a loss or a KS distance, maximised otherwise, e.g. an accuracy).
+history.csv; minimised when it is a loss or a KS distance, maximised otherwise, e.g. an accuracy, and the
+other way round for the adversary's own metrics, ``*adv_*`` and ``disc_*``).
 If no epoch passes the KS cut, the best epoch overall is kept and the choice is flagged
 (``fallback: true``) rather than failing the workflow. An epoch whose classifier gives every validation
 jet the same signal probability (``val_signal_spread``) is never chosen: its KS distance is 0 because
@@ -31,9 +32,19 @@ LOGGER = logging.getLogger("pipeline_steps.train.calratio_selection")
 KS_COLUMN = "ks_bib"
 
 
+#: Name parts of the adversary's own metrics (``val_adv_loss``, ``adv_acc``, ``disc_loss``...): the classifier is
+#: best where the adversary cannot tell data from MC, so these run the other way.
+ADVERSARY_MARKERS = ("adv_", "disc_")
+
+
 def metric_direction(metric: str) -> str:
-    """"min" for losses and KS distances, "max" for accuracies and other scores."""
-    return "min" if ("loss" in metric or metric.startswith("ks_")) else "max"
+    """"min" for losses and KS distances, "max" for accuracies and other scores; the other way round for the
+    adversary's own loss and accuracy (``val_adv_acc`` had been maximised: the epoch where the adversary
+    separated data from MC best was kept)."""
+    lower = "loss" in metric or metric.startswith("ks_")
+    if metric not in ("loss", "val_loss") and any(marker in metric for marker in ADVERSARY_MARKERS):
+        lower = not lower
+    return "min" if lower else "max"
 
 
 def choose_epoch(history: pd.DataFrame, ks_threshold: float, metric: str) -> dict:
@@ -64,7 +75,10 @@ def choose_epoch(history: pd.DataFrame, ks_threshold: float, metric: str) -> dic
         f"epoch {epoch} has the {'lowest' if direction == 'min' else 'highest'} {metric} "
         f"({best[metric]:.5g}) among {len(pool)} "
         + (f"epochs; NO epoch had {KS_COLUMN} < {ks_threshold}, so the KS cut was not applied"
-           if fallback else f"candidate epochs with {KS_COLUMN} < {ks_threshold}")
+           if fallback and history[KS_COLUMN].notna().any() else
+           f"epochs; {KS_COLUMN} could not be computed in any epoch (control-region validation data or MC worth "
+           f"fewer than 10 jets), so the KS cut was not applied" if fallback
+           else f"candidate epochs with {KS_COLUMN} < {ks_threshold}")
     )
     return {
         "epoch": epoch,

@@ -25,6 +25,7 @@ from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.validate.ks import KS_COLUMNS, ks_per_output
+from pipeline_steps.validate.ks import MIN_WORTH as KS_MIN_WORTH
 from pipeline_steps.validate.weighted_roc import weighted_roc
 
 LOGGER = logging.getLogger("pipeline_steps.validate.calratio_plots")
@@ -68,7 +69,9 @@ def soverb_scan(scores, is_signal, weights, thresholds) -> tuple[np.ndarray, np.
     worth = np.divide(np.square(background), squares, out=np.zeros_like(background), where=squares > 0)
     usable = (background > 0) & (worth >= MIN_BACKGROUND_JETS)
     significance = np.divide(signal, np.sqrt(np.clip(background, 0, None)), out=np.zeros_like(signal), where=usable)
-    return significance, signal / max(weights[is_signal].sum(), 1e-12)
+    signal_total = float(weights[is_signal].sum())
+    efficiency = signal / signal_total if signal_total > 0 else np.full_like(signal, np.nan)
+    return significance, efficiency
 
 
 def _roc_problem(labels: np.ndarray, weights: np.ndarray, background: int, name: str) -> str | None:
@@ -103,10 +106,21 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
             metrics[f"auc_sig_vs_{name}"] = weighted_roc(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
         else:  # say why the key is missing (a sample without BIB jets)
             metrics.setdefault("not_computed", {})[f"auc_sig_vs_{name}"] = problem
-    metrics.update({f"cr_test_{k}": v for k, v in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items()})
+    for key, value in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items():
+        metrics[f"cr_test_{key}"] = None if np.isnan(value) else value  # NaN is not JSON: null and why
+        if np.isnan(value):
+            metrics.setdefault("not_computed", {})[f"cr_test_{key}"] = (
+                f"the control region's test data or MC jets are worth fewer than {KS_MIN_WORTH:g} unweighted jets "
+                f"(Kish n_eff; data {int(np.sum(cr['is_data'] == 1))}, MC {int(np.sum(cr['is_data'] == 0))} jets)")
     thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
     significance, efficiency = soverb_scan(main_probabilities[:, 0], main["label"] == 0, main["mc_weight"], thresholds)
     best = int(np.argmax(significance))
+    problem = _soverb_problem(significance, efficiency)
+    if problem is not None:  # a 0.0 at threshold 0 had read as a measured optimum
+        metrics.update({"best_soverb": None, "best_threshold": None, "signal_efficiency_at_best": None})
+        metrics.setdefault("not_computed", {})["best_soverb"] = problem
+        LOGGER.warning("S/sqrt(B) not computed: %s", problem)
+        return _with_mass_plane(metrics, main_probabilities, main, thresholds[0])
     metrics.update({"best_soverb": float(significance[best]), "best_threshold": float(thresholds[best]),
                     "signal_efficiency_at_best": float(efficiency[best])})
     unmeasured = (significance[best + 1:] == 0) & (efficiency[best + 1:] > 0)
@@ -115,9 +129,24 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
                                   f"{MIN_BACKGROUND_JETS:g} jets (or none): S/sqrt(B) is not measured there, and the "
                                   f"optimum may lie beyond what these {metrics['n_test_jets']} test jets can tell")
         LOGGER.warning("%s", metrics["soverb_note"])
+    return _with_mass_plane(metrics, main_probabilities, main, thresholds[best])
+
+
+def _soverb_problem(significance: np.ndarray, efficiency: np.ndarray) -> str | None:
+    """Why no cut has an S/sqrt(B): no signal weight, or no cut keeps background worth enough jets."""
+    if np.isnan(efficiency).all():
+        return "the test split's signal jets have no positive total weight"
+    if not (significance > 0).any():
+        return (f"no cut keeps signal and background worth {MIN_BACKGROUND_JETS:g} unweighted jets (Kish n_eff) "
+                f"in the test split")
+    return None
+
+
+def _with_mass_plane(metrics: dict, main_probabilities, main, threshold: float) -> dict:
+    """``metrics`` with the signal efficiency per (mS, mH) at ``threshold``."""
     signal = main["label"] == 0
     by_mass = signal_efficiency_by_mass(main_probabilities[signal, 0], main["mc_weight"][signal],
-                                        main["llp_mS"][signal], main["llp_mH"][signal], thresholds[best])
+                                        main["llp_mS"][signal], main["llp_mH"][signal], threshold)
     metrics["signal_efficiency_by_mass"] = [
         {k: (None if pd.isna(v) else float(v)) for k, v in row.items()} for row in by_mass.to_dict("records")
     ]
@@ -248,8 +277,10 @@ def _efficiency_plane(metrics):
         figure.colorbar(image, ax=axis, label="signal efficiency")
     else:
         axis.text(0.5, 0.5, "no signal jets with (mS, mH)", ha="center", transform=axis.transAxes)
+    threshold = metrics["best_threshold"]  # None: no S/sqrt(B) optimum, the plane is drawn at the lowest cut
     axis.set(xlabel="mH [GeV]", ylabel="mS [GeV]",
-             title=f"signal efficiency at output > {metrics['best_threshold']:.2f}")
+             title=f"signal efficiency at output > {threshold or 0.0:.2f}"
+                   + ("" if threshold is not None else " (no S/sqrt(B) optimum)"))
     return figure
 
 
