@@ -36,7 +36,10 @@ STAGE_MODULES = {
 class ModelKind:
     """One kind of model. ``env`` is the conda environment file under ``envs/``; ``trained_file`` lies in
     ``results/train/<model>/``; ``training_keys`` are the model's config keys its trainer receives;
-    ``c_export``: whether ``export.c`` applies (only the covariance GAN's generator has a C export).
+    ``c_export``: whether ``export.c`` applies (only the covariance GAN's generator has a C export);
+    ``selection_keys``: ``training`` keys read after training by the epoch selection, not by the trainer, kept
+    out of the training's params and checkpoint fingerprint (changing CalRatio's ks_threshold had thrown
+    the checkpoints away and retrained from scratch to choose another epoch).
 
     For scans: ``scan_metrics`` are the metrics its points can be ranked by (the first is the default;
     CalRatio's metrics.json has no real-vs-generated AUC); ``schedule_replaces`` the ``training`` keys a
@@ -57,6 +60,7 @@ class ModelKind:
     schedule_replaces: tuple[str, ...]
     loss_defined_by: tuple[str, ...]
     c_export: bool = False
+    selection_keys: tuple[str, ...] = ()
 
     @property
     def env_file(self) -> str:
@@ -109,6 +113,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
             # val_loss = main - lambda x adversary: a weaker adversary lowers it
             loss_defined_by=("hyperparameters.adversary_lambda", "hyperparameters.adversary_units",
                              "training.learning_rate.adversary"),
+            selection_keys=("ks_threshold", "selection_metric"),
         ),
     )
 }

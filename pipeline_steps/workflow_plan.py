@@ -170,8 +170,13 @@ class WorkflowPlan:
         return {key: model[key] for key in keys if key in model}
 
     def training_slice(self, name: str) -> dict:
-        """params of the model's training rule: the keys its trainer reads (MODEL_KINDS)."""
-        return self.model_slice(name, kind_of(self.model(name)).training_keys)
+        """params of the model's training rule: the keys its trainer reads (MODEL_KINDS), ``training`` without
+        the keys only the epoch selection reads (``ModelKind.selection_keys``)."""
+        kind = kind_of(self.model(name))
+        sliced = self.model_slice(name, kind.training_keys)
+        if kind.selection_keys and "training" in sliced:
+            sliced["training"] = {k: v for k, v in sliced["training"].items() if k not in kind.selection_keys}
+        return sliced
 
     def training_threads(self, name: str) -> int:
         """threads of the model's training rule: its ``training.threads``, what the trainer runs with."""

@@ -80,6 +80,11 @@ def test_default_and_production_configs_are_valid(default_config):
         # a warm-restart period under the plain cosine scheduler had trained without a word about it
         ("models.jets.training.restart_epochs", 2, "models.jets.training.restart_epochs: the period of scheduler "
          "cosine_warm_restarts, which scheduler 'cosine' ignores"),
+        # a typo had been found by the epoch selection, after the whole training; -5 had turned the KS cut off
+        ("models.calratio.training.selection_metric", "val_auc", "models.calratio.training.selection_metric: "
+         "expected one of ['loss', 'main_loss'"),
+        ("models.calratio.training.ks_threshold", -5, "models.calratio.training.ks_threshold: -5 is less than or "
+         "equal to the minimum of 0"),
         ("datasets.ship.toy.rogue_file", 4, "datasets.ship.toy.rogue_file: 4 is not one of the 4 toy files (0 .. 3)"),
         ("validation.thresholds.ks_max", {"warn": 0.2, "fail": 0.1}, "validation.thresholds.ks_max: fail (0.1) below "
          "warn (0.2)"),

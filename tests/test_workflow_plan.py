@@ -31,6 +31,14 @@ def test_training_slice_holds_only_the_keys_the_trainer_reads(plan):
     assert "preprocessing" in plan.training_slice("calratio")
 
 
+def test_calratio_training_leaves_the_epoch_selections_keys_to_the_selection(plan):
+    """ks_threshold and selection_metric had been training params: changing one retrained from scratch."""
+    plan.model("calratio")["training"].update(ks_threshold=0.2, selection_metric="val_main_acc")
+    training = plan.training_slice("calratio")["training"]
+    assert not {"ks_threshold", "selection_metric"} & set(training) and "num_splits" in training
+    assert plan.model_slice("calratio", ("training",))["training"]["ks_threshold"] == 0.2  # the selection's params
+
+
 def test_calratio_preprocessing_gets_only_what_it_reads(plan):
     """The whole model had been its params: a hyperparameter edit re-ran the preprocessing."""
     assert set(plan.preprocess_calratio_slice("calratio")) <= {"conditions", "preprocessing", "weight", "split"}

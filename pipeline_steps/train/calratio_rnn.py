@@ -34,6 +34,7 @@ from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
+from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_of
 from pipeline_steps.train.collapsed_epochs import SPREAD_COLUMN
@@ -295,8 +296,9 @@ def _fingerprint(hyper, cfg: CalRatioTrainingConfig, samples: Mapping[str, Mappi
     ingest part reran the training, which resumed and wrote the old model byte for byte. ``early_stopping``
     is in it for the reason the GAN's fingerprint gives (``covariance_gan.GanTrainingConfig.fingerprint``).
     """
-    settings = {k: v for k, v in asdict(cfg).items()
-                if k != "epochs" and not (k in ("schedule", "early_stopping") and v is None)}
+    settings = {k: v for k, v in asdict(cfg).items()  # the selection's keys do not change what is trained
+                if k not in ("epochs", *MODEL_KINDS["calratio_rnn"].selection_keys)
+                and not (k in ("schedule", "early_stopping") and v is None)}
     shapes = {split: {k: list(np.shape(v)) for k, v in sorted(arrays.items())} for split, arrays in sorted(samples.items())}
     checksum = hashlib.sha256()
     for split in sorted(samples):
