@@ -192,9 +192,13 @@ class WorkflowPlan:
         return {"tables": self.ingested_tables(model["dataset"], model["table"])}
 
     def preprocess_model_slice(self, name: str) -> dict:
-        """params of preprocess_model: the model's preprocessing keys plus its dataset's identity branches."""
+        """params of preprocess_model: the model's preprocessing keys plus its dataset's identity branches and
+        whether its table is read from a collection (``entry_is_event``: then an entry is an event)."""
         keys = ("conditions", "targets", "derived", "split", "preprocessing", "weight", "categorised")
-        return {**self.model_slice(name, keys), "identity": self.identity(self.model(name)["dataset"])}
+        model = self.model(name)
+        table = self.config["datasets"][model["dataset"]]["tables"][model["table"]]
+        return {**self.model_slice(name, keys), "identity": self.identity(model["dataset"]),
+                "entry_is_event": "collection" in table}
 
     def preprocess_calratio_slice(self, name: str) -> dict:
         """params of preprocess_calratio: the keys its preprocessing reads. The whole model had been passed,

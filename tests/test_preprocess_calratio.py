@@ -231,3 +231,18 @@ def test_cut_sequences_and_negative_weights_are_counted_and_a_nan_names_its_jet(
     with pytest.raises(InputError, match=rf"column {field} has 1 NaN/inf entries, the first in raw file a\.root, "
                                          rf"entry {row}"):
         run([main], [control], tmp_path / "out2", _params())
+
+
+def test_an_identity_that_names_too_few_events_says_so_instead_of_writing_empty_splits(tmp_path):
+    """identity: [runNumber] had given 600 training jets and empty validation and test splits, and the
+    training then stopped on 'no jets' without a word of why."""
+    paths = {}
+    for region, seed in (("main", 0), ("cr", 10)):
+        paths[region] = tmp_path / f"{region}.parquet"
+        pq.write_table(_jets(150, seed, "a.root", region == "cr"), paths[region])
+    params = _params()
+    params["layout"] = {**params["layout"], "identity": ["runNumber"]}
+    with pytest.raises(InputError, match=r"main tables of calratio: no rows in the (train|validation|test) split of "
+                                         r"150 rows, \d events by \['runNumber'\]"):
+        run([paths["main"]], [paths["cr"]], tmp_path / "out", params)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -141,13 +141,23 @@ def test_identity_branches_that_do_not_name_events_are_refused_naming_file_and_e
     outputs = preprocess_outputs(tmp_path / "jets")
     with pytest.raises(InputError, match=r"model jets: the identity branches \['run'\] do not name an event uniquely: "
                                          r"50 of 50 events share .* raw file 0.root, entry 0: run 1\)"):
-        run(files, outputs, {"model": "jets", "config": {**JETS, "identity": ["run"]}, "seed": 42})
+        run(files, outputs, {"model": "jets", "config": {**JETS, "identity": ["run"], "entry_is_event": True},
+                             "seed": 42})
     assert not outputs["train"].exists()
+    # decided by the table's layout, not by the rows: a selection keeping each event's first jet only
+    leading = pd.read_parquet(files[0]).query("object_index == 0")
+    leading.to_parquet(files[0], index=False)
+    with pytest.raises(InputError, match=r"do not name an event uniquely"):
+        run(files, outputs, {"model": "jets", "config": {**JETS, "identity": ["run"], "entry_is_event": True},
+                             "seed": 42})
     # a flat tree's entries are objects: the jets of one event share its key, and are split together
+    _ingested_jets(files[0], "0.root", 50, 1)
     flat = pd.read_parquet(files[0]).assign(object_index=np.int32(0), entry=lambda t: np.arange(len(t)))
     flat.to_parquet(files[0], index=False)
     run(files, outputs, {"model": "jets", "config": JETS, "seed": 42})
     assert all(len(splits) == 1 for splits in _split_of_event(outputs).values())
+    with pytest.raises(InputError, match=r"no rows in the (train|validation|test) split of 100 rows, 1 events by \['run'\]"):
+        run(files, outputs, {"model": "jets", "config": {**JETS, "identity": ["run"]}, "seed": 42})
 
 
 def test_nan_in_a_model_variable_names_the_column_and_file(tmp_path):
@@ -328,7 +338,7 @@ def test_an_empty_split_stops_preprocessing_naming_its_fraction(tmp_path):
     """An empty test split had stopped generation only after the model was trained."""
     config = _covariance_table(tmp_path / "0.parquet", n=150)
     config["split"] = {"train": 0.949, "validation": 0.05, "test": 0.001}
-    with pytest.raises(InputError, match=r"no rows in the test split of 150 rows, \d+ events by \[.*\] "
-                                         r"\(models\.tracks_cov\.split\.test = 0\.001\)"):
+    with pytest.raises(InputError, match=r"model tracks_cov: no rows in the test split of 150 rows, \d+ events by "
+                                         r"\[.*\] \(split\.test = 0\.001\)"):
         run([tmp_path / "0.parquet"], preprocess_outputs(tmp_path / "out"), {"model": "tracks_cov", "config": config,
                                                                               "seed": 0})

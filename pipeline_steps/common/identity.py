@@ -41,14 +41,15 @@ def split_keys(identity: Iterable[str]) -> list[str]:
 def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str) -> None:
     """Refuse identity branches that do not name an event uniquely within a raw file (``InputError``).
 
-    The split follows them (``split_keys``): ``identity: [run]`` had put every row of a one-run file in
-    one split. In a table read from a collection (some ``object_index`` above 0) an entry is an event,
-    so one key on two entries of a file is the sign, while the same key in two files (a re-skim) is the
-    same event, which the split is right to keep together. A flat tree's entries are objects (LHCb's
-    tracks, CalRatio's jets), which share their event's key by design: nothing can be told there.
+    Call it for a table read from a collection, where an entry is an event (the caller knows it from the
+    table's mapping; the rows cannot tell: a selection may keep only each event's first object). The split
+    follows the branches (``split_keys``): ``identity: [run]`` had put every row of a one-run file in one
+    split. One key on two entries of a file is the sign, while the same key in two files (a re-skim) is the
+    same event, which the split is right to keep together. A flat tree's entries are objects (LHCb's tracks,
+    CalRatio's jets), which share their event's key by design: there ``check_splits_filled`` says more.
     """
     keys = [name for name in split_keys(identity) if name not in EVENT_KEYS]
-    if not keys or not (rows["object_index"].to_numpy() > 0).any():
+    if not keys:
         return
     events = rows[[*EVENT_KEYS, *keys]].drop_duplicates(list(EVENT_KEYS))
     shared = events.duplicated(["source_file", *keys], keep=False)
@@ -61,6 +62,20 @@ def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str
             f"{', '.join(f'{name} {example[name]}' for name in keys)}), and a row's split "
             f"follows them; list branches that tell events apart (run, luminosityBlock, event) in the "
             f"dataset's identity, or none, to split by raw file and entry")
+
+
+def check_splits_filled(split: np.ndarray, rows: pd.DataFrame, identity: Iterable[str], fractions, where: str) -> None:
+    """Every split has rows, or an ``InputError`` naming the split, its fraction and the events the identity
+    names (``identity: [runNumber]`` had given CalRatio 600 training jets and empty validation and test
+    splits, and the training then failed on "no jets" without a word of why)."""
+    for name in ("train", "validation", "test"):
+        if not (np.asarray(split) == name).any():
+            keys = split_keys(identity)
+            events = len(rows[keys].drop_duplicates())
+            raise InputError(f"{where}: no rows in the {name} split of {len(rows)} rows, {events} events by {keys} "
+                             f"(split.{name} = {fractions.get(name)}); raise the fraction or ingest more files, or, "
+                             f"if those are few events for so many rows, list branches in the dataset's identity "
+                             f"that tell events apart")
 
 
 def identity_columns(dataset_identity: Iterable[str] = ()) -> tuple[str, ...]:

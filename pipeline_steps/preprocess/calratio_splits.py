@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.common.identity import check_event_identity, identity_columns, row_origin, split_keys
+from pipeline_steps.common.identity import check_splits_filled, identity_columns, row_origin, split_keys
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
@@ -132,8 +132,8 @@ def _read_region(paths: Sequence[str | Path], settings: CalRatioSettings, identi
     padded, lengths = {}, {}
     for spec in settings.sequences:
         padded[spec.name], lengths[spec.name] = cr.sequence_arrays(table, spec, settings.pad_value, f"{region} tables")
-    check_event_identity(jets, identity, f"{region} tables of {settings.name}")
     split = assign_split(jets[split_keys(identity)], settings.fractions, settings.seed)
+    check_splits_filled(split, jets, identity, settings.fractions, f"{region} tables of {settings.name}")
     LOGGER.info("%s: %d jets, splits %s", region, len(jets), {s: int((split == s).sum()) for s in SPLIT_NAMES})
     return {"jets": jets, "padded": padded, "lengths": lengths, "split": split, "identity": identity,
             "report": _region_report(table, jets, settings, region)}

@@ -43,7 +43,8 @@ from pipeline_steps.common.covariance import covariance_matrices, spd_mask
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.frames import concat_parts
-from pipeline_steps.common.identity import check_event_identity, identity_columns, row_origin, split_keys
+from pipeline_steps.common.identity import (check_event_identity, check_splits_filled, identity_columns, row_origin,
+                                            split_keys)
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess.derived import DerivedVariable
 from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
@@ -76,6 +77,7 @@ class ModelPreprocessSettings:
     decorrelate_conditions: bool
     target_representation: str
     identity: list[str]
+    entry_is_event: bool  # the table is read from a collection: each raw entry is one event
     weight: str | None = None
     categorised: bool = False
     seed: int = 0
@@ -101,6 +103,7 @@ class ModelPreprocessSettings:
             decorrelate_conditions=bool(prep.get("decorrelate_conditions", False)),
             target_representation=prep.get("target_representation", "elements"),
             identity=list(identity_columns(slice_.get("identity", []))),
+            entry_is_event=bool(slice_.get("entry_is_event", False)),
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
             support=bool(prep.get("support", True)), clips=variables.clips, log_offsets=variables.log_offsets,
             point_mass_share=None if prep.get("point_mass_share") is None else float(prep["point_mass_share"]),
@@ -148,21 +151,15 @@ def read_inputs(tables: Sequence[str | Path], settings: ModelPreprocessSettings)
 def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
                ) -> tuple[dict[str, pd.DataFrame], ModelTransforms]:
     """Pure middle: split, fit on train, transform every split. Returns ({split: table}, transforms)."""
-    check_event_identity(rows, settings.identity, f"model {settings.model}")
+    if settings.entry_is_event:
+        check_event_identity(rows, settings.identity, f"model {settings.model}")
     split_of_row = assign_split(rows[split_keys(settings.identity)], settings.fractions, settings.seed)
     not_positive_definite = _check_covariances(rows, settings)
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)
     _check_transformable(rows, rows, settings.condition_kinds, settings)
     _check_transformable(rows, model_targets, settings.target_kinds, settings)
-    for name in SPLIT_NAMES:  # an empty test split had stopped generation, after the training
-        if not (split_of_row == name).any():
-            keys = split_keys(settings.identity)
-            events = len(rows[keys].drop_duplicates())
-            raise InputError(f"model {settings.model}: no rows in the {name} split of {len(rows)} rows, {events} "
-                             f"events by {keys} (models.{settings.model}.split.{name} = "
-                             f"{settings.fractions.get(name)}); raise the fraction or ingest more files, or, if "
-                             f"those are few events for so many rows, list branches in the dataset's identity "
-                             f"that tell events apart")
+    # an empty test split had stopped generation, after the training
+    check_splits_filled(split_of_row, rows, settings.identity, settings.fractions, f"model {settings.model}")
     train = split_of_row == "train"
     dequantize = set(settings.dequantize)
     model_transforms = ModelTransforms(

@@ -27,13 +27,15 @@ from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
 from pipeline_steps.train.calratio_rnn import epoch_weights_path
 from pipeline_steps.train.collapsed_epochs import CONSTANT_SPREAD, SPREAD_COLUMN, informative
+from pipeline_steps.validate.ks import MIN_WORTH as KS_MIN_WORTH
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_selection")
 KS_COLUMN = "ks_bib"
 
 
 #: Name parts of the adversary's own metrics (``val_adv_loss``, ``adv_acc``, ``disc_loss``...): the classifier is
-#: best where the adversary cannot tell data from MC, so these run the other way.
+#: best where the adversary cannot tell data from MC, so these run the other way. An adversary worse than chance
+#: (accuracy towards 0) separates too, and would rank well: ``val_loss`` or ``ks_bib`` judge that better.
 ADVERSARY_MARKERS = ("adv_", "disc_")
 
 
@@ -77,7 +79,7 @@ def choose_epoch(history: pd.DataFrame, ks_threshold: float, metric: str) -> dic
         + (f"epochs; NO epoch had {KS_COLUMN} < {ks_threshold}, so the KS cut was not applied"
            if fallback and history[KS_COLUMN].notna().any() else
            f"epochs; {KS_COLUMN} could not be computed in any epoch (control-region validation data or MC worth "
-           f"fewer than 10 jets), so the KS cut was not applied" if fallback
+           f"fewer than {KS_MIN_WORTH:g} jets), so the KS cut was not applied" if fallback
            else f"candidate epochs with {KS_COLUMN} < {ks_threshold}")
     )
     return {
