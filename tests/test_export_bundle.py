@@ -122,7 +122,8 @@ def tiny_calratio(folder: Path, n: int = 40) -> tuple[list[str], Path, pd.DataFr
     document["calratio"] = {"pad_value": 0.0, "sequences": section}
     (folder / "transforms.json").write_text(json.dumps(document))
     x = transforms.conditions.forward(jets)
-    table = pd.DataFrame({"cond__jet_pt": x[:, 0], "cond__jet_eta": x[:, 1], "label": np.zeros(n, np.int64)})
+    table = pd.DataFrame({"cond__jet_pt": x[:, 0], "cond__jet_eta": x[:, 1], "label": np.zeros(n, np.int64),
+                          "weight": np.ones(n), "mc_weight": np.ones(n)})  # as preprocess_calratio writes a split
     table.to_parquet(folder / "test.parquet")
     np.savez(folder / "test_sequences.npz", **arrays)
     hyper = CalRatioHyperparameters.from_config(CALRATIO_HYPER)

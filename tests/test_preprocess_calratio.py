@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,16 @@ def test_an_identity_that_names_too_few_events_says_so_instead_of_writing_empty_
                                          r"150 rows, \d events by \['runNumber'\]"):
         run([paths["main"]], [paths["cr"]], tmp_path / "out", params)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_split_without_its_weights_is_refused_naming_the_file(preprocessed, tmp_path):
+    """A missing mc_weight column had been read as zeros, and trained on."""
+    out, _ = preprocessed
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    table = pd.read_parquet(copy / "validation.parquet").drop(columns=["mc_weight"])
+    table.to_parquet(copy / "validation.parquet", index=False)
+    with pytest.raises(InputError, match=r"validation.parquet: no column \['mc_weight'\]; expected a split written by "
+                                         r"preprocess_calratio"):
+        cr.load_split(copy, "validation", "main")
+    assert len(cr.load_split(copy, "train", "main")["mc_weight"]) > 0

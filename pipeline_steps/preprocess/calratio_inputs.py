@@ -186,7 +186,9 @@ def load_split(folder: str | Path, split: str, region: str = "main") -> dict[str
     Keys: ``jets`` [n, n_cond] float32 (transformed jet features, config order), ``clusters``,
     ``tracks``, ``muon_segments`` [n, L, F] float32 (and ``<name>_length``), ``label`` (main) or
     ``is_data`` (cr), ``weight`` (raw), ``mc_weight`` (equalised), ``llp_mS``, ``llp_mH``, ``jet_pt``
-    (physical; zeros when the table has no such column).
+    (physical; zeros when the table has no such column: a control region has no LLP). A split without its
+    class, ``weight`` or ``mc_weight`` column is not preprocess_calratio's and is refused, naming the file:
+    a missing ``mc_weight`` had been read as zeros.
     """
     if region not in ("main", "cr"):
         raise ValueError(f"load_split: region must be 'main' or 'cr', got {region!r}")
@@ -195,9 +197,13 @@ def load_split(folder: str | Path, split: str, region: str = "main") -> dict[str
     table = pd.read_parquet(folder / f"{stem}.parquet")
     with np.load(folder / f"{stem}_sequences.npz", allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
+    class_column = "label" if region == "main" else "is_data"
+    missing = [name for name in (class_column, "weight", "mc_weight") if name not in table.columns]
+    if missing:
+        raise InputError(f"{folder / f'{stem}.parquet'}: no column {missing}; expected a split written by "
+                         f"preprocess_calratio (rerun it)")
     condition_columns = [c for c in table.columns if c.startswith("cond__")]
     arrays["jets"] = table[condition_columns].to_numpy(dtype=np.float32)
-    class_column = "label" if region == "main" else "is_data"
     arrays[class_column] = table[class_column].to_numpy(dtype=np.int64)
     for name in ("weight", "mc_weight", "llp_mS", "llp_mH", "jet_pt"):
         arrays[name] = table[name].to_numpy(np.float64) if name in table.columns else np.zeros(len(table))
