@@ -82,12 +82,12 @@ def _status_mib(field: str) -> float:
 
 def run_one(mode: str, raw: str, out: str) -> dict:
     """Child process: one ingestion, timed after its imports; returns rows, seconds, peak RSS (MiB)."""
+    from pipeline_steps.ingest.writer import dictionary_columns  # ours' encoding (the second baseline's too)
+
     if mode == "ours":
         from pipeline_steps.ingest.step import run
-        from pipeline_steps.ingest.writer import dictionary_columns
     else:
         import pandas  # noqa: F401  pa.table(dict) imports it on first use
-        from pipeline_steps.ingest.writer import dictionary_columns
     rss_after_imports = _status_mib("VmRSS")
     start = time.perf_counter()
     if mode == "ours":

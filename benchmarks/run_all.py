@@ -53,15 +53,11 @@ def _ingest_rows(result: dict) -> list[dict]:
     for scale in sorted({scale for _, scale in runs}):
         ours, plain, encoded = (runs[(mode, scale)] for mode in ("ours", "baseline", "baseline_our_encoding"))
         spread = f"medians of {len(ours['all_seconds'])}"
-        rows += [
-            _row(f"ingest rows/s, {scale}x file ({spread})", ours["rows_per_s"], plain["rows_per_s"], "rows/s", plain_label),
-            _row(f"ingest rows/s, {scale}x file ({spread})", ours["rows_per_s"], encoded["rows_per_s"], "rows/s", encoded_label),
-            _row(f"ingest MB/s, {scale}x file ({spread})", ours["mb_per_s"], plain["mb_per_s"], "MB/s", plain_label),
-            _row(f"ingest MB/s, {scale}x file ({spread})", ours["mb_per_s"], encoded["mb_per_s"], "MB/s", encoded_label),
-            _row(f"ingest peak RSS, {scale}x file", ours["peak_rss_mib"], plain["peak_rss_mib"], "MiB", plain_label, True),
-            _row(f"ingest peak RSS above imports, {scale}x file", ours["own_peak_mib"], plain["own_peak_mib"], "MiB",
-                 plain_label, True),
-        ]
+        rows += [_row(f"ingest {unit}, {scale}x file ({spread})", ours[key], baseline[key], unit, label)
+                 for unit, key in (("rows/s", "rows_per_s"), ("MB/s", "mb_per_s"))
+                 for baseline, label in ((plain, plain_label), (encoded, encoded_label))]
+        rows += [_row(f"ingest peak RSS{what}, {scale}x file", ours[key], plain[key], "MiB", plain_label, True)
+                 for what, key in (("", "peak_rss_mib"), (" above imports", "own_peak_mib"))]
     return rows
 
 

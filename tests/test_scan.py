@@ -304,3 +304,11 @@ def test_validation_loss_refuses_keys_of_the_network_that_measures_it():
                        "metric": "validation_loss"}}
     with pytest.raises(ConfigError, match="cannot rank a scan of 'hyperparameters'"):
         expand_scans({"models": {"cr": parent}})
+
+
+def test_a_point_without_a_ks_gives_the_validations_own_reason():
+    from pipeline_steps.scan.step import _why_no_value
+
+    document = {"cr_test_ks_bib": None, "not_computed": {"cr_test_ks_bib": "MC worth fewer than 10 jets"}}
+    assert _why_no_value("ks", "calratio_rnn", document) == "MC worth fewer than 10 jets"
+    assert _why_no_value("ks", "calratio_rnn", {}) == "no finite control-region KS in metrics.json"

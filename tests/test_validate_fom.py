@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_steps.validate.distances import effective_size
+from pipeline_steps.common.weights import effective_size
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.validate.figure_of_merit import (MIN_EVAL_PER_CLASS, FomSettings, TooFewRows, auc_null_error,
                                                      compare_histograms, figure_of_merit, real_vs_real, split_sizes)

@@ -36,6 +36,7 @@ def test_a_sample_worth_fewer_than_ten_entries_has_no_ks():
     a, b = rng.normal(size=400), rng.normal(size=400)
     cancelling = np.where(np.arange(400) % 2 == 0, 1.0, -0.98)  # sum 4, n_eff 0.04
     assert np.isnan(ks_metrics.weighted_ks(a, b, cancelling, None))
+    assert np.isnan(ks_metrics.weighted_ks(a, b, -np.ones(400), None))  # a negative total: no sample at all
     assert np.isnan(ks_metrics.weighted_ks(a[:9], b))
     assert 0.0 <= ks_metrics.weighted_ks(a[:10], b) <= 1.0
     nlo = np.where(np.arange(400) % 5 == 0, -1.0, 1.0)  # 20 % negative: n_eff 144, a KS in [0, 1]

@@ -46,7 +46,7 @@ def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str
     follows the branches (``split_keys``): ``identity: [run]`` had put every row of a one-run file in one
     split. One key on two entries of a file is the sign, while the same key in two files (a re-skim) is the
     same event, which the split is right to keep together. A flat tree's entries are objects (LHCb's tracks,
-    CalRatio's jets), which share their event's key by design: there ``check_splits_filled`` says more.
+    CalRatio's jets), which share their event's key by design: there ``split.check_splits_filled`` says more.
     """
     keys = [name for name in split_keys(identity) if name not in EVENT_KEYS]
     if not keys:
@@ -62,20 +62,6 @@ def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str
             f"{', '.join(f'{name} {example[name]}' for name in keys)}), and a row's split "
             f"follows them; list branches that tell events apart (run, luminosityBlock, event) in the "
             f"dataset's identity, or none, to split by raw file and entry")
-
-
-def check_splits_filled(split: np.ndarray, rows: pd.DataFrame, identity: Iterable[str], fractions, where: str) -> None:
-    """Every split has rows, or an ``InputError`` naming the split, its fraction and the events the identity
-    names (``identity: [runNumber]`` had given CalRatio 600 training jets and empty validation and test
-    splits, and the training then failed on "no jets" without a word of why)."""
-    for name in ("train", "validation", "test"):
-        if not (np.asarray(split) == name).any():
-            keys = split_keys(identity)
-            events = len(rows[keys].drop_duplicates())
-            raise InputError(f"{where}: no rows in the {name} split of {len(rows)} rows, {events} events by {keys} "
-                             f"(split.{name} = {fractions.get(name)}); raise the fraction or ingest more files, or, "
-                             f"if those are few events for so many rows, list branches in the dataset's identity "
-                             f"that tell events apart")
 
 
 def identity_columns(dataset_identity: Iterable[str] = ()) -> tuple[str, ...]:

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.common.identity import check_splits_filled, identity_columns, row_origin, split_keys
+from pipeline_steps.common.identity import identity_columns, row_origin, split_keys
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
-from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
+from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split, check_splits_filled
 from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
 from pipeline_steps.preprocess.transforms import fit_variable_transforms
 

@@ -43,14 +43,13 @@ from pipeline_steps.common.covariance import covariance_matrices, spd_mask
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.frames import concat_parts
-from pipeline_steps.common.identity import (check_event_identity, check_splits_filled, identity_columns, row_origin,
-                                            split_keys)
+from pipeline_steps.common.identity import check_event_identity, identity_columns, row_origin, split_keys
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess.derived import DerivedVariable
 from pipeline_steps.preprocess.model_variables import input_columns, read_model_variables
 from pipeline_steps.preprocess.report import dominant_rows, preprocessing_report
 from pipeline_steps.preprocess.plots import plot_correlations, plot_distributions
-from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split
+from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split, check_splits_filled
 from pipeline_steps.preprocess.model_transforms import ModelTransforms, model_space_targets, save_transforms
 from pipeline_steps.preprocess.physical_support import PhysicalSupport
 from pipeline_steps.preprocess.transforms import LOG_KINDS, TRANSFORM_KINDS, fit_variable_transforms, invalid_values
@@ -158,7 +157,6 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)
     _check_transformable(rows, rows, settings.condition_kinds, settings)
     _check_transformable(rows, model_targets, settings.target_kinds, settings)
-    # an empty test split had stopped generation, after the training
     check_splits_filled(split_of_row, rows, settings.identity, settings.fractions, f"model {settings.model}")
     train = split_of_row == "train"
     dequantize = set(settings.dequantize)

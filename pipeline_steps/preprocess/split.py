@@ -9,12 +9,13 @@ its split) and the hash, read as a number in [0, 1), is compared with the cumula
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.common.identity import split_keys
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -36,6 +37,22 @@ def assign_split(identity: pd.DataFrame, fractions: Mapping[str, float], salt: i
     edges = np.cumsum([fractions[name] for name in SPLIT_NAMES])
     index = np.searchsorted(edges[:-1], uniform, side="right")
     return np.asarray(SPLIT_NAMES, dtype=object)[index]
+
+
+def check_splits_filled(split: np.ndarray, rows: pd.DataFrame, identity: Iterable[str], fractions: Mapping[str, float],
+                        where: str) -> None:
+    """Every split has rows, or an ``InputError`` naming the split, its fraction and the events the identity
+    names (``identity: [runNumber]`` had given CalRatio 600 training jets and empty validation and test
+    splits, and the training then failed on "no jets" without a word of why; an empty test split had stopped
+    generation, after the training)."""
+    for name in SPLIT_NAMES:
+        if not (np.asarray(split) == name).any():
+            keys = split_keys(identity)
+            events = len(rows[keys].drop_duplicates())
+            raise InputError(f"{where}: no rows in the {name} split of {len(rows)} rows, {events} events by {keys} "
+                             f"(split.{name} = {fractions.get(name)}); raise the fraction or ingest more files, or, "
+                             f"if those are few events for so many rows, list branches in the dataset's identity "
+                             f"that tell events apart")
 
 
 def identity_uniform(identity: pd.DataFrame, salt: int) -> np.ndarray:

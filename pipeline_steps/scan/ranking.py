@@ -19,8 +19,9 @@ validation loss) and orders the points, best first:
 
 Where the metric has an error (the AUC's), ``ranking.csv`` gives it and marks the points whose score is
 within the combined error of the best one (``within_error_of_best``; a floor every point shares cancels
-in the difference, with its error); ``best.json`` lists them too, so a winner by noise is seen as one. ``best.json`` names the best instance and its train/export folders:
-the model's own name points at a trained instance, nothing is retrained (the export folder is made by
+in the difference, with its error); ``best.json`` lists them too, so a winner by noise is seen as one.
+``best.json`` names the best instance and its train/export folders: the model's own name points at a
+trained instance, nothing is retrained (the export folder is made by
 the default target, or ``snakemake results/export/<best>/bundle.json``).
 """
 

@@ -56,8 +56,9 @@ def _why_no_value(metric: str, kind: str, document: Mapping[str, Any]) -> str:
     """Why a point has no value: the figure of merit's own reason for its metrics, else what is missing."""
     if metric in ("auc", "chi2_ndf", "overlap"):
         return document.get("reason") or f"no {metric} in metrics.json"
-    if metric == "ks":
-        return "no finite control-region KS in metrics.json"
+    if metric == "ks":  # the CalRatio validation says why a KS is null
+        reasons = [why for key, why in (document.get("not_computed") or {}).items() if key.startswith("cr_test_ks_")]
+        return reasons[0] if reasons else "no finite control-region KS in metrics.json"
     if kind == "calratio_rnn":
         return "the selected epoch's classifier collapsed (or its val_loss is not finite)"
     return "the last epoch's validation loss is not finite"

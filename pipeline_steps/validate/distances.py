@@ -34,6 +34,8 @@ import numpy as np
 from scipy import linalg
 from scipy.optimize import curve_fit
 
+from pipeline_steps.common.weights import effective_size
+
 #: jetnet.evaluation.fpd defaults: batch sizes from 20k to 50k rows in 10 steps, 20 batches each.
 #: A smaller sample keeps the 0.4 ratio between the smallest and largest batch.
 FPD_MAX_BATCH, FPD_MIN_BATCH_FRACTION, FPD_POINTS, FPD_BATCHES = 50_000, 0.4, 10, 20
@@ -70,12 +72,6 @@ def check_sample(values: np.ndarray, weights: np.ndarray | None, what: str, min_
     if n_eff < min_rows:
         raise NotComputable(f"{what}: {len(values)} weighted rows worth {n_eff:.1f} unweighted rows (Kish n_eff), "
                             f"at least {min_rows} needed")
-
-
-def effective_size(weights: np.ndarray) -> float:
-    """Kish's effective number of rows, (sum w)^2 / sum w^2: the n of an unweighted sample as precise."""
-    weights = np.asarray(weights, dtype=np.float64)
-    return float(weights.sum() ** 2 / np.sum(weights ** 2)) if len(weights) else 0.0
 
 
 def cdf_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None = None,

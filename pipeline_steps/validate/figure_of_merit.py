@@ -39,7 +39,7 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from sklearn.metrics import roc_auc_score
 
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.validate.distances import effective_size
+from pipeline_steps.common.weights import effective_size
 from pipeline_steps.validate.weighted_roc import rank_auc
 
 N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4

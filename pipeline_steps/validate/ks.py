@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_steps.common.weights import effective_size
+
 __all__ = ["KS_COLUMNS", "MIN_WORTH", "weighted_ks", "ks_per_output"]
 
 #: Kish n_eff each sample needs for a KS distance: a floor, below which a KS is noise at the scale of the epoch
@@ -31,7 +33,7 @@ def weighted_ks(a, b, weights_a=None, weights_b=None) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     weights_a = np.ones_like(a) if weights_a is None else np.asarray(weights_a, np.float64)
     weights_b = np.ones_like(b) if weights_b is None else np.asarray(weights_b, np.float64)
-    if len(a) == 0 or len(b) == 0 or min(_worth(weights_a), _worth(weights_b)) < MIN_WORTH:
+    if len(a) == 0 or len(b) == 0 or min(effective_size(weights_a), effective_size(weights_b)) < MIN_WORTH:
         return float("nan")
     values = np.concatenate([a, b])
     order = np.argsort(values, kind="stable")
@@ -40,12 +42,6 @@ def weighted_ks(a, b, weights_a=None, weights_b=None) -> float:
     sorted_values = values[order]
     end_of_ties = np.r_[sorted_values[1:] != sorted_values[:-1], True]
     return float(np.max(np.abs(np.cumsum(step_a) - np.cumsum(step_b))[end_of_ties]))
-
-
-def _worth(weights: np.ndarray) -> float:
-    """Kish n_eff of signed weights; 0 when they sum to zero or less."""
-    total = float(weights.sum())
-    return total * total / float(np.sum(weights * weights)) if total > 0 else 0.0
 
 
 def ks_per_output(probabilities: np.ndarray, is_data: np.ndarray, weights: np.ndarray) -> dict[str, float]:
