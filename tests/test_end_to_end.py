@@ -161,7 +161,8 @@ def _condition_blind_auc(run, model: str):
     return figure_of_merit(comparison.real.to_numpy(), blind.to_numpy(),
                            FomSettings(classifier=tiny.get("classifier", config["validation"]["classifier"]),
                                        n_train_per_class=tiny["n_train_per_class"],
-                                       n_eval_per_class=tiny["n_eval_per_class"], bins=tiny["bins"], seed=42))
+                                       n_eval_per_class=tiny["n_eval_per_class"], bins=tiny["bins"], seed=42),
+                           real_events=comparison.real_events)
 
 
 @pytest.mark.parametrize("model", ["jets", "tracks_cov"])

@@ -64,6 +64,16 @@ def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str
             f"dataset's identity, or none, to split by raw file and entry")
 
 
+def event_codes(rows: pd.DataFrame, identity: Iterable[str], where: str) -> np.ndarray:
+    """One integer per row naming its event, by the columns the split follows (``split_keys``), so the
+    validation resamples the same events the split kept together (``validate/resampling.py``)."""
+    keys = split_keys(identity)
+    missing = [name for name in keys if name not in rows.columns]
+    if missing:
+        raise InputError(f"{where}: columns {missing} missing; expected the event identity {keys} in every row")
+    return rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy(np.int64)
+
+
 def identity_columns(dataset_identity: Iterable[str] = ()) -> tuple[str, ...]:
     """``IDENTITY_COLUMNS`` followed by the dataset's ``identity`` branches (``run``, ``event``...) not among them."""
     return IDENTITY_COLUMNS + tuple(name for name in dataset_identity if name not in IDENTITY_COLUMNS)

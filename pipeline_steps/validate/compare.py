@@ -20,34 +20,43 @@ import numpy as np
 from pipeline_steps.common.outliers import dominating_row
 from pipeline_steps.validate import distances as dist
 from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS
+from pipeline_steps.validate.resampling import bootstrap_counts, grouped_order, subset
 
 OK, NOT_COMPUTABLE = "ok", "not computable"
 
 
 def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
-                     generated_weights: np.ndarray | None, n_boot: int, seed: int) -> dict[str, Any]:
-    """Per-feature W1/KS, correlation differences, FPD and KPD: value and floor (see module doc)."""
-    first, second, generated_rows = matched_halves(len(real), len(generated), seed)
+                     generated_weights: np.ndarray | None, n_boot: int, seed: int,
+                     real_events: np.ndarray | None = None) -> dict[str, Any]:
+    """Per-feature W1/KS, correlation differences, FPD and KPD: value and floor (see module doc).
+
+    ``real_events`` names each real row's event: the halves are whole events and the bootstrap draws
+    events (``validate/resampling.py``); a paired generated row belongs to its real row's event."""
+    first, second, generated_rows = matched_halves(len(real), len(generated), seed, real_events)
+    paired = len(generated) == len(real)
     w_real = None if real_weights is None else np.asarray(real_weights, dtype=np.float64)
     w_gen = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
-    pick = lambda w, rows: None if w is None else w[rows]  # noqa: E731
     if min(_rows_worth(w_real, first), _rows_worth(w_real, second)) >= MIN_EVAL_PER_CLASS:
-        value = sample_distances(real[first], generated[generated_rows], features, pick(w_real, first),
-                                 pick(w_gen, generated_rows), n_boot, seed)
-        floor = sample_distances(real[first], real[second], features, pick(w_real, first), pick(w_real, second),
-                                 n_boot, seed)
+        value = sample_distances(real[first], generated[generated_rows], features, subset(w_real, first),
+                                 subset(w_gen, generated_rows), n_boot, seed, subset(real_events, first),
+                                 subset(real_events, generated_rows) if paired else None)
+        floor = sample_distances(real[first], real[second], features, subset(w_real, first), subset(w_real, second),
+                                 n_boot, seed, subset(real_events, first), subset(real_events, second))
         rows = {"rows_real": len(first), "rows_compared": len(generated_rows), "floor_rows": len(second)}
     else:
-        value = sample_distances(real, generated, features, w_real, w_gen, n_boot, seed)
+        value = sample_distances(real, generated, features, w_real, w_gen, n_boot, seed, real_events,
+                                 real_events if paired else None)
         reason = f"real sample of {len(real)} rows: halves below {MIN_EVAL_PER_CLASS} rows, no real-vs-real floor"
         floor = _map(value, lambda _: failed(reason))
         rows = {"rows_real": len(real), "rows_compared": len(generated), "floor_rows": 0}
     return {**rows, **_merge(value, floor)}
 
 
-def matched_halves(n_real: int, n_generated: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(real half A, real half B, generated rows compared with A): B's pairs, or a random |B| rows."""
-    order = np.random.default_rng([seed, 7]).permutation(n_real)
+def matched_halves(n_real: int, n_generated: int, seed: int, real_events: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real half A, real half B, generated rows compared with A): B's pairs, or a random |B| rows.
+    The halves are whole ``real_events`` (one may straddle the cut)."""
+    order = grouped_order(n_real, real_events, np.random.default_rng([seed, 7]))
     first, second = np.sort(order[: n_real - n_real // 2]), np.sort(order[n_real - n_real // 2:])
     if n_generated == n_real:
         return first, second, second
@@ -56,16 +65,19 @@ def matched_halves(n_real: int, n_generated: int, seed: int) -> tuple[np.ndarray
 
 
 def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
-                     generated_weights: np.ndarray | None, n_boot: int, seed: int) -> dict[str, Any]:
-    """All distances of two samples (no floor): per_feature, correlation, fpd, kpd.
+                     generated_weights: np.ndarray | None, n_boot: int, seed: int, real_events: np.ndarray | None = None,
+                     generated_events: np.ndarray | None = None) -> dict[str, Any]:
+    """All distances of two samples (no floor): per_feature, correlation, fpd, kpd; the bootstrap
+    replicas draw each sample by its events (by row where None).
 
     A feature constant in the real sample (``area`` of 0.5 for every jet, LHCb's long tracks only) has no
     correlation and no standard scale; it is left out of the joint metrics, named in their
     ``left_out_constant``, instead of making all three not computable. Its per-feature KS still judges
     whether the generator keeps it constant (its W1 / std has no scale)."""
     rng = np.random.default_rng([seed, 9])
-    counts_real = dist.bootstrap_counts(len(real), n_boot, rng) * _weights(real_weights, len(real))
-    counts_gen = dist.bootstrap_counts(len(generated), n_boot, rng) * _weights(generated_weights, len(generated))
+    counts_real = bootstrap_counts(len(real), n_boot, rng, real_events) * _weights(real_weights, len(real))
+    counts_gen = bootstrap_counts(len(generated), n_boot, rng, generated_events) * _weights(generated_weights,
+                                                                                            len(generated))
     per_feature = {name: feature_distances(real[:, j], generated[:, j], real_weights, generated_weights,
                                            counts_real, counts_gen)
                    for j, name in enumerate(features)}

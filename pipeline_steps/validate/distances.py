@@ -296,10 +296,5 @@ def unweighted_draw(values: np.ndarray, weights: np.ndarray | None, seed: int) -
     return values[rng.choice(len(values), size=len(values), p=weights / weights.sum())]
 
 
-def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """[n_boot, n] multiplicities of n rows drawn with replacement (one bootstrap replica per row)."""
-    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
-
-
 def _ones_or(weights: np.ndarray | None, n: int) -> np.ndarray:
     return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)

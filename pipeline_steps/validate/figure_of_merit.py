@@ -17,12 +17,12 @@ weighted) are rescaled to a mean of 1 per class and used in training, histograms
 number of iterations (no early stopping) for large samples.
 
 Uncertainty and reference: ``auc_error`` is the standard deviation of the AUC over ``bootstrap``
-replicas of the *evaluation* rows (real and generated scores resampled with replacement, weights
-kept): it covers the statistical fluctuation of the evaluation sample for the trained BDT, not the
-scatter between BDTs trained on other rows (``auc_null_error``, the Mann-Whitney error of two
-identical samples, is kept beside it). :func:`real_vs_real` is the floor: the same figure of merit
-on two disjoint random halves of the real sample, i.e. what a perfect generator would score with
-these rows, classifier and seed.
+replicas of the *evaluation* rows (real and generated scores resampled with replacement by event,
+weights kept; ``resampling.py``): it covers the statistical fluctuation of the evaluation sample for
+the trained BDT, not the scatter between BDTs trained on other rows (``auc_null_error``, the
+Mann-Whitney error of two identical samples of independent rows, is kept beside it).
+:func:`real_vs_real` is the floor: the same figure of merit on two disjoint random halves of the real
+sample (whole events), i.e. what a perfect generator would score with these rows, classifier and seed.
 
 Weighted samples count by their effective size, Kish's n_eff = (sum w)^2 / sum w^2: the SHiP weights
 (1 to 768.75) leave about 4.5 % of the rows' statistical power, and the AUC's error follows n_eff, not
@@ -40,6 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.weights import effective_size
+from pipeline_steps.validate.resampling import bootstrap_counts, grouped_order, subset
 from pipeline_steps.validate.weighted_roc import rank_auc
 
 N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4
@@ -131,19 +132,26 @@ class FomResult:
 
 def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettings,
                     real_weights: np.ndarray | None = None, generated_weights: np.ndarray | None = None,
-                    labels: tuple[str, str] = ("real", "generated")) -> FomResult:
+                    labels: tuple[str, str] = ("real", "generated"), real_events: np.ndarray | None = None,
+                    generated_events: np.ndarray | None = None) -> FomResult:
     """Train the BDT on one part of real vs generated, score a disjoint part, compare the outputs.
 
     ``real`` and ``generated`` are [n, n_features] in the same column order. When they have the
     same length they are taken to be paired (generated row i from the conditions of real row i)
     and both are split with one permutation, so a pair never straddles train and evaluation.
     ``labels`` name the two samples in errors (the floor compares two halves of the real rows).
+    ``real_events`` / ``generated_events`` name each row's event (``validate/resampling.py``): train
+    and evaluation rows are whole events (one may straddle the cut) and the bootstrap draws events.
+    A paired generated row belongs to its real row's event, so only an unpaired sample with events of
+    its own (the floor's second half) passes ``generated_events``.
     """
     real, generated = _check(real, labels[0]), _check(generated, labels[1])
     n_train, n_eval, reduced, note = split_sizes(len(real), len(generated), settings, labels)
     rng = np.random.default_rng([settings.seed, 4])
-    order_real = rng.permutation(len(real))
-    order_gen = order_real if len(real) == len(generated) else rng.permutation(len(generated))
+    order_real = grouped_order(len(real), real_events, rng)
+    paired = len(real) == len(generated) and generated_events is None
+    order_gen = order_real if paired else grouped_order(len(generated), generated_events, rng)
+    generated_events = real_events if paired else generated_events
     w_real = _unit_mean(real_weights, len(real))
     w_gen = _unit_mean(generated_weights, len(generated))
     train_r, eval_r = order_real[:n_train], order_real[n_train:n_train + n_eval]
@@ -160,23 +168,25 @@ def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettin
     auc = float(roc_auc_score(np.r_[np.zeros(n_eval), np.ones(n_eval)], np.r_[scores_real, scores_gen],
                               sample_weight=np.r_[ew_real, ew_gen]))
     weighted = real_weights is not None or generated_weights is not None
-    auc_error = bootstrap_auc_error(scores_real, scores_gen, ew_real, ew_gen, settings.bootstrap, settings.seed)
+    auc_error = bootstrap_auc_error(scores_real, scores_gen, ew_real, ew_gen, settings.bootstrap, settings.seed,
+                                    subset(real_events, eval_r), subset(generated_events, eval_g))
     return FomResult(auc, chi2, ndf, overlap, n_train, n_eval, reduced, note, settings.classifier, weighted,
                      auc_error, *n_eff, scores_real, scores_gen, ew_real, ew_gen)
 
 
 def real_vs_real(real: np.ndarray, settings: FomSettings, real_weights: np.ndarray | None = None,
-                 repeat: int = 0) -> FomResult:
-    """The floor: the figure of merit of two disjoint random halves of the real rows (halving ``repeat``).
+                 repeat: int = 0, events: np.ndarray | None = None) -> FomResult:
+    """The floor: the figure of merit of two disjoint random halves of the real rows (halving ``repeat``),
+    each a set of whole ``events`` (one may straddle the cut).
 
     Raises :class:`TooFewRows` when a half is below the figure of merit's minimum.
     """
-    order = np.random.default_rng([settings.seed, 5, repeat]).permutation(len(real))
+    order = grouped_order(len(real), events, np.random.default_rng([settings.seed, 5, repeat]))
     first, second = np.sort(order[: len(real) // 2]), np.sort(order[len(real) // 2:])
     weights = None if real_weights is None else np.asarray(real_weights, dtype=np.float64)
-    return figure_of_merit(real[first], real[second], settings, None if weights is None else weights[first],
-                           None if weights is None else weights[second],
-                           labels=("real half A (floor)", "real half B (floor)"))
+    return figure_of_merit(real[first], real[second], settings, subset(weights, first), subset(weights, second),
+                           labels=("real half A (floor)", "real half B (floor)"), real_events=subset(events, first),
+                           generated_events=subset(events, second))
 
 
 def _check_effective_size(eval_weights_real: np.ndarray, eval_weights_generated: np.ndarray,
@@ -217,9 +227,11 @@ class Floor:
         return float(np.std(self.aucs, ddof=1) / np.sqrt(len(self.aucs)))
 
 
-def repeated_floor(real: np.ndarray, settings: FomSettings, real_weights: np.ndarray | None = None) -> Floor:
+def repeated_floor(real: np.ndarray, settings: FomSettings, real_weights: np.ndarray | None = None,
+                   events: np.ndarray | None = None) -> Floor:
     """:func:`real_vs_real` over ``settings.floor_repeats`` halvings (at least one)."""
-    results = [real_vs_real(real, settings, real_weights, repeat) for repeat in range(max(1, settings.floor_repeats))]
+    results = [real_vs_real(real, settings, real_weights, repeat, events)
+               for repeat in range(max(1, settings.floor_repeats))]
     return Floor(results[0], [result.auc for result in results])
 
 
@@ -229,18 +241,20 @@ def matched_to_floor(settings: FomSettings, floor: FomResult) -> FomSettings:
 
 
 def bootstrap_auc_error(scores_real: np.ndarray, scores_generated: np.ndarray, weights_real: np.ndarray,
-                        weights_generated: np.ndarray, n_boot: int, seed: int) -> float:
-    """Standard deviation of the weighted AUC over ``n_boot`` resamplings of the evaluation rows."""
+                        weights_generated: np.ndarray, n_boot: int, seed: int, events_real: np.ndarray | None = None,
+                        events_generated: np.ndarray | None = None) -> float:
+    """Standard deviation of the weighted AUC over ``n_boot`` resamplings of the evaluation rows, each
+    sample drawn by its events (``resampling.bootstrap_counts``; by row without them)."""
     if n_boot < 2:
         return float("nan")
     _, inverse = np.unique(np.r_[scores_real, scores_generated], return_inverse=True)
     index_real, index_gen = inverse[: len(scores_real)], inverse[len(scores_real):]
     rng = np.random.default_rng([seed, 6])
-    aucs = [rank_auc(index_real[pick_r], index_gen[pick_g], weights_real[pick_r], weights_generated[pick_g],
+    aucs = [rank_auc(index_real, index_gen, weights_real * counts_real, weights_generated * counts_gen,
                      inverse.max() + 1)
-            for pick_r, pick_g in ((rng.integers(0, len(scores_real), len(scores_real)),
-                                    rng.integers(0, len(scores_generated), len(scores_generated)))
-                                   for _ in range(n_boot))]
+            for counts_real, counts_gen in ((bootstrap_counts(len(scores_real), 1, rng, events_real)[0],
+                                             bootstrap_counts(len(scores_generated), 1, rng, events_generated)[0])
+                                            for _ in range(n_boot))]
     return float(np.std(aucs, ddof=1))
 
 

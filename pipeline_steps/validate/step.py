@@ -90,10 +90,12 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
     bins = settings.fom.bins
     targets = comparison.physical_targets
     real, generated = comparison.real.to_numpy(), comparison.generated.to_numpy()
-    floor, floor_metrics = real_vs_real_floor(real, comparison.real_weights, settings)
+    events = comparison.real_events
+    floor, floor_metrics = real_vs_real_floor(real, comparison.real_weights, settings, events)
     try:
         fom_settings = settings.fom if floor is None else matched_to_floor(settings.fom, floor.first)
-        fom = figure_of_merit(real, generated, fom_settings, comparison.real_weights, comparison.generated_weights)
+        fom = figure_of_merit(real, generated, fom_settings, comparison.real_weights, comparison.generated_weights,
+                              real_events=events)
     except InputError as error:  # too few rows (TooFewRows) or non-finite values
         log.warning("%s: figure of merit not computable: %s", settings.model, error)
         fom_metrics = not_computable(str(error), settings.fom.classifier)
@@ -116,7 +118,7 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
     if "profiles" in figures:  # the folder of physics profiles (PNGs + profiles.json), see profiles.py
         profiles.write_profiles(comparison, settings.profile_plan, figures["profiles"], settings.model)
     distances = distance_metrics(real, generated, comparison.features, comparison.real_weights,
-                                 comparison.generated_weights, settings.fom.bootstrap, settings.fom.seed)
+                                 comparison.generated_weights, settings.fom.bootstrap, settings.fom.seed, events)
     document = {
         "model": settings.model,
         **fom_metrics,
@@ -128,6 +130,7 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
         "targets": comparison.physical_targets,
         "rows_real": int(len(comparison.real)),
         "rows_generated": int(len(comparison.generated)),
+        "events_real": int(len(real) if events is None else len(np.unique(events))),
         "spd_fraction_real": elements_spd_fraction(comparison.real),
         "spd_fraction_generated": elements_spd_fraction(comparison.generated),
     }
@@ -135,16 +138,17 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
 
 
 #: What the "± error" of metrics.json means, written into it so a reader need not find this file.
-BOOTSTRAP_COVERS = ("auc_error: resampling of the BDT's evaluation rows (not of its training); w1, ks, "
-                    "correlation: resampling of the compared rows; fpd: fit error of the batch-averaged "
-                    "extrapolation; kpd: half the 16-84% range over batches")
+BOOTSTRAP_COVERS = ("auc_error: resampling of the BDT's evaluation events, all rows of a drawn event together "
+                    "(not of its training); w1, ks, correlation: resampling of the compared events; fpd: fit "
+                    "error of the batch-averaged extrapolation; kpd: half the 16-84% range over batches")
 
 
-def real_vs_real_floor(real, real_weights, settings: ValidateSettings) -> tuple[Floor | None, dict[str, Any]]:
+def real_vs_real_floor(real, real_weights, settings: ValidateSettings,
+                       events: np.ndarray | None = None) -> tuple[Floor | None, dict[str, Any]]:
     """The floor (None when not computable) and its metrics.json entry: ``auc`` is the mean over the
     halvings, ``auc_error`` one halving's bootstrap error, ``auc_mean_error`` the mean's error."""
     try:
-        floor = repeated_floor(real, settings.fom, real_weights)
+        floor = repeated_floor(real, settings.fom, real_weights, events)
     except InputError as error:
         log.warning("%s: real-vs-real floor not computable: %s", settings.model, error)
         return None, {"status": "not computable", "reason": str(error), "auc": None, "auc_error": None,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.identity import event_codes
 from pipeline_steps.generate.layout import OutputLayout
 from pipeline_steps.generate.root_io import read_generated_root
 
@@ -30,6 +31,8 @@ class Comparison:
     physical_targets: list[str]
     real_weights: np.ndarray | None
     generated_weights: np.ndarray | None
+    real_events: np.ndarray | None = None
+    """One integer per real row naming its raw event (``common/identity.event_codes``); None: each row its own."""
 
 
 def build_comparison(test_split: str | Path, generated_root: str | Path, model_transforms, layout: OutputLayout,
@@ -58,4 +61,5 @@ def build_comparison(test_split: str | Path, generated_root: str | Path, model_t
         if missing:
             raise InputError(f"{name}: columns {missing} missing; expected the features {features}")
     return Comparison(real[features].astype(np.float64), generated[features].astype(np.float64), features,
-                      physical_targets, real_weights, generated_weights)
+                      physical_targets, real_weights, generated_weights,
+                      event_codes(test, layout.identity, f"test split {test_split}"))

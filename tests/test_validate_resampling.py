@@ -1,0 +1,115 @@
+"""Validation draws by event: halves and training rows are whole events, bootstrap replicas draw events."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.identity import event_codes
+from pipeline_steps.validate.compare import distance_metrics, matched_halves
+from pipeline_steps.validate.figure_of_merit import FomSettings, bootstrap_auc_error, figure_of_merit
+from pipeline_steps.validate.resampling import bootstrap_counts, grouped_order
+
+SMALL = dict(classifier="hist", n_train_per_class=600, n_eval_per_class=600, bins=20, bootstrap=40)
+
+
+def _events(n_events, rng, most=4):
+    """Event labels of 1..most rows each, labels shuffled (not sorted, not contiguous)."""
+    sizes = rng.integers(1, most + 1, n_events)
+    return rng.permutation(np.repeat(rng.permutation(n_events) * 7 + 3, sizes))
+
+
+def test_grouped_order_is_a_permutation_with_each_event_contiguous():
+    rng = np.random.default_rng(0)
+    events = _events(500, rng)
+    order = grouped_order(len(events), events, np.random.default_rng(1))
+    assert np.array_equal(np.sort(order), np.arange(len(events)))
+    ordered = events[order]
+    changes = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    assert len(changes) + 1 == len(np.unique(events))  # one run per event
+
+
+def test_without_events_every_draw_is_the_per_row_one():
+    """None draws exactly what the per-row code drew, and events of one row each draw the same."""
+    n = 300
+    assert np.array_equal(grouped_order(n, None, np.random.default_rng(5)), np.random.default_rng(5).permutation(n))
+    assert np.array_equal(grouped_order(n, np.random.default_rng(0).permutation(n), np.random.default_rng(5)),
+                          np.random.default_rng(5).permutation(n))
+    rng = np.random.default_rng(6)
+    per_row = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(4)])
+    assert np.array_equal(bootstrap_counts(n, 4, np.random.default_rng(6)), per_row)
+    assert np.array_equal(bootstrap_counts(n, 4, np.random.default_rng(6), np.arange(n)[::-1] * 3), per_row)
+
+
+def test_bootstrap_counts_draw_whole_events():
+    rng = np.random.default_rng(2)
+    events = _events(200, rng)
+    counts = bootstrap_counts(len(events), 50, np.random.default_rng(3), events)
+    for label in np.unique(events)[:20]:
+        rows = counts[:, events == label]
+        assert (rows == rows[:, :1]).all()  # an event's rows are drawn together
+    _, first = np.unique(events, return_index=True)
+    assert (counts[:, first].sum(axis=1) == 200).all()  # as many events drawn as there are
+
+
+def test_the_auc_error_of_events_of_identical_objects_is_that_of_the_events():
+    """k copies of each row in an event carry the information of one row: the error drawn by event is the
+    error of the one-row-per-event sample (to rounding); drawn per row it was about 1/sqrt(k) of it."""
+    rng = np.random.default_rng(4)
+    n, k = 400, 4
+    scores_real, scores_gen = rng.normal(size=n), rng.normal(0.2, 1, n)
+    ones = np.ones(n)
+    single = bootstrap_auc_error(scores_real, scores_gen, ones, ones, 200, 0)
+    copies = lambda values: np.repeat(values, k)  # noqa: E731
+    events = np.repeat(np.arange(n), k)
+    by_event = bootstrap_auc_error(copies(scores_real), copies(scores_gen), copies(ones), copies(ones), 200, 0,
+                                   events, events + n)
+    by_row = bootstrap_auc_error(copies(scores_real), copies(scores_gen), copies(ones), copies(ones), 200, 0)
+    assert by_event == pytest.approx(single, rel=1e-9)
+    assert by_row < 0.7 * single  # 1/sqrt(4) = 0.5 expected, with the scatter of 200 replicas (~5 %)
+
+
+def test_the_figure_of_merit_of_one_object_events_is_the_per_row_one():
+    rng = np.random.default_rng(7)
+    real, generated = rng.normal(size=(1500, 3)), rng.normal(0.1, 1, (1500, 3))
+    plain = figure_of_merit(real, generated, FomSettings(**SMALL))
+    singletons = figure_of_merit(real, generated, FomSettings(**SMALL), real_events=np.arange(1500))
+    assert (plain.auc, plain.auc_error) == (singletons.auc, singletons.auc_error)
+
+
+def test_the_figure_of_merit_error_grows_with_correlated_objects():
+    """Events of 4 copies of a row: the evaluation rows are worth a quarter as many, and the error says so."""
+    rng = np.random.default_rng(8)
+    base_real, base_gen = rng.normal(size=(400, 3)), rng.normal(0.1, 1, (400, 3))
+    real, generated, events = np.repeat(base_real, 4, axis=0), np.repeat(base_gen, 4, axis=0), np.repeat(np.arange(400), 4)
+    by_row = figure_of_merit(real, generated, FomSettings(**SMALL))
+    by_event = figure_of_merit(real, generated, FomSettings(**SMALL), real_events=events)
+    assert by_event.auc_error > 1.5 * by_row.auc_error  # 2x expected
+
+
+def test_halves_share_at_most_one_event():
+    rng = np.random.default_rng(9)
+    events = _events(700, rng)
+    first, second, compared = matched_halves(len(events), len(events), 0, events)
+    assert len(np.intersect1d(events[first], events[second])) <= 1
+    assert np.array_equal(compared, second)
+
+
+def test_distance_errors_follow_the_events():
+    rng = np.random.default_rng(10)
+    base_real, base_gen = rng.normal(size=(500, 2)), rng.normal(size=(500, 2))
+    real, generated, events = np.repeat(base_real, 4, axis=0), np.repeat(base_gen, 4, axis=0), np.repeat(np.arange(500), 4)
+    by_row = distance_metrics(real, generated, ["a", "b"], None, None, 60, 0)
+    by_event = distance_metrics(real, generated, ["a", "b"], None, None, 60, 0, events)
+    assert by_event["per_feature"]["a"]["w1"]["error"] > 1.5 * by_row["per_feature"]["a"]["w1"]["error"]
+    singletons = distance_metrics(base_real, base_gen, ["a", "b"], None, None, 20, 0, np.arange(500))
+    assert singletons == distance_metrics(base_real, base_gen, ["a", "b"], None, None, 20, 0)
+
+
+def test_event_codes_follow_the_split_keys():
+    rows = pd.DataFrame({"source_file": ["a.root", "a.root", "b.root", "b.root"], "entry": [0, 0, 0, 1],
+                         "object_index": [0, 1, 0, 0], "run": [1, 1, 1, 2], "event": [5, 5, 5, 5]})
+    assert list(event_codes(rows, [], "t")) == [0, 0, 1, 2]  # raw file and entry
+    assert list(event_codes(rows, ["run", "event"], "t")) == [0, 0, 0, 1]  # the same event in two files
+    with pytest.raises(InputError, match=r"t: columns \['lumi'\] missing"):
+        event_codes(rows, ["run", "lumi"], "t")
