@@ -113,3 +113,34 @@ def test_event_codes_follow_the_split_keys():
     assert list(event_codes(rows, ["run", "event"], "t")) == [0, 0, 0, 1]  # the same event in two files
     with pytest.raises(InputError, match=r"t: columns \['lumi'\] missing"):
         event_codes(rows, ["run", "lumi"], "t")
+
+
+def test_the_fpd_error_covers_the_scatter_of_independent_samples():
+    """Twenty independent real/generated pairs of one distribution: the FPD scatters by sd; its error must
+    not understate that. The batch-fit error alone said ~0.5 sd (the Monte Carlo error of the batch
+    average); with the whole samples' bootstrap spread it reads ~1.7 sd (the bootstrap of a distance at
+    its null adds the resample's own noise). The sd of 20 values is known to ~16 % (1 / sqrt(2 * 19)), so
+    0.8-2.5 sd leaves 4 of those errors either side of the 1.7 measured."""
+    from pipeline_steps.validate.compare import joint_metrics
+
+    values, errors, fit_errors = [], [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        real, generated = rng.normal(size=(2000, 3)), rng.normal(size=(2000, 3))
+        replicas = (bootstrap_counts(2000, 50, rng), bootstrap_counts(2000, 50, rng))
+        fpd = joint_metrics(real, generated, None, seed, list("abc"), replicas)["fpd"]
+        values.append(fpd["value"])
+        errors.append(fpd["error"])
+        fit_errors.append(joint_metrics(real, generated, None, seed, list("abc"))["fpd"]["error"])
+    scatter = np.std(values, ddof=1)
+    assert 0.8 * scatter <= np.mean(errors) <= 2.5 * scatter, (np.mean(errors), scatter)
+    assert np.mean(fit_errors) < 0.8 * scatter  # why the spread is added
+
+
+def test_the_fpd_error_follows_the_events():
+    rng = np.random.default_rng(11)
+    base_real, base_gen = rng.normal(size=(500, 2)), rng.normal(0.2, 1, (500, 2))
+    real, generated, events = np.repeat(base_real, 4, axis=0), np.repeat(base_gen, 4, axis=0), np.repeat(np.arange(500), 4)
+    by_row = distance_metrics(real, generated, ["a", "b"], None, None, 60, 0)["fpd"]["error"]
+    by_event = distance_metrics(real, generated, ["a", "b"], None, None, 60, 0, events)["fpd"]["error"]
+    assert by_event > 1.5 * by_row

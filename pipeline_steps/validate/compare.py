@@ -89,7 +89,8 @@ def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str
     kept = [name for name, keep in zip(features, varying) if keep]
     joint = {"correlation": correlation_metrics(real[:, varying], generated[:, varying], real_weights,
                                                 generated_weights, counts_real, counts_gen, kept),
-             **joint_metrics(real[:, varying], generated[:, varying], real_weights, seed, kept)}
+             **joint_metrics(real[:, varying], generated[:, varying], real_weights, seed, kept,
+                             (counts_real, counts_gen))}
     if not varying.all():
         left_out = [name for name in features if name not in kept]
         joint = _map(joint, lambda leaf: {**leaf, "left_out_constant": left_out})
@@ -150,8 +151,11 @@ def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: n
 
 
 def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
-                  seed: int, names: list[str]) -> dict[str, Any]:
+                  seed: int, names: list[str], replicas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """FPD and KPD on the standardised features (weighted real rows drawn by weight).
+
+    ``replicas`` (real, generated bootstrap weights, [n_boot, rows] each, as ``sample_distances`` draws
+    them) give the FPD its statistical error beside the fit's (``distances.fd_replica_spread``).
 
     One row holding most of a feature's spread (``common/outliers``) makes them meaningless: in the real
     sample it sets the standard scale and squeezes every other row onto one value (FPD and KPD then
@@ -168,11 +172,18 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
         real_std, gen_std = dist.standardise(real, generated, real_weights)
     except dist.NotComputable as error:
         return {"fpd": failed(str(error)), "kpd": failed(str(error))}
+    spread = None if replicas is None else dist.fd_replica_spread(real_std, gen_std, *replicas)
     real_std = dist.unweighted_draw(real_std, real_weights, seed)
     generated_outlier = _first_dominated(generated, names, "generated")
     kpd = (failed(f"{generated_outlier}: the kernel sums are that row's, of either sign (FPD, W1 and KS judge it)")
            if generated_outlier else _attempt(lambda: dist.kpd(real_std, gen_std, seed)))
-    return {"fpd": _attempt(lambda: dist.fpd(real_std, gen_std, seed)), "kpd": kpd}
+    return {"fpd": _attempt(lambda: _with_spread(dist.fpd(real_std, gen_std, seed), spread)), "kpd": kpd}
+
+
+def _with_spread(value_and_fit_error: tuple[float, float], spread: float | None) -> tuple[float, float]:
+    """The FPD with its fit error and its replicas' spread in quadrature."""
+    value, fit_error = value_and_fit_error
+    return value, fit_error if spread is None else float(np.hypot(fit_error, spread))
 
 
 def _first_dominated(values: np.ndarray, names: list[str], sample: str,

@@ -140,7 +140,8 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
 #: What the "± error" of metrics.json means, written into it so a reader need not find this file.
 BOOTSTRAP_COVERS = ("auc_error: resampling of the BDT's evaluation events, all rows of a drawn event together "
                     "(not of its training); w1, ks, correlation: resampling of the compared events; fpd: fit "
-                    "error of the batch-averaged extrapolation; kpd: half the 16-84% range over batches")
+                    "error of the batch-averaged extrapolation and the whole samples' FD spread over the same "
+                    "event replicas, in quadrature; kpd: half the 16-84% range over batches")
 
 
 def real_vs_real_floor(real, real_weights, settings: ValidateSettings,
