@@ -328,3 +328,23 @@ def test_a_heavy_healthy_tail_is_judged_while_a_sentinel_is_not():
     weights = np.ones(2000)
     weights[3] = 1e-9  # weighted away: not the row that sets the weighted std
     assert dominating_row(sentinel, weights) is None
+
+
+def test_a_per_feature_line_passes_only_when_every_feature_passes():
+    from pipeline_steps.validate.verdict import Threshold, verdict
+
+    def line(*features):
+        unused = {"status": "not computable", "reason": "not this test's", "value": None, "error": None}
+        per_feature = {f"t{i}": {"w1_over_std": unused,
+                                 "ks": {"status": "ok", "value": excess + 0.02, "error": 0.01, "floor": 0.02,
+                                        "floor_error": 0.01, "excess_error": error}}
+                       for i, (excess, error) in enumerate(features)}
+        document = {"targets": list(per_feature), "distances": {"per_feature": per_feature}}
+        row = verdict(document, {"ks_max": Threshold(0.05, 0.1)})["rows"][0]
+        return row["verdict"], row["excess"]
+
+    assert line((0.01, 0.005), (0.02, 0.005))[0] == "pass"
+    verdict_, excess = line((0.01, 0.005), (0.17, 0.09))  # a pass beside an unresolved 0.17 +- 0.09
+    assert verdict_ == "not resolved" and excess == pytest.approx(0.17)
+    assert line((0.07, 0.005), (0.17, 0.09))[0] == "warn"  # decided: the largest is at least a warn
+    assert line((0.11, 0.005), (0.07, 0.005), (0.17, 0.09))[0] == "fail"

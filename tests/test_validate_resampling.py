@@ -144,3 +144,42 @@ def test_the_fpd_error_follows_the_events():
     by_row = distance_metrics(real, generated, ["a", "b"], None, None, 60, 0)["fpd"]["error"]
     by_event = distance_metrics(real, generated, ["a", "b"], None, None, 60, 0, events)["fpd"]["error"]
     assert by_event > 1.5 * by_row
+
+
+def test_the_excess_error_pairs_value_and_floor_replicas():
+    """A perfect generator (targets drawn from the real conditional, paired with the real rows): over 25
+    samples the W1 excess over the floor scatters by sd; value and floor share half A and B's rows, so
+    their errors in quadrature overstated it (3.5x measured over 40 seeds), the spread of the paired
+    replicas' difference reads 1.2 sd. The sd of 25 values is known to 14 % (1 / sqrt(2 * 24)), so
+    0.6-2 sd leaves more than 3 of those errors either side of 1.2."""
+    excess, paired, quadrature = [], [], []
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        condition = rng.normal(size=2000)
+        real = np.c_[condition, condition + rng.normal(0, 0.3, 2000)]
+        generated = np.c_[condition, condition + rng.normal(0, 0.3, 2000)]
+        w1 = distance_metrics(real, generated, ["c", "t"], None, None, 50, seed)["per_feature"]["t"]["w1"]
+        excess.append(w1["value"] - w1["floor"])
+        paired.append(w1["excess_error"])
+        quadrature.append(np.hypot(w1["error"], w1["floor_error"]))
+    scatter = np.std(excess, ddof=1)
+    assert 0.6 * scatter <= np.mean(paired) <= 2.0 * scatter, (np.mean(paired), scatter)
+    assert np.mean(quadrature) > 2.0 * scatter  # why the replicas are paired
+
+
+def test_metrics_carry_no_replicas_and_the_verdict_uses_the_paired_error():
+    import json
+
+    from pipeline_steps.validate.verdict import Threshold, verdict
+
+    rng = np.random.default_rng(12)
+    real, generated = rng.normal(size=(600, 2)), rng.normal(size=(600, 2))
+    distances = distance_metrics(real, generated, ["a", "b"], None, None, 20, 0)
+    assert "_replicas" not in json.dumps(distances)
+    leaf = {"status": "ok", "value": 0.09, "error": 0.04, "floor": 0.02, "floor_error": 0.04}
+    document = {"targets": ["a"], "distances": {"per_feature": {"a": {"w1_over_std": {**leaf, "excess_error": 0.005},
+                                                                      "ks": leaf}}}}
+    rows = {row["metric"]: row for row in verdict(document, {"w1_over_std_max": Threshold(0.05, 0.1),
+                                                               "ks_max": Threshold(0.05, 0.1)})["rows"]}
+    assert rows["w1_over_std_max"]["verdict"] == "warn" and rows["w1_over_std_max"]["excess_error"] == 0.005
+    assert rows["ks_max"]["verdict"] == "not resolved"  # 0.07 +- 0.057 (quadrature) cannot be told from 0.05

@@ -23,6 +23,7 @@ from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS
 from pipeline_steps.validate.resampling import bootstrap_counts, grouped_order, subset
 
 OK, NOT_COMPUTABLE = "ok", "not computable"
+_REPLICAS, _OTHER_ERROR = "_replicas", "_other_error"  # private leaf keys, see ``measured``
 
 
 def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
@@ -110,12 +111,14 @@ def feature_distances(real: np.ndarray, generated: np.ndarray, real_weights: np.
     w1, ks = merged.weighted(real_weights, generated_weights)
     spread = [merged.distances(replicas_real[c:c + dist.REPLICA_CHUNK], replicas_gen[c:c + dist.REPLICA_CHUNK])
               for c in range(0, len(replicas_real), dist.REPLICA_CHUNK)]
-    w1_error, ks_error = (_std(np.concatenate([part[k] for part in spread])) if spread else None for k in (0, 1))
-    return {"w1": measured(w1, w1_error), "w1_over_std": _over_real_std(real, real_weights, w1, w1_error),
-            "ks": measured(ks, ks_error)}
+    w1_replicas, ks_replicas = (np.concatenate([part[k] for part in spread]) if spread else np.empty(0)
+                                for k in (0, 1))
+    return {"w1": measured(w1, _std(w1_replicas), w1_replicas),
+            "w1_over_std": _over_real_std(real, real_weights, w1, w1_replicas),
+            "ks": measured(ks, _std(ks_replicas), ks_replicas)}
 
 
-def _over_real_std(real: np.ndarray, real_weights: np.ndarray | None, w1: float, w1_error: float | None) -> dict:
+def _over_real_std(real: np.ndarray, real_weights: np.ndarray | None, w1: float, w1_replicas: np.ndarray) -> dict:
     """W1 / real std, unless the real std is no scale: a constant feature, or one row holding most of its
     spread (a real 1e6 among values of order 1 had made a generated feature 1.5x too wide pass, 0.08)."""
     outlier = dominating_row(real, real_weights)
@@ -126,7 +129,7 @@ def _over_real_std(real: np.ndarray, real_weights: np.ndarray | None, w1: float,
     std = float(np.sqrt(np.cov(real, aweights=weights, ddof=0))) if weights.sum() > 0 else 0.0
     if std <= 0:
         return failed("real feature is constant: no scale")
-    return measured(w1 / std, None if w1_error is None else w1_error / std)
+    return measured(w1 / std, _std(w1_replicas / std), w1_replicas / std)
 
 
 def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
@@ -147,7 +150,8 @@ def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: n
                              for wr, wg in zip(replicas_real, replicas_gen)]).reshape(-1, 2)
     except dist.NotComputable as error:
         return {"max_abs": failed(str(error)), "frobenius": failed(str(error))}
-    return {"max_abs": measured(max_abs, _std(replicas[:, 0])), "frobenius": measured(frobenius, _std(replicas[:, 1]))}
+    return {"max_abs": measured(max_abs, _std(replicas[:, 0]), replicas[:, 0]),
+            "frobenius": measured(frobenius, _std(replicas[:, 1]), replicas[:, 1])}
 
 
 def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
@@ -155,7 +159,7 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
     """FPD and KPD on the standardised features (weighted real rows drawn by weight).
 
     ``replicas`` (real, generated bootstrap weights, [n_boot, rows] each, as ``sample_distances`` draws
-    them) give the FPD its statistical error beside the fit's (``distances.fd_replica_spread``).
+    them) give the FPD its statistical error beside the fit's (``distances.fd_replicas``).
 
     One row holding most of a feature's spread (``common/outliers``) makes them meaningless: in the real
     sample it sets the standard scale and squeezes every other row onto one value (FPD and KPD then
@@ -172,18 +176,21 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
         real_std, gen_std = dist.standardise(real, generated, real_weights)
     except dist.NotComputable as error:
         return {"fpd": failed(str(error)), "kpd": failed(str(error))}
-    spread = None if replicas is None else dist.fd_replica_spread(real_std, gen_std, *replicas)
+    fd_replicas = None if replicas is None else dist.fd_replicas(real_std, gen_std, *replicas)
     real_std = dist.unweighted_draw(real_std, real_weights, seed)
     generated_outlier = _first_dominated(generated, names, "generated")
     kpd = (failed(f"{generated_outlier}: the kernel sums are that row's, of either sign (FPD, W1 and KS judge it)")
-           if generated_outlier else _attempt(lambda: dist.kpd(real_std, gen_std, seed)))
-    return {"fpd": _attempt(lambda: _with_spread(dist.fpd(real_std, gen_std, seed), spread)), "kpd": kpd}
+           if generated_outlier else _attempt(lambda: measured(*dist.kpd(real_std, gen_std, seed))))
+    return {"fpd": _attempt(lambda: _fpd_with_replicas(dist.fpd(real_std, gen_std, seed), fd_replicas)), "kpd": kpd}
 
 
-def _with_spread(value_and_fit_error: tuple[float, float], spread: float | None) -> tuple[float, float]:
-    """The FPD with its fit error and its replicas' spread in quadrature."""
+def _fpd_with_replicas(value_and_fit_error: tuple[float, float], fd_replicas: np.ndarray | None) -> dict[str, Any]:
+    """The FPD with its fit error and the whole samples' FD spread over the replicas in quadrature (see
+    ``distances.fd_replicas``); the replicas and the fit error stay for the excess's error (``_merge``)."""
     value, fit_error = value_and_fit_error
-    return value, fit_error if spread is None else float(np.hypot(fit_error, spread))
+    if fd_replicas is None or len(fd_replicas) < 2:
+        return measured(value, fit_error)
+    return measured(value, float(np.hypot(fit_error, _std(fd_replicas))), fd_replicas, fit_error)
 
 
 def _first_dominated(values: np.ndarray, names: list[str], sample: str,
@@ -200,17 +207,25 @@ def _dominated(sample: str, value: float, share: float) -> str:
     return f"one {sample} row ({value:.6g}) holds {share:.1%} of the squared deviations from the mean"
 
 
-def measured(value: float, error: float | None) -> dict[str, Any]:
-    return {"status": OK, "value": float(value), "error": None if error is None else float(error)}
+def measured(value: float, error: float | None, replicas: np.ndarray | None = None,
+             other_error: float = 0.0) -> dict[str, Any]:
+    """An ``ok`` leaf. ``replicas`` (the value on each bootstrap replica) and ``other_error`` (an error the
+    replicas do not cover: the FPD's fit error) stay in private keys until ``_merge`` has paired the value's
+    replicas with the floor's for the excess's error; they are not written out."""
+    leaf = {"status": OK, "value": float(value), "error": None if error is None else float(error)}
+    if replicas is not None and len(replicas) > 1:
+        leaf.update({_REPLICAS: np.asarray(replicas, dtype=np.float64), _OTHER_ERROR: float(other_error)})
+    return leaf
 
 
 def failed(reason: str) -> dict[str, Any]:
     return {"status": NOT_COMPUTABLE, "reason": reason, "value": None, "error": None}
 
 
-def _attempt(compute: Callable[[], tuple[float, float]]) -> dict[str, Any]:
+def _attempt(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The leaf ``compute`` returns, or the reason it is not computable."""
     try:
-        return measured(*compute())
+        return compute()
     except dist.NotComputable as error:
         return failed(str(error))
 
@@ -221,13 +236,35 @@ def _check_joint(real, generated, real_weights, generated_weights) -> None:
 
 
 def _merge(value: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
-    """Each value quantity with the matching floor beside it (``floor``, ``floor_error``, ``floor_reason``)."""
+    """Each value quantity with the matching floor beside it (``floor``, ``floor_error``, ``floor_reason``)
+    and, where both have bootstrap replicas, ``excess_error``: the spread of value - floor over the replicas.
+
+    Value and floor are drawn from the same replicas (the same seed, half A's rows in both, B's real rows
+    and their generated pairs at the same multiplicities), so their noise is shared and cancels in the
+    excess; adding the two errors in quadrature, as if independent, overstated the excess's error 3.5x for
+    a perfect generator (W1 of 2000 + 2000 rows over 40 seeds: excess scatter 0.0074, quadrature 0.026,
+    paired 0.0089), and up to 50x for features the conditions nearly fix (jets' eta).
+    """
     if _is_leaf(value):
         extra = {"floor": floor["value"], "floor_error": floor["error"]}
         if floor["status"] != OK:
             extra["floor_reason"] = floor["reason"]
-        return {**value, **extra}
+        paired = _paired_excess_error(value, floor)
+        if paired is not None:
+            extra["excess_error"] = paired
+        return {**_public(value), **extra}
     return {key: _merge(value[key], floor[key]) for key in value}
+
+
+def _paired_excess_error(value: dict[str, Any], floor: dict[str, Any]) -> float | None:
+    if _REPLICAS not in value or _REPLICAS not in floor or len(value[_REPLICAS]) != len(floor[_REPLICAS]):
+        return None
+    spread = _std(value[_REPLICAS] - floor[_REPLICAS])
+    return float(np.hypot(spread, np.hypot(value[_OTHER_ERROR], floor[_OTHER_ERROR])))
+
+
+def _public(leaf: dict[str, Any]) -> dict[str, Any]:
+    return {key: item for key, item in leaf.items() if key not in (_REPLICAS, _OTHER_ERROR)}
 
 
 def _map(tree: dict[str, Any], leaf: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:

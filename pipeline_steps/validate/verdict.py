@@ -4,8 +4,9 @@ A threshold applies to a metric's *excess over its real-vs-real floor* (value - 
 statistical noise that a perfect generator would also show does not count against a model; without a
 floor (real sample too small to halve) it applies to the value itself (for the AUC: AUC - 0.5),
 which is the stricter reading. A metric is "pass" below ``warn``, "warn" from ``warn`` to below
-``fail``, "fail" from ``fail`` on. A metric whose excess has an error (value's and floor's in
-quadrature) above its ``warn`` threshold cannot tell a pass from a warn with these rows, so unless its
+``fail``, "fail" from ``fail`` on. A metric whose excess has an error (the spread of value - floor over
+the bootstrap replicas both share, or value's and floor's errors in quadrature where they share none)
+above its ``warn`` threshold cannot tell a pass from a warn with these rows, so unless its
 excess stands ``RESOLVING_ERRORS`` errors above ``warn`` it is "not resolved" and decides nothing (KPD's
 spread over batches was 0.03 at 2000 rows and 0.0015 at 10000 against thresholds of 0.0008 / 0.003: a
 generator drawing from the real distribution itself failed it in 2 of 8 seeds; a 0.15 sigma shift, KPD
@@ -35,7 +36,8 @@ METRICS = ("auc_minus_floor", "w1_over_std_max", "ks_max", "corr_max_abs", "fpd"
 #: ``warn``: a perfect generator's excess is ~N(0, error), so it gets there by chance 2.3 % of the time
 #: (one-sided), against 25 % for KPD's fail without the rule.
 RESOLVING_ERRORS = 2.0
-COLUMNS = ["metric", "value", "error", "floor", "floor_error", "excess", "warn", "fail", "verdict", "detail"]
+COLUMNS = ["metric", "value", "error", "floor", "floor_error", "excess", "excess_error", "warn", "fail", "verdict",
+           "detail"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ def thresholds_from_config(validation: Mapping[str, Any]) -> dict[str, Threshold
 def verdict(metrics: Mapping[str, Any], thresholds: Mapping[str, Threshold]) -> dict[str, Any]:
     """{"overall": ..., "rows": [one dict per metric with a threshold, COLUMNS as keys]}.
 
-    A per-feature metric's line is its worst *decided* feature (by verdict, then excess): taking the largest
-    excess first had let one unresolved feature (0.12 +- 0.063) hide another's clear fail (0.11 +- 0.007).
+    A per-feature metric's line is its worst warn or fail feature (by verdict, then excess): taking the
+    largest excess first had let one unresolved feature (0.12 +- 0.063) hide another's clear fail (0.11 +-
+    0.007); without one, an unresolved feature before a passing one (``_worst``).
     The overall verdict is "not resolved" when lines were computed but none could be decided.
     """
     candidates = {"auc_minus_floor": [_auc_row(metrics)],
@@ -77,10 +80,20 @@ def verdict(metrics: Mapping[str, Any], thresholds: Mapping[str, Threshold]) -> 
 
 
 def _worst(judged: list[dict[str, Any]]) -> dict[str, Any]:
-    """The line of a metric judged per feature: its worst decided row, else its largest excess."""
-    decided = [row for row in judged if row["verdict"] in SEVERITY]
-    return max(decided or judged, key=lambda row: (SEVERITY.get(row["verdict"], -1),
-                                                    -math.inf if row["excess"] is None else row["excess"]))
+    """The line of a metric judged per feature (the largest over features): its worst warn or fail row;
+    else a "not resolved" row, since the largest could be that feature's; else its largest excess.
+
+    A pass is the line only when every feature passes: with paired excess errors (``compare._merge``)
+    nano_muons' ptErr passed (0.004 +- 0.039) while dxy stood at 0.174 +- 0.090, not resolved, and the
+    line had read "pass"."""
+    def largest(rows):
+        return max(rows, key=lambda row: -math.inf if row["excess"] is None else row["excess"])
+
+    raised = [row for row in judged if row["verdict"] in (WARN, FAIL)]
+    if raised:
+        return max(raised, key=lambda row: (SEVERITY[row["verdict"]], row["excess"]))
+    unresolved = [row for row in judged if row["verdict"] == NOT_RESOLVED]
+    return largest(unresolved or [row for row in judged if row["verdict"] == PASS] or judged)
 
 
 def verdict_table(model: str, judged: Mapping[str, Any]) -> pd.DataFrame:
@@ -96,7 +109,7 @@ def _judge(name: str, row: dict[str, Any], limit: Threshold) -> dict[str, Any]:
     excess = row.get("excess")
     if excess is None or not math.isfinite(excess):
         return {**{c: None for c in COLUMNS}, **row, "verdict": NOT_COMPUTABLE}
-    error = _excess_error(row)
+    error = row["excess_error"] = _excess_error(row)
     if error is not None and error > limit.warn and excess - RESOLVING_ERRORS * error < limit.warn:
         row["detail"] = (f"{row.get('detail', '')}; the excess's error {error:.3g} is above the warn threshold "
                          f"{limit.warn:g} and the excess within {RESOLVING_ERRORS:g} errors of it: these rows "
@@ -108,7 +121,11 @@ def _judge(name: str, row: dict[str, Any], limit: Threshold) -> dict[str, Any]:
 
 
 def _excess_error(row: Mapping[str, Any]) -> float | None:
-    """The error of value - floor: both errors in quadrature (the value's alone without a floor)."""
+    """The error of value - floor: the spread of the difference over the bootstrap replicas that value and
+    floor share, where the distances give it (``compare._merge``); else both errors in quadrature (the AUC,
+    whose value and floor are different BDTs, and KPD), the value's alone without a floor."""
+    if row.get("excess_error") is not None and row.get("floor") is not None:
+        return float(row["excess_error"])
     errors = [row.get("error"), row.get("floor_error") if row.get("floor") is not None else None]
     known = [float(e) for e in errors if e is not None and math.isfinite(float(e))]
     return math.hypot(*known) if known else None
@@ -155,4 +172,5 @@ def _row(measure: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     excess = measure["value"] - floor if floor is not None else measure["value"]
     detail = what + ("; excess = value - floor" if floor is not None else f"; no floor ({measure.get('floor_reason')})")
     return {"value": measure["value"], "error": measure.get("error"), "floor": floor,
-            "floor_error": measure.get("floor_error"), "excess": excess, "detail": detail}
+            "floor_error": measure.get("floor_error"), "excess": excess,
+            "excess_error": measure.get("excess_error"), "detail": detail}
