@@ -74,6 +74,13 @@ def event_codes(rows: pd.DataFrame, identity: Iterable[str], where: str) -> np.n
     return rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy(np.int64)
 
 
+def in_identity_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` sorted by the identity columns it has (stable; index reset): the order generation writes
+    its rows in, so that generated row i is the pair of test row i wherever the two are compared."""
+    order = [key for key in IDENTITY_COLUMNS if key in rows.columns]
+    return rows.sort_values(order, kind="mergesort").reset_index(drop=True) if order else rows
+
+
 def identity_columns(dataset_identity: Iterable[str] = ()) -> tuple[str, ...]:
     """``IDENTITY_COLUMNS`` followed by the dataset's ``identity`` branches (``run``, ``event``...) not among them."""
     return IDENTITY_COLUMNS + tuple(name for name in dataset_identity if name not in IDENTITY_COLUMNS)

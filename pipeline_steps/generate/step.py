@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.common.identity import IDENTITY_COLUMNS, identity_columns
+from pipeline_steps.common.identity import identity_columns, in_identity_order
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.generate.layout import OutputLayout, layout_from_config
 from pipeline_steps.generate.root_io import DEFAULT_BLOCK_ROWS, root_writer
@@ -195,9 +195,7 @@ def read_test_split(path: str | Path, settings: GenerateSettings) -> tuple[pd.Da
         raise InputError(f"{path}: cannot read the test split ({error})") from error
     if not len(rows):
         raise InputError(f"{path}: the test split is empty; nothing to generate from")
-    order = [key for key in IDENTITY_COLUMNS if key in rows.columns]
-    rows = rows.sort_values(order, kind="mergesort").reset_index(drop=True) if order else rows
-    return rows, column_types
+    return in_identity_order(rows), column_types
 
 
 def generate_to_root(sampler: Sampler, model_transforms, test_rows: pd.DataFrame, settings: GenerateSettings,

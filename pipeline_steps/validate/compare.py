@@ -8,7 +8,9 @@ A real sample too small to halve (a half worth fewer than ``MIN_EVAL_PER_CLASS``
 n_eff when weighted) gets no floor, and its value compares all real rows with all generated rows.
 
 Every quantity is ``{"status": "ok", "value", "error"}`` or ``{"status": "not computable",
-"reason", "value": None, "error": None}``, plus ``floor``/``floor_error`` (``floor_reason``).
+"reason", "value": None, "error": None}``, plus ``floor``/``floor_error`` (``floor_reason``) and, where
+value and floor share their bootstrap replicas and batches, ``excess_error``: the spread of value -
+floor over them (``_merge``), the error the verdict judges the excess by.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pipeline_steps.validate.figure_of_merit import MIN_EVAL_PER_CLASS
 from pipeline_steps.validate.resampling import bootstrap_counts, grouped_order, subset
 
 OK, NOT_COMPUTABLE = "ok", "not computable"
-_REPLICAS, _OTHER_ERROR = "_replicas", "_other_error"  # private leaf keys, see ``measured``
+_REPLICAS, _BATCHES = "_replicas", "_batches"  # private leaf keys, see ``measured``
 
 
 def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
@@ -90,7 +92,7 @@ def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str
     kept = [name for name, keep in zip(features, varying) if keep]
     joint = {"correlation": correlation_metrics(real[:, varying], generated[:, varying], real_weights,
                                                 generated_weights, counts_real, counts_gen, kept),
-             **joint_metrics(real[:, varying], generated[:, varying], real_weights, seed, kept,
+             **joint_metrics(real[:, varying], generated[:, varying], real_weights, generated_weights, seed, kept,
                              (counts_real, counts_gen))}
     if not varying.all():
         left_out = [name for name in features if name not in kept]
@@ -155,11 +157,14 @@ def correlation_metrics(real: np.ndarray, generated: np.ndarray, real_weights: n
 
 
 def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndarray | None,
-                  seed: int, names: list[str], replicas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
-    """FPD and KPD on the standardised features (weighted real rows drawn by weight).
+                  generated_weights: np.ndarray | None, seed: int, names: list[str],
+                  replicas: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """FPD and KPD on the standardised features (weighted rows drawn by weight, each sample by its own).
 
     ``replicas`` (real, generated bootstrap weights, [n_boot, rows] each, as ``sample_distances`` draws
-    them) give the FPD its statistical error beside the fit's (``distances.fd_replicas``).
+    them) give the FPD its statistical error beside the fit's (``distances.fd_replicas``). The floor's
+    second sample is real rows with their weights: drawn by weight as the first, where the generated-slot
+    weights had been ignored, so a weighted floor (SHiP) compared weighted with unweighted muons.
 
     One row holding most of a feature's spread (``common/outliers``) makes them meaningless: in the real
     sample it sets the standard scale and squeezes every other row onto one value (FPD and KPD then
@@ -168,7 +173,7 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
     the feature and value named; a generated outlier still fails FPD, W1 and KS.
     """
     try:
-        _check_joint(real, generated, real_weights, None)
+        _check_joint(real, generated, real_weights, generated_weights)
         real_outlier = _first_dominated(real, names, "real", real_weights)
         if real_outlier:
             raise dist.NotComputable(f"{real_outlier}: standardising by the real std would squeeze every other "
@@ -176,21 +181,28 @@ def joint_metrics(real: np.ndarray, generated: np.ndarray, real_weights: np.ndar
         real_std, gen_std = dist.standardise(real, generated, real_weights)
     except dist.NotComputable as error:
         return {"fpd": failed(str(error)), "kpd": failed(str(error))}
-    fd_replicas = None if replicas is None else dist.fd_replicas(real_std, gen_std, *replicas)
-    real_std = dist.unweighted_draw(real_std, real_weights, seed)
-    generated_outlier = _first_dominated(generated, names, "generated")
+    drawn_real = dist.unweighted_draw(real_std, real_weights, seed)
+    drawn_gen = dist.unweighted_draw(gen_std, generated_weights, seed + 1)
+    generated_outlier = _first_dominated(generated, names, "generated", generated_weights)
     kpd = (failed(f"{generated_outlier}: the kernel sums are that row's, of either sign (FPD, W1 and KS judge it)")
-           if generated_outlier else _attempt(lambda: measured(*dist.kpd(real_std, gen_std, seed))))
-    return {"fpd": _attempt(lambda: _fpd_with_replicas(dist.fpd(real_std, gen_std, seed), fd_replicas)), "kpd": kpd}
+           if generated_outlier else _attempt(lambda: _kpd_leaf(dist.kpd_batches(drawn_real, drawn_gen, seed))))
+    fpd = _attempt(lambda: _fpd_leaf(dist.fpd_batches(drawn_real, drawn_gen, seed), real_std, gen_std, replicas))
+    return {"fpd": fpd, "kpd": kpd}
 
 
-def _fpd_with_replicas(value_and_fit_error: tuple[float, float], fd_replicas: np.ndarray | None) -> dict[str, Any]:
+def _fpd_leaf(batches: dist.FpdBatches, real_std: np.ndarray, gen_std: np.ndarray,
+              replicas: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
     """The FPD with its fit error and the whole samples' FD spread over the replicas in quadrature (see
-    ``distances.fd_replicas``); the replicas and the fit error stay for the excess's error (``_merge``)."""
-    value, fit_error = value_and_fit_error
+    ``distances.fd_replicas``); replicas and batches stay for the excess's error (``_merge``)."""
+    value, fit_error = batches.fit()
+    fd_replicas = None if replicas is None else dist.fd_replicas(real_std, gen_std, *replicas)
     if fd_replicas is None or len(fd_replicas) < 2:
-        return measured(value, fit_error)
-    return measured(value, float(np.hypot(fit_error, _std(fd_replicas))), fd_replicas, fit_error)
+        return measured(value, fit_error, batches=batches)
+    return measured(value, float(np.hypot(fit_error, _std(fd_replicas))), fd_replicas, batches)
+
+
+def _kpd_leaf(batches: dist.KpdBatches) -> dict[str, Any]:
+    return measured(*batches.median_and_spread(), batches=batches)
 
 
 def _first_dominated(values: np.ndarray, names: list[str], sample: str,
@@ -208,13 +220,15 @@ def _dominated(sample: str, value: float, share: float) -> str:
 
 
 def measured(value: float, error: float | None, replicas: np.ndarray | None = None,
-             other_error: float = 0.0) -> dict[str, Any]:
-    """An ``ok`` leaf. ``replicas`` (the value on each bootstrap replica) and ``other_error`` (an error the
-    replicas do not cover: the FPD's fit error) stay in private keys until ``_merge`` has paired the value's
-    replicas with the floor's for the excess's error; they are not written out."""
+             batches: dist.FpdBatches | dist.KpdBatches | None = None) -> dict[str, Any]:
+    """An ``ok`` leaf. ``replicas`` (the value on each bootstrap replica) and ``batches`` (FPD's and KPD's
+    own batch values) stay in private keys until ``_merge`` has paired them with the floor's for the
+    excess's error; they are not written out."""
     leaf = {"status": OK, "value": float(value), "error": None if error is None else float(error)}
     if replicas is not None and len(replicas) > 1:
-        leaf.update({_REPLICAS: np.asarray(replicas, dtype=np.float64), _OTHER_ERROR: float(other_error)})
+        leaf[_REPLICAS] = np.asarray(replicas, dtype=np.float64)
+    if batches is not None:
+        leaf[_BATCHES] = batches
     return leaf
 
 
@@ -257,14 +271,27 @@ def _merge(value: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
 
 
 def _paired_excess_error(value: dict[str, Any], floor: dict[str, Any]) -> float | None:
-    if _REPLICAS not in value or _REPLICAS not in floor or len(value[_REPLICAS]) != len(floor[_REPLICAS]):
-        return None
-    spread = _std(value[_REPLICAS] - floor[_REPLICAS])
-    return float(np.hypot(spread, np.hypot(value[_OTHER_ERROR], floor[_OTHER_ERROR])))
+    """The spread of value - floor over their shared bootstrap replicas and, for FPD and KPD, over their
+    shared batches (the same seed and sizes draw the same rows), in quadrature; None when a part that the
+    value's error has cannot be paired (the verdict then adds value's and floor's errors in quadrature)."""
+    parts = []
+    if _REPLICAS in value:
+        if _REPLICAS not in floor or len(value[_REPLICAS]) != len(floor[_REPLICAS]):
+            return None
+        parts.append(_std(value[_REPLICAS] - floor[_REPLICAS]))
+    if _BATCHES in value:
+        ours, theirs = value[_BATCHES], floor.get(_BATCHES)
+        if type(theirs) is not type(ours):
+            return None
+        paired = (ours.excess_fit_error(theirs) if isinstance(ours, dist.FpdBatches) else ours.excess_spread(theirs))
+        if paired is None:
+            return None
+        parts.append(paired)
+    return float(np.hypot.reduce(parts)) if parts else None
 
 
 def _public(leaf: dict[str, Any]) -> dict[str, Any]:
-    return {key: item for key, item in leaf.items() if key not in (_REPLICAS, _OTHER_ERROR)}
+    return {key: item for key, item in leaf.items() if key not in (_REPLICAS, _BATCHES)}
 
 
 def _map(tree: dict[str, Any], leaf: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:

@@ -141,7 +141,8 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
 BOOTSTRAP_COVERS = ("auc_error: resampling of the BDT's evaluation events, all rows of a drawn event together "
                     "(not of its training); w1, ks, correlation: resampling of the compared events; fpd: fit "
                     "error of the batch-averaged extrapolation and the whole samples' FD spread over the same "
-                    "event replicas, in quadrature; kpd: half the 16-84% range over batches")
+                    "event replicas, in quadrature; kpd: half the 16-84% range over batches; excess_error (of value - "
+                    "floor): the spread of the difference over the replicas and batches both share")
 
 
 def real_vs_real_floor(real, real_weights, settings: ValidateSettings,

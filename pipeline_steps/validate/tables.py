@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.common.identity import event_codes
+from pipeline_steps.common.identity import event_codes, in_identity_order
 from pipeline_steps.generate.layout import OutputLayout
 from pipeline_steps.generate.root_io import read_generated_root
 
@@ -37,7 +37,7 @@ class Comparison:
 
 def build_comparison(test_split: str | Path, generated_root: str | Path, model_transforms, layout: OutputLayout,
                      conditions: list[str], weight: str | None, categories_json: Mapping[str, Any] | None) -> Comparison:
-    test = pd.read_parquet(test_split)
+    test = in_identity_order(pd.read_parquet(test_split))  # generation's order: generated row i pairs with row i
     generated = read_generated_root(generated_root, layout)
     targets = list(model_transforms.target_names)
     if categories_json is not None:

@@ -13,7 +13,8 @@ generator drawing from the real distribution itself failed it in 2 of 8 seeds; a
 excess 0.016 +- 0.003, is still judged). With an error below ``warn`` the error is shown, not used (a
 reviewer sees whether a "warn" is within one error of "pass"). A metric that could not be computed is listed as "not computable" with the reason and
 decides nothing; the overall verdict is the worst decided one ("not computable" when none is decided). For per-feature metrics the row is the generated feature (``targets`` of
-metrics.json) with the largest excess: conditions are copied from the real rows (SHiP's category is
+metrics.json) with the worst warn or fail, else an unresolved one, else the largest passing excess (a
+feature not computable blocks nothing; its reason is in metrics.json): conditions are copied from the real rows (SHiP's category is
 drawn from the recorded shares), so their W1 and KS say nothing about the generator, and a diverged GAN, its targets all NaN, had passed on them alone.
 """
 
@@ -123,7 +124,7 @@ def _judge(name: str, row: dict[str, Any], limit: Threshold) -> dict[str, Any]:
 def _excess_error(row: Mapping[str, Any]) -> float | None:
     """The error of value - floor: the spread of the difference over the bootstrap replicas that value and
     floor share, where the distances give it (``compare._merge``); else both errors in quadrature (the AUC,
-    whose value and floor are different BDTs, and KPD), the value's alone without a floor."""
+    whose value and floor are different BDTs), the value's alone without a floor."""
     if row.get("excess_error") is not None and row.get("floor") is not None:
         return float(row["excess_error"])
     errors = [row.get("error"), row.get("floor_error") if row.get("floor") is not None else None]
