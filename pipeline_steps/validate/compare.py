@@ -78,8 +78,8 @@ def sample_distances(real: np.ndarray, generated: np.ndarray, features: list[str
     ``left_out_constant``, instead of making all three not computable. Its per-feature KS still judges
     whether the generator keeps it constant (its W1 / std has no scale)."""
     rng = np.random.default_rng([seed, 9])
-    counts_real = bootstrap_counts(len(real), n_boot, rng, real_events) * _weights(real_weights, len(real))
-    counts_gen = bootstrap_counts(len(generated), n_boot, rng, generated_events) * _weights(generated_weights,
+    counts_real = bootstrap_counts(len(real), n_boot, rng, real_events) * dist.ones_or(real_weights, len(real))
+    counts_gen = bootstrap_counts(len(generated), n_boot, rng, generated_events) * dist.ones_or(generated_weights,
                                                                                             len(generated))
     per_feature = {name: feature_distances(real[:, j], generated[:, j], real_weights, generated_weights,
                                            counts_real, counts_gen)
@@ -127,7 +127,7 @@ def _over_real_std(real: np.ndarray, real_weights: np.ndarray | None, w1: float,
     if outlier is not None:
         return failed(f"{_dominated('real', real[outlier[0]], outlier[1])}: the real std is that row's, "
                       f"not a scale of the feature (its KS still judges it)")
-    weights = _weights(real_weights, len(real))
+    weights = dist.ones_or(real_weights, len(real))
     std = float(np.sqrt(np.cov(real, aweights=weights, ddof=0))) if weights.sum() > 0 else 0.0
     if std <= 0:
         return failed("real feature is constant: no scale")
@@ -311,7 +311,3 @@ def _rows_worth(weights: np.ndarray | None, rows: np.ndarray) -> float:
 
 def _std(values: np.ndarray) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
-def _weights(weights: np.ndarray | None, n: int) -> np.ndarray:
-    return np.ones(n) if weights is None else weights

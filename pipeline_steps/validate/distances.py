@@ -102,8 +102,8 @@ class MergedSample:
 
     def weighted(self, real_weights: np.ndarray | None, generated_weights: np.ndarray | None) -> tuple[float, float]:
         """(W1, KS) under one pair of weight vectors (None: every row weighs 1)."""
-        w1, ks = self.distances(_ones_or(real_weights, self.n_real)[None],
-                                _ones_or(generated_weights, self.n_generated)[None])
+        w1, ks = self.distances(ones_or(real_weights, self.n_real)[None],
+                                ones_or(generated_weights, self.n_generated)[None])
         return float(w1[0]), float(ks[0])
 
     def distances(self, real_weights: np.ndarray, generated_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +117,7 @@ class MergedSample:
 def constant_columns(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Mask of the columns whose (weighted) std is below 1e-12 of their size: float64 sums of one value
     differ from it by ~1e-16 relative, so nothing above that bound is rounding of a constant."""
-    weights = _ones_or(weights, len(values))
+    weights = ones_or(weights, len(values))
     mean = weights @ values / weights.sum()
     std = np.sqrt(weights @ (values - mean) ** 2 / weights.sum())
     return std <= 1e-12 * np.maximum(np.abs(mean), 1.0)
@@ -128,7 +128,7 @@ def weighted_correlation(values: np.ndarray, weights: np.ndarray | None = None) 
     constant = constant_columns(values, weights)
     if constant.any():
         raise NotComputable(f"constant column(s) {np.flatnonzero(constant).tolist()}: correlation undefined")
-    weights = _ones_or(weights, len(values))
+    weights = ones_or(weights, len(values))
     mean = weights @ values / weights.sum()
     centred = values - mean
     covariance = (centred * weights[:, None]).T @ centred / weights.sum()
@@ -365,7 +365,7 @@ def standardise(real: np.ndarray, generated: np.ndarray,
     constant = constant_columns(real, real_weights)
     if constant.any():
         raise NotComputable(f"real column(s) {np.flatnonzero(constant).tolist()} constant: cannot standardise")
-    weights = _ones_or(real_weights, len(real))
+    weights = ones_or(real_weights, len(real))
     mean = weights @ real / weights.sum()
     std = np.sqrt(weights @ (real - mean) ** 2 / weights.sum())
     return (real - mean) / std, (generated - mean) / std
@@ -383,5 +383,6 @@ def unweighted_draw(values: np.ndarray, weights: np.ndarray | None, seed: int) -
     return values[rng.choice(len(values), size=len(values), p=weights / weights.sum())]
 
 
-def _ones_or(weights: np.ndarray | None, n: int) -> np.ndarray:
+def ones_or(weights: np.ndarray | None, n: int) -> np.ndarray:
+    """The weights as float64, or ones for an unweighted sample."""
     return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)

@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.weights import effective_size
-from pipeline_steps.validate.resampling import bootstrap_counts, grouped_order, subset
+from pipeline_steps.validate.resampling import grouped_order, replica_drawer, subset
 from pipeline_steps.validate.weighted_roc import rank_auc
 
 N_ESTIMATORS, LEARNING_RATE, MAX_DEPTH = 100, 0.1, 4
@@ -244,17 +244,17 @@ def bootstrap_auc_error(scores_real: np.ndarray, scores_generated: np.ndarray, w
                         weights_generated: np.ndarray, n_boot: int, seed: int, events_real: np.ndarray | None = None,
                         events_generated: np.ndarray | None = None) -> float:
     """Standard deviation of the weighted AUC over ``n_boot`` resamplings of the evaluation rows, each
-    sample drawn by its events (``resampling.bootstrap_counts``; by row without them)."""
+    sample drawn by its events (``resampling.replica_drawer``; by row without them)."""
     if n_boot < 2:
         return float("nan")
     _, inverse = np.unique(np.r_[scores_real, scores_generated], return_inverse=True)
     index_real, index_gen = inverse[: len(scores_real)], inverse[len(scores_real):]
     rng = np.random.default_rng([seed, 6])
+    draw_real, draw_gen = replica_drawer(len(scores_real), events_real), replica_drawer(len(scores_generated),
+                                                                                       events_generated)
     aucs = [rank_auc(index_real, index_gen, weights_real * counts_real, weights_generated * counts_gen,
                      inverse.max() + 1)
-            for counts_real, counts_gen in ((bootstrap_counts(len(scores_real), 1, rng, events_real)[0],
-                                             bootstrap_counts(len(scores_generated), 1, rng, events_generated)[0])
-                                            for _ in range(n_boot))]
+            for counts_real, counts_gen in ((draw_real(rng), draw_gen(rng)) for _ in range(n_boot))]
     return float(np.std(aucs, ddof=1))
 
 

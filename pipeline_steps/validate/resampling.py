@@ -27,6 +27,8 @@ both sides (k rows of thousands), which is the price of equal sizes.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -50,11 +52,17 @@ def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator, events: np.n
     Each replica draws as many events as there are, with replacement, and a row counts as often as its
     event was drawn. Without ``events`` each row is drawn on its own (the ordinary bootstrap).
     """
+    draw = replica_drawer(n, events)
+    return np.stack([draw(rng) for _ in range(n_boot)]) if n_boot else np.empty((0, n))
+
+
+def replica_drawer(n: int, events: np.ndarray | None = None) -> Callable[[np.random.Generator], np.ndarray]:
+    """``draw(rng)`` -> one replica's row multiplicities (float64), as :func:`bootstrap_counts` draws them,
+    for a caller that interleaves the replicas of two samples; the events are numbered once."""
     if events is None:
-        return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
+        return lambda rng: np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
     codes, n_events = _dense(events, n)
-    drawn = np.stack([np.bincount(rng.integers(0, n_events, n_events), minlength=n_events) for _ in range(n_boot)])
-    return drawn[:, codes].astype(np.float64)
+    return lambda rng: np.bincount(rng.integers(0, n_events, n_events), minlength=n_events)[codes].astype(np.float64)
 
 
 def subset(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
