@@ -27,8 +27,10 @@ class WorkflowPlan:
     """Queries on one validated config; every method is a pure function of it (and of the file system
     for the ``files:`` globs, read once)."""
 
-    def __init__(self, config: Mapping[str, Any]):
+    def __init__(self, config: Mapping[str, Any], scans: Mapping[str, Any] | None = None):
+        """``config`` with its scans expanded; ``scans`` the ``ScanGroup``s ``expand_scans`` returned."""
         self.config = config
+        self.preprocessing_of = _preprocessing_names(config, scans or {})
         self.raw_file_by_stem = functools.cache(self._raw_file_by_stem)
         self.dataset_files = functools.cache(self._dataset_files)
         self.ingest_parts = functools.cache(self._ingest_parts)
@@ -182,6 +184,22 @@ class WorkflowPlan:
         """threads of the model's training rule: its ``training.threads``, what the trainer runs with."""
         return configured_threads(self.model(name).get("training", {}))
 
+    # --- preprocessing, shared by a scan's points ------------------------------------------------
+
+    def preprocessing_name(self, model: str) -> str:
+        """The folder under results/preprocess/ that holds ``model``'s splits and transforms: its own name, or
+        its scan's (``jets``) for a point that leaves ``preprocessing`` alone (see ``_preprocessing_names``)."""
+        return self.preprocessing_of[model]
+
+    def preprocessing_names(self, models: list[str]) -> list[str]:
+        """The preprocessings ``models`` use, each once, in their order (the preprocess rules' jobs)."""
+        return list(dict.fromkeys(self.preprocessing_of[model] for model in models))
+
+    def preprocessed_model(self, name: str) -> str:
+        """A model whose preprocessing is ``name``: the one the preprocess job reads its config slice and
+        inputs from (every such model has the same, as only ``preprocessing`` keys may differ in a scan)."""
+        return next(model for model, preprocessing in self.preprocessing_of.items() if preprocessing == name)
+
     def preprocess_model_inputs(self, name: str) -> dict:
         """Inputs of preprocess_model: the ingested tables, or the SHiP category tables."""
         model = self.model(name)
@@ -290,3 +308,21 @@ class WorkflowPlan:
         if name in self.generative_model_names():
             config["validation"] = self.config["validation"]
         return config
+
+
+def _preprocessing_names(config: Mapping[str, Any], scans: Mapping[str, Any]) -> dict[str, str]:
+    """{model: preprocessing name}: the scanned model's name for every point of its scan whose point sets no
+    ``preprocessing`` key, else the model's own.
+
+    A scan may not set what the preprocessing reads besides ``preprocessing`` (``conditions``, ``targets``,
+    ``derived``, ``split``, ``weight``, ``categorised``, ``dataset``, ``table`` are refused:
+    ``scan.expansion.UNSCANNABLE``), so such points have one preprocessing; each had run it again and kept
+    its own copy of the splits, N times the job and the disk for an N-point grid. The shared folder is
+    named after the scan, not after a point, so adding or removing points moves nothing.
+    """
+    names = {model: model for model in config["models"]}
+    for group in scans.values():
+        for instance, point in group.points.items():
+            if not any(key == "preprocessing" or key.startswith("preprocessing.") for key in point):
+                names[instance] = group.model
+    return names

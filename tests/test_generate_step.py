@@ -321,3 +321,8 @@ def test_transforms_of_another_model_or_order_are_refused():
         check_transforms_match(transforms, swapped, "t.json")
     with pytest.raises(InputError, match=r"model 'jets', expected 'nano_muons'"):
         check_transforms_match(transforms, replace(settings, model="nano_muons"), "t.json")
+    # a scan point reads its scan's shared preprocessing (WorkflowPlan.preprocessing_name), and only that
+    point = replace(settings, model="jets__hidden_dim-16", preprocessing="jets")
+    check_transforms_match(transforms, point, "t.json")
+    with pytest.raises(InputError, match=r"model 'jets', expected 'jets__n_bins-4'"):
+        check_transforms_match(transforms, replace(point, preprocessing="jets__n_bins-4"), "t.json")

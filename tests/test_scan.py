@@ -114,18 +114,21 @@ def _planned(result_stdout: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] != "total"}
 
 
-def test_a_2x2_scan_plans_four_independent_training_jobs(tmp_path):
+def test_a_2x2_scan_plans_four_independent_training_jobs_on_one_preprocessing(tmp_path):
     result = run_snakemake("-n", "results/scan/jets/best.json", "--configfile", str(TINY_CONFIG),
                            str(_scan_config(tmp_path)), workdir=tmp_path)
     planned = _planned(result.stdout)
     assert planned["train_flow"] == 4 and planned["validate_model"] == 4 and planned["rank_scan"] == 1
+    # the points set no preprocessing key: one preprocessing, named after the scan, feeds all four
+    assert planned["preprocess_model"] == 1
+    assert set(re.findall(r"results/preprocess/([^/\s]+)/train\.parquet", result.stdout)) == {"jets"}
     trained = set(re.findall(r"results/train/(jets__[^/]+)/model\.pt", result.stdout))
     assert trained == {f"jets__hidden_dim-{h}__n_bins-{b}" for h in (16, 32) for b in (4, 8)}
 
 
 @pytest.mark.slow
 def test_adding_a_point_plans_only_the_new_point(tmp_path):
-    """Train the four points (1 epoch, tiny data), then add a fifth: only it is planned."""
+    """Train the four points (1 epoch, tiny data), then add a fifth: only its training is planned."""
     four = _scan_config(tmp_path)
     targets = [f"results/train/jets__hidden_dim-{h}__n_bins-{b}/model.pt" for h in (16, 32) for b in (4, 8)]
     run_snakemake(*targets, "--configfile", str(TINY_CONFIG), str(four), workdir=tmp_path)
@@ -136,7 +139,7 @@ def test_adding_a_point_plans_only_the_new_point(tmp_path):
     result = run_snakemake("-n", *targets, new, "--rerun-triggers", "mtime", "params", "input",
                            "--configfile", str(TINY_CONFIG), str(five), workdir=tmp_path)
     planned = _planned(result.stdout)
-    assert planned == {"preprocess_model": 1, "train_flow": 1}
+    assert planned == {"train_flow": 1}  # on the scan's shared preprocessing, which exists
     assert set(re.findall(r"output: results/train/(jets__[^/]+)/model\.pt", result.stdout)) == \
         {"jets__hidden_dim-8__n_bins-4"}
 

@@ -178,3 +178,21 @@ def test_export_records_the_branches_of_renamed_flat_columns(plan):
     config = copy.deepcopy(CONFIG)
     config["datasets"]["lhcb_tracks"]["tables"]["tracks"]["rename"] = {"x": "pos_x"}
     assert WorkflowPlan(config).model_branches("tracks_cov") == {"pos_x": "x"}
+
+
+def test_a_scans_points_share_one_preprocessing_unless_they_set_a_preprocessing_key():
+    from pipeline_steps.scan.expansion import expand_scans
+
+    config = copy.deepcopy(CONFIG)
+    config["models"]["jets"]["scan"] = {"grid": {"hyperparameters.hidden_dim": [16, 32]},
+                                        "points": [{"preprocessing.per_variable.gen_pt": "standard"}]}
+    plan = WorkflowPlan(config, expand_scans(config))
+    shared, own = ["jets__hidden_dim-16", "jets__hidden_dim-32"], "jets__gen_pt-standard"
+    assert [plan.preprocessing_name(name) for name in shared] == ["jets", "jets"]
+    assert plan.preprocessing_name(own) == own and plan.preprocessing_name("tracks_cov") == "tracks_cov"
+    assert plan.preprocessing_names([*shared, own, "tracks_cov"]) == ["jets", own, "tracks_cov"]
+    # the shared job reads the slice and inputs every sharing point has
+    representative = plan.preprocessed_model("jets")
+    assert representative in shared
+    assert all(plan.preprocess_model_slice(name) == plan.preprocess_model_slice(representative) for name in shared)
+    assert plan.preprocess_model_slice(own)["preprocessing"] != plan.preprocess_model_slice(representative)["preprocessing"]

@@ -70,11 +70,12 @@ class GenerateSettings:
     layout: OutputLayout
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     write_block_rows: int = DEFAULT_BLOCK_ROWS
+    preprocessing: str = ""  # the preprocessing the transforms come from, its scan's; "" for the model's own
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "GenerateSettings":
         """From the rule's params: ``model_name``, ``model`` (its slice), ``dataset`` (tree,
-        identity, table), ``validation`` and ``seed``."""
+        identity, table), ``validation``, ``seed`` and ``preprocessing`` (default: the model's name)."""
         model, dataset = params["model"], params["dataset"]
         categorised = bool(model.get("categorised", False))
         if categorised and list(model["conditions"]) != ["category"]:
@@ -92,6 +93,7 @@ class GenerateSettings:
             layout=layout_from_config(dataset["tree"], list(dataset.get("identity", [])), dataset["table"]),
             chunk_rows=int(params.get("chunk_rows", DEFAULT_CHUNK_ROWS)),
             write_block_rows=int(params.get("write_block_rows", DEFAULT_BLOCK_ROWS)),
+            preprocessing=str(params.get("preprocessing", "")),
         )
 
 
@@ -131,12 +133,13 @@ def run(train_dir: str, test_split: str, transforms: str, output: str, generatio
 
 
 def check_transforms_match(model_transforms, settings: GenerateSettings, path: str | Path) -> None:
-    """The transforms are this model's, for its variables in its order: columns decoded with each other's
-    transforms (two targets swapped) had looked plausible, and a renamed target had been written as a
-    per-event scalar."""
+    """The transforms are this model's preprocessing's (its own, or its scan's: ``settings.preprocessing``),
+    for its variables in its order: columns decoded with each other's transforms (two targets swapped) had
+    looked plausible, and a renamed target had been written as a per-event scalar."""
     found = {"model": model_transforms.model, "conditions": tuple(model_transforms.condition_names),
              "targets": tuple(model_transforms.target_names)}
-    expected = {"model": settings.model, "conditions": settings.conditions, "targets": settings.targets}
+    expected = {"model": settings.preprocessing or settings.model, "conditions": settings.conditions,
+                "targets": settings.targets}
     wrong = [key for key in expected if found[key] != expected[key] and not (key == "model" and not found[key])]
     if wrong:
         raise InputError(f"{path}: the transforms are not those of model {settings.model!r}: "

@@ -34,7 +34,7 @@ if SCANS:
 
 expose_package_to_jobs(workflow.basedir)
 give_jobs_the_fixed_hash_seed()
-PLAN = WorkflowPlan(config)
+PLAN = WorkflowPlan(config, SCANS)
 
 _FINAL_TARGET_FUNCTIONS = []
 
@@ -104,33 +104,50 @@ def generative_model_names():
     return PLAN.generative_model_names()
 
 
+# --- preprocessing: the preprocess rules' {model} is a preprocessing name (PLAN.preprocessing_name): a
+# model's own, or its scan's for the points that share one; every other rule reads it through preprocessed().
 def preprocessed_model_names():
-    """Models whose inputs the preprocess_model rule makes, i.e. the generative kinds."""
-    return PLAN.generative_model_names()
+    """Preprocessings that preprocess_model makes, those of the generative models."""
+    return PLAN.preprocessing_names(PLAN.generative_model_names())
+
+
+def preprocessed_calratio_names():
+    """Preprocessings that preprocess_calratio makes."""
+    return PLAN.preprocessing_names(model_names("calratio_rnn"))
+
+
+def preprocessed(filename):
+    """Input function: ``filename`` of the model's preprocessing, results/preprocess/<name>/<filename>."""
+    return lambda wildcards: f"results/preprocess/{PLAN.preprocessing_name(wildcards.model)}/{filename}"
+
+
+def preprocessing_name(wildcards):
+    """params of generate: the preprocessing whose transforms the model reads (checked against transforms.json)."""
+    return PLAN.preprocessing_name(wildcards.model)
 
 
 def calratio_main_tables(wildcards):
-    return PLAN.calratio_tables(wildcards.model, "dataset")
+    return PLAN.calratio_tables(PLAN.preprocessed_model(wildcards.model), "dataset")
 
 
 def calratio_control_tables(wildcards):
-    return PLAN.calratio_tables(wildcards.model, "control_dataset")
+    return PLAN.calratio_tables(PLAN.preprocessed_model(wildcards.model), "control_dataset")
 
 
 def calratio_layout(wildcards):
-    return PLAN.calratio_layout(wildcards.model)
+    return PLAN.calratio_layout(PLAN.preprocessed_model(wildcards.model))
 
 
 def preprocess_model_inputs(wildcards):
-    return PLAN.preprocess_model_inputs(wildcards.model)
+    return PLAN.preprocess_model_inputs(PLAN.preprocessed_model(wildcards.model))
 
 
 def preprocess_model_slice(wildcards):
-    return PLAN.preprocess_model_slice(wildcards.model)
+    return PLAN.preprocess_model_slice(PLAN.preprocessed_model(wildcards.model))
 
 
 def preprocess_calratio_slice(wildcards):
-    return PLAN.preprocess_calratio_slice(wildcards.model)
+    return PLAN.preprocess_calratio_slice(PLAN.preprocessed_model(wildcards.model))
 
 
 def training_slice(wildcards):

@@ -7,8 +7,8 @@ rule export_covariance_gan:
         model=_alternatives(model_names("covariance_gan")),
     input:
         model=["results/train/{model}/generator.keras", "results/train/{model}/model.json"],
-        transforms="results/preprocess/{model}/transforms.json",
-        test="results/preprocess/{model}/test.parquet",
+        transforms=preprocessed("transforms.json"),
+        test=preprocessed("test.parquet"),
         categories=model_categories,
         raw=export_raw_files,
     output:
@@ -41,8 +41,8 @@ rule export_flow:
         model=_alternatives(model_names("flow")),
     input:
         model=["results/train/{model}/model.pt", "results/train/{model}/model.json"],
-        transforms="results/preprocess/{model}/transforms.json",
-        test="results/preprocess/{model}/test.parquet",
+        transforms=preprocessed("transforms.json"),
+        test=preprocessed("test.parquet"),
         categories=model_categories,
         raw=export_raw_files,
     output:
@@ -75,9 +75,9 @@ rule export_calratio_rnn:
         model=_alternatives(model_names("calratio_rnn")),
     input:
         model=["results/train/{model}/chosen.keras", "results/train/{model}/selection.json"],
-        transforms="results/preprocess/{model}/transforms.json",
-        test="results/preprocess/{model}/test.parquet",
-        test_sequences="results/preprocess/{model}/test_sequences.npz",
+        transforms=preprocessed("transforms.json"),
+        test=preprocessed("test.parquet"),
+        test_sequences=preprocessed("test_sequences.npz"),
         categories=[],
         raw=export_raw_files,
     output:

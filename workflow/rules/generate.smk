@@ -7,8 +7,8 @@ rule generate_covariance_gan:
         model=_alternatives(model_names("covariance_gan")),
     input:
         model=trained_model_file,
-        test="results/preprocess/{model}/test.parquet",
-        transforms="results/preprocess/{model}/transforms.json",
+        test=preprocessed("test.parquet"),
+        transforms=preprocessed("transforms.json"),
         categories=model_categories,
     output:
         root="results/generate/{model}/generated.root",
@@ -17,6 +17,7 @@ rule generate_covariance_gan:
         "logs/generate/{model}.log",
     params:
         model_name=lambda wc: wc.model,
+        preprocessing=preprocessing_name,
         model=generation_model_slice,
         dataset=model_output_layout,
         validation=generation_settings,
@@ -36,8 +37,8 @@ rule generate_flow:
         model=_alternatives(model_names("flow")),
     input:
         model=trained_model_file,
-        test="results/preprocess/{model}/test.parquet",
-        transforms="results/preprocess/{model}/transforms.json",
+        test=preprocessed("test.parquet"),
+        transforms=preprocessed("transforms.json"),
         categories=model_categories,
     output:
         root="results/generate/{model}/generated.root",
@@ -46,6 +47,7 @@ rule generate_flow:
         "logs/generate/{model}.log",
     params:
         model_name=lambda wc: wc.model,
+        preprocessing=preprocessing_name,
         model=generation_model_slice,
         dataset=model_output_layout,
         validation=generation_settings,

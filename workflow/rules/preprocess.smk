@@ -1,10 +1,12 @@
 # Stage: preprocess - deterministic train/validation/test splits + fitted invertible transforms per model.
+# {model} here is a preprocessing name (common.smk, preprocessed()): a model's own, or its scan's, which the
+# points that set no `preprocessing` key share.
 
 
 # --- CalRatio inputs: main sample + control region, padded sequences ---
 rule preprocess_calratio:
     wildcard_constraints:
-        model=_alternatives(model_names("calratio_rnn")),
+        model=_alternatives(preprocessed_calratio_names()),
     input:
         main=calratio_main_tables,
         control=calratio_control_tables,
@@ -48,7 +50,7 @@ rule preprocess_calratio:
         "../scripts/preprocess_calratio.py"
 
 
-register_final_targets(lambda: [f"results/preprocess/{model}/transforms.json" for model in model_names("calratio_rnn")])
+register_final_targets(lambda: [f"results/preprocess/{name}/transforms.json" for name in preprocessed_calratio_names()])
 
 
 # --- every generative model (flow, covariance_gan): deterministic splits + fitted transforms ---
@@ -101,4 +103,4 @@ rule preprocess_model:
         "../scripts/preprocess_model.py"
 
 
-register_final_targets(lambda: [f"results/preprocess/{model}/transforms.json" for model in preprocessed_model_names()])
+register_final_targets(lambda: [f"results/preprocess/{name}/transforms.json" for name in preprocessed_model_names()])

@@ -9,9 +9,9 @@ rule train_covariance_gan:
     wildcard_constraints:
         model=_alternatives(model_names("covariance_gan")),
     input:
-        train="results/preprocess/{model}/train.parquet",
-        validation="results/preprocess/{model}/validation.parquet",
-        transforms="results/preprocess/{model}/transforms.json",
+        train=preprocessed("train.parquet"),
+        validation=preprocessed("validation.parquet"),
+        transforms=preprocessed("transforms.json"),
     output:
         generator=protected("results/train/{model}/generator.keras"),
         model_json="results/train/{model}/model.json",
@@ -59,9 +59,9 @@ rule train_flow:
     wildcard_constraints:
         model=_alternatives(model_names("flow")),
     input:
-        train="results/preprocess/{model}/train.parquet",
-        validation="results/preprocess/{model}/validation.parquet",
-        transforms="results/preprocess/{model}/transforms.json",
+        train=preprocessed("train.parquet"),
+        validation=preprocessed("validation.parquet"),
+        transforms=preprocessed("transforms.json"),
     output:
         model_pt=protected("results/train/{model}/model.pt"),
         model_json="results/train/{model}/model.json",
@@ -102,14 +102,14 @@ rule train_calratio_rnn:
     wildcard_constraints:
         model=_alternatives(model_names("calratio_rnn")),
     input:
-        train="results/preprocess/{model}/train.parquet",
-        train_sequences="results/preprocess/{model}/train_sequences.npz",
-        validation="results/preprocess/{model}/validation.parquet",
-        validation_sequences="results/preprocess/{model}/validation_sequences.npz",
-        cr_train="results/preprocess/{model}/cr_train.parquet",
-        cr_train_sequences="results/preprocess/{model}/cr_train_sequences.npz",
-        cr_validation="results/preprocess/{model}/cr_validation.parquet",
-        cr_validation_sequences="results/preprocess/{model}/cr_validation_sequences.npz",
+        train=preprocessed("train.parquet"),
+        train_sequences=preprocessed("train_sequences.npz"),
+        validation=preprocessed("validation.parquet"),
+        validation_sequences=preprocessed("validation_sequences.npz"),
+        cr_train=preprocessed("cr_train.parquet"),
+        cr_train_sequences=preprocessed("cr_train_sequences.npz"),
+        cr_validation=preprocessed("cr_validation.parquet"),
+        cr_validation_sequences=preprocessed("cr_validation_sequences.npz"),
     output:
         history="results/train/{model}/history.csv",
         final_model="results/train/{model}/final.keras",

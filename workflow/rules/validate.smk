@@ -6,8 +6,8 @@ rule validate_model:
     wildcard_constraints:
         model=_alternatives(generative_model_names()),
     input:
-        test="results/preprocess/{model}/test.parquet",
-        transforms="results/preprocess/{model}/transforms.json",
+        test=preprocessed("test.parquet"),
+        transforms=preprocessed("transforms.json"),
         generated="results/generate/{model}/generated.root",
         categories=model_categories,
     output:
@@ -100,10 +100,10 @@ rule calratio_plots:
         chosen_model="results/train/{model}/chosen.keras",
         selection="results/train/{model}/selection.json",
         history="results/train/{model}/history.csv",
-        test="results/preprocess/{model}/test.parquet",
-        test_sequences="results/preprocess/{model}/test_sequences.npz",
-        cr_test="results/preprocess/{model}/cr_test.parquet",
-        cr_test_sequences="results/preprocess/{model}/cr_test_sequences.npz",
+        test=preprocessed("test.parquet"),
+        test_sequences=preprocessed("test_sequences.npz"),
+        cr_test=preprocessed("cr_test.parquet"),
+        cr_test_sequences=preprocessed("cr_test_sequences.npz"),
     output:
         metrics="results/validate/{model}/metrics.json",
         outputs_linear=report(
