@@ -17,6 +17,7 @@ import glob
 from typing import Any, Mapping
 
 from pipeline_steps.categorise.category_ids import CATEGORIES
+from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.ingest.parts import DEFAULT_INGEST_PARTS, partition
 from pipeline_steps.model_kinds import MODEL_KINDS, kind_of
 from pipeline_steps.train.settings import configured_threads
@@ -31,6 +32,7 @@ class WorkflowPlan:
         """``config`` with its scans expanded; ``scans`` the ``ScanGroup``s ``expand_scans`` returned."""
         self.config = config
         self.preprocessing_of = _preprocessing_names(config, scans or {})
+        self.scan_points = {instance for group in (scans or {}).values() for instance in group.points}
         self.raw_file_by_stem = functools.cache(self._raw_file_by_stem)
         self.dataset_files = functools.cache(self._dataset_files)
         self.ingest_parts = functools.cache(self._ingest_parts)
@@ -188,12 +190,39 @@ class WorkflowPlan:
 
     def preprocessing_name(self, model: str) -> str:
         """The folder under results/preprocess/ that holds ``model``'s splits and transforms: its own name, or
-        its scan's (``jets``) for a point that leaves ``preprocessing`` alone (see ``_preprocessing_names``)."""
+        for a scan's point the scan's name and the point's ``preprocessing`` keys (``_preprocessing_names``)."""
         return self.preprocessing_of[model]
 
     def preprocessing_names(self, models: list[str]) -> list[str]:
         """The preprocessings ``models`` use, each once, in their order (the preprocess rules' jobs)."""
         return list(dict.fromkeys(self.preprocessing_of[model] for model in models))
+
+    def check_shared_preprocessing(self) -> None:
+        """Refuse a shared preprocessing whose models would not make the same files (``ConfigError``): a
+        preprocess slice that came to read a key a scan may set (``hyperparameters``, ``training``) would
+        otherwise give every point the first one's splits; and a name that is another model's own."""
+        groups: dict[str, list[str]] = {}
+        for model, name in self.preprocessing_of.items():
+            groups.setdefault(name, []).append(model)
+        for name, models in groups.items():
+            if len(models) > 1 and name in self.config["models"] and name not in self.scan_points:
+                raise ConfigError(f"models.{name}: its name is also the shared preprocessing of scan points "
+                                  f"{models}; rename the model")
+            if len(models) < 2:
+                continue
+            job = [self._preprocess_job(model) for model in models]
+            differing = [model for model, each in zip(models, job) if each != job[0]]
+            if differing:
+                raise ConfigError(f"scan points {models} share the preprocessing {name!r} but {differing} would "
+                                  f"preprocess differently from {models[0]!r}: the preprocess slice reads a key "
+                                  f"the scan sets (pipeline_steps/workflow_plan.py, _preprocessing_names)")
+
+    def _preprocess_job(self, model: str) -> tuple:
+        """What a preprocess job of ``model`` reads: its kind, inputs and params slice."""
+        if kind_of(self.model(model)).generative:
+            return ("model", self.preprocess_model_inputs(model), self.preprocess_model_slice(model))
+        return ("calratio", self.preprocess_calratio_slice(model), self.calratio_layout(model),
+                self.calratio_tables(model, "dataset"), self.calratio_tables(model, "control_dataset"))
 
     def preprocessed_model(self, name: str) -> str:
         """A model whose preprocessing is ``name``: the one the preprocess job reads its config slice and
@@ -311,18 +340,22 @@ class WorkflowPlan:
 
 
 def _preprocessing_names(config: Mapping[str, Any], scans: Mapping[str, Any]) -> dict[str, str]:
-    """{model: preprocessing name}: the scanned model's name for every point of its scan whose point sets no
-    ``preprocessing`` key, else the model's own.
+    """{model: preprocessing name}: for a scan's point, the scan's name followed by the point's
+    ``preprocessing`` keys (``jets`` for every point that sets none, ``jets__default-minmax`` for the
+    points that set ``preprocessing.default: minmax``, whatever else they set), else the model's own name.
 
     A scan may not set what the preprocessing reads besides ``preprocessing`` (``conditions``, ``targets``,
     ``derived``, ``split``, ``weight``, ``categorised``, ``dataset``, ``table`` are refused:
-    ``scan.expansion.UNSCANNABLE``), so such points have one preprocessing; each had run it again and kept
-    its own copy of the splits, N times the job and the disk for an N-point grid. The shared folder is
-    named after the scan, not after a point, so adding or removing points moves nothing.
+    ``scan.expansion.UNSCANNABLE``), so points with the same ``preprocessing`` keys have one preprocessing;
+    each point had run it again and kept its own copy of the splits, N times the job and the disk for an
+    N-point grid. The name follows from the point alone, so adding or removing points moves nothing.
+    ``WorkflowPlan.check_shared_preprocessing`` verifies that the points sharing a name have one slice.
     """
+    from pipeline_steps.scan.expansion import instance_name
+
     names = {model: model for model in config["models"]}
     for group in scans.values():
         for instance, point in group.points.items():
-            if not any(key == "preprocessing" or key.startswith("preprocessing.") for key in point):
-                names[instance] = group.model
+            own = {key: value for key, value in point.items() if key == "preprocessing" or key.startswith("preprocessing.")}
+            names[instance] = instance_name(group.model, own)
     return names

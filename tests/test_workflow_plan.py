@@ -196,3 +196,32 @@ def test_a_scans_points_share_one_preprocessing_unless_they_set_a_preprocessing_
     assert representative in shared
     assert all(plan.preprocess_model_slice(name) == plan.preprocess_model_slice(representative) for name in shared)
     assert plan.preprocess_model_slice(own)["preprocessing"] != plan.preprocess_model_slice(representative)["preprocessing"]
+
+
+def test_points_with_the_same_preprocessing_keys_share_theirs_and_a_differing_slice_is_refused():
+    from pipeline_steps.scan.expansion import expand_scans
+
+    config = copy.deepcopy(CONFIG)
+    config["models"]["jets"]["scan"] = {"grid": {"preprocessing.default": ["standard", "minmax"],
+                                                 "hyperparameters.hidden_dim": [16, 32]}}
+    plan = WorkflowPlan(config, expand_scans(config))
+    names = {model: plan.preprocessing_name(model) for model in plan.generative_model_names() if "__" in model}
+    assert sorted(set(names.values())) == ["jets__default-minmax", "jets__default-standard"]  # 4 points, 2 jobs
+    plan.check_shared_preprocessing()
+    # a slice that came to read a key the scan sets would give every point the first one's splits: refused
+    original = plan.preprocess_model_slice
+    plan.preprocess_model_slice = lambda name: {**original(name), "hyperparameters": plan.model(name)["hyperparameters"]}
+    with pytest.raises(ConfigError, match=r"share the preprocessing 'jets__default-\w+' but"):
+        plan.check_shared_preprocessing()
+
+
+def test_a_model_named_like_a_shared_preprocessing_is_refused():
+    from pipeline_steps.scan.expansion import expand_scans
+
+    config = copy.deepcopy(CONFIG)
+    config["models"]["jets"]["scan"] = {"grid": {"hyperparameters.hidden_dim": [16, 32]}}
+    config["models"]["jets__default-minmax"] = copy.deepcopy(CONFIG["models"]["jets"])
+    config["models"]["jets"]["scan"]["grid"]["preprocessing.default"] = ["minmax"]
+    plan = WorkflowPlan(config, expand_scans(config))
+    with pytest.raises(ConfigError, match=r"models.jets__default-minmax: its name is also the shared preprocessing"):
+        plan.check_shared_preprocessing()

@@ -35,6 +35,7 @@ if SCANS:
 expose_package_to_jobs(workflow.basedir)
 give_jobs_the_fixed_hash_seed()
 PLAN = WorkflowPlan(config, SCANS)
+PLAN.check_shared_preprocessing()
 
 _FINAL_TARGET_FUNCTIONS = []
 
@@ -105,13 +106,14 @@ def generative_model_names():
 
 
 # --- preprocessing: the preprocess rules' {model} is a preprocessing name (PLAN.preprocessing_name): a
-# model's own, or its scan's for the points that share one; every other rule reads it through preprocessed().
-def preprocessed_model_names():
+# model's own, or for a scan's points the scan's name and their preprocessing keys; every other rule reads
+# it through preprocessed(), and the preprocess jobs read a sharing model's slice (PLAN.preprocessed_model).
+def model_preprocessings():
     """Preprocessings that preprocess_model makes, those of the generative models."""
     return PLAN.preprocessing_names(PLAN.generative_model_names())
 
 
-def preprocessed_calratio_names():
+def calratio_preprocessings():
     """Preprocessings that preprocess_calratio makes."""
     return PLAN.preprocessing_names(model_names("calratio_rnn"))
 

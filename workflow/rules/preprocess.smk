@@ -1,12 +1,12 @@
 # Stage: preprocess - deterministic train/validation/test splits + fitted invertible transforms per model.
-# {model} here is a preprocessing name (common.smk, preprocessed()): a model's own, or its scan's, which the
-# points that set no `preprocessing` key share.
+# {model} here is a preprocessing name (common.smk, preprocessed()): a model's own, or for a scan's points
+# the scan's name and their `preprocessing` keys, which the points that set the same ones share.
 
 
 # --- CalRatio inputs: main sample + control region, padded sequences ---
 rule preprocess_calratio:
     wildcard_constraints:
-        model=_alternatives(preprocessed_calratio_names()),
+        model=_alternatives(calratio_preprocessings()),
     input:
         main=calratio_main_tables,
         control=calratio_control_tables,
@@ -50,13 +50,13 @@ rule preprocess_calratio:
         "../scripts/preprocess_calratio.py"
 
 
-register_final_targets(lambda: [f"results/preprocess/{name}/transforms.json" for name in preprocessed_calratio_names()])
+register_final_targets(lambda: [f"results/preprocess/{name}/transforms.json" for name in calratio_preprocessings()])
 
 
 # --- every generative model (flow, covariance_gan): deterministic splits + fitted transforms ---
 rule preprocess_model:
     wildcard_constraints:
-        model=_alternatives(preprocessed_model_names()),
+        model=_alternatives(model_preprocessings()),
     input:
         unpack(preprocess_model_inputs),
     output:
@@ -103,4 +103,4 @@ rule preprocess_model:
         "../scripts/preprocess_model.py"
 
 
-register_final_targets(lambda: [f"results/preprocess/{name}/transforms.json" for name in preprocessed_model_names()])
+register_final_targets(lambda: [f"results/preprocess/{name}/transforms.json" for name in model_preprocessings()])
