@@ -95,6 +95,16 @@ def test_keys_a_schedule_overrides_are_refused_and_calratio_defaults_to_its_ks()
         expand_scans({"models": {"cr": lam}})
 
 
+def test_two_scans_naming_one_instance_are_refused():
+    """``m`` with {x: 1, y: 2} and ``m__x-1`` with {y: 2} both expand to m__x-1__y-2: the second had
+    silently replaced the first."""
+    config = {"models": {"jets": _model(scan={"points": [{"hyperparameters.hidden_dim": 16, "hyperparameters.n_bins": 4}]}),
+                         "jets__hidden_dim-16": _model(scan={"points": [{"hyperparameters.n_bins": 4}]})}}
+    with pytest.raises(ConfigError, match=r"models.jets__hidden_dim-16.scan: .* named 'jets__hidden_dim-16__n_bins-4', "
+                                          r"which a point of another scan is named too"):
+        expand_scans(config)
+
+
 def test_equal_values_written_two_ways_are_one_instance():
     groups = expand_scans({"models": {"jets": _model(scan={"grid": {"training.epochs": [1000000, 1.0e6]}})}})
     assert groups["jets"].instances == ["jets__epochs-1000000"]

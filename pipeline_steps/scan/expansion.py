@@ -110,6 +110,9 @@ def expand_scans(config: dict[str, Any]) -> dict[str, ScanGroup]:
                 continue  # the same point twice (grid and points, or 1000000 and 1.0e6): one instance
             if instance in models:
                 raise ConfigError(f"{where}: scan point {point} is named {instance!r}, which is already a model")
+            if instance in expanded:  # another scan's point: `m` with {x: 1, y: 2} and `m__x-1` with {y: 2}
+                raise ConfigError(f"{where}: scan point {point} is named {instance!r}, which a point of another "
+                                  f"scan is named too; rename one of the scanned models")
             expanded[instance] = apply_point(base, point, where)
             _check_point_matters(expanded[instance], point, kind, metric, where)
             points[instance] = point
