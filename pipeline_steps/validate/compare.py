@@ -279,11 +279,9 @@ def _paired_excess_error(value: dict[str, Any], floor: dict[str, Any]) -> float 
         if _REPLICAS not in floor or len(value[_REPLICAS]) != len(floor[_REPLICAS]):
             return None
         parts.append(_std(value[_REPLICAS] - floor[_REPLICAS]))
-    if _BATCHES in value:
+    if _BATCHES in value:  # FpdBatches or KpdBatches: each pairs itself with the floor's of its kind
         ours, theirs = value[_BATCHES], floor.get(_BATCHES)
-        if type(theirs) is not type(ours):
-            return None
-        paired = (ours.excess_fit_error(theirs) if isinstance(ours, dist.FpdBatches) else ours.excess_spread(theirs))
+        paired = ours.excess_error(theirs) if type(theirs) is type(ours) else None
         if paired is None:
             return None
         parts.append(paired)

@@ -162,7 +162,7 @@ class FpdBatches:
         params, covariance = curve_fit(_line, 1.0 / self.sizes, self.means, bounds=([0.0, 0.0], [np.inf, np.inf]))
         return float(params[0]), float(np.sqrt(covariance[0, 0]))
 
-    def excess_fit_error(self, floor: "FpdBatches") -> float | None:
+    def excess_error(self, floor: "FpdBatches") -> float | None:
         """Fit error of the intercept of value - floor batch means, where both drew the same batch rows (same
         seed and sizes): their Monte Carlo noise is shared, and adding the two fit errors in quadrature had
         overstated the excess's 6x (0.0052 against a 0.0008 scatter over batch seeds, 2 features). The
@@ -209,7 +209,7 @@ def fd_replicas(real: np.ndarray, generated: np.ndarray, replicas_real: np.ndarr
     scatter. So the fit error alone understated it by 2-3x, and with the spread the error overstates it by
     1.3-2x near the null (a resampled distance adds the resample's own noise to the sample's), the side a
     verdict can afford: an excess within it is "not resolved" rather than a "fail" from noise. The excess
-    over the floor pairs these replicas (and the batches, :meth:`FpdBatches.excess_fit_error`) with the
+    over the floor pairs these replicas (and the batches, :meth:`FpdBatches.excess_error`) with the
     floor's (``compare._merge``).
     """
     return np.array([frechet_distance(*_weighted_gaussian(real, wr), *_weighted_gaussian(generated, wg))
@@ -242,7 +242,7 @@ class KpdBatches:
         """The median over batches and half their 16-84 % range (one batch's spread, as jetnet)."""
         return float(np.median(self.values)), _half_range(self.values)
 
-    def excess_spread(self, floor: "KpdBatches") -> float | None:
+    def excess_error(self, floor: "KpdBatches") -> float | None:
         """Half the 16-84 % range of value - floor batch by batch, where both drew the same batch rows."""
         return _half_range(self.values - floor.values) if len(self.values) == len(floor.values) else None
 
