@@ -48,8 +48,11 @@ def test_degraded_generator_scores_worse_than_good_one(classifier):
 
 
 def test_both_classifiers_rank_generators_the_same_way():
+    # Neighbours in the ranking lie >= 3 errors apart (AUC error 0.013 at 1000 + 1000 evaluation rows, so
+    # 0.018 on a difference): "slightly off" shifts by 0.35 (AUC 0.55-0.57 over four seeds of the samples),
+    # where a shift of 0.2 (0.51-0.53) had ranked by the draw of the rows rather than by the classifier.
     real = _sample(2000, 0)
-    generators = {"good": _sample(2000, 1), "slightly off": _sample(2000, 2, shift=0.2),
+    generators = {"good": _sample(2000, 1), "slightly off": _sample(2000, 2, shift=0.35),
                   "bad": _sample(2000, 3, shift=0.5, widen=1.4)}
     ranking = {}
     for classifier in ("exact", "hist"):

@@ -90,9 +90,11 @@ def test_the_figure_of_merit_error_grows_with_correlated_objects():
 def test_halves_share_at_most_one_event():
     rng = np.random.default_rng(9)
     events = _events(700, rng)
-    first, second, compared = matched_halves(len(events), len(events), 0, events)
+    first, second, compared = matched_halves(len(events), len(events), 0, events, paired=True)
     assert len(np.intersect1d(events[first], events[second])) <= 1
     assert np.array_equal(compared, second)
+    unpaired = matched_halves(len(events), len(events), 0, events)[2]  # as many rows, drawn: not B's pairs
+    assert len(unpaired) == len(second) and not np.array_equal(unpaired, second)
 
 
 def test_distance_errors_follow_the_events():
@@ -158,7 +160,7 @@ def test_the_excess_error_pairs_value_and_floor_replicas():
         condition = rng.normal(size=2000)
         real = np.c_[condition, condition + rng.normal(0, 0.3, 2000)]
         generated = np.c_[condition, condition + rng.normal(0, 0.3, 2000)]
-        w1 = distance_metrics(real, generated, ["c", "t"], None, None, 50, seed)["per_feature"]["t"]["w1"]
+        w1 = distance_metrics(real, generated, ["c", "t"], None, None, 50, seed, paired=True)["per_feature"]["t"]["w1"]
         excess.append(w1["value"] - w1["floor"])
         paired.append(w1["excess_error"])
         quadrature.append(np.hypot(w1["error"], w1["floor_error"]))
@@ -197,7 +199,7 @@ def test_the_fpd_and_kpd_excess_errors_pair_their_batches():
         condition = rng.normal(size=2000)
         real = np.c_[condition, condition + rng.normal(0, 0.5, 2000)]
         generated = np.c_[condition, condition + rng.normal(0, 0.5, 2000)]
-        distances = distance_metrics(real, generated, ["c", "t"], None, None, 50, seed)
+        distances = distance_metrics(real, generated, ["c", "t"], None, None, 50, seed, paired=True)
         for name, found in (("fpd", fpd), ("kpd", kpd)):
             leaf = distances[name]
             found["excess"].append(leaf["value"] - leaf["floor"])

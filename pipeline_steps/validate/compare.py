@@ -30,13 +30,13 @@ _REPLICAS, _BATCHES = "_replicas", "_batches"  # private leaf keys, see ``measur
 
 def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str], real_weights: np.ndarray | None,
                      generated_weights: np.ndarray | None, n_boot: int, seed: int,
-                     real_events: np.ndarray | None = None) -> dict[str, Any]:
+                     real_events: np.ndarray | None = None, paired: bool = False) -> dict[str, Any]:
     """Per-feature W1/KS, correlation differences, FPD and KPD: value and floor (see module doc).
 
     ``real_events`` names each real row's event: the halves are whole events and the bootstrap draws
-    events (``validate/resampling.py``); a paired generated row belongs to its real row's event."""
-    first, second, generated_rows = matched_halves(len(real), len(generated), seed, real_events)
-    paired = len(generated) == len(real)
+    events (``validate/resampling.py``). ``paired``: generated row i comes from real row i's conditions
+    (``tables.Comparison.paired``) and belongs to its event."""
+    first, second, generated_rows = matched_halves(len(real), len(generated), seed, real_events, paired)
     w_real = None if real_weights is None else np.asarray(real_weights, dtype=np.float64)
     w_gen = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
     if min(_rows_worth(w_real, first), _rows_worth(w_real, second)) >= MIN_EVAL_PER_CLASS:
@@ -55,13 +55,15 @@ def distance_metrics(real: np.ndarray, generated: np.ndarray, features: list[str
     return {**rows, **_merge(value, floor)}
 
 
-def matched_halves(n_real: int, n_generated: int, seed: int, real_events: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(real half A, real half B, generated rows compared with A): B's pairs, or a random |B| rows.
-    The halves are whole ``real_events`` (one may straddle the cut)."""
+def matched_halves(n_real: int, n_generated: int, seed: int, real_events: np.ndarray | None = None,
+                   paired: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real half A, real half B, generated rows compared with A): B's pairs when ``paired``, else a
+    random min(|B|, n_generated) rows. The halves are whole ``real_events`` (one may straddle the cut)."""
+    if paired and n_generated != n_real:
+        raise ValueError(f"paired samples need as many generated rows as real rows ({n_generated} vs {n_real})")
     order = grouped_order(n_real, real_events, np.random.default_rng([seed, 7]))
     first, second = np.sort(order[: n_real - n_real // 2]), np.sort(order[n_real - n_real // 2:])
-    if n_generated == n_real:
+    if paired:
         return first, second, second
     size = min(len(second), n_generated)
     return first, second, np.sort(np.random.default_rng([seed, 8]).permutation(n_generated)[:size])

@@ -133,23 +133,24 @@ class FomResult:
 def figure_of_merit(real: np.ndarray, generated: np.ndarray, settings: FomSettings,
                     real_weights: np.ndarray | None = None, generated_weights: np.ndarray | None = None,
                     labels: tuple[str, str] = ("real", "generated"), real_events: np.ndarray | None = None,
-                    generated_events: np.ndarray | None = None) -> FomResult:
+                    generated_events: np.ndarray | None = None, paired: bool = False) -> FomResult:
     """Train the BDT on one part of real vs generated, score a disjoint part, compare the outputs.
 
-    ``real`` and ``generated`` are [n, n_features] in the same column order. When they have the
-    same length they are taken to be paired (generated row i from the conditions of real row i)
-    and both are split with one permutation, so a pair never straddles train and evaluation.
+    ``real`` and ``generated`` are [n, n_features] in the same column order. ``paired``: generated row
+    i was sampled from the conditions of real row i (``tables.Comparison.paired``, checked there by the
+    rows' identity); both are then split with one permutation, so a pair never straddles train and
+    evaluation. Equal lengths alone do not make pairs (a SHiP generation of exactly as many muons).
     ``labels`` name the two samples in errors (the floor compares two halves of the real rows).
     ``real_events`` / ``generated_events`` name each row's event (``validate/resampling.py``): train
     and evaluation rows are whole events (one may straddle the cut) and the bootstrap draws events.
     A paired generated row belongs to its real row's event, so only an unpaired sample with events of
     its own (the floor's second half) passes ``generated_events``.
     """
+    _check_pairing(paired, len(real), len(generated), generated_events)
     real, generated = _check(real, labels[0]), _check(generated, labels[1])
     n_train, n_eval, reduced, note = split_sizes(len(real), len(generated), settings, labels)
     rng = np.random.default_rng([settings.seed, 4])
     order_real = grouped_order(len(real), real_events, rng)
-    paired = len(real) == len(generated) and generated_events is None
     order_gen = order_real if paired else grouped_order(len(generated), generated_events, rng)
     generated_events = real_events if paired else generated_events
     w_real = _unit_mean(real_weights, len(real))
@@ -187,6 +188,13 @@ def real_vs_real(real: np.ndarray, settings: FomSettings, real_weights: np.ndarr
     return figure_of_merit(real[first], real[second], settings, subset(weights, first), subset(weights, second),
                            labels=("real half A (floor)", "real half B (floor)"), real_events=subset(events, first),
                            generated_events=subset(events, second))
+
+
+def _check_pairing(paired: bool, n_real: int, n_generated: int, generated_events: np.ndarray | None) -> None:
+    """A caller's error, not the user's: pairs need one generated row per real row and share its events."""
+    if paired and (n_real != n_generated or generated_events is not None):
+        raise ValueError(f"paired samples need as many generated rows as real rows ({n_generated} vs {n_real}) "
+                         f"and take the real rows' events (generated_events given: {generated_events is not None})")
 
 
 def _check_effective_size(eval_weights_real: np.ndarray, eval_weights_generated: np.ndarray,

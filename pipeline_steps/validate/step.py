@@ -95,7 +95,7 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
     try:
         fom_settings = settings.fom if floor is None else matched_to_floor(settings.fom, floor.first)
         fom = figure_of_merit(real, generated, fom_settings, comparison.real_weights, comparison.generated_weights,
-                              real_events=events)
+                              real_events=events, paired=comparison.paired)
     except InputError as error:  # too few rows (TooFewRows) or non-finite values
         log.warning("%s: figure of merit not computable: %s", settings.model, error)
         fom_metrics = not_computable(str(error), settings.fom.classifier)
@@ -118,7 +118,8 @@ def validate(comparison: Comparison, settings: ValidateSettings, figures: Mappin
     if "profiles" in figures:  # the folder of physics profiles (PNGs + profiles.json), see profiles.py
         profiles.write_profiles(comparison, settings.profile_plan, figures["profiles"], settings.model)
     distances = distance_metrics(real, generated, comparison.features, comparison.real_weights,
-                                 comparison.generated_weights, settings.fom.bootstrap, settings.fom.seed, events)
+                                 comparison.generated_weights, settings.fom.bootstrap, settings.fom.seed, events,
+                                 comparison.paired)
     document = {
         "model": settings.model,
         **fom_metrics,
