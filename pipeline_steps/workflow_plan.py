@@ -343,6 +343,8 @@ def _preprocessing_names(config: Mapping[str, Any], scans: Mapping[str, Any]) ->
     """{model: preprocessing name}: for a scan's point, the scan's name followed by the point's
     ``preprocessing`` keys (``jets`` for every point that sets none, ``jets__default-minmax`` for the
     points that set ``preprocessing.default: minmax``, whatever else they set), else the model's own name.
+    A key set to the scanned model's own value names nothing (``ScanGroup.preprocessing``): a point of
+    ``preprocessing.default: standard`` beside points that set no default shares their preprocessing.
 
     A scan may not set what the preprocessing reads besides ``preprocessing`` (``conditions``, ``targets``,
     ``derived``, ``split``, ``weight``, ``categorised``, ``dataset``, ``table`` are refused:
@@ -355,7 +357,6 @@ def _preprocessing_names(config: Mapping[str, Any], scans: Mapping[str, Any]) ->
 
     names = {model: model for model in config["models"]}
     for group in scans.values():
-        for instance, point in group.points.items():
-            own = {key: value for key, value in point.items() if key == "preprocessing" or key.startswith("preprocessing.")}
-            names[instance] = instance_name(group.model, own)
+        for instance in group.points:
+            names[instance] = instance_name(group.model, group.preprocessing.get(instance, {}))
     return names

@@ -325,3 +325,14 @@ def test_a_point_without_a_ks_gives_the_validations_own_reason():
     document = {"cr_test_ks_bib": None, "not_computed": {"cr_test_ks_bib": "MC worth fewer than 10 jets"}}
     assert _why_no_value("ks", "calratio_rnn", document) == "MC worth fewer than 10 jets"
     assert _why_no_value("ks", "calratio_rnn", {}) == "no finite control-region KS in metrics.json"
+
+
+def test_a_points_preprocessing_keys_are_those_that_change_the_models_value():
+    """What names a point's preprocessing: keys set to the model's own value (of the same type) change nothing."""
+    model = _model(preprocessing={"default": "standard", "clip": 1, "per_variable": {}},
+                   scan={"points": [{"preprocessing.default": "standard"}, {"preprocessing.clip": True},
+                                    {"preprocessing.default": "minmax", "hyperparameters.n_bins": 4},
+                                    {"preprocessing.per_variable.b": "standard"}]})
+    group = expand_scans({"models": {"jets": model}})["jets"]
+    assert list(group.preprocessing.values()) == [{}, {"preprocessing.clip": True}, {"preprocessing.default": "minmax"},
+                                                  {"preprocessing.per_variable.b": "standard"}]

@@ -204,15 +204,36 @@ def test_points_with_the_same_preprocessing_keys_share_theirs_and_a_differing_sl
     config = copy.deepcopy(CONFIG)
     config["models"]["jets"]["scan"] = {"grid": {"preprocessing.default": ["standard", "minmax"],
                                                  "hyperparameters.hidden_dim": [16, 32]}}
+    assert config["models"]["jets"]["preprocessing"]["default"] == "standard"
     plan = WorkflowPlan(config, expand_scans(config))
     names = {model: plan.preprocessing_name(model) for model in plan.generative_model_names() if "__" in model}
-    assert sorted(set(names.values())) == ["jets__default-minmax", "jets__default-standard"]  # 4 points, 2 jobs
+    # 4 points, 2 jobs; `standard` is the scanned model's own default, so those points name no key of theirs
+    assert names == {"jets__default-standard__hidden_dim-16": "jets", "jets__default-standard__hidden_dim-32": "jets",
+                     "jets__default-minmax__hidden_dim-16": "jets__default-minmax",
+                     "jets__default-minmax__hidden_dim-32": "jets__default-minmax"}
     plan.check_shared_preprocessing()
     # a slice that came to read a key the scan sets would give every point the first one's splits: refused
     original = plan.preprocess_model_slice
     plan.preprocess_model_slice = lambda name: {**original(name), "hyperparameters": plan.model(name)["hyperparameters"]}
-    with pytest.raises(ConfigError, match=r"share the preprocessing 'jets__default-\w+' but"):
+    with pytest.raises(ConfigError, match=r"share the preprocessing 'jets(__default-minmax)?' but"):
         plan.check_shared_preprocessing()
+
+
+def test_a_point_that_sets_the_models_own_preprocessing_value_shares_the_scans_preprocessing():
+    """One job for one set of files: `preprocessing.default: standard` beside points that set no default
+    had made a second, identical preprocessing. A value of another type (True for 1) keeps its own."""
+    from pipeline_steps.scan.expansion import expand_scans
+
+    config = copy.deepcopy(CONFIG)
+    config["models"]["jets"]["scan"] = {"points": [{"hyperparameters.hidden_dim": 16},
+                                                   {"hyperparameters.hidden_dim": 32, "preprocessing.default": "standard"},
+                                                   {"preprocessing.default": "minmax"}]}
+    plan = WorkflowPlan(config, expand_scans(config))
+    points = ["jets__hidden_dim-16", "jets__default-standard__hidden_dim-32", "jets__default-minmax"]
+    assert plan.preprocessing_names(points) == ["jets", "jets__default-minmax"]
+    plan.check_shared_preprocessing()  # the two sharing "jets" have one slice
+    assert plan.preprocess_model_slice("jets__hidden_dim-16") == \
+        plan.preprocess_model_slice("jets__default-standard__hidden_dim-32")
 
 
 def test_a_model_named_like_a_shared_preprocessing_is_refused():

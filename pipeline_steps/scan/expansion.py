@@ -48,6 +48,9 @@ class ScanGroup:
     kind: str
     metric: str
     points: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preprocessing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """{instance: the point's ``preprocessing`` keys whose values differ from the scanned model's}: what
+    names the point's preprocessing (``workflow_plan._preprocessing_names``)."""
 
     @property
     def instances(self) -> list[str]:
@@ -104,6 +107,7 @@ def expand_scans(config: dict[str, Any]) -> dict[str, ScanGroup]:
         metric = _metric(scan, kind, where)
         base = {key: value for key, value in model.items() if key != "scan"}
         points: dict[str, dict[str, Any]] = {}
+        preprocessing: dict[str, dict[str, Any]] = {}
         for point in scan_points(scan, where):
             instance = instance_name(name, point)
             if _seen(points, instance, point, where):
@@ -116,7 +120,10 @@ def expand_scans(config: dict[str, Any]) -> dict[str, ScanGroup]:
             expanded[instance] = apply_point(base, point, where)
             _check_point_matters(expanded[instance], point, kind, metric, where)
             points[instance] = point
-        groups[name] = ScanGroup(model=name, kind=model["kind"], metric=metric, points=points)
+            preprocessing[instance] = {key: value for key, value in point.items()
+                                       if _under(key, "preprocessing") and not _set_in(base, key, value)}
+        groups[name] = ScanGroup(model=name, kind=model["kind"], metric=metric, points=points,
+                                 preprocessing=preprocessing)
     models.clear()
     models.update(expanded)
     return groups
@@ -204,6 +211,17 @@ def _check_point_matters(instance: Mapping[str, Any], point: Mapping[str, Any], 
             raise ConfigError(f"{where}: metric validation_loss cannot rank a scan of {key!r}: it changes what a "
                               f"{kind.name} model's validation loss measures; rank by one of "
                               f"{[m for m in kind.scan_metrics if m != 'validation_loss']}")
+
+
+def _set_in(model: Mapping[str, Any], key: str, value: Any) -> bool:
+    """Whether the dotted ``key`` of ``model`` holds ``value`` already, of the same type (``True`` is not
+    ``1`` here: a difference the config's reader might make is kept, at the price of one more job)."""
+    node: Any = model
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return type(node) is type(value) and node == value
 
 
 def _under(key: str, prefix: str) -> bool:
