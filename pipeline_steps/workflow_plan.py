@@ -261,9 +261,12 @@ class WorkflowPlan:
         """params slice of preprocess_calratio: the table's sequences and both datasets' identity branches."""
         model = self.model(name)
         main = self.config["datasets"][model["dataset"]]
-        return {"sequences": main["tables"][model["table"]].get("sequences", {}),
-                "identity": self.identity(model["dataset"]),
-                "control_identity": self.identity(model["control_dataset"])}
+        return {"sequences": main["tables"][model["table"]].get("sequences", {}), **self.calratio_identity(name)}
+
+    def calratio_identity(self, name: str) -> dict:
+        """The main and control datasets' identity branches: what names a CalRatio jet's event."""
+        model = self.model(name)
+        return {"identity": self.identity(model["dataset"]), "control_identity": self.identity(model["control_dataset"])}
 
     def generation_model_slice(self, name: str) -> dict:
         """params of generate/validate: the model's variables, not its training settings."""

@@ -203,3 +203,7 @@ def test_calratio_separates_signal_from_background_beyond_noise(tiny_run):
     n_signal, n_qcd = int((labels == 0).sum()), int((labels == 1).sum())
     assert min(n_signal, n_qcd) >= 20, (n_signal, n_qcd)
     assert metrics["auc_sig_vs_qcd"] > 0.5 + 3 * auc_null_error(n_signal, n_qcd), metrics["auc_sig_vs_qcd"]
+    # the rule hands the bootstrap and the datasets' identity to the metrics: errors drawn by event
+    assert metrics["bootstrap"]["replicas"] >= 2 and metrics["auc_sig_vs_qcd_error"] > 0
+    assert all(metrics[f"cr_test_{key}_error"] is None or metrics[f"cr_test_{key}_error"] > 0
+               for key in ("ks_sig", "ks_qcd", "ks_bib"))

@@ -260,3 +260,18 @@ def test_a_split_without_its_weights_is_refused_naming_the_file(preprocessed, tm
                                          r"preprocess_calratio"):
         cr.load_split(copy, "validation", "main")
     assert len(cr.load_split(copy, "train", "main")["mc_weight"]) > 0
+
+
+def test_load_split_names_each_jets_event_by_the_identity_its_split_followed(preprocessed):
+    """The validation's bootstrap draws a CalRatio event's jets together: load_split numbers them by the
+    dataset's identity branches, the keys the split hashed, and refuses a split that lacks them."""
+    out, _ = preprocessed
+    table = pd.read_parquet(out / "test.parquet")
+    events = cr.load_split(out, "test", "main", identity=["runNumber", "eventNumber"])["events"]
+    keys = table[["runNumber", "eventNumber"]].astype(str).agg("/".join, axis=1).to_numpy()
+    assert len(np.unique(events)) == len(np.unique(keys))
+    for code in np.unique(events):  # one event, one code
+        assert len(np.unique(keys[events == code])) == 1
+    assert "events" not in cr.load_split(out, "test", "main")
+    with pytest.raises(InputError, match=r"test.parquet: columns \['lumiBlock'\] missing"):
+        cr.load_split(out, "test", "main", identity=["runNumber", "lumiBlock"])

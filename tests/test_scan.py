@@ -336,3 +336,11 @@ def test_a_points_preprocessing_keys_are_those_that_change_the_models_value():
     group = expand_scans({"models": {"jets": model}})["jets"]
     assert list(group.preprocessing.values()) == [{}, {"preprocessing.clip": True}, {"preprocessing.default": "minmax"},
                                                   {"preprocessing.per_variable.b": "standard"}]
+
+
+def test_calratio_ks_takes_the_worst_outputs_error_and_never_reads_an_error_as_a_distance():
+    from pipeline_steps.scan.ranking import metric_value
+
+    document = {"cr_test_ks_sig": 0.1, "cr_test_ks_qcd": 0.3, "cr_test_ks_bib": 0.2, "cr_test_ks_sig_error": 0.9,
+                "cr_test_ks_qcd_error": 0.04, "cr_test_ks_bib_error": 0.05}
+    assert metric_value("ks", "calratio_rnn", document, None) == (0.3, 0.04, 0.3)

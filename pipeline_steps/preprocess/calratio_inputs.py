@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.identity import event_codes
 
 __all__ = [
     "SIGNAL_LABEL",
@@ -180,15 +181,18 @@ def control_mc_weights(is_data: np.ndarray, weights: np.ndarray, source: str = "
     return np.where(is_data, weights, weights * factor), factor
 
 
-def load_split(folder: str | Path, split: str, region: str = "main") -> dict[str, np.ndarray]:
+def load_split(folder: str | Path, split: str, region: str = "main",
+               identity: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """One split of a preprocessed CalRatio model as arrays, rows in the Parquet file's order.
 
     Keys: ``jets`` [n, n_cond] float32 (transformed jet features, config order), ``clusters``,
     ``tracks``, ``muon_segments`` [n, L, F] float32 (and ``<name>_length``), ``label`` (main) or
     ``is_data`` (cr), ``weight`` (raw), ``mc_weight`` (equalised), ``llp_mS``, ``llp_mH``, ``jet_pt``
-    (physical; zeros when the table has no such column: a control region has no LLP). A split without its
-    class, ``weight`` or ``mc_weight`` column is not preprocess_calratio's and is refused, naming the file:
-    a missing ``mc_weight`` had been read as zeros.
+    (physical; zeros when the table has no such column: a control region has no LLP), and with the
+    dataset's ``identity`` branches ``events``: one integer per jet naming its event, by the keys its
+    split followed (``common/identity.event_codes``). A split without its class, ``weight`` or
+    ``mc_weight`` column is not preprocess_calratio's and is refused, naming the file: a missing
+    ``mc_weight`` had been read as zeros.
     """
     if region not in ("main", "cr"):
         raise ValueError(f"load_split: region must be 'main' or 'cr', got {region!r}")
@@ -207,6 +211,8 @@ def load_split(folder: str | Path, split: str, region: str = "main") -> dict[str
     arrays[class_column] = table[class_column].to_numpy(dtype=np.int64)
     for name in ("weight", "mc_weight", "llp_mS", "llp_mH", "jet_pt"):
         arrays[name] = table[name].to_numpy(np.float64) if name in table.columns else np.zeros(len(table))
+    if identity is not None:
+        arrays["events"] = event_codes(table, identity, str(folder / f"{stem}.parquet"))
     return arrays
 
 

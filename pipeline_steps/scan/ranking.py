@@ -15,9 +15,9 @@ validation loss) and orders the points, best first:
   it no longer has), the selected one for CalRatio (``selection.json``); flow ``validation_loss``,
   CalRatio ``val_loss``, GAN ``referee_validation_loss`` where higher means harder to tell apart;
 - ``ks`` (CalRatio's default): control-region data/MC KS distance, the worst of the three outputs,
-  lower is better.
+  lower is better, with that output's bootstrap error.
 
-Where the metric has an error (the AUC's), ``ranking.csv`` gives it and marks the points whose score is
+Where the metric has an error (the AUC's, the KS's), ``ranking.csv`` gives it and marks the points whose score is
 within the combined error of the best one (``within_error_of_best``; a floor every point shares cancels
 in the difference, with its error); ``best.json`` lists them too, so a winner by noise is seen as one.
 ``best.json`` names the best instance and its train/export folders: the model's own name points at a
@@ -37,6 +37,7 @@ import pandas as pd
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.scan.expansion import METRICS
 from pipeline_steps.train.collapsed_epochs import informative
+from pipeline_steps.validate.ks import KS_COLUMNS
 
 __all__ = ["metric_value", "rank_points", "best_pointer", "shared_floor_errors"]
 
@@ -58,12 +59,15 @@ def metric_value(metric: str, kind: str, metrics: Mapping[str, Any], history: pd
         value = _number(metrics.get(metric))
         return value, nan, value if metric == "chi2_ndf" else -value
     if metric == "ks":
-        values = [_number(v) for k, v in metrics.items() if k.startswith("cr_test_ks_")]  # null: not computable
-        if not values:
+        keys = [f"cr_test_{column}" for column in KS_COLUMNS if f"cr_test_{column}" in metrics]
+        if not keys:
             raise InputError(f"metric ks: no cr_test_ks_* entries in metrics.json (only CalRatio has them); "
                              f"found {sorted(metrics)}")
-        worst = nan if any(math.isnan(v) for v in values) else max(values)  # one output not computable: no score
-        return worst, nan, worst
+        values = [_number(metrics[key]) for key in keys]  # null: not computable
+        if any(math.isnan(v) for v in values):  # one output not computable: no score
+            return nan, nan, nan
+        worst = keys[int(np.argmax(values))]
+        return max(values), _number(metrics.get(f"{worst}_error")), max(values)
     if metric == "validation_loss":
         value = _kept_epoch_loss(kind, history, kept_epoch)
         return value, nan, value if _HISTORY_LOSS[kind][1] == "min" else -value

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,10 @@ from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.figures import save_figure
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.models import calratio_rnn as net
-from pipeline_steps.validate.ks import KS_COLUMNS, ks_per_output
+from pipeline_steps.validate.figure_of_merit import bootstrap_auc_error
+from pipeline_steps.validate.ks import KS_COLUMNS, bootstrap_ks_error, ks_per_output
 from pipeline_steps.validate.ks import MIN_WORTH as KS_MIN_WORTH
+from pipeline_steps.validate.resampling import subset
 from pipeline_steps.validate.weighted_roc import weighted_roc
 
 LOGGER = logging.getLogger("pipeline_steps.validate.calratio_plots")
@@ -42,13 +44,20 @@ PLOT_NAMES = (
 
 @dataclass(frozen=True)
 class PlotSettings:
-    """Plot binning and the inference batch size."""
+    """Plot binning, the inference batch size, and the bootstrap of the metrics' errors."""
 
     bins: int = 40
     batch_size: int = 512
     n_pt_bins: int = 3
     n_thresholds: int = 101
     pad_value: float = 0.0
+    bootstrap: int = 0  # replicas for the AUC and KS errors (validation.bootstrap); 0: no errors
+    seed: int = 0
+
+
+#: What the errors of metrics.json mean, written into it (as the generative models' metrics.json does).
+ERRORS_COVER = ("auc_sig_vs_*_error, cr_test_ks_*_error: standard deviation over bootstrap replicas of the test "
+                "jets, each class drawn by its events (all jets of a drawn event together), the classifier fixed")
 
 
 #: Background jets (Kish n_eff, so NLO weights that cancel count for little) a cut must keep for its S/sqrt(B):
@@ -99,11 +108,15 @@ def signal_efficiency_by_mass(scores, weights, mass_s, mass_h, threshold: float)
 def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: PlotSettings) -> dict:
     """AUCs (signal vs QCD, vs BIB), CR data/MC KS of each output, the S/sqrt(B) optimum, efficiencies."""
     metrics = {"n_test_jets": int(len(main["label"])), "n_cr_test_jets": int(len(cr["is_data"]))}
+    if settings.bootstrap >= 2:
+        metrics["bootstrap"] = {"replicas": settings.bootstrap, "covers": ERRORS_COVER}
     for background, name in ((1, "qcd"), (2, "bib")):
         rows = np.isin(main["label"], (0, background))
         problem = _roc_problem(main["label"][rows], main["mc_weight"][rows], background, name)
         if problem is None:
             metrics[f"auc_sig_vs_{name}"] = weighted_roc(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
+            if settings.bootstrap >= 2:
+                metrics[f"auc_sig_vs_{name}_error"] = _auc_error(main_probabilities[rows, 0], main, rows, settings)
         else:  # say why the key is missing (a sample without BIB jets)
             metrics.setdefault("not_computed", {})[f"auc_sig_vs_{name}"] = problem
     for key, value in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items():
@@ -112,6 +125,9 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
             metrics.setdefault("not_computed", {})[f"cr_test_{key}"] = (
                 f"the control region's test data or MC jets are worth fewer than {KS_MIN_WORTH:g} unweighted jets "
                 f"(Kish n_eff; data {int(np.sum(cr['is_data'] == 1))}, MC {int(np.sum(cr['is_data'] == 0))} jets)")
+        elif settings.bootstrap >= 2:
+            error = _ks_error(cr_probabilities[:, KS_COLUMNS[key]], cr, settings)
+            metrics[f"cr_test_{key}_error"] = None if np.isnan(error) else error
     thresholds = np.linspace(0.0, 1.0, settings.n_thresholds)[:-1]
     significance, efficiency = soverb_scan(main_probabilities[:, 0], main["label"] == 0, main["mc_weight"], thresholds)
     best = int(np.argmax(significance))
@@ -130,6 +146,26 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
                                   f"optimum may lie beyond what these {metrics['n_test_jets']} test jets can tell")
         LOGGER.warning("%s", metrics["soverb_note"])
     return _with_mass_plane(metrics, main_probabilities, main, thresholds[best])
+
+
+def _auc_error(signal_scores: np.ndarray, main: Mapping, rows: np.ndarray, settings: PlotSettings) -> float:
+    """The bootstrap error of one AUC: background jets as the negatives, signal as the positives, each
+    class drawn by its own events (``main["events"]``, by jet without it)."""
+    signal = main["label"][rows] == 0
+    weights, events = main["mc_weight"][rows], _events(main, rows)
+    return bootstrap_auc_error(signal_scores[~signal], signal_scores[signal], weights[~signal], weights[signal],
+                               settings.bootstrap, settings.seed, subset(events, ~signal), subset(events, signal))
+
+
+def _ks_error(scores: np.ndarray, cr: Mapping, settings: PlotSettings) -> float:
+    data = np.asarray(cr["is_data"]) == 1
+    events = _events(cr, slice(None))
+    return bootstrap_ks_error(scores[data], scores[~data], cr["mc_weight"][data], cr["mc_weight"][~data],
+                              settings.bootstrap, settings.seed, subset(events, data), subset(events, ~data))
+
+
+def _events(split: Mapping, rows) -> np.ndarray | None:
+    return split["events"][rows] if "events" in split else None
 
 
 def _soverb_problem(significance: np.ndarray, efficiency: np.ndarray) -> str | None:
@@ -153,8 +189,13 @@ def _with_mass_plane(metrics: dict, main_probabilities, main, threshold: float) 
     return metrics
 
 
-def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, str], model: Mapping, log=None) -> None:
-    """Snakemake entry: predict on the test splits, draw every plot, write metrics.json."""
+def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, str], model: Mapping,
+        identity: Mapping[str, Sequence[str]] | None = None, bootstrap: Mapping[str, int] | None = None,
+        log=None) -> None:
+    """Snakemake entry: predict on the test splits, draw every plot, write metrics.json.
+
+    ``identity``: the main and control datasets' identity branches (``identity``, ``control_identity``),
+    by which the errors' bootstrap draws events; ``bootstrap``: ``{"replicas", "seed"}``."""
     import keras
 
     with step_logging(log):
@@ -162,11 +203,14 @@ def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, 
         from pipeline_steps.preprocess.calratio_inputs import load_split
 
         hyper = net.CalRatioHyperparameters.from_config(model.get("hyperparameters", {}))
+        bootstrap = bootstrap or {}
         settings = PlotSettings(batch_size=int(model["training"].get("batch_size", 512)),
-                                pad_value=float(model.get("preprocessing", {}).get("pad_value", 0.0)))
+                                pad_value=float(model.get("preprocessing", {}).get("pad_value", 0.0)),
+                                bootstrap=int(bootstrap.get("replicas", 0)), seed=int(bootstrap.get("seed", 0)))
         classifier = keras.saving.load_model(chosen_model, safe_mode=True)
-        main = load_split(preprocess_dir, "test", region="main")
-        cr = load_split(preprocess_dir, "test", region="cr")
+        identity = identity or {}
+        main = load_split(preprocess_dir, "test", region="main", identity=identity.get("identity"))
+        cr = load_split(preprocess_dir, "test", region="cr", identity=identity.get("control_identity"))
         main_probabilities = net.predict(classifier, main, hyper.use_llp_parameters, settings.batch_size)
         cr_probabilities = net.predict(classifier, cr, hyper.use_llp_parameters, settings.batch_size)
         choice = json.loads(Path(selection).read_text())

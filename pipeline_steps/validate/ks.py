@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline_steps.common.weights import effective_size
 
-__all__ = ["KS_COLUMNS", "MIN_WORTH", "weighted_ks", "ks_per_output"]
+__all__ = ["KS_COLUMNS", "MIN_WORTH", "weighted_ks", "bootstrap_ks_error", "ks_per_output"]
 
 #: Kish n_eff each sample needs for a KS distance: a floor, below which a KS is noise at the scale of the epoch
 #: selection's default ks_threshold (0.3), not a size that resolves it. Two samples of one distribution differ
@@ -33,15 +33,44 @@ def weighted_ks(a, b, weights_a=None, weights_b=None) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     weights_a = np.ones_like(a) if weights_a is None else np.asarray(weights_a, np.float64)
     weights_b = np.ones_like(b) if weights_b is None else np.asarray(weights_b, np.float64)
-    if len(a) == 0 or len(b) == 0 or min(effective_size(weights_a), effective_size(weights_b)) < MIN_WORTH:
+    return _SortedPair(a, b).distance(weights_a, weights_b)
+
+
+def bootstrap_ks_error(a, b, weights_a, weights_b, n_boot: int, seed: int, events_a: np.ndarray | None = None,
+                       events_b: np.ndarray | None = None) -> float:
+    """Standard deviation of ``weighted_ks`` over ``n_boot`` replicas, each sample drawn by its events
+    (``resampling.replica_drawer``: an event's jets together; by entry without events). NaN when fewer
+    than half the replicas have a distance (samples near ``MIN_WORTH``): that error would be the spread
+    of the lucky draws only. The values are sorted once; a replica only reweights them."""
+    from pipeline_steps.validate.resampling import replica_drawer
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    weights_a, weights_b = np.asarray(weights_a, np.float64), np.asarray(weights_b, np.float64)
+    if n_boot < 2 or not len(a) or not len(b):
         return float("nan")
-    values = np.concatenate([a, b])
-    order = np.argsort(values, kind="stable")
-    step_a = np.concatenate([weights_a / weights_a.sum(), np.zeros_like(b)])[order]
-    step_b = np.concatenate([np.zeros_like(a), weights_b / weights_b.sum()])[order]
-    sorted_values = values[order]
-    end_of_ties = np.r_[sorted_values[1:] != sorted_values[:-1], True]
-    return float(np.max(np.abs(np.cumsum(step_a) - np.cumsum(step_b))[end_of_ties]))
+    pair = _SortedPair(a, b)
+    rng = np.random.default_rng([seed, 11])
+    draw_a, draw_b = replica_drawer(len(a), events_a), replica_drawer(len(b), events_b)
+    distances = np.array([pair.distance(weights_a * draw_a(rng), weights_b * draw_b(rng)) for _ in range(n_boot)])
+    finite = distances[np.isfinite(distances)]
+    return float(np.std(finite, ddof=1)) if 2 * len(finite) >= n_boot else float("nan")
+
+
+class _SortedPair:
+    """Two samples' values merged and sorted once, for their KS distance under any weights."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray):
+        values = np.concatenate([a, b])
+        self.order = np.argsort(values, kind="stable")
+        sorted_values = values[self.order]
+        self.end_of_ties = np.r_[sorted_values[1:] != sorted_values[:-1], True]
+
+    def distance(self, weights_a: np.ndarray, weights_b: np.ndarray) -> float:
+        if not len(weights_a) or not len(weights_b) or min(effective_size(weights_a),
+                                                           effective_size(weights_b)) < MIN_WORTH:
+            return float("nan")
+        steps = np.concatenate([weights_a / weights_a.sum(), -weights_b / weights_b.sum()])[self.order]
+        return float(np.max(np.abs(np.cumsum(steps))[self.end_of_ties]))
 
 
 def ks_per_output(probabilities: np.ndarray, is_data: np.ndarray, weights: np.ndarray) -> dict[str, float]:

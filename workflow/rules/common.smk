@@ -140,6 +140,10 @@ def calratio_layout(wildcards):
     return PLAN.calratio_layout(PLAN.preprocessed_model(wildcards.model))
 
 
+def calratio_identity(wildcards):
+    return PLAN.calratio_identity(wildcards.model)
+
+
 def preprocess_model_inputs(wildcards):
     return PLAN.preprocess_model_inputs(PLAN.preprocessed_model(wildcards.model))
 

@@ -158,7 +158,15 @@ rule calratio_plots:
         "logs/validate/{model}.log",
     params:
         model=model_slice("conditions", "preprocessing", "hyperparameters", "training"),
-        code=source_hash("validate/calratio_plots", "train/calratio_rnn", "models/calratio_rnn", "common/logs"),
+        identity=calratio_identity,
+        bootstrap={"replicas": config["validation"]["bootstrap"], "seed": config["seed"]},
+        code=source_hash(
+            "validate/calratio_plots",
+            "preprocess/calratio_inputs",
+            "train/calratio_rnn",
+            "models/calratio_rnn",
+            "common/logs",
+        ),
     threads: 1  # validate/calratio_plots.py PLOT_THREADS
     conda:
         "../../envs/tensorflow.yaml"
