@@ -91,7 +91,9 @@ rows it keeps Jet_eta and Jet_phi raw (0.968, 0.961): one block's write takes ~5
 file, on at most ``_RATIO_SAMPLE`` values of each branch of the first block: a deterministic function
 of the rows, so the same rows still give the same bytes.
 """
-_RATIO_SAMPLE = 32_768
+_RATIO_SAMPLE = 8192
+"""Values sampled per branch: 1 ms for the benchmark's 16 branches (32768 took 4 ms), and for each of them
+a share within 0.013 of the whole 200k-value basket's (0.001 for every float)."""
 
 
 @contextlib.contextmanager
