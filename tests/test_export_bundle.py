@@ -148,6 +148,8 @@ def export_flow(tmp_path: Path) -> Path:
     train = tmp_path / "train"
     transforms = write_generative_inputs(tmp_path / "pre", FLOW_CONDITIONS, FLOW_TARGETS, FLOW_DERIVED,
                                          kinds={"gen_pt": "log_standard", "dz": "quantile_normal"})
+    document = json.loads(transforms.read_text())  # as a scan's point has them: its scan's preprocessing
+    transforms.write_text(json.dumps({**document, "model": "tiny_scan"}))
     files = tiny_flow(train, FLOW_CONDITIONS, FLOW_TARGETS)
     model = {"kind": "flow", "conditions": FLOW_CONDITIONS, "targets": FLOW_TARGETS, "derived": FLOW_DERIVED}
     out = tmp_path / "export" / "tiny_flow"
@@ -173,6 +175,7 @@ def test_flow_exports_a_verified_bundle_with_physical_outputs(tmp_path):
     assert np.median(np.abs(draws[0] - plain)) < 1e-5 * np.std(plain)  # of rounding size, not another model
     assert manifest["verification"]["tolerance"] == EXPORT["tolerance"] and manifest["format"] == 2
     assert manifest["io"]["tree"] == "Events"
+    assert (manifest["model"], manifest["preprocessing"]) == ("tiny_flow", "tiny_scan")
     # the flow check includes the inverse transform to physical units: ptRatio came back as pt
     physical = manifest["verification"]["physical_onnx_vs_reference"]
     assert set(physical["discrete"]) == {"charge"} and physical["continuous"]["margin"] >= 1

@@ -14,6 +14,7 @@ Other kinds ignore ``c: true`` (logged).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ def export_bundle(settings: ExportSettings, model_files: list[Path], transforms:
     manifest = {
         "format": mf.FORMAT_VERSION,
         "model": settings.model_name,
+        # the preprocessing transforms.json was fitted by: the model's own, or for a scan's point its scan's
+        # shared one (``WorkflowPlan.preprocessing_name``), which transforms.json names as its "model"
+        "preprocessing": json.loads(transforms.read_text()).get("model") or settings.model_name,
         "kind": settings.kind,
         "files": {"onnx": "model.onnx", "native": files, "transforms": "transforms.json",
                   "transforms_arrays": "transforms.npz", "categories": "categories.json" if categories else None,
