@@ -216,3 +216,22 @@ def test_the_auc_error_matches_its_spread_over_independent_test_samples():
         aucs.append(metrics["auc_sig_vs_qcd"])
         errors.append(metrics["auc_sig_vs_qcd_error"])
     assert 0.75 * np.std(aucs, ddof=1) < np.mean(errors) < 1.35 * np.std(aucs, ddof=1)
+
+
+def test_an_auc_error_leaves_out_replicas_without_positive_class_weight():
+    """Signed weights: 4 signal jets of weight 1, 1, -1, 1 beside 396 QCD jets. A quarter of the replicas
+    draw signal weight summing to 0 or less, where no AUC exists: the error had been a bare NaN in
+    metrics.json (a division by zero; not JSON). Those replicas are left out; where they are the majority
+    (a class of total weight below zero: 74 % of replicas) the error is NaN, null in metrics.json."""
+    from pipeline_steps.validate.figure_of_merit import bootstrap_auc_error
+
+    rng = np.random.default_rng(8)
+    labels = np.r_[np.zeros(4, int), np.ones(396, int)]
+    weights = np.r_[[1.0, 1.0, -1.0, 1.0], np.ones(396)]
+    main = {"label": labels, "mc_weight": weights, "llp_mS": np.full(400, 50.0), "llp_mH": np.full(400, 600.0)}
+    cr = {"is_data": rng.integers(0, 2, 100), "mc_weight": np.ones(100)}
+    metrics = plots.compute_metrics(rng.dirichlet([1, 1, 1], 400), main, rng.dirichlet([1, 1, 1], 100), cr,
+                                    plots.PlotSettings(bootstrap=50))
+    assert 0 < metrics["auc_sig_vs_qcd_error"] < 1
+    json.dumps(metrics, allow_nan=False)
+    assert np.isnan(bootstrap_auc_error(rng.random(50), rng.random(3), np.ones(50), np.array([-1.0, -1.0, 1.0]), 50, 0))

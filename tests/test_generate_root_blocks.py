@@ -211,3 +211,16 @@ def test_branches_that_do_not_compress_are_written_raw_and_read_back_equal(tmp_p
         write(rows)
     plain = uproot.open(tmp_path / "none.root")["Events"]
     assert all(plain[name].compressed_bytes == plain[name].uncompressed_bytes for name in plain.keys())
+
+
+def test_a_tiny_first_block_decides_nothing(tmp_path):
+    """One event first: its few values, a ZSTD frame's fixed bytes around them, had made every branch look
+    incompressible (12 raw, the file 1.7x the size of one written at once). Below 4096 values a branch
+    keeps the compression."""
+    rows = _jet_rows(3000)
+    first = int((rows["entry"] == rows["entry"].iloc[0]).sum())
+    with root_writer(tmp_path / "g.root", JETS_LAYOUT, block_rows=2000) as write:
+        write(rows.iloc[:first])
+        write(rows.iloc[first:])
+    tree = uproot.open(tmp_path / "g.root")["Events"]
+    assert all(tree[name].compressed_bytes < tree[name].uncompressed_bytes for name in tree.keys())

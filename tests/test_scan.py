@@ -332,10 +332,14 @@ def test_a_points_preprocessing_keys_are_those_that_change_the_models_value():
     model = _model(preprocessing={"default": "standard", "clip": 1, "per_variable": {}},
                    scan={"points": [{"preprocessing.default": "standard"}, {"preprocessing.clip": True},
                                     {"preprocessing.default": "minmax", "hyperparameters.n_bins": 4},
-                                    {"preprocessing.per_variable.b": "standard"}]})
+                                    {"preprocessing.per_variable.b": "standard"},
+                                    {"preprocessing": {"default": "standard", "clip": 1, "per_variable": {}}}]})
     group = expand_scans({"models": {"jets": model}})["jets"]
     assert list(group.preprocessing.values()) == [{}, {"preprocessing.clip": True}, {"preprocessing.default": "minmax"},
-                                                  {"preprocessing.per_variable.b": "standard"}]
+                                                  {"preprocessing.per_variable.b": "standard"}, {}]
+    whole = {"default": "standard", "clip": True, "per_variable": {}}  # True for 1 inside a mapping: its own
+    model["scan"] = {"points": [{"preprocessing": whole}]}
+    assert list(expand_scans({"models": {"jets": model}})["jets"].preprocessing.values()) == [{"preprocessing": whole}]
 
 
 def test_calratio_ks_takes_the_worst_outputs_error_and_never_reads_an_error_as_a_distance():

@@ -214,14 +214,26 @@ def _check_point_matters(instance: Mapping[str, Any], point: Mapping[str, Any], 
 
 
 def _set_in(model: Mapping[str, Any], key: str, value: Any) -> bool:
-    """Whether the dotted ``key`` of ``model`` holds ``value`` already, of the same type (``True`` is not
-    ``1`` here: a difference the config's reader might make is kept, at the price of one more job)."""
+    """Whether the dotted ``key`` of ``model`` holds ``value`` already, of the same types throughout (``True``
+    is not ``1`` here, nor inside a mapping: a difference the config's reader might make is kept, at the price
+    of one more job). A key the model does not set is not its default value: it names its own preprocessing."""
     node: Any = model
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
             return False
         node = node[part]
-    return type(node) is type(value) and node == value
+    return _identical(node, value)
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """``a == b`` with the same type at every level of mappings and lists."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Mapping):
+        return a.keys() == b.keys() and all(_identical(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _under(key: str, prefix: str) -> bool:

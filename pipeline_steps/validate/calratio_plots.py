@@ -115,8 +115,9 @@ def compute_metrics(main_probabilities, main, cr_probabilities, cr, settings: Pl
         problem = _roc_problem(main["label"][rows], main["mc_weight"][rows], background, name)
         if problem is None:
             metrics[f"auc_sig_vs_{name}"] = weighted_roc(main_probabilities[rows, 0], main["label"][rows] == 0, main["mc_weight"][rows])[2]
-            if settings.bootstrap >= 2:
-                metrics[f"auc_sig_vs_{name}_error"] = _auc_error(main_probabilities[rows, 0], main, rows, settings)
+            if settings.bootstrap >= 2:  # NaN (is not JSON): null, too few replicas with positive class weights
+                error = _auc_error(main_probabilities[rows, 0], main, rows, settings)
+                metrics[f"auc_sig_vs_{name}_error"] = None if np.isnan(error) else error
         else:  # say why the key is missing (a sample without BIB jets)
             metrics.setdefault("not_computed", {})[f"auc_sig_vs_{name}"] = problem
     for key, value in ks_per_output(cr_probabilities, cr["is_data"], cr["mc_weight"]).items():
@@ -220,7 +221,7 @@ def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, 
         for name, figure in figures.items():
             figure.tight_layout()
             save_figure(figure, outputs[name], dpi=90, format="png")
-        write_text_atomic(outputs["metrics"], json.dumps(metrics, indent=2))
+        write_text_atomic(outputs["metrics"], json.dumps(metrics, indent=2, allow_nan=False))
         LOGGER.info("calratio test metrics: %s", {k: v for k, v in metrics.items() if k != "signal_efficiency_by_mass"})
 
 

@@ -252,7 +252,11 @@ def bootstrap_auc_error(scores_real: np.ndarray, scores_generated: np.ndarray, w
                         weights_generated: np.ndarray, n_boot: int, seed: int, events_real: np.ndarray | None = None,
                         events_generated: np.ndarray | None = None) -> float:
     """Standard deviation of the weighted AUC over ``n_boot`` resamplings of the evaluation rows, each
-    sample drawn by its events (``resampling.replica_drawer``; by row without them)."""
+    sample drawn by its events (``resampling.replica_drawer``; by row without them).
+
+    With signed (NLO) weights a replica may draw a class whose weights sum to zero or less, where the AUC
+    has no meaning (a division by zero, or a rate above 1): such replicas are left out, and the error is
+    NaN when they are half or more, as a few jets of weight +-1 would make them."""
     if n_boot < 2:
         return float("nan")
     _, inverse = np.unique(np.r_[scores_real, scores_generated], return_inverse=True)
@@ -260,10 +264,12 @@ def bootstrap_auc_error(scores_real: np.ndarray, scores_generated: np.ndarray, w
     rng = np.random.default_rng([seed, 6])
     draw_real, draw_gen = replica_drawer(len(scores_real), events_real), replica_drawer(len(scores_generated),
                                                                                        events_generated)
-    aucs = [rank_auc(index_real, index_gen, weights_real * counts_real, weights_generated * counts_gen,
-                     inverse.max() + 1)
-            for counts_real, counts_gen in ((draw_real(rng), draw_gen(rng)) for _ in range(n_boot))]
-    return float(np.std(aucs, ddof=1))
+    aucs = []
+    for _ in range(n_boot):
+        replica_real, replica_gen = weights_real * draw_real(rng), weights_generated * draw_gen(rng)
+        if replica_real.sum() > 0 and replica_gen.sum() > 0:
+            aucs.append(rank_auc(index_real, index_gen, replica_real, replica_gen, inverse.max() + 1))
+    return float(np.std(aucs, ddof=1)) if 2 * len(aucs) > n_boot else float("nan")
 
 
 def split_sizes(n_real: int, n_generated: int, settings: FomSettings,

@@ -40,8 +40,10 @@ def bootstrap_ks_error(a, b, weights_a, weights_b, n_boot: int, seed: int, event
                        events_b: np.ndarray | None = None) -> float:
     """Standard deviation of ``weighted_ks`` over ``n_boot`` replicas, each sample drawn by its events
     (``resampling.replica_drawer``: an event's jets together; by entry without events). NaN when fewer
-    than half the replicas have a distance (samples near ``MIN_WORTH``): that error would be the spread
-    of the lucky draws only. The values are sorted once; a replica only reweights them."""
+    than half the replicas have a distance: that error would be the spread of the lucky draws only. A
+    replica's multiplicities halve a sample's Kish n_eff (about n / 2 for unit weights), so the error needs
+    about twice the ``MIN_WORTH`` the distance needs (12 and 15 jets a side: a distance, no error; 20: both).
+    The values are sorted once; a replica only reweights them."""
     from pipeline_steps.validate.resampling import replica_drawer
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
