@@ -85,3 +85,51 @@ def test_rounding_to_fewer_mantissa_bits_is_to_the_nearest_lattice_value():
 
     assert round_mantissa(np.array([0.5313, 0.53, -0.5313, 1.99999, 0.0]), 6).tolist() == [0.53125, 0.53125, -0.53125,
                                                                                           2.0, 0.0]
+
+
+def _fractions(n: int, rng: np.random.Generator, bits: int = 6) -> pd.DataFrame:
+    """Energy fractions as the toy and NanoAOD store them: parts of 1, each truncated to ``bits`` mantissa bits."""
+    parts = rng.dirichlet([6.0, 2.0, 1.0, 3.0], n)
+    return pd.DataFrame({name: _nano_precision(parts[:, i], bits) for i, name in enumerate(["chHEF", "neHEF",
+                                                                                              "chEmEF", "neEmEF"])})
+
+
+def test_a_bounded_sum_holds_generated_fractions_below_the_training_sum_after_rounding():
+    """Generated fractions drawn one by one sum past 1; held, no row's rounded sum passes the training's
+    largest, the rows below it are untouched, and the parts of a scaled row keep their ratios."""
+    rng = np.random.default_rng(4)
+    names = ["chHEF", "neHEF", "chEmEF", "neEmEF"]
+    support = PhysicalSupport.fit(_fractions(2000, rng), bounded_sums=[names])
+    (group, bound), = support.sums
+    assert group == tuple(names) and 0.98 < bound <= 1.0
+    generated = _fractions(5000, rng).astype(np.float64) * rng.uniform(0.9, 1.25, (5000, 1))
+    before = generated[names].sum(axis=1).to_numpy()
+    assert (before > bound).mean() > 0.3  # the case the bound is for
+    held = support.apply(generated)
+    after = held[names].sum(axis=1).to_numpy()
+    assert after.max() <= bound
+    low = before < 0.95 * bound  # far below: no scaling, only the stored precision's rounding
+    np.testing.assert_allclose(held.loc[low, names], generated.loc[low, names], rtol=2.0 ** -7)
+    inside = np.all([generated[name].between(*support.ranges[name]) for name in names], axis=0)  # none clipped
+    scaled = (before > 1.1 * bound) & inside  # ratios kept up to the rounding of each part (2^-7 with 6 bits)
+    assert scaled.sum() > 100
+    ratio = held.loc[scaled, "chHEF"] / held.loc[scaled, "neHEF"]
+    np.testing.assert_allclose(ratio, generated.loc[scaled, "chHEF"] / generated.loc[scaled, "neHEF"], rtol=2 ** -6)
+    document = ModelTransforms(VariableTransforms([]), VariableTransforms([]), support=support).to_dict()
+    standalone = run_bundle.within_support(document, {name: generated[name].to_numpy() for name in names})
+    for name in names:  # the exported bundle holds them the same way, to the last bit
+        np.testing.assert_array_equal(held[name].to_numpy(), standalone[name])
+
+
+def test_a_bounded_sum_refuses_parts_it_cannot_scale():
+    import pytest
+
+    from pipeline_steps.common.errors import ConfigError
+
+    rows = pd.DataFrame({"a": [0.1, 0.5], "b": [-0.2, 0.3], "n": [1.0, 2.0]})
+    with pytest.raises(ConfigError, match=r"\['b'\] take negative values in the training split \(minimum -0.2\)"):
+        PhysicalSupport.fit(rows, bounded_sums=[["a", "b"]])
+    with pytest.raises(ConfigError, match=r"\['n'\] are dequantised"):
+        PhysicalSupport.fit(rows, discrete=["n"], bounded_sums=[["a", "n"]])
+    with pytest.raises(ConfigError, match=r"\['c'\] are none"):
+        PhysicalSupport.fit(rows, bounded_sums=[["a", "c"]])

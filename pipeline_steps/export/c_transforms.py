@@ -68,6 +68,9 @@ def check_supported(model_transforms) -> None:
                           "function supports 'elements' only")
     if model_transforms.derived:
         raise ConfigError(f"export.c: derived targets {sorted(model_transforms.derived)} are not supported in C")
+    if model_transforms.support.sums:
+        raise ConfigError(f"export.c: bounded sums {[list(g) for g, _ in model_transforms.support.sums]} "
+                          f"(preprocessing.bounded_sums) are not applied in C: export without export.c")
     reduced = sorted(model_transforms.support.mantissa_bits)
     if reduced:
         raise ConfigError(f"export.c: targets {reduced} are stored with a reduced mantissa (support.mantissa_bits); "

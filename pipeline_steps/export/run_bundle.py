@@ -310,14 +310,26 @@ def targets_to_physical(document: dict, targets: dict, conditions: dict) -> dict
 
 
 def within_support(document: dict, physical: dict, stored_precision: bool = True) -> dict:
-    """Generated physical targets clipped to the training range; discrete ones snapped to seen values;
-    reduced-precision ones rounded to their stored mantissa bits (unless ``stored_precision`` is False)."""
+    """Generated physical targets clipped to the training range; groups of parts of one whole (``sums``:
+    energy fractions) scaled down together where their sum passes the training's largest; discrete ones
+    snapped to seen values; reduced-precision ones rounded to their stored mantissa bits (unless
+    ``stored_precision`` is False)."""
     support = document.get("support") or {}
     out = dict(physical)
     for name, (low, high) in support.get("ranges", {}).items():
+        if name in out:
+            out[name] = np.clip(np.asarray(out[name], np.float64), low, high)
+    bits_of = support.get("mantissa_bits", {})
+    for entry in support.get("sums", []):
+        # scaled to high / (1 + 2^-(bits+1)): rounding each part to its stored bits cannot lift it above high
+        target = float(entry["high"]) / (1.0 + 2.0 ** -(min(int(bits_of.get(n, 23)) for n in entry["columns"]) + 1))
+        total = np.sum([out[name] for name in entry["columns"]], axis=0)
+        scale = np.where(total > target, target / np.where(total > 0, total, 1.0), 1.0)
+        out.update({name: out[name] * scale for name in entry["columns"]})
+    for name in support.get("ranges", {}):
         if name not in out:
             continue
-        x = np.clip(np.asarray(out[name], np.float64), low, high)
+        x = out[name]
         allowed = np.asarray(support.get("values", {}).get(name, []), np.float64)
         if len(allowed) == 1:
             x = np.full_like(x, allowed[0])

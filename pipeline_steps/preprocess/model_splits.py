@@ -84,6 +84,7 @@ class ModelPreprocessSettings:
     log_offsets: dict[str, float] = field(default_factory=dict)
     clips: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     point_mass_share: float | None = None
+    bounded_sums: list[list[str]] = field(default_factory=list)
 
     @classmethod
     def from_params(cls, model: str, slice_: Mapping[str, Any], seed: int) -> "ModelPreprocessSettings":
@@ -106,6 +107,7 @@ class ModelPreprocessSettings:
             weight=slice_.get("weight"), categorised=categorised, seed=int(seed),
             support=bool(prep.get("support", True)), clips=variables.clips, log_offsets=variables.log_offsets,
             point_mass_share=None if prep.get("point_mass_share") is None else float(prep["point_mass_share"]),
+            bounded_sums=[list(group) for group in prep.get("bounded_sums") or []],
         )
 
     @property
@@ -233,13 +235,17 @@ def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSetting
     """The physical targets' training range (and discrete values) that generated rows are held to.
 
     Off with ``preprocessing.support: false``, and for SHiP categories, whose denormalisation
-    (``categorise.categories.denormalise``) clips generated values to the category's [-1, 1].
+    (``categorise.categories.denormalise``) clips generated values to the category's [-1, 1]; a
+    ``bounded_sums`` there is refused, as it would not be applied.
     """
     if not settings.support or settings.categorised:
+        if settings.bounded_sums:
+            raise ConfigError(f"models.{settings.model}.preprocessing.bounded_sums: applied with the training "
+                              f"support, which this model has not ({'categorised' if settings.categorised else 'support: false'})")
         return PhysicalSupport()
     physical = [settings.derived[t].source if t in settings.derived else t for t in settings.targets]
     discrete = [t for t in settings.targets if t in set(settings.dequantize) and t not in settings.derived]
-    return PhysicalSupport.fit(train_rows[physical], discrete)
+    return PhysicalSupport.fit(train_rows[physical], discrete, settings.bounded_sums)
 
 
 def write_outputs(splits: Mapping[str, pd.DataFrame], model_transforms: ModelTransforms, rows: pd.DataFrame,
