@@ -342,3 +342,23 @@ def test_an_empty_split_stops_preprocessing_naming_its_fraction(tmp_path):
                                          r"\[.*\] \(split\.test = 0\.001\)"):
         run([tmp_path / "0.parquet"], preprocess_outputs(tmp_path / "out"), {"model": "tracks_cov", "config": config,
                                                                               "seed": 0})
+
+
+def test_bounded_sums_reach_transforms_json_and_a_model_without_support_refuses_them(tmp_path):
+    """The config's groups are fitted on the training split into transforms.json, where generation and
+    the bundle read them; with ``support: false`` nothing would apply them, so the config is refused."""
+    from pipeline_steps.common.errors import ConfigError
+
+    files = [tmp_path / "0.parquet"]
+    _ingested_jets(files[0], "0.root", 300, 1)
+    config = {**JETS, "targets": ["ptRatio", "btagDeepB", "nConstituents"],
+              "preprocessing": {**JETS["preprocessing"], "bounded_sums": [["pt", "btagDeepB"]]}}
+    outputs = preprocess_outputs(tmp_path / "jets")
+    run(files, outputs, {"model": "jets", "config": config, "seed": 42})
+    train = pd.read_parquet(outputs["train"])
+    (group, bound), = load_transforms(outputs["transforms"]).support.sums
+    assert group == ("pt", "btagDeepB") and bound == (train["pt"].astype(np.float64) + train["btagDeepB"]).max()
+    config["preprocessing"] = {**config["preprocessing"], "support": False}
+    with pytest.raises(ConfigError, match=r"models.jets.preprocessing.bounded_sums: applied with the training "
+                                          r"support, which this model has not \(support: false\)"):
+        run(files, preprocess_outputs(tmp_path / "off"), {"model": "jets", "config": config, "seed": 42})
