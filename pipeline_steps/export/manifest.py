@@ -40,6 +40,9 @@ TRANSFORM_RECIPE = [
     "(ratio: a = r*b, or a = r*max(b, floor) when the derived entry has 'floor'; difference: a = d + b; "
     "delta_phi: a = wrap(d + b) into (-pi, pi]) with b the physical condition.",
     "support (generated rows only): clip each physical target named in 'support.ranges' to its training [low, high], "
+    "then for each group of 'support.sums' ({columns, high}: parts of one whole) scale the group's columns of every "
+    "row whose sum s exceeds t = high / ((1 + 2**-(k+1)) (1 + 2**-24)) by t / s, k the smallest 'mantissa_bits' of "
+    "the group's columns (23 for one not listed), "
     "then replace each one named in 'support.values' by the nearest of those values (ties go to the lower), "
     "then round each one named in 'support.mantissa_bits' to the nearest float32 with that many mantissa bits "
     "(add half of the last kept bit to the bit pattern, clear the dropped bits), the precision the file stores.",

@@ -321,8 +321,9 @@ def within_support(document: dict, physical: dict, stored_precision: bool = True
             out[name] = np.clip(np.asarray(out[name], np.float64), low, high)
     bits_of = support.get("mantissa_bits", {})
     for entry in support.get("sums", []):
-        # scaled to high / (1 + 2^-(bits+1)): rounding each part to its stored bits cannot lift it above high
-        target = float(entry["high"]) / (1.0 + 2.0 ** -(min(int(bits_of.get(n, 23)) for n in entry["columns"]) + 1))
+        # scaled below high by the rounding to float32 and to the stored bits: those cannot lift it above high
+        bits = min(int(bits_of.get(n, 23)) for n in entry["columns"])
+        target = float(entry["high"]) / ((1.0 + 2.0 ** -(bits + 1)) * (1.0 + 2.0 ** -24))
         total = np.sum([out[name] for name in entry["columns"]], axis=0)
         scale = np.where(total > target, target / np.where(total > 0, total, 1.0), 1.0)
         out.update({name: out[name] * scale for name in entry["columns"]})

@@ -245,7 +245,10 @@ def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSetting
         return PhysicalSupport()
     physical = [settings.derived[t].source if t in settings.derived else t for t in settings.targets]
     discrete = [t for t in settings.targets if t in set(settings.dequantize) and t not in settings.derived]
-    return PhysicalSupport.fit(train_rows[physical], discrete, settings.bounded_sums)
+    try:
+        return PhysicalSupport.fit(train_rows[physical], discrete, settings.bounded_sums)
+    except ConfigError as error:
+        raise ConfigError(f"models.{settings.model}.{error}") from None
 
 
 def write_outputs(splits: Mapping[str, pd.DataFrame], model_transforms: ModelTransforms, rows: pd.DataFrame,
