@@ -140,6 +140,13 @@ def test_default_and_production_configs_are_valid(default_config):
          "only the log transforms"),
         ("models.jets.preprocessing.target_representation", "cholesky", "models.jets.preprocessing.target_"
          "representation='cholesky' needs the 15 covariance elements as targets (cov_00 .. cov_44), got 17 targets"),
+        # bounded sums name physical targets (a derived one by its source), continuous, with the support on
+        ("models.jets.preprocessing.bounded_sums", [["ptRatio", "area"]], "models.jets.preprocessing.bounded_sums "
+         "['ptRatio', 'area']: expected two or more of the model's physical targets ['pt', "),
+        ("models.jets.preprocessing.bounded_sums", [["chHEF", "jetId"]], "models.jets.preprocessing.bounded_sums "
+         "['chHEF', 'jetId']: ['jetId'] are dequantised (discrete)"),
+        ("models.jets.preprocessing.support", False, "models.jets.preprocessing.bounded_sums: applied with the "
+         "training support, which this model has not (support: false)"),
     ],
 )
 def test_bad_config_names_the_key(default_config, path, value, expected):
