@@ -108,6 +108,9 @@ def test_two_scans_naming_one_instance_are_refused():
 def test_equal_values_written_two_ways_are_one_instance():
     groups = expand_scans({"models": {"jets": _model(scan={"grid": {"training.epochs": [1000000, 1.0e6]}})}})
     assert groups["jets"].instances == ["jets__epochs-1000000"]
+    # a flag is not a number: True == 1 in Python had dropped the second point silently
+    groups = expand_scans({"models": {"jets": _model(scan={"points": [{"x.flag": True}, {"x.flag": 1}]}, x={})}})
+    assert groups["jets"].instances == ["jets__flag-true", "jets__flag-1"]
 
 
 def _scan_config(tmp_path, points=()):
@@ -328,7 +331,7 @@ def test_a_point_without_a_ks_gives_the_validations_own_reason():
 
 
 def test_a_points_preprocessing_keys_are_those_that_change_the_models_value():
-    """What names a point's preprocessing: keys set to the model's own value (of the same type) change nothing."""
+    """What names a point's preprocessing: keys set to the model's own value change nothing (a flag is not a number)."""
     model = _model(preprocessing={"default": "standard", "clip": 1, "per_variable": {}},
                    scan={"points": [{"preprocessing.default": "standard"}, {"preprocessing.clip": True},
                                     {"preprocessing.default": "minmax", "hyperparameters.n_bins": 4},

@@ -189,12 +189,27 @@ def _metric(scan: Mapping[str, Any], kind: ModelKind, where: str) -> str:
 
 
 def _seen(points: Mapping[str, Mapping[str, Any]], instance: str, point: Mapping[str, Any], where: str) -> bool:
-    """Whether ``point`` is already an instance; two different points under one name are an error."""
-    if instance in points and points[instance] != point:
+    """Whether ``point`` is already an instance; two different points under one name are an error.
+
+    The same point: equal values, numbers equal whatever their type (1000000 and 1.0e6), but a flag is not
+    a number (``True`` and ``1`` are two points, named ``-true`` and ``-1``; Python's ``True == 1`` had
+    dropped the second silently)."""
+    if instance in points and not _same_value(points[instance], point):
         raise ConfigError(f"{where}: points {points[instance]} and {point} would both be named {instance!r}; "
                           f"write the values apart (names keep 6 significant digits and turn other characters "
                           f"than letters, digits, '.', '-' and '_' into '_')")
-    return instance in points or any(existing == point for existing in points.values())
+    return instance in points or any(_same_value(existing, point) for existing in points.values())
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """``a == b``, except that a bool equals only a bool, at every level of mappings and lists."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_value(a[key], b[key]) for key in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _check_point_matters(instance: Mapping[str, Any], point: Mapping[str, Any], kind: ModelKind, metric: str,
@@ -214,26 +229,15 @@ def _check_point_matters(instance: Mapping[str, Any], point: Mapping[str, Any], 
 
 
 def _set_in(model: Mapping[str, Any], key: str, value: Any) -> bool:
-    """Whether the dotted ``key`` of ``model`` holds ``value`` already, of the same types throughout (``True``
-    is not ``1`` here, nor inside a mapping: a difference the config's reader might make is kept, at the price
-    of one more job). A key the model does not set is not its default value: it names its own preprocessing."""
+    """Whether the dotted ``key`` of ``model`` holds ``value`` already (``_same_value``: a flag is not a number,
+    inside a mapping too). A key the model does not set is not its default value: it names its own
+    preprocessing, at the price of one more job."""
     node: Any = model
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
             return False
         node = node[part]
-    return _identical(node, value)
-
-
-def _identical(a: Any, b: Any) -> bool:
-    """``a == b`` with the same type at every level of mappings and lists."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, Mapping):
-        return a.keys() == b.keys() and all(_identical(a[key], b[key]) for key in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b))
-    return a == b
+    return _same_value(node, value)
 
 
 def _under(key: str, prefix: str) -> bool:
