@@ -316,39 +316,10 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
         variables = read_model_variables(name, model)
     except ConfigError as error:
         return [*problems, str(error)]
-    problems += _bounded_sum_problems(name, model, variables)
     if model.get("categorised"):
         return problems
     asked = input_columns(variables.conditions, variables.targets, variables.derived, model.get("weight"))
-    return problems + missing_column_problems(name, asked, table, columns)
-
-
-def _bounded_sum_problems(name: str, model: Mapping[str, Any], variables) -> list[str]:
-    """``preprocessing.bounded_sums`` against the model's physical targets, before any job: the preprocess
-    job checks the same (``physical_support.check_bounded_sum``, with the training values' signs), but only
-    after every file of the dataset is ingested."""
-    preprocessing = model.get("preprocessing") or {}
-    groups = preprocessing.get("bounded_sums") or []
-    if not groups:
-        return []
-    where = f"models.{name}.preprocessing.bounded_sums"
-    if model.get("categorised") or preprocessing.get("support") is False:
-        return [f"{where}: applied with the training support, which this model has not "
-                f"({'categorised' if model.get('categorised') else 'support: false'})"]
-    physical = [variables.derived[t].source if t in variables.derived else t for t in variables.targets]
-    dequantised = set(preprocessing.get("dequantize") or [])
-    problems = []
-    for group in groups:
-        unknown = [part for part in group if part not in physical]
-        discrete = [part for part in group if part in dequantised]
-        if len(group) < 2 or unknown:
-            problems.append(f"{where} {list(group)}: expected two or more of the model's physical targets {physical}"
-                            + (f"; {unknown} are none (a derived target counts by its physical source)"
-                               if unknown else ""))
-        if discrete:
-            problems.append(f"{where} {list(group)}: {discrete} are dequantised (discrete); a bounded sum holds "
-                            f"continuous parts")
-    return problems
+    return missing_column_problems(name, asked, table, columns)
 
 
 def _categorised_model_problems(name: str, model: Mapping[str, Any], table: str, columns: list[str]) -> list[str]:

@@ -147,6 +147,10 @@ def test_default_and_production_configs_are_valid(default_config):
          "['chHEF', 'jetId']: ['jetId'] are dequantised (discrete)"),
         ("models.jets.preprocessing.support", False, "models.jets.preprocessing.bounded_sums: applied with the "
          "training support, which this model has not (support: false)"),
+        ("models.jets.preprocessing.bounded_sums", [["chHEF"]], "models.jets.preprocessing.bounded_sums ['chHEF']: "
+         "expected two or more of the model's physical targets"),
+        ("models.ship_muons.preprocessing.bounded_sums", [["Px", "Py"]], "models.ship_muons.preprocessing."
+         "bounded_sums: applied with the training support, which this model has not (categorised)"),
     ],
 )
 def test_bad_config_names_the_key(default_config, path, value, expected):

@@ -278,7 +278,7 @@ def _compressed_share(values: np.ndarray, compression: uproot.compression.Compre
     """Compressed / raw bytes of the first ``_RATIO_SAMPLE`` values, big-endian as ROOT stores them."""
     sample = np.ascontiguousarray(values[:_RATIO_SAMPLE])
     raw = sample.astype(sample.dtype.newbyteorder(">")).tobytes()
-    return len(compression.compress(raw)) / len(raw) if raw else 0.0
+    return len(compression.compress(raw)) / len(raw)  # _MIN_RATIO_SAMPLE values or more: never empty
 
 
 def _columns(rows: pd.DataFrame, layout: OutputLayout) -> tuple[_Part, dict[str, tuple[str, str]]]:

@@ -235,19 +235,16 @@ def _training_support(train_rows: pd.DataFrame, settings: ModelPreprocessSetting
     """The physical targets' training range (and discrete values) that generated rows are held to.
 
     Off with ``preprocessing.support: false``, and for SHiP categories, whose denormalisation
-    (``categorise.categories.denormalise``) clips generated values to the category's [-1, 1]; a
-    ``bounded_sums`` there is refused, as it would not be applied.
+    (``categorise.categories.denormalise``) clips generated values to the category's [-1, 1]; neither
+    may have ``bounded_sums`` (``model_variables.check_bounded_sums``).
     """
     if not settings.support or settings.categorised:
-        if settings.bounded_sums:
-            raise ConfigError(f"models.{settings.model}.preprocessing.bounded_sums: applied with the training "
-                              f"support, which this model has not ({'categorised' if settings.categorised else 'support: false'})")
         return PhysicalSupport()
     physical = [settings.derived[t].source if t in settings.derived else t for t in settings.targets]
     discrete = [t for t in settings.targets if t in set(settings.dequantize) and t not in settings.derived]
     try:
         return PhysicalSupport.fit(train_rows[physical], discrete, settings.bounded_sums)
-    except ConfigError as error:
+    except ConfigError as error:  # "preprocessing.bounded_sums ...": the training values' signs
         raise ConfigError(f"models.{settings.model}.{error}") from None
 
 

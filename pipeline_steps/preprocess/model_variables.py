@@ -45,6 +45,11 @@ class ModelVariables:
     target_kinds: dict[str, str]
     log_offsets: dict[str, float]
 
+    @property
+    def physical_targets(self) -> list[str]:
+        """The targets as the tables hold them: a derived target by its source (``ptRatio`` -> ``pt``)."""
+        return [self.derived[t].source if t in self.derived else t for t in self.targets]
+
 
 def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariables:
     """The variables of ``models.<model>`` (``slice_``: its config), every ConfigError naming the key there."""
@@ -63,8 +68,33 @@ def read_model_variables(model: str, slice_: Mapping[str, Any]) -> ModelVariable
     offsets = prep.get("log_offset") or {}
     check_log_offsets(model, {**condition_kinds, **target_kinds}, offsets, clips)
     check_target_representation(model, prep.get("target_representation", "elements"), targets)
-    return ModelVariables(conditions, targets, derived, clips, condition_kinds, target_kinds,
-                          {name: float(offset) for name, offset in offsets.items()})
+    variables = ModelVariables(conditions, targets, derived, clips, condition_kinds, target_kinds,
+                               {name: float(offset) for name, offset in offsets.items()})
+    check_bounded_sums(model, slice_, variables.physical_targets)
+    return variables
+
+
+def check_bounded_sums(model: str, slice_: Mapping[str, Any], physical_targets: list[str]) -> None:
+    """Each ``preprocessing.bounded_sums`` group names two or more continuous physical targets (a derived
+    one by its source), and the model applies the training support, which holds them. The signs of the
+    training values are the preprocess job's to check (``physical_support.check_bounded_sum``)."""
+    prep = slice_.get("preprocessing") or {}
+    groups = prep.get("bounded_sums") or []
+    where = f"models.{model}.preprocessing.bounded_sums"
+    if groups and (slice_.get("categorised") or prep.get("support") is False):
+        raise ConfigError(f"{where}: applied with the training support, which this model has not "
+                          f"({'categorised' if slice_.get('categorised') else 'support: false'})")
+    dequantised = set(prep.get("dequantize") or [])
+    for group in groups:
+        unknown = [part for part in group if part not in physical_targets]
+        if len(group) < 2 or unknown:
+            raise ConfigError(f"{where} {list(group)}: expected two or more of the model's physical targets "
+                              f"{physical_targets}" + (f"; {unknown} are none (a derived target counts by its "
+                                                       f"physical source)" if unknown else ""))
+        discrete = [part for part in group if part in dequantised]
+        if discrete:
+            raise ConfigError(f"{where} {list(group)}: {discrete} are dequantised (discrete); a bounded sum holds "
+                              f"continuous parts")
 
 
 def check_log_offsets(model: str, kinds: Mapping[str, str], offsets: Mapping[str, Any],

@@ -66,7 +66,7 @@ class PhysicalSupport:
         sums = []
         for group in bounded_sums:
             group = tuple(group)
-            check_bounded_sum(group, ranges, values)
+            check_bounded_sum(group, ranges)
             sums.append((group, float(physical[list(group)].to_numpy(np.float64).sum(axis=1).max())))
         return cls(ranges, values, {name: n for name, n in bits.items() if n is not None}, sums)
 
@@ -102,23 +102,15 @@ class PhysicalSupport:
                    [(tuple(entry["columns"]), float(entry["high"])) for entry in data.get("sums", [])])
 
 
-def check_bounded_sum(group: tuple[str, ...], ranges: Mapping[str, tuple[float, float]],
-                      values: Mapping[str, np.ndarray]) -> None:
-    """A bounded sum holds two or more continuous, non-negative physical targets: scaling a row's parts
-    down lowers its sum only when none is negative, and a discrete part would leave its values."""
-    where = f"preprocessing.bounded_sums {list(group)}"
-    missing = [name for name in group if name not in ranges]
-    if len(group) < 2 or missing:
-        raise ConfigError(f"{where}: expected two or more of the model's physical targets"
-                          + (f"; {missing} are none (a derived target counts by its physical source: pt, "
-                             f"not ptRatio; the physical targets are {sorted(ranges)})" if missing else ""))
+def check_bounded_sum(group: tuple[str, ...], ranges: Mapping[str, tuple[float, float]]) -> None:
+    """A bounded sum's parts are non-negative in the training split: scaling a row's parts down lowers its
+    sum only then. What the config alone decides (names, discrete parts) planning has checked
+    (``model_variables.check_bounded_sums``)."""
     negative = {name: ranges[name][0] for name in group if ranges[name][0] < 0}
     if negative:
-        raise ConfigError(f"{where}: {sorted(negative)} take negative values in the training split (minimum "
-                          f"{min(negative.values()):g}); a bounded sum holds non-negative parts (fractions)")
-    discrete = [name for name in group if name in values]
-    if discrete:
-        raise ConfigError(f"{where}: {discrete} are dequantised (discrete); a bounded sum holds continuous parts")
+        raise ConfigError(f"preprocessing.bounded_sums {list(group)}: {sorted(negative)} take negative values in "
+                          f"the training split (minimum {min(negative.values()):g}); a bounded sum holds non-negative "
+                          f"parts (fractions)")
 
 
 def _held_sums(parts: list[np.ndarray], bound: float, bits: int) -> list[np.ndarray]:
