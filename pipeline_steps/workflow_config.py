@@ -60,6 +60,54 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
+def drop_null_entries(config: dict, schema_path: str | Path) -> list[str]:
+    """Remove, in place, every entry set to ``null`` in a mapping of named entries; return their key paths.
+
+    Snakemake merges ``--configfile`` files key by key, so an override can add or change a dataset, a
+    model, a table or a preprocessing entry but had no way to remove one: a physicist with only NanoAOD
+    still planned the default LHCb and ATLAS chains from toy files, and a target dropped from a model kept
+    its ``preprocessing.clip`` entry. ``models: {tracks_cov: null}`` now leaves the model out. Only the
+    mappings whose keys the user names (``datasets``, ``models``, ``tables``, ``rename``, ``derived``,
+    ``per_variable``, ``clip``, ...: ``additionalProperties`` with a schema) drop entries, and only where
+    ``null`` is not a value the entry may take; a ``null`` anywhere else still reaches the validation,
+    which names it.
+    """
+    schema = yaml.safe_load(Path(str(schema_path)).read_text())
+    dropped: list[str] = []
+    _drop_null_entries(config, schema, schema.get("$defs", {}), (), dropped)
+    return dropped
+
+
+def _drop_null_entries(node: Any, schema: Mapping[str, Any], definitions: Mapping[str, Any],
+                       path: tuple, dropped: list[str]) -> None:
+    schema = _resolved(schema, definitions)
+    if not isinstance(node, dict):
+        return
+    properties = schema.get("properties", {})
+    entries = schema.get("additionalProperties")
+    for key in list(node):
+        if key in properties:
+            _drop_null_entries(node[key], properties[key], definitions, (*path, key), dropped)
+        elif isinstance(entries, dict):
+            if node[key] is None and not _accepts_null(_resolved(entries, definitions)):
+                del node[key]
+                dropped.append(key_path((*path, key)))
+            else:
+                _drop_null_entries(node[key], entries, definitions, (*path, key), dropped)
+
+
+def _resolved(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``{$ref: "#/$defs/name"}`` -> that definition (the schema's only kind of reference)."""
+    while "$ref" in schema:
+        schema = definitions[schema["$ref"].removeprefix("#/$defs/")]
+    return schema
+
+
+def _accepts_null(schema: Mapping[str, Any]) -> bool:
+    types = schema.get("type", [])
+    return "null" in (types if isinstance(types, list) else [types]) or None in schema.get("enum", [])
+
+
 def check_unique_keys(config_files: Sequence[str | Path]) -> None:
     """Raise ConfigError for a key written twice in one mapping of a config file, naming file and lines.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.workflow_config import check_job_interpreter_path, validate_config
+from pipeline_steps.workflow_config import check_job_interpreter_path, drop_null_entries, validate_config
 from tests.conftest import REPO, run_snakemake
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -195,6 +196,58 @@ def _merge(base: dict, override: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def test_null_in_an_override_leaves_a_named_entry_out(default_config):
+    """A target dropped from a model takes its derived and clip entries with it; merging alone kept them."""
+    jets = default_config["models"]["jets"]
+    override = {"models": {"tracks_cov": None,
+                           "jets": {"targets": [t for t in jets["targets"] if t != "massRatio"],
+                                    "derived": {"massRatio": None},
+                                    "preprocessing": {"clip": {"massRatio": None}}}},
+                "datasets": {"lhcb_tracks": None}}
+    merged = _merge(default_config, override)
+    with pytest.raises(ConfigError, match="massRatio"):  # what a user met before: the clip names no variable
+        validate_config(merged, SCHEMA)
+    dropped = drop_null_entries(merged, SCHEMA)
+    assert sorted(dropped) == ["datasets.lhcb_tracks", "models.jets.derived.massRatio",
+                               "models.jets.preprocessing.clip.massRatio", "models.tracks_cov"]
+    validate_config(merged, SCHEMA)
+    assert "tracks_cov" not in merged["models"] and "lhcb_tracks" not in merged["datasets"]
+    assert set(merged["models"]["jets"]["preprocessing"]["clip"]) == {"gen_mass", "ptRatio"}
+    assert drop_null_entries(merged, SCHEMA) == []
+
+
+@pytest.mark.parametrize("path", ["validation.bins", "models.jets.kind", "models.jets.preprocessing",
+                                  "datasets.nanoaod.tables.jets.selection"])
+def test_null_for_a_fixed_key_is_not_an_entry_to_drop(default_config, path):
+    """Only entries the user names are dropped; a null setting stays for the validation (or is a value)."""
+    broken = _break(default_config, path, None)
+    assert drop_null_entries(broken, SCHEMA) == []
+    if path.endswith("selection"):  # `selection: null` means no selection
+        validate_config(broken, SCHEMA)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(path)):
+            validate_config(broken, SCHEMA)
+
+
+def test_a_dataset_left_out_that_a_model_still_reads_is_named(default_config):
+    broken = _break(default_config, "datasets.lhcb_tracks", None)
+    drop_null_entries(broken, SCHEMA)
+    with pytest.raises(ConfigError, match=r"models\.tracks_cov\.dataset.*lhcb_tracks"):
+        validate_config(broken, SCHEMA)
+
+
+def test_snakemake_plans_without_the_models_an_override_leaves_out(tmp_path):
+    override = tmp_path / "nanoaod_only.yaml"
+    override.write_text("models: {tracks_cov: null, ship_muons: null, calratio: null}\n"
+                        "datasets: {lhcb_tracks: null, ship: null, calratio_main: null, calratio_cr: null}\n")
+    result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path)
+    assert "config: models.tracks_cov is null: left out" in result.stderr
+    planned = result.stdout + result.stderr
+    assert "results/train/jets/" in planned
+    for left_out in ("tracks_cov", "ship_muons", "calratio", "lhcb_tracks"):
+        assert f"/{left_out}/" not in planned and f"_{left_out}" not in planned, left_out
 
 
 def test_a_key_given_twice_names_the_file_and_both_lines(tmp_path):

@@ -10,6 +10,7 @@ from pipeline_steps.workflow_config import (
     categorised_datasets,
     check_job_interpreter_path,
     check_unique_keys,
+    drop_null_entries,
     expose_package_to_jobs,
     stored_signature,
     validate_config,
@@ -24,6 +25,9 @@ check_job_interpreter_path(
     sys.executable, uses_conda=DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 )
 check_unique_keys(workflow.configfiles)
+# `models: {tracks_cov: null}` in an override leaves that model out (merging alone cannot remove an entry)
+for dropped in drop_null_entries(config, workflow.source_path("../schemas/config.schema.yaml")):
+    print(f"config: {dropped} is null: left out", file=sys.stderr)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 # A model with `scan:` becomes one ordinary model per scan point, here, once: every rule below sees
