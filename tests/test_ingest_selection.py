@@ -76,3 +76,19 @@ def test_a_column_that_is_not_one_value_per_row_is_named():
     columns = {"jet_pt": np.array([10.0, 20.0]), "jet_trk_d0": ak.Array([[0.1, float("nan")], []])}
     with pytest.raises(ConfigError, match=r"'jet_trk_d0' is not one value per row"):
         evaluate_selection("isfinite(jet_trk_d0) & (jet_pt > 5)", columns, 2)
+
+
+def test_a_dotted_name_is_one_column_as_root_spells_split_branches():
+    """``MCTrack.fPx`` had been refused as attribute access; it is looked up as that column name."""
+    columns = {"MCTrack.fPx": np.array([0.5, -2.0, 3.0]), "event.nTracks": np.array([1, 2, 3], np.int32)}
+    expression = "(abs(MCTrack.fPx) > 1) & (event.nTracks >= 3) | (MCTrack.fPx < 0)"
+    assert selection_names(expression) == ["MCTrack.fPx", "event.nTracks"]
+    assert evaluate_selection(expression, columns, 3).tolist() == [False, True, True]
+    with pytest.raises(ConfigError, match=r"^selection .*: unknown column 'MCTrack.fPy'; close matches: \['MCTrack.fPx'\]$"):
+        evaluate_selection("MCTrack.fPy > 1", columns, 3)
+
+
+@pytest.mark.parametrize("expression", ["np.abs(x) > 1", "abs(x).real > 1", "x[0] > 1"])
+def test_attributes_of_anything_but_a_name_stay_refused(expression):
+    with pytest.raises(ConfigError, match="only calls of|is not allowed"):
+        evaluate_selection(expression, {"x": np.arange(3.0)}, 3)

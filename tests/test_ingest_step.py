@@ -206,6 +206,20 @@ def test_missing_branch_names_close_matches(tmp_path):
         _ingest(tmp_path, _ship_file(tmp_path / "0.root"), "ship", "muons", mapping)
 
 
+def test_a_flat_tree_of_dotted_branch_names_is_selected_by_those_names(tmp_path):
+    """Split objects name their branches ``trk.pt``; ``selection`` spells them so, fields or not."""
+    raw = tmp_path / "dotted.root"
+    with uproot.recreate(raw) as file:
+        _write_tree(file, "T", {"trk.pt": np.array([0.5, 2.0, 3.0, 4.0], np.float32),
+                                "trk.eta": np.array([0.1, 2.5, -1.0, 0.0], np.float32),
+                                "evt.n": np.array([1, 2, 3, 4], np.int32)})
+    mapping = {"fields": ["trk.pt", "trk.eta"], "rename": {"trk.pt": "pt", "trk.eta": "eta"},
+               "selection": "(trk.pt > 1) & (abs(trk.eta) < 2) & (evt.n > 3)"}
+    run([str(raw)], str(tmp_path / "t.parquet"), str(tmp_path / "t.json"), {"tree": "T", "identity": []}, mapping, "tracks")
+    table = pq.read_table(tmp_path / "t.parquet").to_pandas()
+    assert table["entry"].tolist() == [3] and table["pt"].tolist() == [4.0] and "evt.n" not in table
+
+
 def test_empty_tree_as_empty_table_keeps_schema(tmp_path):
     raw = tmp_path / "e.root"
     with uproot.recreate(raw) as file:

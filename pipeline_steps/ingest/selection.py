@@ -12,6 +12,10 @@ because either reading could be meant. Integer columns of up to 32 bits (uint8 `
 ``nStations``) are widened to int64 before arithmetic, so ``nhits - 1 < 0`` or ``jetId * 50 > 100`` do
 not wrap around in the branch's own type; uint64 (event numbers) stays as it is, since int64 cannot hold
 it and float64 would round it (``event % 2 == 0`` must stay exact).
+
+A dotted name (``MCTrack.fPx > 1``, ``event.nTracks``) is one column name, as ROOT's split branches and
+TTree::Draw spell them: Python reads it as attribute access, which had been refused as not allowed. It is
+only ever looked up as that string among the columns, never evaluated as an attribute.
 """
 
 from __future__ import annotations
@@ -81,9 +85,20 @@ def selection_names(expression: str) -> list[str]:
     """Column names an expression reads (function names excluded), in first-use order."""
     tree = parse_selection(expression)
     functions = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name)), key=lambda n: (n.lineno, n.col_offset))
-    names = [n.id for n in nodes if id(n) not in functions]
+    inside_dotted = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Name, ast.Attribute))
+             and id(n) not in functions and id(n) not in inside_dotted]
+    names = [_dotted_name(n) for n in sorted(nodes, key=lambda n: (n.lineno, n.col_offset))]
     return list(dict.fromkeys(names))
+
+
+def _dotted_name(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name (a dotted column name), else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
 
 
 def evaluate_selection(expression: str, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
@@ -96,6 +111,8 @@ def evaluate_selection(expression: str, columns: Mapping[str, np.ndarray], n_row
     try:
         with np.errstate(all="ignore"):  # log(0), 0/0: -inf and nan fail comparisons, as they would in ROOT
             value = _Evaluator(expression, columns).visit(tree.body)
+    except ConfigError:  # a ValueError too: said once, not wrapped in the message below
+        raise
     except (TypeError, ValueError, OverflowError) as error:  # numpy's: a float in a bit-wise &, a literal out of range
         raise ConfigError(f"selection {expression!r}: cannot be evaluated on these columns ({error})") from None
     mask = np.broadcast_to(np.asarray(value), (n_rows,))
@@ -110,6 +127,8 @@ def _check_node(node: ast.AST, expression: str) -> None:
         ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Name,
         ast.Load, ast.Constant, ast.Call, ast.Invert, *_BINARY, *_BITWISE, *_COMPARE, *_UNARY,
     )
+    if isinstance(node, ast.Attribute) and _dotted_name(node) is not None:
+        return
     if not isinstance(node, allowed):
         raise ConfigError(f"selection {expression!r}: {type(node).__name__} is not allowed in a selection")
     if isinstance(node, ast.Constant) and (isinstance(node.value, str) or not isinstance(node.value, (int, float, bool))):
@@ -127,17 +146,23 @@ class _Evaluator(ast.NodeVisitor):
         self.columns = columns
 
     def visit_Name(self, node: ast.Name):
-        if node.id not in self.columns:
-            close = difflib.get_close_matches(node.id, list(self.columns), n=3)
+        return self._column(node.id)
+
+    def visit_Attribute(self, node: ast.Attribute):
+        return self._column(_dotted_name(node))  # parse_selection let only dotted names through
+
+    def _column(self, name: str):
+        if name not in self.columns:
+            close = difflib.get_close_matches(name, list(self.columns), n=3)
             hint = f"; close matches: {close}" if close else f"; available: {sorted(self.columns)}"
-            raise ConfigError(f"selection {self.expression!r}: unknown column {node.id!r}{hint}")
+            raise ConfigError(f"selection {self.expression!r}: unknown column {name!r}{hint}")
         try:
-            values = np.asarray(self.columns[node.id])
+            values = np.asarray(self.columns[name])
         except ValueError:  # a jagged awkward array (a sequence per jet) has no regular numpy form
             values = None
         if values is None or values.ndim != 1 or values.dtype == object:
             # a sequence's field had stopped ingestion in a numpy broadcasting traceback
-            raise ConfigError(f"selection {self.expression!r}: {node.id!r} is not one value per row (a sequence's or "
+            raise ConfigError(f"selection {self.expression!r}: {name!r} is not one value per row (a sequence's or "
                               f"another collection's branch): a selection reads the table's fields and event fields")
         return _widened(values)
 
