@@ -159,6 +159,16 @@ def test_real_root_written_file_matches_uproot(tmp_path):
     assert df["mu_Px"].dtype == np.float32
 
 
+@needs_real_files
+def test_a_counter_that_does_not_look_like_its_name_is_found_from_the_file(tmp_path):
+    """Delphes' ``Jet_size`` against the HZZ sample's ``NJet``: the close matches are other jet branches
+    (``Jet_Pz``), while ``Jet_Px[NJet]`` says which branch counts the jets."""
+    mapping = {"collection": {"counter": "Jet_size", "prefix": "Jet_"}, "fields": ["Px", "Py"]}
+    with pytest.raises(InputError, match=r"missing branch 'Jet_size' .*; 'Jet_Px' is counted by "
+                                         r"'NJet', which the config does not name"):
+        _ingest(tmp_path, REAL / "uproot-HZZ.root", "nanoaod", "jets", mapping, tree="events", identity=[])
+
+
 def test_flat_table_with_sequences(tmp_path):
     raw = tmp_path / "c.root"
     with uproot.recreate(raw) as file:

@@ -51,8 +51,25 @@ def check_branches(tree, branches: list[str], where: str) -> None:
         hints.append(f"{branch!r} (close: {close})" if close else f"{branch!r} (no similar branch)")
     raise InputError(
         f"{where}: missing branch{'es' if len(missing) > 1 else ''} {', '.join(hints)}; "
-        f"the tree has {len(existing)} branches, e.g. {sorted(existing)[:12]}"
+        f"the tree has {len(existing)} branches, e.g. {sorted(existing)[:12]}{_unnamed_counters(tree, branches)}"
     )
+
+
+def _unnamed_counters(tree, branches: list[str]) -> str:
+    """Where a requested branch is counted by a branch the config does not name: say which.
+
+    A counter rarely looks like the config's name for it (NanoAOD's ``nJet``, ``NJet`` in the HZZ sample,
+    Delphes' ``Jet_size``), so the close matches above often miss it, while the file itself says which branch
+    counts each jagged branch (its leaf count, ``Jet_Px[NJet]``).
+    """
+    counted_by = {}
+    for branch in branches:
+        if branch in tree:
+            counter = tree[branch].count_branch
+            if counter is not None and counter.name not in branches:
+                counted_by.setdefault(counter.name, branch)
+    return "".join(f"; {branch!r} is counted by {counter!r}, which the config does not name (a collection's or "
+                   f"sequence's counter?)" for counter, branch in counted_by.items())
 
 
 def iterate_entries(tree, branches: list[str], step_size: int, where: str) -> Iterator[tuple[int, ak.Array]]:
