@@ -42,9 +42,9 @@ def test_file_name_column_round_trips_utf8(tmp_path, name):
     assert table.column("source_file").to_pylist() == [name] * 4
 
 
-def _jets_file(path):
+def _jets_file(path, gen_idx=((0, -1, 1), (3, 0), (0, 0, -1, 1))):
     """3 entries of jets matched to gen jets (indices -1, in range, and past the stored gen jets)."""
-    gen_idx = ak.Array([[0, -1, 1], [3, 0], [0, 0, -1, 1]])
+    gen_idx = ak.Array([list(indices) for indices in gen_idx])
     n = ak.num(gen_idx)
     with uproot.recreate(path) as file:
         data = {
@@ -95,6 +95,16 @@ def test_unique_on_an_event_field_keeps_the_first_object(tmp_path):
     assert table.column("object_index").to_pylist() == [0, 0, 0]
     assert table.column("entry").to_pylist() == [0, 1, 2] and summary["duplicates_removed"] == 6
     assert summary["selected"] == 9 and summary["unmatched_no_index"] == 2  # kept unmatched rows are selected
+
+
+def test_a_nan_unique_key_is_never_a_duplicate(tmp_path):
+    """NaN equals nothing, as in ROOT: unmatched jets (gen_pt NaN) are each kept, however many an event has,
+    where treating NaN keys as equal (pandas' drop_duplicates) would keep one unmatched jet per event."""
+    raw = _jets_file(tmp_path / "j.root", gen_idx=((0, -1, -1), (3, 0), (0, 0, -1, 1)))
+    table, summary = _ingest(tmp_path, raw, _jets_mapping(unique=["gen_pt"]), "unique")
+    assert table.column("entry").to_pylist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    assert table.column("object_index").to_pylist() == [0, 1, 2, 0, 1, 0, 2, 3]  # entry 2's second gen jet 0 goes
+    assert summary["duplicates_removed"] == 1
 
 
 def test_every_row_failing_keeps_the_schema_of_a_passing_run(tmp_path):

@@ -326,7 +326,11 @@ def _apply_selection(arrays, mapping, columns, counts, keep, where, entries, chu
 
 
 def _apply_unique(arrays, mapping, columns, counts, keep, where, entries, chunk_counts) -> np.ndarray:
-    """Keep the first kept row (lowest object index) per (entry, unique keys)."""
+    """Keep the first kept row (lowest object index) per (entry, unique keys).
+
+    A NaN key equals nothing (``np.unique`` of records, as ROOT's comparisons): rows whose key is NaN, such
+    as unmatched objects' matched fields under ``keep_unmatched``, are each kept rather than merged into one.
+    """
     if not mapping.unique:
         return keep
     keys = _resolved_columns(arrays, mapping, mapping.unique, columns, counts, where, entries)
