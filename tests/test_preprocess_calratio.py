@@ -234,6 +234,29 @@ def test_cut_sequences_and_negative_weights_are_counted_and_a_nan_names_its_jet(
         run([main], [control], tmp_path / "out2", _params())
 
 
+@pytest.mark.parametrize("region, column, value, expected", [
+    ("main", "label", 2, r"main tables of calratio: no jets of BIB \(label 2\) in train, BIB \(label 2\) in "
+                         r"validation, BIB \(label 2\) in test; jets per split and class: \{'train': \{'signal': \d+"),
+    ("cr", "is_data", 1, r"cr tables of calratio: no jets of data \(is_data 1\) in train, .* in test"),
+])
+def test_a_class_missing_from_the_samples_is_refused_before_training(tmp_path, region, column, value, expected):
+    """A main sample without BIB jets had trained a BIB output on nothing and reported no BIB metrics."""
+    paths = {}
+    for name, seed in (("main", 0), ("cr", 10)):
+        table = _jets(150, seed, "a.root", name == "cr")
+        if name == region:  # that class's jets become the other class (the sequences stay as they are)
+            values = table[column].to_numpy().copy()
+            values[values == value] = 0
+            table = table.set_column(table.schema.get_field_index(column), column, pa.array(values.astype(np.int32)))
+            if name == "cr":
+                table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(values.astype(np.int32)))
+        paths[name] = tmp_path / f"{name}.parquet"
+        pq.write_table(table, paths[name])
+    with pytest.raises(InputError, match=expected):
+        run([paths["main"]], [paths["cr"]], tmp_path / "out", _params())
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_an_identity_that_names_too_few_events_says_so_instead_of_writing_empty_splits(tmp_path):
     """identity: [runNumber] had given 600 training jets and empty validation and test splits, and the
     training then stopped on 'no jets' without a word of why."""

@@ -134,6 +134,8 @@ def _read_region(paths: Sequence[str | Path], settings: CalRatioSettings, identi
         padded[spec.name], lengths[spec.name] = cr.sequence_arrays(table, spec, settings.pad_value, f"{region} tables")
     split = assign_split(jets[split_keys(identity)], settings.fractions, settings.seed)
     check_splits_filled(split, jets, identity, settings.fractions, f"{region} tables of {settings.name}")
+    column, classes = ("label", cr.MAIN_LABELS) if region == "main" else ("is_data", {0: "MC", 1: "data"})
+    _check_classes_in_splits(jets[column].to_numpy(), split, column, classes, f"{region} tables of {settings.name}")
     LOGGER.info("%s: %d jets, splits %s", region, len(jets), {s: int((split == s).sum()) for s in SPLIT_NAMES})
     return {"jets": jets, "padded": padded, "lengths": lengths, "split": split, "identity": identity,
             "report": _region_report(table, jets, settings, region)}
@@ -191,6 +193,20 @@ def _check_classes(jets: pd.DataFrame, column: str, classes: Mapping[int, str], 
         raise InputError(f"{source}: {int(unknown.sum())} jets have {column} values {sorted(set(values[unknown].tolist()))}, "
                          f"expected {dict(classes)}; the first in {row_origin(jets, first)}: drop them with the "
                          f"dataset's `selection` (named as in `fields`, before `rename`) or map them upstream")
+
+
+def _check_classes_in_splits(values: np.ndarray, split: np.ndarray, column: str, classes: Mapping[int, str],
+                             source: str) -> None:
+    """Every class in every split: the networks learn each class from train, the epoch is chosen on validation
+    and the metrics are taken on test. A main sample without BIB jets had trained a BIB output on nothing,
+    without a word, and a control region without data jets an adversary with nothing to tell apart."""
+    counts = {name: {classes[label]: int(((split == name) & (values == label)).sum()) for label in classes}
+              for name in SPLIT_NAMES}
+    missing = [f"{classes[label]} ({column} {label}) in {name}" for name in SPLIT_NAMES for label in classes
+               if counts[name][classes[label]] == 0]
+    if missing:
+        raise InputError(f"{source}: no jets of {', '.join(missing)}; jets per split and class: {counts}. Every "
+                         f"class is needed in every split: ingest files that hold it, or raise that split's fraction")
 
 
 def _check_finite(jets: pd.DataFrame, columns: list[str], source: str) -> None:
