@@ -346,6 +346,7 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     variables and transform settings like any other model's);
     CalRatio reads its own inputs and its preprocessing checks their names.
     """
+    from pipeline_steps.generate.layout import counter_event_field_problems
     from pipeline_steps.ingest.mapping import output_columns, table_from_config
     from pipeline_steps.preprocess.model_variables import input_columns, missing_column_problems, read_model_variables
 
@@ -367,7 +368,9 @@ def _model_variable_problems(config: Mapping[str, Any], name: str) -> list[str]:
     if model.get("categorised"):
         return problems
     asked = input_columns(variables.conditions, variables.targets, variables.derived, model.get("weight"))
-    return missing_column_problems(name, asked, table, columns)
+    carried = [*variables.conditions, *([model["weight"]] if model.get("weight") else [])]
+    return [*missing_column_problems(name, asked, table, columns),
+            *counter_event_field_problems(table, dataset["tables"][model["table"]], carried)]
 
 
 def _categorised_model_problems(name: str, model: Mapping[str, Any], table: str, columns: list[str]) -> list[str]:

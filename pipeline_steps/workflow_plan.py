@@ -296,10 +296,9 @@ class WorkflowPlan:
         """params of export: {column: branch} of the model's flat columns that ``rename`` renamed, recorded in
         bundle.json as io.branches so that run_bundle.py reads the user's own file (it had looked for
         ``jet_pt`` in an ntuple whose branch is ``jet_pT``)."""
-        from pipeline_steps.generate.layout import layout_from_config
+        from pipeline_steps.generate.layout import input_branches
 
-        layout = self.model_output_layout(name)
-        return dict(layout_from_config(layout["tree"], list(layout["identity"]), layout["table"]).entry_branches)
+        return input_branches(self.model_output_layout(name)["table"])
 
     # --- provenance ------------------------------------------------------------------------------
 

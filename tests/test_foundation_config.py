@@ -250,6 +250,21 @@ def test_snakemake_plans_without_the_models_an_override_leaves_out(tmp_path):
         assert f"/{left_out}/" not in planned and f"_{left_out}" not in planned, left_out
 
 
+def test_an_event_field_kept_under_its_counters_name_is_refused_as_a_condition(default_config):
+    """In the generated file the counter's branch counts the generated jets; the event field needs its own."""
+    table = default_config["datasets"]["nanoaod"]["tables"]["jets"]
+    table["event_fields"] = [*table["event_fields"], "nJet"]
+    validate_config(default_config, SCHEMA)  # ingested but not generated: nothing collides
+    default_config["models"]["jets"]["conditions"].append("nJet")
+    with pytest.raises(ConfigError, match=r"datasets\.nanoaod\.tables\.jets\.event_fields: 'nJet' is also a "
+                                          r"collection's counter.*rename: \{nJet: nJet_event\}"):
+        validate_config(default_config, SCHEMA)
+    table["rename"] = {**table.get("rename", {}), "nJet": "nJet_event"}
+    default_config["models"]["jets"]["conditions"][-1] = "nJet_event"
+    default_config["models"]["jets"]["preprocessing"]["dequantize"].append("nJet_event")
+    validate_config(default_config, SCHEMA)
+
+
 def test_a_key_given_twice_names_the_file_and_both_lines(tmp_path):
     """YAML keeps the last of two equal keys silently; the workflow refuses the file instead."""
     from pipeline_steps.workflow_config import check_unique_keys

@@ -122,3 +122,23 @@ def test_renamed_columns_are_written_under_their_branch_names_in_every_layout(tm
     back = read_generated_root(tmp_path / "jets.root", jagged)
     for column in rows.columns:
         assert np.array_equal(back[column].to_numpy(), rows[column].to_numpy()), column
+
+
+def test_an_event_field_that_is_its_collections_counter_keeps_its_own_branch(tmp_path):
+    """nJet as a condition (renamed n_jets): it had been written into the same branch as the generated jets'
+    counter and was lost from the file (validation stopped on a missing column, first seen on the HZZ sample).
+    The real multiplicity differs from the generated rows' wherever ingestion dropped jets."""
+    table = {**JETS_TABLE, "event_fields": ["PV_npvs", "nJet", "nGenJet"],
+             "rename": {"nJet": "n_jets", "nGenJet": "n_gen_jets"}}
+    layout = layout_from_config("Events", ["run", "luminosityBlock", "event"], table)
+    rows, counts = _jet_rows()
+    rows["n_jets"] = np.repeat(counts + 2, counts).astype(np.int32)  # two jets per event failed the selection
+    rows["n_gen_jets"] = np.repeat(counts + 1, counts).astype(np.int32)
+    with root_writer(tmp_path / "jets.root", layout) as write:
+        write(rows)
+    tree = uproot.open(tmp_path / "jets.root")["Events"]
+    assert tree["nJet"].array(library="np").tolist() == counts.tolist()
+    assert tree["n_jets"].array(library="np").tolist() == (counts + 2).tolist()
+    back = read_generated_root(tmp_path / "jets.root", layout)
+    for column in rows.columns:
+        assert np.array_equal(back[column].to_numpy(), rows[column].to_numpy()), column

@@ -65,32 +65,61 @@ class OutputLayout:
 
 
 def layout_from_config(tree: str, identity: list[str], table: Mapping[str, Any]) -> OutputLayout:
-    """Build the layout from a dataset's ``tree``, ``identity`` and one ``tables.<name>`` entry."""
+    """Build the layout from a dataset's ``tree``, ``identity`` and one ``tables.<name>`` entry.
+
+    An event field that is a collection's own counter (``event_fields: [nJet]``, renamed ``n_jets`` to condition
+    on the jet multiplicity) is written under its column name: the output's ``nJet`` counts the generated jets,
+    which is not the real multiplicity once ingestion dropped jets, and the two had collided in one branch, so
+    the condition was lost from the generated file (planning refuses such a field that is not renamed:
+    ``counter_event_field_problems``).
+    """
     rename = dict(table.get("rename", {}))
     collections = []
-    entry_branches = {rename[name]: name for name in table.get("event_fields", []) if name in rename}
     if "collection" in table:
         collections.append(
             _collection(
                 "reco", table["collection"], table["fields"], table.get("output_prefix", ""), rename
             )
         )
-    else:  # a flat table: each field is a whole branch name, its column output_prefix + field, renamed
-        entry_branches.update({column: branch for column, branch in _columns(table["fields"],
-                                                                               table.get("output_prefix", ""),
-                                                                               rename).items() if column != branch})
     match = table.get("match")
     if match is not None and collections:
         collections.append(
             _collection("gen", match["collection"], match["fields"], match.get("output_prefix", ""), rename)
         )
+    counters = {collection.counter for collection in collections}
     return OutputLayout(
         tree=tree,
         identity=tuple(identity),
         collections=tuple(collections),
         match_index=match["index"] if match is not None and collections else None,
-        entry_branches=entry_branches,
+        entry_branches={column: branch for column, branch in input_branches(table).items() if branch not in counters},
     )
+
+
+def input_branches(table: Mapping[str, Any]) -> dict[str, str]:
+    """{column: branch} of the one-value-per-entry columns ``rename`` renamed, as the raw tree names them.
+
+    Event fields, and a flat table's fields (whole branch names; their column is ``output_prefix + field``,
+    renamed). A bundle reads its conditions from these branches (``bundle.json`` ``io.branches``).
+    """
+    rename = dict(table.get("rename", {}))
+    branches = {rename[name]: name for name in table.get("event_fields", []) if name in rename}
+    if "collection" not in table:
+        branches.update({column: branch for column, branch in _columns(table["fields"], table.get("output_prefix", ""),
+                                                                       rename).items() if column != branch})
+    return branches
+
+
+def counter_event_field_problems(table_key: str, table: Mapping[str, Any], columns: list[str]) -> list[str]:
+    """An event field kept under its counter's name (``nJet``) among ``columns`` that a model generates: its
+    branch in the output would be the generated objects' counter (see :func:`layout_from_config`)."""
+    counters = [c["counter"] for c in (table.get("collection"), (table.get("match") or {}).get("collection")) if c]
+    rename = dict(table.get("rename", {}))
+    return [f"{table_key}.event_fields: {name!r} is also a collection's counter, and a model carries it into its "
+            f"generated file, where {name!r} counts the generated objects; rename it (rename: {{{name}: "
+            f"{name}_event}}) and name that column in the model, so it keeps its own branch"
+            for name in table.get("event_fields", []) if name in counters and rename.get(name, name) == name
+            and name in columns]
 
 
 def _collection(name, collection, fields, output_prefix, rename) -> CollectionLayout:
