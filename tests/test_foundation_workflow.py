@@ -50,6 +50,29 @@ def _rules_with_conda() -> dict[str, str | None]:
     return rules
 
 
+RERUN_TRIGGER_PARAMS = {"code"}
+"""params a rule sets only so that Snakemake reruns it when they change (``kind_code``: the source hash of
+the modules the job runs); every other param is there for the job to read."""
+
+
+def test_every_param_a_rule_sets_reaches_its_script():
+    """export_model.py had handed run() four of its rule's params by hand and left out ``branches``: every
+    bundle's io.branches was empty, and run_bundle.py looked for renamed columns under their new names."""
+    unread = []
+    for rule_file in RULE_FILES:
+        for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", rule_file.read_text(), re.S | re.M):
+            script_name = re.search(r'script:\s*\n\s*"([^"]+)"', body)
+            params = re.search(r"^    params:\n((?:        .*\n)+)", body, re.M)
+            if not script_name or not params:
+                continue
+            script = (rule_file.parent / script_name.group(1)).resolve().read_text()
+            if "snakemake.params.items()" in script or re.search(r"params=snakemake\.params\b", script):
+                continue  # the whole params go to the step
+            unread += [f"{name}: {param}" for param in re.findall(r"^        (\w+)=", params.group(1), re.M)
+                       if param not in RERUN_TRIGGER_PARAMS and f"snakemake.params.{param}" not in script]
+    assert not unread, f"params set by a rule but not read by its script: {unread}"
+
+
 def test_every_rule_names_an_existing_env():
     rules = _rules_with_conda()
     assert rules, "no rules found"

@@ -20,11 +20,11 @@ def _config(path: Path) -> Path:
     config = {
         "datasets": {"zmumu": {
             "files": [str(REAL / "uproot-Zmumu.root")], "tree": "events", "step_size": 1000, "empty_tree": "error",
-            "identity": ["Run", "Event"], "tables": {"pairs": {"fields": ["pt1", "eta1", "phi1", "Q1", "pt2", "M"]}}}},
+            "identity": ["Run", "Event"], "tables": {"pairs": {"fields": ["pt1", "eta1", "phi1", "Q1", "pt2", "M"], "rename": {"Q1": "charge1"}}}}},
         "models": {"zmumu": {
-            "kind": "flow", "dataset": "zmumu", "table": "pairs", "conditions": ["eta1", "phi1", "Q1"],
+            "kind": "flow", "dataset": "zmumu", "table": "pairs", "conditions": ["eta1", "phi1", "charge1"],
             "targets": ["pt1", "pt2", "M"], "split": {"train": 0.92, "validation": 0.04, "test": 0.04},
-            "preprocessing": {"default": "standard", "dequantize": ["Q1"], "decorrelate_conditions": False,
+            "preprocessing": {"default": "standard", "dequantize": ["charge1"], "decorrelate_conditions": False,
                               "per_variable": {"pt1": "log_standard", "pt2": "log_standard", "M": "log_standard"},
                               "targets": "standard"},
             "hyperparameters": {"n_bins": 8, "hidden_dim": 32, "n_blocks": 2, "activation": "relu", "batch_norm": False},
@@ -49,3 +49,4 @@ def test_root_written_file_runs_the_chain_and_a_small_test_split_is_reported(tmp
     assert (tmp_path / "results/validate/zmumu/distributions.png").stat().st_size > 0
     bundle = json.loads((tmp_path / "results/export/zmumu/bundle.json").read_text())
     assert bundle["verified"] is True and bundle["io"]["tree"] == "events"
+    assert bundle["io"]["branches"] == {"charge1": "Q1"}  # run_bundle.py reads the renamed condition from Q1
