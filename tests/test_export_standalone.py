@@ -17,6 +17,7 @@ import awkward as ak
 import pytest
 import uproot
 
+from tests.conftest import REPO
 from tests.test_export_bundle import (
     CALRATIO_HYPER,
     EXPORT,
@@ -330,3 +331,26 @@ def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_cat
     for bad in (np.array([1, 7, 0, 4]), np.array([1.0, 2.5])):
         with pytest.raises(BundleError, match=r"in.root:cbmsim: entry 1 has category .* expected one of \[1, 2, 3, 4\]"):
             check_categories(categories, bad, "in.root:cbmsim")
+
+
+def test_the_readmes_flattening_example_gives_the_jets_bundle_its_conditions(tmp_path, monkeypatch):
+    """The README's "Using a bundle elsewhere" flattens a NanoAOD file for the jets bundle: run it as written on a
+    toy NanoAOD file, and its branches must be the jets model's conditions, one row per generator-level jet."""
+    import re
+
+    import yaml
+
+    from pipeline_steps.toy.step import ToySettings, generate_file
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Using a bundle elsewhere"):readme.index("## Running on a cluster")]
+    [snippet] = re.findall(r"```python\n(.*?)```", section, re.S)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    dataset = config["datasets"]["nanoaod"]
+    generate_file(tmp_path / "nano.root", "nanoaod", 0,
+                  ToySettings(dataset["toy"]["layout"], 1, 200, dataset["tree"], 42, None))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(textwrap.dedent(snippet), "README.md", "exec"), {})
+    flat = uproot.open(tmp_path / "gen_jets.root")["Events"]
+    assert sorted(flat.keys()) == sorted(config["models"]["jets"]["conditions"])
+    assert flat.num_entries == int(uproot.open(tmp_path / "nano.root")["Events"]["nGenJet"].array(library="np").sum())
