@@ -61,6 +61,8 @@ def test_default_and_production_configs_are_valid(default_config):
         ("models.jets.split", {"train": 0.9, "validation": 0.0, "test": 0.1}, "models.jets.split.validation: 0.0 is less "
          "than or equal to the minimum of 0"),
         ("seed", -1, "seed: -1 is less than the minimum of 0"),
+        # an unconditional flow trained and generated, then its ONNX graph lost the empty conditions input
+        ("models.jets.conditions", [], "models.jets.conditions: [] should be non-empty"),
         ("datasets.ship.tables.muons.match.collection", {"prefix": "MCTrack_"}, "datasets.ship.tables.muons.match.collection: missing required key: 'counter'"),
         # whole numbers written as floats had passed the schema and stopped in range() or a format code
         ("datasets.nanoaod.toy.n_files", 2.0, "datasets.nanoaod.toy.n_files: expected integer, got 2.0"),
