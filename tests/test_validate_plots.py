@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from pipeline_steps.validate.plots import histograms_with_ratio, weighted_quantiles  # noqa: E402
+from pipeline_steps.validate.plots import histograms_with_ratio, quantile_edges, weighted_quantiles  # noqa: E402
 
 
 def test_rows_beyond_the_range_still_count_and_are_said():
@@ -37,3 +37,23 @@ def test_weighted_quantiles_are_numpys_inverted_cdf():
     heavy = np.ones(1001)
     heavy[np.argmax(values)] = 1e6  # one row with almost all the weight is every quantile
     assert np.all(weighted_quantiles(values, heavy, q) == values.max())
+
+
+@pytest.mark.parametrize("low, high, bins, per_bin", [(7, 36, 50, 1), (0, 6, 50, 1), (-5, 21, 50, 1), (0, 999, 50, 20),
+                                                     (3, 103, 50, 3)])
+def test_integer_samples_get_bins_centred_on_the_integers(low, high, bins, per_bin):
+    """nConstituents in 50 equal bins had alternately held one and two integers (or none): a comb of gaps."""
+    values = np.arange(low, high + 1, dtype=np.float64).repeat(3)
+    edges = quantile_edges(values, bins, tail=0.0)
+    assert len(edges) - 1 <= bins and np.allclose(np.diff(edges), per_bin)
+    assert edges[0] == low - 0.5 and edges[-1] >= high + 0.5 and np.all(edges % 1 == 0.5)
+    counts, _ = np.histogram(np.arange(low, high + 1), edges)
+    assert set(counts[:-1].tolist()) == {per_bin}  # every bin but perhaps the last holds step integers
+
+
+def test_float_samples_keep_equal_bins_over_the_quantile_range():
+    values = np.random.default_rng(2).normal(size=1000)
+    values[0] = 3.0  # one integer-looking value does not make a sample discrete
+    edges = quantile_edges(values, 40, tail=0.005)
+    assert len(edges) == 41 and np.allclose(np.diff(edges), np.diff(edges)[0])
+    assert edges[0] == pytest.approx(np.quantile(values, 0.005)) and edges[-1] == pytest.approx(np.quantile(values, 0.995))

@@ -95,12 +95,26 @@ def histograms_with_ratio(top, bottom, real: np.ndarray, generated: np.ndarray, 
 
 def quantile_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray:
     """``bins`` equal bins over the real sample's ``tail`` to ``1 - tail`` quantiles (finite values only), so
-    a few outliers do not squash the picture; a constant or empty sample gets one unit around its value."""
+    a few outliers do not squash the picture; a constant or empty sample gets one unit around its value.
+
+    Integer-valued samples (counts, IDs, flavours, vertex numbers) get bins centred on the integers, each
+    holding the same number of them (one, where at most ``bins`` integers span the range): equal bins had
+    held one or two integers alternately, so nConstituents and PV_npvs were drawn as combs of empty bins.
+    """
     values = values[np.isfinite(values)]
     low, high = np.quantile(values, [tail, 1.0 - tail]) if len(values) else (0.0, 1.0)
+    if len(values) and np.array_equal(values, np.round(values)):
+        return _integer_edges(np.floor(low), np.ceil(high), bins)
     if high <= low:
         low, high = low - 0.5, high + 0.5
     return np.linspace(low, high, bins + 1)
+
+
+def _integer_edges(low: float, high: float, bins: int) -> np.ndarray:
+    """Edges at half-integers from ``low - 0.5``: at most ``bins`` bins of ``step`` integers covering low..high."""
+    span = int(high - low) + 1
+    step = -(-span // bins)
+    return low - 0.5 + step * np.arange(-(-span // step) + 1)
 
 
 def plot_pairs(real: pd.DataFrame, generated: pd.DataFrame, columns: list[str], path: str | Path,
