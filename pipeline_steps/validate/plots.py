@@ -35,8 +35,12 @@ def plot_distributions(real: pd.DataFrame, generated: pd.DataFrame, columns: lis
     for index, column in enumerate(columns):
         top, bottom = ratio_pair(fig, grid, *divmod(index, n_cols))
         values = real[column].to_numpy(np.float64)
-        histograms_with_ratio(top, bottom, values, generated[column].to_numpy(np.float64),
-                              quantile_edges(values, bins, DISTRIBUTION_TAIL), real_weights)
+        edges = log_edges(values, bins, DISTRIBUTION_TAIL)
+        if edges is None:
+            edges = quantile_edges(values, bins, DISTRIBUTION_TAIL)
+        else:
+            top.set_xscale("log")  # shared with the ratio panel
+        histograms_with_ratio(top, bottom, values, generated[column].to_numpy(np.float64), edges, real_weights)
         top.set_title(column, fontsize=9)
         if index == 0:
             top.legend(fontsize=7)
@@ -108,6 +112,21 @@ def quantile_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray:
     if high <= low:
         low, high = low - 0.5, high + 0.5
     return np.linspace(low, high, bins + 1)
+
+
+LOG_BINS_ABOVE = 100.0
+"""A positive variable whose real 99.5 % / 0.5 % quantile ratio passes this (two decades) is binned in log: a
+track's covariance diagonal spans 4-6 decades, and its equal bins had put 60-90 % of the rows in the first."""
+
+
+def log_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray | None:
+    """``bins`` log-spaced edges over the real ``tail`` quantiles of a positive sample spanning more than
+    ``LOG_BINS_ABOVE``; None for any other sample (a zero or negative value, a narrow range, integers)."""
+    values = values[np.isfinite(values)]
+    if not len(values) or values.min() <= 0 or np.array_equal(values, np.round(values)):
+        return None
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return np.geomspace(low, high, bins + 1) if high > LOG_BINS_ABOVE * low else None
 
 
 def _integer_edges(low: float, high: float, bins: int) -> np.ndarray:
