@@ -203,18 +203,3 @@ def test_stored_weights_mean_the_same_density_as_when_the_reference_was_taken():
     with torch.no_grad():
         found = _fixed_flow(_spec()).log_prob(targets, conditions)
     torch.testing.assert_close(found, torch.tensor(REFERENCE_LOG_PROB, dtype=torch.float64), rtol=0, atol=1e-9)
-
-
-def test_read_only_inputs_reach_torch_without_a_warning():
-    """A one-column float32 frame gives a read-only array; torch.from_numpy warned in every generate log."""
-    import warnings
-
-    from pipeline_steps.models.flow import _check_conditions, _float32_array
-
-    values = np.arange(6, dtype=np.float32).reshape(3, 2)
-    values.flags.writeable = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for array in (_check_conditions(values, 2), _float32_array(values)):
-            assert array.flags.writeable and np.array_equal(array, values)
-            torch.from_numpy(array)

@@ -326,3 +326,20 @@ def test_transforms_of_another_model_or_order_are_refused():
     check_transforms_match(transforms, point, "t.json")
     with pytest.raises(InputError, match=r"model 'jets', expected 'jets__n_bins-4'"):
         check_transforms_match(transforms, replace(point, preprocessing="jets__n_bins-4"), "t.json")
+
+
+def test_a_read_only_conditions_array_reaches_the_sampler_writable():
+    """A model of one float32 condition got Arrow's read-only buffer; torch.from_numpy warned in every log."""
+    from pipeline_steps.generate.sampling import sample_conditions
+
+    seen = []
+
+    class Recording:
+        def sample(self, conditions, seed):
+            seen.append(conditions)
+            return np.zeros((len(conditions), 2), np.float32)
+
+    conditions = np.arange(4, dtype=np.float32).reshape(4, 1)
+    conditions.flags.writeable = False
+    sample_conditions(Recording(), conditions, 0, 2)
+    assert seen[0].flags.writeable and np.array_equal(seen[0], conditions)

@@ -44,8 +44,14 @@ def event_aligned_chunks(rows: pd.DataFrame, chunk_rows: int) -> list[slice]:
 
 
 def sample_conditions(sampler: Sampler, conditions: np.ndarray, seed: int, n_targets: int) -> np.ndarray:
-    """One chunk through the sampler, with its shape checked (a wrong model file shows here)."""
+    """One chunk through the sampler, with its shape checked (a wrong model file shows here).
+
+    The conditions are handed over writable: a model of one float32 condition (the HZZ sample's NJet) got
+    Arrow's read-only buffer, and torch.from_numpy warned of "undefined behavior" in every generate log.
+    """
     conditions = np.ascontiguousarray(conditions, dtype=np.float32)
+    if not conditions.flags.writeable:
+        conditions = conditions.copy()
     generated = np.asarray(sampler.sample(conditions, seed), dtype=np.float32)
     if generated.shape != (len(conditions), n_targets):
         raise InputError(

@@ -286,7 +286,7 @@ class Sampler:
     def log_prob(self, targets: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """log density [n] (transformed units) of targets given conditions, for checks and validation."""
         conditions = _check_conditions(conditions, len(self.conditions))
-        targets = _float32_array(targets)
+        targets = np.ascontiguousarray(targets, dtype=np.float32)
         pieces = [np.zeros(0, dtype=np.float32)]
         for start in range(0, len(conditions), self.batch_size):
             c = torch.from_numpy(conditions[start:start + self.batch_size]).to(self.device)
@@ -359,15 +359,8 @@ def _part_name(part: FlowPart) -> str:
     return "all" if part.key is None else f"category_{part.key}"
 
 
-def _float32_array(values: np.ndarray) -> np.ndarray:
-    """Contiguous, writable float32 for ``torch.from_numpy``: a one-column float32 frame hands over Arrow's
-    read-only buffer, on which torch warns of "undefined behavior" in every generate job's log."""
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    return values if values.flags.writeable else values.copy()
-
-
 def _check_conditions(conditions: np.ndarray, n_conditions: int) -> np.ndarray:
-    conditions = _float32_array(conditions)
+    conditions = np.ascontiguousarray(conditions, dtype=np.float32)
     if conditions.ndim != 2 or conditions.shape[1] != n_conditions:
         raise InputError(f"flow sampler: expected conditions of shape [n, {n_conditions}], got {conditions.shape}")
     if not np.isfinite(conditions).all():
