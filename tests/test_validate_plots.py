@@ -72,3 +72,12 @@ def test_a_positive_variable_spanning_decades_is_binned_in_log():
     narrow, signed, counts_like = rng.uniform(20, 200, 500), rng.normal(size=500), rng.integers(1, 10**4, 500) * 1.0
     zero = np.append(wide, 0.0)
     assert all(log_edges(v, 40, 0.005) is None for v in (narrow, signed, counts_like, zero))
+
+
+@pytest.mark.parametrize("sentinel", [-3.4e38, 1e19])
+def test_an_integer_sample_with_a_huge_sentinel_still_gets_increasing_edges(sentinel):
+    """A -FLT_MAX sentinel in 5 % of an integer variable's rows had overflowed the integer bin arithmetic."""
+    values = np.r_[np.arange(20.0).repeat(50), np.full(100, sentinel)]
+    edges = quantile_edges(values, 50, tail=0.005)
+    assert len(edges) == 51 and np.all(np.diff(edges) > 0)
+    np.histogram(values, edges)

@@ -107,7 +107,7 @@ def quantile_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray:
     """
     values = values[np.isfinite(values)]
     low, high = np.quantile(values, [tail, 1.0 - tail]) if len(values) else (0.0, 1.0)
-    if len(values) and np.array_equal(values, np.round(values)):
+    if len(values) and np.array_equal(values, np.round(values)) and high - low < INTEGER_SPAN_LIMIT:
         return _integer_edges(np.floor(low), np.ceil(high), bins)
     if high <= low:
         low, high = low - 0.5, high + 0.5
@@ -116,7 +116,8 @@ def quantile_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray:
 
 LOG_BINS_ABOVE = 100.0
 """A positive variable whose real 99.5 % / 0.5 % quantile ratio passes this (two decades) is binned in log: a
-track's covariance diagonal spans 4-6 decades, and its equal bins had put 60-90 % of the rows in the first."""
+track's covariance diagonal spans 4-6 decades, and its equal bins had put 60-90 % of the rows in the first.
+A sample with any zero keeps linear bins: a log axis cannot show its spike at 0 (real isolations: many)."""
 
 
 def log_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray | None:
@@ -127,6 +128,11 @@ def log_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray | None:
         return None
     low, high = np.quantile(values, [tail, 1.0 - tail])
     return np.geomspace(low, high, bins + 1) if high > LOG_BINS_ABOVE * low else None
+
+
+INTEGER_SPAN_LIMIT = 2.0**31
+"""Integer bins only below this span: a -FLT_MAX sentinel in more than the tail share of an integer sample
+(or uint64 event numbers) overflowed the bin arithmetic; so wide a range is binned like any other."""
 
 
 def _integer_edges(low: float, high: float, bins: int) -> np.ndarray:
