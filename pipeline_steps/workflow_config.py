@@ -60,8 +60,9 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def drop_null_entries(config: dict, schema_path: str | Path) -> list[str]:
-    """Remove, in place, every entry set to ``null`` in a mapping of named entries; return their key paths.
+def drop_null_entries(config: dict, schema_path: str | Path) -> list[tuple[str, ...]]:
+    """Remove, in place, every entry set to ``null`` in a mapping of named entries; return their keys
+    (tuples: a name may hold a dot, as ``rename: {trk.pt: pt}`` does; ``key_path`` spells them).
 
     Snakemake merges ``--configfile`` files key by key, so an override can add or change a dataset, a
     model, a table or a preprocessing entry but had no way to remove one: a physicist with only NanoAOD
@@ -73,13 +74,35 @@ def drop_null_entries(config: dict, schema_path: str | Path) -> list[str]:
     which names it.
     """
     schema = yaml.safe_load(Path(str(schema_path)).read_text())
-    dropped: list[str] = []
+    dropped: list[tuple[str, ...]] = []
     _drop_null_entries(config, schema, schema.get("$defs", {}), (), dropped)
     return dropped
 
 
+def check_dropped_entries_exist(dropped: Sequence[tuple[str, ...]], config_files: Sequence[str | Path]) -> None:
+    """ConfigError for a ``null`` entry that no config file gives a value: a misspelt name
+    (``models: {tracks_covv: null}``) had been reported as left out while ``tracks_cov`` still ran."""
+    documents = []
+    for path in config_files:
+        with open(path, encoding="utf-8") as stream:
+            documents.append(yaml.safe_load(stream) or {})
+    unknown = [keys for keys in dropped if not any(_value_at(document, keys) is not None for document in documents)]
+    if unknown:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
+            f"{key_path(keys)}: null leaves out an entry, but no config file ({', '.join(map(str, config_files))}) "
+            f"gives one of this name; a misspelt name?" for keys in unknown))
+
+
+def _value_at(document: Any, keys: Sequence[str]) -> Any:
+    for key in keys:
+        if not isinstance(document, dict) or key not in document:
+            return None
+        document = document[key]
+    return document
+
+
 def _drop_null_entries(node: Any, schema: Mapping[str, Any], definitions: Mapping[str, Any],
-                       path: tuple, dropped: list[str]) -> None:
+                       path: tuple, dropped: list[tuple[str, ...]]) -> None:
     schema = _resolved(schema, definitions)
     if not isinstance(node, dict):
         return
@@ -91,7 +114,7 @@ def _drop_null_entries(node: Any, schema: Mapping[str, Any], definitions: Mappin
         elif isinstance(entries, dict):
             if node[key] is None and not _accepts_null(_resolved(entries, definitions)):
                 del node[key]
-                dropped.append(key_path((*path, key)))
+                dropped.append((*path, key))
             else:
                 _drop_null_entries(node[key], entries, definitions, (*path, key), dropped)
 

@@ -227,12 +227,13 @@ def test_covariance_gan_exports_a_verified_bundle(tmp_path):
     out = tmp_path / "export" / "gan"
     run(files, str(transforms), str(tmp_path / "pre" / "test.parquet"), str(out),
         {"model_name": "gan", "model": {"kind": "covariance_gan", "conditions": conditions, "targets": targets},
-         "tree": "Tracks", "export": EXPORT}, [raw_file(tmp_path)])
+         "tree": "Tracks", "branches": {"gen_pt": "GenPT"}, "export": EXPORT, "code": "0123"}, [raw_file(tmp_path)])
     manifest = read_manifest(out)
     assert manifest["verified"] and manifest["noise"]["dim"] == 4
     assert manifest["files"]["native"] == ["model.keras", "model.json"]
     assert manifest["verification"]["physical_onnx_vs_reference"]["continuous"]["margin"] >= 1
     assert manifest["io"]["tree"] == "Tracks"
+    assert manifest["io"]["branches"] == {"gen_pt": "GenPT"}  # a rule's params, passed whole, reach bundle.json
 
 
 @pytest.mark.slow

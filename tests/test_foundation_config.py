@@ -212,8 +212,8 @@ def test_null_in_an_override_leaves_a_named_entry_out(default_config):
     with pytest.raises(ConfigError, match="massRatio"):  # what a user met before: the clip names no variable
         validate_config(merged, SCHEMA)
     dropped = drop_null_entries(merged, SCHEMA)
-    assert sorted(dropped) == ["datasets.lhcb_tracks", "models.jets.derived.massRatio",
-                               "models.jets.preprocessing.clip.massRatio", "models.tracks_cov"]
+    assert sorted(dropped) == [("datasets", "lhcb_tracks"), ("models", "jets", "derived", "massRatio"),
+                               ("models", "jets", "preprocessing", "clip", "massRatio"), ("models", "tracks_cov")]
     validate_config(merged, SCHEMA)
     assert "tracks_cov" not in merged["models"] and "lhcb_tracks" not in merged["datasets"]
     assert set(merged["models"]["jets"]["preprocessing"]["clip"]) == {"gen_mass", "ptRatio"}
@@ -238,6 +238,24 @@ def test_a_dataset_left_out_that_a_model_still_reads_is_named(default_config):
     drop_null_entries(broken, SCHEMA)
     with pytest.raises(ConfigError, match=r"models\.tracks_cov\.dataset.*lhcb_tracks"):
         validate_config(broken, SCHEMA)
+
+
+def test_a_null_for_an_entry_no_config_file_has_is_a_misspelt_name(tmp_path):
+    """models: {tracks_covv: null} had printed 'left out' while tracks_cov still ran."""
+    from pipeline_steps.workflow_config import check_dropped_entries_exist
+
+    override = tmp_path / "mine.yaml"
+    override.write_text("models: {tracks_covv: null, jets: null}\ndatasets: {nanoaod: {tables: {jets: "
+                        "{rename: {trk.pt: null}}}}}\n")
+    defaults = REPO / "config" / "config.yaml"
+    check_dropped_entries_exist([("models", "jets")], [defaults, override])
+    with pytest.raises(ConfigError, match=r"models\.tracks_covv: null leaves out an entry, but no config file .* "
+                                          r"gives one of this name; a misspelt name\?"):
+        check_dropped_entries_exist([("models", "jets"), ("models", "tracks_covv")], [defaults, override])
+    with pytest.raises(ConfigError, match=r"rename\.trk\.pt: null"):  # a dotted name is one key
+        check_dropped_entries_exist([("datasets", "nanoaod", "tables", "jets", "rename", "trk.pt")], [defaults, override])
+    result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path, check=False)
+    assert result.returncode != 0 and "models.tracks_covv: null leaves out an entry" in result.stdout + result.stderr
 
 
 def test_snakemake_plans_without_the_models_an_override_leaves_out(tmp_path):

@@ -257,6 +257,18 @@ def test_a_class_missing_from_the_samples_is_refused_before_training(tmp_path, r
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_class_missing_from_one_split_only_is_named_with_that_split():
+    from pipeline_steps.preprocess.calratio_splits import _check_classes_in_splits
+
+    split = np.array(["train"] * 6 + ["validation"] * 3 + ["test"] * 3)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 1])
+    with pytest.raises(InputError, match=r"^main: no jets of BIB \(label 2\) in test; jets per split and class: .*"
+                                         r"'test': \{'signal': 1, 'QCD': 2, 'BIB': 0\}"):
+        _check_classes_in_splits(labels, split, "label", cr.MAIN_LABELS, "main")
+    labels[-1] = 2
+    _check_classes_in_splits(labels, split, "label", cr.MAIN_LABELS, "main")
+
+
 def test_an_identity_that_names_too_few_events_says_so_instead_of_writing_empty_splits(tmp_path):
     """identity: [runNumber] had given 600 training jets and empty validation and test splits, and the
     training then stopped on 'no jets' without a word of why."""

@@ -42,8 +42,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """The rule's params: the model slice, the ``export`` section, the model's name, the seed and the
-    dataset's TTree name (recorded as ``io.tree``: ``Events`` for NanoAOD, ``Tracks``, ``CalRatio``...)."""
+    """The rule's params: the model slice, the ``export`` section, the model's name, the dataset's TTree name
+    (recorded as ``io.tree``: ``Events`` for NanoAOD, ``Tracks``, ``CalRatio``...) and the renamed columns'
+    branches (``io.branches``). ``seed`` seeds the verification batch's noise; the rules give none, so every
+    bundle is verified on the noise of seed 0 whatever the config's seed (the check needs a fixed batch, not
+    the workflow's sample)."""
 
     model_name: str
     kind: str

@@ -64,10 +64,12 @@ def _unnamed_counters(tree, branches: list[str]) -> str:
     """
     counted_by = {}
     for branch in branches:
-        if branch in tree:
-            counter = tree[branch].count_branch
-            if counter is not None and counter.name not in branches:
-                counted_by.setdefault(counter.name, branch)
+        try:
+            counter = tree[branch].count_branch if branch in tree else None
+        except READ_ERRORS:  # a hint only: never in place of the missing-branch error it adds to
+            continue
+        if counter is not None and counter.name not in branches:
+            counted_by.setdefault(counter.name, branch)
     return "".join(f"; {branch!r} is counted by {counter!r}, which the config does not name (a collection's or "
                    f"sequence's counter?)" for counter, branch in counted_by.items())
 

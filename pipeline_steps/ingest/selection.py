@@ -13,9 +13,12 @@ because either reading could be meant. Integer columns of up to 32 bits (uint8 `
 not wrap around in the branch's own type; uint64 (event numbers) stays as it is, since int64 cannot hold
 it and float64 would round it (``event % 2 == 0`` must stay exact).
 
-A dotted name (``MCTrack.fPx > 1``, ``event.nTracks``) is one column name, as ROOT's split branches and
+A dotted name (``trk.pt > 1``, ``event.nTracks``) is one column name, as ROOT's split branches and
 TTree::Draw spell them: Python reads it as attribute access, which had been refused as not allowed. It is
-only ever looked up as that string among the columns, never evaluated as an attribute.
+only ever looked up as that string among the columns, never evaluated as an attribute. Like any name in a
+selection it is a whole field (a flat tree's branch, or a collection's field after its prefix) or event
+field. A part that is a Python keyword (``evt.class``, ``trk.lambda``) cannot be parsed: rename such a
+branch upstream.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.workflow_config import (
     categorised_datasets,
+    check_dropped_entries_exist,
     check_job_interpreter_path,
     check_unique_keys,
     drop_null_entries,
     expose_package_to_jobs,
+    key_path,
     stored_signature,
     validate_config,
 )
@@ -26,8 +28,10 @@ check_job_interpreter_path(
 )
 check_unique_keys(workflow.configfiles)
 # `models: {tracks_cov: null}` in an override leaves that model out (merging alone cannot remove an entry)
-for dropped in drop_null_entries(config, workflow.source_path("../schemas/config.schema.yaml")):
-    print(f"config: {dropped} is null: left out", file=sys.stderr)
+_DROPPED = drop_null_entries(config, workflow.source_path("../schemas/config.schema.yaml"))
+check_dropped_entries_exist(_DROPPED, workflow.configfiles)
+for dropped in _DROPPED:
+    print(f"config: {key_path(dropped)} is null: left out", file=sys.stderr)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 # A model with `scan:` becomes one ordinary model per scan point, here, once: every rule below sees
