@@ -104,6 +104,9 @@ def test_nanoaod_toy_has_the_edge_values_of_real_nanoaod(tmp_path):
     assert np.median(pt_ratio) == pytest.approx(1.0, abs=0.05)  # the bulk is unchanged
     ip3d = ak.flatten(events.Muon_ip3d).to_numpy()
     assert np.sum(ip3d > 1.0) >= 1 and np.median(ip3d) < 0.05  # Cauchy-tailed bad tracks, rare
+    iso03, iso04 = (ak.flatten(events[f"Muon_pfRelIso0{r}_all"]).to_numpy() for r in (3, 4))
+    assert 0.03 < np.mean(iso03 == 0) < 0.3 and 0.01 < np.mean(iso04 == 0) < np.mean(iso03 == 0)  # empty cones
+    assert np.all(iso03 >= 0) and np.all(iso04[iso03 > 0] > 0)  # the larger cone is empty only if the smaller is
 
 
 def test_nanoaod_event_numbers_unique_across_files(tmp_path):
