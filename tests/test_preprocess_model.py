@@ -169,6 +169,18 @@ def test_nan_in_a_model_variable_names_the_column_and_file(tmp_path):
     assert not (tmp_path / "out" / "train.parquet").exists()
 
 
+@pytest.mark.parametrize("column", ["gen_eta", "btagDeepB", "pt"])  # a condition, a target, a derived source
+def test_a_string_model_variable_is_refused_naming_it_and_its_values(tmp_path, column):
+    """The Zmumu sample's Type ('GT', 'TT', 'GG') as a condition had stopped on 'could not convert string to float'."""
+    table = _ingested_jets(tmp_path / "0.parquet", "0.root", 50, 1)
+    table[column] = np.where(np.arange(len(table)) % 2, "GT", "TT")
+    table.to_parquet(tmp_path / "0.parquet", index=False)
+    with pytest.raises(InputError, match=rf"model jets: variable '{column}' holds \S+ values such as \['GT', 'TT'\] "
+                                         r"\(first in raw file 0\.root, entry 0.*must be numeric or a flag"):
+        run([tmp_path / "0.parquet"], preprocess_outputs(tmp_path / "out"), {"model": "jets", "config": JETS, "seed": 1})
+    assert not (tmp_path / "out" / "train.parquet").exists()
+
+
 def test_covariance_model_with_cholesky_representation_and_decorrelation(tmp_path):
     rng = np.random.default_rng(3)
     n = 600

@@ -154,6 +154,7 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
     """Pure middle: split, fit on train, transform every split. Returns ({split: table}, transforms)."""
     if settings.entry_is_event:
         check_event_identity(rows, settings.identity, f"model {settings.model}")
+    _check_numeric(rows, settings)
     split_of_row = assign_split(rows[split_keys(settings.identity)], settings.fractions, settings.seed)
     not_positive_definite = _check_covariances(rows, settings)
     model_targets = model_space_targets(rows, settings.targets, settings.derived, settings.target_representation)
@@ -183,6 +184,21 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         logger.info("split %s: %d rows", name, int(mask.sum()))
     model_transforms.report["dominant_rows"] = dominant_rows(splits)
     return splits, model_transforms
+
+
+def _check_numeric(rows: pd.DataFrame, settings: ModelPreprocessSettings) -> None:
+    """Every model variable holds numbers or flags: a string branch (the Zmumu sample's ``Type``, 'GT'/'TT')
+    as a condition had stopped on numpy's bare "could not convert string to float"."""
+    derived_sources = [name for spec in settings.derived.values() for name in (spec.source, spec.reference)]
+    variables = [*settings.conditions, *(t for t in settings.targets if t not in settings.derived), *derived_sources,
+                 *([settings.weight] if settings.weight else [])]
+    for name in dict.fromkeys(variables):
+        if name in rows.columns and not (pd.api.types.is_numeric_dtype(rows[name]) or
+                                         pd.api.types.is_bool_dtype(rows[name])):
+            examples = sorted({str(value) for value in rows[name].head(1000)})[:5]
+            raise InputError(f"model {settings.model}: variable {name!r} holds {rows[name].dtype} values such as "
+                             f"{examples} (first in {row_origin(rows, 0)}); a model variable must be numeric or a "
+                             f"flag: map a label to integers upstream, or leave it out of conditions and targets")
 
 
 def _check_covariances(rows: pd.DataFrame, settings: ModelPreprocessSettings) -> dict[str, Any] | None:
