@@ -41,3 +41,19 @@ def test_a_sample_worth_fewer_than_ten_entries_has_no_ks():
     assert 0.0 <= ks_metrics.weighted_ks(a[:10], b) <= 1.0
     nlo = np.where(np.arange(400) % 5 == 0, -1.0, 1.0)  # 20 % negative: n_eff 144, a KS in [0, 1]
     assert 0.0 <= ks_metrics.weighted_ks(a, b, nlo, None) <= 1.0
+
+
+def test_samples_with_equal_cdfs_are_exactly_zero_apart():
+    """A constant column's KS (and its floor) had printed 2e-16: the rounding of 1 - 1 where both CDFs end."""
+    from pipeline_steps.validate.distances import MergedSample
+
+    rng = np.random.default_rng(4)
+    weights_a, weights_b = rng.uniform(0.1, 3.0, 57), rng.uniform(0.1, 3.0, 43)
+    assert ks_metrics.weighted_ks(np.full(57, 0.3), np.full(43, 0.3), weights_a, weights_b) == 0.0
+    values = rng.normal(size=57)
+    assert ks_metrics.weighted_ks(values, values, weights_a, weights_a) == 0.0
+    w1, ks = MergedSample(np.full(57, 0.3), np.full(43, 0.3)).weighted(weights_a, weights_b)
+    assert w1 == 0.0 and ks == 0.0
+    a, b = rng.normal(size=300), rng.normal(0.2, 1.0, 200)  # the maximum elsewhere is untouched
+    assert ks_metrics.weighted_ks(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+    assert MergedSample(a, b).weighted(None, None)[1] == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)

@@ -98,7 +98,7 @@ class MergedSample:
         self.n_real, self.n_generated = len(real), len(generated)
         self.order = np.argsort(values, kind="stable")
         self.gaps = np.diff(values[self.order])
-        self.run_ends = np.r_[self.gaps > 0, True]
+        self.run_ends = np.r_[self.gaps > 0, False]  # not the last value: both CDFs are 1 there (KS 0, not 2e-16)
 
     def weighted(self, real_weights: np.ndarray | None, generated_weights: np.ndarray | None) -> tuple[float, float]:
         """(W1, KS) under one pair of weight vectors (None: every row weighs 1)."""
@@ -111,7 +111,7 @@ class MergedSample:
         weights = np.hstack([real_weights / real_weights.sum(axis=1, keepdims=True),
                              -generated_weights / generated_weights.sum(axis=1, keepdims=True)])[:, self.order]
         cdf_gap = np.abs(np.cumsum(weights, axis=1))
-        return cdf_gap[:, :-1] @ self.gaps, cdf_gap[:, self.run_ends].max(axis=1)
+        return cdf_gap[:, :-1] @ self.gaps, cdf_gap[:, self.run_ends].max(axis=1, initial=0.0)
 
 
 def constant_columns(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

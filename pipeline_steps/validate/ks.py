@@ -65,14 +65,16 @@ class _SortedPair:
         values = np.concatenate([a, b])
         self.order = np.argsort(values, kind="stable")
         sorted_values = values[self.order]
-        self.end_of_ties = np.r_[sorted_values[1:] != sorted_values[:-1], True]
+        # the CDFs' gap at the end of each run of equal values, but the last: both CDFs are 1 there, and the
+        # rounding of 1 - 1 had printed a constant column's KS as 2e-16
+        self.end_of_ties = np.r_[sorted_values[1:] != sorted_values[:-1], False]
 
     def distance(self, weights_a: np.ndarray, weights_b: np.ndarray) -> float:
         if not len(weights_a) or not len(weights_b) or min(effective_size(weights_a),
                                                            effective_size(weights_b)) < MIN_WORTH:
             return float("nan")
         steps = np.concatenate([weights_a / weights_a.sum(), -weights_b / weights_b.sum()])[self.order]
-        return float(np.max(np.abs(np.cumsum(steps))[self.end_of_ties]))
+        return float(np.max(np.abs(np.cumsum(steps))[self.end_of_ties], initial=0.0))
 
 
 def ks_per_output(probabilities: np.ndarray, is_data: np.ndarray, weights: np.ndarray) -> dict[str, float]:
