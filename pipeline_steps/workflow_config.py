@@ -120,9 +120,11 @@ def _drop_null_entries(node: Any, schema: Mapping[str, Any], definitions: Mappin
 
 
 def _resolved(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``{$ref: "#/$defs/name"}`` -> that definition (the schema's only kind of reference)."""
+    """``{$ref: "#/$defs/name", ...}`` -> that definition with the keys written beside the reference, which
+    JSON Schema 2020-12 applies too (``{$ref: ..., minItems: 1}``); the schema's only kind of reference."""
     while "$ref" in schema:
-        schema = definitions[schema["$ref"].removeprefix("#/$defs/")]
+        beside = {key: value for key, value in schema.items() if key != "$ref"}
+        schema = {**definitions[schema["$ref"].removeprefix("#/$defs/")], **beside}
     return schema
 
 

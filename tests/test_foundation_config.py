@@ -240,6 +240,20 @@ def test_a_dataset_left_out_that_a_model_still_reads_is_named(default_config):
         validate_config(broken, SCHEMA)
 
 
+def test_null_entries_follow_references_and_the_keys_beside_them(tmp_path):
+    """A mapping of named entries reached through a $ref, or declared beside one, drops its null entries too."""
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(yaml.safe_dump({
+        "type": "object",
+        "properties": {"plain": {"$ref": "#/$defs/named"},
+                       "beside": {"$ref": "#/$defs/fixed", "additionalProperties": {"type": "integer"}}},
+        "$defs": {"named": {"type": "object", "additionalProperties": {"type": "integer"}},
+                  "fixed": {"type": "object"}}}))
+    config = {"plain": {"a": 1, "b": None}, "beside": {"c": None, "d": 2}}
+    assert sorted(drop_null_entries(config, schema)) == [("beside", "c"), ("plain", "b")]
+    assert config == {"plain": {"a": 1}, "beside": {"d": 2}}
+
+
 def test_a_null_for_an_entry_no_config_file_has_is_a_misspelt_name(tmp_path):
     """models: {tracks_covv: null} had printed 'left out' while tracks_cov still ran."""
     from pipeline_steps.workflow_config import check_dropped_entries_exist
