@@ -230,6 +230,26 @@ def test_a_flat_tree_of_dotted_branch_names_is_selected_by_those_names(tmp_path)
     assert table["entry"].tolist() == [3] and table["pt"].tolist() == [4.0] and "evt.n" not in table
 
 
+def test_files_that_hold_the_same_rows_are_named_in_the_summary(tmp_path, caplog):
+    """A copy under another name (the HZZ sample in three compressions) counted its events twice, silently."""
+    import shutil
+
+    from tests.test_ingest_columns import _jets_file, _jets_mapping
+
+    first = _jets_file(tmp_path / "0.root")
+    shutil.copy(first, tmp_path / "0_copy.root")
+    other = _jets_file(tmp_path / "1.root", gen_idx=((0, -1, 1), (3, 0), (0, 1, -1, 1)))  # one index differs
+    reading = {"tree": "Events", "identity": ["run", "event"]}
+    for name, raws in (("a", [first, other]), ("b", [tmp_path / "0_copy.root"])):
+        run([str(r) for r in raws], str(tmp_path / f"{name}.parquet"), str(tmp_path / f"{name}.json"), reading,
+            _jets_mapping(), "jets", "nano")
+    gathered = run_summary([str(tmp_path / "a.json"), str(tmp_path / "b.json")], str(tmp_path / "summary.json"), "nano")
+    assert gathered["tables"]["jets"]["same_rows"] == [["0.root", "0_copy.root"]]
+    assert "the files ['0.root', '0_copy.root'] hold the same rows (copies?)" in caplog.text
+    digests = {f["source_file"]: f["rows_digest"] for f in gathered["tables"]["jets"]["files"]}
+    assert digests["0.root"] == digests["0_copy.root"] != digests["1.root"] and len(digests["1.root"]) == 32
+
+
 def test_empty_tree_as_empty_table_keeps_schema(tmp_path):
     raw = tmp_path / "e.root"
     with uproot.recreate(raw) as file:

@@ -16,7 +16,7 @@ from pipeline_steps.common.logs import step_logging
 from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, required_branches
 from pipeline_steps.ingest.mapping import Reading, TableMapping, reading_from_config, table_from_config
 from pipeline_steps.ingest.reader import check_branches, empty_arrays, iterate_entries, open_tree
-from pipeline_steps.ingest.summary import file_summary, gather, read_summaries
+from pipeline_steps.ingest.summary import RowsDigest, file_summary, gather, read_summaries
 from pipeline_steps.ingest.writer import TableWriter, arrow_table
 
 logger = logging.getLogger("pipeline_steps.ingest")
@@ -40,9 +40,9 @@ def run(
         reading_cfg = reading_from_config(reading)
         table_mapping = table_from_config(table, mapping)
         with atomic_path(parquet) as tmp_parquet:
-            counts, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping)
-            results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, file_counts, columns)
-                       for raw_file, file_counts in zip(raw_files, counts)]
+            counts, columns, digests = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping)
+            results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, file_counts, columns, digest)
+                       for raw_file, file_counts, digest in zip(raw_files, counts, digests)]
             part_summary = {"dataset": dataset, "table": table, "files": results}
             write_text_atomic(summary, json.dumps(part_summary, indent=2) + "\n")
         for result in results:
@@ -66,36 +66,42 @@ def run_summary(summaries: Iterable[str], output: str, dataset: str, log: str | 
         write_text_atomic(output, json.dumps(result, indent=2) + "\n")
         for table, content in result["tables"].items():
             logger.info("%s/%s totals: %s", dataset, table, content["totals"])
+            for names in content["same_rows"]:
+                logger.warning("%s/%s: the files %s hold the same rows (copies?): their events count %d times in "
+                               "training, and without identity branches fall in train and test at once; blacklist "
+                               "all but one", dataset, table, names, len(names))
         return result
 
 
 def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading,
-                 mapping: TableMapping) -> tuple[list[ChunkCounts], list[str]]:
+                 mapping: TableMapping) -> tuple[list[ChunkCounts], list[str], list[str | None]]:
     """Stream each of ``raw_files`` through the mapping into one ``parquet``, in order; returns the
-    counts of each file and the column names. The first file fixes the column types; a later file's
-    columns are cast to them (float32 vs float64 across productions), and one that cannot be is an
-    InputError naming that file."""
+    counts of each file, the column names and each file's ``RowsDigest``. The first file fixes the column
+    types; a later file's columns are cast to them (float32 vs float64 across productions), and one that
+    cannot be is an InputError naming that file."""
     if not raw_files:
         raise ValueError(f"{parquet}: no raw files to ingest")
     writer: TableWriter | None = None
-    counts = []
+    counts, digests = [], []
     try:
         for raw_file in raw_files:
-            file_counts, writer = _ingest_file(raw_file, parquet, writer, reading, mapping)
+            file_counts, writer, digest = _ingest_file(raw_file, parquet, writer, reading, mapping)
             counts.append(file_counts)
+            digests.append(digest)
     finally:
         if writer is not None:
             writer.close()
-    return counts, writer.schema.names
+    return counts, writer.schema.names, digests
 
 
 def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading,
-                 mapping: TableMapping) -> tuple[ChunkCounts, TableWriter]:
+                 mapping: TableMapping) -> tuple[ChunkCounts, TableWriter, str | None]:
     """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file)."""
     source_file = Path(raw_file).name
     where = f"{raw_file}:{reading.tree}"
     branches = required_branches(mapping, reading.identity)
     counts = ChunkCounts()
+    digest = RowsDigest()
     with open_tree(raw_file, reading.tree) as tree:
         check_branches(tree, branches, where)
         if tree.num_entries == 0 and reading.empty_tree == "error":
@@ -116,12 +122,15 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
                 chunk = flatten_chunk(arrays, mapping, reading.identity, source_file, entry_start, where)
                 n_entries = len(arrays)
                 del arrays
-                _write_chunk(writer, arrow_table(chunk.columns), where)
+                rows = arrow_table(chunk.columns)
+                _write_chunk(writer, rows, where)
+                digest.add(rows)
+                del rows
                 counts.add(chunk.counts)
                 del chunk
                 bar.update(n_entries)
                 step = next(steps, None)
-    return counts, writer
+    return counts, writer, digest.hexdigest()
 
 
 def _write_chunk(writer: TableWriter, table: pa.Table, where: str) -> None:

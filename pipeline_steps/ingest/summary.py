@@ -8,18 +8,62 @@ selection, table selection, duplicates removed by ``unique``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
+import pyarrow as pa
+
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.ingest.flatten import ChunkCounts
 
 COUNT_KEYS = tuple(ChunkCounts.__dataclass_fields__)
+DIGEST_ROWS = 1024
 
 
-def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: ChunkCounts, columns: list[str]) -> dict:
+class RowsDigest:
+    """A fingerprint of one file's output rows: their number and the first and last ``DIGEST_ROWS`` rows,
+    every column but ``source_file``.
+
+    Two files with the same fingerprint hold the same rows: a copy under another name (``_1.root``, a second
+    download, the same sample in two compressions). Their events would count twice in training and, without
+    identity branches, fall in train and test at once. Only the ends are hashed, so the check costs ~1 ms per
+    file instead of a pass over all its bytes; rows that differ only in the middle of two equally long files
+    are not told apart, which copies never do.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.head: bytes | None = None
+        self.tail = b""
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        table = table.drop_columns([name for name in ("source_file",) if name in table.column_names])
+        if self.head is None:
+            self.head = _ipc_bytes(table.slice(0, DIGEST_ROWS))
+        self.tail = _ipc_bytes(table.slice(max(0, table.num_rows - DIGEST_ROWS)))
+        self.rows += table.num_rows
+
+    def hexdigest(self) -> str | None:
+        """None for a file without rows: empty files are all alike and copies of nothing."""
+        if self.head is None:
+            return None
+        return hashlib.blake2b(b"%d|" % self.rows + self.head + b"|" + self.tail, digest_size=16).hexdigest()
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: ChunkCounts, columns: list[str],
+                 rows_digest: str | None = None) -> dict:
     """The per-(file, table) summary written beside the Parquet file.
 
     ``selected``: the rows that the match requirement and the selection kept, before ``unique`` removed
@@ -35,6 +79,7 @@ def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: 
         **asdict(counts),
         "selected": counts.rows_out + counts.duplicates_removed,
         "columns": columns,
+        "rows_digest": rows_digest,
     }
 
 
@@ -46,8 +91,19 @@ def gather(dataset: str, summaries: Iterable[dict]) -> dict:
         table["files"].append(summary)
         for key in table["totals"]:
             table["totals"][key] += int(summary.get(key, 0))
+    for table in tables.values():
+        table["same_rows"] = same_rows(table["files"])
     return {"dataset": dataset, "n_files": len({s["source_file"] for t in tables.values() for s in t["files"]}),
             "tables": tables}
+
+
+def same_rows(files: Iterable[dict]) -> list[list[str]]:
+    """Groups of files whose rows are the same (``RowsDigest``), each sorted; [] when every file is its own."""
+    by_digest: dict[str, list[str]] = {}
+    for summary in files:
+        if summary.get("rows_digest"):
+            by_digest.setdefault(summary["rows_digest"], []).append(summary["source_file"])
+    return sorted(sorted(names) for names in by_digest.values() if len(names) > 1)
 
 
 def read_summaries(paths: Iterable[str | Path]) -> list[dict]:
