@@ -79,17 +79,15 @@ def drop_null_entries(config: dict, schema_path: str | Path) -> list[tuple[str, 
     return dropped
 
 
-def check_dropped_entries_exist(dropped: Sequence[tuple[str, ...]], config_files: Sequence[str | Path]) -> None:
-    """ConfigError for a ``null`` entry that no config file gives a value: a misspelt name
-    (``models: {tracks_covv: null}``) had been reported as left out while ``tracks_cov`` still ran."""
-    documents = []
-    for path in config_files:
-        with open(path, encoding="utf-8") as stream:
-            documents.append(yaml.safe_load(stream) or {})
-    unknown = [keys for keys in dropped if not any(_value_at(document, keys) is not None for document in documents)]
+def check_dropped_entries_exist(dropped: Sequence[tuple[str, ...]], documents: Mapping[str, Any]) -> None:
+    """ConfigError for a ``null`` entry that no config file (``documents``: {path: document}, as
+    ``check_unique_keys`` read them) gives a value: a misspelt name (``models: {tracks_covv: null}``) had
+    been reported as left out while ``tracks_cov`` still ran."""
+    unknown = [keys for keys in dropped
+               if not any(_value_at(document, keys) is not None for document in documents.values())]
     if unknown:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(
-            f"{key_path(keys)}: null leaves out an entry, but no config file ({', '.join(map(str, config_files))}) "
+            f"{key_path(keys)}: null leaves out an entry, but no config file ({', '.join(documents)}) "
             f"gives one of this name; a misspelt name?" for keys in unknown))
 
 
@@ -133,19 +131,22 @@ def _accepts_null(schema: Mapping[str, Any]) -> bool:
     return "null" in (types if isinstance(types, list) else [types]) or None in schema.get("enum", [])
 
 
-def check_unique_keys(config_files: Sequence[str | Path]) -> None:
-    """Raise ConfigError for a key written twice in one mapping of a config file, naming file and lines.
+def check_unique_keys(config_files: Sequence[str | Path]) -> dict[str, Any]:
+    """Raise ConfigError for a key written twice in one mapping of a config file, naming file and lines;
+    return each file's document ({path: document}, for ``check_dropped_entries_exist``).
 
     YAML loaders keep the last of two equal keys without a word (config.yaml once held
     ``validation.generated_events`` twice, so an edit of the first did nothing); the merged config
     Snakemake hands over cannot show it, so each file is read again with a loader that refuses it.
     """
+    documents = {}
     for path in config_files:
         try:
             with open(path, encoding="utf-8") as stream:
-                yaml.load(stream, Loader=_UniqueKeyLoader)
+                documents[str(path)] = yaml.load(stream, Loader=_UniqueKeyLoader) or {}
         except OSError as error:
             raise ConfigError(f"{path}: cannot read the config file ({error})") from error
+    return documents
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

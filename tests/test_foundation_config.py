@@ -256,18 +256,18 @@ def test_null_entries_follow_references_and_the_keys_beside_them(tmp_path):
 
 def test_a_null_for_an_entry_no_config_file_has_is_a_misspelt_name(tmp_path):
     """models: {tracks_covv: null} had printed 'left out' while tracks_cov still ran."""
-    from pipeline_steps.workflow_config import check_dropped_entries_exist
+    from pipeline_steps.workflow_config import check_dropped_entries_exist, check_unique_keys
 
     override = tmp_path / "mine.yaml"
     override.write_text("models: {tracks_covv: null, jets: null}\ndatasets: {nanoaod: {tables: {jets: "
                         "{rename: {trk.pt: null}}}}}\n")
-    defaults = REPO / "config" / "config.yaml"
-    check_dropped_entries_exist([("models", "jets")], [defaults, override])
+    documents = check_unique_keys([REPO / "config" / "config.yaml", override])
+    check_dropped_entries_exist([("models", "jets")], documents)
     with pytest.raises(ConfigError, match=r"models\.tracks_covv: null leaves out an entry, but no config file .* "
                                           r"gives one of this name; a misspelt name\?"):
-        check_dropped_entries_exist([("models", "jets"), ("models", "tracks_covv")], [defaults, override])
+        check_dropped_entries_exist([("models", "jets"), ("models", "tracks_covv")], documents)
     with pytest.raises(ConfigError, match=r"rename\.trk\.pt: null"):  # a dotted name is one key
-        check_dropped_entries_exist([("datasets", "nanoaod", "tables", "jets", "rename", "trk.pt")], [defaults, override])
+        check_dropped_entries_exist([("datasets", "nanoaod", "tables", "jets", "rename", "trk.pt")], documents)
     result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path, check=False)
     assert result.returncode != 0 and "models.tracks_covv: null leaves out an entry" in result.stdout + result.stderr
 

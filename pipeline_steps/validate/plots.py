@@ -107,7 +107,7 @@ def quantile_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray:
     """
     values = values[np.isfinite(values)]
     low, high = np.quantile(values, [tail, 1.0 - tail]) if len(values) else (0.0, 1.0)
-    if len(values) and np.array_equal(values, np.round(values)) and high - low < INTEGER_SPAN_LIMIT:
+    if _integer_valued(values) and high - low < INTEGER_SPAN_LIMIT:
         return _integer_edges(np.floor(low), np.ceil(high), bins)
     if high <= low:
         low, high = low - 0.5, high + 0.5
@@ -124,10 +124,15 @@ def log_edges(values: np.ndarray, bins: int, tail: float) -> np.ndarray | None:
     """``bins`` log-spaced edges over the real ``tail`` quantiles of a positive sample spanning more than
     ``LOG_BINS_ABOVE``; None for any other sample (a zero or negative value, a narrow range, integers)."""
     values = values[np.isfinite(values)]
-    if not len(values) or values.min() <= 0 or np.array_equal(values, np.round(values)):
+    if not len(values) or values.min() <= 0 or _integer_valued(values):
         return None
     low, high = np.quantile(values, [tail, 1.0 - tail])
     return np.geomspace(low, high, bins + 1) if high > LOG_BINS_ABOVE * low else None
+
+
+def _integer_valued(values: np.ndarray) -> bool:
+    """Every (finite) value a whole number: counts, IDs, flavours, flags."""
+    return bool(len(values)) and np.array_equal(values, np.round(values))
 
 
 INTEGER_SPAN_LIMIT = 2.0**31

@@ -26,10 +26,10 @@ from pipeline_steps.scan.expansion import expand_scans, validate_instances
 check_job_interpreter_path(
     sys.executable, uses_conda=DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 )
-check_unique_keys(workflow.configfiles)
+_CONFIG_DOCUMENTS = check_unique_keys(workflow.configfiles)
 # `models: {tracks_cov: null}` in an override leaves that model out (merging alone cannot remove an entry)
 _DROPPED = drop_null_entries(config, workflow.source_path("../schemas/config.schema.yaml"))
-check_dropped_entries_exist(_DROPPED, workflow.configfiles)
+check_dropped_entries_exist(_DROPPED, _CONFIG_DOCUMENTS)
 for dropped in _DROPPED:
     print(f"config: {key_path(dropped)} is null: left out", file=sys.stderr)
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
