@@ -63,7 +63,9 @@ def test_default_and_production_configs_are_valid(default_config):
         ("seed", -1, "seed: -1 is less than the minimum of 0"),
         # an unconditional flow trained and generated, then its ONNX graph lost the empty conditions input
         ("models.jets.conditions", [], "models.jets.conditions: [] should be non-empty"),
-        ("datasets.ship.tables.muons.match.collection", {"prefix": "MCTrack_"}, "datasets.ship.tables.muons.match.collection: missing required key: 'counter'"),
+        ("datasets.ship.tables.muons.match.collection", {"counter": "nMCTrack"}, "datasets.ship.tables.muons.match.collection: missing required key: 'prefix'"),
+        # no counter (std::vector branches) is allowed, an empty name is not
+        ("datasets.ship.tables.muons.match.collection", {"counter": "", "prefix": "MCTrack_"}, "datasets.ship.tables.muons.match.collection.counter: '' should be non-empty"),
         # whole numbers written as floats had passed the schema and stopped in range() or a format code
         ("datasets.nanoaod.toy.n_files", 2.0, "datasets.nanoaod.toy.n_files: expected integer, got 2.0"),
         ("datasets.nanoaod.ingest_parts", 2.0, "datasets.nanoaod.ingest_parts: expected integer, got 2.0"),
@@ -290,8 +292,12 @@ def test_an_event_field_kept_under_its_counters_name_is_refused_as_a_condition(d
     table["event_fields"] = [*table["event_fields"], "nJet"]
     validate_config(default_config, SCHEMA)  # ingested but not generated: nothing collides
     default_config["models"]["jets"]["conditions"].append("nJet")
-    with pytest.raises(ConfigError, match=r"datasets\.nanoaod\.tables\.jets\.event_fields: 'nJet' is also a "
-                                          r"collection's counter.*rename: \{nJet: nJet_event\}"):
+    refused = (r"datasets\.nanoaod\.tables\.jets\.event_fields: 'nJet' is also the counter a collection is written "
+               r"with.*rename: \{nJet: nJet_event\}")
+    with pytest.raises(ConfigError, match=refused):
+        validate_config(default_config, SCHEMA)
+    table["collection"]["counter"] = None  # std::vector jets: written with the counter n + prefix, nJet again
+    with pytest.raises(ConfigError, match=refused):
         validate_config(default_config, SCHEMA)
     table["rename"] = {**table.get("rename", {}), "nJet": "nJet_event"}
     default_config["models"]["jets"]["conditions"][-1] = "nJet_event"

@@ -22,6 +22,10 @@ from typing import Any, Mapping
 class CollectionLayout:
     """One jagged collection: ``counter`` branch and ``prefix + field`` branches.
 
+    A collection read from ``std::vector`` branches without a counter is written with the counter
+    ``output_counter`` names: uproot writes variable-length arrays as C-style arrays with a count branch, which
+    ``TTreeReaderArray`` and ``RDataFrame`` read as they read vectors.
+
     ``columns`` maps the ingest-style column name to the field name inside the collection.
     """
 
@@ -113,17 +117,24 @@ def input_branches(table: Mapping[str, Any]) -> dict[str, str]:
 def counter_event_field_problems(table_key: str, table: Mapping[str, Any], columns: list[str]) -> list[str]:
     """An event field kept under its counter's name (``nJet``) among ``columns`` that a model generates: its
     branch in the output would be the generated objects' counter (see :func:`layout_from_config`)."""
-    counters = [c["counter"] for c in (table.get("collection"), (table.get("match") or {}).get("collection")) if c]
+    counters = [output_counter(c) for c in (table.get("collection"), (table.get("match") or {}).get("collection")) if c]
     rename = dict(table.get("rename", {}))
-    return [f"{table_key}.event_fields: {name!r} is also a collection's counter, and a model carries it into its "
+    return [f"{table_key}.event_fields: {name!r} is also the counter a collection is written with, and a model "
+            f"carries it into its "
             f"generated file, where {name!r} counts the generated objects; rename it (rename: {{{name}: "
             f"{name}_event}}) and name that column in the model, so it keeps its own branch"
             for name in table.get("event_fields", []) if name in counters and rename.get(name, name) == name
             and name in columns]
 
 
+def output_counter(collection: Mapping[str, Any]) -> str:
+    """The count branch a collection is written with: its own ``counter``, else ``n`` + its prefix without a
+    trailing ``_`` (``jet_`` -> ``njet``, as ATLAS ntuples name theirs where they have one)."""
+    return collection.get("counter") or f"n{collection['prefix'].rstrip('_') or 'Objects'}"
+
+
 def _collection(name, collection, fields, output_prefix, rename) -> CollectionLayout:
-    return CollectionLayout(name=name, counter=collection["counter"], prefix=collection["prefix"],
+    return CollectionLayout(name=name, counter=output_counter(collection), prefix=collection["prefix"],
                             columns=_columns(fields, output_prefix, rename))
 
 

@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.ingest.mapping import TableMapping, column_sources, output_columns
+from pipeline_steps.ingest.mapping import Collection, Sequence, TableMapping, column_sources, output_columns
 from pipeline_steps.ingest.selection import evaluate_selection, selection_names
 
 
@@ -55,17 +55,21 @@ def required_branches(mapping: TableMapping, identity: tuple[str, ...]) -> list[
     """Every branch the table needs: identity, event fields, fields, counters, index, selections."""
     branches = [*identity, *mapping.event_fields]
     if mapping.collection is not None:
-        branches.append(mapping.collection.counter)
+        branches += _counter_branches(mapping.collection)
     branches += [mapping.field_branch(f) for f in mapping.fields]
     branches += [mapping.field_branch(name) for name in _extra_field_names(mapping, identity)]
     match = mapping.match
     if match is not None:
-        branches += [mapping.field_branch(match.index), match.collection.counter]
+        branches += [mapping.field_branch(match.index), *_counter_branches(match.collection)]
         match_names = [*match.fields, *(selection_names(match.selection) if match.selection else [])]
         branches += [match.collection.branch(f) for f in match_names]
     for sequence in mapping.sequences:
-        branches += [sequence.counter, *(f"{sequence.prefix}{f}" for f in sequence.fields)]
+        branches += [*_counter_branches(sequence), *(sequence.branch(f) for f in sequence.fields)]
     return list(dict.fromkeys(branches))
+
+
+def _counter_branches(group: Collection | Sequence) -> list[str]:
+    return [] if group.counter is None else [group.counter]
 
 
 def flatten_chunk(
@@ -169,7 +173,27 @@ def _extra_field_names(mapping: TableMapping, identity: tuple[str, ...]) -> list
 def _object_counts(arrays: ak.Array, mapping: TableMapping, where: str, entries: np.ndarray) -> np.ndarray:
     if mapping.collection is None:
         return np.ones(len(arrays), dtype=np.int64)
-    return _counter(arrays, mapping.collection.counter, where)
+    return _group_counts(arrays, mapping.collection, where)
+
+
+def _group_counts(arrays: ak.Array, group: Collection | Sequence, where: str) -> np.ndarray:
+    """Objects per entry of a collection or sequence: its counter branch, else its first branch's lengths."""
+    if group.counter is not None:
+        return _counter(arrays, group.counter, where)
+    values = arrays[group.counting_branch]
+    if values.ndim != 2:
+        raise InputError(f"{where}: branch {group.counting_branch!r} was expected to hold one value per object "
+                         f"(the collection has no counter, so its lengths count the objects), found "
+                         f"{values.type.content} per entry")
+    return _lengths_and_content(values)[0].astype(np.int64)
+
+
+def _counted_by(group: Collection | Sequence, count: int) -> str:
+    """What says an entry holds ``count`` objects, for a length mismatch's message."""
+    if group.counter is not None:
+        return f"counter {group.counter!r} says {count}"
+    return (f"{group.counting_branch!r} has {count} (without a counter, the collection's branches must have the "
+            f"same lengths)")
 
 
 def _counter(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
@@ -189,8 +213,9 @@ def _flat_event_branch(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
     return ak.to_numpy(values)
 
 
-def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, counter: str, where: str, entries) -> np.ndarray:
-    """Flattened values of a per-object branch, after checking its lengths against the counter."""
+def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, group: Collection | Sequence, where: str,
+                   entries) -> np.ndarray:
+    """Flattened values of a per-object branch, after checking its lengths against ``group``'s counts."""
     values = arrays[branch]
     if values.ndim != 2:
         raise InputError(f"{where}: branch {branch!r} was expected to hold one value per object, found {values.type.content} per entry")
@@ -199,7 +224,7 @@ def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, counter: s
     if len(bad):
         raise InputError(
             f"{where}: branch {branch!r} has {lengths[bad[0]]} values in entry {entries[bad[0]]}, "
-            f"but counter {counter!r} says {counts[bad[0]]}"
+            f"but {_counted_by(group, counts[bad[0]])}"
         )
     return flat
 
@@ -229,13 +254,13 @@ def _field_values(arrays, mapping: TableMapping, name: str, counts, where: str, 
     branch = mapping.field_branch(name)
     if mapping.collection is None:
         return _flat_event_branch(arrays, branch, where)
-    return _jagged_values(arrays, branch, counts, mapping.collection.counter, where, entries)
+    return _jagged_values(arrays, branch, counts, mapping.collection, where, entries)
 
 
 def _sequence_values(arrays, mapping: TableMapping, branch: str, where: str, entries) -> ak.Array:
-    sequence = next(s for s in mapping.sequences if branch in {f"{s.prefix}{f}" for f in s.fields})
-    counts = _counter(arrays, sequence.counter, where)
-    _jagged_values(arrays, branch, counts, sequence.counter, where, entries)  # validates lengths
+    sequence = next(s for s in mapping.sequences if branch in {s.branch(f) for f in s.fields})
+    counts = _group_counts(arrays, sequence, where)
+    _jagged_values(arrays, branch, counts, sequence, where, entries)  # validates lengths
     return arrays[branch]
 
 
@@ -272,17 +297,17 @@ def _match_rows(arrays, mapping: TableMapping, counts, entry_of_row, entries, wh
     """
     match = mapping.match
     index_branch = mapping.field_branch(match.index)
-    index = _jagged_values(arrays, index_branch, counts, mapping.collection.counter, where, entries)
+    index = _jagged_values(arrays, index_branch, counts, mapping.collection, where, entries)
     if not np.issubdtype(index.dtype, np.integer):  # a float index had been truncated (1.9 -> 1), NaN made -2**63
         raise InputError(f"{where}: match index branch {index_branch!r} must hold integers (positions in the "
-                         f"collection counted by {match.collection.counter!r}, -1 for none), found {index.dtype}")
+                         f"collection counted by {match.collection.counting_branch!r}, -1 for none), found {index.dtype}")
     index = index.astype(np.int64)
-    target_counts = _counter(arrays, match.collection.counter, where)
+    target_counts = _group_counts(arrays, match.collection, where)
     out_of_range = index >= target_counts[entry_of_row]
     has_index = (index >= 0) & ~out_of_range
     target_row = np.where(has_index, (np.cumsum(target_counts) - target_counts)[entry_of_row] + index, 0)
     target = {
-        name: _jagged_values(arrays, match.collection.branch(name), target_counts, match.collection.counter, where, entries)
+        name: _jagged_values(arrays, match.collection.branch(name), target_counts, match.collection, where, entries)
         for name in dict.fromkeys([*match.fields, *(selection_names(match.selection) if match.selection else [])])
     }
     matched = has_index.copy()

@@ -16,13 +16,24 @@ from pipeline_steps.common.identity import IDENTITY_COLUMNS
 
 @dataclass(frozen=True)
 class Collection:
-    """A jagged collection: ``counter`` (objects per entry) and the branch-name ``prefix``."""
+    """A jagged collection: ``counter`` (objects per entry) and the branch-name ``prefix``.
 
-    counter: str
+    ``counter`` is None for a collection stored as ``std::vector`` branches without a count branch (ATLAS
+    and most analysis ntuples): its objects per entry are then the lengths of its first field's branch
+    (``counting_branch``), and every other branch of it must have the same lengths.
+    """
+
+    counter: str | None
     prefix: str
+    first_field: str
 
     def branch(self, field_name: str) -> str:
         return f"{self.prefix}{field_name}"
+
+    @property
+    def counting_branch(self) -> str:
+        """The branch whose values (a counter) or lengths (no counter) give the objects per entry."""
+        return self.counter or self.branch(self.first_field)
 
 
 @dataclass(frozen=True)
@@ -48,9 +59,16 @@ class Sequence:
     """Variable-length per-entry sequence kept as list columns named like its branches."""
 
     name: str
-    counter: str
+    counter: str | None  # None: ``std::vector`` branches counted by their own lengths, as ``Collection``'s
     prefix: str
     fields: tuple[str, ...]
+
+    def branch(self, field_name: str) -> str:
+        return f"{self.prefix}{field_name}"
+
+    @property
+    def counting_branch(self) -> str:
+        return self.counter or self.branch(self.fields[0])
 
 
 @dataclass(frozen=True)
@@ -101,11 +119,15 @@ def reading_from_config(settings: Mapping[str, Any]) -> Reading:
 
 def table_from_config(name: str, settings: Mapping[str, Any]) -> TableMapping:
     """Build a ``TableMapping`` from ``datasets.<d>.tables.<name>``; ConfigError if inconsistent."""
-    collection = _collection(settings.get("collection"))
+    collection = _collection(settings.get("collection"), settings["fields"], f"tables.{name}.collection")
     sequences = tuple(
-        Sequence(seq_name, seq["counter"], seq.get("prefix", ""), tuple(seq["fields"]))
+        Sequence(seq_name, seq.get("counter"), seq.get("prefix", ""), tuple(seq["fields"]))
         for seq_name, seq in (settings.get("sequences") or {}).items()
     )
+    for sequence in sequences:
+        if sequence.counter is None and not sequence.fields:
+            raise ConfigError(f"tables.{name}.sequences.{sequence.name}: a sequence without a counter is counted "
+                              f"by its first field's branch, but its 'fields' are empty")
     if sequences and collection is not None:
         raise ConfigError(
             f"tables.{name}: 'sequences' need a flat table (one row per entry), but 'collection' is also set"
@@ -122,7 +144,7 @@ def table_from_config(name: str, settings: Mapping[str, Any]) -> TableMapping:
         rename=dict(settings.get("rename") or {}),
         selection=settings.get("selection"),
         unique=tuple(settings.get("unique") or ()),
-        match=_match(match_settings),
+        match=_match(match_settings, f"tables.{name}.match.collection"),
         sequences=sequences,
     )
     output_columns(mapping, ())  # raises ConfigError on clashing or unknown names
@@ -187,18 +209,22 @@ def _renamed_columns(mapping: TableMapping) -> dict[str, str]:
     return {name: mapping.rename.get(name, name) for name in names}
 
 
-def _collection(settings: Mapping[str, Any] | None) -> Collection | None:
+def _collection(settings: Mapping[str, Any] | None, fields, key: str) -> Collection | None:
     if settings is None:
         return None
-    return Collection(counter=settings["counter"], prefix=settings.get("prefix", ""))
+    counter = settings.get("counter")
+    if counter is None and not fields:
+        raise ConfigError(f"{key}: a collection without a counter is counted by its first field's branch, "
+                          f"but its 'fields' are empty")
+    return Collection(counter=counter, prefix=settings.get("prefix", ""), first_field=fields[0] if fields else "")
 
 
-def _match(settings: Mapping[str, Any] | None) -> Match | None:
+def _match(settings: Mapping[str, Any] | None, key: str) -> Match | None:
     if settings is None:
         return None
     return Match(
         index=settings["index"],
-        collection=_collection(settings["collection"]),
+        collection=_collection(settings["collection"], settings["fields"], key),
         fields=tuple(settings["fields"]),
         output_prefix=settings.get("output_prefix", ""),
         selection=settings.get("selection"),

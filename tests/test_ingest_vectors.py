@@ -1,0 +1,105 @@
+"""Collections stored as ``std::vector`` branches without counters (ATLAS-style ntuples) and ROOT's own leaf types.
+
+``tests/data/root_written_jets.root`` was written by ROOT (``tools/write_root_fixture.py``): the same jets once as
+``std::vector`` branches without count branches (tree ``vectors``) and once as NanoAOD v12 C-style arrays with
+``UInt_t`` counters, a ``Short_t`` index and ``UChar_t`` ids (tree ``arrays``). Without ``counter`` a collection
+is counted by its first field's branch; both trees must give the same table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import uproot
+
+from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.generate.layout import layout_from_config, output_counter
+from pipeline_steps.generate.root_io import read_generated_root, root_writer
+from pipeline_steps.ingest.mapping import table_from_config
+from pipeline_steps.ingest.step import run
+
+FIXTURE = Path(__file__).parent / "data" / "root_written_jets.root"
+FIELDS = ["pt", "eta", "mass", "jetId"]
+
+
+def _vector_table(keep_unmatched=True, **match):
+    return {"collection": {"counter": None, "prefix": "jet_"}, "fields": FIELDS,
+            "match": {"index": "truthIdx", "collection": {"prefix": "truthjet_"}, "fields": ["pt", "mass"],
+                      "output_prefix": "gen_", "keep_unmatched": keep_unmatched, **match}}
+
+
+def _array_table(keep_unmatched=True):
+    return {"collection": {"counter": "nJet", "prefix": "Jet_"}, "fields": FIELDS,
+            "match": {"index": "genJetIdx", "collection": {"counter": "nGenJet", "prefix": "GenJet_"},
+                      "fields": ["pt", "mass"], "output_prefix": "gen_", "keep_unmatched": keep_unmatched}}
+
+
+def _ingest(tmp_path, tree, table, identity, raw=FIXTURE, step_size=7):
+    out = tmp_path / f"{tree}.parquet"
+    reading = {"tree": tree, "identity": identity, "step_size": step_size}
+    [summary] = run([str(raw)], str(out), str(out.with_suffix(".json")), reading, table, "jets")
+    return pq.read_table(out).to_pandas(), summary
+
+
+@pytest.mark.parametrize("keep_unmatched", [True, False])
+def test_vector_branches_without_counters_give_the_table_of_counted_arrays(tmp_path, keep_unmatched):
+    vectors, vector_summary = _ingest(tmp_path, "vectors", _vector_table(keep_unmatched), ["eventNumber"])
+    arrays, array_summary = _ingest(tmp_path, "arrays", _array_table(keep_unmatched), ["event"])
+    # the fixture carries what real files carry, or the comparison would prove little
+    assert array_summary["unmatched_no_index"] > 0 and array_summary["unmatched_index_out_of_range"] > 0
+    assert (uproot.open(FIXTURE)["arrays"]["nJet"].array(library="np") == 0).any()
+    for name in ["rows_in", "rows_out", "unmatched_no_index", "unmatched_index_out_of_range"]:
+        assert vector_summary[name] == array_summary[name], name
+    assert len(vectors) == array_summary["rows_out"] > 0
+    for column in ["entry", "object_index", *FIELDS, "gen_pt", "gen_mass"]:
+        np.testing.assert_array_equal(vectors[column].to_numpy(), arrays[column].to_numpy(), err_msg=column)
+    np.testing.assert_array_equal(vectors["eventNumber"].to_numpy(), arrays["event"].to_numpy())
+    assert arrays["jetId"].dtype == np.uint8  # ROOT's UChar_t kept
+
+
+def test_a_sequence_without_counter_is_read_like_one_with_it(tmp_path):
+    sequence = {"fields": ["eventNumber"], "sequences": {"jets": {"counter": None, "prefix": "jet_", "fields": ["pt", "eta"]}}}
+    counted = {"fields": ["event"], "sequences": {"jets": {"counter": "nJet", "prefix": "Jet_", "fields": ["pt", "eta"]}}}
+    vectors, _ = _ingest(tmp_path, "vectors", sequence, [])
+    arrays, _ = _ingest(tmp_path, "arrays", counted, [])
+    for field in ["pt", "eta"]:
+        assert [list(v) for v in vectors[f"jet_{field}"]] == [list(v) for v in arrays[f"Jet_{field}"]]
+    assert sum(len(v) for v in vectors["jet_pt"]) == int(uproot.open(FIXTURE)["arrays"]["nJet"].array(library="np").sum())
+
+
+def test_vector_branches_of_unequal_lengths_name_both(tmp_path):
+    raw = tmp_path / "unequal.root"
+    pt, eta = ak.Array([[1.0, 2.0], [3.0, 4.0], []]), ak.Array([[0.1, 0.2], [0.3], []])
+    with uproot.recreate(raw) as file:  # each branch its own counter (njet_pt, njet_eta): their lengths may differ
+        file.mktree("T", {"jet_pt": pt.type.content, "jet_eta": eta.type.content}).extend({"jet_pt": pt, "jet_eta": eta})
+    table = {"collection": {"prefix": "jet_"}, "fields": ["pt", "eta"]}
+    with pytest.raises(InputError, match=r"branch 'jet_eta' has 1 values in entry 1, but 'jet_pt' has 2 \(without a "
+                                         r"counter, the collection's branches must have the same lengths\)"):
+        _ingest(tmp_path, "T", table, [], raw=raw)
+
+
+def test_a_counterless_match_without_fields_is_refused_naming_it():
+    table = _vector_table(fields=[])
+    with pytest.raises(ConfigError, match=r"tables.jets.match.collection: a collection without a counter is counted "
+                                          r"by its first field's branch, but its 'fields' are empty"):
+        table_from_config("jets", table)
+
+
+def test_generated_file_writes_a_counter_for_a_counterless_collection(tmp_path):
+    rows, _ = _ingest(tmp_path, "vectors", _vector_table(keep_unmatched=False), ["eventNumber"])
+    table = _vector_table()
+    assert output_counter(table["collection"]) == "njet" and output_counter(table["match"]["collection"]) == "ntruthjet"
+    assert output_counter({"counter": "nJet", "prefix": "Jet_"}) == "nJet"
+    layout = layout_from_config("vectors", ["eventNumber"], table)
+    path = tmp_path / "generated.root"
+    with root_writer(path, layout) as write:
+        write(rows)
+    tree = uproot.open(path)["vectors"]
+    assert tree["jet_pt"].count_branch.name == "njet" and tree["truthjet_pt"].count_branch.name == "ntruthjet"
+    back = read_generated_root(path, layout)
+    for column in ["eventNumber", "entry", *FIELDS, "gen_pt", "gen_mass"]:
+        np.testing.assert_array_equal(back[column].to_numpy(), rows[column].to_numpy(), err_msg=column)
