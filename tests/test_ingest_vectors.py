@@ -103,3 +103,27 @@ def test_generated_file_writes_a_counter_for_a_counterless_collection(tmp_path):
     back = read_generated_root(path, layout)
     for column in ["eventNumber", "entry", *FIELDS, "gen_pt", "gen_mass"]:
         np.testing.assert_array_equal(back[column].to_numpy(), rows[column].to_numpy(), err_msg=column)
+
+
+SHIP_FIXTURE = Path(__file__).parent / "data" / "root_written_ship.root"
+
+
+def _ship_table(points: dict, tracks: dict):
+    """The default SHiP muons table (config/config.yaml) on the given point and track collections."""
+    return {"collection": points, "fields": ["TrackID", "X", "Y", "Z"], "output_prefix": "veto_",
+            "selection": "abs(PdgCode) == 13", "unique": ["TrackID"],
+            "match": {"index": "TrackID", "collection": tracks,
+                      "fields": ["PdgCode", "StartX", "StartY", "StartZ", "Px", "Py", "Pz", "W"], "output_prefix": ""}}
+
+
+def test_fairship_tclonesarrays_read_as_their_values_in_vectors(tmp_path):
+    """FairShip stores points and tracks in split TClonesArrays (``vetoPoint.fX``, Double32_t members), counted by
+    the array's own branch; the same values as plain vectors must give the same muons."""
+    clones = _ship_table({"counter": "vetoPoint", "prefix": "vetoPoint.f"}, {"counter": "MCTrack", "prefix": "MCTrack.f"})
+    vectors = _ship_table({"prefix": "vetoPoint_"}, {"prefix": "MCTrack_"})
+    from_clones, summary = _ingest(tmp_path, "cbmsim", clones, [], raw=SHIP_FIXTURE)
+    from_vectors, _ = _ingest(tmp_path, "reference", vectors, [], raw=SHIP_FIXTURE)
+    assert summary["unmatched_no_index"] > 0 and summary["failed_selection"] > 0 and summary["rows_out"] > 5
+    assert list(from_clones.columns) == list(from_vectors.columns)
+    for column in from_clones.columns:
+        np.testing.assert_array_equal(from_clones[column].to_numpy(), from_vectors[column].to_numpy(), err_msg=column)

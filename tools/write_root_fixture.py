@@ -1,7 +1,7 @@
-"""Write ``tests/data/root_written_jets.root`` with ROOT itself: one set of jets stored the two ways real ntuples do.
+"""Write ``tests/data/root_written_{jets,ship}.root`` with ROOT itself: objects stored the ways real files store them.
 
 uproot writes variable-length arrays only as C-style arrays with an Int_t counter, so the layouts that only ROOT
-writes are fixed here once and committed (40 events, ~20 kB):
+writes are fixed here once and committed (40 events each, 14 and 11 kB). ``root_written_jets.root``:
 
 - tree ``vectors``: ATLAS-style ``std::vector<float>`` / ``std::vector<int>`` branches and no count branch
   (``jet_pt``, ``jet_truthIdx``, ``truthjet_pt``, ...), the layout of most analysis ntuples;
@@ -12,13 +12,20 @@ Both hold the same values, with the edge values real files carry: events without
 and indices past the stored truth jets (a skimmed collection), gen masses of 0 and -2.6e-7. ``tests/test_ingest_vectors.py``
 ingests both and expects the same table.
 
-Run with ROOT's Python bindings, which this project does not install (``pip install ROOT`` in a separate venv):
-    python tools/write_root_fixture.py tests/data/root_written_jets.root
+``root_written_ship.root``: FairShip's layout, tree ``cbmsim`` with ``TClonesArray`` branches of ``TObject``-derived
+classes split into members (``vetoPoint.fX``, ``MCTrack.fW``, ``Double32_t`` as FairShip declares them), counted
+by the array's own branch (``vetoPoint``); tree ``reference`` holds the same values as ``std::vector`` branches.
+
+Run with ROOT's Python bindings, which this project does not install (``pip install ROOT`` in a separate venv), and
+a C++ compiler (ACLiC compiles the two classes):
+    python tools/write_root_fixture.py tests/data
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +57,7 @@ def events(rng: np.random.Generator) -> list[dict]:
 
 
 def write(path: str) -> None:
+    """The jets file: trees ``vectors`` and ``arrays``."""
     import ROOT
 
     rows = events(np.random.default_rng(SEED))
@@ -108,5 +116,90 @@ def _arrays_tree(rows: list[dict]) -> None:
         tree.Fill()
 
 
+SHIP_CLASSES = r"""
+#include "TObject.h"
+// FairShip's vetoPoint (a FairMCPoint) and ShipMCTrack, reduced to the members the workflow reads and a few more.
+class vetoPoint : public TObject {
+public:
+  Int_t fTrackID = -1; Double32_t fX = 0, fY = 0, fZ = 0, fPx = 0, fPy = 0, fPz = 0, fTime = 0; Int_t fPdgCode = 0;
+  ClassDef(vetoPoint, 1)
+};
+class ShipMCTrack : public TObject {
+public:
+  Int_t fPdgCode = 0; Int_t fMotherId = -1;
+  Double32_t fPx = 0, fPy = 0, fPz = 0, fM = 0, fStartX = 0, fStartY = 0, fStartZ = 0, fW = 1;
+  ClassDef(ShipMCTrack, 1)
+};
+"""
+POINT_MEMBERS = ("TrackID", "X", "Y", "Z", "PdgCode")
+TRACK_MEMBERS = ("PdgCode", "StartX", "StartY", "StartZ", "Px", "Py", "Pz", "W")
+
+
+def ship_events(rng: np.random.Generator) -> list[dict]:
+    """Per event: MC tracks and veto points pointing at them (TrackID -1: a point of no stored track).
+
+    Floats are float32 values, which a ``Double32_t`` without a range stores exactly, so both trees hold one value."""
+    out = []
+    for number in range(N_EVENTS):
+        n_tracks = int(rng.integers(1, 5))
+        n_points = 0 if number % 6 == 2 else int(rng.integers(0, 4))
+        track_id = rng.integers(-1, n_tracks, n_points)
+        tracks = {"PdgCode": rng.choice([13, -13, 211, 22], n_tracks), "StartX": rng.normal(0, 5, n_tracks),
+                  "StartY": rng.normal(0, 5, n_tracks), "StartZ": rng.normal(-7000, 10, n_tracks),
+                  "Px": rng.normal(0, 1, n_tracks), "Py": rng.normal(0, 1, n_tracks), "Pz": rng.exponential(20, n_tracks),
+                  "W": rng.uniform(1, 768.75, n_tracks)}
+        points = {"TrackID": track_id, "X": rng.normal(0, 100, n_points), "Y": rng.normal(0, 100, n_points),
+                  "Z": np.full(n_points, -2500.0), "PdgCode": tracks["PdgCode"][np.maximum(track_id, 0)]}
+        floats = lambda values: {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in values.items()}
+        out.append({"points": floats(points), "tracks": floats(tracks)})
+    return out
+
+
+def write_ship(path: str, build_dir: str) -> None:
+    """The FairShip-like file: tree ``cbmsim`` (TClonesArrays) and tree ``reference`` (the same as vectors)."""
+    import ROOT
+
+    header = Path(build_dir) / "ShipPoints.h"
+    header.write_text(SHIP_CLASSES)
+    ROOT.gSystem.SetBuildDir(build_dir, True)
+    if ROOT.gROOT.ProcessLine(f".L {header}+") != 0:
+        raise RuntimeError(f"ACLiC could not compile {header}")
+    rows = ship_events(np.random.default_rng(SEED + 1))
+    out = ROOT.TFile(path, "RECREATE", "", 505)
+    cbmsim = ROOT.TTree("cbmsim", "/cbmroot_0")
+    points, tracks = ROOT.TClonesArray("vetoPoint"), ROOT.TClonesArray("ShipMCTrack")
+    cbmsim.Branch("vetoPoint", points, 32000, 99)
+    cbmsim.Branch("MCTrack", tracks, 32000, 99)
+    reference = ROOT.TTree("reference", "the cbmsim values as std::vector branches")
+    element = lambda member: "int" if member in ("TrackID", "PdgCode") else "double"
+    vectors = {f"vetoPoint_{m}": ROOT.std.vector(element(m))() for m in POINT_MEMBERS}
+    vectors.update({f"MCTrack_{m}": ROOT.std.vector(element(m))() for m in TRACK_MEMBERS})
+    for name, vector in vectors.items():
+        reference.Branch(name, vector)
+    for row in rows:
+        _fill_clones(points, row["points"], POINT_MEMBERS)
+        _fill_clones(tracks, row["tracks"], TRACK_MEMBERS)
+        cbmsim.Fill()
+        for name, vector in vectors.items():
+            group, member = name.split("_", 1)
+            vector.clear()
+            for value in row["points" if group == "vetoPoint" else "tracks"][member]:
+                vector.push_back(value.item())
+        reference.Fill()
+    out.Write()
+    out.Close()
+
+
+def _fill_clones(clones, values: dict, members: tuple[str, ...]) -> None:
+    clones.Clear()
+    for i in range(len(values[members[0]])):
+        item = clones.ConstructedAt(i)
+        for member in members:
+            setattr(item, f"f{member}", values[member][i].item())
+
+
 if __name__ == "__main__":
-    write(sys.argv[1])
+    folder = Path(sys.argv[1])
+    write(str(folder / "root_written_jets.root"))
+    with tempfile.TemporaryDirectory() as build:
+        write_ship(str(folder / "root_written_ship.root"), build)
