@@ -49,7 +49,7 @@ def _jets_file(path, gen_idx=((0, -1, 1), (3, 0), (0, 0, -1, 1))):
     with uproot.recreate(path) as file:
         data = {
             "run": np.array([1, 1, 2], np.uint32), "event": np.array([10, 11, 12], np.uint64),
-            "PV_npvs": np.array([20, 30, 40], np.int32),
+            "PV_npvs": np.array([20, 30, 40], np.int32), "HLT_IsoMu24": np.array([True, False, True]),
             "Jet": ak.zip({"pt": ak.unflatten(np.arange(1, ak.sum(n) + 1, dtype=np.float32) * 10, n),
                            "genJetIdx": ak.values_astype(gen_idx, np.int32)}),
             "GenJet": ak.zip({"pt": ak.Array([[100.0, 200.0], [300.0], [400.0, 500.0]])}),
@@ -87,6 +87,18 @@ def test_selection_on_any_column_equals_filtering_afterwards(tmp_path, selection
     assert summary["rows_out"] == len(expected) and summary["failed_selection"] == len(frame) - len(expected)
     assert summary["selected"] == len(expected)  # unmatched rows are kept here: not subtracted twice
     assert selected.schema == everything.schema
+
+
+def test_a_selection_on_an_event_level_branch_reads_it_without_making_it_a_column(tmp_path):
+    """NanoAOD's trigger and filter bits (HLT_IsoMu24, Flag_goodVertices) select events; they had to be listed in
+    event_fields first (the selection looked for Jet_HLT_IsoMu24) and then became a column of every row."""
+    raw = _jets_file(tmp_path / "j.root")
+    everything, _ = _ingest(tmp_path, raw, _jets_mapping(), "all")
+    selected, summary = _ingest(tmp_path, raw, _jets_mapping("HLT_IsoMu24 & (pt > 20)"), "selected")
+    frame = everything.to_pandas()
+    expected = frame[frame["entry"].isin([0, 2]) & (frame["pt"] > 20)].reset_index(drop=True)
+    assert len(expected) > 0 and selected.to_pandas().equals(expected)
+    assert selected.schema == everything.schema and summary["failed_selection"] == len(frame) - len(expected)
 
 
 def test_unique_on_an_event_field_keeps_the_first_object(tmp_path):

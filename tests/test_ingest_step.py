@@ -160,6 +160,19 @@ def test_real_root_written_file_matches_uproot(tmp_path):
 
 
 @needs_real_files
+def test_a_trigger_bit_selects_events_of_a_root_written_file(tmp_path):
+    """``triggerIsoMu24`` is an event-level bool: named in a muon selection it is read for it, not made a column."""
+    raw = REAL / "uproot-HZZ.root"
+    mapping = {"collection": {"counter": "NMuon", "prefix": "Muon_"}, "fields": ["Px"],
+               "selection": "triggerIsoMu24 & (Px > 0)"}
+    df, summary = _ingest(tmp_path, raw, "nanoaod", "muons", mapping, tree="events", identity=[], step_size=700)
+    direct = uproot.open(raw)["events"].arrays(["Muon_Px", "triggerIsoMu24"])
+    expected = ak.flatten(direct["Muon_Px"][direct["triggerIsoMu24"] & (direct["Muon_Px"] > 0)])
+    assert 0 < len(expected) < summary["rows_in"] // 2 and "triggerIsoMu24" not in df.columns
+    np.testing.assert_array_equal(df["Px"].to_numpy(), ak.to_numpy(expected))
+
+
+@needs_real_files
 def test_a_counter_that_does_not_look_like_its_name_is_found_from_the_file(tmp_path):
     """Delphes' ``Jet_size`` against the HZZ sample's ``NJet``: the close matches are other jet branches
     (``Jet_Pz``), while ``Jet_Px[NJet]`` says which branch counts the jets."""

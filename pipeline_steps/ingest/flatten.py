@@ -6,7 +6,8 @@ row per ``unique`` key within an entry. Chunks are whole entries, so every step 
 reading in chunks gives the same rows as reading at once.
 
 Name resolution for ``selection`` and ``unique``: an output column name (after prefix and rename),
-else a field of the table's own collection (branch ``<prefix><name>``, read even if not an output).
+else a field of the table's own collection (branch ``<prefix><name>``, read even if not an output),
+else, where the tree has no such branch, the event-level branch ``<name>`` (trigger and filter bits).
 A ``match.selection`` names fields of the matched collection (unprefixed).
 """
 
@@ -51,13 +52,19 @@ class Chunk:
     counts: ChunkCounts = field(default_factory=ChunkCounts)
 
 
-def required_branches(mapping: TableMapping, identity: tuple[str, ...]) -> list[str]:
-    """Every branch the table needs: identity, event fields, fields, counters, index, selections."""
+def required_branches(mapping: TableMapping, identity: tuple[str, ...], tree_branches=frozenset()) -> list[str]:
+    """Every branch the table needs: identity, event fields, fields, counters, index, selections.
+
+    A name in ``selection`` or ``unique`` that is no output column reads the collection's field
+    (``<prefix><name>``), or, where ``tree_branches`` has no such branch but has ``name`` itself, that
+    event-level branch (NanoAOD's ``HLT_IsoMu24``, ``Flag_goodVertices``): an event filter needs no
+    ``event_fields`` entry and adds no column.
+    """
     branches = [*identity, *mapping.event_fields]
     if mapping.collection is not None:
         branches += _counter_branches(mapping.collection)
     branches += [mapping.field_branch(f) for f in mapping.fields]
-    branches += [mapping.field_branch(name) for name in _extra_field_names(mapping, identity)]
+    branches += [_extra_branch(mapping, name, tree_branches) for name in _extra_field_names(mapping, identity)]
     match = mapping.match
     if match is not None:
         branches += [mapping.field_branch(match.index), *_counter_branches(match.collection)]
@@ -161,6 +168,11 @@ class _ChunkColumns(Mapping):
             return self.per_row[name] if rows is None else self.per_row[name][rows]
         match, source = self.matched[name]
         return match.values(source, rows)
+
+
+def _extra_branch(mapping: TableMapping, name: str, tree_branches) -> str:
+    branch = mapping.field_branch(name)
+    return name if branch not in tree_branches and name in tree_branches else branch
 
 
 def _extra_field_names(mapping: TableMapping, identity: tuple[str, ...]) -> list[str]:
@@ -337,6 +349,8 @@ def _resolved_columns(arrays, mapping: TableMapping, names, columns, counts, whe
             resolved[name] = columns[name]
         elif name in mapping.fields or mapping.field_branch(name) in arrays.fields:
             resolved[name] = _field_values(arrays, mapping, name, counts, where, entries)
+        elif name in arrays.fields:  # an event-level branch (required_branches): one value per entry, per row
+            resolved[name] = _flat_event_branch(arrays, name, where)[columns.entry_of_row]
     return resolved
 
 

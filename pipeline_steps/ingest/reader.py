@@ -39,9 +39,14 @@ def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
         yield _tree(file, path, tree_name)
 
 
+def branch_names(tree) -> list[str]:
+    """Every name a branch of ``tree`` can be read by: its own, and its full path where it is nested."""
+    return list(dict.fromkeys([*tree.keys(full_paths=False), *tree.keys()]))
+
+
 def check_branches(tree, branches: list[str], where: str) -> None:
     """InputError naming every missing branch with the existing branches that look close."""
-    existing = list(dict.fromkeys([*tree.keys(full_paths=False), *tree.keys()]))
+    existing = branch_names(tree)
     missing = [branch for branch in branches if branch not in existing]
     if not missing:
         return

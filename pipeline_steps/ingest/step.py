@@ -15,7 +15,7 @@ from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, required_branches
 from pipeline_steps.ingest.mapping import Reading, TableMapping, reading_from_config, table_from_config
-from pipeline_steps.ingest.reader import check_branches, empty_arrays, iterate_entries, open_tree
+from pipeline_steps.ingest.reader import branch_names, check_branches, empty_arrays, iterate_entries, open_tree
 from pipeline_steps.ingest.summary import RowsDigest, file_summary, gather, read_summaries
 from pipeline_steps.ingest.writer import TableWriter, arrow_table
 
@@ -99,10 +99,10 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
     """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file)."""
     source_file = Path(raw_file).name
     where = f"{raw_file}:{reading.tree}"
-    branches = required_branches(mapping, reading.identity)
     counts = ChunkCounts()
     digest = RowsDigest()
     with open_tree(raw_file, reading.tree) as tree:
+        branches = required_branches(mapping, reading.identity, set(branch_names(tree)))
         check_branches(tree, branches, where)
         if tree.num_entries == 0 and reading.empty_tree == "error":
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
