@@ -127,3 +127,11 @@ def test_fairship_tclonesarrays_read_as_their_values_in_vectors(tmp_path):
     assert list(from_clones.columns) == list(from_vectors.columns)
     for column in from_clones.columns:
         np.testing.assert_array_equal(from_clones[column].to_numpy(), from_vectors[column].to_numpy(), err_msg=column)
+
+
+def test_a_misnamed_tclonesarray_counter_is_named_from_the_file(tmp_path):
+    """The count leaf of ``vetoPoint.fX`` is ``vetoPoint_``, owned by the branch ``vetoPoint``: that is the hint."""
+    table = _ship_table({"counter": "nvetoPoint", "prefix": "vetoPoint.f"}, {"counter": "MCTrack", "prefix": "MCTrack.f"})
+    with pytest.raises(InputError, match=r"missing branch 'nvetoPoint' .*; 'vetoPoint\.fTrackID' is counted by "
+                                         r"'vetoPoint', which the config does not name"):
+        _ingest(tmp_path, "cbmsim", table, [], raw=SHIP_FIXTURE)

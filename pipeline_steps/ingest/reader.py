@@ -65,16 +65,21 @@ def _unnamed_counters(tree, branches: list[str]) -> str:
 
     A counter rarely looks like the config's name for it (NanoAOD's ``nJet``, ``NJet`` in the HZZ sample,
     Delphes' ``Jet_size``), so the close matches above often miss it, while the file itself says which branch
-    counts each jagged branch (its leaf count, ``Jet_Px[NJet]``).
+    counts each jagged branch (its leaf count, ``Jet_Px[NJet]``). The counter is the branch that owns that
+    leaf: uproot's ``count_branch`` named ``vetoPoint.fUniqueID`` for FairShip's ``vetoPoint.fX``, whose count
+    leaf ``vetoPoint_`` is the ``TClonesArray`` branch ``vetoPoint``'s.
     """
     counted_by = {}
-    for branch in branches:
-        try:
-            counter = tree[branch].count_branch if branch in tree else None
-        except READ_ERRORS:  # a hint only: never in place of the missing-branch error it adds to
-            continue
-        if counter is not None and counter.name not in branches:
-            counted_by.setdefault(counter.name, branch)
+    try:
+        leaf_owners = {leaf.member("fName"): owner.name for owner in tree.itervalues(recursive=True)
+                       for leaf in owner.member("fLeaves")}
+        for branch in branches:
+            leaf = tree[branch].count_leaf if branch in tree else None
+            counter = None if leaf is None else leaf_owners.get(leaf.member("fName"))
+            if counter is not None and counter not in branches:
+                counted_by.setdefault(counter, branch)
+    except READ_ERRORS:  # a hint only: never in place of the missing-branch error it adds to
+        pass
     return "".join(f"; {branch!r} is counted by {counter!r}, which the config does not name (a collection's or "
                    f"sequence's counter?)" for counter, branch in counted_by.items())
 
