@@ -3,7 +3,8 @@
 ``tests/data/root_written_jets.root`` was written by ROOT (``tools/write_root_fixture.py``): the same jets once as
 ``std::vector`` branches without count branches (tree ``vectors``) and once as NanoAOD v12 C-style arrays with
 ``UInt_t`` counters, a ``Short_t`` index and ``UChar_t`` ids (tree ``arrays``). Without ``counter`` a collection
-is counted by its first field's branch; both trees must give the same table.
+is counted by its first field's branch; both trees must give the same table. ``root_written_jets_rntuple.root``
+holds tree ``arrays`` converted by ROOT to an RNTuple, TTree's successor.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _array_table(keep_unmatched=True):
 
 
 def _ingest(tmp_path, tree, table, identity, raw=FIXTURE, step_size=7):
-    out = tmp_path / f"{tree}.parquet"
+    out = tmp_path / f"{Path(raw).stem}_{tree}.parquet"
     reading = {"tree": tree, "identity": identity, "step_size": step_size}
     [summary] = run([str(raw)], str(out), str(out.with_suffix(".json")), reading, table, "jets")
     return pq.read_table(out).to_pandas(), summary
@@ -59,6 +60,18 @@ def test_vector_branches_without_counters_give_the_table_of_counted_arrays(tmp_p
         np.testing.assert_array_equal(vectors[column].to_numpy(), arrays[column].to_numpy(), err_msg=column)
     np.testing.assert_array_equal(vectors["eventNumber"].to_numpy(), arrays["event"].to_numpy())
     assert arrays["jetId"].dtype == np.uint8  # ROOT's UChar_t kept
+
+
+def test_an_rntuple_converted_by_root_gives_the_table_of_its_ttree(tmp_path):
+    """RNTupleImporter keeps NanoAOD's names as projected fields (``nJet`` becomes the collection's cardinality);
+    it had been refused as "a ROOT::RNTuple, not a TTree"."""
+    from_ttree, summary = _ingest(tmp_path, "arrays", _array_table(), ["event"])
+    from_rntuple, rntuple_summary = _ingest(tmp_path, "arrays", _array_table(), ["event"],
+                                            raw=FIXTURE.with_name("root_written_jets_rntuple.root"))
+    assert summary["rows_out"] > 0 and {k: v for k, v in summary.items() if k not in ("source_file", "rows_digest")} == {
+        k: v for k, v in rntuple_summary.items() if k not in ("source_file", "rows_digest")}
+    frame = lambda table: table.drop(columns="source_file")
+    assert frame(from_rntuple).equals(frame(from_ttree))  # values and types
 
 
 def test_a_sequence_without_counter_is_read_like_one_with_it(tmp_path):

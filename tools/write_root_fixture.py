@@ -12,6 +12,9 @@ Both hold the same values, with the edge values real files carry: events without
 and indices past the stored truth jets (a skimmed collection), gen masses of 0 and -2.6e-7. ``tests/test_ingest_vectors.py``
 ingests both and expects the same table.
 
+``root_written_jets_rntuple.root``: tree ``arrays`` converted by ROOT's ``RNTupleImporter`` to an RNTuple (ROOT's
+successor of TTree): projected fields keep the names (``Jet_pt``, ``nJet`` as the collection's cardinality).
+
 ``root_written_ship.root``: FairShip's layout, tree ``cbmsim`` with ``TClonesArray`` branches of ``TObject``-derived
 classes split into members (``vetoPoint.fX``, ``MCTrack.fW``, ``Double32_t`` as FairShip declares them), counted
 by the array's own branch (``vetoPoint``); tree ``reference`` holds the same values as ``std::vector`` branches.
@@ -116,6 +119,16 @@ def _arrays_tree(rows: list[dict]) -> None:
         tree.Fill()
 
 
+def write_rntuple(source: str, tree: str, path: str) -> None:
+    """``tree`` of ``source`` as an RNTuple of the same name in ``path``, converted by ROOT itself."""
+    import ROOT
+
+    importer = getattr(ROOT.ROOT, "RNTupleImporter", None) or ROOT.ROOT.Experimental.RNTupleImporter
+    converter = importer.Create(source, tree, path)
+    converter.SetIsQuiet(True)
+    converter.Import()
+
+
 SHIP_CLASSES = r"""
 #include "TObject.h"
 // FairShip's vetoPoint (a FairMCPoint) and ShipMCTrack, reduced to the members the workflow reads and a few more.
@@ -201,5 +214,6 @@ def _fill_clones(clones, values: dict, members: tuple[str, ...]) -> None:
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
     write(str(folder / "root_written_jets.root"))
+    write_rntuple(str(folder / "root_written_jets.root"), "arrays", str(folder / "root_written_jets_rntuple.root"))
     with tempfile.TemporaryDirectory() as build:
         write_ship(str(folder / "root_written_ship.root"), build)

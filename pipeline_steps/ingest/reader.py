@@ -69,6 +69,8 @@ def _unnamed_counters(tree, branches: list[str]) -> str:
     leaf: uproot's ``count_branch`` named ``vetoPoint.fUniqueID`` for FairShip's ``vetoPoint.fX``, whose count
     leaf ``vetoPoint_`` is the ``TClonesArray`` branch ``vetoPoint``'s.
     """
+    if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
+        return ""  # an RNTuple's collections know their own sizes: it has no count leaves to point at
     counted_by = {}
     try:
         leaf_owners = {leaf.member("fName"): owner.name for owner in tree.itervalues(recursive=True)
@@ -122,14 +124,17 @@ def _check_complete(file, path: Path) -> None:
 
 
 def _tree(file, path: Path, tree_name: str):
-    trees = sorted(file.keys(filter_classname=["TTree", "TNtuple*"], cycle=False))
+    """The TTree, or the RNTuple (ROOT's successor of TTree, which uproot reads through the same ``keys``,
+    ``arrays`` and ``iterate``): a NanoAOD converted by ROOT's ``RNTupleImporter`` keeps its names, projected
+    (``Jet_pt`` a variable-length field, ``nJet`` its cardinality)."""
+    trees = sorted(file.keys(filter_classname=["TTree", "TNtuple*", "ROOT::RNTuple"], cycle=False))
     try:
         tree = file[tree_name]
     except uproot.KeyInFileError:
         raise InputError(f"{path}: no tree {tree_name!r}; the file has trees {trees}") from None
     except READ_ERRORS as error:
         raise InputError(f"{path}: cannot read tree {tree_name!r} ({type(error).__name__}: {error})") from None
-    if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
+    if not isinstance(tree, (uproot.behaviors.TBranch.HasBranches, uproot.behaviors.RNTuple.RNTuple)):
         # a TDirectory has no classname attribute in uproot (it had surfaced as an AttributeError)
         kind = "directory" if isinstance(tree, uproot.ReadOnlyDirectory) else getattr(tree, "classname", type(tree).__name__)
         raise InputError(f"{path}: {tree_name!r} is a {kind}, not a TTree; the file has trees {trees}")
