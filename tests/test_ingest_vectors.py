@@ -4,7 +4,7 @@
 ``std::vector`` branches without count branches (tree ``vectors``) and once as NanoAOD v12 C-style arrays with
 ``UInt_t`` counters, a ``Short_t`` index and ``UChar_t`` ids (tree ``arrays``). Without ``counter`` a collection
 is counted by its first field's branch; both trees must give the same table. ``root_written_jets_rntuple.root``
-holds tree ``arrays`` converted by ROOT to an RNTuple, TTree's successor.
+holds tree ``arrays`` converted by ROOT to an RNTuple, TTree's successor; tree ``leaflist`` a leaf-list branch.
 """
 
 from __future__ import annotations
@@ -148,3 +148,23 @@ def test_a_misnamed_tclonesarray_counter_is_named_from_the_file(tmp_path):
     with pytest.raises(InputError, match=r"missing branch 'nvetoPoint' .*; 'vetoPoint\.fTrackID' is counted by "
                                          r"'vetoPoint', which the config does not name"):
         _ingest(tmp_path, "cbmsim", table, [], raw=SHIP_FIXTURE)
+
+
+def test_a_leaf_list_branch_is_read_leaf_by_leaf_as_root_names_them(tmp_path):
+    """``pv`` = ``x/F:y/F:z/F:ndof/I`` is one branch of four leaves; ``pv.z`` names one, as in TTree::Draw."""
+    table = {"fields": ["event", "pv.z", "pv.ndof"], "selection": "pv.ndof > 4"}
+    rows, summary = _ingest(tmp_path, "leaflist", table, [])
+    pv = uproot.open(FIXTURE)["leaflist"]["pv"].array(library="np")
+    keep = pv["ndof"] > 4
+    assert 0 < keep.sum() < len(pv) and summary["failed_selection"] == (~keep).sum()
+    np.testing.assert_array_equal(rows["pv.z"].to_numpy(), pv["z"][keep])
+    np.testing.assert_array_equal(rows["pv.ndof"].to_numpy(), pv["ndof"][keep])
+    assert rows["pv.z"].dtype == np.float32 and rows["pv.ndof"].dtype == np.int32
+
+
+def test_a_leaf_list_branch_named_whole_is_refused_naming_its_leaves(tmp_path):
+    """Its structured values had stopped the Parquet write with "Unsupported numpy type 20"."""
+    with pytest.raises(InputError, match=r"branch 'pv' holds several leaves \['x', 'y', 'z', 'ndof'\]; name one as "
+                                         r"ROOT does, 'pv\.x'"):
+        _ingest(tmp_path, "leaflist", {"fields": ["event", "pv"]}, [])
+    assert not list(tmp_path.glob("*.parquet"))

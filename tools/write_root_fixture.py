@@ -6,7 +6,8 @@ writes are fixed here once and committed (40 events each, 14 and 11 kB). ``root_
 - tree ``vectors``: ATLAS-style ``std::vector<float>`` / ``std::vector<int>`` branches and no count branch
   (``jet_pt``, ``jet_truthIdx``, ``truthjet_pt``, ...), the layout of most analysis ntuples;
 - tree ``arrays``: NanoAOD v12 types, C-style arrays with ``UInt_t`` counters (``nJet``, ``nGenJet``), a ``Short_t``
-  index (``Jet_genJetIdx``) and ``UChar_t`` ids (``Jet_jetId``).
+  index (``Jet_genJetIdx``) and ``UChar_t`` ids (``Jet_jetId``);
+- tree ``leaflist``: one leaf-list branch per event, ``pv`` made of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs).
 
 Both hold the same values, with the edge values real files carry: events without jets, unmatched jets (index -1)
 and indices past the stored truth jets (a skimmed collection), gen masses of 0 and -2.6e-7. ``tests/test_ingest_vectors.py``
@@ -67,6 +68,7 @@ def write(path: str) -> None:
     out = ROOT.TFile(path, "RECREATE", "", 505)  # ZSTD level 5, ROOT's current default
     _vectors_tree(rows)
     _arrays_tree(rows)
+    _leaflist_tree(np.random.default_rng(SEED + 2))
     out.Write()
     out.Close()
 
@@ -119,11 +121,26 @@ def _arrays_tree(rows: list[dict]) -> None:
         tree.Fill()
 
 
+def _leaflist_tree(rng: np.random.Generator) -> None:
+    import ROOT
+
+    tree = ROOT.TTree("leaflist", "a leaf-list branch: pv = x/F:y/F:z/F:ndof/I")
+    event = np.zeros(1, np.uint64)
+    pv = np.zeros(1, dtype=[("x", np.float32), ("y", np.float32), ("z", np.float32), ("ndof", np.int32)])
+    tree.Branch("event", event, "event/l")
+    tree.Branch("pv", pv, "x/F:y/F:z/F:ndof/I")
+    for number in range(N_EVENTS):
+        event[0] = 1000 + number
+        pv[0] = (rng.normal(0, 0.01), rng.normal(0, 0.01), rng.normal(0, 40), rng.integers(0, 12))
+        tree.Fill()
+
+
 def write_rntuple(source: str, tree: str, path: str) -> None:
     """``tree`` of ``source`` as an RNTuple of the same name in ``path``, converted by ROOT itself."""
     import ROOT
 
     importer = getattr(ROOT.ROOT, "RNTupleImporter", None) or ROOT.ROOT.Experimental.RNTupleImporter
+    Path(path).unlink(missing_ok=True)  # the importer refuses to replace an existing key
     converter = importer.Create(source, tree, path)
     converter.SetIsQuiet(True)
     converter.Import()

@@ -219,7 +219,7 @@ def _counter(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
 
 
 def _flat_event_branch(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
-    values = arrays[branch]
+    values = _numbers(arrays, branch, where)
     if values.ndim != 1:
         raise InputError(f"{where}: branch {branch!r} was expected to hold one value per entry, found {values.type.content} per entry")
     return ak.to_numpy(values)
@@ -228,7 +228,7 @@ def _flat_event_branch(arrays: ak.Array, branch: str, where: str) -> np.ndarray:
 def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, group: Collection | Sequence, where: str,
                    entries) -> np.ndarray:
     """Flattened values of a per-object branch, after checking its lengths against ``group``'s counts."""
-    values = arrays[branch]
+    values = _numbers(arrays, branch, where)
     if values.ndim != 2:
         raise InputError(f"{where}: branch {branch!r} was expected to hold one value per object, found {values.type.content} per entry")
     lengths, flat = _lengths_and_content(values)
@@ -239,6 +239,17 @@ def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, group: Col
             f"but {_counted_by(group, counts[bad[0]])}"
         )
     return flat
+
+
+def _numbers(arrays: ak.Array, branch: str, where: str) -> ak.Array:
+    """``arrays[branch]``, refused naming its leaves where it is a leaf-list branch (a record per value): its
+    structured values had stopped the Parquet write as "Unsupported numpy type 20"."""
+    values = arrays[branch]
+    fields = ak.fields(values)
+    if fields:
+        raise InputError(f"{where}: branch {branch!r} holds several leaves {fields}; name one as ROOT does, "
+                         f"{branch + '.' + fields[0]!r}")
+    return values
 
 
 def _lengths_and_content(values: ak.Array) -> tuple[np.ndarray, np.ndarray]:
