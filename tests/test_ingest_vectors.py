@@ -4,7 +4,8 @@
 ``std::vector`` branches without count branches (tree ``vectors``) and once as NanoAOD v12 C-style arrays with
 ``UInt_t`` counters, a ``Short_t`` index and ``UChar_t`` ids (tree ``arrays``). Without ``counter`` a collection
 is counted by its first field's branch; both trees must give the same table. ``root_written_jets_rntuple.root``
-holds tree ``arrays`` converted by ROOT to an RNTuple, TTree's successor; tree ``leaflist`` a leaf-list branch.
+holds tree ``arrays`` converted by ROOT to an RNTuple, TTree's successor; tree ``structs`` a leaf-list branch and a
+fixed-size array per event.
 """
 
 from __future__ import annotations
@@ -153,8 +154,8 @@ def test_a_misnamed_tclonesarray_counter_is_named_from_the_file(tmp_path):
 def test_a_leaf_list_branch_is_read_leaf_by_leaf_as_root_names_them(tmp_path):
     """``pv`` = ``x/F:y/F:z/F:ndof/I`` is one branch of four leaves; ``pv.z`` names one, as in TTree::Draw."""
     table = {"fields": ["event", "pv.z", "pv.ndof"], "selection": "pv.ndof > 4"}
-    rows, summary = _ingest(tmp_path, "leaflist", table, [])
-    pv = uproot.open(FIXTURE)["leaflist"]["pv"].array(library="np")
+    rows, summary = _ingest(tmp_path, "structs", table, [])
+    pv = uproot.open(FIXTURE)["structs"]["pv"].array(library="np")
     keep = pv["ndof"] > 4
     assert 0 < keep.sum() < len(pv) and summary["failed_selection"] == (~keep).sum()
     np.testing.assert_array_equal(rows["pv.z"].to_numpy(), pv["z"][keep])
@@ -166,5 +167,30 @@ def test_a_leaf_list_branch_named_whole_is_refused_naming_its_leaves(tmp_path):
     """Its structured values had stopped the Parquet write with "Unsupported numpy type 20"."""
     with pytest.raises(InputError, match=r"branch 'pv' holds several leaves \['x', 'y', 'z', 'ndof'\]; name one as "
                                          r"ROOT does, 'pv\.x'"):
-        _ingest(tmp_path, "leaflist", {"fields": ["event", "pv"]}, [])
+        _ingest(tmp_path, "structs", {"fields": ["event", "pv"]}, [])
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_fixed_size_array_elements_are_read_as_root_names_them(tmp_path):
+    """``cov[0][1]`` of a ``Float_t cov[3][3]`` per entry, and per object ``vetoPoint.fLpos[2]`` of FairShip's
+    ``Double_t fLpos[3]`` member (uproot names that branch ``vetoPoint.fLpos[3]``)."""
+    rows, _ = _ingest(tmp_path, "structs", {"fields": ["event", "cov[0][1]", "cov[2][0]"]}, [])
+    cov = uproot.open(FIXTURE)["structs"]["cov"].array(library="np")
+    np.testing.assert_array_equal(rows["cov[0][1]"].to_numpy(), cov[:, 0, 1])
+    np.testing.assert_array_equal(rows["cov[2][0]"].to_numpy(), cov[:, 2, 0])
+    points = {"collection": {"counter": "vetoPoint", "prefix": "vetoPoint.f"}, "fields": ["X", "Lpos[0]", "Lpos[2]"]}
+    hits, _ = _ingest(tmp_path, "cbmsim", points, [], raw=SHIP_FIXTURE)
+    assert len(hits) > 5 and (hits["X"] != 0).all()
+    np.testing.assert_array_equal(hits["Lpos[0]"].to_numpy(), hits["X"].to_numpy())  # the fixture's fLpos: X + 1000 k
+    np.testing.assert_array_equal(hits["Lpos[2]"].to_numpy(), hits["X"].to_numpy() + 2000)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (["cov"], r"branch 'cov' holds a fixed-size array of 3 x 3 values per entry; name one element as ROOT does, "
+              r"'cov\[0\]\[0\]'"),
+    (["cov[3][0]"], r"'cov\[3\]\[0\]' names element \[3, 0\] of branch 'cov', which holds 3 x 3 value"),
+    (["cov[1]"], r"'cov\[1\]' names element \[1\] of branch 'cov', which holds 3 x 3 value"),
+])
+def test_a_fixed_size_array_named_whole_or_past_its_end_is_refused(tmp_path, fields, message):
+    with pytest.raises(InputError, match=message):
+        _ingest(tmp_path, "structs", {"fields": ["event", *fields]}, [])

@@ -7,7 +7,8 @@ writes are fixed here once and committed (40 events each, 14 and 11 kB). ``root_
   (``jet_pt``, ``jet_truthIdx``, ``truthjet_pt``, ...), the layout of most analysis ntuples;
 - tree ``arrays``: NanoAOD v12 types, C-style arrays with ``UInt_t`` counters (``nJet``, ``nGenJet``), a ``Short_t``
   index (``Jet_genJetIdx``) and ``UChar_t`` ids (``Jet_jetId``);
-- tree ``leaflist``: one leaf-list branch per event, ``pv`` made of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs).
+- tree ``structs``: per event a leaf-list branch ``pv`` of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs) and a
+  ``Float_t cov[3][3]`` (a fixed-size array, as LHCb's DecayTreeTuple covariances).
 
 Both hold the same values, with the edge values real files carry: events without jets, unmatched jets (index -1)
 and indices past the stored truth jets (a skimmed collection), gen masses of 0 and -2.6e-7. ``tests/test_ingest_vectors.py``
@@ -17,8 +18,8 @@ ingests both and expects the same table.
 successor of TTree): projected fields keep the names (``Jet_pt``, ``nJet`` as the collection's cardinality).
 
 ``root_written_ship.root``: FairShip's layout, tree ``cbmsim`` with ``TClonesArray`` branches of ``TObject``-derived
-classes split into members (``vetoPoint.fX``, ``MCTrack.fW``, ``Double32_t`` as FairShip declares them), counted
-by the array's own branch (``vetoPoint``); tree ``reference`` holds the same values as ``std::vector`` branches.
+classes split into members (``vetoPoint.fX``, ``MCTrack.fW``, ``Double32_t`` as FairShip declares them, a
+``Double_t fLpos[3]``: its ``X`` plus 0, 1000, 2000), counted by the array's own branch (``vetoPoint``); tree ``reference`` holds the same values as ``std::vector`` branches.
 
 Run with ROOT's Python bindings, which this project does not install (``pip install ROOT`` in a separate venv), and
 a C++ compiler (ACLiC compiles the two classes):
@@ -68,7 +69,7 @@ def write(path: str) -> None:
     out = ROOT.TFile(path, "RECREATE", "", 505)  # ZSTD level 5, ROOT's current default
     _vectors_tree(rows)
     _arrays_tree(rows)
-    _leaflist_tree(np.random.default_rng(SEED + 2))
+    _structs_tree(np.random.default_rng(SEED + 2))
     out.Write()
     out.Close()
 
@@ -121,17 +122,20 @@ def _arrays_tree(rows: list[dict]) -> None:
         tree.Fill()
 
 
-def _leaflist_tree(rng: np.random.Generator) -> None:
+def _structs_tree(rng: np.random.Generator) -> None:
     import ROOT
 
-    tree = ROOT.TTree("leaflist", "a leaf-list branch: pv = x/F:y/F:z/F:ndof/I")
+    tree = ROOT.TTree("structs", "a leaf-list branch pv = x/F:y/F:z/F:ndof/I and a Float_t cov[3][3]")
     event = np.zeros(1, np.uint64)
     pv = np.zeros(1, dtype=[("x", np.float32), ("y", np.float32), ("z", np.float32), ("ndof", np.int32)])
+    cov = np.zeros((3, 3), np.float32)
     tree.Branch("event", event, "event/l")
     tree.Branch("pv", pv, "x/F:y/F:z/F:ndof/I")
+    tree.Branch("cov", cov, "cov[3][3]/F")
     for number in range(N_EVENTS):
         event[0] = 1000 + number
         pv[0] = (rng.normal(0, 0.01), rng.normal(0, 0.01), rng.normal(0, 40), rng.integers(0, 12))
+        cov[:] = rng.normal(0, 1, (3, 3))
         tree.Fill()
 
 
@@ -152,6 +156,7 @@ SHIP_CLASSES = r"""
 class vetoPoint : public TObject {
 public:
   Int_t fTrackID = -1; Double32_t fX = 0, fY = 0, fZ = 0, fPx = 0, fPy = 0, fPz = 0, fTime = 0; Int_t fPdgCode = 0;
+  Double_t fLpos[3] = {0, 0, 0};  // the point in the detector's frame, a fixed-size array member
   ClassDef(vetoPoint, 1)
 };
 class ShipMCTrack : public TObject {
@@ -208,6 +213,9 @@ def write_ship(path: str, build_dir: str) -> None:
         reference.Branch(name, vector)
     for row in rows:
         _fill_clones(points, row["points"], POINT_MEMBERS)
+        for i in range(points.GetEntriesFast()):
+            for k in range(3):
+                points.At(i).fLpos[k] = row["points"]["X"][i].item() + 1000 * k
         _fill_clones(tracks, row["tracks"], TRACK_MEMBERS)
         cbmsim.Fill()
         for name, vector in vectors.items():

@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 
 from pipeline_steps.common.errors import ConfigError, InputError
+from pipeline_steps.ingest.branch_parts import whole_branch_problem
 from pipeline_steps.ingest.mapping import Collection, Sequence, TableMapping, column_sources, output_columns
 from pipeline_steps.ingest.selection import evaluate_selection, selection_names
 
@@ -242,13 +243,12 @@ def _jagged_values(arrays: ak.Array, branch: str, counts: np.ndarray, group: Col
 
 
 def _numbers(arrays: ak.Array, branch: str, where: str) -> ak.Array:
-    """``arrays[branch]``, refused naming its leaves where it is a leaf-list branch (a record per value): its
-    structured values had stopped the Parquet write as "Unsupported numpy type 20"."""
+    """``arrays[branch]``, refused naming a part to give where it holds a leaf-list's records (they had stopped
+    the Parquet write as "Unsupported numpy type 20") or a fixed-size array per value (``branch_parts``)."""
     values = arrays[branch]
-    fields = ak.fields(values)
-    if fields:
-        raise InputError(f"{where}: branch {branch!r} holds several leaves {fields}; name one as ROOT does, "
-                         f"{branch + '.' + fields[0]!r}")
+    problem = whole_branch_problem(values, branch)
+    if problem:
+        raise InputError(f"{where}: {problem}")
     return values
 
 

@@ -86,37 +86,6 @@ def _unnamed_counters(tree, branches: list[str]) -> str:
                    f"sequence's counter?)" for counter, branch in counted_by.items())
 
 
-def leaf_list_fields(tree, branches: list[str]) -> dict[str, tuple[str, str]]:
-    """The requested names that are one leaf of a leaf-list branch, as ROOT spells them: {``vtx.x``: (``vtx``, ``x``)}.
-
-    ``t->Branch("vtx", &vtx, "x/F:y/F:z/F")`` makes one branch of three leaves, which uproot reads as a record;
-    ``TTree::Draw("vtx.x")`` names a leaf so. A real branch of that dotted name (a split object's ``trk.pt``) wins.
-    """
-    found = {}
-    for name in branches:
-        branch, _, leaf = name.rpartition(".")
-        if name not in tree and branch in tree and leaf in _leaf_names(tree[branch]):
-            found[name] = (branch, leaf)
-    return found
-
-
-def _leaf_names(branch) -> list[str]:
-    leaves = branch.member("fLeaves") if hasattr(branch, "member") else []
-    return [leaf.member("fName") for leaf in leaves] if len(leaves) > 1 else []
-
-
-def branches_to_read(branches: list[str], leaves: dict[str, tuple[str, str]]) -> list[str]:
-    """``branches`` with each leaf-list leaf replaced by its branch, read once."""
-    return list(dict.fromkeys(leaves[name][0] if name in leaves else name for name in branches))
-
-
-def with_leaves(arrays: ak.Array, leaves: dict[str, tuple[str, str]]) -> ak.Array:
-    """``arrays`` with a field per requested leaf (``vtx.x``) taken from its leaf-list branch (no copy)."""
-    for name, (branch, leaf) in leaves.items():
-        arrays = ak.with_field(arrays, arrays[branch][leaf], name)
-    return arrays
-
-
 def iterate_entries(tree, branches: list[str], step_size: int, where: str) -> Iterator[tuple[int, ak.Array]]:
     """Yield ``(first entry, arrays)`` for consecutive steps of at most ``step_size`` entries.
 

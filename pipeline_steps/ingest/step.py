@@ -15,8 +15,8 @@ from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, required_branches
 from pipeline_steps.ingest.mapping import Reading, TableMapping, reading_from_config, table_from_config
-from pipeline_steps.ingest.reader import (branch_names, branches_to_read, check_branches, empty_arrays, iterate_entries,
-                                          leaf_list_fields, open_tree, with_leaves)
+from pipeline_steps.ingest.branch_parts import branch_parts, branches_to_read, with_parts
+from pipeline_steps.ingest.reader import branch_names, check_branches, empty_arrays, iterate_entries, open_tree
 from pipeline_steps.ingest.summary import RowsDigest, file_summary, gather, read_summaries
 from pipeline_steps.ingest.writer import TableWriter, arrow_table
 
@@ -104,17 +104,17 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
     digest = RowsDigest()
     with open_tree(raw_file, reading.tree) as tree:
         branches = required_branches(mapping, reading.identity, set(branch_names(tree)))
-        leaves = leaf_list_fields(tree, branches)
-        check_branches(tree, [name for name in branches if name not in leaves], where)
+        parts = branch_parts(tree, branches, where)  # pv.z of a leaf-list branch, COV_[0][1] of a fixed-size array
+        check_branches(tree, [name for name in branches if name not in parts], where)
         if tree.num_entries == 0 and reading.empty_tree == "error":
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
-        read = branches_to_read(branches, leaves)
-        steps = ((start, with_leaves(arrays, leaves)) for start, arrays in iterate_entries(tree, read, reading.step_size, where))
+        read = branches_to_read(branches, parts)
+        steps = ((start, with_parts(arrays, parts)) for start, arrays in iterate_entries(tree, read, reading.step_size, where))
         step = next(steps, None)
         if writer is None:
             # The schema comes from zero entries of the first step (a zero-entry read would decompress the
             # first basket of every branch once more); only an empty tree needs that read.
-            zero_entries = step[1][:0] if step is not None else with_leaves(empty_arrays(tree, read, where), leaves)
+            zero_entries = step[1][:0] if step is not None else with_parts(empty_arrays(tree, read, where), parts)
             schema = arrow_table(flatten_chunk(zero_entries, mapping, reading.identity, source_file, 0, where).columns).schema
             del zero_entries
             writer = TableWriter(parquet, schema)
