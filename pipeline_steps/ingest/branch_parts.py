@@ -109,6 +109,8 @@ def _element(tree, names: list[str], name: str, where: str) -> BranchPart | None
         if candidate != base and not (candidate.startswith(base) and _INDEX.fullmatch(candidate[len(base):])):
             continue
         shape = _inner_shape(tree[candidate])
+        if shape is None:
+            continue  # an RNTuple field: its elements are not addressed here, so the name is reported missing
         if len(shape) != len(index) or any(i >= n for i, n in zip(index, shape)):
             raise InputError(f"{where}: {name!r} names element {list(index)} of branch {candidate!r}, which holds "
                              f"{' x '.join(map(str, shape)) or 'one'} value(s) per entry or object")
@@ -116,7 +118,10 @@ def _element(tree, names: list[str], name: str, where: str) -> BranchPart | None
     return None
 
 
-def _inner_shape(branch) -> tuple[int, ...]:
-    interpretation = branch.interpretation
+def _inner_shape(branch) -> tuple[int, ...] | None:
+    """A TTree branch's fixed dimensions per value; None for an RNTuple's field, which has no interpretation."""
+    interpretation = getattr(branch, "interpretation", None)
+    if interpretation is None:
+        return None
     interpretation = getattr(interpretation, "content", interpretation)  # AsJagged -> its AsDtype
     return tuple(getattr(interpretation, "inner_shape", ()) or ())
