@@ -42,7 +42,7 @@ def test_file_name_column_round_trips_utf8(tmp_path, name):
     assert table.column("source_file").to_pylist() == [name] * 4
 
 
-def _jets_file(path, gen_idx=((0, -1, 1), (3, 0), (0, 0, -1, 1))):
+def _jets_file(path, gen_idx=((0, -1, 1), (3, 0), (0, 0, -1, 1)), trigger=True):
     """3 entries of jets matched to gen jets (indices -1, in range, and past the stored gen jets)."""
     gen_idx = ak.Array([list(indices) for indices in gen_idx])
     n = ak.num(gen_idx)
@@ -54,6 +54,8 @@ def _jets_file(path, gen_idx=((0, -1, 1), (3, 0), (0, 0, -1, 1))):
                            "genJetIdx": ak.values_astype(gen_idx, np.int32)}),
             "GenJet": ak.zip({"pt": ak.Array([[100.0, 200.0], [300.0], [400.0, 500.0]])}),
         }
+        if not trigger:
+            del data["HLT_IsoMu24"]
         file.mktree("Events", {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}).extend(data)
     return path
 
@@ -99,6 +101,17 @@ def test_a_selection_on_an_event_level_branch_reads_it_without_making_it_a_colum
     expected = frame[frame["entry"].isin([0, 2]) & (frame["pt"] > 20)].reset_index(drop=True)
     assert len(expected) > 0 and selected.to_pandas().equals(expected)
     assert selected.schema == everything.schema and summary["failed_selection"] == len(frame) - len(expected)
+
+
+def test_a_selection_name_is_read_from_one_branch_in_every_file_of_a_part(tmp_path):
+    """The part's first file decides that HLT_IsoMu24 is the event-level branch; a later file without it is refused
+    naming it and the other branch it could have been, not silently read from another (or reported as only
+    Jet_HLT_IsoMu24)."""
+    raws = [_jets_file(tmp_path / "a.root"), _jets_file(tmp_path / "b.root", trigger=False)]
+    reading = {"tree": "Events", "identity": ["run", "event"]}
+    with pytest.raises(InputError, match=r"b\.root:Events: missing branch 'HLT_IsoMu24' \(nor 'Jet_HLT_IsoMu24'; "):
+        run([str(r) for r in raws], str(tmp_path / "p.parquet"), str(tmp_path / "p.json"), reading,
+            _jets_mapping("HLT_IsoMu24 & (pt > 20)"), "jets")
 
 
 def test_unique_on_an_event_field_keeps_the_first_object(tmp_path):

@@ -172,25 +172,55 @@ def test_a_leaf_list_branch_named_whole_is_refused_naming_its_leaves(tmp_path):
 
 
 def test_fixed_size_array_elements_are_read_as_root_names_them(tmp_path):
-    """``cov[0][1]`` of a ``Float_t cov[3][3]`` per entry, and per object ``vetoPoint.fLpos[2]`` of FairShip's
-    ``Double_t fLpos[3]`` member (uproot names that branch ``vetoPoint.fLpos[3]``)."""
+    """``cov[0][1]`` of a ``Float_t cov[3][3]`` per entry; per object, ``vetoPoint.fLpos[][2]`` is component 2 of every
+    point's ``Double_t fLpos[3]`` (uproot names that branch ``vetoPoint.fLpos[3]``), as in ``TTree::Draw``, where
+    ``fLpos[2]`` is the third point's array. Columns take plain names (``cov_0_1``, ``Lpos_2``)."""
     rows, _ = _ingest(tmp_path, "structs", {"fields": ["event", "cov[0][1]", "cov[2][0]"]}, [])
     cov = uproot.open(FIXTURE)["structs"]["cov"].array(library="np")
-    np.testing.assert_array_equal(rows["cov[0][1]"].to_numpy(), cov[:, 0, 1])
-    np.testing.assert_array_equal(rows["cov[2][0]"].to_numpy(), cov[:, 2, 0])
-    points = {"collection": {"counter": "vetoPoint", "prefix": "vetoPoint.f"}, "fields": ["X", "Lpos[0]", "Lpos[2]"]}
+    np.testing.assert_array_equal(rows["cov_0_1"].to_numpy(), cov[:, 0, 1])
+    np.testing.assert_array_equal(rows["cov_2_0"].to_numpy(), cov[:, 2, 0])
+    points = {"collection": {"counter": "vetoPoint", "prefix": "vetoPoint.f"}, "fields": ["X", "Lpos[][0]", "Lpos[][2]"]}
     hits, _ = _ingest(tmp_path, "cbmsim", points, [], raw=SHIP_FIXTURE)
     assert len(hits) > 5 and (hits["X"] != 0).all()
-    np.testing.assert_array_equal(hits["Lpos[0]"].to_numpy(), hits["X"].to_numpy())  # the fixture's fLpos: X + 1000 k
-    np.testing.assert_array_equal(hits["Lpos[2]"].to_numpy(), hits["X"].to_numpy() + 2000)
+    np.testing.assert_array_equal(hits["Lpos_0"].to_numpy(), hits["X"].to_numpy())  # the fixture's fLpos: X + 1000 k
+    np.testing.assert_array_equal(hits["Lpos_2"].to_numpy(), hits["X"].to_numpy() + 2000)
 
 
-@pytest.mark.parametrize("fields, message", [
-    (["cov"], r"branch 'cov' holds a fixed-size array of 3 x 3 values per entry; name one element as ROOT does, "
-              r"'cov\[0\]\[0\]'"),
-    (["cov[3][0]"], r"'cov\[3\]\[0\]' names element \[3, 0\] of branch 'cov', which holds 3 x 3 value"),
-    (["cov[1]"], r"'cov\[1\]' names element \[1\] of branch 'cov', which holds 3 x 3 value"),
+@pytest.mark.parametrize("tree, table, message", [
+    ("structs", {"fields": ["event", "cov"]},
+     r"branch 'cov' holds a fixed-size array of 3 x 3 values per entry; name one element as ROOT does, 'cov\[0\]\[0\]'"),
+    ("structs", {"fields": ["event", "cov[3][0]"]},
+     r"'cov\[3\]\[0\]' names no element of branch 'cov', which holds a fixed-size array of 3 x 3 values per entry; "
+     r"'cov\[0\]\[0\]' is its first"),
+    ("structs", {"fields": ["event", "cov[1]"]}, r"'cov\[1\]' names no element of branch 'cov'"),
+    ("structs", {"fields": ["event", "cov[][1][1]"]}, r"'cov\[\]\[1\]\[1\]' names no element of branch 'cov'"),
+    # ROOT's fLpos[1] is the second point's array, not component 1 of each point
+    ("cbmsim", {"collection": {"counter": "vetoPoint", "prefix": "vetoPoint.f"}, "fields": ["X", "Lpos[1]"]},
+     r"'vetoPoint\.fLpos\[1\]' names no element of branch 'vetoPoint\.fLpos\[3\]', which holds a fixed-size array "
+     r"of 3 values per object; 'vetoPoint\.fLpos\[\]\[0\]' is its first"),
 ])
-def test_a_fixed_size_array_named_whole_or_past_its_end_is_refused(tmp_path, fields, message):
+def test_a_fixed_size_array_named_whole_or_past_its_end_is_refused(tmp_path, tree, table, message):
+    raw = SHIP_FIXTURE if tree == "cbmsim" else FIXTURE
     with pytest.raises(InputError, match=message):
-        _ingest(tmp_path, "structs", {"fields": ["event", *fields]}, [])
+        _ingest(tmp_path, tree, table, [], raw=raw)
+
+
+def test_rntuple_record_and_array_fields_give_the_ttree_leaves_and_elements(tmp_path):
+    """RNTupleImporter makes the leaf-list ``pv`` a record field (``pv.z`` a subfield, read nested under ``pv``) and
+    ``cov[3][3]`` an array of 9; a subfield had passed the name check and then stopped flattening."""
+    table = {"fields": ["event", "pv.z", "cov[4]"], "selection": "pv.ndof > 4"}
+    rntuple, _ = _ingest(tmp_path, "structs", table, [], raw=FIXTURE.with_name("root_written_jets_rntuple.root"))
+    ttree, _ = _ingest(tmp_path, "structs", {**table, "fields": ["event", "pv.z", "cov[1][1]"]}, [])
+    assert len(ttree) > 0
+    np.testing.assert_array_equal(rntuple["pv.z"].to_numpy(), ttree["pv.z"].to_numpy())
+    np.testing.assert_array_equal(rntuple["cov_4"].to_numpy(), ttree["cov_1_1"].to_numpy())
+
+
+def test_a_selection_on_a_leaf_of_an_event_level_branch_in_a_collection_table(tmp_path):
+    tracks = {"collection": {"counter": "nTrk", "prefix": "trk_"}, "fields": ["pt"], "selection": "pv.ndof > 4"}
+    rows, _ = _ingest(tmp_path, "structs", tracks, [])
+    arrays = uproot.open(FIXTURE)["structs"].arrays(["trk_pt", "pv"])
+    expected = ak.flatten(arrays["trk_pt"][arrays["pv"]["ndof"] > 4])
+    assert 0 < len(expected) < len(ak.flatten(arrays["trk_pt"]))
+    np.testing.assert_array_equal(rows["pt"].to_numpy(), ak.to_numpy(expected))
+    assert "pv.ndof" not in rows.columns

@@ -7,15 +7,16 @@ writes are fixed here once and committed (40 events each, 14 and 11 kB). ``root_
   (``jet_pt``, ``jet_truthIdx``, ``truthjet_pt``, ...), the layout of most analysis ntuples;
 - tree ``arrays``: NanoAOD v12 types, C-style arrays with ``UInt_t`` counters (``nJet``, ``nGenJet``), a ``Short_t``
   index (``Jet_genJetIdx``) and ``UChar_t`` ids (``Jet_jetId``);
-- tree ``structs``: per event a leaf-list branch ``pv`` of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs) and a
-  ``Float_t cov[3][3]`` (a fixed-size array, as LHCb's DecayTreeTuple covariances).
+- tree ``structs``: per event a leaf-list branch ``pv`` of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs), a
+  ``Float_t cov[3][3]`` (a fixed-size array, as LHCb's DecayTreeTuple covariances) and tracks ``trk_pt[nTrk]``.
 
 Both hold the same values, with the edge values real files carry: events without jets, unmatched jets (index -1)
 and indices past the stored truth jets (a skimmed collection), gen masses of 0 and -2.6e-7. ``tests/test_ingest_vectors.py``
 ingests both and expects the same table.
 
-``root_written_jets_rntuple.root``: tree ``arrays`` converted by ROOT's ``RNTupleImporter`` to an RNTuple (ROOT's
-successor of TTree): projected fields keep the names (``Jet_pt``, ``nJet`` as the collection's cardinality).
+``root_written_jets_rntuple.root``: trees ``arrays`` and ``structs`` converted by ROOT's ``RNTupleImporter`` to
+RNTuples (ROOT's successor of TTree): projected fields keep the names (``Jet_pt``, ``nJet`` as the collection's
+cardinality), the leaf-list ``pv`` becomes a record field (``pv.z``), ``cov`` an array field.
 
 ``root_written_ship.root``: FairShip's layout, tree ``cbmsim`` with ``TClonesArray`` branches of ``TObject``-derived
 classes split into members (``vetoPoint.fX``, ``MCTrack.fW``, ``Double32_t`` as FairShip declares them, a
@@ -129,13 +130,18 @@ def _structs_tree(rng: np.random.Generator) -> None:
     event = np.zeros(1, np.uint64)
     pv = np.zeros(1, dtype=[("x", np.float32), ("y", np.float32), ("z", np.float32), ("ndof", np.int32)])
     cov = np.zeros((3, 3), np.float32)
+    n_trk, trk_pt = np.zeros(1, np.int32), np.zeros(8, np.float32)
     tree.Branch("event", event, "event/l")
     tree.Branch("pv", pv, "x/F:y/F:z/F:ndof/I")
     tree.Branch("cov", cov, "cov[3][3]/F")
+    tree.Branch("nTrk", n_trk, "nTrk/I")
+    tree.Branch("trk_pt", trk_pt, "trk_pt[nTrk]/F")
     for number in range(N_EVENTS):
         event[0] = 1000 + number
         pv[0] = (rng.normal(0, 0.01), rng.normal(0, 0.01), rng.normal(0, 40), rng.integers(0, 12))
         cov[:] = rng.normal(0, 1, (3, 3))
+        n_trk[0] = rng.integers(0, 5)
+        trk_pt[:n_trk[0]] = rng.exponential(5, n_trk[0])
         tree.Fill()
 
 
@@ -144,7 +150,6 @@ def write_rntuple(source: str, tree: str, path: str) -> None:
     import ROOT
 
     importer = getattr(ROOT.ROOT, "RNTupleImporter", None) or ROOT.ROOT.Experimental.RNTupleImporter
-    Path(path).unlink(missing_ok=True)  # the importer refuses to replace an existing key
     converter = importer.Create(source, tree, path)
     converter.SetIsQuiet(True)
     converter.Import()
@@ -239,6 +244,8 @@ def _fill_clones(clones, values: dict, members: tuple[str, ...]) -> None:
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
     write(str(folder / "root_written_jets.root"))
-    write_rntuple(str(folder / "root_written_jets.root"), "arrays", str(folder / "root_written_jets_rntuple.root"))
+    (folder / "root_written_jets_rntuple.root").unlink(missing_ok=True)  # the importer refuses to replace a key
+    for tree in ("arrays", "structs"):
+        write_rntuple(str(folder / "root_written_jets.root"), tree, str(folder / "root_written_jets_rntuple.root"))
     with tempfile.TemporaryDirectory() as build:
         write_ship(str(folder / "root_written_ship.root"), build)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from pipeline_steps.ingest.mapping import column_name
+
 
 @dataclass(frozen=True)
 class CollectionLayout:
@@ -107,7 +109,8 @@ def input_branches(table: Mapping[str, Any]) -> dict[str, str]:
     renamed). A bundle reads its conditions from these branches (``bundle.json`` ``io.branches``).
     """
     rename = dict(table.get("rename", {}))
-    branches = {rename[name]: name for name in table.get("event_fields", []) if name in rename}
+    event_fields = [column_name(name) for name in table.get("event_fields", [])]  # cov[0][1] is written as cov_0_1
+    branches = {rename[name]: name for name in event_fields if name in rename}
     if "collection" not in table:
         branches.update({column: branch for column, branch in _columns(table["fields"], table.get("output_prefix", ""),
                                                                        rename).items() if column != branch})
@@ -139,9 +142,10 @@ def _collection(name, collection, fields, output_prefix, rename) -> CollectionLa
 
 
 def _columns(fields, output_prefix: str, rename: Mapping[str, str]) -> dict[str, str]:
-    """{column: field} as ingest names them: ``output_prefix + field``, then ``rename`` (keyed by that name)."""
+    """{column: field} as ingest names them: ``output_prefix + field``, then ``rename`` (keyed by that name). An
+    array element's field is written under its column's spelling (``Lpos[][2]`` as ``Lpos_2``: ``column_name``)."""
     columns = {}
-    for field_name in fields:
+    for field_name in map(column_name, fields):
         column = f"{output_prefix}{field_name}"
         columns[rename.get(column, column)] = field_name
     return columns

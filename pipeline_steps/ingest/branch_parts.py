@@ -1,11 +1,14 @@
-"""Names that address a part of a branch, as ``TTree::Draw`` spells them: a leaf of a leaf-list branch, an
+"""Names that address a part of a branch: a leaf of a leaf-list branch, a subfield of an RNTuple record, an
 element of a fixed-size array.
 
 - ``pv.z``: ``t->Branch("pv", &pv, "x/F:y/F:z/F:ndof/I")`` makes one branch of four leaves, which uproot reads as a
-  record; older ntuples fill their structs so.
-- ``B_OWNPV_COV_[0][1]``: a ``Float_t[3][3]`` per entry (LHCb's DecayTreeTuple covariances), and per object
-  ``vetoPoint.fLpos[1]`` for the branch ``vetoPoint.fLpos[3]`` (a ``Double_t[3]`` member of FairShip's points;
-  uproot keeps the dimensions in such a branch's name).
+  record (older ntuples fill their structs so); in an RNTuple, ``pv.z`` is the subfield of the record field ``pv``.
+- ``B_OWNPV_COV_[0][1]``: an element of a ``Float_t[3][3]`` per entry (LHCb's DecayTreeTuple covariances), as
+  ``TTree::Draw`` names it.
+- ``vetoPoint.fLpos[][2]``: component 2 of the ``Double_t fLpos[3]`` of every object (FairShip's points; uproot
+  names that branch ``vetoPoint.fLpos[3]``). As in ``TTree::Draw``, the first ``[]`` stands for the objects:
+  ``fLpos[2]`` would be the third object's array, so a per-object array needs the ``[]`` and a per-entry one
+  must not have it.
 
 A branch that has the name itself always wins (a split object's ``trk.pt``). The reader reads the whole
 branch once and hands each part on as a field of its own (``with_parts``), so flattening sees plain numbers.
@@ -17,36 +20,63 @@ import re
 from dataclasses import dataclass
 
 import awkward as ak
+import uproot
 
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.ingest.reader import branch_names
 
-_INDEX = re.compile(r"(\[\d+\])+$")
+_INDEX = re.compile(r"(\[\d*\])+$")
 
 
 @dataclass(frozen=True)
 class BranchPart:
-    """The branch to read, and the leaf (leaf-list) or the indices (fixed-size array) of the part named."""
+    """The branch to read and, within each value, the leaf or subfield path, or the element's indices."""
 
     branch: str
     leaf: str | None = None
     index: tuple[int, ...] = ()
+    per_object: bool = False  # spelled with a leading ``[]``
 
-    def take(self, values: ak.Array) -> ak.Array:
-        return values[self.leaf] if self.leaf is not None else values[(Ellipsis, *self.index)]
+    def take(self, values: ak.Array, name: str, where: str) -> ak.Array:
+        if self.leaf is not None:
+            for field in self.leaf.split("."):
+                values = values[field]
+            return values
+        dims = fixed_dims(values)
+        jagged = values.ndim > len(dims) + 1
+        if jagged != self.per_object or len(dims) != len(self.index) or any(i >= n for i, n in zip(self.index, dims)):
+            raise InputError(f"{where}: {name!r} names no element of branch {self.branch!r}, which holds "
+                             f"{_shape(dims, jagged)}; {_first_element(self.branch, dims, jagged)!r} is its first")
+        return values[(Ellipsis, *self.index)]
 
 
-def branch_parts(tree, branches: list[str], where: str) -> dict[str, BranchPart]:
-    """{requested name: BranchPart} for the names in ``branches`` that are no branch but a part of one."""
+def branch_names(tree) -> list[str]:
+    """Every name a branch of ``tree`` can be read by: its own, and its full path where it is nested (a TTree's
+    split branches); an RNTuple's fields by their full paths only (``pv.z``, not ``z``)."""
+    if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
+        return list(tree.keys())
+    return list(dict.fromkeys([*tree.keys(full_paths=False), *tree.keys()]))
+
+
+def branch_parts(tree, branches: list[str]) -> dict[str, BranchPart]:
+    """{requested name: BranchPart} for the names in ``branches`` that are a part of a branch."""
     names = branch_names(tree)
+    rntuple = not isinstance(tree, uproot.behaviors.TBranch.HasBranches)
     parts = {}
     for name in branches:
-        if name in tree:
-            continue
-        part = _leaf(tree, name) or _element(tree, names, name, where)
+        part = (_subfield(names, name) if rntuple else None) if name in names else _part(tree, names, name)
         if part is not None:
             parts[name] = part
     return parts
+
+
+def part_base(name: str, names) -> str | None:
+    """The branch among ``names`` that ``name`` would be a part of, or None (no TTree metadata needed)."""
+    suffix = _INDEX.search(name)
+    if suffix is not None:
+        base = name[:suffix.start()]
+        return next((n for n in names if n == base or (n.startswith(base) and _INDEX.fullmatch(n[len(base):]))), None)
+    branch = name.rpartition(".")[0]
+    return branch if branch in names else None
 
 
 def branches_to_read(branches: list[str], parts: dict[str, BranchPart]) -> list[str]:
@@ -54,10 +84,10 @@ def branches_to_read(branches: list[str], parts: dict[str, BranchPart]) -> list[
     return list(dict.fromkeys(parts[name].branch if name in parts else name for name in branches))
 
 
-def with_parts(arrays: ak.Array, parts: dict[str, BranchPart]) -> ak.Array:
+def with_parts(arrays: ak.Array, parts: dict[str, BranchPart], where: str) -> ak.Array:
     """``arrays`` with a field per requested part, taken from its branch (no copy)."""
     for name, part in parts.items():
-        arrays = ak.with_field(arrays, part.take(arrays[part.branch]), name)
+        arrays = ak.with_field(arrays, part.take(arrays[part.branch], name, where), name)
     return arrays
 
 
@@ -68,9 +98,9 @@ def whole_branch_problem(values: ak.Array, branch: str) -> str | None:
         return f"branch {branch!r} holds several leaves {fields}; name one as ROOT does, {branch + '.' + fields[0]!r}"
     dims = fixed_dims(values)
     if dims:
-        first = _INDEX.sub("", branch) + "[0]" * len(dims)
-        return (f"branch {branch!r} holds a fixed-size array of {' x '.join(map(str, dims))} values per "
-                f"{'object' if values.ndim > len(dims) + 1 else 'entry'}; name one element as ROOT does, {first!r}")
+        jagged = values.ndim > len(dims) + 1
+        return (f"branch {branch!r} holds {_shape(dims, jagged)}; name one element as ROOT does, "
+                f"{_first_element(branch, dims, jagged)!r}")
     return None
 
 
@@ -86,42 +116,38 @@ def fixed_dims(values: ak.Array) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _leaf(tree, name: str) -> BranchPart | None:
-    branch, _, leaf = name.rpartition(".")
-    if branch in tree and leaf in _leaf_names(tree[branch]):
-        return BranchPart(branch, leaf=leaf)
-    return None
+def _shape(dims: tuple[int, ...], jagged: bool) -> str:
+    if not dims:
+        return f"one value per {'object' if jagged else 'entry'}"
+    return f"a fixed-size array of {' x '.join(map(str, dims))} values per {'object' if jagged else 'entry'}"
+
+
+def _first_element(branch: str, dims: tuple[int, ...], jagged: bool) -> str:
+    return _INDEX.sub("", branch) + ("[]" if jagged else "") + "[0]" * len(dims)
+
+
+def _subfield(names: list[str], name: str) -> BranchPart | None:
+    """An RNTuple subfield ``pv.z``: uproot reads it nested in its top-level field ``pv``."""
+    top, _, path = name.partition(".")
+    return BranchPart(top, leaf=path) if path and top in names else None
+
+
+def _part(tree, names: list[str], name: str) -> BranchPart | None:
+    base = part_base(name, names)
+    if base is None:
+        return None
+    suffix = _INDEX.search(name)
+    if suffix is None:
+        leaf = name[len(base) + 1:]
+        return BranchPart(base, leaf=leaf) if leaf in _leaf_names(tree[base]) else None
+    index = re.findall(r"\[(\d*)\]", suffix.group())
+    per_object = index[0] == ""
+    index = index[1:] if per_object else index
+    if not index or "" in index:
+        return None
+    return BranchPart(base, index=tuple(int(i) for i in index), per_object=per_object)
 
 
 def _leaf_names(branch) -> list[str]:
     leaves = branch.member("fLeaves") if hasattr(branch, "member") else []
     return [leaf.member("fName") for leaf in leaves] if len(leaves) > 1 else []
-
-
-def _element(tree, names: list[str], name: str, where: str) -> BranchPart | None:
-    """``base[i][j]`` of a branch named ``base`` or ``base[n][m]`` with as many fixed dimensions."""
-    suffix = _INDEX.search(name)
-    if suffix is None:
-        return None
-    base = name[:suffix.start()]
-    index = tuple(int(i) for i in re.findall(r"\d+", suffix.group()))
-    for candidate in names:
-        if candidate != base and not (candidate.startswith(base) and _INDEX.fullmatch(candidate[len(base):])):
-            continue
-        shape = _inner_shape(tree[candidate])
-        if shape is None:
-            continue  # an RNTuple field: its elements are not addressed here, so the name is reported missing
-        if len(shape) != len(index) or any(i >= n for i, n in zip(index, shape)):
-            raise InputError(f"{where}: {name!r} names element {list(index)} of branch {candidate!r}, which holds "
-                             f"{' x '.join(map(str, shape)) or 'one'} value(s) per entry or object")
-        return BranchPart(candidate, index=index)
-    return None
-
-
-def _inner_shape(branch) -> tuple[int, ...] | None:
-    """A TTree branch's fixed dimensions per value; None for an RNTuple's field, which has no interpretation."""
-    interpretation = getattr(branch, "interpretation", None)
-    if interpretation is None:
-        return None
-    interpretation = getattr(interpretation, "content", interpretation)  # AsJagged -> its AsDtype
-    return tuple(getattr(interpretation, "inner_shape", ()) or ())

@@ -21,7 +21,7 @@ import awkward as ak
 import numpy as np
 
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.ingest.branch_parts import whole_branch_problem
+from pipeline_steps.ingest.branch_parts import part_base, whole_branch_problem
 from pipeline_steps.ingest.mapping import Collection, Sequence, TableMapping, column_sources, output_columns
 from pipeline_steps.ingest.selection import evaluate_selection, selection_names
 
@@ -173,7 +173,18 @@ class _ChunkColumns(Mapping):
 
 def _extra_branch(mapping: TableMapping, name: str, tree_branches) -> str:
     branch = mapping.field_branch(name)
-    return name if branch not in tree_branches and name in tree_branches else branch
+    if branch in tree_branches or part_base(branch, tree_branches):
+        return branch
+    return name if name in tree_branches or part_base(name, tree_branches) else branch
+
+
+def name_alternatives(mapping: TableMapping, identity: tuple[str, ...]) -> dict[str, str]:
+    """For a missing branch a ``selection``/``unique`` name was read from, the other branch it could have been:
+    ``Jet_HLT_IsoMu24`` <-> ``HLT_IsoMu24`` (``required_branches``)."""
+    if mapping.collection is None:
+        return {}
+    pairs = {mapping.field_branch(name): name for name in _extra_field_names(mapping, identity)}
+    return {**pairs, **{name: branch for branch, name in pairs.items()}}
 
 
 def _extra_field_names(mapping: TableMapping, identity: tuple[str, ...]) -> list[str]:

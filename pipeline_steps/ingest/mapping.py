@@ -7,6 +7,7 @@ be read, and what the output columns are called (identity first, see pipeline_st
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -168,18 +169,26 @@ def output_columns(mapping: TableMapping, identity: tuple[str, ...] | list[str])
     return columns
 
 
+def column_name(name: str) -> str:
+    """The column a field or event field is written to: an array element's brackets become underscores
+    (``cov[0][1]`` -> ``cov_0_1``, ``Lpos[][2]`` -> ``Lpos_2``, ``branch_parts``). Carried into a generated file, a
+    branch named ``cov[0][1]`` was read back by uproot as a one-element array (its leaf title ``cov[0][1]/F``), and
+    ``TTree::Draw`` reads brackets as indices."""
+    return re.sub(r"\[(\d*)\]", lambda match: f"_{match.group(1)}" if match.group(1) else "", name)
+
+
 def column_sources(mapping: TableMapping) -> dict[str, tuple[str, str]]:
     """{output column: (kind, branch-or-field)} for every physics column, kind in
     ``event``/``field``/``match``/``sequence``, in output order."""
     renamed = _renamed_columns(mapping)
     sources = {}
     for name in mapping.event_fields:
-        sources[renamed[name]] = ("event", name)
+        sources[renamed[column_name(name)]] = ("event", name)
     for name in mapping.fields:
-        sources[renamed[f"{mapping.output_prefix}{name}"]] = ("field", name)
+        sources[renamed[f"{mapping.output_prefix}{column_name(name)}"]] = ("field", name)
     if mapping.match is not None:
         for name in mapping.match.fields:
-            sources[renamed[f"{mapping.match.output_prefix}{name}"]] = ("match", name)
+            sources[renamed[f"{mapping.match.output_prefix}{column_name(name)}"]] = ("match", name)
         if mapping.match.keep_unmatched:
             sources[renamed["matched"]] = ("matched", "")
     for sequence in mapping.sequences:
@@ -190,9 +199,9 @@ def column_sources(mapping: TableMapping) -> dict[str, tuple[str, str]]:
 
 def _physics_columns(mapping: TableMapping) -> list[str]:
     """Names before ``rename``: ``<output_prefix><field>`` etc."""
-    names = [*mapping.event_fields, *(f"{mapping.output_prefix}{f}" for f in mapping.fields)]
+    names = [*map(column_name, mapping.event_fields), *(f"{mapping.output_prefix}{column_name(f)}" for f in mapping.fields)]
     if mapping.match is not None:
-        names += [f"{mapping.match.output_prefix}{f}" for f in mapping.match.fields]
+        names += [f"{mapping.match.output_prefix}{column_name(f)}" for f in mapping.match.fields]
         if mapping.match.keep_unmatched:
             names.append("matched")
     names += [f"{s.prefix}{f}" for s in mapping.sequences for f in s.fields]

@@ -19,6 +19,7 @@ import awkward as ak
 import uproot
 
 from pipeline_steps.common.errors import InputError
+from pipeline_steps.ingest.branch_parts import branch_names
 
 # Exceptions uproot and its decompressors raise on damaged files; anything else is a bug and propagates.
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, struct.error, uproot.deserialization.DeserializationError)
@@ -39,13 +40,9 @@ def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
         yield _tree(file, path, tree_name)
 
 
-def branch_names(tree) -> list[str]:
-    """Every name a branch of ``tree`` can be read by: its own, and its full path where it is nested."""
-    return list(dict.fromkeys([*tree.keys(full_paths=False), *tree.keys()]))
-
-
-def check_branches(tree, branches: list[str], where: str) -> None:
-    """InputError naming every missing branch with the existing branches that look close."""
+def check_branches(tree, branches: list[str], where: str, alternatives: dict[str, str] | None = None) -> None:
+    """InputError naming every missing branch with the existing branches that look close, and the other name a
+    selection's name could have been read from (``alternatives``: ``jet_HLT_IsoMu24`` -> ``HLT_IsoMu24``)."""
     existing = branch_names(tree)
     missing = [branch for branch in branches if branch not in existing]
     if not missing:
@@ -53,7 +50,8 @@ def check_branches(tree, branches: list[str], where: str) -> None:
     hints = []
     for branch in missing:
         close = difflib.get_close_matches(branch, existing, n=3, cutoff=0.6)
-        hints.append(f"{branch!r} (close: {close})" if close else f"{branch!r} (no similar branch)")
+        nor = f"nor {alternatives[branch]!r}; " if branch in (alternatives or {}) else ""
+        hints.append(f"{branch!r} ({nor}close: {close})" if close else f"{branch!r} ({nor}no similar branch)")
     raise InputError(
         f"{where}: missing branch{'es' if len(missing) > 1 else ''} {', '.join(hints)}; "
         f"the tree has {len(existing)} branches, e.g. {sorted(existing)[:12]}{_unnamed_counters(tree, branches)}"

@@ -13,10 +13,10 @@ from tqdm import tqdm
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, required_branches
+from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, name_alternatives, required_branches
 from pipeline_steps.ingest.mapping import Reading, TableMapping, reading_from_config, table_from_config
-from pipeline_steps.ingest.branch_parts import branch_parts, branches_to_read, with_parts
-from pipeline_steps.ingest.reader import branch_names, check_branches, empty_arrays, iterate_entries, open_tree
+from pipeline_steps.ingest.branch_parts import branch_names, branch_parts, branches_to_read, with_parts
+from pipeline_steps.ingest.reader import check_branches, empty_arrays, iterate_entries, open_tree
 from pipeline_steps.ingest.summary import RowsDigest, file_summary, gather, read_summaries
 from pipeline_steps.ingest.writer import TableWriter, arrow_table
 
@@ -84,9 +84,10 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
         raise ValueError(f"{parquet}: no raw files to ingest")
     writer: TableWriter | None = None
     counts, digests = [], []
+    branches: list[str] | None = None  # resolved on the first file, so every file reads a name from one branch
     try:
         for raw_file in raw_files:
-            file_counts, writer, digest = _ingest_file(raw_file, parquet, writer, reading, mapping)
+            file_counts, writer, digest, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches)
             counts.append(file_counts)
             digests.append(digest)
     finally:
@@ -95,26 +96,33 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
     return counts, writer.schema.names, digests
 
 
-def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading,
-                 mapping: TableMapping) -> tuple[ChunkCounts, TableWriter, str | None]:
-    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file)."""
+def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading, mapping: TableMapping,
+                 branches: list[str] | None) -> tuple[ChunkCounts, TableWriter, str | None, list[str]]:
+    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file).
+
+    ``branches`` are those the part's first file resolved the names of ``selection`` and ``unique`` to
+    (``required_branches``), None for the first file: a selection's ``HLT_IsoMu24`` read from the event-level
+    branch in one file and from ``Jet_HLT_IsoMu24`` in the next would change meaning between files."""
     source_file = Path(raw_file).name
     where = f"{raw_file}:{reading.tree}"
     counts = ChunkCounts()
     digest = RowsDigest()
     with open_tree(raw_file, reading.tree) as tree:
-        branches = required_branches(mapping, reading.identity, set(branch_names(tree)))
-        parts = branch_parts(tree, branches, where)  # pv.z of a leaf-list branch, COV_[0][1] of a fixed-size array
-        check_branches(tree, [name for name in branches if name not in parts], where)
+        if branches is None:
+            branches = required_branches(mapping, reading.identity, set(branch_names(tree)))
+        parts = branch_parts(tree, branches)  # pv.z of a leaf-list branch, COV_[0][1] of a fixed-size array
+        check_branches(tree, [name for name in branches if name not in parts], where,
+                       name_alternatives(mapping, reading.identity))
         if tree.num_entries == 0 and reading.empty_tree == "error":
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
         read = branches_to_read(branches, parts)
-        steps = ((start, with_parts(arrays, parts)) for start, arrays in iterate_entries(tree, read, reading.step_size, where))
+        steps = ((start, with_parts(arrays, parts, where))
+                 for start, arrays in iterate_entries(tree, read, reading.step_size, where))
         step = next(steps, None)
         if writer is None:
             # The schema comes from zero entries of the first step (a zero-entry read would decompress the
             # first basket of every branch once more); only an empty tree needs that read.
-            zero_entries = step[1][:0] if step is not None else with_parts(empty_arrays(tree, read, where), parts)
+            zero_entries = step[1][:0] if step is not None else with_parts(empty_arrays(tree, read, where), parts, where)
             schema = arrow_table(flatten_chunk(zero_entries, mapping, reading.identity, source_file, 0, where).columns).schema
             del zero_entries
             writer = TableWriter(parquet, schema)
@@ -133,7 +141,7 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
                 del chunk
                 bar.update(n_entries)
                 step = next(steps, None)
-    return counts, writer, digest.hexdigest()
+    return counts, writer, digest.hexdigest(), branches
 
 
 def _write_chunk(writer: TableWriter, table: pa.Table, where: str) -> None:
