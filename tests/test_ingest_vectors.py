@@ -208,12 +208,25 @@ def test_a_fixed_size_array_named_whole_or_past_its_end_is_refused(tmp_path, tre
 def test_rntuple_record_and_array_fields_give_the_ttree_leaves_and_elements(tmp_path):
     """RNTupleImporter makes the leaf-list ``pv`` a record field (``pv.z`` a subfield, read nested under ``pv``) and
     ``cov[3][3]`` an array of 9; a subfield had passed the name check and then stopped flattening."""
-    table = {"fields": ["event", "pv.z", "cov[4]"], "selection": "pv.ndof > 4"}
+    table = {"fields": ["event", "pv.z", "cov[4]", "seg.dir[1]"], "selection": "pv.ndof > 4"}
     rntuple, _ = _ingest(tmp_path, "structs", table, [], raw=FIXTURE.with_name("root_written_jets_rntuple.root"))
-    ttree, _ = _ingest(tmp_path, "structs", {**table, "fields": ["event", "pv.z", "cov[1][1]"]}, [])
+    ttree, _ = _ingest(tmp_path, "structs", {**table, "fields": ["event", "pv.z", "cov[1][1]", "seg.dir[1]"]}, [])
     assert len(ttree) > 0
     np.testing.assert_array_equal(rntuple["pv.z"].to_numpy(), ttree["pv.z"].to_numpy())
     np.testing.assert_array_equal(rntuple["cov_4"].to_numpy(), ttree["cov_1_1"].to_numpy())
+    np.testing.assert_array_equal(rntuple["seg.dir_1"].to_numpy(), ttree["seg.dir_1"].to_numpy())
+
+
+def test_an_element_of_an_array_leaf_of_a_leaf_list(tmp_path):
+    """``seg`` = ``dir[3]/F:nhits/I``: ``seg.dir[1]`` is element 1 of the leaf ``dir``; ``seg.dir`` whole is refused
+    naming that spelling (the hint had pointed at a name that was then reported missing)."""
+    rows, _ = _ingest(tmp_path, "structs", {"fields": ["event", "seg.dir[1]", "seg.nhits"]}, [])
+    seg = uproot.open(FIXTURE)["structs"]["seg"].array(library="np")
+    np.testing.assert_array_equal(rows["seg.dir_1"].to_numpy(), seg["dir"][:, 1])
+    np.testing.assert_array_equal(rows["seg.nhits"].to_numpy(), seg["nhits"])
+    with pytest.raises(InputError, match=r"branch 'seg\.dir' holds a fixed-size array of 3 values per entry; name one "
+                                         r"element as ROOT does, 'seg\.dir\[0\]'"):
+        _ingest(tmp_path, "structs", {"fields": ["event", "seg.dir"]}, [])
 
 
 def test_a_selection_on_a_leaf_of_an_event_level_branch_in_a_collection_table(tmp_path):

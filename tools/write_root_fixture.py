@@ -7,8 +7,9 @@ writes are fixed here once and committed (40 events each, 14 and 11 kB). ``root_
   (``jet_pt``, ``jet_truthIdx``, ``truthjet_pt``, ...), the layout of most analysis ntuples;
 - tree ``arrays``: NanoAOD v12 types, C-style arrays with ``UInt_t`` counters (``nJet``, ``nGenJet``), a ``Short_t``
   index (``Jet_genJetIdx``) and ``UChar_t`` ids (``Jet_jetId``);
-- tree ``structs``: per event a leaf-list branch ``pv`` of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs), a
-  ``Float_t cov[3][3]`` (a fixed-size array, as LHCb's DecayTreeTuple covariances) and tracks ``trk_pt[nTrk]``.
+- tree ``structs``: per event a leaf-list branch ``pv`` of ``x/F:y/F:z/F:ndof/I`` (older ntuples' structs), one
+  with an array leaf, ``seg`` of ``dir[3]/F:nhits/I``, a ``Float_t cov[3][3]`` (a fixed-size array, as LHCb's
+  DecayTreeTuple covariances) and tracks ``trk_pt[nTrk]``.
 
 Both hold the same values, with the edge values real files carry: events without jets, unmatched jets (index -1)
 and indices past the stored truth jets (a skimmed collection), gen masses of 0 and -2.6e-7. ``tests/test_ingest_vectors.py``
@@ -131,8 +132,10 @@ def _structs_tree(rng: np.random.Generator) -> None:
     pv = np.zeros(1, dtype=[("x", np.float32), ("y", np.float32), ("z", np.float32), ("ndof", np.int32)])
     cov = np.zeros((3, 3), np.float32)
     n_trk, trk_pt = np.zeros(1, np.int32), np.zeros(8, np.float32)
+    seg = np.zeros(1, dtype=[("dir", np.float32, (3,)), ("nhits", np.int32)])
     tree.Branch("event", event, "event/l")
     tree.Branch("pv", pv, "x/F:y/F:z/F:ndof/I")
+    tree.Branch("seg", seg, "dir[3]/F:nhits/I")
     tree.Branch("cov", cov, "cov[3][3]/F")
     tree.Branch("nTrk", n_trk, "nTrk/I")
     tree.Branch("trk_pt", trk_pt, "trk_pt[nTrk]/F")
@@ -140,6 +143,7 @@ def _structs_tree(rng: np.random.Generator) -> None:
         event[0] = 1000 + number
         pv[0] = (rng.normal(0, 0.01), rng.normal(0, 0.01), rng.normal(0, 40), rng.integers(0, 12))
         cov[:] = rng.normal(0, 1, (3, 3))
+        seg[0] = (rng.normal(0, 1, 3), rng.integers(3, 20))
         n_trk[0] = rng.integers(0, 5)
         trk_pt[:n_trk[0]] = rng.exponential(5, n_trk[0])
         tree.Fill()

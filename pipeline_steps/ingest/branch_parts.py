@@ -40,7 +40,8 @@ class BranchPart:
         if self.leaf is not None:
             for field in self.leaf.split("."):
                 values = values[field]
-            return values
+            if not self.index:
+                return values
         dims = fixed_dims(values)
         jagged = values.ndim > len(dims) + 1
         if jagged != self.per_object or len(dims) != len(self.index) or any(i >= n for i, n in zip(self.index, dims)):
@@ -64,6 +65,10 @@ def branch_parts(tree, branches: list[str]) -> dict[str, BranchPart]:
     parts = {}
     for name in branches:
         part = (_subfield(names, name) if rntuple else None) if name in names else _part(tree, names, name)
+        if part is not None and rntuple and "." in part.branch:  # seg.dir[1]: read nested under the field seg
+            top, _, path = part.branch.partition(".")
+            part = BranchPart(top, leaf=".".join(filter(None, [path, part.leaf])), index=part.index,
+                              per_object=part.per_object)
         if part is not None:
             parts[name] = part
     return parts
@@ -133,19 +138,25 @@ def _subfield(names: list[str], name: str) -> BranchPart | None:
 
 
 def _part(tree, names: list[str], name: str) -> BranchPart | None:
-    base = part_base(name, names)
-    if base is None:
-        return None
     suffix = _INDEX.search(name)
     if suffix is None:
-        leaf = name[len(base) + 1:]
-        return BranchPart(base, leaf=leaf) if leaf in _leaf_names(tree[base]) else None
+        return _leaf(tree, names, name)
     index = re.findall(r"\[(\d*)\]", suffix.group())
     per_object = index[0] == ""
     index = index[1:] if per_object else index
     if not index or "" in index:
         return None
-    return BranchPart(base, index=tuple(int(i) for i in index), per_object=per_object)
+    element = {"index": tuple(int(i) for i in index), "per_object": per_object}
+    base = part_base(name, names)
+    if base is not None:
+        return BranchPart(base, **element)
+    leaf = _leaf(tree, names, name[:suffix.start()])  # s.x[0]: an element of the leaf x[3]/F of a leaf-list s
+    return None if leaf is None else BranchPart(leaf.branch, leaf=leaf.leaf, **element)
+
+
+def _leaf(tree, names: list[str], name: str) -> BranchPart | None:
+    branch, _, leaf = name.rpartition(".")
+    return BranchPart(branch, leaf=leaf) if branch in names and leaf in _leaf_names(tree[branch]) else None
 
 
 def _leaf_names(branch) -> list[str]:
