@@ -237,3 +237,14 @@ def test_a_selection_on_a_leaf_of_an_event_level_branch_in_a_collection_table(tm
     assert 0 < len(expected) < len(ak.flatten(arrays["trk_pt"]))
     np.testing.assert_array_equal(rows["pt"].to_numpy(), ak.to_numpy(expected))
     assert "pv.ndof" not in rows.columns
+
+
+def test_parts_of_event_level_branches_as_event_fields_of_a_collection(tmp_path):
+    """A vertex leaf and a covariance element carried onto every track, under plain column names."""
+    tracks = {"collection": {"counter": "nTrk", "prefix": "trk_"}, "fields": ["pt"], "event_fields": ["pv.z", "cov[0][1]"]}
+    rows, _ = _ingest(tmp_path, "structs", tracks, [])
+    arrays = uproot.open(FIXTURE)["structs"].arrays(["nTrk", "pv", "cov"])
+    per_track = lambda values: np.repeat(ak.to_numpy(values), ak.to_numpy(arrays["nTrk"]))
+    assert list(rows.columns[-3:]) == ["pv.z", "cov_0_1", "pt"] and len(rows) > 0
+    np.testing.assert_array_equal(rows["pv.z"].to_numpy(), per_track(arrays["pv"]["z"]))
+    np.testing.assert_array_equal(rows["cov_0_1"].to_numpy(), per_track(arrays["cov"][:, 0, 1]))
