@@ -98,8 +98,8 @@ def test_vector_branches_of_unequal_lengths_name_both(tmp_path):
 
 def test_a_counterless_match_without_fields_is_refused_naming_it():
     table = _vector_table(fields=[])
-    with pytest.raises(ConfigError, match=r"tables.jets.match.collection: a collection without a counter is counted "
-                                          r"by its first field's branch, but its 'fields' are empty"):
+    with pytest.raises(ConfigError, match=r"tables.jets.match.collection: without a counter, the objects are counted "
+                                          r"by the first field's branch, but 'fields' is empty"):
         table_from_config("jets", table)
 
 

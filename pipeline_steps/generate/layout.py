@@ -123,9 +123,8 @@ def counter_event_field_problems(table_key: str, table: Mapping[str, Any], colum
     counters = [output_counter(c) for c in (table.get("collection"), (table.get("match") or {}).get("collection")) if c]
     rename = dict(table.get("rename", {}))
     return [f"{table_key}.event_fields: {name!r} is also the counter a collection is written with, and a model "
-            f"carries it into its "
-            f"generated file, where {name!r} counts the generated objects; rename it (rename: {{{name}: "
-            f"{name}_event}}) and name that column in the model, so it keeps its own branch"
+            f"carries it into its generated file, where {name!r} counts the generated objects; rename it (rename: "
+            f"{{{name}: {name}_event}}) and name that column in the model, so it keeps its own branch"
             for name in table.get("event_fields", []) if name in counters and rename.get(name, name) == name
             and name in columns]
 

@@ -50,18 +50,23 @@ class BranchPart:
         return values[(Ellipsis, *self.index)]
 
 
+def is_ttree(tree) -> bool:
+    """A TTree (branches, leaves, count leaves) rather than an RNTuple (fields) of the same name."""
+    return isinstance(tree, uproot.behaviors.TBranch.HasBranches)
+
+
 def branch_names(tree) -> list[str]:
     """Every name a branch of ``tree`` can be read by: its own, and its full path where it is nested (a TTree's
     split branches); an RNTuple's fields by their full paths only (``pv.z``, not ``z``)."""
-    if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
+    if not is_ttree(tree):
         return list(tree.keys())
     return list(dict.fromkeys([*tree.keys(full_paths=False), *tree.keys()]))
 
 
-def branch_parts(tree, branches: list[str]) -> dict[str, BranchPart]:
-    """{requested name: BranchPart} for the names in ``branches`` that are a part of a branch."""
-    names = branch_names(tree)
-    rntuple = not isinstance(tree, uproot.behaviors.TBranch.HasBranches)
+def branch_parts(tree, names: list[str], branches: list[str]) -> dict[str, BranchPart]:
+    """{requested name: BranchPart} for the names in ``branches`` that are a part of a branch of ``tree``, whose
+    ``branch_names`` are ``names``."""
+    rntuple = not is_ttree(tree)
     parts = {}
     for name in branches:
         part = (_subfield(names, name) if rntuple else None) if name in names else _part(tree, names, name)

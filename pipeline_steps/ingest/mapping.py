@@ -122,13 +122,10 @@ def table_from_config(name: str, settings: Mapping[str, Any]) -> TableMapping:
     """Build a ``TableMapping`` from ``datasets.<d>.tables.<name>``; ConfigError if inconsistent."""
     collection = _collection(settings.get("collection"), settings["fields"], f"tables.{name}.collection")
     sequences = tuple(
-        Sequence(seq_name, seq.get("counter"), seq.get("prefix", ""), tuple(seq["fields"]))
+        Sequence(seq_name, _counter_of(seq, seq["fields"], f"tables.{name}.sequences.{seq_name}"),
+                 seq.get("prefix", ""), tuple(seq["fields"]))
         for seq_name, seq in (settings.get("sequences") or {}).items()
     )
-    for sequence in sequences:
-        if sequence.counter is None and not sequence.fields:
-            raise ConfigError(f"tables.{name}.sequences.{sequence.name}: a sequence without a counter is counted "
-                              f"by its first field's branch, but its 'fields' are empty")
     if sequences and collection is not None:
         raise ConfigError(
             f"tables.{name}: 'sequences' need a flat table (one row per entry), but 'collection' is also set"
@@ -221,11 +218,17 @@ def _renamed_columns(mapping: TableMapping) -> dict[str, str]:
 def _collection(settings: Mapping[str, Any] | None, fields, key: str) -> Collection | None:
     if settings is None:
         return None
+    return Collection(counter=_counter_of(settings, fields, key), prefix=settings.get("prefix", ""),
+                      first_field=fields[0] if fields else "")
+
+
+def _counter_of(settings: Mapping[str, Any], fields, key: str) -> str | None:
+    """A collection's or sequence's ``counter``; None (``std::vector`` branches) needs a first field to count by."""
     counter = settings.get("counter")
     if counter is None and not fields:
-        raise ConfigError(f"{key}: a collection without a counter is counted by its first field's branch, "
-                          f"but its 'fields' are empty")
-    return Collection(counter=counter, prefix=settings.get("prefix", ""), first_field=fields[0] if fields else "")
+        raise ConfigError(f"{key}: without a counter, the objects are counted by the first field's branch, "
+                          f"but 'fields' is empty")
+    return counter
 
 
 def _match(settings: Mapping[str, Any] | None, key: str) -> Match | None:

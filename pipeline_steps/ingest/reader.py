@@ -19,7 +19,7 @@ import awkward as ak
 import uproot
 
 from pipeline_steps.common.errors import InputError
-from pipeline_steps.ingest.branch_parts import branch_names
+from pipeline_steps.ingest.branch_parts import is_ttree
 
 # Exceptions uproot and its decompressors raise on damaged files; anything else is a bug and propagates.
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, struct.error, uproot.deserialization.DeserializationError)
@@ -40,10 +40,11 @@ def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
         yield _tree(file, path, tree_name)
 
 
-def check_branches(tree, branches: list[str], where: str, alternatives: dict[str, str] | None = None) -> None:
-    """InputError naming every missing branch with the existing branches that look close, and the other name a
-    selection's name could have been read from (``alternatives``: ``jet_HLT_IsoMu24`` -> ``HLT_IsoMu24``)."""
-    existing = branch_names(tree)
+def check_branches(tree, existing: list[str], branches: list[str], where: str,
+                   alternatives: dict[str, str] | None = None) -> None:
+    """InputError naming every branch of ``branches`` missing from ``existing`` (the tree's ``branch_names``) with
+    the existing branches that look close, and the other name a selection's name could have been read from
+    (``alternatives``: ``jet_HLT_IsoMu24`` -> ``HLT_IsoMu24``)."""
     missing = [branch for branch in branches if branch not in existing]
     if not missing:
         return
@@ -67,7 +68,7 @@ def _unnamed_counters(tree, branches: list[str]) -> str:
     leaf: uproot's ``count_branch`` named ``vetoPoint.fUniqueID`` for FairShip's ``vetoPoint.fX``, whose count
     leaf ``vetoPoint_`` is the ``TClonesArray`` branch ``vetoPoint``'s.
     """
-    if not isinstance(tree, uproot.behaviors.TBranch.HasBranches):
+    if not is_ttree(tree):
         return ""  # an RNTuple's collections know their own sizes: it has no count leaves to point at
     counted_by = {}
     try:

@@ -14,8 +14,8 @@ from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, name_alternatives, required_branches
-from pipeline_steps.ingest.mapping import Reading, TableMapping, reading_from_config, table_from_config
 from pipeline_steps.ingest.branch_parts import branch_names, branch_parts, branches_to_read, with_parts
+from pipeline_steps.ingest.mapping import Reading, TableMapping, reading_from_config, table_from_config
 from pipeline_steps.ingest.reader import check_branches, empty_arrays, iterate_entries, open_tree
 from pipeline_steps.ingest.summary import RowsDigest, file_summary, gather, read_summaries
 from pipeline_steps.ingest.writer import TableWriter, arrow_table
@@ -108,10 +108,11 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
     counts = ChunkCounts()
     digest = RowsDigest()
     with open_tree(raw_file, reading.tree) as tree:
+        names = branch_names(tree)
         if branches is None:
-            branches = required_branches(mapping, reading.identity, set(branch_names(tree)))
-        parts = branch_parts(tree, branches)  # pv.z of a leaf-list branch, COV_[0][1] of a fixed-size array
-        check_branches(tree, [name for name in branches if name not in parts], where,
+            branches = required_branches(mapping, reading.identity, set(names))
+        parts = branch_parts(tree, names, branches)  # pv.z of a leaf-list branch, COV_[0][1] of a fixed-size array
+        check_branches(tree, names, [name for name in branches if name not in parts], where,
                        name_alternatives(mapping, reading.identity))
         if tree.num_entries == 0 and reading.empty_tree == "error":
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
