@@ -234,6 +234,23 @@ def test_cut_sequences_and_negative_weights_are_counted_and_a_nan_names_its_jet(
         run([main], [control], tmp_path / "out2", _params())
 
 
+def test_events_that_several_files_hold_are_counted_per_region(tmp_path, caplog):
+    """An overlapping skim's events had counted twice without a word (whole copies are named at ingestion)."""
+    main, skim, control = tmp_path / "main.parquet", tmp_path / "skim.parquet", tmp_path / "cr.parquet"
+    table = _jets(150, 0, "a.root", False)
+    pq.write_table(table, main)
+    skimmed = table.slice(0, 30)  # 30 of a.root's events (one jet each) again, in another file
+    pq.write_table(skimmed.set_column(0, "source_file", pa.array(["skim.root"] * 30, pa.string())), skim)
+    pq.write_table(_jets(100, 10, "b.root", True), control)
+    run([main, skim], [control], tmp_path / "out", _params())
+    report = json.loads((tmp_path / "out" / "transforms.json").read_text())["report"]
+    assert report["main"]["events_in_several_files"] == {
+        "events": 30, "of": 150, "files": ["a.root", "skim.root"],
+        "example": {"runNumber": 1, "eventNumber": 0, "files": ["a.root", "skim.root"]}}
+    assert "events_in_several_files" not in report["cr"]
+    assert "main tables of calratio: 30 of 150 events are held by more than one raw file" in caplog.text
+
+
 @pytest.mark.parametrize("region, column, value, expected", [
     ("main", "label", 2, r"main tables of calratio: no jets of BIB \(label 2\) in train, BIB \(label 2\) in "
                          r"validation, BIB \(label 2\) in test; jets per split and class: \{'train': \{'signal': \d+"),

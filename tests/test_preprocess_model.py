@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -131,6 +132,28 @@ def test_an_event_is_split_whole_and_keeps_its_split_however_its_files_are_cut(t
     outputs = preprocess_outputs(tmp_path / "twice")
     run([whole, twice], outputs, {"model": "jets", "config": JETS, "seed": 42})
     assert _split_of_event(outputs) == before
+
+
+def test_events_that_several_files_hold_are_counted_and_named(tmp_path):
+    """A file sharing some events with another (an overlapping skim) had gone by without a word, while a
+    whole copy was named at ingestion: its events counted twice in training and test."""
+    whole, overlap = tmp_path / "whole.parquet", tmp_path / "overlap.parquet"
+    table = _ingested_jets(whole, "0.root", 400, 1)
+    table.iloc[:40].assign(source_file="skim.root").to_parquet(overlap, index=False)  # 20 events of 0.root
+    outputs = preprocess_outputs(tmp_path / "overlap")
+    run([whole, overlap], outputs, {"model": "jets", "config": JETS, "seed": 42}, log=tmp_path / "overlap.log")
+    report = json.loads(outputs["transforms"].read_text())["report"]
+    assert report["events_in_several_files"] == {
+        "events": 20, "of": 400, "files": ["0.root", "skim.root"],
+        "example": {"run": 1, "luminosityBlock": 1, "event": 1000, "files": ["0.root", "skim.root"]}}
+    assert "model jets: 20 of 400 events are held by more than one raw file" in (tmp_path / "overlap.log").read_text()
+    # the same events cut into two files that do not overlap: nothing to say
+    halves = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    table.iloc[:300].assign(source_file="a.root").to_parquet(halves[0], index=False)
+    table.iloc[300:].assign(source_file="b.root").to_parquet(halves[1], index=False)
+    outputs = preprocess_outputs(tmp_path / "halves")
+    run(halves, outputs, {"model": "jets", "config": JETS, "seed": 42})
+    assert "events_in_several_files" not in json.loads(outputs["transforms"].read_text())["report"]
 
 
 def test_identity_branches_that_do_not_name_events_are_refused_naming_file_and_entry(tmp_path):

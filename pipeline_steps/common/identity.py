@@ -64,6 +64,53 @@ def check_event_identity(rows: pd.DataFrame, identity: Iterable[str], where: str
             f"dataset's identity, or none, to split by raw file and entry")
 
 
+def events_in_several_files(rows: pd.DataFrame, identity: Iterable[str]) -> dict | None:
+    """Events that more than one raw file holds, by the identity branches: ``{"events", "of", "files",
+    "example"}``, or None when every event is in one file (or the dataset has no identity branches).
+
+    Whole copies are caught at ingestion (``same_rows``), but a file that shares only some events with
+    another was not: overlapping skims, a dataset merged with a re-processing of part of it, or two primary
+    datasets that both recorded an event. The split keeps such an event in one split (``split_keys``), yet
+    its objects count once per file in training and in the test rows. Distinct samples whose generators
+    numbered events alike show the same way; there a branch that tells the samples apart belongs in the
+    dataset's identity. A warning, as for whole copies: which of the two it is, only the user knows.
+    """
+    keys = [name for name in split_keys(identity) if name not in EVENT_KEYS]
+    if not keys:
+        return None
+    events = rows[["source_file", *keys]].drop_duplicates()
+    shared = events.duplicated(keys, keep=False)
+    if not shared.any():
+        return None
+    in_several = events[shared]
+    first = in_several.iloc[0]
+    same_event = (in_several[keys] == first[keys]).all(axis=1)
+    return {
+        "events": int(len(in_several.drop_duplicates(keys))),
+        "of": int(len(events.drop_duplicates(keys))),
+        "files": sorted(str(name) for name in in_several["source_file"].unique()),
+        "example": {**{name: _plain(first[name]) for name in keys},
+                    "files": sorted(str(name) for name in in_several.loc[same_event, "source_file"])},
+    }
+
+
+def _plain(value):
+    """A numpy scalar as the Python number JSON writes."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def describe_events_in_several_files(overlap: dict, where: str) -> str:
+    """The warning for ``events_in_several_files``' result."""
+    example = overlap["example"]
+    keys = ", ".join(f"{name} {value}" for name, value in example.items() if name != "files")
+    files = overlap["files"]
+    return (f"{where}: {overlap['events']} of {overlap['of']} events are held by more than one raw file "
+            f"({len(files)} files: {files[:6]}{' ...' if len(files) > 6 else ''}; e.g. {keys} in {example['files']}): "
+            f"overlapping skims or datasets count those events once per file in training and test, so blacklist "
+            f"one of each overlapping pair or remove the overlap from the inputs; if the files are distinct "
+            f"samples that number events alike, add a branch that tells them apart to the dataset's identity")
+
+
 def event_codes(rows: pd.DataFrame, identity: Iterable[str], where: str) -> np.ndarray:
     """One integer per row naming its event, by the columns the split follows (``split_keys``), so the
     validation resamples the same events the split kept together (``validate/resampling.py``)."""

@@ -24,7 +24,9 @@ from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
-from pipeline_steps.common.identity import identity_columns, row_origin, split_keys
+from pipeline_steps.common.identity import (
+    describe_events_in_several_files, events_in_several_files, identity_columns, row_origin, split_keys,
+)
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
 from pipeline_steps.preprocess.split import SPLIT_NAMES, assign_split, check_splits_filled
@@ -138,13 +140,15 @@ def _read_region(paths: Sequence[str | Path], settings: CalRatioSettings, identi
     _check_classes_in_splits(jets[column].to_numpy(), split, column, classes, f"{region} tables of {settings.name}")
     LOGGER.info("%s: %d jets, splits %s", region, len(jets), {s: int((split == s).sum()) for s in SPLIT_NAMES})
     return {"jets": jets, "padded": padded, "lengths": lengths, "split": split, "identity": identity,
-            "report": _region_report(table, jets, settings, region)}
+            "report": _region_report(table, jets, settings, region, identity)}
 
 
-def _region_report(table: pa.Table, jets: pd.DataFrame, settings: CalRatioSettings, region: str) -> dict[str, Any]:
+def _region_report(table: pa.Table, jets: pd.DataFrame, settings: CalRatioSettings, region: str,
+                   identity: tuple[str, ...]) -> dict[str, Any]:
     """What preprocessing did to a region's jets that a physicist should know: sequences cut to their
-    ``sequence_lengths`` (the first objects in stored order are kept) and jets of negative weight (NLO,
-    used signed). Both had gone by without a count (348 of 3000 jets with more than 30 clusters)."""
+    ``sequence_lengths`` (the first objects in stored order are kept), jets of negative weight (NLO,
+    used signed), events that several raw files hold. The first two had gone by without a count (348 of
+    3000 jets with more than 30 clusters)."""
     truncated = {}
     for spec in settings.sequences:
         stored = pc.fill_null(pc.list_value_length(table.column(spec.columns[0])), 0).to_numpy() if spec.columns else []
@@ -157,6 +161,10 @@ def _region_report(table: pa.Table, jets: pd.DataFrame, settings: CalRatioSettin
     if report["negative_weights"]:
         LOGGER.info("%s: %d of %d jets have a negative weight (used signed)", region, report["negative_weights"],
                     len(jets))
+    overlap = events_in_several_files(jets, identity)
+    if overlap:
+        LOGGER.warning(describe_events_in_several_files(overlap, f"{region} tables of {settings.name}"))
+        report["events_in_several_files"] = overlap
     return report
 
 
