@@ -248,3 +248,24 @@ def test_parts_of_event_level_branches_as_event_fields_of_a_collection(tmp_path)
     assert list(rows.columns[-3:]) == ["pv.z", "cov_0_1", "pt"] and len(rows) > 0
     np.testing.assert_array_equal(rows["pv.z"].to_numpy(), per_track(arrays["pv"]["z"]))
     np.testing.assert_array_equal(rows["cov_0_1"].to_numpy(), per_track(arrays["cov"][:, 0, 1]))
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5, 0.9, 0.999])
+def test_a_root_written_file_cut_anywhere_is_named_truncated(tmp_path, share):
+    """ROOT writes the keys and streamers at a file's end, so a cut had failed in uproot.open as "expected
+    Chunk of length 381, received 0 bytes" wherever it fell before the last tenth, never saying "truncated"."""
+    data = FIXTURE.read_bytes()
+    cut = tmp_path / "cut.root"
+    cut.write_bytes(data[: int(len(data) * share)])
+    with pytest.raises(InputError, match=rf"cut.root: truncated ROOT file: the header says {len(data)} bytes, "
+                                         rf"the file has {int(len(data) * share)}"):
+        _ingest(tmp_path, "arrays", _array_table(), ["event"], raw=cut)
+
+
+def test_a_cut_file_past_2_gb_is_named_truncated_from_its_64_bit_header(tmp_path):
+    """From fVersion 1000000 on (files past 2 GB) fEND is 8 bytes; read as 4 it would be 1, never a cut."""
+    cut = tmp_path / "big.root"
+    cut.write_bytes(b"root" + (1_063_000).to_bytes(4, "big") + (100).to_bytes(4, "big")
+                    + (5_000_000_000).to_bytes(8, "big") + bytes(200))
+    with pytest.raises(InputError, match="big.root: truncated ROOT file: the header says 5000000000 bytes, the file has 220"):
+        _ingest(tmp_path, "arrays", _array_table(), ["event"], raw=cut)

@@ -31,12 +31,12 @@ def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"raw file {str(path)!r} does not exist (expected a ROOT file with tree {tree_name!r})")
+    _check_complete(path)
     try:
         file = uproot.open(path)
     except READ_ERRORS as error:
         raise InputError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
     with file:
-        _check_complete(file, path)
         yield _tree(file, path, tree_name)
 
 
@@ -114,12 +114,25 @@ def empty_arrays(tree, branches: list[str], where: str) -> ak.Array:
         raise InputError(f"{where}: cannot read the branch types ({type(error).__name__}: {error})") from None
 
 
-def _check_complete(file, path: Path) -> None:
-    """A file shorter than its header's end-of-file pointer was truncated (an interrupted copy)."""
-    expected = int(file.file.fEND)
+def _check_complete(path: Path) -> None:
+    """A file shorter than its header's end-of-file pointer was truncated (an interrupted copy).
+
+    Read from the header's first bytes before uproot opens the file: ROOT writes a file's list of keys and
+    its streamers at its end, so a ROOT-written file cut anywhere but in its last tenth fails in
+    ``uproot.open`` itself, as "expected Chunk of length 381, received 0 bytes", not naming the cut.
+    The header (big-endian): ``root``, fVersion, fBEGIN, then fEND as 4 bytes, or 8 from version 1000000
+    (files past 2 GB). A file that does not start with ``root`` is left to ``uproot.open``'s own message.
+    """
+    with open(path, "rb") as stream:
+        header = stream.read(20)
+    if len(header) < 16 or header[:4] != b"root":
+        return
+    version = int.from_bytes(header[4:8], "big")
+    expected = int.from_bytes(header[12:20] if version >= 1_000_000 else header[12:16], "big")
     found = path.stat().st_size
     if found < expected:
-        raise InputError(f"{path}: truncated ROOT file: the header says {expected} bytes, the file has {found}")
+        raise InputError(f"{path}: truncated ROOT file: the header says {expected} bytes, the file has {found} "
+                         f"(an interrupted copy? copy it again)")
 
 
 def _tree(file, path: Path, tree_name: str):
