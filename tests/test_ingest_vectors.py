@@ -269,3 +269,21 @@ def test_a_cut_file_past_2_gb_is_named_truncated_from_its_64_bit_header(tmp_path
                     + (5_000_000_000).to_bytes(8, "big") + bytes(200))
     with pytest.raises(InputError, match="big.root: truncated ROOT file: the header says 5000000000 bytes, the file has 220"):
         _ingest(tmp_path, "arrays", _array_table(), ["event"], raw=cut)
+
+
+UNCLOSED = Path(__file__).parent / "data" / "root_written_unclosed.root"
+
+
+def test_a_file_never_closed_is_refused_without_keys_and_named_after_an_autosave(tmp_path, caplog):
+    """Files ROOT left open by a killed job: without keys ingestion had said "no tree 'Events'; the file has
+    trees []"; after an AutoSave the 1000 saved of 3000 filled entries were read without a word."""
+    table = {"fields": ["x"]}
+    with pytest.raises(InputError, match=r"unclosed_nokeys.root: ROOT file not closed by its writer \(no list of keys"):
+        _ingest(tmp_path, "Events", table, ["event"], raw=UNCLOSED.with_name("root_written_unclosed_nokeys.root"))
+    rows, summary = _ingest(tmp_path, "Events", table, ["event"], raw=UNCLOSED, step_size=400)
+    assert summary["rows_out"] == len(rows) == 1000 and rows["event"].tolist() == list(range(1000))
+    past_end = UNCLOSED.stat().st_size - int.from_bytes(UNCLOSED.read_bytes()[12:16], "big")
+    assert past_end > 0 and f"root_written_unclosed.root: {past_end} bytes lie past the end its header" in caplog.text
+    caplog.clear()
+    _ingest(tmp_path, "arrays", _array_table(), ["event"])  # a closed file: nothing to say
+    assert "past the end" not in caplog.text

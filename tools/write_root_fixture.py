@@ -1,4 +1,4 @@
-"""Write ``tests/data/root_written_{jets,ship}.root`` with ROOT itself: objects stored the ways real files store them.
+"""Write ``tests/data/root_written_*.root`` with ROOT itself: objects stored the ways real files store them.
 
 uproot writes variable-length arrays only as C-style arrays with an Int_t counter, so the layouts that only ROOT
 writes are fixed here once and committed (40 events each, 14 and 11 kB). ``root_written_jets.root``:
@@ -23,6 +23,13 @@ cardinality), the leaf-list ``pv`` becomes a record field (``pv.z``), ``cov`` an
 classes split into members (``vetoPoint.fX``, ``MCTrack.fW``, ``Double32_t`` as FairShip declares them, a
 ``Double_t fLpos[3]``: its ``X`` plus 0, 1000, 2000), counted by the array's own branch (``vetoPoint``); tree ``reference`` holds the same values as ``std::vector`` branches.
 
+``root_written_unclosed.root``: what a job killed while writing leaves. Tree ``Events`` (``event``, ``x``) was
+filled with 3000 entries, saved by ``AutoSave`` after 1000, and the process exited without closing the file: its
+header still ends the file where the AutoSave left it, the baskets of the later entries lie beyond, and a reader
+finds the 1000 entries of the AutoSave (ROOT reads the same, without a word).
+``root_written_unclosed_nokeys.root``: the same without the AutoSave: the file has no list of keys (ROOT:
+"probably not closed, trying to recover").
+
 Run with ROOT's Python bindings, which this project does not install (``pip install ROOT`` in a separate venv), and
 a C++ compiler (ACLiC compiles the two classes):
     python tools/write_root_fixture.py tests/data
@@ -30,6 +37,7 @@ a C++ compiler (ACLiC compiles the two classes):
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -237,6 +245,32 @@ def write_ship(path: str, build_dir: str) -> None:
     out.Close()
 
 
+UNCLOSED_ENTRIES, UNCLOSED_AUTOSAVED = 3000, 1000
+
+
+def write_unclosed(path: str, autosave: bool) -> None:
+    """Fill ``Events`` (AutoSave once if ``autosave``), and leave the file open: run in a process of its own, which
+    this ends (``os._exit``, as a killed job ends, without ROOT's closing of open files at exit)."""
+    import os
+
+    import ROOT
+
+    file = ROOT.TFile(path, "RECREATE", "", 505)
+    tree = ROOT.TTree("Events", "a job killed after an AutoSave")
+    event, x = np.zeros(1, np.uint64), np.zeros(1, np.float32)
+    tree.Branch("event", event, "event/l")
+    tree.Branch("x", x, "x/F")
+    tree.SetBasketSize("*", 1000)  # small baskets, so the later entries reach the disk before the exit
+    for number in range(UNCLOSED_ENTRIES):
+        event[0], x[0] = number, 0.5 * number
+        tree.Fill()
+        if autosave and number + 1 == UNCLOSED_AUTOSAVED:
+            tree.AutoSave("SaveSelf")
+    tree.FlushBaskets()
+    file.Flush()
+    os._exit(0)
+
+
 def _fill_clones(clones, values: dict, members: tuple[str, ...]) -> None:
     clones.Clear()
     for i in range(len(values[members[0]])):
@@ -246,7 +280,11 @@ def _fill_clones(clones, values: dict, members: tuple[str, ...]) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--unclosed":
+        write_unclosed(sys.argv[2], autosave=sys.argv[3] == "autosave")
     folder = Path(sys.argv[1])
+    for name, autosave in (("root_written_unclosed.root", "autosave"), ("root_written_unclosed_nokeys.root", "none")):
+        subprocess.run([sys.executable, __file__, "--unclosed", str(folder / name), autosave], check=True)
     write(str(folder / "root_written_jets.root"))
     (folder / "root_written_jets_rntuple.root").unlink(missing_ok=True)  # the importer refuses to replace a key
     for tree in ("arrays", "structs"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import struct
 import zlib
@@ -21,6 +22,8 @@ import uproot
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.ingest.branch_parts import is_ttree
 
+LOGGER = logging.getLogger("pipeline_steps.ingest")
+
 # Exceptions uproot and its decompressors raise on damaged files; anything else is a bug and propagates.
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, struct.error, uproot.deserialization.DeserializationError)
 
@@ -31,12 +34,13 @@ def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"raw file {str(path)!r} does not exist (expected a ROOT file with tree {tree_name!r})")
-    _check_complete(path)
+    past_end = _check_complete(path)
     try:
         file = uproot.open(path)
     except READ_ERRORS as error:
         raise InputError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
     with file:
+        _check_closed(file, path, past_end)
         yield _tree(file, path, tree_name)
 
 
@@ -114,7 +118,7 @@ def empty_arrays(tree, branches: list[str], where: str) -> ak.Array:
         raise InputError(f"{where}: cannot read the branch types ({type(error).__name__}: {error})") from None
 
 
-def _check_complete(path: Path) -> None:
+def _check_complete(path: Path) -> int:
     """A file shorter than its header's end-of-file pointer was truncated (an interrupted copy).
 
     Read from the header's first bytes before uproot opens the file: ROOT writes a file's list of keys and
@@ -122,17 +126,40 @@ def _check_complete(path: Path) -> None:
     ``uproot.open`` itself, as "expected Chunk of length 381, received 0 bytes", not naming the cut.
     The header (big-endian): ``root``, fVersion, fBEGIN, then fEND as 4 bytes, or 8 from version 1000000
     (files past 2 GB). A file that does not start with ``root`` is left to ``uproot.open``'s own message.
+    Returns the bytes past the header's end (``_check_closed``).
     """
     with open(path, "rb") as stream:
         header = stream.read(20)
     if len(header) < 16 or header[:4] != b"root":
-        return
+        return 0
     version = int.from_bytes(header[4:8], "big")
     expected = int.from_bytes(header[12:20] if version >= 1_000_000 else header[12:16], "big")
     found = path.stat().st_size
     if found < expected:
         raise InputError(f"{path}: truncated ROOT file: the header says {expected} bytes, the file has {found} "
                          f"(an interrupted copy? copy it again)")
+    return found - expected
+
+
+def _check_closed(file, path: Path, past_end: int) -> None:
+    """A file its writer never closed (a job killed while writing): refused where it has no list of keys,
+    named in the log where it has bytes past its header's end.
+
+    ROOT writes the top directory's keys, and moves the header's end, only on ``Close``, ``Write`` or a
+    TTree's ``AutoSave``. With no keys ROOT says "probably not closed, trying to recover" (its own test:
+    ``fSeekKeys`` not past ``fBEGIN``); uproot had opened such a file as empty, and ingestion reported
+    "no tree 'Events'; the file has trees []", as if the name were wrong. After an AutoSave the keys exist
+    and ROOT and uproot both read, without a word, the entries of the last AutoSave only (1000 of 3000 in
+    ``tests/data/root_written_unclosed.root``); the baskets written later lie past the header's end. ROOT
+    opens such a file without a word (its test is only that the header's end is not past the file's), and
+    nothing here shows that a closed file never has bytes there, so that is a warning, not a refusal.
+    """
+    if file.fSeekKeys <= file.file.fBEGIN:
+        raise InputError(f"{path}: ROOT file not closed by its writer (no list of keys; ROOT: 'probably not "
+                         f"closed'): a job killed while writing? produce it again or blacklist it")
+    if past_end:
+        LOGGER.warning("%s: %d bytes lie past the end its header records: if its writer was killed before closing "
+                       "it, its trees hold only the entries of their last AutoSave", path, past_end)
 
 
 def _tree(file, path: Path, tree_name: str):
