@@ -320,6 +320,23 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
         flat, folder=edited)
 
 
+def test_standalone_runner_names_a_missing_cut_or_foreign_input_and_leaves_no_output(tmp_path):
+    """A file ROOT wrote, cut by an interrupted copy, had stopped with a traceback ending in "expected Chunk of
+    length 381, received 0 bytes"; a missing file with FileNotFoundError's traceback."""
+    bundle = export_flow(tmp_path)
+    cut = tmp_path / "cut.root"
+    data = (Path(__file__).parent / "data" / "root_written_jets.root").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    text = tmp_path / "notes.root"
+    text.write_text("not ROOT\n" * 50)
+    expected = {tmp_path / "nope.root": "nope.root: no such file",
+                cut: f"cut.root: truncated ROOT file: the header says {len(data)} bytes, the file has {len(data) // 2}",
+                text: "notes.root: cannot be opened as a ROOT file"}
+    for source, message in expected.items():
+        assert message in run_standalone(tmp_path, bundle, source, tmp_path / "out.root", expect_error=True).stderr
+    assert not list(tmp_path.glob("*out.root*"))  # neither the output nor its temporary
+
+
 def test_standalone_runner_writes_the_real_branch_types_and_the_same_values_for_one_row(tmp_path):
     """Every target had been written as double (charge int8 in the real table); a one-row file had got other
     values than the same row inside a larger file (another ONNX Runtime kernel below 8 rows)."""

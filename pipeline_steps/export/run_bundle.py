@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -485,8 +486,6 @@ def cast_outputs(columns: dict, dtypes: dict) -> dict:
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0) -> dict:
     """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
     under their branch names."""
-    import uproot
-
     if Path(output_root).resolve() == Path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
     bundle = Bundle(bundle_dir)
@@ -495,7 +494,7 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     branches = bundle.manifest["io"].get("branches", {})  # renamed columns: their branches in the input file
     wanted = [branches.get(name, name) for name in bundle.manifest["variables"]["conditions"]]
 
-    with uproot.open(input_root) as source:
+    with open_input(input_root) as source:
         if tree not in source:
             raise BundleError(f"{input_root}: no tree {tree!r} (bundle.json io.tree; --tree names another); found "
                               f"{sorted({key.split(';')[0] for key in source.keys()})}")
@@ -520,10 +519,51 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
             generated = cast_outputs(generate(bundle, conditions, seed), bundle.manifest["io"].get("dtypes", {}))
             columns = {**conditions, **generated}
     columns = {branches.get(name, name): np.asarray(values) for name, values in columns.items()}
-    with uproot.recreate(output_root) as sink:  # mktree: `sink[tree] = columns` writes an RNTuple from uproot 5.7
-        sink.mktree(tree, {name: values.dtype for name, values in columns.items()})
-        sink[tree].extend(columns)
+    write_output(output_root, tree, columns)
     return columns
+
+
+def open_input(path: str):
+    """The input file opened by uproot; a missing, truncated or unreadable file is a ``BundleError`` naming it.
+
+    The header's end-of-file pointer is compared with the file's size first, as the workflow's ingestion does
+    (``pipeline_steps/ingest/reader.py``; this file imports nothing of the project): ROOT writes a file's keys
+    at its end, so a copy cut anywhere before its last tenth failed in ``uproot.open`` with "expected Chunk of
+    length 381, received 0 bytes" and a traceback. Header: ``root``, fVersion, fBEGIN, then fEND as 4 bytes,
+    or 8 from fVersion 1000000 (files past 2 GB).
+    """
+    import uproot
+
+    source = Path(path)
+    if not source.is_file():
+        raise BundleError(f"{path}: no such file")
+    with open(source, "rb") as stream:
+        header = stream.read(20)
+    if len(header) >= 16 and header[:4] == b"root":
+        end = int.from_bytes(header[12:20] if int.from_bytes(header[4:8], "big") >= 1_000_000 else header[12:16], "big")
+        if source.stat().st_size < end:
+            raise BundleError(f"{path}: truncated ROOT file: the header says {end} bytes, the file has "
+                              f"{source.stat().st_size}")
+    try:
+        return uproot.open(source)
+    except (OSError, ValueError) as error:
+        raise BundleError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
+
+
+def write_output(path: str, tree: str, columns: dict) -> None:
+    """Write ``columns`` as the TTree ``tree`` under a temporary name beside ``path``, renamed into place when
+    complete: a run killed while writing leaves no half-written output under the name a user reads."""
+    import uproot
+
+    final = Path(path)
+    temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp.root")
+    try:
+        with uproot.recreate(temporary) as sink:  # mktree: `sink[tree] = columns` writes an RNTuple from uproot 5.7
+            sink.mktree(tree, {name: values.dtype for name, values in columns.items()})
+            sink[tree].extend(columns)
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def main(argv=None) -> int:
