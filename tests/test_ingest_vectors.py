@@ -22,7 +22,7 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.generate.layout import layout_from_config, output_counter
 from pipeline_steps.generate.root_io import read_generated_root, root_writer
 from pipeline_steps.ingest.mapping import table_from_config
-from pipeline_steps.ingest.step import run
+from pipeline_steps.ingest.step import run, run_summary
 
 FIXTURE = Path(__file__).parent / "data" / "root_written_jets.root"
 FIELDS = ["pt", "eta", "mass", "jetId"]
@@ -284,6 +284,10 @@ def test_a_file_never_closed_is_refused_without_keys_and_named_after_an_autosave
     assert summary["rows_out"] == len(rows) == 1000 and rows["event"].tolist() == list(range(1000))
     past_end = UNCLOSED.stat().st_size - int.from_bytes(UNCLOSED.read_bytes()[12:16], "big")
     assert past_end > 0 and f"root_written_unclosed.root: {past_end} bytes lie past the end its header" in caplog.text
+    assert summary["bytes_past_end"] == past_end
+    gathered = run_summary([str(tmp_path / "root_written_unclosed_Events.json")], str(tmp_path / "summary.json"), "d")
+    assert gathered["tables"]["jets"]["bytes_past_end"] == ["root_written_unclosed.root"]
+    assert "the files ['root_written_unclosed.root'] have bytes past the end" in caplog.text
     caplog.clear()
-    _ingest(tmp_path, "arrays", _array_table(), ["event"])  # a closed file: nothing to say
+    assert _ingest(tmp_path, "arrays", _array_table(), ["event"])[1]["bytes_past_end"] == 0  # closed: nothing to say
     assert "past the end" not in caplog.text

@@ -29,8 +29,9 @@ READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, struct.error
 
 
 @contextlib.contextmanager
-def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
-    """Yield the TTree ``tree_name`` of the ROOT file at ``path``, checked for existence and truncation."""
+def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator[tuple[object, int]]:
+    """Yield the TTree ``tree_name`` of the ROOT file at ``path``, checked for existence, truncation and a
+    writer that never closed it, and the bytes past the end its header records (``_check_closed``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"raw file {str(path)!r} does not exist (expected a ROOT file with tree {tree_name!r})")
@@ -41,7 +42,7 @@ def open_tree(path: str | os.PathLike, tree_name: str) -> Iterator:
         raise InputError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
     with file:
         _check_closed(file, path, past_end)
-        yield _tree(file, path, tree_name)
+        yield _tree(file, path, tree_name), past_end
 
 
 def check_branches(tree, existing: list[str], branches: list[str], where: str,

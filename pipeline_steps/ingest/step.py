@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -41,9 +42,10 @@ def run(
         reading_cfg = reading_from_config(reading)
         table_mapping = table_from_config(table, mapping)
         with atomic_path(parquet) as tmp_parquet:
-            counts, columns, digests = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping)
-            results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, file_counts, columns, digest)
-                       for raw_file, file_counts, digest in zip(raw_files, counts, digests)]
+            files, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping)
+            results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, ingested.counts, columns,
+                                    ingested.digest, ingested.bytes_past_end)
+                       for raw_file, ingested in zip(raw_files, files)]
             part_summary = {"dataset": dataset, "table": table, "files": results}
             write_text_atomic(summary, json.dumps(part_summary, indent=2) + "\n")
         for result in results:
@@ -71,33 +73,46 @@ def run_summary(summaries: Iterable[str], output: str, dataset: str, log: str | 
                 logger.warning("%s/%s: the files %s hold the same rows (copies?): their events count %d times in "
                                "training, and without identity branches fall in train and test at once; blacklist "
                                "all but one", dataset, table, names, len(names))
+            if content["bytes_past_end"]:
+                logger.warning("%s/%s: the files %s have bytes past the end their header records: if their writer was "
+                               "killed before closing them, their trees hold only the entries of their last "
+                               "AutoSave; produce them again or blacklist them", dataset, table, content["bytes_past_end"])
         return result
 
 
+@dataclass
+class IngestedFile:
+    """What one raw file gave: its counts, its ``RowsDigest`` and the bytes past its header's end (a writer
+    killed after an AutoSave, ``reader._check_closed``)."""
+
+    counts: ChunkCounts
+    digest: str | None
+    bytes_past_end: int
+
+
 def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading,
-                 mapping: TableMapping) -> tuple[list[ChunkCounts], list[str], list[str | None]]:
-    """Stream each of ``raw_files`` through the mapping into one ``parquet``, in order; returns the
-    counts of each file, the column names and each file's ``RowsDigest``. The first file fixes the column
+                 mapping: TableMapping) -> tuple[list[IngestedFile], list[str]]:
+    """Stream each of ``raw_files`` through the mapping into one ``parquet``, in order; returns what each
+    file gave and the column names. The first file fixes the column
     types; a later file's columns are cast to them (float32 vs float64 across productions), and one that
     cannot be is an InputError naming that file."""
     if not raw_files:
         raise ValueError(f"{parquet}: no raw files to ingest")
     writer: TableWriter | None = None
-    counts, digests = [], []
+    files = []
     branches: list[str] | None = None  # resolved on the first file, so every file reads a name from one branch
     try:
         for raw_file in raw_files:
-            file_counts, writer, digest, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches)
-            counts.append(file_counts)
-            digests.append(digest)
+            ingested, writer, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches)
+            files.append(ingested)
     finally:
         if writer is not None:
             writer.close()
-    return counts, writer.schema.names, digests
+    return files, writer.schema.names
 
 
 def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading, mapping: TableMapping,
-                 branches: list[str] | None) -> tuple[ChunkCounts, TableWriter, str | None, list[str]]:
+                 branches: list[str] | None) -> tuple[IngestedFile, TableWriter, list[str]]:
     """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file).
 
     ``branches`` are those the part's first file resolved the names of ``selection`` and ``unique`` to
@@ -107,7 +122,7 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
     where = f"{raw_file}:{reading.tree}"
     counts = ChunkCounts()
     digest = RowsDigest()
-    with open_tree(raw_file, reading.tree) as tree:
+    with open_tree(raw_file, reading.tree) as (tree, bytes_past_end):
         names = branch_names(tree)
         if branches is None:
             branches = required_branches(mapping, reading.identity, set(names))
@@ -142,7 +157,7 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
                 del chunk
                 bar.update(n_entries)
                 step = next(steps, None)
-    return counts, writer, digest.hexdigest(), branches
+    return IngestedFile(counts, digest.hexdigest(), bytes_past_end), writer, branches
 
 
 def _write_chunk(writer: TableWriter, table: pa.Table, where: str) -> None:

@@ -63,7 +63,7 @@ def _ipc_bytes(table: pa.Table) -> bytes:
 
 
 def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: ChunkCounts, columns: list[str],
-                 rows_digest: str | None = None) -> dict:
+                 rows_digest: str | None = None, bytes_past_end: int = 0) -> dict:
     """The per-(file, table) summary written beside the Parquet file.
 
     ``selected``: the rows that the match requirement and the selection kept, before ``unique`` removed
@@ -80,6 +80,7 @@ def file_summary(dataset: str, table: str, source_file: str, tree: str, counts: 
         "selected": counts.rows_out + counts.duplicates_removed,
         "columns": columns,
         "rows_digest": rows_digest,
+        "bytes_past_end": bytes_past_end,
     }
 
 
@@ -93,6 +94,7 @@ def gather(dataset: str, summaries: Iterable[dict]) -> dict:
             table["totals"][key] += int(summary.get(key, 0))
     for table in tables.values():
         table["same_rows"] = same_rows(table["files"])
+        table["bytes_past_end"] = [s["source_file"] for s in table["files"] if s.get("bytes_past_end")]
     return {"dataset": dataset, "n_files": len({s["source_file"] for t in tables.values() for s in t["files"]}),
             "tables": tables}
 
