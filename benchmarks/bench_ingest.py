@@ -20,6 +20,11 @@ gen_ columns (32 columns) and drops the ~20% unmatched jets (100k rows), in one 
 step_size. rows/s counts rows written on each side, so MB/s (input file per second) is the like-for-like
 rate.
 
+LZMA: real NanoAOD is written with LZMA level 9 (CMSSW's NANOAODSIMEventContent), whose decompression is most
+of reading it. The 10x file is written once more with LZMA-9 (~7 s) and ingested by ours on one and on two read
+threads (``datasets.<d>.read_threads``: uproot decompresses baskets at once) and by the plain baseline, each
+REPEATS times interleaved (``lzma_runs``).
+
 Memory: ``peak_rss_mib`` is the child's VmHWM (its own high-water mark: ru_maxrss of a child started by
 subprocess carries over its parent's), imports included; ``own_peak_mib`` is that peak above the
 process's size once its imports were done, the memory the ingestion itself needs. The toy's 1x file
@@ -48,10 +53,11 @@ CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())["datasets"]["
 MAPPING = CONFIG["tables"]["jets"]
 
 
-def make_file(path: Path, n_entries: int, seed: int = 1) -> None:
-    """Write a NanoAOD-like Events tree with n_entries, ~5 jets and ~4 gen jets per entry."""
+def make_file(path: Path, n_entries: int, seed: int = 1, compression=None) -> None:
+    """Write a NanoAOD-like Events tree with n_entries, ~5 jets and ~4 gen jets per entry (``compression``:
+    uproot's default, ZLIB level 1, unless given)."""
     rng = np.random.default_rng(seed)
-    with uproot.recreate(path) as file:
+    with uproot.recreate(path, **({"compression": compression} if compression else {})) as file:
         tree = None
         for start in range(0, n_entries, 20000):
             n = min(20000, n_entries - start)
@@ -69,6 +75,8 @@ def make_file(path: Path, n_entries: int, seed: int = 1) -> None:
 
 
 MODES = ("ours", "baseline", "baseline_our_encoding")
+LZMA_MODES = ("ours", "ours_2_threads", "baseline")
+LZMA_SCALE = 10
 REPEATS = 3
 
 
@@ -84,15 +92,16 @@ def run_one(mode: str, raw: str, out: str) -> dict:
     """Child process: one ingestion, timed after its imports; returns rows, seconds, peak RSS (MiB)."""
     from pipeline_steps.ingest.writer import dictionary_columns  # ours' encoding (the second baseline's too)
 
-    if mode == "ours":
+    if mode.startswith("ours"):
         from pipeline_steps.ingest.step import run
     else:
         import pandas  # noqa: F401  pa.table(dict) imports it on first use
     rss_after_imports = _status_mib("VmRSS")
     start = time.perf_counter()
-    if mode == "ours":
+    if mode.startswith("ours"):
         reading = {k: CONFIG[k] for k in ("tree", "step_size", "empty_tree", "identity")}
-        rows = run([raw], out, out + ".json", reading, MAPPING, "jets", "nanoaod")[0]["rows_out"]
+        threads = 2 if mode == "ours_2_threads" else 1
+        rows = run([raw], out, out + ".json", reading, MAPPING, "jets", "nanoaod", threads=threads)[0]["rows_out"]
     else:
         branches = [f"Jet_{f}" for f in MAPPING["fields"]] + ["run", "luminosityBlock", "event"] + MAPPING["event_fields"]
         gen_branches = ["Jet_genJetIdx", *(f"GenJet_{f}" for f in MAPPING["match"]["fields"])]  # read, as ours does
@@ -109,6 +118,24 @@ def run_one(mode: str, raw: str, out: str) -> dict:
             "own_peak_mib": peak - rss_after_imports}
 
 
+def _interleaved(raw: Path, scale: int, modes: tuple[str, ...], tmp: Path, each: list[dict]) -> list[dict]:
+    """REPEATS runs of every mode on ``raw``, interleaved (a slow minute of a shared machine hits every side),
+    each in a fresh process; the median run of each mode."""
+    size_mb = raw.stat().st_size / 1e6
+    measured = {mode: [] for mode in modes}
+    for repeat in range(REPEATS):
+        for mode in modes:
+            output = tmp / f"{raw.stem}_{mode}_{repeat}.parquet"
+            child = subprocess.run([sys.executable, __file__, "--child", mode, str(raw), str(output)],
+                                   capture_output=True, text=True, check=True, cwd=REPO)
+            run = json.loads(child.stdout.strip().splitlines()[-1])
+            run.update(mode=mode, scale=scale, file=raw.name, file_mb=size_mb, output_mb=output.stat().st_size / 1e6,
+                       rows_per_s=run["rows"] / run["seconds"], mb_per_s=size_mb / run["seconds"])
+            measured[mode].append(run)
+            each.append(run)
+    return [_median_run(runs) for runs in measured.values()]
+
+
 def _median_run(runs: list[dict]) -> dict:
     """The run of median seconds, with every run's seconds beside it."""
     ordered = sorted(runs, key=lambda run: run["seconds"])
@@ -116,24 +143,15 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def main(base_entries: int, scales: tuple[int, ...] = (1, 10)) -> dict:
-    results = {"base_entries": base_entries, "repeats": REPEATS, "runs": [], "each": []}
+    results = {"base_entries": base_entries, "repeats": REPEATS, "runs": [], "lzma_runs": [], "each": []}
     with tempfile.TemporaryDirectory() as tmp:
         for scale in scales:
             raw = Path(tmp) / f"x{scale}.root"
             make_file(raw, base_entries * scale)
-            size_mb = raw.stat().st_size / 1e6
-            measured = {mode: [] for mode in MODES}
-            for repeat in range(REPEATS):  # interleaved: a slow minute of a shared machine hits every side
-                for mode in MODES:
-                    output = Path(tmp) / f"{mode}{scale}_{repeat}.parquet"
-                    child = subprocess.run([sys.executable, __file__, "--child", mode, str(raw), str(output)],
-                                           capture_output=True, text=True, check=True, cwd=REPO)
-                    run = json.loads(child.stdout.strip().splitlines()[-1])
-                    run.update(mode=mode, scale=scale, file_mb=size_mb, output_mb=output.stat().st_size / 1e6,
-                               rows_per_s=run["rows"] / run["seconds"], mb_per_s=size_mb / run["seconds"])
-                    measured[mode].append(run)
-                    results["each"].append(run)
-            results["runs"] += [_median_run(runs) for runs in measured.values()]
+            results["runs"] += _interleaved(raw, scale, MODES, Path(tmp), results["each"])
+        raw = Path(tmp) / f"x{LZMA_SCALE}_lzma.root"
+        make_file(raw, base_entries * LZMA_SCALE, compression=uproot.LZMA(9))
+        results["lzma_runs"] = _interleaved(raw, LZMA_SCALE, LZMA_MODES, Path(tmp), results["each"])
     out = REPO / "results/bench/ingest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -151,7 +169,7 @@ if __name__ == "__main__":
             at = arguments.index("--scales")
             scales, arguments = tuple(int(a) for a in arguments[at + 1:]), arguments[:at]
         report = main(int(arguments[0]) if arguments else CONFIG["toy"]["entries_per_file"], scales)
-        for r in report["runs"]:
-            print(f"{r['mode']:22s} x{r['scale']:<3d} {r['rows']:>9d} rows {r['rows_per_s']:>12.0f} rows/s "
+        for r in report["runs"] + report["lzma_runs"]:
+            print(f"{r['mode']:22s} {r['file']:14s} {r['rows']:>9d} rows {r['rows_per_s']:>12.0f} rows/s "
                   f"{r['mb_per_s']:>7.1f} MB/s peak {r['peak_rss_mib']:>7.0f} MiB (own {r['own_peak_mib']:>5.0f}) "
                   f"out {r['output_mb']:.1f} MB; seconds {', '.join(f'{t:.3f}' for t in r['all_seconds'])}")

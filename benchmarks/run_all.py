@@ -58,6 +58,13 @@ def _ingest_rows(result: dict) -> list[dict]:
                  for baseline, label in ((plain, plain_label), (encoded, encoded_label))]
         rows += [_row(f"ingest peak RSS{what}, {scale}x file", ours[key], plain[key], "MiB", plain_label, True)
                  for what, key in (("", "peak_rss_mib"), (" above imports", "own_peak_mib"))]
+    lzma = {r["mode"]: r for r in result.get("lzma_runs", [])}
+    if lzma:
+        name = f"ingest MB/s, {lzma['ours']['scale']}x file in LZMA-9 (NanoAOD's compression; medians of " \
+               f"{len(lzma['ours']['all_seconds'])})"
+        rows += [_row(f"{name}, 2 read threads", lzma["ours_2_threads"]["mb_per_s"], lzma["ours"]["mb_per_s"], "MB/s",
+                      "the same, 1 read thread"),
+                 _row(f"{name}, 1 read thread", lzma["ours"]["mb_per_s"], lzma["baseline"]["mb_per_s"], "MB/s", plain_label)]
     return rows
 
 

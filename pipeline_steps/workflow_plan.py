@@ -103,6 +103,11 @@ class WorkflowPlan:
         settings = self.config["datasets"][dataset]
         return {key: settings[key] for key in ("tree", "step_size", "empty_tree", "identity") if key in settings}
 
+    def ingest_threads(self, dataset: str) -> int:
+        """threads of ingest_table: ``read_threads`` (default 1), the baskets decompressed at once (``ingest/reader.py``).
+        Not in params: the bytes written do not depend on it, so changing it reruns nothing."""
+        return int(self.config["datasets"][dataset].get("read_threads", 1))
+
     def ingest_mapping(self, dataset: str, table: str) -> dict:
         """params of ingest_table: only this table's branch mapping."""
         return self.config["datasets"][dataset]["tables"][table]

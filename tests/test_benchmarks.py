@@ -104,3 +104,8 @@ def test_ingest_rows_hold_both_baselines_and_the_memory_above_imports():
     assert speeds == [1.25, 0.8, 1.25, 0.8]
     own = [row for row in rows if "above imports" in row["name"]]
     assert [(row["ours"], row["baseline"]) for row in own] == [(20, 30), (20, 30)]
+    lzma = [run(mode, 10, seconds, 0) for mode, seconds in (("ours", 4.0), ("ours_2_threads", 2.5), ("baseline", 5.0))]
+    threads, plain = _ingest_rows({"runs": runs, "lzma_runs": lzma})[-2:]
+    assert "LZMA-9" in threads["name"] and (threads["ours"], threads["baseline"]) == (4.0, 2.5)
+    assert threads["baseline_label"] == "the same, 1 read thread"
+    assert (plain["ours"], plain["baseline"], plain["baseline_label"]) == (2.5, 2.0, "uproot.concatenate + pyarrow")

@@ -73,17 +73,29 @@ def test_each_file_is_ingested_by_exactly_one_job_of_at_most_ingest_parts(tmp_pa
     assert sorted(path for paths in ingested for path in paths) == [f"raw/run{index:03d}.root" for index in range(40)]
 
 
+def test_read_threads_are_the_ingest_jobs_threads(tmp_path):
+    """An ingest job decompresses on the cores Snakemake grants it: the dataset's read_threads (default 1)."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.root").write_bytes(b"")
+    for threads, expected in ((None, []), (3, ["3"])):
+        override = {"datasets": {"ship": {"files": ["raw/a.root"], **({"read_threads": threads} if threads else {})}}}
+        result = _dry_run(tmp_path, override, "--cores", "4")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        job = (result.stdout + result.stderr).split("rule ingest_table:")[1].split("\n\n")[0]
+        assert [line.split(": ")[1] for line in job.splitlines() if line.strip().startswith("threads:")] == expected
+
+
 def _ingest_inputs(output: str) -> list[list[str]]:
     """The raw-file inputs of each ingest_table job of a dry run (``input: a, b`` lines)."""
     jobs = output.split("rule ingest_table:")[1:]
     return [job.split("input: ", 1)[1].split("\n", 1)[0].split(", ") for job in jobs]
 
 
-def _dry_run(workdir: Path, override: dict) -> subprocess.CompletedProcess:
+def _dry_run(workdir: Path, override: dict, *options: str) -> subprocess.CompletedProcess:
     """`snakemake -n` of one dataset's ingest summary, the default config with ``override`` merged over it."""
     (workdir / "override.yaml").write_text(yaml.safe_dump(override))
     return subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-n", "--snakefile", str(REPO / "Snakefile"),
+        [str(Path(sys.executable).with_name("snakemake")), "-n", *options, "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(workdir), "--configfile", str(REPO / "config/config.yaml"), str(workdir / "override.yaml"),
          "--", "results/ingest/ship/summary.json"],
         capture_output=True, text=True, timeout=240, cwd=workdir,

@@ -33,16 +33,18 @@ def run(
     table: str,
     dataset: str = "",
     log: str | None = None,
+    threads: int = 1,
 ) -> list[dict]:
     """Ingest one table of one part (a few raw files, pipeline_steps/ingest/parts.py) into one Parquet
     file, the files' rows one after the other. ``reading`` is the dataset slice (tree, step_size,
     empty_tree, identity), ``mapping`` the table's slice. The JSON summary has one entry per file; both
-    outputs appear only on success, so one bad file fails its whole part."""
+    outputs appear only on success, so one bad file fails its whole part. ``threads`` baskets are
+    decompressed at once (``reader.open_tree``); the output does not depend on it."""
     with step_logging(log):
         reading_cfg = reading_from_config(reading)
         table_mapping = table_from_config(table, mapping)
         with atomic_path(parquet) as tmp_parquet:
-            files, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping)
+            files, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping, threads)
             results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, ingested.counts, columns,
                                     ingested.digest, ingested.bytes_past_end)
                        for raw_file, ingested in zip(raw_files, files)]
@@ -91,7 +93,7 @@ class IngestedFile:
 
 
 def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading,
-                 mapping: TableMapping) -> tuple[list[IngestedFile], list[str]]:
+                 mapping: TableMapping, threads: int = 1) -> tuple[list[IngestedFile], list[str]]:
     """Stream each of ``raw_files`` through the mapping into one ``parquet``, in order; returns what each
     file gave and the column names. The first file fixes the column
     types; a later file's columns are cast to them (float32 vs float64 across productions), and one that
@@ -103,7 +105,7 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
     branches: list[str] | None = None  # resolved on the first file, so every file reads a name from one branch
     try:
         for raw_file in raw_files:
-            ingested, writer, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches)
+            ingested, writer, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches, threads)
             files.append(ingested)
     finally:
         if writer is not None:
@@ -112,7 +114,7 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
 
 
 def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading, mapping: TableMapping,
-                 branches: list[str] | None) -> tuple[IngestedFile, TableWriter, list[str]]:
+                 branches: list[str] | None, threads: int = 1) -> tuple[IngestedFile, TableWriter, list[str]]:
     """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file).
 
     ``branches`` are those the part's first file resolved the names of ``selection`` and ``unique`` to
@@ -122,7 +124,7 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
     where = f"{raw_file}:{reading.tree}"
     counts = ChunkCounts()
     digest = RowsDigest()
-    with open_tree(raw_file, reading.tree) as (tree, bytes_past_end):
+    with open_tree(raw_file, reading.tree, threads) as (tree, bytes_past_end):
         names = branch_names(tree)
         if branches is None:
             branches = required_branches(mapping, reading.identity, set(names))

@@ -65,6 +65,10 @@ def part_raw_files(wildcards):
     return PLAN.part_files(wildcards.dataset, wildcards.part)
 
 
+def ingest_threads(wildcards):
+    return PLAN.ingest_threads(wildcards.dataset)
+
+
 @stored_signature
 def ingest_reading(wildcards):
     return PLAN.ingest_reading(wildcards.dataset)

@@ -15,7 +15,7 @@ rule ingest_table:
         reading=ingest_reading,
         mapping=ingest_mapping,
         code=source_hash("ingest", "common/logs"),
-    threads: 1
+    threads: ingest_threads
     conda:
         "../../envs/ingest.yaml"
     priority: STAGE_PRIORITY["ingest"]
