@@ -35,7 +35,7 @@ def open_tree(path: str | os.PathLike, tree_name: str, threads: int = 1) -> Iter
     writer that never closed it, and the bytes past the end its header records (``_check_closed``).
 
     With ``threads`` > 1 uproot decompresses that many baskets at once (its ``decompression_executor``; the
-    decompressors release the GIL). Real NanoAOD is written with LZMA level 9, whose decompression is ~85 % of
+    decompressors release the GIL). Real NanoAOD is written with LZMA level 9, whose decompression is ~90 % of
     reading it: on the bench's NanoAOD-like file (LZMA-9, 12 MB) one ingestion took 0.71 s on one thread and
     0.41 s on two, with the same bytes written (``benchmarks/bench_ingest.py``). Decompression is exact, so the
     output does not depend on ``threads``.
