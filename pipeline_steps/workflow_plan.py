@@ -24,6 +24,11 @@ from pipeline_steps.train.settings import configured_threads
 from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, is_blacklisted
 
 
+HOW_NOT_WHAT = ("read_threads",)
+"""Dataset keys that say how a job runs and change no byte of any output: kept out of every params (and so of
+provenance), so that changing them reruns nothing."""
+
+
 class WorkflowPlan:
     """Queries on one validated config; every method is a pure function of it (and of the file system
     for the ``files:`` globs, read once)."""
@@ -338,7 +343,8 @@ class WorkflowPlan:
         model, the validation settings its metrics (and SHiP's generated_events) come from."""
         config = {
             "model": self.model(name),
-            "datasets": {ds: self.config["datasets"][ds] for ds in self.model_datasets(name)},
+            "datasets": {ds: {key: value for key, value in self.config["datasets"][ds].items() if key not in HOW_NOT_WHAT}
+                         for ds in self.model_datasets(name)},
             "blacklist": self.config.get("blacklist", []),
         }
         if name in self.generative_model_names():

@@ -329,12 +329,29 @@ def test_standalone_runner_names_a_missing_cut_or_foreign_input_and_leaves_no_ou
     cut.write_bytes(data[: len(data) // 2])
     text = tmp_path / "notes.root"
     text.write_text("not ROOT\n" * 50)
+    garbage = tmp_path / "garbage.root"  # a ROOT header, then noise: uproot's DeserializationError had escaped
+    garbage.write_bytes(data[:64] + np.random.default_rng(1).integers(0, 256, len(data) - 64, dtype=np.uint8).tobytes())
     expected = {tmp_path / "nope.root": "nope.root: no such file",
                 cut: f"cut.root: truncated ROOT file: the header says {len(data)} bytes, the file has {len(data) // 2}",
-                text: "notes.root: cannot be opened as a ROOT file"}
+                text: "notes.root: cannot be opened as a ROOT file",
+                garbage: "garbage.root: cannot be opened as a ROOT file"}
     for source, message in expected.items():
-        assert message in run_standalone(tmp_path, bundle, source, tmp_path / "out.root", expect_error=True).stderr
+        error = run_standalone(tmp_path, bundle, source, tmp_path / "out.root", expect_error=True).stderr
+        assert message in error and len(error.strip().splitlines()) == 1, error
     assert not list(tmp_path.glob("*out.root*"))  # neither the output nor its temporary
+
+
+def test_standalone_runner_writes_its_output_whole_or_not_at_all(tmp_path):
+    """The output had been written in place: a run stopped while writing left a half-written file."""
+    from pipeline_steps.export.run_bundle import write_output
+
+    with pytest.raises(TypeError, match="cannot write NumPy dtype object"):  # fails inside uproot's write
+        write_output(str(tmp_path / "out.root"), "Events", {"x": np.arange(3.0), "name": np.array(["a", None, 1])})
+    assert not list(tmp_path.iterdir())  # the temporary went with the failure
+    write_output(str(tmp_path / "out.root"), "Events", {"x": np.arange(3.0)})
+    assert [path.name for path in tmp_path.iterdir()] == ["out.root"]
+    assert b".tmp" not in (tmp_path / "out.root").read_bytes()  # the file does not record the temporary name
+    assert uproot.open(tmp_path / "out.root")["Events"]["x"].array(library="np").tolist() == [0.0, 1.0, 2.0]
 
 
 def test_standalone_runner_writes_the_real_branch_types_and_the_same_values_for_one_row(tmp_path):

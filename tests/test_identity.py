@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_steps.common.identity import event_starts
+from pipeline_steps.common.identity import event_starts, events_in_several_files
 
 
 def _reference_starts(rows: pd.DataFrame) -> np.ndarray:
@@ -46,3 +46,17 @@ def test_a_callers_codes_are_used_for_the_strings():
 
     event_starts(pd.DataFrame({"source_file": ["a", "b"], "entry": [0, 0]}), codes_of)
     assert seen == ["source_file"]
+
+
+def test_events_in_several_files_ignore_nan_keys_and_report_plain_numbers():
+    """A NaN key names no event (and its example had broken transforms.json, written without NaN); the report is
+    written as JSON, so its values are Python numbers."""
+    rows = pd.DataFrame({"source_file": ["a.root", "b.root", "a.root", "b.root", "c.root"],
+                         "run": np.array([1, 1, 1, 1, 2], np.uint32),
+                         "event": np.array([np.nan, np.nan, 7.0, 7.0, 7.0])})
+    overlap = events_in_several_files(rows, ["run", "event"])
+    assert overlap == {"events": 1, "of": 2, "files": ["a.root", "b.root"],
+                       "example": {"run": 1, "event": 7.0, "files": ["a.root", "b.root"]}}
+    assert type(overlap["example"]["run"]) is int
+    assert events_in_several_files(rows.iloc[[0, 1, 4]], ["run", "event"]) is None
+    assert events_in_several_files(rows, []) is None  # no identity branches: file and entry name the event

@@ -291,3 +291,20 @@ def test_a_file_never_closed_is_refused_without_keys_and_named_after_an_autosave
     caplog.clear()
     assert _ingest(tmp_path, "arrays", _array_table(), ["event"])[1]["bytes_past_end"] == 0  # closed: nothing to say
     assert "past the end" not in caplog.text
+
+
+def test_zeroed_bytes_are_named_damaged_on_one_line(tmp_path):
+    """A basket overwritten with zeros had escaped as cramjam's DecompressionError with a traceback; a file cut and
+    padded with zeros to its length said "the file has trees []", as if the name were wrong."""
+    data = FIXTURE.read_bytes()
+    hole = tmp_path / "hole.root"
+    start, stop = len(data) // 10, len(data) // 5
+    hole.write_bytes(data[:start] + bytes(stop - start) + data[stop:])
+    with pytest.raises(InputError, match=r"hole.root:vectors: cannot read entries from 0 on; the file is damaged "
+                                         r"\(DecompressionError") as caught:
+        _ingest(tmp_path, "vectors", _vector_table(), ["eventNumber"], raw=hole)
+    assert "\n" not in str(caught.value)
+    padded = tmp_path / "padded.root"
+    padded.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    with pytest.raises(InputError, match=r"padded.root: no tree 'arrays': the file holds no objects at all"):
+        _ingest(tmp_path, "arrays", _array_table(), ["event"], raw=padded)

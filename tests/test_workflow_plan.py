@@ -246,3 +246,14 @@ def test_a_model_named_like_a_shared_preprocessing_is_refused():
     plan = WorkflowPlan(config, expand_scans(config))
     with pytest.raises(ConfigError, match=r"models.jets__default-minmax: its name is also the shared preprocessing"):
         plan.check_shared_preprocessing()
+
+
+def test_read_threads_are_the_ingest_jobs_threads_and_in_no_params(plan):
+    """Decompression threads change no byte: in a params (provenance's dataset slice had carried them) a
+    change would rerun jobs and rewrite provenance.json."""
+    before = copy.deepcopy(plan.provenance_model_slices(bundles_built=True))  # the slices hold the config's dicts
+    assert plan.ingest_threads("nanoaod") == 1
+    plan.config["datasets"]["nanoaod"]["read_threads"] = 4
+    assert plan.ingest_threads("nanoaod") == 4
+    assert plan.provenance_model_slices(bundles_built=True) == before
+    assert plan.ingest_reading("nanoaod") == WorkflowPlan(copy.deepcopy(CONFIG)).ingest_reading("nanoaod")

@@ -78,7 +78,7 @@ def events_in_several_files(rows: pd.DataFrame, identity: Iterable[str]) -> dict
     keys = [name for name in split_keys(identity) if name not in EVENT_KEYS]
     if not keys:
         return None
-    events = rows[["source_file", *keys]].drop_duplicates()
+    events = rows[["source_file", *keys]].dropna(subset=keys).drop_duplicates()  # NaN names no event
     shared = events.duplicated(keys, keep=False)
     if not shared.any():
         return None

@@ -546,20 +546,23 @@ def open_input(path: str):
                               f"{source.stat().st_size}")
     try:
         return uproot.open(source)
-    except (OSError, ValueError) as error:
-        raise BundleError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
+    except Exception as error:  # noqa: BLE001  uproot's, its decompressors' and deserialisation's own classes
+        message = " ".join(str(error).split())  # one line: uproot's messages run over several
+        raise BundleError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {message})") from None
 
 
 def write_output(path: str, tree: str, columns: dict) -> None:
     """Write ``columns`` as the TTree ``tree`` under a temporary name beside ``path``, renamed into place when
-    complete: a run killed while writing leaves no half-written output under the name a user reads."""
+    complete: a run killed while writing leaves no half-written output under the name a user reads. uproot
+    writes to an open file object, so the file records uproot's name for such a sink, ``dynamic.root`` (as the
+    workflow's generated files do), not the temporary one."""
     import uproot
 
     final = Path(path)
     temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp.root")
     try:
-        with uproot.recreate(temporary) as sink:  # mktree: `sink[tree] = columns` writes an RNTuple from uproot 5.7
-            sink.mktree(tree, {name: values.dtype for name, values in columns.items()})
+        with open(temporary, "wb+") as stream, uproot.recreate(stream) as sink:
+            sink.mktree(tree, {name: values.dtype for name, values in columns.items()})  # `sink[tree] = ` writes an RNTuple
             sink[tree].extend(columns)
         os.replace(temporary, final)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import lzma
 import os
 import struct
 import zlib
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import awkward as ak
+import cramjam
 import uproot
 
 from pipeline_steps.common.errors import InputError
@@ -25,8 +27,15 @@ from pipeline_steps.ingest.branch_parts import is_ttree
 
 LOGGER = logging.getLogger("pipeline_steps.ingest")
 
-# Exceptions uproot and its decompressors raise on damaged files; anything else is a bug and propagates.
-READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, struct.error, uproot.deserialization.DeserializationError)
+# Exceptions uproot and its decompressors raise on damaged files; anything else is a bug and propagates. cramjam
+# (ZSTD, LZ4; an uproot requirement) raises its own DecompressionError on a corrupt basket, lzma LZMAError.
+READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zlib.error, lzma.LZMAError, struct.error,
+               cramjam.DecompressionError, uproot.deserialization.DeserializationError)
+
+
+def _said(error: Exception) -> str:
+    """``Type: message`` on one line: uproot's messages run over several (a job log's error line would break)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 @contextlib.contextmanager
@@ -51,7 +60,7 @@ def open_tree(path: str | os.PathLike, tree_name: str, threads: int = 1) -> Iter
         try:
             file = stack.enter_context(uproot.open(path, **options))
         except READ_ERRORS as error:
-            raise InputError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {error})") from None
+            raise InputError(f"{path}: cannot be opened as a ROOT file ({_said(error)})") from None
         _check_closed(file, path, past_end)
         yield _tree(file, path, tree_name), past_end
 
@@ -116,7 +125,7 @@ def iterate_entries(tree, branches: list[str], step_size: int, where: str) -> It
             return
         except READ_ERRORS as error:
             raise InputError(
-                f"{where}: cannot read entries from {start} on; the file is damaged ({type(error).__name__}: {error})"
+                f"{where}: cannot read entries from {start} on; the file is damaged ({_said(error)})"
             ) from None
         start = report.tree_entry_stop
         yield report.tree_entry_start, arrays
@@ -127,7 +136,7 @@ def empty_arrays(tree, branches: list[str], where: str) -> ak.Array:
     try:
         return tree.arrays(branches, entry_start=0, entry_stop=0, library="ak")
     except READ_ERRORS as error:
-        raise InputError(f"{where}: cannot read the branch types ({type(error).__name__}: {error})") from None
+        raise InputError(f"{where}: cannot read the branch types ({_said(error)})") from None
 
 
 def _check_complete(path: Path) -> int:
@@ -182,9 +191,12 @@ def _tree(file, path: Path, tree_name: str):
     try:
         tree = file[tree_name]
     except uproot.KeyInFileError:
+        if not file.keys():  # "the file has trees []" had read as a wrong name; a file cut and padded with zeros
+            raise InputError(f"{path}: no tree {tree_name!r}: the file holds no objects at all (written empty, or "
+                             f"damaged where ROOT writes its list of keys, at the end)") from None
         raise InputError(f"{path}: no tree {tree_name!r}; the file has trees {trees}") from None
     except READ_ERRORS as error:
-        raise InputError(f"{path}: cannot read tree {tree_name!r} ({type(error).__name__}: {error})") from None
+        raise InputError(f"{path}: cannot read tree {tree_name!r} ({_said(error)})") from None
     if not isinstance(tree, (uproot.behaviors.TBranch.HasBranches, uproot.behaviors.RNTuple.RNTuple)):
         # a TDirectory has no classname attribute in uproot (it had surfaced as an AttributeError)
         kind = "directory" if isinstance(tree, uproot.ReadOnlyDirectory) else getattr(tree, "classname", type(tree).__name__)
