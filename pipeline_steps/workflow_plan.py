@@ -165,6 +165,15 @@ class WorkflowPlan:
         model = self.model(name)
         return [model[key] for key in ("dataset", "control_dataset") if key in model]
 
+    def tables_no_model_reads(self) -> list[str]:
+        """``datasets.<d>.tables.<t>`` keys that no model reads. They are ingested all the same (a table may be
+        wanted for itself), but a user who dropped a model rarely means that: on a skim without its branches
+        (a jets-only NanoAOD, models: {nano_muons: null}) the muons table's ingestion had failed on "missing
+        branch Muon_pt" with nothing saying that nothing needs it."""
+        read = {(dataset, self.model(name)["table"]) for name in self.config["models"] for dataset in self.model_datasets(name)}
+        return [f"datasets.{dataset}.tables.{table}" for dataset in self.config["datasets"]
+                for table in self.tables_of(dataset) if (dataset, table) not in read]
+
     def model_raw_files(self, name: str) -> list[str]:
         """Raw files behind a model (its dataset and, for CalRatio, the control dataset)."""
         return [path for dataset in self.model_datasets(name) for path in self.raw_files(dataset)]

@@ -280,10 +280,23 @@ def test_snakemake_plans_without_the_models_an_override_leaves_out(tmp_path):
                         "datasets: {lhcb_tracks: null, ship: null, calratio_main: null, calratio_cr: null}\n")
     result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path)
     assert "config: models.tracks_cov is null: left out" in result.stderr
+    assert "is read by no model" not in result.stderr  # jets and nano_muons read both NanoAOD tables
     planned = result.stdout + result.stderr
     assert "results/train/jets/" in planned
     for left_out in ("tracks_cov", "ship_muons", "calratio", "lhcb_tracks"):
         assert f"/{left_out}/" not in planned and f"_{left_out}" not in planned, left_out
+
+
+def test_a_table_no_model_reads_is_named_at_planning(tmp_path):
+    """A jets-only user dropping nano_muons still had the muons table ingested, and on a skim without Muon_
+    branches its ingestion failed with nothing saying that no model needs it."""
+    override = tmp_path / "jets_only.yaml"
+    override.write_text("models: {tracks_cov: null, ship_muons: null, calratio: null, nano_muons: null}\n"
+                        "datasets: {lhcb_tracks: null, ship: null, calratio_main: null, calratio_cr: null}\n")
+    result = run_snakemake("-n", "--configfile", str(override), workdir=tmp_path)
+    assert ("config: datasets.nanoaod.tables.muons is read by no model: ingested all the same (null it to leave "
+            "it out)") in result.stderr
+    assert "tables.jets is read by no model" not in result.stderr
 
 
 def test_an_event_field_kept_under_its_counters_name_is_refused_as_a_condition(default_config):

@@ -44,6 +44,8 @@ expose_package_to_jobs(workflow.basedir)
 give_jobs_the_fixed_hash_seed()
 PLAN = WorkflowPlan(config, SCANS)
 PLAN.check_shared_preprocessing()
+for unread in PLAN.tables_no_model_reads():
+    print(f"config: {unread} is read by no model: ingested all the same (null it to leave it out)", file=sys.stderr)
 
 _FINAL_TARGET_FUNCTIONS = []
 
