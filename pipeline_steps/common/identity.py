@@ -7,6 +7,7 @@ and generation groups the rows of one raw event by ``EVENT_KEYS`` to write them 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
@@ -15,6 +16,8 @@ from pipeline_steps.common.errors import InputError
 
 if TYPE_CHECKING:  # ingest imports this module and must not import pandas (~45 MiB, 0.4-0.9 s per job)
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 EVENT_KEYS = ("source_file", "entry")
 """The raw event: the raw file's name and the TTree entry."""
@@ -99,16 +102,22 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def describe_events_in_several_files(overlap: dict, where: str) -> str:
-    """The warning for ``events_in_several_files``' result."""
+def report_events_in_several_files(rows: pd.DataFrame, identity: Iterable[str], where: str, report: dict) -> None:
+    """``events_in_several_files`` of ``rows`` as a warning naming ``where`` and as ``report["events_in_several_files"]``
+    (a preprocessing report, written to ``transforms.json``); nothing when no event is in two files."""
+    overlap = events_in_several_files(rows, identity)
+    if not overlap:
+        return
     example = overlap["example"]
     keys = ", ".join(f"{name} {value}" for name, value in example.items() if name != "files")
     files = overlap["files"]
-    return (f"{where}: {overlap['events']} of {overlap['of']} events are held by more than one raw file "
-            f"({len(files)} files: {files[:6]}{' ...' if len(files) > 6 else ''}; e.g. {keys} in {example['files']}): "
-            f"overlapping skims or datasets count those events once per file in training and test, so blacklist "
-            f"one of each overlapping pair or remove the overlap from the inputs; if the files are distinct "
-            f"samples that number events alike, add a branch that tells them apart to the dataset's identity")
+    logger.warning(
+        f"{where}: {overlap['events']} of {overlap['of']} events are held by more than one raw file "
+        f"({len(files)} files: {files[:6]}{' ...' if len(files) > 6 else ''}; e.g. {keys} in {example['files']}): "
+        f"overlapping skims or datasets count those events once per file in training and test, so blacklist "
+        f"one of each overlapping pair or remove the overlap from the inputs; if the files are distinct "
+        f"samples that number events alike, add a branch that tells them apart to the dataset's identity")
+    report["events_in_several_files"] = overlap
 
 
 def event_codes(rows: pd.DataFrame, identity: Iterable[str], where: str) -> np.ndarray:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.identity import (
-    describe_events_in_several_files, events_in_several_files, identity_columns, row_origin, split_keys,
+    identity_columns, report_events_in_several_files, row_origin, split_keys,
 )
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess import calratio_inputs as cr
@@ -161,10 +161,7 @@ def _region_report(table: pa.Table, jets: pd.DataFrame, settings: CalRatioSettin
     if report["negative_weights"]:
         LOGGER.info("%s: %d of %d jets have a negative weight (used signed)", region, report["negative_weights"],
                     len(jets))
-    overlap = events_in_several_files(jets, identity)
-    if overlap:
-        LOGGER.warning(describe_events_in_several_files(overlap, f"{region} tables of {settings.name}"))
-        report["events_in_several_files"] = overlap
+    report_events_in_several_files(jets, identity, f"{region} tables of {settings.name}", report)
     return report
 
 

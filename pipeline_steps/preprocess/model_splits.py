@@ -44,7 +44,7 @@ from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.figures import figure_style
 from pipeline_steps.common.frames import concat_parts
 from pipeline_steps.common.identity import (
-    check_event_identity, describe_events_in_several_files, events_in_several_files, identity_columns, row_origin, split_keys,
+    check_event_identity, identity_columns, report_events_in_several_files, row_origin, split_keys,
 )
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.preprocess.derived import DerivedVariable
@@ -177,10 +177,7 @@ def preprocess(rows: pd.DataFrame, settings: ModelPreprocessSettings
         support=_training_support(rows.loc[train], settings),
     )
     model_transforms.report = preprocessing_report(rows, model_targets, model_transforms, settings.point_mass_share)
-    overlap = events_in_several_files(rows, settings.identity)
-    if overlap:
-        logger.warning(describe_events_in_several_files(overlap, f"model {settings.model}"))
-        model_transforms.report["events_in_several_files"] = overlap
+    report_events_in_several_files(rows, settings.identity, f"model {settings.model}", model_transforms.report)
     if not_positive_definite:
         model_transforms.report["not_positive_definite"] = not_positive_definite
     splits = {}
