@@ -101,10 +101,10 @@ def _generate_rows(result: dict) -> list[dict]:
     fom = result["figure_of_merit"]
     generation_rows = [
         _row(f"generation incl. ROOT write, {g['rows']} rows ({g['blocks']} blocks, {g['float_fields']} fields, "
-             f"{g['sampler']}; pairs {g['pair_ratios'][0]:.2f}-{g['pair_ratios'][-1]:.2f} in {g['repeats']})",
+             f"{g['sampler']}, {g['file_name_bytes']}-byte file names; pairs {g['pair_ratios'][0]:.2f}-{g['pair_ratios'][-1]:.2f} in {g['repeats']})",
              g["rows_per_s_with_root_write"], g["rows_per_s_without_write"], "rows/s", "same, without the write")
         for g in (result["generation"], result["generation_one_block"], result["generation_float64"],
-                  result["generation_flow"])]
+                  result["generation_cms_names"], result["generation_flow"])]
     return [
         *generation_rows,
         _row(f"figure of merit, {fom['rows_per_class_train']}+{fom['rows_per_class_train']} rows", fom["seconds_hist"], fom["seconds_exact"], "s", "exact GradientBoosting (ours = hist)", True),

@@ -26,13 +26,17 @@ def test_generation_benchmark_runs_and_gives_table_rows():
     assert 0 < small["rows"] <= 3000 and small["blocks"] == 1 and small["root_bytes"] > 0
     wide = bench_generate_validate.bench_generation(3000, repeats=1, float_type=np.float64)
     assert wide["rows"] == small["rows"] and wide["root_bytes"] > small["root_bytes"]  # float64 baskets, as labelled
+    named = bench_generate_validate.bench_generation(3000, repeats=1, file_name=bench_generate_validate.CMS_FILE_NAME)
+    assert named["rows"] == small["rows"] and named["file_name_bytes"] == 41 and small["file_name_bytes"] == 6
     flow = bench_generate_validate.bench_generation(300, repeats=1, sampler=bench_generate_validate.flow_sampler())
     assert flow["rows"] <= 300 and "spline flow" in flow["sampler"]
-    result = {"generation": small, "generation_one_block": small, "generation_float64": wide, "generation_flow": flow,
+    result = {"generation": small, "generation_one_block": small, "generation_float64": wide,
+              "generation_cms_names": named, "generation_flow": flow,
               "figure_of_merit": bench_generate_validate.bench_fom(200),
               "validate": bench_generate_validate.bench_validate(400, bootstrap=2)}
     rows = run_all._generate_rows(result)
-    assert len(rows) == 6 and "float64 fields" in rows[2]["name"] and "spline flow" in rows[3]["name"]
+    assert len(rows) == 7 and "float64 fields" in rows[2]["name"] and "spline flow" in rows[4]["name"]
+    assert "41-byte file names" in rows[3]["name"] and "6-byte file names" in rows[0]["name"]
     assert len(small["pair_ratios"]) == small["repeats"] and " in 1)" in rows[0]["name"]  # each pair's spread shown
     for row in rows:
         assert row["ours"] > 0 and row["baseline"] > 0, row

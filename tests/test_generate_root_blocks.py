@@ -13,7 +13,7 @@ import uproot
 
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.generate.layout import layout_from_config
-from pipeline_steps.generate.root_io import COMPRESSION, read_generated_root, root_writer
+from pipeline_steps.generate.root_io import COMPRESSION, _Strings, read_generated_root, root_writer
 from tests.conftest import JETS_TABLE
 
 JETS_LAYOUT = layout_from_config("Events", ["run", "luminosityBlock", "event"], JETS_TABLE)
@@ -160,6 +160,23 @@ def test_flat_layout_with_strings_over_several_blocks(tmp_path):
         assert got.tolist() == rows[column].tolist(), column
         if column != "source_file":
             assert got.dtype == rows[column].dtype, column
+
+
+@pytest.mark.parametrize("values", [
+    ["0A1B2C3D-4E5F-6789-ABCD-EF0123456789.root"] * 5,  # one name, a CMS GUID
+    ["ab.root", "cd.root", "ab.root", "ef.root"],  # several names of one length
+    ["a.root", "dé.root", None, "", "a.root"],  # lengths differ: utf-8, a missing value, an empty name
+    ["", ""],
+])
+def test_strings_take_gives_each_value_s_utf8_bytes_in_order(values):
+    """Both ways of ``_Strings.take`` (values of one length, of several) against the bytes joined in Python."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    positions = np.array([len(values) - 1, 0, 0])
+    for picked, where in ((values, None), ([values[i] for i in positions], positions)):
+        expected = [("nan" if v is None else v).encode("utf-8") for v in picked]
+        strings = _Strings.take(codes, uniques, where)
+        assert strings.lengths.tolist() == [len(v) for v in expected]
+        assert strings.data.dtype == np.uint8 and strings.data.tobytes() == b"".join(expected)
 
 
 def test_strings_inside_a_collection_are_refused_and_leave_no_file(tmp_path):
