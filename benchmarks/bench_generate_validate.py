@@ -8,8 +8,8 @@ Plain script (no pytest): prints and writes a JSON of measured pairs from the sa
     as NanoAOD stores them (the generated columns take the dtype of the real table's, so the pipeline
     writes float32 for NanoAOD); the same chain with float64 fields (1.5x the bytes to compress and
     write) is reported beside it, and so is the float32 chain with real-length file names (``source_file``
-    is written per event: a CMS file's GUID name is 41 bytes, against the 6 of ``0.root``). One more pair samples from the pipeline's own spline flow at the
-    jets model's size (random weights, 1 torch thread as the generate rule holds it): what a generation
+    is written per event: a CMS file's GUID name is 41 bytes, against the 6 of ``0.root``). One more pair
+    samples from the pipeline's own spline flow at the jets model's size (random weights, 1 torch thread as the generate rule holds it): what a generation
     job's write costs next to a real network.
   - figure of merit: seconds for GradientBoostingClassifier (the SHiP study's, `exact`) vs
     HistGradientBoostingClassifier (`hist`) on the same rows.
@@ -159,7 +159,7 @@ def bench_generation(n_rows: int, repeats: int = 7, float_type=np.float32, sampl
         size = output.stat().st_size
         blocks = uproot.open(output)["Events"]["nJet"].num_baskets  # as written, not assumed
     return {"rows": len(rows), "blocks": blocks, "repeats": repeats,
-            "float_fields": np.dtype(float_type).name, "sampler": sampler.label, "file_name_bytes": len(file_name),
+            "float_fields": np.dtype(float_type).name, "sampler": sampler.label, "file_name_bytes": len(file_name.encode("utf-8")),
             "rows_per_s_with_root_write": len(rows) / float(np.median(with_write)),
             "rows_per_s_without_write": len(rows) / float(np.median(without_write)), "root_bytes": size,
             "pair_ratios": sorted(alone / written for alone, written in zip(without_write, with_write))}
