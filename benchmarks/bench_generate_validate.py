@@ -9,8 +9,8 @@ Plain script (no pytest): prints and writes a JSON of measured pairs from the sa
     writes float32 for NanoAOD); the same chain with float64 fields (1.5x the bytes to compress and
     write) is reported beside it, and so is the float32 chain with real-length file names (``source_file``
     is written per event: a CMS file's GUID name is 41 bytes, against the 6 of ``0.root``). One more pair
-    samples from the pipeline's own spline flow at the jets model's size (random weights, 1 torch thread as the generate rule holds it): what a generation
-    job's write costs next to a real network.
+    samples from the pipeline's own spline flow at the jets model's size (random weights, 1 torch thread
+    as the generate rule holds it): what a generation job's write costs next to a real network.
   - figure of merit: seconds for GradientBoostingClassifier (the SHiP study's, `exact`) vs
     HistGradientBoostingClassifier (`hist`) on the same rows.
   - validate(): seconds of the whole metrics part of one model's validation (BDT real vs generated,
