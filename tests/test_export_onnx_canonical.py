@@ -94,3 +94,48 @@ def test_converter_numbered_symbolic_dimensions_do_not_reach_the_bytes():
     assert canonicalise(first) and canonicalise(second)
     assert first.SerializeToString() == second.SerializeToString()
     assert [d.dim_param for d in first.graph.input[0].type.tensor_type.shape.dim] == ["batch", "d0"]
+
+
+def _two_loops(op_a: str, op_b: str, identity_in_a: bool) -> onnx.ModelProto:
+    """x -> Loop(op_a) + Loop(op_b) -> y, as tf2onnx writes the CalRatio LSTMs: two independent ``Loop``
+    nodes whose bodies carry converter-numbered dimensions; ``identity_in_a`` puts the ``Identity`` that
+    tf2onnx places anew each time into the first body."""
+    def body(op: str, identity: bool, first_dim: int) -> onnx.GraphProto:
+        value = [helper.make_node(op, ["v_in"], ["r"]), helper.make_node("Identity", ["r"], ["v_out"])] if identity \
+            else [helper.make_node(op, ["v_in"], ["v_out"])]
+        return helper.make_graph(
+            [helper.make_node("Identity", ["c_in"], ["c_out"]), *value], "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+             helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [f"unk__{first_dim}", 3])],
+            [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [f"unk__{first_dim + 1}", 3])])
+
+    nodes = [helper.make_node("Loop", ["M", "cond", "x"], ["a"], body=body(op_a, identity_in_a, 10)),
+             helper.make_node("Loop", ["M", "cond", "x"], ["b"], body=body(op_b, False, 12)),
+             helper.make_node("Add", ["a", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+                              [numpy_helper.from_array(np.array(2, np.int64), "M"),
+                               numpy_helper.from_array(np.array(True), "cond")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("op_a, op_b", [("Relu", "Tanh"), ("Neg", "Relu"), ("Tanh", "Exp"), ("Sigmoid", "Neg")])
+def test_loop_bodies_number_their_dimensions_in_the_final_order(op_a, op_b):
+    """An Identity folded away in the first pass can make the second pass list the two loops the other way
+    round; the bodies' dimensions must be numbered in that final order. Numbered after the first pass, one
+    CalRatio export under another hash seed had ``d15`` where the others had ``d8`` (each of these pairs
+    reproduced it: which loop comes first is decided by a hash)."""
+    x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+    with_identity, without = _two_loops(op_a, op_b, True), _two_loops(op_a, op_b, False)
+    expected = _run(with_identity, x)
+    assert canonicalise(with_identity) and canonicalise(without)
+    assert with_identity.SerializeToString() == without.SerializeToString()
+    np.testing.assert_allclose(_run(with_identity, x), expected, rtol=0, atol=0)
+    bodies = [a.g for node in with_identity.graph.node for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+    assert len(bodies) == 2 and not any(d.dim_param.startswith("unk__") for body in bodies for v in body.input
+                                        for d in v.type.tensor_type.shape.dim)

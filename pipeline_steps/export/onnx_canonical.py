@@ -65,9 +65,9 @@ def canonicalise(model: onnx.ModelProto) -> bool:
             _canonicalise_graph(work.graph, outer_signatures={}, outer_names={}, prefix="", main=True)
         except NotCanonical:
             return False
-        _rename_symbolic_dimensions(work.graph)
         current = work.SerializeToString()
         if current == previous:
+            _rename_symbolic_dimensions(work.graph)  # once, in the final order (see its docstring)
             model.CopyFrom(work)
             return True
         previous = current
@@ -77,7 +77,11 @@ def canonicalise(model: onnx.ModelProto) -> bool:
 def _rename_symbolic_dimensions(graph: onnx.GraphProto) -> None:
     """Converter-made symbolic dimensions (tf2onnx's ``unk__1314``, numbered by a process-wide counter,
     so the same model converted after another one gets ``unk__1315``) renamed ``d0``, ``d1``, ... in
-    order of first appearance in the canonical graph; names a person gave (``batch``) are kept."""
+    order of first appearance in the canonical graph; names a person gave (``batch``) are kept.
+
+    Only the fixed point's order is canonical: renamed after the first pass, two LSTM loops that the
+    second pass lists the other way round kept the first pass's numbers (``d8`` in one loop body in one
+    export, ``d15`` in another export of the same ``.keras`` file, under another hash seed)."""
     names: dict[str, str] = {}
     for value in _value_infos(graph):
         for dim in value.type.tensor_type.shape.dim:
