@@ -73,7 +73,10 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
     ``BATCH_ROWS`` (2048): the fastest in each of three sweeps of 128-16384 rows per call on the
     jets-sized flow, 1 thread (benchmarks/bench_export.py writes the sweep): 10.8k, 20.2k and 10.5k
     rows/s on a shared 2-core machine, ahead of 1024 and 4096 by 5-50%; smaller batches pay the
-    per-operator cost (~2000 operators per call) more often, larger ones leave the L2 cache.
+    per-operator cost (~2000 operators per call) more often, larger ones leave the L2 cache. The best size
+    depends on the CPU: on an Intel Xeon (2 MB of L2 a core) 1024 rows were 17 % faster than 2048 (50.1k
+    against 43.0k rows/s, two sweeps of a9dbbe9's graph, 2026-12-06). It stays at the EPYC's choice until
+    both machines are swept on one graph; the values do not depend on it (``Bundle.run_onnx``).
     """
     import onnxruntime as ort
 
