@@ -120,14 +120,16 @@ def spline_inverse(parameters: torch.Tensor, y: torch.Tensor, n_bins: int, bound
     derivatives and their ``exp`` are elementwise, so gathering the raw values first gives the same
     floats (the bounds' padded 0 becomes ``exp(0) = 1`` either way) for 2 instead of ``n_bins + 1``
     values a point, and no ``[d, 3, n_bins + 1, n]`` copy of all knots. ONNX Runtime spends most of
-    this graph's time outside its matrix products, on such passes over memory.
+    this graph's time outside its matrix products, on such passes over memory. Two more passes go by
+    moving factors of 2, which commute with float rounding: ``2 * w / L`` is ``w / (L / 2)`` and
+    ``B * (2 * c - 1)`` is ``(2 * B) * (c - 0.5)``, each the same correctly rounded value.
     """
     widths_heights = parameters[:, :2 * n_bins].unflatten(1, (2, n_bins))
     derivatives = F.pad(parameters[:, 2 * n_bins:], (0, 0, 1, 1), value=0)     # [d, bins + 1, n], raw
-    widths_heights = widths_heights / (1 + abs(2 * widths_heights / math.log(slope)))
+    widths_heights = widths_heights / (1 + abs(widths_heights / (math.log(slope) / 2)))  # zuko: 2 * w / log
     shifted = torch.exp(widths_heights - widths_heights.amax(dim=2, keepdim=True))
     widths_heights = F.pad(shifted / shifted.sum(dim=2, keepdim=True), (0, 0, 1, 0), value=0)
-    knots_xy = bound * (2 * torch.cumsum(widths_heights, dim=2) - 1)              # [d, 2, bins + 1, n]
+    knots_xy = (2 * bound) * (torch.cumsum(widths_heights, dim=2) - 0.5)        # [d, 2, bins + 1, n]
     k = torch.sum(knots_xy[:, 1] < y.unsqueeze(1), dim=1) - 1
     inside = torch.logical_and(0 <= k, k < n_bins)
     k = k % n_bins
