@@ -97,6 +97,11 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
         else:
             np.testing.assert_allclose(found[name], values, rtol=1e-4, atol=1e-6, err_msg=name)
     np.testing.assert_array_equal(found["gen_pt"], rows["gen_pt"].to_numpy())
+    small_calls = tmp_path / "small_calls.root"  # 4 calls of 15 rows: the same values as one call of 60
+    run_standalone(tmp_path, bundle, source, small_calls, "--seed", "7", "--batch-rows", "16")
+    with uproot.open(small_calls) as produced:
+        again = produced["Events"].arrays(library="np")
+    assert all(np.array_equal(again[name], found[name]) for name in found)
 
 
 @pytest.mark.slow
@@ -311,6 +316,9 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
     missing = {name: values for name, values in flat.items() if name != "nhits"}
     assert "no branch ['nhits']; this bundle reads ['gen_pt', 'gen_eta', 'nhits']" in refused(missing)
     assert "the output would replace the input file" in refused(flat, output_name="in.root")
+    too_small = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--batch-rows", "8",
+                               expect_error=True).stderr
+    assert "--batch-rows 8: at least 16 rows a call" in too_small
     edited = tmp_path / "edited"
     shutil.copytree(bundle, edited)
     document = json.loads((edited / "transforms.json").read_text())

@@ -76,7 +76,8 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
     per-operator cost (~2000 operators per call) more often, larger ones leave the L2 cache. The best size
     depends on the CPU: on an Intel Xeon (2 MB of L2 a core) 1024 rows were 17 % faster than 2048 (50.1k
     against 43.0k rows/s, two sweeps of a9dbbe9's graph, 2026-12-06). It stays at the EPYC's choice until
-    both machines are swept on one graph; the values do not depend on it (``Bundle.run_onnx``).
+    both machines are swept on one graph; ``--batch-rows`` sets it per run, and the values do not depend
+    on it (``Bundle.run_onnx``).
     """
     import onnxruntime as ort
 
@@ -113,7 +114,12 @@ def _insert(value, arrays):
 class Bundle:
     """The manifest, the transforms document, the ONNX session (CPU) and SHiP categories if any."""
 
-    def __init__(self, folder: str | Path, providers=("CPUExecutionProvider",), threads: int = 1) -> None:
+    def __init__(self, folder: str | Path, providers=("CPUExecutionProvider",), threads: int = 1,
+                 batch_rows: int = BATCH_ROWS) -> None:
+        if batch_rows < 2 * MIN_CALL_ROWS:
+            raise BundleError(f"--batch-rows {batch_rows}: at least {2 * MIN_CALL_ROWS} rows a call, so that every "
+                              f"call of an evenly split file holds {MIN_CALL_ROWS} or more (see Bundle.run_onnx)")
+        self.batch_rows = int(batch_rows)
         self.folder = Path(folder)
         self.manifest = json.loads((self.folder / "bundle.json").read_text())
         files = self.manifest["files"]
@@ -126,8 +132,9 @@ class Bundle:
     def kind(self) -> str:
         return self.manifest["kind"]
 
-    def run_onnx(self, feeds: dict, batch_rows: int = BATCH_ROWS) -> np.ndarray:
-        """The model's single output for named float32 inputs, in calls of at most ``batch_rows`` rows.
+    def run_onnx(self, feeds: dict, batch_rows: int | None = None) -> np.ndarray:
+        """The model's single output for named float32 inputs, in calls of at most ``batch_rows`` rows (the
+        bundle's ``batch_rows`` when not given).
 
         The calls share the rows evenly (no short last call): ONNX Runtime's matrix kernels take
         another path for fewer than 8 rows, which moves a flow's output by float32 rounding; with
@@ -136,6 +143,7 @@ class Bundle:
         :data:`MIN_CALL_ROWS` are repeated up to it and the copies dropped, so a one-row file gets the values
         its row gets inside any larger file (it had differed by 5e-6 GeV in pt).
         """
+        batch_rows = batch_rows or self.batch_rows
         feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
         n = len(next(iter(feeds.values())))
         if 0 < n < MIN_CALL_ROWS:
@@ -486,12 +494,13 @@ def cast_outputs(columns: dict, dtypes: dict) -> dict:
             for name, values in columns.items()}
 
 
-def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0) -> dict:
+def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0,
+             batch_rows: int = BATCH_ROWS) -> dict:
     """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
     under their branch names."""
     if Path(output_root).resolve() == Path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
-    bundle = Bundle(bundle_dir)
+    bundle = Bundle(bundle_dir, batch_rows=batch_rows)
     check_checksums(bundle.folder, bundle.manifest)
     tree = tree or bundle.manifest["io"]["tree"]
     branches = bundle.manifest["io"].get("branches", {})  # renamed columns: their branches in the input file
@@ -581,9 +590,12 @@ def main(argv=None) -> int:
     parser.add_argument("output")
     parser.add_argument("--tree", default=None, help="input/output tree name (default: bundle.json io.tree)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator noise")
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
+                        help=f"rows per ONNX Runtime call (default {BATCH_ROWS}; the fastest size depends on the CPU's "
+                             f"caches, 1024 on an Intel Xeon); the values do not depend on it")
     args = parser.parse_args(argv)
     try:
-        columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed)
+        columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows)
     except BundleError as error:
         print(f"run_bundle.py: error: {error}", file=sys.stderr)
         return 2
