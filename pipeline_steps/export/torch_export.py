@@ -122,7 +122,8 @@ def spline_inverse(parameters: torch.Tensor, y: torch.Tensor, n_bins: int, bound
     values a point, and no ``[d, 3, n_bins + 1, n]`` copy of all knots. ONNX Runtime spends most of
     this graph's time outside its matrix products, on such passes over memory. Two more passes go by
     moving factors of 2, which commute with float rounding: ``2 * w / L`` is ``w / (L / 2)`` and
-    ``B * (2 * c - 1)`` is ``(2 * B) * (c - 0.5)``, each the same correctly rounded value.
+    ``B * (2 * c - 1)`` is ``(2 * B) * (c - 0.5)``, each the same correctly rounded value. The knots below
+    a point are counted in float32 (exact up to 2^24) instead of torch's int64 sum: half the bytes.
     """
     widths_heights = parameters[:, :2 * n_bins].unflatten(1, (2, n_bins))
     derivatives = F.pad(parameters[:, 2 * n_bins:], (0, 0, 1, 1), value=0)     # [d, bins + 1, n], raw
@@ -130,7 +131,7 @@ def spline_inverse(parameters: torch.Tensor, y: torch.Tensor, n_bins: int, bound
     shifted = torch.exp(widths_heights - widths_heights.amax(dim=2, keepdim=True))
     widths_heights = F.pad(shifted / shifted.sum(dim=2, keepdim=True), (0, 0, 1, 0), value=0)
     knots_xy = (2 * bound) * (torch.cumsum(widths_heights, dim=2) - 0.5)        # [d, 2, bins + 1, n]
-    k = torch.sum(knots_xy[:, 1] < y.unsqueeze(1), dim=1) - 1
+    k = (knots_xy[:, 1] < y.unsqueeze(1)).float().sum(dim=1).long() - 1         # counted in float32: exact
     inside = torch.logical_and(0 <= k, k < n_bins)
     k = k % n_bins
     edges = torch.stack((k, k + 1), dim=1)                                        # [d, 2, n]: the bin's knots
