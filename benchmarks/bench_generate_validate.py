@@ -159,7 +159,8 @@ def bench_generation(n_rows: int, repeats: int = 7, float_type=np.float32, sampl
         size = output.stat().st_size
         blocks = uproot.open(output)["Events"]["nJet"].num_baskets  # as written, not assumed
     return {"rows": len(rows), "blocks": blocks, "repeats": repeats,
-            "float_fields": np.dtype(float_type).name, "sampler": sampler.label, "file_name_bytes": len(file_name.encode("utf-8")),
+            "float_fields": np.dtype(float_type).name, "sampler": sampler.label,
+            "file_name_bytes": len(file_name.encode("utf-8")),
             "rows_per_s_with_root_write": len(rows) / float(np.median(with_write)),
             "rows_per_s_without_write": len(rows) / float(np.median(without_write)), "root_bytes": size,
             "pair_ratios": sorted(alone / written for alone, written in zip(without_write, with_write))}

@@ -101,7 +101,7 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     run_standalone(tmp_path, bundle, source, small_calls, "--seed", "7", "--batch-rows", "16")
     with uproot.open(small_calls) as produced:
         again = produced["Events"].arrays(library="np")
-    assert all(np.array_equal(again[name], found[name]) for name in found)
+    assert set(again) == set(found) and all(np.array_equal(again[name], found[name]) for name in found)
 
 
 @pytest.mark.slow

@@ -156,9 +156,9 @@ def test_a_flow_trains_to_the_same_bytes_under_avx2_and_avx512_kernels():
 
     ATen's kernels are what differs between the two runs; MKL's matrix products are held to AVX2 in both.
     MKL chooses kernels of its own by CPU: on an Intel Xeon (AVX-512) a run with MKL free trained other
-    weights than the same ATen kernels with MKL held to AVX2, where on an AMD EPYC (AVX-512) the two had
-    agreed, the first run of this test leaving MKL free until 2026-12-06. Which bytes a machine trains is
-    the README's "Same bytes without help"."""
+    weights than the same ATen kernels with MKL held to AVX2; on an AMD EPYC (AVX-512) the two agreed, so
+    the test passed there while it held MKL in one run only. Which bytes a machine trains is the README's
+    "Same bytes without help"."""
     if len(runnable([{"ATEN_CPU_CAPABILITY": "avx512"}])) == 0:
         pytest.skip("this CPU cannot run ATen's AVX-512 kernels")
     digests = set()
