@@ -139,11 +139,22 @@ BLIND_SEEDS = 4
 """Shuffles (and BDT seeds) averaged by the condition-blind comparison below; see its error analysis."""
 
 
-def _trained_and_blind_aucs(run, model: str, seeds: int = BLIND_SEEDS):
+def _shuffled_targets(rows: pd.DataFrame, targets, seed: int) -> pd.DataFrame:
+    """``rows`` with the ``targets`` columns permuted together across rows: marginals kept, conditions cut off."""
+    shuffled = rows.copy()
+    order = np.random.default_rng(seed).permutation(len(rows))
+    for target in targets:
+        shuffled[target] = rows[target].to_numpy()[order]
+    return shuffled
+
+
+def _trained_and_blind_aucs(run, model: str, seeds: int = BLIND_SEEDS, ignore_conditions: bool = False):
     """Figures of merit of the model's generated rows and of the same rows with their targets shuffled
     across rows (every marginal kept, the link to the conditions lost), one pair per seed, both sides of a
     pair with the same settings and the same real train/evaluation rows. A generator that learned nothing
-    from its conditions scores as the shuffled rows do; a trained one must do clearly better."""
+    from its conditions scores as the shuffled rows do; a trained one must do clearly better.
+    ``ignore_conditions``: the generated rows' targets are shuffled first (another permutation), i.e. the
+    comparison is handed such a generator."""
     import yaml
 
     from pipeline_steps.generate.layout import layout_from_config
@@ -160,12 +171,11 @@ def _trained_and_blind_aucs(run, model: str, seeds: int = BLIND_SEEDS):
                                   settings["conditions"], None, None)
     tiny = yaml.safe_load(TINY_CONFIG.read_text())["validation"]
     real, generated = comparison.real.to_numpy(), comparison.generated
+    if ignore_conditions:
+        generated = _shuffled_targets(generated, comparison.physical_targets, seed=1234)
     pairs = []
     for seed in range(seeds):
-        blind = generated.copy()
-        order = np.random.default_rng(seed).permutation(len(blind))
-        for target in comparison.physical_targets:
-            blind[target] = blind[target].to_numpy()[order]
+        blind = _shuffled_targets(generated, comparison.physical_targets, seed)
         fom = FomSettings(classifier=tiny.get("classifier", config["validation"]["classifier"]),
                           n_train_per_class=tiny["n_train_per_class"], n_eval_per_class=tiny["n_eval_per_class"],
                           bins=tiny["bins"], seed=42 + seed)
@@ -185,15 +195,31 @@ def test_trained_model_beats_a_condition_blind_generator(tiny_run, model):
     its noise units on one CPU's model and 2.7 (failed) on the same Xeon under ``ATEN_CPU_CAPABILITY=default``
     with oneDNN held to SSE4.1, where training rounds differently. On those two models (2026-12-06) this
     test reads jets 0.281 and 0.263 against noise 0.029 and 0.030 (9.5 and 8.8 units), tracks_cov 0.194 and
-    0.175 against 0.029 and 0.025 (6.6 and 7.1); a generator whose targets ignore the conditions (shuffled
-    before the test) reads -0.03 to -0.01 and fails."""
+    0.175 against 0.029 and 0.025 (6.6 and 7.1), and with the tiny config's seed 123 (other toy files, other
+    models) 8.6 and 6.5 units; a generator whose targets ignore the conditions fails (the test below)."""
     metrics = json.loads((tiny_run / "results" / "validate" / model / "metrics.json").read_text())
     assert metrics["status"] == "ok", metrics.get("reason")
     pairs = _trained_and_blind_aucs(tiny_run, model)
-    gap = np.mean([blind.auc - trained.auc for trained, blind in pairs])
-    noise = np.hypot(np.mean([trained.auc_error for trained, _ in pairs]),
-                     np.mean([blind.auc_error for _, blind in pairs]))
+    gap, noise = _gap_and_noise(pairs)
     assert gap > 3 * noise, (model, [(round(t.auc, 3), round(b.auc, 3)) for t, b in pairs], noise)
+
+
+def test_the_blind_comparison_fails_a_generator_that_ignores_its_conditions(tiny_run):
+    """The test above must be able to fail: handed the jets' generated rows with their targets shuffled
+    (every marginal right, no response to the conditions), its gap is noise around 0: -0.011, -0.028 and
+    -0.026 against noise 0.019-0.023 on the three models above (2026-12-06), far below the 3 noise units it
+    asks of a trained model."""
+    pairs = _trained_and_blind_aucs(tiny_run, "jets", ignore_conditions=True)
+    gap, noise = _gap_and_noise(pairs)
+    assert gap < 3 * noise, ([(round(t.auc, 3), round(b.auc, 3)) for t, b in pairs], noise)
+
+
+def _gap_and_noise(pairs) -> tuple[float, float]:
+    """Mean blind - trained AUC over the seeds, and the two sides' mean bootstrap errors in quadrature."""
+    gap = float(np.mean([blind.auc - trained.auc for trained, blind in pairs]))
+    noise = float(np.hypot(np.mean([trained.auc_error for trained, _ in pairs]),
+                           np.mean([blind.auc_error for _, blind in pairs])))
+    return gap, noise
 
 
 def test_real_rows_as_generated_score_within_the_floors_spread(tiny_run):
