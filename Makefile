@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/config.yaml
 
-.PHONY: install run test bench lint dryrun clean verify
+.PHONY: install run test test-other-cpu bench lint dryrun clean verify
 
 # Reinstall only when pyproject.toml changed: the stamp is newer than it otherwise.
 # uv installs the packages (tools/install_with_uv.py: same versions as pip, under this machine's pip
@@ -64,6 +64,18 @@ TEST_WORKERS ?= 2
 
 test: install
 	$(BIN)/pytest -n $(TEST_WORKERS)
+
+# The suite as an older x86-64 CPU (SSE4.1/4.2, no AVX2) computes it: other SIMD kernels in ATen, oneDNN, MKL,
+# OpenBLAS and numpy, one thread, so other float sums and other trained weights (README "Another CPU"). A
+# tolerance or a statistical margin tuned to one machine fails here. tools/check_other_cpu.py first asks the
+# libraries that can tell whether the settings took effect: numpy 2.4 ignored its old feature names silently.
+OTHER_CPU := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 TF_ENABLE_ONEDNN_OPTS=0 \
+             MKL_ENABLE_INSTRUCTIONS=SSE4_2 OPENBLAS_CORETYPE=Nehalem \
+             NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+test-other-cpu: install
+	$(OTHER_CPU) $(BIN)/python tools/check_other_cpu.py
+	$(OTHER_CPU) $(BIN)/pytest -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
