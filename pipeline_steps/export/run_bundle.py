@@ -75,7 +75,8 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
     rows/s on a shared 2-core machine, ahead of 1024 and 4096 by 5-50%; smaller batches pay the
     per-operator cost (~2000 operators per call) more often, larger ones leave the L2 cache. The best size
     depends on the CPU: on an Intel Xeon (2 MB of L2 a core) 1024 rows were 17 % faster than 2048 (50.1k
-    against 43.0k rows/s, two sweeps of a9dbbe9's graph, 2026-12-06). It stays at the EPYC's choice until
+    against 43.0k rows/s, two sweeps of a9dbbe9's graph), and the fastest for all five toy bundles of the
+    current graph (2048 slower by 12-15 % on four, 2026-12-06). It stays at the EPYC's choice until
     both machines are swept on one graph; ``--batch-rows`` sets it per run, and the values do not depend
     on it (``Bundle.run_onnx``).
     """
@@ -143,7 +144,7 @@ class Bundle:
         :data:`MIN_CALL_ROWS` are repeated up to it and the copies dropped, so a one-row file gets the values
         its row gets inside any larger file (it had differed by 5e-6 GeV in pt).
         """
-        batch_rows = batch_rows or self.batch_rows
+        batch_rows = self.batch_rows if batch_rows is None else batch_rows
         feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
         n = len(next(iter(feeds.values())))
         if 0 < n < MIN_CALL_ROWS:
