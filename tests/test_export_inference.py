@@ -4,6 +4,7 @@ change no value."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from zuko.transforms import MonotonicRQSTransform
 
@@ -37,3 +38,46 @@ def test_runner_batches_do_not_change_a_value(tmp_path):
     whole = bundle.run_onnx(feeds, batch_rows=1000)
     assert whole.shape == (50, 3)
     np.testing.assert_array_equal(bundle.run_onnx(feeds, batch_rows=16), whole)  # 4 calls of 12-13 rows
+
+
+def test_runner_measures_a_large_inputs_call_size_without_changing_a_value(tmp_path):
+    from pipeline_steps.export.run_bundle import CALL_ROWS_TRIED, MEASURE_FROM_ROWS, Bundle
+
+    bundle = Bundle(export_flow(tmp_path))
+    rng = np.random.default_rng(4)
+    n_conditions = bundle.session.get_inputs()[0].shape[1]
+
+    def feeds(n):
+        return {"conditions": rng.normal(size=(n, n_conditions)), "noise": rng.normal(size=(n, 3))}
+
+    bundle.run_onnx(feeds(MEASURE_FROM_ROWS - 1))  # too small to be worth measuring: the default size
+    assert bundle.batch_rows is None and not bundle.rows_per_s_by_call
+    large = feeds(MEASURE_FROM_ROWS + 1001)
+    measured = bundle.run_onnx(large)
+    assert bundle.batch_rows in CALL_ROWS_TRIED and set(bundle.rows_per_s_by_call) == set(CALL_ROWS_TRIED)
+    np.testing.assert_array_equal(measured, bundle.run_onnx(large, batch_rows=1000))
+    found = bundle.rows_per_s_by_call
+    bundle.run_onnx(large)
+    assert bundle.rows_per_s_by_call is found  # measured once a bundle, kept for its later inputs
+
+
+def test_call_size_measurement_keeps_row_order_and_each_sizes_fastest_call():
+    from pipeline_steps.export.run_bundle import measure_call_rows
+
+    seconds_per_row = {64: 3e-6, 128: 1e-6, 256: 2e-6}
+    now, seen = [0.0], set()
+
+    class Session:  # advances the clock by each call's cost; a size's first call pays 50x (allocations)
+        def run(self, names, feeds):
+            rows = len(feeds["x"])
+            now[0] += rows * seconds_per_row[rows] * (1 if rows in seen else 50)
+            seen.add(rows)
+            return [feeds["x"][:, 0]]
+
+    x = np.arange(2000.0)[:, None].repeat(2, axis=1)
+    outputs, done, rates = measure_call_rows(Session(), {"x": x}, sizes=(64, 128, 256), rounds=3,
+                                             clock=lambda: now[0])
+    assert done == 3 * (64 + 128 + 256)
+    np.testing.assert_array_equal(np.concatenate(outputs), np.arange(done))
+    assert rates == pytest.approx({size: 1 / cost for size, cost in seconds_per_row.items()})
+    assert max(rates, key=rates.get) == 128

@@ -33,13 +33,17 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 DEQUANTIZE_MARGIN = 1e-3
 LOG_KINDS = ("log_standard", "log10_quantile_normal")  # the kinds that take params.offset
-BATCH_ROWS = 2048  # rows per ONNX Runtime call: see open_session
+BATCH_ROWS = 2048  # rows per ONNX Runtime call on an input too small to measure on: see open_session
+CALL_ROWS_TRIED = (512, 1024, 2048, 4096)  # the call sizes measured on a large input: see measure_call_rows
+MEASURING_ROUNDS = 3  # calls of each size, interleaved; the first of each pays ONNX Runtime's allocations
+MEASURE_FROM_ROWS = 4 * MEASURING_ROUNDS * sum(CALL_ROWS_TRIED)  # 92,160: the measured calls are a quarter or less
 MIN_CALL_ROWS = 8  # fewer rows per call take another matrix kernel path: see Bundle.run_onnx
 MIN_ONNXRUNTIME = (1, 20, 1)  # 1.18 to 1.20.0 round a flow's output by batch size: see Bundle.run_onnx
 
@@ -70,15 +74,13 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
     feature-major graph exported now (13-21k rows/s either way). Worker threads do not spin between operators: with 2 threads on 2 busy shared
     cores the jets-sized flow ran 9-12k rows/s without spinning, 4-8k with (1 thread: no workers,
     no difference).
-    ``BATCH_ROWS`` (2048): the fastest in each of three sweeps of 128-16384 rows per call on the
-    jets-sized flow, 1 thread (benchmarks/bench_export.py writes the sweep): 10.8k, 20.2k and 10.5k
-    rows/s on a shared 2-core machine, ahead of 1024 and 4096 by 5-50%; smaller batches pay the
-    per-operator cost (~2000 operators per call) more often, larger ones leave the L2 cache. The best size
-    depends on the CPU: on an Intel Xeon (2 MB of L2 a core) 1024 rows were 17 % faster than 2048 (50.1k
-    against 43.0k rows/s, two sweeps of a9dbbe9's graph), and the fastest for all five toy bundles of the
-    current graph (2048 slower by 12-15 % on four, 2026-12-06). It stays at the EPYC's choice until
-    both machines are swept on one graph; ``--batch-rows`` sets it per run, and the values do not depend
-    on it (``Bundle.run_onnx``).
+    Rows per call: smaller calls pay the per-operator cost (~2000 operators a call for the jets-sized flow)
+    more often, larger ones leave the caches, and where the best lies depends on the CPU and the model:
+    on an AMD EPYC 2048 rows were the fastest of 128-16384 for the jets-sized flow (an older graph; 10.8k,
+    20.2k and 10.5k rows/s, ahead of 1024 and 4096 by 5-50 %), on an Intel Xeon 1024 (2048 slower by
+    12-15 %) for four of the five toy bundles and 2048 for SHiP's (2026-12-06). So a large input's call
+    size is measured where it runs (:func:`measure_call_rows`); ``--batch-rows`` fixes it, and the values
+    do not depend on it (``Bundle.run_onnx``).
     """
     import onnxruntime as ort
 
@@ -116,11 +118,12 @@ class Bundle:
     """The manifest, the transforms document, the ONNX session (CPU) and SHiP categories if any."""
 
     def __init__(self, folder: str | Path, providers=("CPUExecutionProvider",), threads: int = 1,
-                 batch_rows: int = BATCH_ROWS) -> None:
-        if batch_rows < 2 * MIN_CALL_ROWS:
+                 batch_rows: int | None = None) -> None:
+        if batch_rows is not None and batch_rows < 2 * MIN_CALL_ROWS:
             raise BundleError(f"--batch-rows {batch_rows}: at least {2 * MIN_CALL_ROWS} rows a call, so that every "
                               f"call of an evenly split file holds {MIN_CALL_ROWS} or more (see Bundle.run_onnx)")
-        self.batch_rows = int(batch_rows)
+        self.batch_rows = None if batch_rows is None else int(batch_rows)  # None: measured on the first large input
+        self.rows_per_s_by_call: dict[int, float] = {}  # what that measurement found
         self.folder = Path(folder)
         self.manifest = json.loads((self.folder / "bundle.json").read_text())
         files = self.manifest["files"]
@@ -135,14 +138,16 @@ class Bundle:
 
     def run_onnx(self, feeds: dict, batch_rows: int | None = None) -> np.ndarray:
         """The model's single output for named float32 inputs, in calls of at most ``batch_rows`` rows (the
-        bundle's ``batch_rows`` when not given).
+        bundle's ``batch_rows`` when not given; when neither is, measured on the first input of
+        :data:`MEASURE_FROM_ROWS` rows or more and kept, :data:`BATCH_ROWS` before).
 
         The calls share the rows evenly (no short last call): ONNX Runtime's matrix kernels take
         another path for fewer than 8 rows, which moves a flow's output by float32 rounding; with
         calls of 8 rows or more the output does not depend on how the rows were split (ONNX Runtime
-        1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size). Fewer rows than
-        :data:`MIN_CALL_ROWS` are repeated up to it and the copies dropped, so a one-row file gets the values
-        its row gets inside any larger file (it had differed by 5e-6 GeV in pt).
+        1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size), so neither does it depend
+        on the measured calls. Fewer rows than :data:`MIN_CALL_ROWS` are repeated up to it and the copies
+        dropped, so a one-row file gets the values its row gets inside any larger file (it had differed by
+        5e-6 GeV in pt).
         """
         batch_rows = self.batch_rows if batch_rows is None else batch_rows
         feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
@@ -150,10 +155,43 @@ class Bundle:
         if 0 < n < MIN_CALL_ROWS:
             repeated = {name: value[np.resize(np.arange(n), MIN_CALL_ROWS)] for name, value in feeds.items()}
             return self.run_onnx(repeated, batch_rows)[:n]
-        bounds = np.linspace(0, n, -(-n // batch_rows) + 1 if n else 2).astype(int)
-        pieces = [self.session.run(None, {name: np.ascontiguousarray(value[start:stop]) for name, value in feeds.items()})[0]
-                  for start, stop in zip(bounds[:-1], bounds[1:])]
+        pieces, done = [], 0
+        if batch_rows is None and n >= MEASURE_FROM_ROWS:
+            pieces, done, self.rows_per_s_by_call = measure_call_rows(self.session, feeds)
+            self.batch_rows = batch_rows = max(self.rows_per_s_by_call, key=self.rows_per_s_by_call.get)
+        batch_rows = BATCH_ROWS if batch_rows is None else batch_rows
+        bounds = np.linspace(done, n, -(-(n - done) // batch_rows) + 1 if n > done else 2).astype(int)
+        pieces += [self.session.run(None, _rows(feeds, start, stop))[0] for start, stop in zip(bounds[:-1], bounds[1:])]
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _rows(feeds: dict, start: int, stop: int) -> dict:
+    """One call's inputs: rows ``start:stop`` of each feed, contiguous as ONNX Runtime reads them."""
+    return {name: np.ascontiguousarray(value[start:stop]) for name, value in feeds.items()}
+
+
+def measure_call_rows(session, feeds: dict, sizes=CALL_ROWS_TRIED, rounds: int = MEASURING_ROUNDS,
+                      clock=time.perf_counter) -> tuple[list, int, dict]:
+    """Run the first rows of ``feeds`` in calls of each of ``sizes`` rows, ``rounds`` times interleaved, and
+    time each call: returns the outputs (in row order), the rows they cover, and each size's rows/s in its
+    fastest call.
+
+    The fastest size differs by CPU and by model (:func:`open_session`), by 10-30 % among these four, so
+    it is measured on the input itself, whose rows are needed anyway: on an input of
+    :data:`MEASURE_FROM_ROWS` rows the measured calls are a quarter of it. The fastest call of each size
+    is the one least disturbed by whatever else the machine runs, and the first call of a size pays ONNX
+    Runtime's allocations for that shape; the rounds alternate their order so that neither a warming nor
+    a slowing machine favours one end of ``sizes``.
+    """
+    outputs, done, rates = [], 0, {}
+    for round_ in range(rounds):
+        for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
+            call = _rows(feeds, done, done + size)
+            start = clock()
+            outputs.append(session.run(None, call)[0])
+            rates[size] = max(rates.get(size, 0.0), size / max(clock() - start, 1e-9))
+            done += size
+    return outputs, done, rates
 
 
 # ------------------------------------------------------------------------------------ transforms
@@ -496,7 +534,7 @@ def cast_outputs(columns: dict, dtypes: dict) -> dict:
 
 
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0,
-             batch_rows: int = BATCH_ROWS) -> dict:
+             batch_rows: int | None = None) -> dict:
     """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
     under their branch names."""
     if Path(output_root).resolve() == Path(input_root).resolve():
@@ -533,6 +571,10 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
             columns = {**conditions, **generated}
     columns = {branches.get(name, name): np.asarray(values) for name, values in columns.items()}
     write_output(output_root, tree, columns)
+    if bundle.rows_per_s_by_call:  # measured on this input: the log says what this CPU preferred
+        rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
+        print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
+              file=sys.stderr)
     return columns
 
 
@@ -591,9 +633,10 @@ def main(argv=None) -> int:
     parser.add_argument("output")
     parser.add_argument("--tree", default=None, help="input/output tree name (default: bundle.json io.tree)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator noise")
-    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
-                        help=f"rows per ONNX Runtime call (default {BATCH_ROWS}; the fastest size depends on the CPU's "
-                             f"caches, 1024 on an Intel Xeon); the values do not depend on it")
+    parser.add_argument("--batch-rows", type=int, default=None,
+                        help=f"rows per ONNX Runtime call (default: the fastest of {CALL_ROWS_TRIED} measured on an "
+                             f"input of {MEASURE_FROM_ROWS} rows or more, {BATCH_ROWS} on a smaller one; the fastest "
+                             f"depends on the CPU and the model); the values do not depend on it")
     args = parser.parse_args(argv)
     try:
         columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows)
