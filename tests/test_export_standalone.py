@@ -5,6 +5,7 @@ reproduces the framework's output from a ROOT file."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,24 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     with uproot.open(small_calls) as produced:
         again = produced["Events"].arrays(library="np")
     assert set(again) == set(found) and all(np.array_equal(again[name], found[name]) for name in found)
+
+
+def test_standalone_runner_logs_the_call_size_it_measures_on_a_large_file_and_the_values_do_not_move(tmp_path):
+    from pipeline_steps.export.run_bundle import CALL_ROWS_TRIED, MEASURE_FROM_ROWS
+
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(MEASURE_FROM_ROWS + 5, seed=12)[FLOW_CONDITIONS]
+    source, measured, fixed = tmp_path / "in.root", tmp_path / "measured.root", tmp_path / "fixed.root"
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
+    log = run_standalone(tmp_path, bundle, source, measured, "--seed", "3").stderr
+    chosen = re.search(r"ONNX Runtime calls of (\d+) rows, the fastest measured here \(rows/s (.*)\)", log)
+    assert chosen and int(chosen[1]) in CALL_ROWS_TRIED, log
+    assert [int(part.split(":")[0]) for part in chosen[2].split(", ")] == list(CALL_ROWS_TRIED)
+    quiet = run_standalone(tmp_path, bundle, source, fixed, "--seed", "3", "--batch-rows", "1000").stderr
+    assert "fastest measured" not in quiet  # a fixed size measures nothing
+    with uproot.open(measured) as a, uproot.open(fixed) as b:
+        first, second = a["Events"].arrays(library="np"), b["Events"].arrays(library="np")
+    assert len(first["pt"]) == len(rows) and all(np.array_equal(first[name], second[name]) for name in first)
 
 
 @pytest.mark.slow
