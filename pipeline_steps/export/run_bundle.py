@@ -43,7 +43,12 @@ LOG_KINDS = ("log_standard", "log10_quantile_normal")  # the kinds that take par
 BATCH_ROWS = 2048  # rows per ONNX Runtime call on an input too small to measure on: see open_session
 CALL_ROWS_TRIED = (512, 1024, 2048, 4096)  # the call sizes measured on a large input: see measure_call_rows
 MEASURING_ROUNDS = 3  # calls of each size, interleaved; the first of each pays ONNX Runtime's allocations
-MEASURE_FROM_ROWS = 4 * MEASURING_ROUNDS * sum(CALL_ROWS_TRIED)  # 92,160: the measured calls are a quarter or less
+# 92,160: the measured calls (23,040 rows) are a quarter or less. Their cost, with the Xeon's rates relative to the
+# fastest size (jets 0.97 / 1 / 0.85 / 0.71 for 512-4096; SHiP 0.89 / 0.94 / 1 / 0.93): where 2048 is the fastest,
+# they take the time of 24,350 rows at 2048, 1.4 % of such an input's run; where 1024 is, the time of 2,084 rows
+# more than 2048 would, repaid by the rest at 1024 after 11,800 rows (0.176 of a row saved a row), so such an
+# input runs ~9 % faster than at 2048.
+MEASURE_FROM_ROWS = 4 * MEASURING_ROUNDS * sum(CALL_ROWS_TRIED)
 MIN_CALL_ROWS = 8  # fewer rows per call take another matrix kernel path: see Bundle.run_onnx
 MIN_ONNXRUNTIME = (1, 20, 1)  # 1.18 to 1.20.0 round a flow's output by batch size: see Bundle.run_onnx
 
