@@ -45,9 +45,9 @@ CALL_ROWS_TRIED = (512, 1024, 2048, 4096)  # the call sizes measured on a large 
 MEASURING_ROUNDS = 3  # calls of each size, interleaved; the first of each pays ONNX Runtime's allocations
 # 92,160: the measured calls (23,040 rows) are a quarter or less. Their cost, with the Xeon's rates relative to the
 # fastest size (jets 0.97 / 1 / 0.85 / 0.71 for 512-4096; SHiP 0.89 / 0.94 / 1 / 0.93): where 2048 is the fastest,
-# they take the time of 24,350 rows at 2048, 1.4 % of such an input's run; where 1024 is, the time of 2,084 rows
-# more than 2048 would, repaid by the rest at 1024 after 11,800 rows (0.176 of a row saved a row), so such an
-# input runs ~9 % faster than at 2048.
+# they take the time of 24,350 rows at 2048 instead of 23,040, 1.4 % more for an input of 92,160 rows; where 1024
+# is, the time of 2,084 rows more than 2048 would, repaid by the rest at 1024 after 11,800 rows (0.176 of a row's
+# time saved a row), so an input of 92,160 rows runs ~9 % faster than at 2048, a larger one up to 15 %.
 MEASURE_FROM_ROWS = 4 * MEASURING_ROUNDS * sum(CALL_ROWS_TRIED)
 MIN_CALL_ROWS = 8  # fewer rows per call take another matrix kernel path: see Bundle.run_onnx
 MIN_ONNXRUNTIME = (1, 20, 1)  # 1.18 to 1.20.0 round a flow's output by batch size: see Bundle.run_onnx
