@@ -400,6 +400,26 @@ def test_standalone_runner_writes_the_real_branch_types_and_the_same_values_for_
         assert found[1][name][0] == found[30][name][0], name
 
 
+def test_standalone_runner_refuses_an_empty_tree_or_writes_it_empty_when_asked(tmp_path):
+    """A tree without entries (a skim's empty file) had stopped inside ONNX Runtime's first Reshape with a
+    traceback. It is refused in one line by default; ``--empty-tree empty_output`` writes the tree every other
+    file gets, with no entries, so that a loop over files gives one output per input."""
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(3, seed=5)[FLOW_CONDITIONS]
+    outputs = {}
+    for n in (3, 0):
+        source = tmp_path / f"in{n}.root"
+        write_tree(source, "Events", {name: rows[name].to_numpy()[:n] for name in FLOW_CONDITIONS})
+        if n == 0:
+            error = run_standalone(tmp_path, bundle, source, tmp_path / "out0.root", expect_error=True).stderr
+            assert f"{source}:Events: the tree has no entries" in error and len(error.strip().splitlines()) == 1
+        run_standalone(tmp_path, bundle, source, tmp_path / f"out{n}.root", "--empty-tree", "empty_output")
+        with uproot.open(tmp_path / f"out{n}.root") as produced:
+            outputs[n] = (produced["Events"].num_entries, produced["Events"].typenames())
+    assert outputs[3][0] == 3 and outputs[0][0] == 0
+    assert outputs[0][1] == outputs[3][1] and outputs[0][1]["charge"] == "int8_t"  # the same branches and types
+
+
 def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_category_it_does_not_know():
     """onnxruntime 1.20.0 gave 191 of 293 jets another pt; a SHiP category of 7 or 2.5 came out in the
     model's normalised units (Pz -0.925, a negative momentum) with status 0."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Standalone reference runner of an exported bundle: numpy + onnxruntime + uproot, nothing else.
 
-Usage:  python run_bundle.py BUNDLE_DIR INPUT.root OUTPUT.root [--tree NAME] [--seed N]
+Usage:  python run_bundle.py BUNDLE_DIR INPUT.root OUTPUT.root [--tree NAME] [--seed N] [--empty-tree empty_output]
 
 It reads ``bundle.json`` and ``transforms.json`` (+ ``.npz``), applies the preprocessing exactly as
 the manifest describes, runs ``model.onnx`` and writes the result in physical units to a ROOT file.
@@ -152,11 +152,13 @@ class Bundle:
         1.20.1 and later, hence the pin; 1.18 to 1.20.0 rounded by batch size), so neither does it depend
         on the measured calls. Fewer rows than :data:`MIN_CALL_ROWS` are repeated up to it and the copies
         dropped, so a one-row file gets the values its row gets inside any larger file (it had differed by
-        5e-6 GeV in pt).
+        5e-6 GeV in pt). No rows give no rows, of the output's width (``--empty-tree empty_output``).
         """
         batch_rows = self.batch_rows if batch_rows is None else batch_rows
         feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
         n = len(next(iter(feeds.values())))
+        if n == 0:  # ONNX Runtime fails in the graph's first Reshape on no rows; the width is the graph's
+            return np.zeros((0, *self.session.get_outputs()[0].shape[1:]), np.float32)
         if 0 < n < MIN_CALL_ROWS:
             repeated = {name: value[np.resize(np.arange(n), MIN_CALL_ROWS)] for name, value in feeds.items()}
             return self.run_onnx(repeated, batch_rows)[:n]
@@ -538,10 +540,21 @@ def cast_outputs(columns: dict, dtypes: dict) -> dict:
             for name, values in columns.items()}
 
 
+EMPTY_TREE = ("error", "empty_output")  # --empty-tree, as the workflow's datasets.<d>.empty_tree: error | empty_table
+
+
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0,
-             batch_rows: int | None = None) -> dict:
+             batch_rows: int | None = None, empty_tree: str = "error") -> dict:
     """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
-    under their branch names."""
+    under their branch names.
+
+    A tree without entries is refused (``empty_tree="error"``), as the workflow refuses one by default: ONNX
+    Runtime had stopped on it with a traceback from inside the graph. A skim can leave files empty on purpose;
+    ``empty_tree="empty_output"`` then writes the output tree with its branches and types and no entries, so
+    that a loop over files gives one output per input and ``hadd`` merges them.
+    """
+    if empty_tree not in EMPTY_TREE:
+        raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
     if Path(output_root).resolve() == Path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
     bundle = Bundle(bundle_dir, batch_rows=batch_rows)
@@ -556,6 +569,9 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
                               f"{sorted({key.split(';')[0] for key in source.keys()})}")
         events = source[tree]
         where = f"{input_root}:{tree}"
+        if events.num_entries == 0 and empty_tree == "error":
+            raise BundleError(f"{where}: the tree has no entries, so there is nothing to run the model on "
+                              f"(--empty-tree empty_output writes an output tree without entries)")
         if bundle.kind == "calratio_rnn":
             wanted += [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values()
                        for f in s["fields"]]
@@ -642,9 +658,13 @@ def main(argv=None) -> int:
                         help=f"rows per ONNX Runtime call (default: the fastest of {CALL_ROWS_TRIED} measured on an "
                              f"input of {MEASURE_FROM_ROWS} rows or more, {BATCH_ROWS} on a smaller one; the fastest "
                              f"depends on the CPU and the model); the values do not depend on it")
+    parser.add_argument("--empty-tree", choices=EMPTY_TREE, default="error",
+                        help="an input tree without entries: stop with an error (default), or write an output tree "
+                             "with the same branches and no entries (a skim's empty files, merged later by hadd)")
     args = parser.parse_args(argv)
     try:
-        columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows)
+        columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows,
+                           args.empty_tree)
     except BundleError as error:
         print(f"run_bundle.py: error: {error}", file=sys.stderr)
         return 2
