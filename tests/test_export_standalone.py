@@ -368,6 +368,35 @@ def test_standalone_runner_names_a_missing_cut_or_foreign_input_and_leaves_no_ou
     assert not list(tmp_path.glob("*out.root*"))  # neither the output nor its temporary
 
 
+def test_standalone_runner_names_a_folder_that_is_not_a_bundle_and_an_output_it_cannot_write(tmp_path):
+    """A mistyped bundle folder had stopped with FileNotFoundError's traceback, and a missing output folder
+    with another, after the whole model had run."""
+    from pipeline_steps.export.manifest import FORMAT_VERSION
+    from pipeline_steps.export.run_bundle import BUNDLE_FORMAT, BundleError, write_output
+
+    assert BUNDLE_FORMAT == FORMAT_VERSION  # the runner reads the format the export writes
+    source = tmp_path / "in.root"
+    write_tree(source, "Events", {"gen_pt": np.arange(3.0)})
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    shutil.copy(REPO / "pipeline_steps/export/run_bundle.py", folder)
+
+    def refused(output: str = "out.root") -> str:
+        error = run_standalone(tmp_path, folder, source, tmp_path / output, expect_error=True).stderr
+        assert len(error.strip().splitlines()) == 1, error
+        return error
+
+    assert f"{folder}: no bundle.json; name a bundle folder" in refused()
+    (folder / "bundle.json").write_text("{")
+    assert "bundle.json: not a bundle manifest (JSONDecodeError" in refused()
+    (folder / "bundle.json").write_text('{"format": 1}')
+    assert f"bundle format 1; this runner reads format {BUNDLE_FORMAT}: run the run_bundle.py inside" in refused()
+    assert f"missing/out.root: no folder {tmp_path / 'missing'} to write the output into" in refused("missing/out.root")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(BundleError, match="a_file/out.root: cannot be written"):
+        write_output(str(tmp_path / "a_file" / "out.root"), "Events", {"x": np.arange(3.0)})
+
+
 def test_standalone_runner_writes_its_output_whole_or_not_at_all(tmp_path):
     """The output had been written in place: a run stopped while writing left a half-written file."""
     from pipeline_steps.export.run_bundle import write_output

@@ -51,6 +51,7 @@ MEASURING_ROUNDS = 3  # calls of each size, interleaved; the first of each pays 
 MEASURE_FROM_ROWS = 4 * MEASURING_ROUNDS * sum(CALL_ROWS_TRIED)
 MIN_CALL_ROWS = 8  # fewer rows per call take another matrix kernel path: see Bundle.run_onnx
 MIN_ONNXRUNTIME = (1, 20, 1)  # 1.18 to 1.20.0 round a flow's output by batch size: see Bundle.run_onnx
+BUNDLE_FORMAT = 2  # the bundle.json "format" this runner reads: pipeline_steps/export/manifest.py FORMAT_VERSION
 
 
 class BundleError(ValueError):
@@ -100,6 +101,23 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
 
 
 # ------------------------------------------------------------------------------------ bundle files
+def read_manifest(folder: Path) -> dict:
+    """``bundle.json``, refused in one line when ``folder`` is not a bundle this runner reads (a parent folder
+    or a mistyped one had stopped with FileNotFoundError's traceback)."""
+    path = folder / "bundle.json"
+    if not path.is_file():
+        raise BundleError(f"{folder}: no bundle.json; name a bundle folder, one export wrote (results/export/<model>/)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path}: not a bundle manifest ({type(error).__name__}: {error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"{path}: bundle format {found}; this runner reads format {BUNDLE_FORMAT}: run the "
+                          f"run_bundle.py inside that bundle")
+    return manifest
+
+
 def load_json_with_arrays(path: Path) -> dict:
     """A transforms JSON with its ``{"npz": key}`` references replaced by the npz arrays."""
     document = json.loads(path.read_text())
@@ -130,7 +148,7 @@ class Bundle:
         self.batch_rows = None if batch_rows is None else int(batch_rows)  # None: measured on the first large input
         self.rows_per_s_by_call: dict[int, float] = {}  # what that measurement found
         self.folder = Path(folder)
-        self.manifest = json.loads((self.folder / "bundle.json").read_text())
+        self.manifest = read_manifest(self.folder)
         files = self.manifest["files"]
         self.transforms = load_json_with_arrays(self.folder / files["transforms"])
         categories = files.get("categories")
@@ -557,8 +575,10 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
         raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
     if Path(output_root).resolve() == Path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
+    if not Path(output_root).resolve().parent.is_dir():  # before the model runs, not after
+        raise BundleError(f"{output_root}: no folder {Path(output_root).resolve().parent} to write the output into")
+    check_checksums(Path(bundle_dir), read_manifest(Path(bundle_dir)))  # before any file of the bundle is loaded
     bundle = Bundle(bundle_dir, batch_rows=batch_rows)
-    check_checksums(bundle.folder, bundle.manifest)
     tree = tree or bundle.manifest["io"]["tree"]
     branches = bundle.manifest["io"].get("branches", {})  # renamed columns: their branches in the input file
     wanted = [branches.get(name, name) for name in bundle.manifest["variables"]["conditions"]]
@@ -641,8 +661,11 @@ def write_output(path: str, tree: str, columns: dict) -> None:
             sink.mktree(tree, {name: values.dtype for name, values in columns.items()})  # `sink[tree] = ` writes an RNTuple
             sink[tree].extend(columns)
         os.replace(temporary, final)
+    except OSError as error:  # a full disk, a read-only folder: the file named, not a traceback
+        raise BundleError(f"{path}: cannot be written ({error.strerror or error})") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary.exists():  # False, not NotADirectoryError, where the output's folder is a file
+            temporary.unlink()
 
 
 def main(argv=None) -> int:
