@@ -133,6 +133,7 @@ BENCHMARKS = {
     "calratio": (["--out", "{out}"], _calratio_rows),
     "generate_validate": (["--out", "{out}"], _generate_rows),
     "export": ([], _rows_as_written),
+    "runner": ([], _rows_as_written),
     "planning": ([], _rows_as_written),
 }
 

@@ -113,3 +113,20 @@ def test_ingest_rows_hold_both_baselines_and_the_memory_above_imports():
     assert "LZMA-9" in threads["name"] and (threads["ours"], threads["baseline"]) == (4.0, 2.5)
     assert threads["baseline_label"] == "the same, 1 read thread"
     assert (plain["ours"], plain["baseline"], plain["baseline_label"]) == (2.5, 2.0, "uproot.concatenate + pyarrow")
+
+
+def test_runner_benchmark_exports_a_bundle_and_measures_both_modes(tmp_path):
+    """The runner benchmark builds a real bundle through the export step and runs the runner on it; at 64
+    rows both modes are one step, so their peak memory is of one size and every figure is real."""
+    import json
+    import subprocess
+
+    out = tmp_path / "runner.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_runner.py"), "--rows", "64", "--output", str(out)],
+                   cwd=REPO, check=True, capture_output=True, text=True)
+    document = json.loads(out.read_text())
+    rows = document["rows"]
+    assert [row["unit"] for row in rows] == ["MiB", "rows/s", "MiB"]
+    assert all(row["ours"] > 0 and row["baseline"] > 0 for row in rows)
+    assert document["runs"]["streamed_x4"]["rows"] == 256 and len(document["runs"]["whole_x4"]["all"]) == 2
+    assert 50 < rows[0]["ours"] < 2 * rows[0]["baseline"]  # a process's VmHWM in MiB (imports ~140), not bytes

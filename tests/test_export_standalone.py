@@ -100,9 +100,12 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     np.testing.assert_array_equal(found["gen_pt"], rows["gen_pt"].to_numpy())
     small_calls = tmp_path / "small_calls.root"  # 4 calls of 15 rows: the same values as one call of 60
     run_standalone(tmp_path, bundle, source, small_calls, "--seed", "7", "--batch-rows", "16")
-    with uproot.open(small_calls) as produced:
-        again = produced["Events"].arrays(library="np")
-    assert set(again) == set(found) and all(np.array_equal(again[name], found[name]) for name in found)
+    steps = tmp_path / "steps.root"  # 9 steps, the last of 4 rows: noise and nhits' dequantisation carry on
+    run_standalone(tmp_path, bundle, source, steps, "--seed", "7", "--step-rows", "7")
+    for again in (small_calls, steps):
+        with uproot.open(again) as produced:
+            values = produced["Events"].arrays(library="np")
+        assert set(values) == set(found) and all(np.array_equal(values[name], found[name]) for name in found), again
 
 
 def test_standalone_runner_logs_the_call_size_it_measures_on_a_large_file_and_the_values_do_not_move(tmp_path):
@@ -329,7 +332,10 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
         return run_standalone(tmp_path, folder, source, tmp_path / output_name, expect_error=True).stderr
 
     nan = {**flat, "gen_eta": np.where(np.arange(40) == 17, np.nan, flat["gen_eta"])}
-    assert "branch 'gen_eta' entry 17 is nan; the model needs finite values (1 entries are not)" in refused(nan)
+    assert "branch 'gen_eta' entry 17 is nan; the model needs finite values (1 of entries 0-39 are not)" in refused(nan)
+    in_steps = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--step-rows", "10",
+                              expect_error=True).stderr  # the file's entry, and the step that holds it
+    assert "branch 'gen_eta' entry 17 is nan; the model needs finite values (1 of entries 10-19 are not)" in in_steps
     jagged = {**flat, "gen_pt": ak.Array([[value] for value in flat["gen_pt"]])}
     assert "branch 'gen_pt' holds a list per entry; this bundle reads one row per object" in refused(jagged)
     missing = {name: values for name, values in flat.items() if name != "nhits"}

@@ -21,6 +21,8 @@ back to, its branch: ``bundle.json`` -> ``io.branches``):
 Before it runs, it checks every file against ``bundle.json``'s sha256 checksums, onnxruntime's version,
 and that every condition is present, one finite number per row (and a SHiP category one of the four):
 a bad input stops with one line naming the branch and entry, never a file of NaN or unconverted rows.
+It then reads, runs and writes the input a step of rows at a time (``--step-rows``), so that its memory
+does not grow with the file; the values do not depend on the step.
 The noise is numpy's (``--seed``), not the workflow's torch or TensorFlow generator: a bundle's rows match
 the workflow's generated file in distribution, not row by row.
 """
@@ -313,12 +315,20 @@ def _to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def set_forward(section: dict, columns: dict, seed: int | None = None) -> np.ndarray:
-    """A variable set (conditions or targets), physical columns -> float32 [n, k]."""
+def variable_rngs(section: dict, seed: int | None = None) -> list:
+    """One generator per variable of a set, seeded ``[seed, i]`` (the set's stored ``seed`` unless given)."""
     seed = int(section.get("seed", 0)) if seed is None else seed
+    return [np.random.default_rng([seed, i]) for i in range(len(section["variables"]))]
+
+
+def set_forward(section: dict, columns: dict, seed: int | None = None, rngs: list | None = None) -> np.ndarray:
+    """A variable set (conditions or targets), physical columns -> float32 [n, k]. ``rngs``: the variables'
+    generators carried on from the rows before (:class:`RandomStreams`), fresh ones (:func:`variable_rngs`) if
+    not given."""
     variables = section["variables"]
+    rngs = variable_rngs(section, seed) if rngs is None else rngs
     n = len(next(iter(columns.values()))) if columns else 0
-    pieces = [variable_forward(v, columns[v["name"]], np.random.default_rng([seed, i])) for i, v in enumerate(variables)]
+    pieces = [variable_forward(v, columns[v["name"]], rng) for v, rng in zip(variables, rngs)]
     x = np.column_stack(pieces) if pieces else np.zeros((n, 0))
     decorrelation = section.get("decorrelation")
     if decorrelation is not None:
@@ -463,11 +473,22 @@ def physical_outputs(bundle: Bundle, generated: np.ndarray, conditions: dict, st
 
 
 # ------------------------------------------------------------------------------------ running
-def generate(bundle: Bundle, conditions: dict, seed: int) -> dict:
+class RandomStreams:
+    """The seeded generators of one input file, carried on from step to step: the noise (``--seed``) and each
+    condition's dequantisation (the transforms' stored seed). numpy's generators fill arrays in order, so
+    rows drawn a step at a time get the values they get drawn at once: the output does not depend on
+    ``--step-rows``."""
+
+    def __init__(self, bundle: Bundle, seed: int) -> None:
+        self.noise = np.random.default_rng(seed)
+        self.conditions = variable_rngs(bundle.transforms["conditions"])
+
+
+def generate(bundle: Bundle, conditions: dict, streams: RandomStreams) -> dict:
     """Physical conditions -> physical generated targets (noise: seeded standard normal, float32)."""
-    x = set_forward(bundle.transforms["conditions"], conditions)
+    x = set_forward(bundle.transforms["conditions"], conditions, rngs=streams.conditions)
     noise = bundle.manifest["noise"]
-    z = np.random.default_rng(seed).standard_normal((len(x), int(noise["dim"]))).astype(np.float32)
+    z = streams.noise.standard_normal((len(x), int(noise["dim"]))).astype(np.float32)
     generated = bundle.run_onnx({"conditions": x, noise["input"]: z})
     return physical_outputs(bundle, generated, conditions)
 
@@ -481,10 +502,10 @@ def pad_jagged(jagged, length: int, pad_value: float) -> tuple[np.ndarray, np.nd
     return padded, lengths
 
 
-def calratio_inputs(bundle: Bundle, jets: dict, sequences: dict) -> dict:
+def calratio_inputs(bundle: Bundle, jets: dict, sequences: dict, rngs: list | None = None) -> dict:
     """Jet features (physical) + jagged sequence fields -> the classifier's named inputs."""
     section = bundle.transforms["calratio"]
-    feeds = {"jets": set_forward(bundle.transforms["conditions"], jets)}
+    feeds = {"jets": set_forward(bundle.transforms["conditions"], jets, rngs=rngs)}
     for name, spec in section["sequences"].items():
         planes, lengths = [], None
         for field in spec["fields"]:
@@ -497,8 +518,8 @@ def calratio_inputs(bundle: Bundle, jets: dict, sequences: dict) -> dict:
     return feeds
 
 
-def classify(bundle: Bundle, jets: dict, sequences: dict) -> dict:
-    probabilities = bundle.run_onnx(calratio_inputs(bundle, jets, sequences))
+def classify(bundle: Bundle, jets: dict, sequences: dict, rngs: list | None = None) -> dict:
+    probabilities = bundle.run_onnx(calratio_inputs(bundle, jets, sequences, rngs))
     return {f"prob_{name}": probabilities[:, i] for i, name in enumerate(bundle.manifest["variables"]["outputs"])}
 
 
@@ -518,37 +539,46 @@ def check_checksums(folder: Path, manifest: dict) -> None:
                               f"records: the file was changed after export; export the model again")
 
 
-def check_categories(categories: dict, category: np.ndarray, where: str) -> None:
-    """SHiP: every row's category is one categories.json describes (a 7 or a 2.5 had come out unconverted)."""
+def _entries(start: int, stop: int) -> str:
+    return f"entries {start}-{stop - 1}"
+
+
+def check_categories(categories: dict, category: np.ndarray, where: str, start: int = 0) -> None:
+    """SHiP: every row's category is one categories.json describes (a 7 or a 2.5 had come out unconverted).
+    ``start``: the file's entry of the first row."""
     allowed = sorted(int(key) for key in categories["categories"])
     bad = ~np.isin(np.asarray(category, dtype=np.float64), allowed)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise BundleError(f"{where}: entry {first} has category {category[first]}; expected one of {allowed} "
-                          f"({int(bad.sum())} entries are not)")
+        raise BundleError(f"{where}: entry {start + first} has category {category[first]}; expected one of {allowed} "
+                          f"({int(bad.sum())} of {_entries(start, start + len(category))} are not)")
 
 
-def read_flat(events, branch: str, where: str) -> np.ndarray:
-    """One number per entry from ``branch``, finite: the named error otherwise, before any inference."""
-    values = events[branch].array(library="np")
+def read_flat(events, branch: str, where: str, start: int, stop: int, check: bool = True) -> np.ndarray:
+    """One number per entry of ``start:stop`` from ``branch``, finite: the named error otherwise."""
+    values = events[branch].array(library="np", entry_start=start, entry_stop=stop)
+    if not check:
+        return values
     if values.dtype == object or values.ndim != 1:
         raise BundleError(f"{where}: branch {branch!r} holds a list per entry; this bundle reads one row per object: "
                           f"flatten the collection first (README, 'Using a bundle elsewhere')")
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         bad = np.flatnonzero(~np.isfinite(values))
-        raise BundleError(f"{where}: branch {branch!r} entry {int(bad[0])} is {values[bad[0]]}; the model needs finite "
-                          f"values ({len(bad)} entries are not)")
+        raise BundleError(f"{where}: branch {branch!r} entry {start + int(bad[0])} is {values[bad[0]]}; the model "
+                          f"needs finite values ({len(bad)} of {_entries(start, stop)} are not)")
     return values
 
 
-def read_jagged(events, branch: str, where: str) -> np.ndarray:
-    """A CalRatio sequence field: a list per jet, of finite numbers."""
-    values = events[branch].array(library="np")
+def read_jagged(events, branch: str, where: str, start: int, stop: int, check: bool = True) -> np.ndarray:
+    """A CalRatio sequence field of entries ``start:stop``: a list per jet, of finite numbers."""
+    values = events[branch].array(library="np", entry_start=start, entry_stop=stop)
+    if not check:
+        return values
     flat = np.concatenate([np.asarray(row, dtype=np.float64) for row in values]) if len(values) else np.zeros(0)
     if not np.isfinite(flat).all():
         first = next(i for i, row in enumerate(values) if not np.isfinite(np.asarray(row, np.float64)).all())
-        raise BundleError(f"{where}: branch {branch!r} entry {first} holds a non-finite value; the model needs "
-                          f"finite values")
+        raise BundleError(f"{where}: branch {branch!r} entry {start + first} holds a non-finite value; the model "
+                          f"needs finite values")
     return values
 
 
@@ -559,12 +589,25 @@ def cast_outputs(columns: dict, dtypes: dict) -> dict:
 
 
 EMPTY_TREE = ("error", "empty_output")  # --empty-tree, as the workflow's datasets.<d>.empty_tree: error | empty_table
+STEP_ROWS = 1 << 18
+"""Input rows read, run and written at a time (``--step-rows``). The whole file at once had held ~620 bytes a
+row at its peak for the jets bundle (the conditions in float64 and float32, the noise, the outputs before and
+after the inverse transforms, the written columns): 0.78 GB for 1M rows and 3.3 GB for 5M, past a batch job's
+usual 2-4 GB. A step of 262,144 rows holds ~160 MB and writes baskets of 1 MB a float32 branch (uproot advises
+100 kB or more; ROOT reads one basket whole); it is above :data:`MEASURE_FROM_ROWS`, so a large file's first
+step measures the ONNX call size."""
 
 
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0,
-             batch_rows: int | None = None, empty_tree: str = "error") -> dict:
-    """Read the input tree, run the bundle, write ``output_root`` (tree of the same name). Returns the columns,
-    under their branch names.
+             batch_rows: int | None = None, empty_tree: str = "error", step_rows: int = STEP_ROWS) -> int:
+    """Read the input tree, run the bundle, write ``output_root`` (tree of the same name); returns the rows
+    written.
+
+    The input is read twice, ``step_rows`` entries at a time: first to check every branch (a NaN in the last
+    entry stops the run before any inference; reading is ~1 % of the time), then to run and write each step,
+    so that memory does not grow with the file (:data:`STEP_ROWS`). The output does not depend on the step:
+    ONNX Runtime's values do not depend on the call (``Bundle.run_onnx``), and the random streams carry on
+    (:class:`RandomStreams`).
 
     A tree without entries is refused (``empty_tree="error"``), as the workflow refuses one by default: ONNX
     Runtime had stopped on it with a traceback from inside the graph. A skim can leave files empty on purpose;
@@ -573,6 +616,8 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     """
     if empty_tree not in EMPTY_TREE:
         raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
+    if step_rows < 1:
+        raise BundleError(f"--step-rows {step_rows}: expected 1 or more rows a step")
     if Path(output_root).resolve() == Path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
     if not Path(output_root).resolve().parent.is_dir():  # before the model runs, not after
@@ -580,43 +625,77 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     check_checksums(Path(bundle_dir), read_manifest(Path(bundle_dir)))  # before any file of the bundle is loaded
     bundle = Bundle(bundle_dir, batch_rows=batch_rows)
     tree = tree or bundle.manifest["io"]["tree"]
-    branches = bundle.manifest["io"].get("branches", {})  # renamed columns: their branches in the input file
-    wanted = [branches.get(name, name) for name in bundle.manifest["variables"]["conditions"]]
-
     with open_input(input_root) as source:
-        if tree not in source:
-            raise BundleError(f"{input_root}: no tree {tree!r} (bundle.json io.tree; --tree names another); found "
-                              f"{sorted({key.split(';')[0] for key in source.keys()})}")
-        events = source[tree]
-        where = f"{input_root}:{tree}"
-        if events.num_entries == 0 and empty_tree == "error":
-            raise BundleError(f"{where}: the tree has no entries, so there is nothing to run the model on "
-                              f"(--empty-tree empty_output writes an output tree without entries)")
-        if bundle.kind == "calratio_rnn":
-            wanted += [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values()
-                       for f in s["fields"]]
-        missing = [name for name in wanted if name not in events.keys()]
-        if missing:
-            raise BundleError(f"{where}: no branch {missing}; this bundle reads {wanted}, one row per object (a file "
-                              f"that keeps objects in collections needs them flattened first: README, 'Using a "
-                              f"bundle elsewhere')")
-        conditions = {name: read_flat(events, branches.get(name, name), where)
-                      for name in bundle.manifest["variables"]["conditions"]}
-        if bundle.kind == "calratio_rnn":
-            sequences = {n: read_jagged(events, n, where) for n in wanted[len(conditions):]}
-            columns = {**conditions, **classify(bundle, conditions, sequences)}
-        else:
-            if bundle.categories is not None:
-                check_categories(bundle.categories, conditions["category"], f"{where} branch 'category'")
-            generated = cast_outputs(generate(bundle, conditions, seed), bundle.manifest["io"].get("dtypes", {}))
-            columns = {**conditions, **generated}
-    columns = {branches.get(name, name): np.asarray(values) for name, values in columns.items()}
-    write_output(output_root, tree, columns)
+        events, where = input_tree(bundle, source, input_root, tree, empty_tree)
+        steps = [(start, min(start + step_rows, events.num_entries))  # an empty tree: one empty step
+                 for start in range(0, max(events.num_entries, 1), step_rows)]
+        for start, stop in steps:
+            read_rows(bundle, events, where, start, stop, check=True)
+        streams = RandomStreams(bundle, seed)
+        with OutputTree(output_root, tree) as output:
+            for start, stop in steps:
+                output.write(run_rows(bundle, *read_rows(bundle, events, where, start, stop, check=False), streams))
     if bundle.rows_per_s_by_call:  # measured on this input: the log says what this CPU preferred
         rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
         print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
               file=sys.stderr)
-    return columns
+    return steps[-1][1]
+
+
+def input_tree(bundle: Bundle, source, input_root: str, tree: str, empty_tree: str):
+    """The input tree and its name for messages, once it is known to hold every branch the bundle reads (and,
+    unless ``empty_tree`` allows it, an entry)."""
+    if tree not in source:
+        raise BundleError(f"{input_root}: no tree {tree!r} (bundle.json io.tree; --tree names another); found "
+                          f"{sorted({key.split(';')[0] for key in source.keys()})}")
+    events, where = source[tree], f"{input_root}:{tree}"
+    if events.num_entries == 0 and empty_tree == "error":
+        raise BundleError(f"{where}: the tree has no entries, so there is nothing to run the model on "
+                          f"(--empty-tree empty_output writes an output tree without entries)")
+    wanted = condition_branches(bundle) + sequence_branches(bundle)
+    missing = [name for name in wanted if name not in events.keys()]
+    if missing:
+        raise BundleError(f"{where}: no branch {missing}; this bundle reads {wanted}, one row per object (a file "
+                          f"that keeps objects in collections needs them flattened first: README, 'Using a "
+                          f"bundle elsewhere')")
+    return events, where
+
+
+def condition_branches(bundle: Bundle) -> list[str]:
+    """The input branch of each condition: its column name, or the branch ``io.branches`` maps it back to."""
+    branches = bundle.manifest["io"].get("branches", {})
+    return [branches.get(name, name) for name in bundle.manifest["variables"]["conditions"]]
+
+
+def sequence_branches(bundle: Bundle) -> list[str]:
+    """CalRatio: each sequence's fields, ``<prefix><field>``; none for the other kinds."""
+    if bundle.kind != "calratio_rnn":
+        return []
+    return [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values() for f in s["fields"]]
+
+
+def read_rows(bundle: Bundle, events, where: str, start: int, stop: int, check: bool) -> tuple[dict, dict]:
+    """Entries ``start:stop``: the conditions under their column names, and CalRatio's sequences under their
+    branches; with ``check``, every value checked (the named error for the first bad entry)."""
+    names = bundle.manifest["variables"]["conditions"]
+    conditions = {name: read_flat(events, branch, where, start, stop, check)
+                  for name, branch in zip(names, condition_branches(bundle))}
+    sequences = {branch: read_jagged(events, branch, where, start, stop, check) for branch in sequence_branches(bundle)}
+    if check and bundle.categories is not None:
+        check_categories(bundle.categories, conditions["category"], f"{where} branch 'category'", start)
+    return conditions, sequences
+
+
+def run_rows(bundle: Bundle, conditions: dict, sequences: dict, streams: RandomStreams) -> dict:
+    """One step's output columns under their branch names: the conditions and the generated targets (or
+    CalRatio's class probabilities)."""
+    if bundle.kind == "calratio_rnn":
+        columns = {**conditions, **classify(bundle, conditions, sequences, streams.conditions)}
+    else:
+        generated = cast_outputs(generate(bundle, conditions, streams), bundle.manifest["io"].get("dtypes", {}))
+        columns = {**conditions, **generated}
+    branches = bundle.manifest["io"].get("branches", {})
+    return {branches.get(name, name): np.asarray(values) for name, values in columns.items()}
 
 
 def open_input(path: str):
@@ -641,31 +720,67 @@ def open_input(path: str):
             raise BundleError(f"{path}: truncated ROOT file: the header says {end} bytes, the file has "
                               f"{source.stat().st_size}")
     try:
-        return uproot.open(source)
+        return uproot.open(source, array_cache=None)  # each step is read twice and then let go: see run_file
     except Exception as error:  # noqa: BLE001  uproot's, its decompressors' and deserialisation's own classes
         message = " ".join(str(error).split())  # one line: uproot's messages run over several
         raise BundleError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {message})") from None
 
 
-def write_output(path: str, tree: str, columns: dict) -> None:
-    """Write ``columns`` as the TTree ``tree`` under a temporary name beside ``path``, renamed into place when
-    complete: a run killed while writing leaves no half-written output under the name a user reads. uproot
-    writes to an open file object, so the file records uproot's name for such a sink, ``dynamic.root`` (as the
-    workflow's generated files do), not the temporary one."""
-    import uproot
+class OutputTree:
+    """``path``'s TTree ``tree`` written a step at a time (``write``: one basket per branch) under a temporary
+    name beside ``path``, renamed into place when the ``with`` body ends without an error: a run killed while
+    writing leaves no half-written output under the name a user reads. uproot writes to an open file object,
+    so the file records uproot's name for such a sink, ``dynamic.root`` (as the workflow's generated files
+    do), not the temporary one. A folder that cannot take the file (full, read-only) is a ``BundleError``."""
 
-    final = Path(path)
-    temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp.root")
-    try:
-        with open(temporary, "wb+") as stream, uproot.recreate(stream) as sink:
-            sink.mktree(tree, {name: values.dtype for name, values in columns.items()})  # `sink[tree] = ` writes an RNTuple
-            sink[tree].extend(columns)
-        os.replace(temporary, final)
-    except OSError as error:  # a full disk, a read-only folder: the file named, not a traceback
-        raise BundleError(f"{path}: cannot be written ({error.strerror or error})") from None
-    finally:
-        if temporary.exists():  # False, not NotADirectoryError, where the output's folder is a file
-            temporary.unlink()
+    def __init__(self, path: str | Path, tree: str) -> None:
+        self.path, self.tree = Path(path), tree
+        self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.root")
+        self._stream = self._sink = None
+
+    def __enter__(self) -> "OutputTree":
+        import uproot
+
+        try:
+            self._stream = open(self.temporary, "wb+")
+            self._sink = uproot.recreate(self._stream)
+        except OSError as error:
+            self._remove_temporary()
+            raise self._error(error) from None
+        return self
+
+    def write(self, columns: dict) -> None:
+        try:
+            if self.tree not in self._sink:  # `sink[tree] = columns` would write an RNTuple
+                self._sink.mktree(self.tree, {name: values.dtype for name, values in columns.items()})
+            self._sink[self.tree].extend(columns)
+        except OSError as error:
+            raise self._error(error) from None
+
+    def __exit__(self, kind, value, traceback) -> None:
+        try:
+            self._sink.close()
+            self._stream.close()
+            if kind is None:
+                os.replace(self.temporary, self.path)
+        except OSError as error:
+            if kind is None:
+                raise self._error(error) from None
+        finally:
+            self._remove_temporary()
+
+    def _error(self, error: OSError) -> BundleError:
+        return BundleError(f"{self.path}: cannot be written ({error.strerror or error})")
+
+    def _remove_temporary(self) -> None:
+        if self.temporary.exists():  # False, not NotADirectoryError, where the output's folder is a file
+            self.temporary.unlink()
+
+
+def write_output(path: str, tree: str, columns: dict) -> None:
+    """``columns`` as the TTree ``tree`` of ``path``, whole or not at all (:class:`OutputTree`)."""
+    with OutputTree(path, tree) as output:
+        output.write(columns)
 
 
 def main(argv=None) -> int:
@@ -684,14 +799,17 @@ def main(argv=None) -> int:
     parser.add_argument("--empty-tree", choices=EMPTY_TREE, default="error",
                         help="an input tree without entries: stop with an error (default), or write an output tree "
                              "with the same branches and no entries (a skim's empty files, merged later by hadd)")
+    parser.add_argument("--step-rows", type=int, default=STEP_ROWS,
+                        help=f"input rows read, run and written at a time (default {STEP_ROWS}: ~160 MB for the "
+                             f"jets bundle); the values do not depend on it")
     args = parser.parse_args(argv)
     try:
-        columns = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows,
-                           args.empty_tree)
+        rows = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows,
+                        args.empty_tree, args.step_rows)
     except BundleError as error:
         print(f"run_bundle.py: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {len(next(iter(columns.values())))} rows to {args.output}", file=sys.stderr)
+    print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
     return 0
 
 

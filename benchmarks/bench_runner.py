@@ -1,0 +1,163 @@
+"""The standalone bundle runner (``run_bundle.py``) on a 1x and a 4x input: peak memory and rows/s, read a
+step at a time against the whole file at once.
+
+A jets-size flow (8 conditions, 17 targets, the ``bench_export`` flow's size, untrained weights perturbed
+from the identity) is exported as a full bundle by the workflow's own export step, its transforms fitted on
+synthetic jets. The 1x input is one runner step (``STEP_ROWS``, 262,144 rows), the 4x input four; each run is
+a fresh process that reports its own peak RSS (VmHWM, imports included). The 4x input is run with the
+runner's default step and with one step the size of the file, which is what the runner did before it
+streamed (the same values: ``tests/test_export_standalone.py``); interleaved, ``REPEATS`` times, the faster
+run of each kept (a shared machine only slows a run; peak memory barely moves between runs).
+
+Rows: the 4x input's peak RSS streamed against whole (lower is better), its rows/s streamed against whole,
+and the streamed peak RSS of the 4x input against the 1x (flat memory, as the ingestion's goal: within 1.5x).
+Writes results/bench/runner.json as {"rows": [...]}.
+
+    .venv/bin/python benchmarks/bench_runner.py [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline_steps.export.run_bundle import STEP_ROWS  # noqa: E402
+
+OUT = REPO / "results" / "bench" / "runner.json"
+REPEATS = 2
+SCALE = 4
+CONDITIONS, TARGETS = [f"c{i}" for i in range(8)], [f"t{i}" for i in range(17)]
+
+CHILD = textwrap.dedent("""
+    import json, runpy, sys, time
+    runner, *arguments = sys.argv[1:]
+    sys.argv = [runner, *arguments]
+    start = time.perf_counter()
+    try:
+        runpy.run_path(runner, run_name="__main__")
+    except SystemExit as stop:
+        if stop.code:
+            raise
+    seconds = time.perf_counter() - start
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024}))
+""")
+
+
+def export_bundle(folder: Path) -> Path:
+    """A jets-size flow bundle, exported and verified by ``pipeline_steps.export.step.run``."""
+    import torch
+
+    from pipeline_steps.export.step import run
+    from pipeline_steps.models.flow import FlowHyperparameters, FlowPart, FlowSpec, build_flow
+    from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
+    from pipeline_steps.preprocess.transforms import fit_variable_transforms
+
+    rows = synthetic_rows(5000, seed=1)
+    standard = dict.fromkeys(CONDITIONS, "standard")
+    transforms = ModelTransforms(fit_variable_transforms(rows, standard),
+                                 fit_variable_transforms(rows, dict.fromkeys(TARGETS, "standard")), model="bench")
+    save_transforms(transforms, folder / "transforms.json")
+    split = rows.copy()
+    for i, name in enumerate(CONDITIONS):
+        split[f"cond__{name}"] = transforms.conditions.forward(rows[CONDITIONS])[:, i]
+    split.to_parquet(folder / "test.parquet")
+    spec = FlowSpec(CONDITIONS, TARGETS, FlowHyperparameters(n_bins=8, hidden_dim=64, n_blocks=2),
+                    [FlowPart(None, None, TARGETS)])
+    model = build_flow(spec).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "model.json").write_text(spec.to_json())
+    raw = folder / "raw.root"
+    raw.write_bytes(b"synthetic: hashed for the manifest's provenance only")
+    bundle = folder / "bundle"
+    settings = {"model_name": "bench", "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
+                "tree": "Events", "export": {"opset": 18, "tolerance": 1.0e-4, "c": False}}
+    run([str(folder / "model.pt"), str(folder / "model.json")], str(folder / "transforms.json"),
+        str(folder / "test.parquet"), str(bundle), settings, [str(raw)])
+    return bundle
+
+
+def synthetic_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, len(CONDITIONS) + len(TARGETS))).astype(np.float32),
+                        columns=CONDITIONS + TARGETS)
+
+
+def write_input(path: Path, n: int) -> None:
+    import uproot
+
+    rows = synthetic_rows(n, seed=2)
+    with uproot.recreate(path) as sink:
+        sink.mktree("Events", {name: np.float32 for name in CONDITIONS})
+        for start in range(0, n, 500_000):
+            sink["Events"].extend({name: rows[name].to_numpy()[start:start + 500_000] for name in CONDITIONS})
+
+
+def run_once(bundle: Path, source: Path, output: Path, step_rows: int | None, child: Path) -> dict:
+    arguments = ["--step-rows", str(step_rows)] if step_rows else []
+    result = subprocess.run([sys.executable, str(child), str(bundle / "run_bundle.py"), str(bundle), str(source),
+                             str(output), *arguments], capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure(bundle: Path, folder: Path, rows: int) -> dict:
+    """The faster run of each case, the cases interleaved; every run's figures beside it."""
+    child = folder / "child.py"
+    child.write_text(CHILD)
+    cases = {"streamed_x1": (1, None), f"streamed_x{SCALE}": (SCALE, None), f"whole_x{SCALE}": (SCALE, SCALE * rows)}
+    for scale in (1, SCALE):
+        write_input(folder / f"x{scale}.root", rows * scale)
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
+    for _ in range(REPEATS):
+        for case, (scale, step_rows) in cases.items():
+            runs[case].append(run_once(bundle, folder / f"x{scale}.root", folder / "out.root", step_rows, child))
+    return {case: {**min(found, key=lambda run: run["seconds"]), "rows": rows * cases[case][0], "all": found}
+            for case, found in runs.items()}
+
+
+def table_rows(measured: dict, rows: int) -> list[dict]:
+    streamed, whole, small = measured[f"streamed_x{SCALE}"], measured[f"whole_x{SCALE}"], measured["streamed_x1"]
+    label = f"{rows * SCALE} rows, jets-size flow"
+    return [
+        {"name": f"standalone runner peak RSS, {SCALE}x input ({label})", "ours": streamed["peak_rss_mib"],
+         "baseline": whole["peak_rss_mib"], "baseline_label": "the whole file at once (--step-rows = the file)",
+         "unit": "MiB", "lower_is_better": True},
+        {"name": f"standalone runner rows/s, {SCALE}x input ({label})", "ours": streamed["rows"] / streamed["seconds"],
+         "baseline": whole["rows"] / whole["seconds"], "baseline_label": "the whole file at once", "unit": "rows/s"},
+        {"name": f"standalone runner peak RSS, {SCALE}x input / 1x ({rows} rows, one step)", "ours": streamed["peak_rss_mib"],
+         "baseline": small["peak_rss_mib"], "baseline_label": "the 1x input (goal: within 1.5x)", "unit": "MiB",
+         "lower_is_better": True},
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=STEP_ROWS, help="rows of the 1x input (default: one step)")
+    parser.add_argument("--output", type=Path, default=OUT)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        measured = measure(export_bundle(folder), folder, args.rows)
+    document = {"rows_1x": args.rows, "runs": measured, "rows": table_rows(measured, args.rows)}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(document, indent=1) + "\n")
+    print(json.dumps(document["rows"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
