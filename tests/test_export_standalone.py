@@ -172,6 +172,42 @@ def test_standalone_runner_reproduces_the_calratio_classifier(tmp_path):
         found = produced["CalRatio"].arrays(library="np")  # io.tree: the dataset's tree
     found = np.stack([found[f"prob_{c}"] for c in ("signal", "qcd", "bib")], axis=1)
     np.testing.assert_allclose(found, expected, atol=1e-5)
+    run_standalone(tmp_path, bundle, source, tmp_path / "steps.root", "--step-rows", "7")
+    with uproot.open(tmp_path / "steps.root") as produced:
+        in_steps = produced["CalRatio"].arrays(library="np")
+    assert np.array_equal(np.stack([in_steps[f"prob_{c}"] for c in ("signal", "qcd", "bib")], axis=1), found)
+
+
+def test_standalone_runner_names_a_bad_calratio_sequence(tmp_path):
+    """A NaN inside a jet's clusters, a field with one cluster more than the others and a flat branch where the
+    runner reads a list per jet: each named in one line with the file's entry, before any inference."""
+    from pipeline_steps.export.step import run
+
+    files, transforms, jets, jagged = tiny_calratio(tmp_path / "cr")
+    bundle = tmp_path / "export" / "calratio"
+    model = {"kind": "calratio_rnn", "conditions": ["jet_pt", "jet_eta"], "hyperparameters": CALRATIO_HYPER}
+    run(files, str(transforms), str(tmp_path / "cr" / "test.parquet"), str(bundle),
+        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(tmp_path)])
+    flat = {c: jets[c].to_numpy() for c in jets.columns}
+    lists = {name: [list(row) for row in rows] for name, rows in jagged.items()}
+    busy = next(i for i, row in enumerate(lists["clus_pt"]) if i > 10 and len(row) > 1)
+
+    def refused(changes: dict) -> str:
+        source = tmp_path / "bad.root"
+        write_tree(source, "CalRatio", {**flat, **{n: ak.Array(rows) for n, rows in {**lists, **changes}.items()}})
+        error = run_standalone(tmp_path, bundle, source, tmp_path / "out.root", "--step-rows", "10",
+                               expect_error=True).stderr
+        assert len(error.strip().splitlines()) == 1, error
+        return error
+
+    nan = [row if i != busy else [row[0], float("nan"), *row[2:]] for i, row in enumerate(lists["clus_pt"])]
+    assert (f"branch 'clus_pt' entry {busy} holds a non-finite value; the model needs finite values (1 of entries "
+            f"{busy // 10 * 10}-{busy // 10 * 10 + 9} do)") in refused({"clus_pt": nan})
+    longer = [row if i != busy else [*row, 0.5] for i, row in enumerate(lists["clus_eta"])]
+    assert (f"entry {busy} has {len(longer[busy])} values in 'clus_eta' and {len(longer[busy]) - 1} in 'clus_pt'"
+            in refused({"clus_eta": longer}))
+    flat_field = refused({"track_pt": np.zeros(len(flat["jet_pt"]), np.float32)})
+    assert "branch 'track_pt' holds float32 per entry; this bundle reads one list of numbers per jet" in flat_field
 
 
 # ---------------------------------------------------------------- log offsets, clips and ratio floors
@@ -337,7 +373,8 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
                               expect_error=True).stderr  # the file's entry, and the step that holds it
     assert "branch 'gen_eta' entry 17 is nan; the model needs finite values (1 of entries 10-19 are not)" in in_steps
     jagged = {**flat, "gen_pt": ak.Array([[value] for value in flat["gen_pt"]])}
-    assert "branch 'gen_pt' holds a list per entry; this bundle reads one row per object" in refused(jagged)
+    assert "branch 'gen_pt' holds a list per entry; this bundle reads one number per entry, one row per object" in refused(
+        jagged)
     missing = {name: values for name, values in flat.items() if name != "nhits"}
     assert "no branch ['nhits']; this bundle reads ['gen_pt', 'gen_eta', 'nhits']" in refused(missing)
     assert "the output would replace the input file" in refused(flat, output_name="in.root")

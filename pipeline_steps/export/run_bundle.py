@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Standalone reference runner of an exported bundle: numpy + onnxruntime + uproot, nothing else.
+"""Standalone reference runner of an exported bundle: numpy + onnxruntime + uproot (and its awkward), nothing else.
 
 Usage:  python run_bundle.py BUNDLE_DIR INPUT.root OUTPUT.root [--tree NAME] [--seed N] [--empty-tree empty_output]
 
@@ -493,13 +493,23 @@ def generate(bundle: Bundle, conditions: dict, streams: RandomStreams) -> dict:
     return physical_outputs(bundle, generated, conditions)
 
 
-def pad_jagged(jagged, length: int, pad_value: float) -> tuple[np.ndarray, np.ndarray]:
-    """A list of per-jet arrays -> [n, length] float32 (first ``length`` entries) and real lengths."""
-    lengths = np.array([min(len(row), length) for row in jagged], dtype=np.int64)
-    padded = np.full((len(jagged), length), pad_value, dtype=np.float32)
-    for i, row in enumerate(jagged):
-        padded[i, :lengths[i]] = np.asarray(row, dtype=np.float32)[:lengths[i]]
-    return padded, lengths
+def padded_sequence(fields: list, length: int, mean, std, pad_value: float) -> np.ndarray:
+    """One sequence's fields (awkward lists per jet, of one length per jet: :func:`read_rows` checks it) ->
+    [n, length, fields] float32: each jet's first ``length`` entries standardised per field in float64 from
+    their float32 values, ``pad_value`` after. Only the real entries are computed, by numpy over the flat
+    values: a Python loop per jet and float64 arithmetic over the whole padded tensor had taken 4.8 s for 50k
+    toy jets, longer than the classifier."""
+    import awkward as ak  # uproot's own dependency
+
+    counts = ak.to_numpy(ak.num(fields[0], axis=1)).astype(np.int64)
+    position = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)  # within its jet
+    kept = position < length
+    jets, slots = np.repeat(np.arange(len(counts)), counts)[kept], position[kept]
+    padded = np.full((len(counts), length, len(fields)), pad_value, dtype=np.float32)
+    for k, field in enumerate(fields):
+        values = ak.to_numpy(ak.flatten(field, axis=1)).astype(np.float32)[kept].astype(np.float64)
+        padded[jets, slots, k] = (values - float(mean[k])) / float(std[k])
+    return padded
 
 
 def calratio_inputs(bundle: Bundle, jets: dict, sequences: dict, rngs: list | None = None) -> dict:
@@ -507,14 +517,8 @@ def calratio_inputs(bundle: Bundle, jets: dict, sequences: dict, rngs: list | No
     section = bundle.transforms["calratio"]
     feeds = {"jets": set_forward(bundle.transforms["conditions"], jets, rngs=rngs)}
     for name, spec in section["sequences"].items():
-        planes, lengths = [], None
-        for field in spec["fields"]:
-            padded, lengths = pad_jagged(sequences[f"{spec['prefix']}{field}"], spec["length"], section["pad_value"])
-            planes.append(padded)
-        padded = np.stack(planes, axis=-1)
-        real = np.arange(spec["length"])[None, :] < lengths[:, None]
-        scaled = (padded - np.asarray(spec["mean"])) / np.asarray(spec["std"])
-        feeds[name] = np.where(real[..., None], scaled, section["pad_value"]).astype(np.float32)
+        fields = [sequences[f"{spec['prefix']}{field}"] for field in spec["fields"]]
+        feeds[name] = padded_sequence(fields, spec["length"], spec["mean"], spec["std"], section["pad_value"])
     return feeds
 
 
@@ -554,31 +558,40 @@ def check_categories(categories: dict, category: np.ndarray, where: str, start: 
                           f"({int(bad.sum())} of {_entries(start, start + len(category))} are not)")
 
 
-def read_flat(events, branch: str, where: str, start: int, stop: int, check: bool = True) -> np.ndarray:
-    """One number per entry of ``start:stop`` from ``branch``, finite: the named error otherwise."""
-    values = events[branch].array(library="np", entry_start=start, entry_stop=stop)
-    if not check:
-        return values
-    if values.dtype == object or values.ndim != 1:
-        raise BundleError(f"{where}: branch {branch!r} holds a list per entry; this bundle reads one row per object: "
-                          f"flatten the collection first (README, 'Using a bundle elsewhere')")
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
+def read_flat(arrays, branch: str, where: str, start: int, check: bool = True) -> np.ndarray:
+    """One number per entry from ``branch`` of a step's arrays (the step's first entry is the file's
+    ``start``), finite: the named error otherwise."""
+    import awkward as ak  # uproot's own dependency
+
+    values = arrays[branch]
+    content = values.type.content
+    if not isinstance(content, ak.types.NumpyType):
+        what = "a list" if content.parameter("__array__") is None and values.ndim > 1 else str(content)
+        raise BundleError(f"{where}: branch {branch!r} holds {what} per entry; this bundle reads one number per "
+                          f"entry, one row per object: flatten a collection first (README, 'Using a bundle elsewhere')")
+    values = ak.to_numpy(values)
+    if check and values.dtype.kind == "f" and not np.isfinite(values).all():
         bad = np.flatnonzero(~np.isfinite(values))
         raise BundleError(f"{where}: branch {branch!r} entry {start + int(bad[0])} is {values[bad[0]]}; the model "
-                          f"needs finite values ({len(bad)} of {_entries(start, stop)} are not)")
+                          f"needs finite values ({len(bad)} of {_entries(start, start + len(values))} are not)")
     return values
 
 
-def read_jagged(events, branch: str, where: str, start: int, stop: int, check: bool = True) -> np.ndarray:
-    """A CalRatio sequence field of entries ``start:stop``: a list per jet, of finite numbers."""
-    values = events[branch].array(library="np", entry_start=start, entry_stop=stop)
+def read_jagged(arrays, branch: str, where: str, start: int, check: bool = True):
+    """A CalRatio sequence field of a step's arrays: a list per jet (an awkward array), of finite numbers."""
+    import awkward as ak  # uproot's own dependency
+
+    values = arrays[branch]
     if not check:
         return values
-    flat = np.concatenate([np.asarray(row, dtype=np.float64) for row in values]) if len(values) else np.zeros(0)
-    if not np.isfinite(flat).all():
-        first = next(i for i, row in enumerate(values) if not np.isfinite(np.asarray(row, np.float64)).all())
-        raise BundleError(f"{where}: branch {branch!r} entry {start + first} holds a non-finite value; the model "
-                          f"needs finite values")
+    if values.ndim != 2:
+        raise BundleError(f"{where}: branch {branch!r} holds {values.type.content} per entry; this bundle reads one "
+                          f"list of numbers per jet")
+    bad = ak.to_numpy(ak.any(~np.isfinite(values), axis=1))
+    if bad.any():
+        raise BundleError(f"{where}: branch {branch!r} entry {start + int(np.argmax(bad))} holds a non-finite value; "
+                          f"the model needs finite values ({int(bad.sum())} of {_entries(start, start + len(values))} "
+                          f"do)")
     return values
 
 
@@ -590,22 +603,41 @@ def cast_outputs(columns: dict, dtypes: dict) -> dict:
 
 EMPTY_TREE = ("error", "empty_output")  # --empty-tree, as the workflow's datasets.<d>.empty_tree: error | empty_table
 STEP_ROWS = 1 << 18
-"""Input rows read, run and written at a time (``--step-rows``). The whole file at once had held ~620 bytes a
-row at its peak for the jets bundle (the conditions in float64 and float32, the noise, the outputs before and
-after the inverse transforms, the written columns): 0.78 GB for 1M rows and 3.3 GB for 5M, past a batch job's
-usual 2-4 GB. A step of 262,144 rows holds ~160 MB and writes baskets of 1 MB a float32 branch (uproot advises
-100 kB or more; ROOT reads one basket whole); it is above :data:`MEASURE_FROM_ROWS`, so a large file's first
-step measures the ONNX call size."""
+"""The most input rows read, run and written at a time (``--step-rows`` sets another; :func:`default_step_rows`).
+The whole file at once had held ~620 bytes a row at its peak for the jets bundle (the conditions in float64
+and float32, the noise, the outputs before and after the inverse transforms, the written columns): 0.78 GB for
+1M rows and 3.3 GB for 5M (Xeon), past a batch job's usual 2-4 GB. A step of 262,144 such rows holds ~170 MB
+and writes baskets of 1 MB a float32 branch (uproot advises 100 kB or more; ROOT reads one basket whole); it is
+above :data:`MEASURE_FROM_ROWS`, so a large file's first step measures the ONNX call size."""
+STEP_INPUT_BYTES = 64 << 20
+"""The most model input (float32) a step holds. Rows are not all as wide: the jets flow reads 25 values a row,
+the LHCb GAN 139 (its noise is 128 wide, drawn in float64), a CalRatio jet 1745 (its padded clusters, tracks
+and segments). At 25 values :data:`STEP_ROWS` holds 26 MB; the GAN's step of 120,699 rows ~250 MB; a CalRatio
+step of 9,614 jets ~100 MB, where its whole-file run had held 42 kB a jet (2.1 GB for 50k toy jets). A
+CalRatio step is then too short to measure the call size in (:data:`MEASURE_FROM_ROWS`): its calls take
+:data:`BATCH_ROWS` unless ``--batch-rows`` or a larger ``--step-rows`` is given."""
+
+
+def default_step_rows(bundle: "Bundle") -> int:
+    """:data:`STEP_ROWS`, or fewer where a row's model input is wide (:data:`STEP_INPUT_BYTES`)."""
+    conditions = len(bundle.manifest["variables"]["conditions"])
+    if bundle.kind == "calratio_rnn":
+        sequences = bundle.transforms["calratio"]["sequences"].values()
+        values = conditions + sum(spec["length"] * len(spec["fields"]) for spec in sequences)
+    else:
+        values = conditions + int(bundle.manifest["noise"]["dim"])
+    return max(1, min(STEP_ROWS, STEP_INPUT_BYTES // (4 * values)))
 
 
 def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | None = None, seed: int = 0,
-             batch_rows: int | None = None, empty_tree: str = "error", step_rows: int = STEP_ROWS) -> int:
+             batch_rows: int | None = None, empty_tree: str = "error", step_rows: int | None = None) -> int:
     """Read the input tree, run the bundle, write ``output_root`` (tree of the same name); returns the rows
     written.
 
-    The input is read twice, ``step_rows`` entries at a time: first to check every branch (a NaN in the last
-    entry stops the run before any inference; reading is ~1 % of the time), then to run and write each step,
-    so that memory does not grow with the file (:data:`STEP_ROWS`). The output does not depend on the step:
+    The input is read twice, ``step_rows`` entries at a time (:func:`default_step_rows` if not given): first
+    to check every branch (a NaN in the last entry stops the run before any inference; reading is ~1 % of the
+    time), then to run and write each step, so that memory does not grow with the file (:data:`STEP_ROWS`,
+    :data:`STEP_INPUT_BYTES`). The output does not depend on the step:
     ONNX Runtime's values do not depend on the call (``Bundle.run_onnx``), and the random streams carry on
     (:class:`RandomStreams`).
 
@@ -616,7 +648,7 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     """
     if empty_tree not in EMPTY_TREE:
         raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
-    if step_rows < 1:
+    if step_rows is not None and step_rows < 1:
         raise BundleError(f"--step-rows {step_rows}: expected 1 or more rows a step")
     if Path(output_root).resolve() == Path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
@@ -627,19 +659,34 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     tree = tree or bundle.manifest["io"]["tree"]
     with open_input(input_root) as source:
         events, where = input_tree(bundle, source, input_root, tree, empty_tree)
-        steps = [(start, min(start + step_rows, events.num_entries))  # an empty tree: one empty step
-                 for start in range(0, max(events.num_entries, 1), step_rows)]
-        for start, stop in steps:
-            read_rows(bundle, events, where, start, stop, check=True)
-        streams = RandomStreams(bundle, seed)
+        step_rows = step_rows or default_step_rows(bundle)
+        for start, arrays in input_steps(events, condition_branches(bundle) + sequence_branches(bundle), step_rows):
+            read_rows(bundle, arrays, where, start, check=True)
+        streams, rows = RandomStreams(bundle, seed), 0
         with OutputTree(output_root, tree) as output:
-            for start, stop in steps:
-                output.write(run_rows(bundle, *read_rows(bundle, events, where, start, stop, check=False), streams))
+            for start, arrays in input_steps(events, condition_branches(bundle) + sequence_branches(bundle), step_rows):
+                output.write(run_rows(bundle, *read_rows(bundle, arrays, where, start, check=False), streams))
+                rows = start + len(arrays)
     if bundle.rows_per_s_by_call:  # measured on this input: the log says what this CPU preferred
         rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
         print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
               file=sys.stderr)
-    return steps[-1][1]
+    return rows
+
+
+def input_steps(events, branches: list[str], step_rows: int):
+    """``(start, arrays)`` of each step of ``step_rows`` entries: the file's first entry of the step, and the
+    step's ``branches`` (awkward arrays by name); one empty step for an empty tree, so that its output still
+    gets its branches. uproot's ``iterate`` keeps a basket that spans two steps for the next one: reading each
+    step's entry range on its own had decompressed a file written in one basket a branch once a step (1.4 of
+    6.4 s for 50k toy CalRatio jets in six steps)."""
+    if events.num_entries == 0:
+        yield 0, events.arrays(branches, entry_start=0, entry_stop=0, library="ak")
+        return
+    start = 0
+    for arrays in events.iterate(branches, step_size=step_rows, library="ak"):
+        yield start, arrays
+        start += len(arrays)
 
 
 def input_tree(bundle: Bundle, source, input_root: str, tree: str, empty_tree: str):
@@ -674,16 +721,34 @@ def sequence_branches(bundle: Bundle) -> list[str]:
     return [f"{s['prefix']}{f}" for s in bundle.transforms["calratio"]["sequences"].values() for f in s["fields"]]
 
 
-def read_rows(bundle: Bundle, events, where: str, start: int, stop: int, check: bool) -> tuple[dict, dict]:
-    """Entries ``start:stop``: the conditions under their column names, and CalRatio's sequences under their
-    branches; with ``check``, every value checked (the named error for the first bad entry)."""
+def read_rows(bundle: Bundle, arrays, where: str, start: int, check: bool) -> tuple[dict, dict]:
+    """A step's conditions under their column names, and CalRatio's sequences under their branches; with
+    ``check``, every value checked (the named error for the first bad entry, ``start`` the step's first)."""
     names = bundle.manifest["variables"]["conditions"]
-    conditions = {name: read_flat(events, branch, where, start, stop, check)
+    conditions = {name: read_flat(arrays, branch, where, start, check)
                   for name, branch in zip(names, condition_branches(bundle))}
-    sequences = {branch: read_jagged(events, branch, where, start, stop, check) for branch in sequence_branches(bundle)}
+    sequences = {branch: read_jagged(arrays, branch, where, start, check) for branch in sequence_branches(bundle)}
     if check and bundle.categories is not None:
         check_categories(bundle.categories, conditions["category"], f"{where} branch 'category'", start)
+    if check and sequences:
+        check_sequence_counts(bundle, sequences, where, start)
     return conditions, sequences
+
+
+def check_sequence_counts(bundle: Bundle, sequences: dict, where: str, start: int) -> None:
+    """CalRatio: the fields of one sequence hold as many entries per jet (one counter in a real file, such as
+    nClusters): a jet's clusters are the same clusters in every field."""
+    import awkward as ak  # uproot's own dependency
+
+    for spec in bundle.transforms["calratio"]["sequences"].values():
+        branches = [f"{spec['prefix']}{field}" for field in spec["fields"]]
+        counts = [ak.to_numpy(ak.num(sequences[branch], axis=1)) for branch in branches]
+        for branch, found in zip(branches[1:], counts[1:]):
+            if not np.array_equal(found, counts[0]):
+                first = int(np.flatnonzero(found != counts[0])[0])
+                raise BundleError(f"{where}: entry {start + first} has {found[first]} values in {branch!r} and "
+                                  f"{counts[0][first]} in {branches[0]!r}; a sequence's fields hold one value per "
+                                  f"cluster, track or segment")
 
 
 def run_rows(bundle: Bundle, conditions: dict, sequences: dict, streams: RandomStreams) -> dict:
@@ -799,9 +864,9 @@ def main(argv=None) -> int:
     parser.add_argument("--empty-tree", choices=EMPTY_TREE, default="error",
                         help="an input tree without entries: stop with an error (default), or write an output tree "
                              "with the same branches and no entries (a skim's empty files, merged later by hadd)")
-    parser.add_argument("--step-rows", type=int, default=STEP_ROWS,
-                        help=f"input rows read, run and written at a time (default {STEP_ROWS}: ~160 MB for the "
-                             f"jets bundle); the values do not depend on it")
+    parser.add_argument("--step-rows", type=int, default=None,
+                        help=f"input rows read, run and written at a time (default: {STEP_ROWS}, or fewer where a row "
+                             f"is wide: ~170 MB a step for the jets bundle); the values do not depend on it")
     args = parser.parse_args(argv)
     try:
         rows = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows,
