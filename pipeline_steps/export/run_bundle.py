@@ -606,15 +606,15 @@ STEP_ROWS = 1 << 18
 """The most input rows read, run and written at a time (``--step-rows`` sets another; :func:`default_step_rows`).
 The whole file at once had held ~620 bytes a row at its peak for the jets bundle (the conditions in float64
 and float32, the noise, the outputs before and after the inverse transforms, the written columns): 0.78 GB for
-1M rows and 3.3 GB for 5M (Xeon), past a batch job's usual 2-4 GB. A step of 262,144 such rows holds ~170 MB
-and writes baskets of 1 MB a float32 branch (uproot advises 100 kB or more; ROOT reads one basket whole); it is
+1M rows and 3.3 GB for 5M (Xeon), past a batch job's usual 2-4 GB. A step of 262,144 such rows holds ~140 MB
+above the imports' ~140 MB (280 MB peak) and writes baskets of 1 MB a float32 branch (uproot advises 100 kB or more; ROOT reads one basket whole); it is
 above :data:`MEASURE_FROM_ROWS`, so a large file's first step measures the ONNX call size."""
 STEP_INPUT_BYTES = 64 << 20
 """The most model input (float32) a step holds. Rows are not all as wide: the jets flow reads 25 values a row,
 the LHCb GAN 139 (its noise is 128 wide, drawn in float64), a CalRatio jet 1745 (its padded clusters, tracks
-and segments). At 25 values :data:`STEP_ROWS` holds 26 MB; the GAN's step of 120,699 rows ~250 MB; a CalRatio
-step of 9,614 jets ~100 MB, where its whole-file run had held 42 kB a jet (2.1 GB for 50k toy jets). A
-CalRatio step is then too short to measure the call size in (:data:`MEASURE_FROM_ROWS`): its calls take
+and segments). At 25 values :data:`STEP_ROWS` holds 26 MB of it; the GAN's step is 120,699 rows, CalRatio's
+9,614 jets. Peak RSS on the Xeon, imports included: 1M LHCb tracks 459 MB (1.75 GB at once), 50k toy CalRatio
+jets 386 MB (2.09 GB at once: 42 kB a jet). A CalRatio step is then too short to measure the call size in (:data:`MEASURE_FROM_ROWS`): its calls take
 :data:`BATCH_ROWS` unless ``--batch-rows`` or a larger ``--step-rows`` is given."""
 
 
@@ -660,11 +660,12 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     with open_input(input_root) as source:
         events, where = input_tree(bundle, source, input_root, tree, empty_tree)
         step_rows = step_rows or default_step_rows(bundle)
-        for start, arrays in input_steps(events, condition_branches(bundle) + sequence_branches(bundle), step_rows):
+        branches = condition_branches(bundle) + sequence_branches(bundle)
+        for start, arrays in input_steps(events, branches, step_rows):
             read_rows(bundle, arrays, where, start, check=True)
         streams, rows = RandomStreams(bundle, seed), 0
         with OutputTree(output_root, tree) as output:
-            for start, arrays in input_steps(events, condition_branches(bundle) + sequence_branches(bundle), step_rows):
+            for start, arrays in input_steps(events, branches, step_rows):
                 output.write(run_rows(bundle, *read_rows(bundle, arrays, where, start, check=False), streams))
                 rows = start + len(arrays)
     if bundle.rows_per_s_by_call:  # measured on this input: the log says what this CPU preferred
@@ -866,7 +867,7 @@ def main(argv=None) -> int:
                              "with the same branches and no entries (a skim's empty files, merged later by hadd)")
     parser.add_argument("--step-rows", type=int, default=None,
                         help=f"input rows read, run and written at a time (default: {STEP_ROWS}, or fewer where a row "
-                             f"is wide: ~170 MB a step for the jets bundle); the values do not depend on it")
+                             f"is wide: ~140 MB a step for the jets bundle); the values do not depend on it")
     args = parser.parse_args(argv)
     try:
         rows = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows,
