@@ -138,20 +138,30 @@ def interleaved_best_rates(calls: dict, rounds: int) -> dict:
     return {name: work / best[name] for name, (_, work) in calls.items()}
 
 
-def bench_flow(folder: Path, rows: int, threads: int, repeats: int) -> list[dict]:
+JETS_CONDITIONS, JETS_TARGETS = [f"c{i}" for i in range(8)], [f"t{i}" for i in range(17)]
+
+
+def jets_size_flow():
+    """The jets flow's size (8 conditions, 17 targets, the config's bins, width and blocks) with untrained
+    weights moved off the identity (throughput does not depend on their values): the spec and the model."""
     import torch
 
-    from pipeline_steps.export.torch_export import export_flow_onnx, reference_targets
     from pipeline_steps.models.flow import FlowHyperparameters, FlowPart, FlowSpec, build_flow
 
-    conditions, targets = [f"c{i}" for i in range(8)], [f"t{i}" for i in range(17)]
-    spec = FlowSpec(conditions, targets, FlowHyperparameters(n_bins=8, hidden_dim=64, n_blocks=2),
-                    [FlowPart(None, None, targets)])
+    spec = FlowSpec(JETS_CONDITIONS, JETS_TARGETS, FlowHyperparameters(n_bins=8, hidden_dim=64, n_blocks=2),
+                    [FlowPart(None, None, JETS_TARGETS)])
     model = build_flow(spec).eval()
     torch.manual_seed(0)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
+    return spec, model
+
+
+def bench_flow(folder: Path, rows: int, threads: int, repeats: int) -> list[dict]:
+    from pipeline_steps.export.torch_export import export_flow_onnx, reference_targets
+
+    _, model = jets_size_flow()
     export_flow_onnx(model, folder / "flow.onnx", 18)
     rng = np.random.default_rng(0)
     c, z = rng.normal(size=(rows, 8)).astype(np.float32), rng.normal(size=(rows, 17)).astype(np.float32)

@@ -32,12 +32,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench_export import JETS_CONDITIONS, JETS_TARGETS, jets_size_flow  # noqa: E402
 from pipeline_steps.export.run_bundle import STEP_ROWS  # noqa: E402
 
 OUT = REPO / "results" / "bench" / "runner.json"
 REPEATS = 2
 SCALE = 4
-CONDITIONS, TARGETS = [f"c{i}" for i in range(8)], [f"t{i}" for i in range(17)]
+CONDITIONS, TARGETS = JETS_CONDITIONS, JETS_TARGETS
 
 CHILD = textwrap.dedent("""
     import json, runpy, sys, time
@@ -60,7 +61,6 @@ def export_bundle(folder: Path) -> Path:
     import torch
 
     from pipeline_steps.export.step import run
-    from pipeline_steps.models.flow import FlowHyperparameters, FlowPart, FlowSpec, build_flow
     from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
     from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
@@ -73,13 +73,7 @@ def export_bundle(folder: Path) -> Path:
     for i, name in enumerate(CONDITIONS):
         split[f"cond__{name}"] = transforms.conditions.forward(rows[CONDITIONS])[:, i]
     split.to_parquet(folder / "test.parquet")
-    spec = FlowSpec(CONDITIONS, TARGETS, FlowHyperparameters(n_bins=8, hidden_dim=64, n_blocks=2),
-                    [FlowPart(None, None, TARGETS)])
-    model = build_flow(spec).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
+    spec, model = jets_size_flow()
     torch.save(model.state_dict(), folder / "model.pt")
     (folder / "model.json").write_text(spec.to_json())
     raw = folder / "raw.root"
