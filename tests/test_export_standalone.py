@@ -102,7 +102,9 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     run_standalone(tmp_path, bundle, source, small_calls, "--seed", "7", "--batch-rows", "16")
     steps = tmp_path / "steps.root"  # 9 steps, the last of 4 rows: noise and nhits' dequantisation carry on
     run_standalone(tmp_path, bundle, source, steps, "--seed", "7", "--step-rows", "7")
-    for again in (small_calls, steps):
+    by_url = tmp_path / "by_url.root"  # a URL goes to uproot as it is (root:// on EOS, here file://)
+    run_standalone(tmp_path, bundle, source.as_uri(), by_url, "--seed", "7")
+    for again in (small_calls, steps, by_url):
         with uproot.open(again) as produced:
             values = produced["Events"].arrays(library="np")
         assert set(values) == set(found) and all(np.array_equal(values[name], found[name]) for name in found), again
@@ -404,7 +406,8 @@ def test_standalone_runner_names_a_missing_cut_or_foreign_input_and_leaves_no_ou
     expected = {tmp_path / "nope.root": "nope.root: no such file",
                 cut: f"cut.root: truncated ROOT file: the header says {len(data)} bytes, the file has {len(data) // 2}",
                 text: "notes.root: cannot be opened as a ROOT file",
-                garbage: "garbage.root: cannot be opened as a ROOT file"}
+                garbage: "garbage.root: cannot be opened as a ROOT file",
+                "root://eos.invalid//x.root": "root://eos.invalid//x.root: cannot be opened as a ROOT file"}
     for source, message in expected.items():
         error = run_standalone(tmp_path, bundle, source, tmp_path / "out.root", expect_error=True).stderr
         assert message in error and len(error.strip().splitlines()) == 1, error

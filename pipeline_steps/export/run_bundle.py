@@ -772,9 +772,15 @@ def open_input(path: str):
     at its end, so a copy cut anywhere before its last tenth failed in ``uproot.open`` with "expected Chunk of
     length 381, received 0 bytes" and a traceback. Header: ``root``, fVersion, fBEGIN, then fEND as 4 bytes,
     or 8 from fVersion 1000000 (files past 2 GB).
+
+    A URL (``root://`` with fsspec-xrootd installed, ``https://``, ``file://``) goes to uproot as it is, as the
+    ``uproot.open`` a physicist would write: a file on EOS or dCache is read where it lies. Its size is not
+    known before it is opened, so a remote copy cut short is named by uproot's error instead.
     """
     import uproot
 
+    if URL.match(path):
+        return _open_with_uproot(path, path)
     source = Path(path)
     if not source.is_file():
         raise BundleError(f"{path}: no such file")
@@ -785,9 +791,18 @@ def open_input(path: str):
         if source.stat().st_size < end:
             raise BundleError(f"{path}: truncated ROOT file: the header says {end} bytes, the file has "
                               f"{source.stat().st_size}")
+    return _open_with_uproot(source, path)  # a Path: a string's "name:tree" would be split at the colon
+
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a scheme: root://, https://, file://
+
+
+def _open_with_uproot(target, path: str):
+    import uproot
+
     try:
-        return uproot.open(source, array_cache=None)  # each step is read twice and then let go: see run_file
-    except Exception as error:  # noqa: BLE001  uproot's, its decompressors' and deserialisation's own classes
+        return uproot.open(target, array_cache=None)  # each step is read twice and then let go: see run_file
+    except Exception as error:  # noqa: BLE001  uproot's, its decompressors', deserialisation's and fsspec's own classes
         message = " ".join(str(error).split())  # one line: uproot's messages run over several
         raise BundleError(f"{path}: cannot be opened as a ROOT file ({type(error).__name__}: {message})") from None
 
