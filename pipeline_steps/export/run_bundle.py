@@ -817,7 +817,7 @@ class OutputTree:
     def __init__(self, path: str | Path, tree: str) -> None:
         self.path, self.tree = Path(path), tree
         self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.root")
-        self._stream = self._sink = None
+        self._stream = self._sink = self._tree = None
 
     def __enter__(self) -> "OutputTree":
         import uproot
@@ -832,9 +832,9 @@ class OutputTree:
 
     def write(self, columns: dict) -> None:
         try:
-            if self.tree not in self._sink:  # `sink[tree] = columns` would write an RNTuple
-                self._sink.mktree(self.tree, {name: values.dtype for name, values in columns.items()})
-            self._sink[self.tree].extend(columns)
+            if self._tree is None:  # `sink[tree] = columns` would write an RNTuple
+                self._tree = self._sink.mktree(self.tree, {name: values.dtype for name, values in columns.items()})
+            self._tree.extend(columns)  # (uproot 5.7's `"dir/tree" in sink` fails on a tree in a directory)
         except OSError as error:
             raise self._error(error) from None
 
