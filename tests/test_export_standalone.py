@@ -383,6 +383,8 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
     missing = {name: values for name, values in flat.items() if name != "nhits"}
     assert "no branch ['nhits']; this bundle reads ['gen_pt', 'gen_eta', 'nhits']" in refused(missing)
     assert "the output would replace the input file" in refused(flat, output_name="in.root")
+    as_url = run_standalone(tmp_path, bundle, (tmp_path / "in.root").as_uri(), tmp_path / "in.root", expect_error=True)
+    assert "the output would replace the input file" in as_url.stderr
     too_small = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--batch-rows", "8",
                                expect_error=True).stderr
     assert "--batch-rows 8: at least 16 rows a call" in too_small

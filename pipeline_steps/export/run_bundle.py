@@ -650,7 +650,7 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
         raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
     if step_rows is not None and step_rows < 1:
         raise BundleError(f"--step-rows {step_rows}: expected 1 or more rows a step")
-    if Path(output_root).resolve() == Path(input_root).resolve():
+    if Path(output_root).resolve() == local_path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
     if not Path(output_root).resolve().parent.is_dir():  # before the model runs, not after
         raise BundleError(f"{output_root}: no folder {Path(output_root).resolve().parent} to write the output into")
@@ -795,6 +795,16 @@ def open_input(path: str):
 
 
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a scheme: root://, https://, file://
+
+
+def local_path(path: str) -> Path:
+    """The file a path or a ``file://`` URL names on this machine (another URL's is not local: its own path)."""
+    if path.startswith("file://"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        return Path(url2pathname(urlparse(path).path))
+    return Path(path)
 
 
 def _open_with_uproot(target, path: str):
