@@ -878,9 +878,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bundle")
-    parser.add_argument("input")
-    parser.add_argument("output")
+    parser.add_argument("bundle", help="the bundle's folder, as the export wrote it (results/export/<model>/)")
+    parser.add_argument("input", help="the ROOT file to run on: a path, or a URL uproot reads (root://, https://)")
+    parser.add_argument("output", help="the ROOT file to write (replaced whole once complete)")
     parser.add_argument("--tree", default=None, help="input/output tree name (default: bundle.json io.tree)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator noise")
     parser.add_argument("--batch-rows", type=int, default=None,
