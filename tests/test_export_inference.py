@@ -62,7 +62,7 @@ def test_runner_measures_a_large_inputs_call_size_without_changing_a_value(tmp_p
 
 
 def test_call_size_measurement_keeps_row_order_and_each_sizes_fastest_call():
-    from pipeline_steps.export.run_bundle import measure_call_rows
+    from pipeline_steps.export.run_bundle import CallSizeMeasurement
 
     seconds_per_row = {64: 3e-6, 128: 1e-6, 256: 2e-6}
     now, seen = [0.0], set()
@@ -75,9 +75,44 @@ def test_call_size_measurement_keeps_row_order_and_each_sizes_fastest_call():
             return [feeds["x"][:, 0]]
 
     x = np.arange(2000.0)[:, None].repeat(2, axis=1)
-    outputs, done, rates = measure_call_rows(Session(), {"x": x}, sizes=(64, 128, 256), rounds=3,
-                                             clock=lambda: now[0])
+    measurement = CallSizeMeasurement(sizes=(64, 128, 256), rounds=3, clock=lambda: now[0])
+    outputs, done = measurement.run_some(Session(), {"x": x})
+    rates = measurement.rates
     assert done == 3 * (64 + 128 + 256)
     np.testing.assert_array_equal(np.concatenate(outputs), np.arange(done))
     assert rates == pytest.approx({size: 1 / cost for size, cost in seconds_per_row.items()})
     assert max(rates, key=rates.get) == 128
+
+
+def test_call_size_measurement_spans_short_inputs_and_never_leaves_a_call_under_eight_rows():
+    """The runner's steps (9,614 CalRatio jets) are shorter than the 23,040 timed rows: the timed calls go on
+    from one input to the next, and stop before one that would leave 1-7 rows (another kernel path)."""
+    from pipeline_steps.export.run_bundle import MIN_CALL_ROWS, CallSizeMeasurement
+
+    class Session:
+        def run(self, names, feeds):
+            return [feeds["x"][:, 0]]
+
+    measurement = CallSizeMeasurement(sizes=(64, 128, 256), rounds=3, clock=iter(range(100)).__next__)
+    assert measurement.run_some(Session(), {"x": np.zeros((195, 2))})[1] == 64  # 128 more would leave 3 rows
+    assert measurement.planned[0] == 128 and set(measurement.rates) == {64}
+    covered = []
+    while measurement.planned and len(covered) < 10:  # inputs of 300 rows until every planned call has run
+        covered.append(measurement.run_some(Session(), {"x": np.zeros((300, 2))})[1])
+    assert covered == [128, 256, 256, 128 + 64 + 64, 128, 256]  # in the planned order, as many as fit
+    assert 64 + sum(covered) == 3 * (64 + 128 + 256) and set(measurement.rates) == {64, 128, 256}
+    assert all(300 - c == 0 or 300 - c >= MIN_CALL_ROWS for c in covered)
+
+
+def test_runner_measures_the_call_size_over_short_inputs_without_changing_a_value(tmp_path):
+    from pipeline_steps.export.run_bundle import CALL_ROWS_TRIED, Bundle
+
+    bundle = Bundle(export_flow(tmp_path))
+    rng = np.random.default_rng(5)
+    n_conditions = bundle.session.get_inputs()[0].shape[1]
+    bundle.measure_call_rows()  # as run_file does for a large file read in short steps
+    for _ in range(6):  # 5000 rows each: the 23,040 timed rows take six of them
+        feeds = {"conditions": rng.normal(size=(5000, n_conditions)), "noise": rng.normal(size=(5000, 3))}
+        np.testing.assert_array_equal(bundle.run_onnx(feeds), bundle.run_onnx(feeds, batch_rows=1000))
+    assert bundle.measurement is None and bundle.batch_rows in CALL_ROWS_TRIED
+    assert set(bundle.rows_per_s_by_call) == set(CALL_ROWS_TRIED)

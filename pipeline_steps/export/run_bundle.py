@@ -43,7 +43,7 @@ import numpy as np
 DEQUANTIZE_MARGIN = 1e-3
 LOG_KINDS = ("log_standard", "log10_quantile_normal")  # the kinds that take params.offset
 BATCH_ROWS = 2048  # rows per ONNX Runtime call on an input too small to measure on: see open_session
-CALL_ROWS_TRIED = (512, 1024, 2048, 4096)  # the call sizes measured on a large input: see measure_call_rows
+CALL_ROWS_TRIED = (512, 1024, 2048, 4096)  # the call sizes measured on a large input: see CallSizeMeasurement
 MEASURING_ROUNDS = 3  # calls of each size, interleaved; the first of each pays ONNX Runtime's allocations
 # 92,160: the measured calls (23,040 rows) are a quarter or less. Their cost, with the Xeon's rates relative to the
 # fastest size (jets 0.97 / 1 / 0.85 / 0.71 for 512-4096; SHiP 0.89 / 0.94 / 1 / 0.93): where 2048 is the fastest,
@@ -87,7 +87,7 @@ def open_session(path, threads: int = 1, providers=("CPUExecutionProvider",)):
     on an AMD EPYC 2048 rows were the fastest of 128-16384 for the jets-sized flow (an older graph; 10.8k,
     20.2k and 10.5k rows/s, ahead of 1024 and 4096 by 5-50 %), on an Intel Xeon 1024 (2048 slower by
     12-15 %) for four of the five toy bundles and 2048 for SHiP's (2026-12-06). So a large input's call
-    size is measured where it runs (:func:`measure_call_rows`); ``--batch-rows`` fixes it, and the values
+    size is measured where it runs (:class:`CallSizeMeasurement`); ``--batch-rows`` fixes it, and the values
     do not depend on it (``Bundle.run_onnx``).
     """
     import onnxruntime as ort
@@ -149,6 +149,7 @@ class Bundle:
                               f"call of an evenly split file holds {MIN_CALL_ROWS} or more (see Bundle.run_onnx)")
         self.batch_rows = None if batch_rows is None else int(batch_rows)  # None: measured on the first large input
         self.rows_per_s_by_call: dict[int, float] = {}  # what that measurement found
+        self.measurement: CallSizeMeasurement | None = None  # under way: its timed calls may span inputs
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
         files = self.manifest["files"]
@@ -161,10 +162,18 @@ class Bundle:
     def kind(self) -> str:
         return self.manifest["kind"]
 
+    def measure_call_rows(self) -> None:
+        """Measure the call size on the inputs to come (unless it is fixed or known): ``run_file`` calls it for
+        a file of :data:`MEASURE_FROM_ROWS` rows or more, whose steps may each be shorter than the timed calls
+        (a CalRatio step of 9,614 jets against 23,040 timed rows); :meth:`run_onnx` for such an input."""
+        if self.batch_rows is None and self.measurement is None:
+            self.measurement = CallSizeMeasurement()
+
     def run_onnx(self, feeds: dict, batch_rows: int | None = None) -> np.ndarray:
         """The model's single output for named float32 inputs, in calls of at most ``batch_rows`` rows (the
-        bundle's ``batch_rows`` when not given; when neither is, measured on the first input of
-        :data:`MEASURE_FROM_ROWS` rows or more and kept, :data:`BATCH_ROWS` before).
+        bundle's ``batch_rows`` when not given; when neither is, measured (:class:`CallSizeMeasurement`) from
+        the first input of :data:`MEASURE_FROM_ROWS` rows or more, or from :meth:`measure_call_rows` on, and
+        kept; :data:`BATCH_ROWS` until it is known).
 
         The calls share the rows evenly (no short last call): ONNX Runtime's matrix kernels take
         another path for fewer than 8 rows, which moves a flow's output by float32 rounding; with
@@ -183,9 +192,14 @@ class Bundle:
             repeated = {name: value[np.resize(np.arange(n), MIN_CALL_ROWS)] for name, value in feeds.items()}
             return self.run_onnx(repeated, batch_rows)[:n]
         pieces, done = [], 0
-        if batch_rows is None and n >= MEASURE_FROM_ROWS:
-            pieces, done, self.rows_per_s_by_call = measure_call_rows(self.session, feeds)
-            self.batch_rows = batch_rows = max(self.rows_per_s_by_call, key=self.rows_per_s_by_call.get)
+        if batch_rows is None:
+            if n >= MEASURE_FROM_ROWS:
+                self.measure_call_rows()
+            if self.measurement is not None:
+                pieces, done = self.measurement.run_some(self.session, feeds)
+                if not self.measurement.planned:
+                    self.rows_per_s_by_call, self.measurement = self.measurement.rates, None
+                    self.batch_rows = batch_rows = max(self.rows_per_s_by_call, key=self.rows_per_s_by_call.get)
         batch_rows = BATCH_ROWS if batch_rows is None else batch_rows
         bounds = np.linspace(done, n, -(-(n - done) // batch_rows) + 1 if n > done else 2).astype(int)
         pieces += [self.session.run(None, _rows(feeds, start, stop))[0] for start, stop in zip(bounds[:-1], bounds[1:])]
@@ -197,28 +211,38 @@ def _rows(feeds: dict, start: int, stop: int) -> dict:
     return {name: np.ascontiguousarray(value[start:stop]) for name, value in feeds.items()}
 
 
-def measure_call_rows(session, feeds: dict, sizes=CALL_ROWS_TRIED, rounds: int = MEASURING_ROUNDS,
-                      clock=time.perf_counter) -> tuple[list, int, dict]:
-    """Run the first rows of ``feeds`` in calls of each of ``sizes`` rows, ``rounds`` times interleaved, and
-    time each call: returns the outputs (in row order), the rows they cover, and each size's rows/s in its
-    fastest call.
+class CallSizeMeasurement:
+    """Calls of each of ``sizes`` rows, ``rounds`` times interleaved, each timed: each size's rows/s in its
+    fastest call (``rates``), once every planned call has run.
 
     The fastest size differs by CPU and by model (:func:`open_session`), by 10-30 % among these four, so
     it is measured on the input itself, whose rows are needed anyway: on an input of
-    :data:`MEASURE_FROM_ROWS` rows the measured calls are a quarter of it. The fastest call of each size
+    :data:`MEASURE_FROM_ROWS` rows the timed calls are a quarter of it. The fastest call of each size
     is the one least disturbed by whatever else the machine runs, and the first call of a size pays ONNX
     Runtime's allocations for that shape; the rounds alternate their order so that neither a warming nor
-    a slowing machine favours one end of ``sizes``.
+    a slowing machine favours one end of ``sizes``. The calls run in order over as many inputs as they need
+    (:meth:`run_some`): the runner's steps may be shorter than all of them.
     """
-    outputs, done, rates = [], 0, {}
-    for round_ in range(rounds):
-        for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
+
+    def __init__(self, sizes=CALL_ROWS_TRIED, rounds: int = MEASURING_ROUNDS, clock=time.perf_counter) -> None:
+        self.planned = [size for round_ in range(rounds) for size in (sizes if round_ % 2 == 0 else sizes[::-1])]
+        self.rates: dict[int, float] = {}
+        self.clock = clock
+
+    def run_some(self, session, feeds: dict) -> tuple[list, int]:
+        """The next planned calls on the first rows of ``feeds``, while the next one fits and leaves no rows
+        or :data:`MIN_CALL_ROWS` or more after it (fewer would take another kernel path: ``Bundle.run_onnx``):
+        their outputs, in row order, and the rows they cover."""
+        n = len(next(iter(feeds.values())))
+        outputs, done = [], 0
+        while self.planned and (n - done - self.planned[0] == 0 or n - done - self.planned[0] >= MIN_CALL_ROWS):
+            size = self.planned.pop(0)
             call = _rows(feeds, done, done + size)
-            start = clock()
+            start = self.clock()
             outputs.append(session.run(None, call)[0])
-            rates[size] = max(rates.get(size, 0.0), size / max(clock() - start, 1e-9))
+            self.rates[size] = max(self.rates.get(size, 0.0), size / max(self.clock() - start, 1e-9))
             done += size
-    return outputs, done, rates
+        return outputs, done
 
 
 # ------------------------------------------------------------------------------------ transforms
@@ -614,8 +638,9 @@ STEP_INPUT_BYTES = 64 << 20
 the LHCb GAN 139 (its noise is 128 wide, drawn in float64), a CalRatio jet 1745 (its padded clusters, tracks
 and segments). At 25 values :data:`STEP_ROWS` holds 26 MB of it; the GAN's step is 120,699 rows, CalRatio's
 9,614 jets. Peak RSS on the Xeon, imports included: 1M LHCb tracks 459 MB (1.75 GB at once), 50k toy CalRatio
-jets 386 MB (2.09 GB at once: 42 kB a jet). A CalRatio step is then too short to measure the call size in (:data:`MEASURE_FROM_ROWS`): its calls take
-:data:`BATCH_ROWS` unless ``--batch-rows`` or a larger ``--step-rows`` is given."""
+jets 386 MB (2.09 GB at once: 42 kB a jet). A CalRatio step is shorter than the call-size measurement's timed
+calls; a file of :data:`MEASURE_FROM_ROWS` rows or more still measures them, over its first steps
+(``Bundle.measure_call_rows``)."""
 
 
 def default_step_rows(bundle: "Bundle") -> int:
@@ -660,6 +685,8 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
     with open_input(input_root) as source:
         events, where = input_tree(bundle, source, input_root, tree, empty_tree)
         step_rows = step_rows or default_step_rows(bundle)
+        if events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls: see measure_call_rows
+            bundle.measure_call_rows()
         branches = condition_branches(bundle) + sequence_branches(bundle)
         for start, arrays in input_steps(events, branches, step_rows):
             read_rows(bundle, arrays, where, start, check=True)
