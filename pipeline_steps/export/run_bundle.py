@@ -804,8 +804,6 @@ def open_input(path: str):
     ``uproot.open`` a physicist would write: a file on EOS or dCache is read where it lies. Its size is not
     known before it is opened, so a remote copy cut short is named by uproot's error instead.
     """
-    import uproot
-
     if URL.match(path):
         return _open_with_uproot(path, path)
     source = Path(path)
