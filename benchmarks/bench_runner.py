@@ -10,7 +10,8 @@ streamed (the same values: ``tests/test_export_standalone.py``); interleaved, ``
 run of each kept (a shared machine only slows a run; peak memory barely moves between runs).
 
 Rows: the 4x input's peak RSS streamed against whole (lower is better), its rows/s streamed against whole,
-and the streamed peak RSS of the 4x input against the 1x (flat memory, as the ingestion's goal: within 1.5x).
+and the growth of the streamed peak RSS from the 1x to the 4x input against the ingestion's flat-memory goal
+(``MAX_GROWTH``: within 1.5x), as a ratio above 1 where it grows less.
 Writes results/bench/runner.json as {"rows": [...]}.
 
     .venv/bin/python benchmarks/bench_runner.py [--rows 100000]
@@ -37,6 +38,7 @@ from pipeline_steps.export.run_bundle import STEP_ROWS  # noqa: E402
 
 OUT = REPO / "results" / "bench" / "runner.json"
 REPEATS = 2
+MAX_GROWTH = 1.5  # issue 19's "peak RSS of the 10x file within 1.5x of the 1x file", for the ingestion
 SCALE = 4
 CONDITIONS, TARGETS = JETS_CONDITIONS, JETS_TARGETS
 
@@ -133,8 +135,9 @@ def table_rows(measured: dict, rows: int) -> list[dict]:
          "unit": "MiB", "lower_is_better": True},
         {"name": f"standalone runner rows/s, {SCALE}x input ({label})", "ours": streamed["rows"] / streamed["seconds"],
          "baseline": whole["rows"] / whole["seconds"], "baseline_label": "the whole file at once", "unit": "rows/s"},
-        {"name": f"standalone runner peak RSS, {SCALE}x input / 1x ({rows} rows, one step)", "ours": streamed["peak_rss_mib"],
-         "baseline": small["peak_rss_mib"], "baseline_label": "the 1x input (goal: within 1.5x)", "unit": "MiB",
+        {"name": f"standalone runner peak RSS growth, 1x ({rows} rows, one step, {small['peak_rss_mib']:.1f} MiB) -> "
+                 f"{SCALE}x ({streamed['peak_rss_mib']:.1f} MiB)", "ours": streamed["peak_rss_mib"] / small["peak_rss_mib"],
+         "baseline": MAX_GROWTH, "baseline_label": "the ingestion's flat-memory goal", "unit": "x",
          "lower_is_better": True},
     ]
 

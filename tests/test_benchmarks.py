@@ -126,7 +126,9 @@ def test_runner_benchmark_exports_a_bundle_and_measures_both_modes(tmp_path):
                    cwd=REPO, check=True, capture_output=True, text=True)
     document = json.loads(out.read_text())
     rows = document["rows"]
-    assert [row["unit"] for row in rows] == ["MiB", "rows/s", "MiB"]
+    assert [row["unit"] for row in rows] == ["MiB", "rows/s", "x"]
     assert all(row["ours"] > 0 and row["baseline"] > 0 for row in rows)
     assert document["runs"]["streamed_x4"]["rows"] == 256 and len(document["runs"]["whole_x4"]["all"]) == 2
     assert 50 < rows[0]["ours"] < 2 * rows[0]["baseline"]  # a process's VmHWM in MiB (imports ~140), not bytes
+    runs = document["runs"]
+    assert rows[2]["ours"] == runs["streamed_x4"]["peak_rss_mib"] / runs["streamed_x1"]["peak_rss_mib"]
