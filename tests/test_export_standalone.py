@@ -423,7 +423,7 @@ def test_standalone_runner_names_a_folder_that_is_not_a_bundle_and_an_output_it_
     """A mistyped bundle folder had stopped with FileNotFoundError's traceback, and a missing output folder
     with another, after the whole model had run."""
     from pipeline_steps.export.manifest import FORMAT_VERSION
-    from pipeline_steps.export.run_bundle import BUNDLE_FORMAT, BundleError, write_output
+    from pipeline_steps.export.run_bundle import BUNDLE_FORMAT, BundleError, OutputTree
 
     assert BUNDLE_FORMAT == FORMAT_VERSION  # the runner reads the format the export writes
     source = tmp_path / "in.root"
@@ -445,20 +445,30 @@ def test_standalone_runner_names_a_folder_that_is_not_a_bundle_and_an_output_it_
     assert f"missing/out.root: no folder {tmp_path / 'missing'} to write the output into" in refused("missing/out.root")
     (tmp_path / "a_file").write_text("")
     with pytest.raises(BundleError, match="a_file/out.root: cannot be written"):
-        write_output(str(tmp_path / "a_file" / "out.root"), "Events", {"x": np.arange(3.0)})
+        with OutputTree(tmp_path / "a_file" / "out.root", "Events"):
+            pass
 
 
 def test_standalone_runner_writes_its_output_whole_or_not_at_all(tmp_path):
-    """The output had been written in place: a run stopped while writing left a half-written file."""
-    from pipeline_steps.export.run_bundle import write_output
+    """The output had been written in place: a run stopped while writing left a half-written file. Written a
+    step at a time, a run stopped after its first step leaves nothing either."""
+    from pipeline_steps.export.run_bundle import OutputTree
 
     with pytest.raises(TypeError, match="cannot write NumPy dtype object"):  # fails inside uproot's write
-        write_output(str(tmp_path / "out.root"), "Events", {"x": np.arange(3.0), "name": np.array(["a", None, 1])})
+        with OutputTree(tmp_path / "out.root", "Events") as output:
+            output.write({"x": np.arange(3.0), "name": np.array(["a", None, 1])})
     assert not list(tmp_path.iterdir())  # the temporary went with the failure
-    write_output(str(tmp_path / "out.root"), "Events", {"x": np.arange(3.0)})
+    with pytest.raises(RuntimeError, match="between two steps"):
+        with OutputTree(tmp_path / "out.root", "Events") as output:
+            output.write({"x": np.arange(3.0)})
+            raise RuntimeError("stopped between two steps")
+    assert not list(tmp_path.iterdir())
+    with OutputTree(tmp_path / "out.root", "Events") as output:
+        output.write({"x": np.arange(3.0)})
+        output.write({"x": np.arange(3.0, 5.0)})
     assert [path.name for path in tmp_path.iterdir()] == ["out.root"]
     assert b".tmp" not in (tmp_path / "out.root").read_bytes()  # the file does not record the temporary name
-    assert uproot.open(tmp_path / "out.root")["Events"]["x"].array(library="np").tolist() == [0.0, 1.0, 2.0]
+    assert uproot.open(tmp_path / "out.root")["Events"]["x"].array(library="np").tolist() == [0, 1, 2, 3, 4]
 
 
 def test_standalone_runner_writes_the_real_branch_types_and_the_same_values_for_one_row(tmp_path):

@@ -893,12 +893,6 @@ class OutputTree:
             self.temporary.unlink()
 
 
-def write_output(path: str, tree: str, columns: dict) -> None:
-    """``columns`` as the TTree ``tree`` of ``path``, whole or not at all (:class:`OutputTree`)."""
-    with OutputTree(path, tree) as output:
-        output.write(columns)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
