@@ -164,7 +164,8 @@ def bench_flow(folder: Path, rows: int, threads: int, repeats: int) -> list[dict
     _, model = jets_size_flow()
     export_flow_onnx(model, folder / "flow.onnx", 18)
     rng = np.random.default_rng(0)
-    c, z = rng.normal(size=(rows, 8)).astype(np.float32), rng.normal(size=(rows, 17)).astype(np.float32)
+    c = rng.normal(size=(rows, len(JETS_CONDITIONS))).astype(np.float32)
+    z = rng.normal(size=(rows, len(JETS_TARGETS))).astype(np.float32)
     feeds = {"conditions": c, "noise": z}
     ort_session = session(folder / "flow.onnx", threads)
     sweep = {batch: best_rate(batched(ort_session, feeds, batch), rows, repeats) for batch in BATCH_SWEEP}

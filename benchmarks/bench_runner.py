@@ -14,7 +14,7 @@ and the growth of the streamed peak RSS from the 1x to the 4x input against the 
 (``MAX_GROWTH``: within 1.5x), as a ratio above 1 where it grows less.
 Writes results/bench/runner.json as {"rows": [...]}.
 
-    .venv/bin/python benchmarks/bench_runner.py [--rows 100000]
+    .venv/bin/python benchmarks/bench_runner.py [--rows N]
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ OUT = REPO / "results" / "bench" / "runner.json"
 REPEATS = 2
 MAX_GROWTH = 1.5  # issue 19's "peak RSS of the 10x file within 1.5x of the 1x file", for the ingestion
 SCALE = 4
-CONDITIONS, TARGETS = JETS_CONDITIONS, JETS_TARGETS
 
 CHILD = textwrap.dedent("""
     import json, runpy, sys, time
@@ -67,13 +66,13 @@ def export_bundle(folder: Path) -> Path:
     from pipeline_steps.preprocess.transforms import fit_variable_transforms
 
     rows = synthetic_rows(5000, seed=1)
-    standard = dict.fromkeys(CONDITIONS, "standard")
+    standard = dict.fromkeys(JETS_CONDITIONS, "standard")
     transforms = ModelTransforms(fit_variable_transforms(rows, standard),
-                                 fit_variable_transforms(rows, dict.fromkeys(TARGETS, "standard")), model="bench")
+                                 fit_variable_transforms(rows, dict.fromkeys(JETS_TARGETS, "standard")), model="bench")
     save_transforms(transforms, folder / "transforms.json")
-    split = rows.copy()
-    for i, name in enumerate(CONDITIONS):
-        split[f"cond__{name}"] = transforms.conditions.forward(rows[CONDITIONS])[:, i]
+    split, forward = rows.copy(), transforms.conditions.forward(rows[JETS_CONDITIONS])
+    for i, name in enumerate(JETS_CONDITIONS):
+        split[f"cond__{name}"] = forward[:, i]
     split.to_parquet(folder / "test.parquet")
     spec, model = jets_size_flow()
     torch.save(model.state_dict(), folder / "model.pt")
@@ -81,7 +80,8 @@ def export_bundle(folder: Path) -> Path:
     raw = folder / "raw.root"
     raw.write_bytes(b"synthetic: hashed for the manifest's provenance only")
     bundle = folder / "bundle"
-    settings = {"model_name": "bench", "model": {"kind": "flow", "conditions": CONDITIONS, "targets": TARGETS},
+    model = {"kind": "flow", "conditions": JETS_CONDITIONS, "targets": JETS_TARGETS}
+    settings = {"model_name": "bench", "model": model,
                 "tree": "Events", "export": {"opset": 18, "tolerance": 1.0e-4, "c": False}}
     run([str(folder / "model.pt"), str(folder / "model.json")], str(folder / "transforms.json"),
         str(folder / "test.parquet"), str(bundle), settings, [str(raw)])
@@ -90,8 +90,8 @@ def export_bundle(folder: Path) -> Path:
 
 def synthetic_rows(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(rng.normal(size=(n, len(CONDITIONS) + len(TARGETS))).astype(np.float32),
-                        columns=CONDITIONS + TARGETS)
+    return pd.DataFrame(rng.normal(size=(n, len(JETS_CONDITIONS) + len(JETS_TARGETS))).astype(np.float32),
+                        columns=JETS_CONDITIONS + JETS_TARGETS)
 
 
 def write_input(path: Path, n: int) -> None:
@@ -99,9 +99,9 @@ def write_input(path: Path, n: int) -> None:
 
     rows = synthetic_rows(n, seed=2)
     with uproot.recreate(path) as sink:
-        sink.mktree("Events", {name: np.float32 for name in CONDITIONS})
+        sink.mktree("Events", {name: np.float32 for name in JETS_CONDITIONS})
         for start in range(0, n, 500_000):
-            sink["Events"].extend({name: rows[name].to_numpy()[start:start + 500_000] for name in CONDITIONS})
+            sink["Events"].extend({name: rows[name].to_numpy()[start:start + 500_000] for name in JETS_CONDITIONS})
 
 
 def run_once(bundle: Path, source: Path, output: Path, step_rows: int | None, child: Path) -> dict:
@@ -136,7 +136,8 @@ def table_rows(measured: dict, rows: int) -> list[dict]:
         {"name": f"standalone runner rows/s, {SCALE}x input ({label})", "ours": streamed["rows"] / streamed["seconds"],
          "baseline": whole["rows"] / whole["seconds"], "baseline_label": "the whole file at once", "unit": "rows/s"},
         {"name": f"standalone runner peak RSS growth, 1x ({rows} rows, one step, {small['peak_rss_mib']:.1f} MiB) -> "
-                 f"{SCALE}x ({streamed['peak_rss_mib']:.1f} MiB)", "ours": streamed["peak_rss_mib"] / small["peak_rss_mib"],
+                 f"{SCALE}x ({streamed['peak_rss_mib']:.1f} MiB)",
+         "ours": streamed["peak_rss_mib"] / small["peak_rss_mib"],
          "baseline": MAX_GROWTH, "baseline_label": "the ingestion's flat-memory goal", "unit": "x",
          "lower_is_better": True},
     ]

@@ -631,8 +631,9 @@ STEP_ROWS = 1 << 18
 The whole file at once had held ~620 bytes a row at its peak for the jets bundle (the conditions in float64
 and float32, the noise, the outputs before and after the inverse transforms, the written columns): 0.78 GB for
 1M rows and 3.3 GB for 5M (Xeon), past a batch job's usual 2-4 GB. A step of 262,144 such rows holds ~140 MB
-above the imports' ~140 MB (280 MB peak) and writes baskets of 1 MB a float32 branch (uproot advises 100 kB or more; ROOT reads one basket whole); it is
-above :data:`MEASURE_FROM_ROWS`, so a large file's first step measures the ONNX call size."""
+above the imports' ~140 MB (280 MB peak) and writes baskets of 1 MB a float32 branch (uproot advises 100 kB or
+more; ROOT reads one basket whole); it is above :data:`MEASURE_FROM_ROWS`, so a large file's first step
+measures the ONNX call size."""
 STEP_INPUT_BYTES = 64 << 20
 """The most model input (float32) a step holds. Rows are not all as wide: the jets flow reads 25 values a row,
 the LHCb GAN 139 (its noise is 128 wide, drawn in float64), a CalRatio jet 1745 (its padded clusters, tracks
@@ -643,7 +644,7 @@ calls; a file of :data:`MEASURE_FROM_ROWS` rows or more still measures them, ove
 (``Bundle.measure_call_rows``)."""
 
 
-def default_step_rows(bundle: "Bundle") -> int:
+def default_step_rows(bundle: Bundle) -> int:
     """:data:`STEP_ROWS`, or fewer where a row's model input is wide (:data:`STEP_INPUT_BYTES`)."""
     conditions = len(bundle.manifest["variables"]["conditions"])
     if bundle.kind == "calratio_rnn":
@@ -687,14 +688,13 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
         step_rows = step_rows or default_step_rows(bundle)
         if events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls: see measure_call_rows
             bundle.measure_call_rows()
-        branches = condition_branches(bundle) + sequence_branches(bundle)
-        for start, arrays in input_steps(events, branches, step_rows):
+        for start, arrays in input_steps(events, input_branches(bundle), step_rows):
             read_rows(bundle, arrays, where, start, check=True)
-        streams, rows = RandomStreams(bundle, seed), 0
+        streams = RandomStreams(bundle, seed)
         with OutputTree(output_root, tree) as output:
-            for start, arrays in input_steps(events, branches, step_rows):
+            for start, arrays in input_steps(events, input_branches(bundle), step_rows):
                 output.write(run_rows(bundle, *read_rows(bundle, arrays, where, start, check=False), streams))
-                rows = start + len(arrays)
+        rows = events.num_entries
     if bundle.rows_per_s_by_call:  # measured on this input: the log says what this CPU preferred
         rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
         print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
@@ -727,13 +727,18 @@ def input_tree(bundle: Bundle, source, input_root: str, tree: str, empty_tree: s
     if events.num_entries == 0 and empty_tree == "error":
         raise BundleError(f"{where}: the tree has no entries, so there is nothing to run the model on "
                           f"(--empty-tree empty_output writes an output tree without entries)")
-    wanted = condition_branches(bundle) + sequence_branches(bundle)
+    wanted = input_branches(bundle)
     missing = [name for name in wanted if name not in events.keys()]
     if missing:
         raise BundleError(f"{where}: no branch {missing}; this bundle reads {wanted}, one row per object (a file "
                           f"that keeps objects in collections needs them flattened first: README, 'Using a "
                           f"bundle elsewhere')")
     return events, where
+
+
+def input_branches(bundle: Bundle) -> list[str]:
+    """Every branch the bundle reads: the conditions', then CalRatio's sequences'."""
+    return condition_branches(bundle) + sequence_branches(bundle)
 
 
 def condition_branches(bundle: Bundle) -> list[str]:
