@@ -83,7 +83,8 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     rows = physical_rows(60, seed=11)[FLOW_CONDITIONS]
     source, output = tmp_path / "in.root", tmp_path / "out.root"
     write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
-    run_standalone(tmp_path, bundle, source, output, "--seed", "7")
+    one_step = run_standalone(tmp_path, bundle, source, output, "--seed", "7").stderr
+    assert "written (" not in one_step  # one step: no progress line before the run's last
 
     transforms = load_transforms(bundle / "transforms.json")
     conditions = transforms.conditions.forward(rows)
@@ -101,7 +102,8 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     small_calls = tmp_path / "small_calls.root"  # 4 calls of 15 rows: the same values as one call of 60
     run_standalone(tmp_path, bundle, source, small_calls, "--seed", "7", "--batch-rows", "16")
     steps = tmp_path / "steps.root"  # 9 steps, the last of 4 rows: noise and nhits' dequantisation carry on
-    run_standalone(tmp_path, bundle, source, steps, "--seed", "7", "--step-rows", "7")
+    in_steps = run_standalone(tmp_path, bundle, source, steps, "--seed", "7", "--step-rows", "7").stderr
+    assert re.search(r"entries 0-6 of 60 written \(12 %\), \d+ rows/s, about \d+ s left", in_steps), in_steps
     by_url = tmp_path / "by_url.root"  # a URL goes to uproot as it is (root:// on EOS, here file://)
     run_standalone(tmp_path, bundle, source.as_uri(), by_url, "--seed", "7")
     nested, in_directory = tmp_path / "nested.root", tmp_path / "in_directory.root"  # a tree in a TDirectory, in steps
@@ -508,6 +510,23 @@ def test_standalone_runner_refuses_an_empty_tree_or_writes_it_empty_when_asked(t
             outputs[n] = (produced["Events"].num_entries, produced["Events"].typenames())
     assert outputs[3][0] == 3 and outputs[0][0] == 0
     assert outputs[0][1] == outputs[3][1] and outputs[0][1]["charge"] == "int8_t"  # the same branches and types
+
+
+def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every_interval(capsys):
+    from pipeline_steps.export.run_bundle import Progress
+
+    now = [0.0]
+    progress = Progress(1000, 100, clock=lambda: now[0], every_s=30.0)
+    for stop, at in ((100, 10.0), (200, 20.0), (300, 39.0), (400, 41.0), (1000, 100.0)):
+        now[0] = at
+        progress.step_written(stop)
+    lines = capsys.readouterr().err.splitlines()
+    # the first step at once; 300 is 29 s after it, 400 the first past 30 s; the last step is the run's own line
+    assert lines == ["entries 0-99 of 1000 written (10 %), 10 rows/s, about 90 s left",
+                     "entries 0-399 of 1000 written (40 %), 10 rows/s, about 62 s left"], lines
+    single = Progress(50, 100, clock=lambda: now[0])
+    single.step_written(50)
+    assert capsys.readouterr().err == ""
 
 
 def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_category_it_does_not_know():

@@ -691,15 +691,44 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
         for start, arrays in input_steps(events, input_branches(bundle), step_rows):
             read_rows(bundle, arrays, where, start, check=True)
         streams = RandomStreams(bundle, seed)
+        progress = Progress(events.num_entries, step_rows)
         with OutputTree(output_root, tree) as output:
             for start, arrays in input_steps(events, input_branches(bundle), step_rows):
                 output.write(run_rows(bundle, *read_rows(bundle, arrays, where, start, check=False), streams))
+                progress.step_written(start + len(arrays))
         rows = events.num_entries
     if bundle.rows_per_s_by_call:  # measured on this input: the log says what this CPU preferred
         rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
         print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
               file=sys.stderr)
     return rows
+
+
+class Progress:
+    """One stderr line after a file's first step, then at most one each :data:`PROGRESS_EVERY_S`: the entries
+    written, the rate and the time left. A batch job of a few million rows runs for minutes (5M jets: ~130 s
+    on the Xeon) and had logged nothing until its end, so a stalled job and a slow one looked alike. The first
+    line comes after one step (~7 s for the jets bundle), with the rate and time left that the rest will take;
+    a file of one step, where the run's end comes as soon, prints none."""
+
+    def __init__(self, entries: int, step_rows: int, clock=time.monotonic, every_s: float | None = None) -> None:
+        self.entries, self.steps, self.clock = entries, -(-entries // step_rows), clock
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.started = self.last = clock()
+        self.lines = 0
+
+    def step_written(self, stop: int) -> None:
+        """Entries ``[0, stop)`` are written."""
+        now = self.clock()
+        if self.steps < 2 or stop >= self.entries or (self.lines and now - self.last < self.every_s):
+            return
+        rate = stop / max(now - self.started, 1e-9)
+        print(f"entries 0-{stop - 1} of {self.entries} written ({100 * stop / self.entries:.0f} %), "
+              f"{rate:.0f} rows/s, about {(self.entries - stop) / rate:.0f} s left", file=sys.stderr, flush=True)
+        self.last, self.lines = now, self.lines + 1
+
+
+PROGRESS_EVERY_S = 30.0  # a 5M-row run (~130 s) logs ~5 lines; --step-rows 1000 would otherwise log one per step
 
 
 def input_steps(events, branches: list[str], step_rows: int):
