@@ -545,9 +545,12 @@ def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_cat
             check_categories(categories, bad, "in.root:cbmsim")
 
 
-def test_the_readmes_flattening_example_gives_the_jets_bundle_its_conditions(tmp_path, monkeypatch):
+def test_the_readmes_examples_flatten_a_nanoaod_file_for_the_jets_bundle_and_its_output_back_per_event(
+        tmp_path, monkeypatch):
     """The README's "Using a bundle elsewhere" flattens a NanoAOD file for the jets bundle: run it as written on a
-    toy NanoAOD file, and its branches must be the jets model's conditions, one row per generator-level jet."""
+    toy NanoAOD file, and its branches must be the jets model's conditions, one row per generator-level jet. Its
+    second example puts the runner's flat output back into the file's events: each event's generated jets must
+    be the rows of its own generator-level jets, in their order."""
     import re
 
     import yaml
@@ -556,13 +559,27 @@ def test_the_readmes_flattening_example_gives_the_jets_bundle_its_conditions(tmp
 
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Using a bundle elsewhere"):readme.index("## Running on a cluster")]
-    [snippet] = re.findall(r"```python\n(.*?)```", section, re.S)
+    flatten, per_event = re.findall(r"```python\n(.*?)```", section, re.S)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     dataset = config["datasets"]["nanoaod"]
     generate_file(tmp_path / "nano.root", "nanoaod", 0,
                   ToySettings(dataset["toy"]["layout"], 1, 200, dataset["tree"], 42, None))
     monkeypatch.chdir(tmp_path)
-    exec(compile(textwrap.dedent(snippet), "README.md", "exec"), {})
+    namespace = {}
+    exec(compile(textwrap.dedent(flatten), "README.md", "exec"), namespace)
     flat = uproot.open(tmp_path / "gen_jets.root")["Events"]
     assert sorted(flat.keys()) == sorted(config["models"]["jets"]["conditions"])
-    assert flat.num_entries == int(uproot.open(tmp_path / "nano.root")["Events"]["nGenJet"].array(library="np").sum())
+    nano = uproot.open(tmp_path / "nano.root")["Events"]
+    assert flat.num_entries == int(nano["nGenJet"].array(library="np").sum())
+
+    # the runner's output as it comes: one row per input row, in order (here pt a function of the row's gen_pt)
+    outputs = ["pt", "jetId"]
+    (tmp_path / "jets").mkdir()
+    (tmp_path / "jets" / "bundle.json").write_text(json.dumps({"variables": {"outputs": outputs}}))
+    gen_pt = flat["gen_pt"].array(library="np")
+    write_tree(tmp_path / "fast_jets.root", "Events", {"pt": 1.1 * gen_pt, "jetId": np.arange(len(gen_pt)) % 7,
+                                                      "gen_pt": gen_pt})
+    exec(compile(textwrap.dedent(per_event), "README.md", "exec"), namespace)
+    fast, real = uproot.open(tmp_path / "fast_events.root")["Events"].arrays(), nano.arrays(["GenJet_pt"])
+    assert len(fast) == nano.num_entries and ak.all(fast["nFastJet"] == ak.num(real["GenJet_pt"]))
+    assert ak.all(fast["FastJet_pt"] == 1.1 * real["GenJet_pt"]) and not set(fast.fields) & set(nano.keys())
