@@ -529,6 +529,21 @@ def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every
     assert capsys.readouterr().err == ""
 
 
+def test_standalone_runner_parses_on_the_oldest_python_its_onnxruntime_installs_on_and_the_readme_says_which():
+    """The runner goes to other machines' Pythons; the oldest that can install the onnxruntime it accepts is
+    MIN_ONNXRUNTIME_PYTHON (the README had said 3.9, where pip finds no onnxruntime 1.20.1). Syntax newer than
+    that (``except*``, PEP 695 generics) would stop it there before its first line ran."""
+    import ast
+
+    from pipeline_steps.export.run_bundle import MIN_ONNXRUNTIME_PYTHON
+
+    runner = REPO / "pipeline_steps" / "export" / "run_bundle.py"
+    ast.parse(runner.read_text(), filename=str(runner), feature_version=MIN_ONNXRUNTIME_PYTHON)
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Using a bundle elsewhere"):readme.index("## Running on a cluster")]
+    assert f"Python {'.'.join(map(str, MIN_ONNXRUNTIME_PYTHON))} or later" in section
+
+
 def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_category_it_does_not_know():
     """onnxruntime 1.20.0 gave 191 of 293 jets another pt; a SHiP category of 7 or 2.5 came out in the
     model's normalised units (Pz -0.925, a negative momentum) with status 0."""
@@ -538,6 +553,9 @@ def test_standalone_runner_refuses_an_onnxruntime_that_rounds_by_batch_and_a_cat
         check_onnxruntime_version("1.20.0")
     for version in ("1.20.1", "1.22.0", "1.23.0.dev20251201"):
         check_onnxruntime_version(version)
+    with pytest.raises(BundleError, match=r"1.19.2 rounds .*>=1.20.1 \(its wheels need Python 3.10 or later; this is "
+                                          r"Python 3.9\)"):  # pip finds nothing newer there
+        check_onnxruntime_version("1.19.2", python=(3, 9))
     categories = {"categories": {str(c): {} for c in (1, 2, 3, 4)}}
     check_categories(categories, np.array([1, 4, 2, 3], dtype=np.int8), "in.root:cbmsim")
     for bad in (np.array([1, 7, 0, 4]), np.array([1.0, 2.5])):

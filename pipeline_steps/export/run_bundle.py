@@ -53,6 +53,7 @@ MEASURING_ROUNDS = 3  # calls of each size, interleaved; the first of each pays 
 MEASURE_FROM_ROWS = 4 * MEASURING_ROUNDS * sum(CALL_ROWS_TRIED)
 MIN_CALL_ROWS = 8  # fewer rows per call take another matrix kernel path: see Bundle.run_onnx
 MIN_ONNXRUNTIME = (1, 20, 1)  # 1.18 to 1.20.0 round a flow's output by batch size: see Bundle.run_onnx
+MIN_ONNXRUNTIME_PYTHON = (3, 10)  # PyPI has no onnxruntime 1.20.1 or later for Python 3.9 (1.19.2 the last)
 BUNDLE_FORMAT = 2  # the bundle.json "format" this runner reads: pipeline_steps/export/manifest.py FORMAT_VERSION
 
 
@@ -60,12 +61,18 @@ class BundleError(ValueError):
     """A bad input or a changed bundle: ``main`` prints it as one line, without a traceback."""
 
 
-def check_onnxruntime_version(version: str) -> None:
-    """Refuse an onnxruntime before :data:`MIN_ONNXRUNTIME` (1.20.0 gave 191 of 293 jets another pt)."""
+def check_onnxruntime_version(version: str, python: tuple = tuple(sys.version_info[:2])) -> None:
+    """Refuse an onnxruntime before :data:`MIN_ONNXRUNTIME` (1.20.0 gave 191 of 293 jets another pt). On Python
+    3.9 (EL9's system ``python3``) pip finds 1.19.2 at most, :data:`MIN_ONNXRUNTIME_PYTHON`: say so, or the
+    advice to install a newer one cannot be followed."""
     found = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
     if found < MIN_ONNXRUNTIME:
         wanted = ".".join(map(str, MIN_ONNXRUNTIME))
-        raise BundleError(f"onnxruntime {version} rounds a model's output by batch size; install onnxruntime>={wanted}")
+        python_too = "" if python >= MIN_ONNXRUNTIME_PYTHON else (
+            f" (its wheels need Python {'.'.join(map(str, MIN_ONNXRUNTIME_PYTHON))} or later; this is Python "
+            f"{'.'.join(map(str, python))})")
+        raise BundleError(f"onnxruntime {version} rounds a model's output by batch size; install "
+                          f"onnxruntime>={wanted}{python_too}")
 
 
 # ------------------------------------------------------------------------------------ ONNX Runtime
