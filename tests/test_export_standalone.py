@@ -379,6 +379,9 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
     in_steps = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--step-rows", "10",
                               expect_error=True).stderr  # the file's entry, and the step that holds it
     assert "branch 'gen_eta' entry 17 is nan; the model needs finite values (1 of entries 10-19 are not)" in in_steps
+    zero_pt = {**flat, "gen_pt": np.where(np.arange(40) >= 23, 0.0, flat["gen_pt"]).astype(flat["gen_pt"].dtype)}
+    assert ("branch 'gen_pt' entry 23 is 0.0; this bundle's log_standard transform of 'gen_pt' takes values above 0 "
+            "only (its training had no other; 17 of entries 0-39 are not)") in refused(zero_pt)  # had been a traceback
     jagged = {**flat, "gen_pt": ak.Array([[value] for value in flat["gen_pt"]])}
     assert "branch 'gen_pt' holds a list per entry; this bundle reads one number per entry, one row per object" in refused(
         jagged)

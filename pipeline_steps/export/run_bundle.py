@@ -19,7 +19,8 @@ back to, its branch: ``bundle.json`` -> ``io.branches``):
   (``<prefix><field>``). Output: the jet features plus ``prob_<class>`` per class.
 
 Before it runs, it checks every file against ``bundle.json``'s sha256 checksums, onnxruntime's version,
-and that every condition is present, one finite number per row (and a SHiP category one of the four):
+and that every condition is present, one finite number per row that its transform takes (a log kind's x +
+offset > 0), and a SHiP category one of the four:
 a bad input stops with one line naming the branch and entry, never a file of NaN or unconverted rows.
 It then reads, runs and writes the input a step of rows at a time (``--step-rows``), so that its memory
 does not grow with the file; the values do not depend on the step.
@@ -608,6 +609,29 @@ def read_flat(arrays, branch: str, where: str, start: int, check: bool = True) -
     return values
 
 
+def check_transform_domain(section: dict, conditions: dict, branches: dict, where: str, start: int) -> None:
+    """Every condition in its transform's domain: a log kind takes only x + offset > 0 after the stored clip (the
+    least a dequantised integer can become, floor(x) + the margin, for one that is dequantised). Its training had
+    no value outside (preprocessing refuses one and asks for ``log_offset`` or a ``clip``), so the model was never
+    shown one; a gen pt or a track momentum of 0 or below is a bad entry, not an extrapolation. The forward
+    transform had stopped on it with a traceback naming neither the file nor the entry. ``branches``: each
+    condition's input branch."""
+    for variable in section["variables"]:
+        if variable["kind"] not in LOG_KINDS:
+            continue
+        params, name = variable["params"], variable["name"]
+        x = np.asarray(conditions[name], dtype=np.float64)
+        least = np.floor(x) + DEQUANTIZE_MARGIN if variable.get("dequantize") else x
+        offset = params.get("offset", 0.0)
+        bad = ~(_clipped(params, least) + offset > 0)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise BundleError(f"{where}: branch {branches[name]!r} entry {start + first} is {conditions[name][first]}; "
+                              f"this bundle's {variable['kind']} transform of {name!r} takes values above "
+                              f"{0.0 - offset:g} only (its training had no other; {int(bad.sum())} of "
+                              f"{_entries(start, start + len(x))} are not)")
+
+
 def read_jagged(arrays, branch: str, where: str, start: int, check: bool = True):
     """A CalRatio sequence field of a step's arrays: a list per jet (an awkward array), of finite numbers."""
     import awkward as ak  # uproot's own dependency
@@ -797,6 +821,9 @@ def read_rows(bundle: Bundle, arrays, where: str, start: int, check: bool) -> tu
     conditions = {name: read_flat(arrays, branch, where, start, check)
                   for name, branch in zip(names, condition_branches(bundle))}
     sequences = {branch: read_jagged(arrays, branch, where, start, check) for branch in sequence_branches(bundle)}
+    if check:
+        check_transform_domain(bundle.transforms["conditions"], conditions,
+                               dict(zip(names, condition_branches(bundle))), where, start)
     if check and bundle.categories is not None:
         check_categories(bundle.categories, conditions["category"], f"{where} branch 'category'", start)
     if check and sequences:
