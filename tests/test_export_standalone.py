@@ -71,6 +71,7 @@ def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *ex
     assert result.returncode == 0, result.stdout + result.stderr
     with uproot.open(output) as produced:  # a TTree, as it says: `file[tree] = columns` had written an RNTuple
         assert set(produced.classnames().values()) - {"TDirectory"} == {"TTree"}, produced.classnames()
+        assert produced.file.compression == uproot.ZSTD(1)  # as the workflow's files; zlib took 4x the time
     return result
 
 
@@ -513,6 +514,19 @@ def test_standalone_runner_refuses_an_empty_tree_or_writes_it_empty_when_asked(t
             outputs[n] = (produced["Events"].num_entries, produced["Events"].typenames())
     assert outputs[3][0] == 3 and outputs[0][0] == 0
     assert outputs[0][1] == outputs[3][1] and outputs[0][1]["charge"] == "int8_t"  # the same branches and types
+
+
+def test_standalone_runner_writes_zlib_where_its_uproot_cannot_write_zstd(monkeypatch):
+    """uproot before 5.4 compresses ZSTD only with the zstandard package, which pip does not bring with it."""
+    from pipeline_steps.export.run_bundle import output_compression
+
+    assert output_compression() == uproot.ZSTD(1)
+
+    def missing(self, data):
+        raise ModuleNotFoundError("install the 'zstandard' package")
+
+    monkeypatch.setattr(uproot.ZSTD, "compress", missing)
+    assert output_compression() == uproot.ZLIB(1)
 
 
 def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every_interval(capsys):
