@@ -66,7 +66,7 @@ def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *ex
                             timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     if expect_error:  # one line, no traceback, no output file
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout + result.stderr
-        assert not output.exists() or output == source or output.as_uri() == source  # the input, kept
+        assert not Path(output).exists() or output == source or Path(output).as_uri() == source  # the input, kept
         return result
     assert result.returncode == 0, result.stdout + result.stderr
     with uproot.open(output) as produced:  # a TTree, as it says: `file[tree] = columns` had written an RNTuple
@@ -105,8 +105,8 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     steps = tmp_path / "steps.root"  # 9 steps, the last of 4 rows: noise and nhits' dequantisation carry on
     in_steps = run_standalone(tmp_path, bundle, source, steps, "--seed", "7", "--step-rows", "7").stderr
     assert re.search(r"entries 0-6 of 60 written \(12 %\), \d+ rows/s, about \d+ s left", in_steps), in_steps
-    by_url = tmp_path / "by_url.root"  # a URL goes to uproot as it is (root:// on EOS, here file://)
-    run_standalone(tmp_path, bundle, source.as_uri(), by_url, "--seed", "7")
+    by_url = tmp_path / "by_url.root"  # a URL goes to uproot as it is (root:// on EOS, here file://); a file://
+    run_standalone(tmp_path, bundle, source.as_uri(), by_url.as_uri(), "--seed", "7")  # output names its path
     nested, in_directory = tmp_path / "nested.root", tmp_path / "in_directory.root"  # a tree in a TDirectory, in steps
     write_tree(nested, "sub/Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
     run_standalone(tmp_path, bundle, nested, in_directory, "--seed", "7", "--tree", "sub/Events", "--step-rows", "7")
@@ -391,6 +391,9 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
     assert "the output would replace the input file" in refused(flat, output_name="in.root")
     as_url = run_standalone(tmp_path, bundle, (tmp_path / "in.root").as_uri(), tmp_path / "in.root", expect_error=True)
     assert "the output would replace the input file" in as_url.stderr
+    to_eos = run_standalone(tmp_path, bundle, tmp_path / "in.root", "root://eos.invalid//user/out.root",
+                            expect_error=True).stderr  # had read "no folder <cwd>/root:/eos.invalid/user"
+    assert "root://eos.invalid//user/out.root: the output must be a path on this machine, not a URL" in to_eos
     too_small = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--batch-rows", "8",
                                expect_error=True).stderr
     assert "--batch-rows 8: at least 16 rows a call" in too_small

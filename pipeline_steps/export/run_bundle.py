@@ -707,10 +707,15 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
         raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
     if step_rows is not None and step_rows < 1:
         raise BundleError(f"--step-rows {step_rows}: expected 1 or more rows a step")
-    if Path(output_root).resolve() == local_path(input_root).resolve():
+    if URL.match(str(output_root)) and not str(output_root).startswith("file://"):
+        raise BundleError(f"{output_root}: the output must be a path on this machine, not a URL: it is written "
+                          f"under a temporary name and renamed once complete; write it here and copy it (xrdcp), "
+                          f"or name a mounted path (/eos/...)")  # it had read "no folder <cwd>/root:/eos..."
+    output_root = local_path(str(output_root))
+    if output_root.resolve() == local_path(input_root).resolve():
         raise BundleError(f"{output_root}: the output would replace the input file; name another output")
-    if not Path(output_root).resolve().parent.is_dir():  # before the model runs, not after
-        raise BundleError(f"{output_root}: no folder {Path(output_root).resolve().parent} to write the output into")
+    if not output_root.resolve().parent.is_dir():  # before the model runs, not after
+        raise BundleError(f"{output_root}: no folder {output_root.resolve().parent} to write the output into")
     check_checksums(Path(bundle_dir), read_manifest(Path(bundle_dir)))  # before any file of the bundle is loaded
     bundle = Bundle(bundle_dir, batch_rows=batch_rows)
     tree = tree or bundle.manifest["io"]["tree"]
