@@ -532,6 +532,29 @@ def test_standalone_runner_writes_zlib_where_its_uproot_cannot_write_zstd(monkey
     assert output_compression() == uproot.ZLIB(1)
 
 
+def test_standalone_runner_stopped_by_sigterm_leaves_neither_output_nor_temporary(tmp_path):
+    """A batch job at its time limit gets SIGTERM: Python's default had ended the runner at once and left its
+    hidden temporary output (up to the whole output's size) beside the user's files."""
+    import signal
+    import time
+
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(200_000, seed=4)[FLOW_CONDITIONS]
+    source, output = tmp_path / "in.root", tmp_path / "out.root"
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
+    run = subprocess.Popen([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(source), str(output),
+                            "--batch-rows", "16", "--step-rows", "20000"], cwd=tmp_path, stderr=subprocess.PIPE,
+                           text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.root.*.tmp.root")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the temporary appears once every entry is checked, before the first step runs
+    assert run.poll() is None, "the run ended before it could be stopped: give it more rows"
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM; no output written" in stderr, stderr
+    assert not output.exists() and not list(tmp_path.glob(".out.root.*")), sorted(p.name for p in tmp_path.iterdir())
+
+
 def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every_interval(capsys):
     from pipeline_steps.export.run_bundle import Progress
 

@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -947,9 +948,13 @@ class OutputTree:
         try:
             self._stream = open(self.temporary, "wb+")
             self._sink = uproot.recreate(self._stream, compression=output_compression())
-        except OSError as error:
+        except BaseException as error:  # a SIGTERM here too (Stopped): no __exit__ follows a failed __enter__
+            if self._stream is not None:
+                self._stream.close()
             self._remove_temporary()
-            raise self._error(error) from None
+            if isinstance(error, OSError):
+                raise self._error(error) from None
+            raise
         return self
 
     def write(self, columns: dict) -> None:
@@ -1000,14 +1005,35 @@ def main(argv=None) -> int:
                         help=f"input rows read, run and written at a time (default: {STEP_ROWS}, or fewer where a row "
                              f"is wide: ~140 MB a step for the jets bundle); the values do not depend on it")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         rows = run_file(args.bundle, args.input, args.output, args.tree, args.seed, args.batch_rows,
                         args.empty_tree, args.step_rows)
     except BundleError as error:
         print(f"run_bundle.py: error: {error}", file=sys.stderr)
         return 2
+    except (Stopped, KeyboardInterrupt) as stop:
+        number = stop.signal if isinstance(stop, Stopped) else signal.SIGINT
+        print(f"run_bundle.py: stopped by {signal.Signals(number).name}; no output written", file=sys.stderr)
+        return 128 + number
     print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
     return 0
+
+
+class Stopped(Exception):
+    """SIGTERM arrived: a batch system's time limit or ``scancel`` (SLURM sends SIGKILL 30 s later by default)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"signal {number}")
+        self.signal = number
+
+
+def _stop(number, frame) -> None:
+    """Turn SIGTERM into an exception, so that the ``with`` blocks unwind: Python's default ends the process at
+    once, and a job stopped at its time limit had left its ``.<output>.<pid>.tmp.root`` beside the outputs (a
+    hidden file of up to the whole output's size, on EOS in the user's quota). Python runs the handler between
+    two bytecodes: after the ONNX Runtime call under way, milliseconds."""
+    raise Stopped(number)
 
 
 if __name__ == "__main__":
