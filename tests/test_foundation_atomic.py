@@ -105,3 +105,30 @@ def test_an_os_error_while_writing_names_the_output_and_leaves_nothing(tmp_path)
     with pytest.raises(ValueError):  # anything else passes unchanged
         with atomic_path(final):
             raise ValueError("not an OS error")
+
+
+#: A rule's script stopped by SIGTERM (a batch time limit, scancel) inside its step and inside atomic_path.
+STOPPED_JOB = """
+import os, signal, sys, time
+from pipeline_steps.common.atomic import atomic_path
+from pipeline_steps.common.logs import start_job, step_logging
+start_job(sys.argv[2])
+with step_logging(sys.argv[2]), atomic_path(sys.argv[1]) as tmp:
+    tmp.write_text("half a table")
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the handler runs at the next bytecode: the sleep is cut short
+    tmp.write_text("whole table")
+"""
+
+
+def test_a_job_stopped_by_sigterm_removes_its_temporaries_and_says_so_in_its_log(tmp_path):
+    """Python's default ends the process at SIGTERM without running any ``finally``: the temporary stayed, and
+    only the next write of the same path on the same host removed it (a cluster's rerun lands elsewhere)."""
+    script, final, log = tmp_path / "job.py", tmp_path / "0.parquet", tmp_path / "job.log"
+    script.write_text(STOPPED_JOB)
+    job = subprocess.run([sys.executable, str(script), str(final), str(log)], cwd=REPO, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    assert job.returncode == 143, job.stderr
+    assert _hidden(tmp_path) == [] and not final.exists()
+    text = log.read_text()
+    assert "step stopped by SIGTERM" in text and "Traceback" not in text, text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -51,6 +52,11 @@ def step_logging(log_path: str | Path | None, level: int = logging.INFO) -> Iter
             logging.getLogger("pipeline_steps").error("step failed: %s: %s", type(error).__name__, error)
             _mark_logged(error)
             raise
+        except Stopped:
+            logging.getLogger("pipeline_steps").error(
+                "step stopped by SIGTERM (a batch time limit, scancel, or Snakemake stopping its jobs); its "
+                "unfinished outputs' temporary files are removed")
+            raise
         except BaseException as error:
             logging.getLogger("pipeline_steps").exception("step failed")
             _mark_logged(error)
@@ -86,12 +92,28 @@ def send_process_output_to_log(log_path: str | Path) -> None:
 
 def start_job(log_path: str | Path) -> None:
     """What every rule's script does first: run with the fixed hash seed (re-executing the script if
-    needed, ``reproducible.run_with_fixed_hash_seed``), then send its native output to its log."""
+    needed, ``reproducible.run_with_fixed_hash_seed``), then send its native output to its log, and let
+    SIGTERM unwind the job (:class:`Stopped`)."""
     from pipeline_steps.common.reproducible import run_with_fixed_hash_seed
 
     run_with_fixed_hash_seed()
     send_process_output_to_log(log_path)
     sys.excepthook = _report_uncaught
+    signal.signal(signal.SIGTERM, _raise_stopped)
+
+
+class Stopped(SystemExit):
+    """SIGTERM arrived: a batch system's time limit (SLURM sends SIGKILL 30 s later by default), ``scancel``,
+    ``condor_rm``, or Snakemake stopping its jobs. Python's default ends the process at once, so no ``finally``
+    ran and every ``atomic_path`` under way left its hidden temporary beside the outputs; the next write of the
+    same path removes it only on the same host, and a rerun on a cluster lands on another. Raised in the main
+    thread between two bytecodes (after the native call under way: a TensorFlow epoch, an ONNX Runtime call),
+    it unwinds every ``with``; a SystemExit, so that no ``except Exception`` takes it for a failure to handle,
+    and the job exits 143 as the signal would have made it."""
+
+
+def _raise_stopped(number, frame) -> None:
+    raise Stopped(128 + number)
 
 
 def _mark_logged(error: BaseException) -> None:
