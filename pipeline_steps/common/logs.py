@@ -54,7 +54,7 @@ def step_logging(log_path: str | Path | None, level: int = logging.INFO) -> Iter
             raise
         except Stopped:
             logging.getLogger("pipeline_steps").error(
-                "step stopped by SIGTERM (a batch time limit, scancel, or Snakemake stopping its jobs); its "
+                "step stopped by SIGTERM (a batch time limit, scancel, condor_rm); its "
                 "unfinished outputs' temporary files are removed")
             raise
         except BaseException as error:
@@ -104,12 +104,12 @@ def start_job(log_path: str | Path) -> None:
 
 class Stopped(SystemExit):
     """SIGTERM arrived: a batch system's time limit (SLURM sends SIGKILL 30 s later by default), ``scancel``,
-    ``condor_rm``, or Snakemake stopping its jobs. Python's default ends the process at once, so no ``finally``
-    ran and every ``atomic_path`` under way left its hidden temporary beside the outputs; the next write of the
-    same path removes it only on the same host, and a rerun on a cluster lands on another. Raised in the main
-    thread between two bytecodes (after the native call under way: a TensorFlow epoch, an ONNX Runtime call),
-    it unwinds every ``with``; a SystemExit, so that no ``except Exception`` takes it for a failure to handle,
-    and the job exits 143 as the signal would have made it."""
+    ``condor_rm`` (Snakemake's own head process, sent SIGTERM, lets its running jobs finish). Python's default
+    ends the process at once, so no ``finally`` ran and every ``atomic_path`` under way left its hidden
+    temporary beside the outputs; the next write of the same path removes it only on the same host, and a rerun
+    on a cluster lands on another. Raised in the main thread between two bytecodes (after the native call under
+    way: a TensorFlow epoch, an ONNX Runtime call), it unwinds every ``with``; a SystemExit, so that no ``except
+    Exception`` takes it for a failure to handle, and the job exits 143 as the signal would have made it."""
 
 
 def _raise_stopped(number, frame) -> None:
