@@ -26,6 +26,10 @@ It then reads, runs and writes the input a step of rows at a time (``--step-rows
 does not grow with the file; the values do not depend on the step.
 The noise is numpy's (``--seed``), not the workflow's torch or TensorFlow generator: a bundle's rows match
 the workflow's generated file in distribution, not row by row.
+
+Exit status: 0 written; 2 a bad input or bundle (one line on stderr); 143 stopped by SIGTERM (a batch time
+limit, scancel) and 130 by Ctrl-C, with no output and no temporary left. A file of more than one step logs its
+progress on stderr after the first step, then at most every 30 s.
 """
 
 from __future__ import annotations
