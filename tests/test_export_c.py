@@ -184,3 +184,62 @@ def test_dequantised_conditions_are_refused_for_c(tmp_path):
                                  fit_variable_transforms(rows, {"dz": "standard"}))
     with pytest.raises(ConfigError, match="n_hits"):
         check_supported(transforms)
+
+
+#: A C++ caller (a Geant4 or ROOT user's code) of both functions; prints the targets, one row a line.
+CPP_CALLER = r"""
+#include "generator.h"
+#include <cstdio>
+#include <vector>
+int main() {
+  const int n = N_ROWS;
+  std::vector<double> physical(n * FASTSIM_N_CONDITIONS);
+  std::vector<float> model(n * FASTSIM_N_CONDITIONS), noise(n * FASTSIM_NOISE_DIM);
+  for (double &x : physical) if (std::scanf("%lf", &x) != 1) return 3;
+  for (float &x : model) if (std::scanf("%f", &x) != 1) return 3;
+  for (float &x : noise) if (std::scanf("%f", &x) != 1) return 3;
+  std::vector<double> targets(n * FASTSIM_N_TARGETS);
+  std::vector<float> model_targets(n * FASTSIM_N_TARGETS);
+  fastsim_generate_physical(physical.data(), noise.data(), targets.data(), n);
+  fastsim_generator(model.data(), noise.data(), model_targets.data(), n);
+  for (double t : targets) std::printf("%.17g\n", t);
+  for (float t : model_targets) std::printf("%.9g\n", t);
+  return 0;
+}
+"""
+
+
+def test_a_cpp_program_calls_the_c_export_through_its_header(tmp_path):
+    """Geant4 and ROOT users call the generator from C++: the header's extern "C" must let g++ link the C
+    library (without it, g++ looks for mangled names), and C++ gets the values Python's ctypes call gets."""
+    import subprocess
+
+    generator, architecture, _, noise = tiny_generator(tmp_path)
+    transforms, rows = fitted_transforms("offsets_and_clips")
+    physical_conditions = rows[CONDITIONS].head(len(noise)).to_numpy().copy()
+    conditions = transforms.conditions.forward(rows[CONDITIONS].head(len(noise)))
+    reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
+    expected_frame = transforms.support.apply(transforms.targets_to_physical(
+        transforms.targets.inverse(reference), rows[CONDITIONS].head(len(noise))))
+    c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5,
+                      (transforms, physical_conditions, {n: expected_frame[n].to_numpy() for n in TARGETS}))
+    (tmp_path / "caller.cpp").write_text(CPP_CALLER.replace("N_ROWS", str(len(noise))))
+    build = subprocess.run(["g++", "-Wall", "-Werror", "-std=c++17", "-O2", "-o", str(tmp_path / "caller"),
+                            str(tmp_path / "caller.cpp"), f"-L{tmp_path}", "-lfastsim_generator"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, build.stderr
+    numbers = "\n".join(f"{x:.17g}" for x in np.concatenate([physical_conditions.ravel(),
+                                                             np.asarray(conditions, np.float32).ravel(),
+                                                             np.asarray(noise, np.float32).ravel()]))
+    run = subprocess.run([str(tmp_path / "caller")], input=numbers, capture_output=True, text=True,
+                         env={"LD_LIBRARY_PATH": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    printed = np.array(run.stdout.split(), dtype=np.float64)
+    physical = printed[:len(noise) * len(TARGETS)].reshape(len(noise), len(TARGETS))
+    model_space = printed[len(noise) * len(TARGETS):].reshape(len(noise), len(TARGETS)).astype(np.float32)
+    np.testing.assert_array_equal(
+        physical, c_export.run_physical(tmp_path / c_export.LIBRARY, physical_conditions, noise, len(TARGETS)))
+    np.testing.assert_array_equal(
+        model_space, c_export.run_library(tmp_path / c_export.LIBRARY, np.asarray(conditions, np.float32), noise,
+                                          len(TARGETS)))
+    assert np.isfinite(physical).all() and np.std(physical) > 0
