@@ -160,3 +160,39 @@ def _alive(pid: int) -> bool:
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python tests/test_cluster_slurm.py
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+#: A rule's script as SLURM runs it: inside its step and inside an atomic_path when the job is cancelled.
+_CANCELLED_JOB = """
+import sys, time
+from pipeline_steps.common.atomic import atomic_path
+from pipeline_steps.common.logs import start_job, step_logging
+start_job(sys.argv[2])
+with step_logging(sys.argv[2]), atomic_path(sys.argv[1]) as tmp:
+    tmp.write_text("half a table")
+    time.sleep(300)
+"""
+
+
+def test_a_cancelled_job_removes_its_temporaries_and_logs_why(cluster: SlurmCluster, tmp_path):
+    """scancel and a job's time limit send SIGTERM (then SIGKILL after KillWait): Python's default had ended the
+    job at once and left its hidden temporary beside the outputs (checked on this cluster with SIGTERM reset to
+    the default); a time limit, checked by hand, gives the same as scancel."""
+    import time
+
+    script = tmp_path / "job.py"
+    script.write_text(_CANCELLED_JOB)
+    env = {**cluster.env, "PYTHONPATH": str(REPO)}
+    job = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path}/slurm.out", "--wrap",
+                          f"{sys.executable} {script} {tmp_path}/0.parquet {tmp_path}/job.log"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".0.parquet.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".0.parquet.*")), cluster.daemon_logs()
+    subprocess.run(["scancel", job], env=env, check=True)
+    while time.monotonic() < deadline and "stopped by SIGTERM" not in (tmp_path / "job.log").read_text():
+        time.sleep(0.2)
+    time.sleep(1)
+    assert "stopped by SIGTERM" in (tmp_path / "job.log").read_text(), cluster.daemon_logs()
+    assert not list(tmp_path.glob(".0.parquet.*")) and not (tmp_path / "0.parquet").exists()
