@@ -145,14 +145,11 @@ def test_transforms_in_c_match_the_numpy_physical_path(tmp_path, case):
     assert np.std(found[:, 0]) > 0
 
 
-def test_c_gives_nan_for_rows_it_cannot_transform_and_its_header_says_what_to_feed(tmp_path):
-    """The network's relu had turned a NaN condition into 0 and the support clip into a plausible value
-    (cov_00 0.00245 for p = NaN, -5 or +inf), where ONNX gives NaN; the header had held only counts, and a
-    -Wall build warned about an unused helper."""
-    import subprocess
-
+def export_physical_c(tmp_path: Path):
+    """The tiny generator exported to C with its physical function (fitted offsets and clips); returns the
+    physical conditions, their transformed float values and the noise it was checked on."""
     generator, architecture, _, noise = tiny_generator(tmp_path)
-    transforms, rows = fitted_transforms("offsets_and_clips")  # gen_pt: log10(x + 0.5)
+    transforms, rows = fitted_transforms("offsets_and_clips")
     physical_conditions = rows[CONDITIONS].head(len(noise)).to_numpy().copy()
     conditions = transforms.conditions.forward(rows[CONDITIONS].head(len(noise)))
     reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
@@ -160,6 +157,16 @@ def test_c_gives_nan_for_rows_it_cannot_transform_and_its_header_says_what_to_fe
         transforms.targets.inverse(reference), rows[CONDITIONS].head(len(noise))))
     c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5,
                       (transforms, physical_conditions, {n: expected_frame[n].to_numpy() for n in TARGETS}))
+    return physical_conditions, conditions, noise
+
+
+def test_c_gives_nan_for_rows_it_cannot_transform_and_its_header_says_what_to_feed(tmp_path):
+    """The network's relu had turned a NaN condition into 0 and the support clip into a plausible value
+    (cov_00 0.00245 for p = NaN, -5 or +inf), where ONNX gives NaN; the header had held only counts, and a
+    -Wall build warned about an unused helper."""
+    import subprocess
+
+    physical_conditions, _, noise = export_physical_c(tmp_path)  # gen_pt: log10(x + 0.5)
     physical_conditions[:4] = [[np.nan, 0.0], [5.0, np.inf], [-0.7, 0.0], [-np.inf, 1.0]]  # -0.7: log10 of -0.2
     found = c_export.run_physical(tmp_path / c_export.LIBRARY, physical_conditions, noise, len(TARGETS))
     assert np.isnan(found[:4]).all() and np.isfinite(found[4:]).all()
@@ -214,15 +221,7 @@ def test_a_cpp_program_calls_the_c_export_through_its_header(tmp_path):
     library (without it, g++ looks for mangled names), and C++ gets the values Python's ctypes call gets."""
     import subprocess
 
-    generator, architecture, _, noise = tiny_generator(tmp_path)
-    transforms, rows = fitted_transforms("offsets_and_clips")
-    physical_conditions = rows[CONDITIONS].head(len(noise)).to_numpy().copy()
-    conditions = transforms.conditions.forward(rows[CONDITIONS].head(len(noise)))
-    reference = c_export.onnx_output(tmp_path / "model.onnx", conditions, noise)
-    expected_frame = transforms.support.apply(transforms.targets_to_physical(
-        transforms.targets.inverse(reference), rows[CONDITIONS].head(len(noise))))
-    c_export.export_c(generator, architecture, tmp_path, reference, conditions, noise, 1e-5,
-                      (transforms, physical_conditions, {n: expected_frame[n].to_numpy() for n in TARGETS}))
+    physical_conditions, conditions, noise = export_physical_c(tmp_path)
     (tmp_path / "caller.cpp").write_text(CPP_CALLER.replace("N_ROWS", str(len(noise))))
     build = subprocess.run(["g++", "-Wall", "-Werror", "-std=c++17", "-O2", "-o", str(tmp_path / "caller"),
                             str(tmp_path / "caller.cpp"), f"-L{tmp_path}", "-lfastsim_generator"],
