@@ -555,6 +555,27 @@ def test_standalone_runner_stopped_by_sigterm_leaves_neither_output_nor_temporar
     assert not output.exists() and not list(tmp_path.glob(".out.root.*")), sorted(p.name for p in tmp_path.iterdir())
 
 
+def test_the_runners_domain_check_takes_what_the_forward_transform_takes():
+    """A value is refused exactly where the forward transform would stop: a dequantised count of 0 becomes
+    0.001-0.999 (taken), -1 cannot; a stored clip and offset take any value; each refusal names the entry."""
+    from pipeline_steps.export.run_bundle import BundleError, check_transform_domain, set_forward
+
+    section = {"variables": [
+        {"name": "nhits", "kind": "log_standard", "dequantize": True, "params": {"mean": 1.0, "std": 1.0}},
+        {"name": "mass", "kind": "log_standard", "params": {"mean": 1.0, "std": 1.0, "offset": 1.0, "clip_low": 0.0}},
+    ], "seed": 3}
+    branches = {"nhits": "Muon_nhits", "mass": "GenJet_mass"}
+    taken = {"nhits": np.array([0.0, 3.0, 0.0]), "mass": np.array([-7.0, 0.0, 1e30])}
+    check_transform_domain(section, taken, branches, "in.root:Events", 0)
+    assert np.isfinite(set_forward(section, taken)).all()  # and the transform takes them
+    refused = {"nhits": np.array([0.0, 3.0, -1.0]), "mass": np.zeros(3)}
+    with pytest.raises(BundleError, match=r"in.root:Events: branch 'Muon_nhits' entry 102 is -1.0; .* takes values above "
+                                          r"0 only \(its training had no other; 1 of entries 100-102 are not\)"):
+        check_transform_domain(section, refused, branches, "in.root:Events", 100)
+    with pytest.raises(ValueError):  # the forward transform itself stops there, which the check now names first
+        set_forward(section, refused)
+
+
 def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every_interval(capsys):
     from pipeline_steps.export.run_bundle import Progress
 
