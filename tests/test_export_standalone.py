@@ -576,11 +576,26 @@ def test_the_runners_domain_check_takes_what_the_forward_transform_takes():
         set_forward(section, refused)
 
 
+def test_a_sigterm_while_the_input_opens_is_not_reported_as_a_bad_input(monkeypatch):
+    """Opening the input turns uproot's errors into "cannot be opened as a ROOT file"; the runner's Stopped had
+    been an Exception too, so a SIGTERM there read as a bad file with status 2."""
+    import uproot
+
+    from pipeline_steps.export import run_bundle
+
+    def stopped(*args, **kwargs):
+        run_bundle._stop(15, None)
+
+    monkeypatch.setattr(uproot, "open", stopped)
+    with pytest.raises(run_bundle.Stopped):
+        run_bundle.open_input("root://eos.invalid//x.root")
+
+
 def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every_interval(capsys):
     from pipeline_steps.export.run_bundle import Progress
 
     now = [0.0]
-    progress = Progress(1000, 100, clock=lambda: now[0], every_s=30.0)
+    progress = Progress(1000, clock=lambda: now[0], every_s=30.0)
     for stop, at in ((100, 10.0), (200, 20.0), (300, 39.0), (400, 41.0), (1000, 100.0)):
         now[0] = at
         progress.step_written(stop)
@@ -588,7 +603,7 @@ def test_standalone_runner_logs_progress_after_the_first_step_then_at_most_every
     # the first step at once; 300 is 29 s after it, 400 the first past 30 s; the last step is the run's own line
     assert lines == ["entries 0-99 of 1000 written (10 %), 10 rows/s, about 90 s left",
                      "entries 0-399 of 1000 written (40 %), 10 rows/s, about 62 s left"], lines
-    single = Progress(50, 100, clock=lambda: now[0])
+    single = Progress(50, clock=lambda: now[0])
     single.step_written(50)
     assert capsys.readouterr().err == ""
 

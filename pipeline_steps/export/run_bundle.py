@@ -732,7 +732,7 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
         for start, arrays in input_steps(events, input_branches(bundle), step_rows):
             read_rows(bundle, arrays, where, start, check=True)
         streams = RandomStreams(bundle, seed)
-        progress = Progress(events.num_entries, step_rows)
+        progress = Progress(events.num_entries)
         with OutputTree(output_root, tree) as output:
             for start, arrays in input_steps(events, input_branches(bundle), step_rows):
                 output.write(run_rows(bundle, *read_rows(bundle, arrays, where, start, check=False), streams))
@@ -750,10 +750,10 @@ class Progress:
     written, the rate and the time left. A batch job of a few million rows runs for minutes (5M jets: ~130 s
     on the Xeon) and had logged nothing until its end, so a stalled job and a slow one looked alike. The first
     line comes after one step (~7 s for the jets bundle), with the rate and time left that the rest will take;
-    a file of one step, where the run's end comes as soon, prints none."""
+    a file of one step, where the run's end comes as soon, prints none (its first step is its last)."""
 
-    def __init__(self, entries: int, step_rows: int, clock=time.monotonic, every_s: float | None = None) -> None:
-        self.entries, self.steps, self.clock = entries, -(-entries // step_rows), clock
+    def __init__(self, entries: int, clock=time.monotonic, every_s: float | None = None) -> None:
+        self.entries, self.clock = entries, clock
         self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
         self.started = self.last = clock()
         self.lines = 0
@@ -761,7 +761,7 @@ class Progress:
     def step_written(self, stop: int) -> None:
         """Entries ``[0, stop)`` are written."""
         now = self.clock()
-        if self.steps < 2 or stop >= self.entries or (self.lines and now - self.last < self.every_s):
+        if stop >= self.entries or (self.lines and now - self.last < self.every_s):
             return
         rate = stop / max(now - self.started, 1e-9)
         print(f"entries 0-{stop - 1} of {self.entries} written ({100 * stop / self.entries:.0f} %), "
@@ -827,13 +827,11 @@ def sequence_branches(bundle: Bundle) -> list[str]:
 def read_rows(bundle: Bundle, arrays, where: str, start: int, check: bool) -> tuple[dict, dict]:
     """A step's conditions under their column names, and CalRatio's sequences under their branches; with
     ``check``, every value checked (the named error for the first bad entry, ``start`` the step's first)."""
-    names = bundle.manifest["variables"]["conditions"]
-    conditions = {name: read_flat(arrays, branch, where, start, check)
-                  for name, branch in zip(names, condition_branches(bundle))}
+    branches = dict(zip(bundle.manifest["variables"]["conditions"], condition_branches(bundle)))
+    conditions = {name: read_flat(arrays, branch, where, start, check) for name, branch in branches.items()}
     sequences = {branch: read_jagged(arrays, branch, where, start, check) for branch in sequence_branches(bundle)}
     if check:
-        check_transform_domain(bundle.transforms["conditions"], conditions,
-                               dict(zip(names, condition_branches(bundle))), where, start)
+        check_transform_domain(bundle.transforms["conditions"], conditions, branches, where, start)
     if check and bundle.categories is not None:
         check_categories(bundle.categories, conditions["category"], f"{where} branch 'category'", start)
     if check and sequences:
@@ -1024,8 +1022,10 @@ def main(argv=None) -> int:
     return 0
 
 
-class Stopped(Exception):
-    """SIGTERM arrived: a batch system's time limit or ``scancel`` (SLURM sends SIGKILL 30 s later by default)."""
+class Stopped(BaseException):
+    """SIGTERM arrived: a batch system's time limit or ``scancel`` (SLURM sends SIGKILL 30 s later by default).
+    A BaseException, as KeyboardInterrupt: an ``except Exception`` on the way (opening the input turns uproot's
+    errors into a BundleError) must not report it as a bad input."""
 
     def __init__(self, number: int) -> None:
         super().__init__(f"signal {number}")
