@@ -75,8 +75,49 @@ def run_standalone(tmp_path: Path, bundle: Path, source: Path, output: Path, *ex
     return result
 
 
+def input_key(bundle_dir: Path, source: Path, tree: str = "Events") -> int:
+    """The key of a file's values that seeds the runner's streams for it (run_bundle.InputKey)."""
+    from pipeline_steps.export import run_bundle
+
+    bundle = run_bundle.Bundle(bundle_dir)
+    with uproot.open(source) as opened:
+        return run_bundle.check_input(bundle, opened[tree], f"{source}:{tree}", run_bundle.default_step_rows(bundle))
+
+
+def runner_draws(bundle_dir: Path, source: Path, rows: pd.DataFrame, seed: int, transforms, dim: int):
+    """The model's conditions (dequantised) and noise that the runner draws for ``source`` with ``--seed seed``,
+    computed by the project's own transforms: each seed keyed by the file's values (run_bundle.keyed_seed)."""
+    from pipeline_steps.export.batch import standard_normal
+    from pipeline_steps.export.run_bundle import keyed_seed
+
+    key = input_key(bundle_dir, source)
+    return (transforms.conditions.forward(rows, seed=keyed_seed(transforms.conditions.seed, key)),
+            standard_normal(len(rows), dim, keyed_seed(seed, key)))
+
+
+def test_input_key_follows_the_values_in_entry_order_not_the_steps_they_are_read_in():
+    """The key seeds a file's streams: read in other steps the same file must get the same rows, and values that
+    differ only in which entry holds them (a cluster moved to the next jet) are another input."""
+    from pipeline_steps.export.run_bundle import InputKey
+
+    jets = {"jet_pt": ak.Array(np.array([50.0, 60.0, 70.0, 80.0, 90.0], np.float32)),
+            "cluster_e": ak.Array([[1.0, 2.0], [3.0], [], [4.0, 5.0, 6.0], [7.0]])}
+
+    def key(columns, steps):
+        digest = InputKey(list(columns))
+        for start, stop in zip(steps[:-1], steps[1:]):
+            digest.update({name: values[start:stop] for name, values in columns.items()})
+        return digest.value()
+
+    whole = key(jets, [0, 5])
+    assert key(jets, [0, 2, 3, 5]) == whole == key(jets, [0, 1, 2, 3, 4, 5])
+    moved = {**jets, "cluster_e": ak.Array([[1.0, 2.0, 3.0], [], [], [4.0, 5.0, 6.0], [7.0]])}
+    assert key(moved, [0, 5]) != whole
+    assert key({**jets, "jet_pt": jets["jet_pt"][::-1]}, [0, 5]) != whole  # the same values in another order
+
+
 def test_standalone_runner_reproduces_the_flow(tmp_path):
-    from pipeline_steps.export.batch import physical_targets, standard_normal
+    from pipeline_steps.export.batch import physical_targets
     from pipeline_steps.export.torch_export import load_flow, reference_targets
     from pipeline_steps.preprocess.model_transforms import load_transforms
 
@@ -88,8 +129,7 @@ def test_standalone_runner_reproduces_the_flow(tmp_path):
     assert "written (" not in one_step  # one step: no progress line before the run's last
 
     transforms = load_transforms(bundle / "transforms.json")
-    conditions = transforms.conditions.forward(rows)
-    noise = standard_normal(len(rows), 3, 7)
+    conditions, noise = runner_draws(bundle, source, rows, 7, transforms, 3)  # nhits is dequantised
     expected = physical_targets(transforms, reference_targets(load_flow(bundle), conditions, noise), rows, None)
     with uproot.open(output) as produced:
         found = produced["Events"].arrays(library="np")
@@ -313,7 +353,7 @@ def test_standalone_transforms_apply_offsets_clips_and_ratio_floors_as_the_packa
 def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors(tmp_path):
     """The whole bundle path (export, its verification, run_bundle.py on a ROOT file without the project)
     on jets with zero/negative gen masses: the physical mass uses max(gen_mass, 1 GeV) as the package."""
-    from pipeline_steps.export.batch import physical_targets, standard_normal
+    from pipeline_steps.export.batch import physical_targets
     from pipeline_steps.export.step import run
     from pipeline_steps.export.torch_export import load_flow, reference_targets
     from pipeline_steps.preprocess.model_transforms import load_transforms, save_transforms
@@ -336,8 +376,8 @@ def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors
     write_tree(source, "Events", {name: rows[name].to_numpy() for name in rows.columns})
     run_standalone(tmp_path, bundle, source, output, "--seed", "7")
     loaded = load_transforms(bundle / "transforms.json")
-    noise = standard_normal(len(rows), len(loaded.target_names), 7)
-    generated = reference_targets(load_flow(bundle), loaded.conditions.forward(rows), noise)
+    generated = reference_targets(load_flow(bundle), *runner_draws(bundle, source, rows, 7, loaded,
+                                                                   len(loaded.target_names)))
     expected = physical_targets(loaded, generated, rows, None)
     with uproot.open(output) as produced:
         found = produced["Events"].arrays(library="np")
@@ -397,6 +437,9 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
     too_small = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--batch-rows", "8",
                                expect_error=True).stderr
     assert "--batch-rows 8: at least 16 rows a call" in too_small
+    negative_seed = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--seed", "-1",
+                                   expect_error=True).stderr  # had been numpy's traceback
+    assert "--seed -1: expected a whole number from 0 to 2**64 - 1" in negative_seed
     edited = tmp_path / "edited"
     shutil.copytree(bundle, edited)
     document = json.loads((edited / "transforms.json").read_text())
@@ -483,20 +526,55 @@ def test_standalone_runner_writes_its_output_whole_or_not_at_all(tmp_path):
 def test_standalone_runner_writes_the_real_branch_types_and_the_same_values_for_one_row(tmp_path):
     """Every target had been written as double (charge int8 in the real table); a one-row file had got other
     values than the same row inside a larger file (another ONNX Runtime kernel below 8 rows)."""
+    from pipeline_steps.export.run_bundle import Bundle, set_forward
+
     bundle = export_flow(tmp_path)
     assert json.loads((bundle / "bundle.json").read_text())["io"]["dtypes"] == {
         "pt": "float32", "dz": "float32", "charge": "int8"}
     rows = physical_rows(30, seed=5)[FLOW_CONDITIONS]
+    source, output = tmp_path / "in.root", tmp_path / "out.root"
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
+    run_standalone(tmp_path, bundle, source, output, "--seed", "7")
+    with uproot.open(output) as produced:
+        found = produced["Events"].arrays(library="np")
+    assert found["charge"].dtype == np.int8 and found["pt"].dtype == np.float32
+    runner = Bundle(bundle)  # one row, alone in its call, gets the values it gets among 30 (the same noise)
+    feeds = {"conditions": set_forward(runner.transforms["conditions"], {n: rows[n].to_numpy() for n in rows}),
+             "noise": np.random.default_rng(7).standard_normal((30, 3)).astype(np.float32)}
+    assert np.array_equal(runner.run_onnx({name: value[:1] for name, value in feeds.items()}),
+                          runner.run_onnx(feeds)[:1])
+
+
+def test_standalone_runner_files_run_with_one_seed_do_not_share_noise_and_the_same_values_give_the_same_rows(
+        tmp_path):
+    """Seeded by ``--seed`` alone, every file had drawn the same noise: row i of two files got the same noise
+    vector (the jets' response of row i in two files of independent jets had a rank correlation of 0.84), so a
+    sample merged from a loop over files, one seed, repeated its fluctuations. Each file's streams are now keyed
+    by its values: a file differing in one value of its first row shares no other row's values; the same values
+    rewritten in another file (another UUID, other baskets, an RNTuple) give the same rows."""
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(200, seed=8)[FLOW_CONDITIONS]
+    columns = {name: rows[name].to_numpy() for name in FLOW_CONDITIONS}
+    changed = {**columns, "gen_pt": columns["gen_pt"].copy()}
+    changed["gen_pt"][0] *= 1.01
+    write_tree(tmp_path / "a.root", "Events", columns)
+    write_tree(tmp_path / "changed.root", "Events", changed)
+    with uproot.recreate(tmp_path / "copy.root", compression=uproot.LZMA(5)) as sink:  # the values, other bytes
+        sink.mktree("Events", {name: values.dtype for name, values in columns.items()})
+        for start in range(0, 200, 64):
+            sink["Events"].extend({name: values[start:start + 64] for name, values in columns.items()})
+    with uproot.recreate(tmp_path / "rntuple.root") as sink:
+        sink["Events"] = columns
     found = {}
-    for n in (30, 1):
-        source, output = tmp_path / f"in{n}.root", tmp_path / f"out{n}.root"
-        write_tree(source, "Events", {name: rows[name].to_numpy()[:n] for name in FLOW_CONDITIONS})
-        run_standalone(tmp_path, bundle, source, output, "--seed", "7")
-        with uproot.open(output) as produced:
-            found[n] = produced["Events"].arrays(library="np")
-    assert found[30]["charge"].dtype == np.int8 and found[30]["pt"].dtype == np.float32
-    for name in ("pt", "dz", "charge"):  # the same noise row 0 (seed 7) in both files
-        assert found[1][name][0] == found[30][name][0], name
+    for name in ("a", "changed", "copy", "rntuple"):
+        run_standalone(tmp_path, bundle, tmp_path / f"{name}.root", tmp_path / f"out_{name}.root", "--seed", "7")
+        with uproot.open(tmp_path / f"out_{name}.root") as produced:
+            found[name] = produced["Events"].arrays(library="np")
+    for again in ("copy", "rntuple"):
+        assert all(np.array_equal(found[again][name], found["a"][name]) for name in found["a"]), again
+    for name in ("pt", "dz"):  # the same conditions in rows 1-199, other noise: (almost) every value moves
+        assert np.mean(found["changed"][name][1:] == found["a"][name][1:]) < 0.05, name
+    assert np.array_equal(found["changed"]["gen_eta"], found["a"]["gen_eta"])
 
 
 def test_standalone_runner_refuses_an_empty_tree_or_writes_it_empty_when_asked(tmp_path):

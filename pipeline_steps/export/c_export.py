@@ -142,8 +142,9 @@ def emit_header(architecture, names: tuple[list[str], list[str]] | None = None) 
             f"{PHYSICAL_SIGNATURE};\n")
     return ("/* Covariance GAN generator exported by pipeline_steps.export.c_export; see bundle.json (c, variables).\n"
             f"   Build: cc {' '.join(COMPILE_FLAGS)} -o {LIBRARY} {SOURCE} -lm\n"
-            "   noise [n_rows][FASTSIM_NOISE_DIM]: independent standard normal float32 from any generator (the bundle's\n"
-            "   run_bundle.py draws numpy.random.default_rng(seed).standard_normal); the output is a pure function\n"
+            "   noise [n_rows][FASTSIM_NOISE_DIM]: independent standard normal float32 from any generator, a stream\n"
+            "   of its own for each file or job (run_bundle.py seeds numpy's by --seed and a digest of the file's\n"
+            "   values: one seed for all files had repeated row i's noise in each); the output is a pure function\n"
             "   of conditions and noise. Reentrant: only constant data, no state, so threads may call it at once.\n"
             "   All arrays row-major. */\n"
             "#ifndef FASTSIM_GENERATOR_H\n#define FASTSIM_GENERATOR_H\n\n"

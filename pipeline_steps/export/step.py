@@ -225,7 +225,10 @@ def _generative_description(settings, noise_dim: int, targets: list[str], physic
               "units": "transformed (apply transforms.json 'targets' inverse, then targets_to_physical)"}]),
         "variables": {"conditions": conditions, "targets": targets, "outputs": physical},
         "noise": {"input": "noise", "dim": noise_dim, "distribution": "independent standard normal N(0, 1), float32",
-                  "reference_generator": "numpy.random.default_rng(seed).standard_normal((n, dim))"},
+                  "reference_generator": "numpy.random.default_rng(seed).standard_normal((n, dim))",
+                  "per_input_file": "run_bundle.py seeds each input file's noise (--seed s) and dequantisation "
+                                    "(the stored seed s) by s + 2**64 * k, k a digest of the file's values "
+                                    "(run_bundle.InputKey): files run with one seed do not share noise"},
     }
 
 
