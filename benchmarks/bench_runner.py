@@ -11,7 +11,10 @@ run of each kept (a shared machine only slows a run; peak memory barely moves be
 
 Rows: the 4x input's peak RSS streamed against whole (lower is better), its rows/s streamed against whole,
 and the growth of the streamed peak RSS from the 1x to the 4x input against the ingestion's flat-memory goal
-(``MAX_GROWTH``: within 1.5x), as a ratio above 1 where it grows less.
+(``MAX_GROWTH``: within 1.5x), as a ratio above 1 where it grows less. Then a dataset of ``MANY_FILES`` small
+files (``MANY_FILE_ROWS`` rows each, as a skim or a private production leaves them): one run of them all
+(``--output-dir``) against one runner process per file, the loop or the batch job a file that a user writes,
+in rows/s of the processes' wall time (imports, session, checks, inference and writing: what the user waits for).
 Writes results/bench/runner.json as {"rows": [...]}.
 
     .venv/bin/python benchmarks/bench_runner.py [--rows N]
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +44,7 @@ OUT = REPO / "results" / "bench" / "runner.json"
 REPEATS = 2
 MAX_GROWTH = 1.5  # issue 19's "peak RSS of the 10x file within 1.5x of the 1x file", for the ingestion
 SCALE = 4
+MANY_FILES, MANY_FILE_ROWS = 20, 20_000
 
 CHILD = textwrap.dedent("""
     import json, runpy, sys, time
@@ -94,10 +99,10 @@ def synthetic_rows(n: int, seed: int) -> pd.DataFrame:
                         columns=JETS_CONDITIONS + JETS_TARGETS)
 
 
-def write_input(path: Path, n: int) -> None:
+def write_input(path: Path, n: int, seed: int = 2) -> None:
     import uproot
 
-    rows = synthetic_rows(n, seed=2)
+    rows = synthetic_rows(n, seed=seed)
     with uproot.recreate(path) as sink:
         sink.mktree("Events", {name: np.float32 for name in JETS_CONDITIONS})
         for start in range(0, n, 500_000):
@@ -126,8 +131,34 @@ def measure(bundle: Path, folder: Path, rows: int) -> dict:
             for case, found in runs.items()}
 
 
+def measure_many_files(bundle: Path, folder: Path) -> dict:
+    """Wall seconds of one runner process per file against one run of every file (``--output-dir``), interleaved,
+    the faster of ``REPEATS`` each kept."""
+    sources = [folder / "many" / f"part_{index}.root" for index in range(MANY_FILES)]
+    sources[0].parent.mkdir()
+    for index, source in enumerate(sources):
+        write_input(source, MANY_FILE_ROWS, seed=100 + index)
+    runner = [sys.executable, str(bundle / "run_bundle.py"), str(bundle)]
+    runs: dict[str, list[float]] = {"one_run": [], "a_process_per_file": []}
+    for repeat in range(REPEATS):
+        (folder / f"one_{repeat}").mkdir()
+        runs["one_run"].append(_wall([runner + [*map(str, sources), "--output-dir", str(folder / f"one_{repeat}")]]))
+        runs["a_process_per_file"].append(_wall([runner + [str(source), str(folder / f"each_{repeat}_{source.name}")]
+                                                 for source in sources]))
+    return {case: {"seconds": min(found), "all": found, "rows": MANY_FILES * MANY_FILE_ROWS}
+            for case, found in runs.items()}
+
+
+def _wall(commands: list) -> float:
+    start = time.perf_counter()
+    for command in commands:
+        subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+    return time.perf_counter() - start
+
+
 def table_rows(measured: dict, rows: int) -> list[dict]:
     streamed, whole, small = measured[f"streamed_x{SCALE}"], measured[f"whole_x{SCALE}"], measured["streamed_x1"]
+    many = measured["many_files"]
     label = f"{rows * SCALE} rows, jets-size flow"
     return [
         {"name": f"standalone runner peak RSS, {SCALE}x input ({label})", "ours": streamed["peak_rss_mib"],
@@ -140,6 +171,10 @@ def table_rows(measured: dict, rows: int) -> list[dict]:
          "ours": streamed["peak_rss_mib"] / small["peak_rss_mib"],
          "baseline": MAX_GROWTH, "baseline_label": "the ingestion's flat-memory goal", "unit": "x",
          "lower_is_better": True},
+        {"name": f"standalone runner rows/s, {MANY_FILES} files of {MANY_FILE_ROWS} rows in one run (--output-dir)",
+         "ours": many["one_run"]["rows"] / many["one_run"]["seconds"],
+         "baseline": many["a_process_per_file"]["rows"] / many["a_process_per_file"]["seconds"],
+         "baseline_label": "one runner process per file", "unit": "rows/s"},
     ]
 
 
@@ -150,7 +185,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        measured = measure(export_bundle(folder), folder, args.rows)
+        bundle = export_bundle(folder)
+        measured = {**measure(bundle, folder, args.rows), "many_files": measure_many_files(bundle, folder)}
     document = {"rows_1x": args.rows, "runs": measured, "rows": table_rows(measured, args.rows)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=1) + "\n")
