@@ -166,6 +166,8 @@ def test_standalone_runner_runs_many_files_in_one_process_each_as_it_runs_alone(
     over a dataset's small files spent half its time starting. ``--output-dir`` runs a list in one process: each
     file's output is the one it gets alone (its streams are keyed by its own values), a bad file stops the run
     after the files before it are written, and a missing input or two inputs of one name stop it before any runs."""
+    from pipeline_steps.export.run_bundle import output_name
+
     bundle = export_flow(tmp_path)
     rows = physical_rows(55, seed=6)[FLOW_CONDITIONS]
     inputs = {"f1": tmp_path / "a" / "f1.root", "f2": tmp_path / "a" / "f2.root", "f3": tmp_path / "b" / "f3.root"}
@@ -207,6 +209,7 @@ def test_standalone_runner_runs_many_files_in_one_process_each_as_it_runs_alone(
     assert not list((tmp_path / "none").iterdir())
     assert "expected INPUT OUTPUT, or inputs and --output-dir DIR; got 3 files" in refused(
         inputs["f1"], inputs["f3"], tmp_path / "x.root")
+    assert output_name("root://eosuser.cern.ch//eos/user/p/physicist/nano_1.root?svcClass=default") == "nano_1.root"
 
 
 def test_standalone_runner_logs_the_call_size_it_measures_on_a_large_file_and_the_values_do_not_move(tmp_path):

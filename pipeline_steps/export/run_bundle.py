@@ -1154,12 +1154,14 @@ def main(argv=None) -> int:
             print(f"wrote {rows} rows to {output}" + (f" ({written} of {len(pairs)})" if len(pairs) > 1 else ""),
                   file=sys.stderr)
     except BundleError as error:
-        print(f"run_bundle.py: error: {error}{_unwritten(written, pairs)}", file=sys.stderr)
+        where = _unwritten(written, pairs)
+        print(f"run_bundle.py: error: {error}" + (f" (stopped{where})" if where else ""), file=sys.stderr)
         return 2
     except (Stopped, KeyboardInterrupt) as stop:
         number = stop.signal if isinstance(stop, Stopped) else signal.SIGINT
-        print(f"run_bundle.py: stopped by {signal.Signals(number).name}; no output written"
-              f"{_unwritten(written, pairs)}", file=sys.stderr)
+        where = _unwritten(written, pairs)
+        print(f"run_bundle.py: stopped by {signal.Signals(number).name}" + (where or "; no output written"),
+              file=sys.stderr)
         return 128 + number
     return 0
 
@@ -1173,8 +1175,8 @@ def _unwritten(written: int | None, pairs: list) -> str:
     """Where a run of several files stopped: the outputs before it are whole, the rest not written."""
     if len(pairs) < 2 or written is None:
         return ""
-    return (f" (stopped at file {written + 1} of {len(pairs)}, {pairs[written][0]}: the {written} before it are "
-            f"written, it and the {len(pairs) - written - 1} after it are not)" if written < len(pairs) else "")
+    return (f" at file {written + 1} of {len(pairs)}, {pairs[written][0]}: the {written} before it are "
+            f"written, it and the {len(pairs) - written - 1} after it are not" if written < len(pairs) else "")
 
 
 class Stopped(BaseException):
