@@ -131,13 +131,13 @@ def measure(bundle: Path, folder: Path, rows: int) -> dict:
             for case, found in runs.items()}
 
 
-def measure_many_files(bundle: Path, folder: Path) -> dict:
+def measure_many_files(bundle: Path, folder: Path, files: int, rows: int) -> dict:
     """Wall seconds of one runner process per file against one run of every file (``--output-dir``), interleaved,
     the faster of ``REPEATS`` each kept."""
-    sources = [folder / "many" / f"part_{index}.root" for index in range(MANY_FILES)]
+    sources = [folder / "many" / f"part_{index}.root" for index in range(files)]
     sources[0].parent.mkdir()
     for index, source in enumerate(sources):
-        write_input(source, MANY_FILE_ROWS, seed=100 + index)
+        write_input(source, rows, seed=100 + index)
     runner = [sys.executable, str(bundle / "run_bundle.py"), str(bundle)]
     runs: dict[str, list[float]] = {"one_run": [], "a_process_per_file": []}
     for repeat in range(REPEATS):
@@ -145,7 +145,7 @@ def measure_many_files(bundle: Path, folder: Path) -> dict:
         runs["one_run"].append(_wall([runner + [*map(str, sources), "--output-dir", str(folder / f"one_{repeat}")]]))
         runs["a_process_per_file"].append(_wall([runner + [str(source), str(folder / f"each_{repeat}_{source.name}")]
                                                  for source in sources]))
-    return {case: {"seconds": min(found), "all": found, "rows": MANY_FILES * MANY_FILE_ROWS}
+    return {case: {"seconds": min(found), "all": found, "rows": files * rows, "files": files}
             for case, found in runs.items()}
 
 
@@ -171,7 +171,8 @@ def table_rows(measured: dict, rows: int) -> list[dict]:
          "ours": streamed["peak_rss_mib"] / small["peak_rss_mib"],
          "baseline": MAX_GROWTH, "baseline_label": "the ingestion's flat-memory goal", "unit": "x",
          "lower_is_better": True},
-        {"name": f"standalone runner rows/s, {MANY_FILES} files of {MANY_FILE_ROWS} rows in one run (--output-dir)",
+        {"name": f"standalone runner rows/s, {many['one_run']['files']} files of "
+                 f"{many['one_run']['rows'] // many['one_run']['files']} rows in one run (--output-dir)",
          "ours": many["one_run"]["rows"] / many["one_run"]["seconds"],
          "baseline": many["a_process_per_file"]["rows"] / many["a_process_per_file"]["seconds"],
          "baseline_label": "one runner process per file", "unit": "rows/s"},
@@ -181,12 +182,15 @@ def table_rows(measured: dict, rows: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=STEP_ROWS, help="rows of the 1x input (default: one step)")
+    parser.add_argument("--many-files", type=int, default=MANY_FILES, help="files of the many-files case")
+    parser.add_argument("--many-file-rows", type=int, default=MANY_FILE_ROWS, help="rows of each of those files")
     parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         bundle = export_bundle(folder)
-        measured = {**measure(bundle, folder, args.rows), "many_files": measure_many_files(bundle, folder)}
+        measured = {**measure(bundle, folder, args.rows),
+                    "many_files": measure_many_files(bundle, folder, args.many_files, args.many_file_rows)}
     document = {"rows_1x": args.rows, "runs": measured, "rows": table_rows(measured, args.rows)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=1) + "\n")

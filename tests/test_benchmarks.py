@@ -116,17 +116,20 @@ def test_ingest_rows_hold_both_baselines_and_the_memory_above_imports():
 
 
 def test_runner_benchmark_exports_a_bundle_and_measures_both_modes(tmp_path):
-    """The runner benchmark builds a real bundle through the export step and runs the runner on it; at 64
+    """The runner benchmark builds a real bundle through the export step and runs the runner on it (one file in
+    steps and whole, and a list of files in one run and a process each); at 64
     rows both modes are one step, so their peak memory is of one size and every figure is real."""
     import json
     import subprocess
 
     out = tmp_path / "runner.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_runner.py"), "--rows", "64", "--output", str(out)],
-                   cwd=REPO, check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_runner.py"), "--rows", "64", "--many-files", "3",
+                    "--many-file-rows", "40", "--output", str(out)], cwd=REPO, check=True, capture_output=True, text=True)
     document = json.loads(out.read_text())
     rows = document["rows"]
-    assert [row["unit"] for row in rows] == ["MiB", "rows/s", "x"]
+    assert [row["unit"] for row in rows] == ["MiB", "rows/s", "x", "rows/s"]
+    assert rows[3]["name"].startswith("standalone runner rows/s, 3 files of 40 rows in one run")
+    assert all(len(case["all"]) == 2 and case["rows"] == 120 for case in document["runs"]["many_files"].values())
     assert all(row["ours"] > 0 and row["baseline"] > 0 for row in rows)
     assert document["runs"]["streamed_x4"]["rows"] == 256 and len(document["runs"]["whole_x4"]["all"]) == 2
     assert 50 < rows[0]["ours"] < 2 * rows[0]["baseline"]  # a process's VmHWM in MiB (imports ~140), not bytes
