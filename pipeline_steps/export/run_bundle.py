@@ -549,7 +549,8 @@ class InputKey:
     same values give the same rows whichever file holds them (a copy, a rewrite with other baskets or
     compression, an RNTuple), as the workflow's outputs follow from its inputs. The digest takes each branch's
     values, in its type, in entry order, fed a step at a time (a jagged branch's counts and contents apart), so
-    it does not depend on ``--step-rows``. BLAKE2b, ~1 GB/s: ~40 ms of a 1M-jet run's 24 s."""
+    it does not depend on ``--step-rows``. BLAKE2b: 28 ms for the jets bundle's 8 branches of 1M jets (Xeon), in
+    a run of 27 s."""
 
     def __init__(self, branches: list[str]) -> None:
         self.parts = {branch: (hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16))
