@@ -100,6 +100,19 @@ def runner_draws(bundle_dir: Path, source: Path, rows: pd.DataFrame, seed: int, 
             standard_normal(len(rows), dim, keyed_seed(seed, key)))
 
 
+def test_an_rntuple_that_the_installed_uproot_cannot_read_is_named_as_such():
+    """uproot 5.0 reads the RNTuple that uproot 5.7 (or ROOT 6.34) writes as an unknown object, without
+    ``num_entries``: the runner had stopped with an AttributeError's traceback (checked with uproot 5.0.0)."""
+    from pipeline_steps.export.run_bundle import _not_rows
+
+    class OldUproot:
+        def classname_of(self, name):
+            return "ROOT::RNTuple"
+
+    assert _not_rows(OldUproot(), "Events", "in.root:Events").startswith(
+        f"in.root:Events is an RNTuple, which this uproot ({uproot.__version__}) cannot read: install a newer uproot")
+
+
 def test_input_key_follows_the_values_in_entry_order_not_the_steps_they_are_read_in():
     """The key seeds a file's streams: read in other steps the same file must get the same rows, and values that
     differ only in which entry holds them (a cluster moved to the next jet) are another input."""
@@ -493,6 +506,16 @@ def test_standalone_runner_refuses_bad_input_and_changed_bundles_with_one_line_e
     too_small = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--batch-rows", "8",
                                expect_error=True).stderr
     assert "--batch-rows 8: at least 16 rows a call" in too_small
+    histogram, directory = tmp_path / "histogram.root", tmp_path / "directory.root"
+    with uproot.recreate(histogram) as sink:  # --tree naming another object had ended in an AttributeError
+        sink["Events"] = np.histogram(flat["gen_pt"], bins=4)
+    with uproot.recreate(directory) as sink:
+        sink.mkdir("Events")
+        sink["Tracks"] = {"x": np.arange(3.0)}
+    for source, kind in ((histogram, "TH1D"), (directory, "TDirectory")):
+        error = run_standalone(tmp_path, bundle, source, tmp_path / "out.root", expect_error=True).stderr
+        assert f"{source}:Events is a {kind}, not a TTree or an RNTuple" in error, error
+    assert "the file has trees ['Tracks']" in error
     negative_seed = run_standalone(tmp_path, bundle, tmp_path / "in.root", tmp_path / "out.root", "--seed", "-1",
                                    expect_error=True).stderr  # had been numpy's traceback
     assert "--seed -1: expected a whole number from 0 to 2**64 - 1" in negative_seed

@@ -917,6 +917,8 @@ def input_tree(bundle: Bundle, source, input_root: str, tree: str, empty_tree: s
         raise BundleError(f"{input_root}: no tree {tree!r} (bundle.json io.tree; --tree names another); found "
                           f"{sorted({key.split(';')[0] for key in source.keys()})}")
     events, where = source[tree], f"{input_root}:{tree}"
+    if not all(hasattr(events, name) for name in ("num_entries", "keys", "iterate")):
+        raise BundleError(_not_rows(source, tree, where))
     if events.num_entries == 0 and empty_tree == "error":
         raise BundleError(f"{where}: the tree has no entries, so there is nothing to run the model on "
                           f"(--empty-tree empty_output writes an output tree without entries)")
@@ -927,6 +929,20 @@ def input_tree(bundle: Bundle, source, input_root: str, tree: str, empty_tree: s
                           f"that keeps objects in collections needs them flattened first: README, 'Using a "
                           f"bundle elsewhere')")
     return events, where
+
+
+def _not_rows(source, tree: str, where: str) -> str:
+    """Why ``tree`` cannot be read as rows: it names a histogram or a directory (``--tree`` another object), or an
+    RNTuple this uproot cannot read (uproot 5.0 reads the RNTuple that uproot 5.7 or ROOT 6.34 writes as an
+    unknown object). Each had stopped with an AttributeError's traceback."""
+    import uproot
+
+    kind = source.classname_of(tree)
+    if kind == "ROOT::RNTuple":
+        return (f"{where} is an RNTuple, which this uproot ({uproot.__version__}) cannot read: install a newer "
+                f"uproot (pip install --upgrade uproot), or convert it to a TTree")
+    trees = sorted(source.keys(filter_classname=["TTree", "TNtuple*", "ROOT::RNTuple"], cycle=False))
+    return f"{where} is a {kind}, not a TTree or an RNTuple (--tree names the tree to read); the file has trees {trees}"
 
 
 def input_branches(bundle: Bundle) -> list[str]:
