@@ -196,3 +196,48 @@ def test_a_cancelled_job_removes_its_temporaries_and_logs_why(cluster: SlurmClus
     time.sleep(1)
     assert "stopped by SIGTERM" in (tmp_path / "job.log").read_text(), cluster.daemon_logs()
     assert not list(tmp_path.glob(".0.parquet.*")) and not (tmp_path / "0.parquet").exists()
+
+
+def test_readme_job_array_of_file_lists_runs_each_list_as_one_task(cluster: SlurmCluster, tmp_path):
+    """The README's SLURM job array for the bundle runner ("Using a bundle elsewhere", Many files), as written
+    there but for the paths and 2 files a list: every task runs its list, and each output is the one its file
+    gets run alone (one --seed for all tasks: the streams are keyed by each file's values)."""
+    import time
+
+    import numpy as np
+    import uproot
+
+    from tests.test_export_bundle import FLOW_CONDITIONS, export_flow, physical_rows
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("- **Many files**"):readme.index("- **Noise**")]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    bundle = export_flow(tmp_path)
+    script = (block.replace("-l 50", "-l 2").replace("fastsim-env/bin/python", sys.executable)
+              .replace("jets/run_bundle.py jets", f"{bundle}/run_bundle.py {bundle}"))
+    assert script != block and "sbatch --array" in script
+    rows = physical_rows(50, seed=9)[FLOW_CONDITIONS]
+    (tmp_path / "gen").mkdir()
+    names = [f"{index:04d}-GUID.root" for index in range(5)]
+    for index, name in enumerate(names):
+        with uproot.recreate(tmp_path / "gen" / name) as sink:
+            sink.mktree("Events", {column: rows[column].dtype for column in FLOW_CONDITIONS})
+            sink["Events"].extend({column: rows[column].to_numpy()[10 * index:10 * index + 10]
+                                   for column in FLOW_CONDITIONS})
+    (tmp_path / "gen_files.txt").write_text("".join(f"{tmp_path / 'gen' / name}\n" for name in names))
+    submitted = subprocess.run(["bash", "-ec", script], cwd=tmp_path, env=cluster.env, capture_output=True, text=True)
+    job = re.search(r"Submitted batch job (\d+)", submitted.stdout)
+    assert job, submitted.stdout + submitted.stderr
+    deadline = time.monotonic() + 120
+    while job[1] in subprocess.run(["squeue", "-h", "-o", "%F"], env=cluster.env, capture_output=True,
+                                   text=True).stdout.split() and time.monotonic() < deadline:
+        time.sleep(1)
+    logs = sorted(tmp_path.glob(f"slurm-{job[1]}_*.out"))
+    assert len(logs) == 3, cluster.daemon_logs()  # 5 files in lists of 2: three tasks
+    assert sorted(path.name for path in (tmp_path / "fast").iterdir()) == names, [log.read_text() for log in logs]
+    for name in names:
+        subprocess.run([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(tmp_path / "gen" / name),
+                        str(tmp_path / f"alone_{name}")], check=True, capture_output=True)
+        with uproot.open(tmp_path / "fast" / name) as task, uproot.open(tmp_path / f"alone_{name}") as alone:
+            first, second = task["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
+        assert all(np.array_equal(first[column], second[column]) for column in first), name
