@@ -243,6 +243,30 @@ def test_standalone_runner_logs_the_call_size_it_measures_on_a_large_file_and_th
     assert len(first["pt"]) == len(rows) and all(np.array_equal(first[name], second[name]) for name in first)
 
 
+def test_standalone_runner_measures_the_call_size_over_a_list_of_small_files(tmp_path):
+    """Each file below MEASURE_FROM_ROWS, the list above it: the run measures the call size from the file that
+    brings its rows there (a list of small files had kept the default 2048 rows a call), and the values are the
+    files' own."""
+    from pipeline_steps.export.run_bundle import MEASURE_FROM_ROWS
+
+    bundle = export_flow(tmp_path)
+    half = MEASURE_FROM_ROWS // 2 + 1
+    rows = physical_rows(2 * half, seed=13)[FLOW_CONDITIONS]
+    sources = [tmp_path / "first.root", tmp_path / "second.root"]
+    for index, source in enumerate(sources):
+        write_tree(source, "Events", {n: rows[n].to_numpy()[index * half:(index + 1) * half] for n in FLOW_CONDITIONS})
+    (tmp_path / "out").mkdir()
+    run = run_guarded(tmp_path, bundle, *sources, "--output-dir", tmp_path / "out", "--seed", "2")
+    assert run.returncode == 0 and run.stderr.count("the fastest measured here") == 1, run.stderr
+    assert run.stderr.index("second.root (2 of 2)") > run.stderr.index("the fastest measured here")
+    for source in sources:
+        alone = run_standalone(tmp_path, bundle, source, tmp_path / f"alone_{source.name}", "--seed", "2").stderr
+        assert "fastest measured" not in alone  # below MEASURE_FROM_ROWS alone
+        with uproot.open(tmp_path / "out" / source.name) as a, uproot.open(tmp_path / f"alone_{source.name}") as b:
+            first, second = a["Events"].arrays(library="np"), b["Events"].arrays(library="np")
+        assert all(np.array_equal(first[name], second[name]) for name in first), source
+
+
 @pytest.mark.slow
 def test_standalone_runner_reads_an_rntuple_as_a_ttree(tmp_path):
     """The same conditions in an RNTuple (TTree's successor; uproot writes one for ``file[name] = columns``) give

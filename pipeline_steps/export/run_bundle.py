@@ -787,9 +787,11 @@ def run_files(bundle_dir: str, pairs: list, tree: str | None = None, seed: int =
 
 
 def _each_file(bundle: Bundle, pairs: list, tree: str, seed: int, empty_tree: str, step_rows: int):
+    rows_before = 0
     for input_root, output_root in pairs:
         measured = bool(bundle.rows_per_s_by_call)
-        rows = run_input(bundle, input_root, output_root, tree, seed, empty_tree, step_rows)
+        rows = run_input(bundle, input_root, output_root, tree, seed, empty_tree, step_rows, rows_before)
+        rows_before += rows
         if bundle.rows_per_s_by_call and not measured:  # measured on this input: what this CPU preferred
             rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
             print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
@@ -798,8 +800,10 @@ def _each_file(bundle: Bundle, pairs: list, tree: str, seed: int, empty_tree: st
 
 
 def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, seed: int, empty_tree: str,
-              step_rows: int) -> int:
-    """One file: its rows written to ``output_root``.
+              step_rows: int, rows_before: int = 0) -> int:
+    """One file: its rows written to ``output_root``. The call size is measured from the file that brings the
+    run's rows (``rows_before`` in the files before it) to :data:`MEASURE_FROM_ROWS`: a list of small files
+    measures it too, its calls spanning files.
 
     The input is read twice, ``step_rows`` entries at a time: first to check every branch (a NaN in the last
     entry stops the run before any inference; reading is ~1 % of the time) and take the key of its values that
@@ -809,7 +813,7 @@ def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, see
     (:class:`RandomStreams`)."""
     with open_input(input_root) as source:
         events, where = input_tree(bundle, source, input_root, tree, empty_tree)
-        if events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls: see measure_call_rows
+        if rows_before + events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls
             bundle.measure_call_rows()
         streams = RandomStreams(bundle, seed, check_input(bundle, events, where, step_rows))
         progress = Progress(events.num_entries)
