@@ -764,7 +764,7 @@ def run_files(bundle_dir: str, pairs: list, tree: str | None = None, seed: int =
     bundle once for all (its checksums, the ONNX session, the call size measured on the first large file): the
     imports and the session cost ~0.55 s a file (Xeon, warm caches; more where Python is read from a network file
     system), what the jets-size flow takes for ~20,000 rows, so a job of many small files is one run
-    (``--output-dir``): 20 files of 20,000 rows took 10.5 s in one run against 20.4 s a process each. A file's
+    (``--output-dir``): 20 files of 20,000 rows took 9.7 s in one run against 21.0 s a process each. A file's
     output does not depend on the other files (its streams are keyed by its own values: :class:`RandomStreams`);
     a bad file stops the run, after the files before it are written whole.
 
