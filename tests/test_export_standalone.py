@@ -113,6 +113,16 @@ def test_an_rntuple_that_the_installed_uproot_cannot_read_is_named_as_such():
         f"in.root:Events is an RNTuple, which this uproot ({uproot.__version__}) cannot read: install a newer uproot")
 
 
+def test_a_run_names_a_file_of_values_it_has_seen_but_not_empty_files():
+    """Two empty files of a skim share their (empty) key and write no rows: nothing repeats, nothing to warn of."""
+    from pipeline_steps.export.run_bundle import RunSoFar
+
+    so_far = RunSoFar()
+    assert so_far.same_values("a.root", 7, 10) is None and so_far.same_values("b.root", 8, 10) is None
+    assert so_far.same_values("c.root", 7, 10) == "a.root"
+    assert so_far.same_values("empty1.root", 0, 0) is None and so_far.same_values("empty2.root", 0, 0) is None
+
+
 def test_input_key_follows_the_values_in_entry_order_not_the_steps_they_are_read_in():
     """The key seeds a file's streams: read in other steps the same file must get the same rows, and values that
     differ only in which entry holds them (a cluster moved to the next jet) are another input."""
@@ -189,13 +199,18 @@ def test_standalone_runner_runs_many_files_in_one_process_each_as_it_runs_alone(
         write_tree(path, "Events", {n: rows[n].to_numpy()[start:stop] for n in FLOW_CONDITIONS})
         run_standalone(tmp_path, bundle, path, tmp_path / f"alone_{name}.root", "--seed", "4", "--empty-tree",
                        "empty_output")
+    again = tmp_path / "b" / "f3_again.root"  # the same values (a SHiP category list written twice): warned
+    shutil.copyfile(inputs["f3"], again)
     listing = tmp_path / "files.txt"  # as `ls` or a dataset query writes it, with a blank line and a comment
-    listing.write_text(f"{inputs['f1']}\n\n# the skim's empty file\n{inputs['f2']}\n{inputs['f3']}\n")
+    listing.write_text(f"{inputs['f1']}\n\n# the skim's empty file\n{inputs['f2']}\n{inputs['f3']}\n{again}\n")
     (tmp_path / "out").mkdir()
     run = run_guarded(tmp_path, bundle, f"@{listing}", "--output-dir", tmp_path / "out", "--seed", "4",
                       "--empty-tree", "empty_output")
-    assert run.returncode == 0 and f"wrote 25 rows to {tmp_path / 'out' / 'f3.root'} (3 of 3)" in run.stderr, run.stderr
-    for name in inputs:
+    assert run.returncode == 0 and f"wrote 25 rows to {tmp_path / 'out' / 'f3.root'} (3 of 4)" in run.stderr, run.stderr
+    assert f"{again} holds the values of {inputs['f3']}, every branch the bundle reads" in run.stderr
+    assert run.stderr.count("holds the values of") == 1  # not the empty file, nor a file of other values
+    shutil.copyfile(tmp_path / "alone_f3.root", tmp_path / "alone_f3_again.root")  # its rows: f3's, repeated
+    for name in [*inputs, "f3_again"]:
         with uproot.open(tmp_path / "out" / f"{name}.root") as together, \
                 uproot.open(tmp_path / f"alone_{name}.root") as alone:
             first, second = together["Events"].arrays(library="np"), alone["Events"].arrays(library="np")

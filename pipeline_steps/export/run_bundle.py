@@ -787,11 +787,11 @@ def run_files(bundle_dir: str, pairs: list, tree: str | None = None, seed: int =
 
 
 def _each_file(bundle: Bundle, pairs: list, tree: str, seed: int, empty_tree: str, step_rows: int):
-    rows_before = 0
+    so_far = RunSoFar()
     for input_root, output_root in pairs:
         measured = bool(bundle.rows_per_s_by_call)
-        rows = run_input(bundle, input_root, output_root, tree, seed, empty_tree, step_rows, rows_before)
-        rows_before += rows
+        rows = run_input(bundle, input_root, output_root, tree, seed, empty_tree, step_rows, so_far)
+        so_far.rows += rows
         if bundle.rows_per_s_by_call and not measured:  # measured on this input: what this CPU preferred
             rates = ", ".join(f"{size}: {rate:.0f}" for size, rate in bundle.rows_per_s_by_call.items())
             print(f"ONNX Runtime calls of {bundle.batch_rows} rows, the fastest measured here (rows/s {rates})",
@@ -799,11 +799,24 @@ def _each_file(bundle: Bundle, pairs: list, tree: str, seed: int, empty_tree: st
         yield rows
 
 
+class RunSoFar:
+    """What a run of several files knows of the files before the current one: their rows (the call size is
+    measured from the file that brings them to :data:`MEASURE_FROM_ROWS`: a list of small files measures it
+    too, its calls spanning files), and the first file of each :class:`InputKey`."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.first_with_key: dict = {}
+
+    def same_values(self, input_root: str, key: int, entries: int) -> str | None:
+        """The file before ``input_root`` that holds the same values, if any (files without entries aside)."""
+        first = self.first_with_key.setdefault(key, input_root) if entries else input_root
+        return None if first == input_root else first
+
+
 def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, seed: int, empty_tree: str,
-              step_rows: int, rows_before: int = 0) -> int:
-    """One file: its rows written to ``output_root``. The call size is measured from the file that brings the
-    run's rows (``rows_before`` in the files before it) to :data:`MEASURE_FROM_ROWS`: a list of small files
-    measures it too, its calls spanning files.
+              step_rows: int, so_far: RunSoFar | None = None) -> int:
+    """One file: its rows written to ``output_root``; ``so_far``: the files before it in the run.
 
     The input is read twice, ``step_rows`` entries at a time: first to check every branch (a NaN in the last
     entry stops the run before any inference; reading is ~1 % of the time) and take the key of its values that
@@ -813,9 +826,15 @@ def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, see
     (:class:`RandomStreams`)."""
     with open_input(input_root) as source:
         events, where = input_tree(bundle, source, input_root, tree, empty_tree)
-        if rows_before + events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls
+        so_far = RunSoFar() if so_far is None else so_far
+        if so_far.rows + events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls
             bundle.measure_call_rows()
-        streams = RandomStreams(bundle, seed, check_input(bundle, events, where, step_rows))
+        key = check_input(bundle, events, where, step_rows)
+        same = so_far.same_values(input_root, key, events.num_entries)
+        if same:  # a SHiP list of categories written twice: another seed gives another sample
+            print(f"{input_root} holds the values of {same}, every branch the bundle reads: its output repeats "
+                  f"that file's rows (pass it another --seed for another sample)", file=sys.stderr)
+        streams = RandomStreams(bundle, seed, key)
         progress = Progress(events.num_entries)
         with OutputTree(output_root, tree) as output:
             for start, arrays in input_steps(events, input_branches(bundle), step_rows):
