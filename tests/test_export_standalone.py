@@ -715,6 +715,23 @@ def test_standalone_runner_refuses_an_empty_tree_or_writes_it_empty_when_asked(t
     assert outputs[0][1] == outputs[3][1] and outputs[0][1]["charge"] == "int8_t"  # the same branches and types
 
 
+def test_two_writers_of_one_output_never_share_a_temporary(tmp_path):
+    """The same file in two SLURM array tasks' lists: two writers of one output. Its temporary had been named by
+    the pid alone, so two hosts whose pids matched wrote one temporary, the second truncating the first's (here
+    one process plays both). Each writer now has its own, and the last to finish leaves a whole file."""
+    import socket
+
+    from pipeline_steps.export.run_bundle import OutputTree
+
+    with OutputTree(tmp_path / "out.root", "Events") as first, OutputTree(tmp_path / "out.root", "Events") as second:
+        assert first.temporary != second.temporary and socket.gethostname() in first.temporary.name
+        first.write({"x": np.arange(3.0)})
+        second.write({"x": np.arange(5.0)})
+    with uproot.open(tmp_path / "out.root") as produced:  # first finished last
+        assert produced["Events"]["x"].array(library="np").tolist() == [0.0, 1.0, 2.0]
+    assert [path.name for path in tmp_path.iterdir()] == ["out.root"]
+
+
 def test_standalone_runner_writes_zlib_where_its_uproot_cannot_write_zstd(monkeypatch):
     """uproot before 5.4 compresses ZSTD only with the zstandard package, which pip does not bring with it."""
     from pipeline_steps.export.run_bundle import output_compression

@@ -46,6 +46,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -1103,19 +1104,23 @@ class OutputTree:
 
     def __init__(self, path: str | Path, tree: str) -> None:
         self.path, self.tree = Path(path), tree
-        self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.root")
+        # host, pid and a random token: the same file in two array tasks' lists had two writers of one temporary
+        # name, on two hosts whose pids matched, the second truncating the first's; "x" refuses a name in use
+        self.temporary = self.path.with_name(f".{self.path.name}.{socket.gethostname()}_{os.getpid()}_"
+                                             f"{os.urandom(4).hex()}.tmp.root")
         self._stream = self._sink = self._tree = None
 
     def __enter__(self) -> "OutputTree":
         import uproot
 
         try:
-            self._stream = open(self.temporary, "wb+")
+            self._stream = open(self.temporary, "xb+")
             self._sink = uproot.recreate(self._stream, compression=output_compression())
         except BaseException as error:  # a SIGTERM here too (Stopped): no __exit__ follows a failed __enter__
             if self._stream is not None:
                 self._stream.close()
-            self._remove_temporary()
+            if not isinstance(error, FileExistsError):  # another writer's: not this one's to remove
+                self._remove_temporary()
             if isinstance(error, OSError):
                 raise self._error(error) from None
             raise
@@ -1231,9 +1236,9 @@ class Stopped(BaseException):
 
 def _stop(number, frame) -> None:
     """Turn SIGTERM into an exception, so that the ``with`` blocks unwind: Python's default ends the process at
-    once, and a job stopped at its time limit had left its ``.<output>.<pid>.tmp.root`` beside the outputs (a
-    hidden file of up to the whole output's size, on EOS in the user's quota). Python runs the handler between
-    two bytecodes: after the ONNX Runtime call under way, milliseconds."""
+    once, and a job stopped at its time limit had left its ``.<output>.<host>_<pid>_<token>.tmp.root`` beside the
+    outputs (a hidden file of up to the whole output's size, on EOS in the user's quota). Python runs the handler
+    between two bytecodes: after the ONNX Runtime call under way, milliseconds."""
     raise Stopped(number)
 
 
