@@ -816,7 +816,7 @@ class RunSoFar:
 
 
 def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, seed: int, empty_tree: str,
-              step_rows: int, so_far: RunSoFar | None = None) -> int:
+              step_rows: int, so_far: RunSoFar) -> int:
     """One file: its rows written to ``output_root``; ``so_far``: the files before it in the run.
 
     The input is read twice, ``step_rows`` entries at a time: first to check every branch (a NaN in the last
@@ -827,7 +827,6 @@ def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, see
     (:class:`RandomStreams`)."""
     with open_input(input_root) as source:
         events, where = input_tree(bundle, source, input_root, tree, empty_tree)
-        so_far = RunSoFar() if so_far is None else so_far
         if so_far.rows + events.num_entries >= MEASURE_FROM_ROWS:  # steps shorter than the timed calls
             bundle.measure_call_rows()
         key = check_input(bundle, events, where, step_rows)
