@@ -79,3 +79,16 @@ def test_a_corrupt_raw_file_fails_its_job_without_partial_output_and_keep_going_
     assert (tmp_path / "results" / "preprocess" / "tracks_cov" / "transforms.json").exists()
     assert not (tmp_path / "results" / "preprocess" / "jets" / "transforms.json").exists()
     assert "0.root" in (tmp_path / "logs" / "ingest" / "nanoaod" / "jets" / f"{part}.log").read_text()
+
+
+def test_a_rerun_removes_what_an_attempt_killed_on_another_node_left_beside_its_outputs(tmp_path):
+    """An OOM kill or a lost node skips every ``finally``; the SLURM profile retries the job with more memory, on
+    another node, where the killed attempt's pid means nothing: its hidden partial file had stayed on the shared
+    filesystem for good. A workflow job is its outputs' only live writer (``atomic.claim_sole_writer``)."""
+    folder = tmp_path / "data" / "raw" / "lhcb_tracks"
+    folder.mkdir(parents=True)
+    killed = [".0.root.node17_4026531836_31337.k2x_9q0a.tmp.root", ".1.root.node03_4026531836_8.abcd1234.tmp.root"]
+    for name in killed:
+        (folder / name).write_bytes(b"root" + b"\x00" * 64)  # a partial file: header written, killed after
+    run_snakemake("data/raw/lhcb_tracks/0.root", "--configfile", str(TINY_CONFIG), workdir=tmp_path)
+    assert sorted(path.name for path in folder.iterdir()) == ["0.root", "1.root"]

@@ -1,5 +1,6 @@
 """Atomic outputs: a hard-killed writer's temporary is removed by the next write of the same path, and
-nothing that may belong to a live writer (this host or another one on the shared filesystem) is."""
+nothing that may belong to a live writer (this host or another one on the shared filesystem) is, except
+by a workflow job: the only live writer of its outputs."""
 
 from __future__ import annotations
 
@@ -58,6 +59,40 @@ def test_temporaries_of_live_or_foreign_writers_and_of_other_outputs_are_kept(tm
         (tmp_path / name).write_text("partial")
     write_text_atomic(final, "table")
     assert _hidden(tmp_path) == sorted(kept)
+
+
+def test_a_workflow_job_removes_the_temporaries_of_any_earlier_writer_of_its_outputs(tmp_path, monkeypatch):
+    """A workflow job is its outputs' only live writer (``claim_sole_writer``): the leftovers of an attempt killed
+    on another node (the SLURM profile's retry after an OOM kill lands elsewhere) had stayed for good, and so had
+    one whose pid an unrelated process reuses. Its own temporaries, another output's and an older naming stay."""
+    import pipeline_steps.common.atomic as atomic
+
+    final = tmp_path / "generated.root"
+    host, namespace = atomic._this_host()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as unrelated:
+        try:
+            removed = [
+                f".generated.root.othernode_{namespace}_{os.getpid()}.abcd_123.tmp.root",  # another node
+                f".generated.root.{host}_1_{unrelated.pid}.abcd1234.tmp.root",  # another container
+                f".generated.root.{host}_{namespace}_{unrelated.pid}.abcd1234.tmp.root",  # a reused pid
+            ]
+            kept = [
+                f".generated.root.{host}_{namespace}_{os.getpid()}.abcd1234.tmp.root",  # this process's own
+                f".generated.root.json.othernode_{namespace}_42.abcd1234.tmp.root",  # another output's
+                ".generated.root.x8k2m1q0.tmp.root",  # older naming: no writer recorded
+            ]
+            for name in [*removed, *kept]:
+                (tmp_path / name).write_text("partial")
+            (tmp_path / f".generated.root.othernode_{namespace}_7.abcd1234.tmp").mkdir()  # a folder's, kept
+            write_text_atomic(final, "before the claim")
+            assert len(_hidden(tmp_path)) == 7
+            monkeypatch.setattr(atomic, "_sole_writer", False)  # restored after the test
+            atomic.claim_sole_writer()
+            write_text_atomic(final, "rows")
+            assert _hidden(tmp_path) == sorted([*kept, f".generated.root.othernode_{namespace}_7.abcd1234.tmp"])
+            assert final.read_text() == "rows" and unrelated.poll() is None
+        finally:
+            unrelated.kill()
 
 
 def _exited_pid() -> int:

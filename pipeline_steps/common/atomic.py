@@ -8,7 +8,9 @@ A hard kill (OOM killer, a node lost, SIGKILL) skips every ``finally``, so the t
 wrote it: ``.<final name>.<host>_<pid namespace>_<pid>.<random>.tmp<suffix>``. The next write of the
 same final path removes the leftovers whose writer is gone. A pid only means something on its own
 host and in its own pid namespace (containers), and results live on filesystems that many nodes
-share, so a temporary of another host or namespace is never touched: its writer may be alive.
+share, so a temporary of another host or namespace is kept: its writer may be alive. A workflow job
+knows more (:func:`claim_sole_writer`): it is the only live writer of its outputs, so it removes every
+earlier writer's leftovers of them, of any host.
 """
 
 from __future__ import annotations
@@ -97,8 +99,32 @@ def _this_host() -> tuple[str, str]:
     return host, namespace
 
 
+#: ``<host>_<pid namespace>_<pid>.<random>``: the writer's part of a temporary's name (mkstemp's random part
+#: takes ``[a-z0-9_]``; the host has no dots or underscores, so another output's temporary never matches).
+_WRITER_TAG = re.compile(r"(?P<host>[A-Za-z0-9-]+)_(?P<namespace>\d+)_(?P<pid>\d+)\.[a-z0-9_]+")
+_sole_writer = False
+
+
+def claim_sole_writer() -> None:
+    """Declare this process the only live writer of every output it writes, as a workflow job is: from now on
+    a write removes the leftovers of any earlier writer of the same output, on any host.
+
+    Why a job may: Snakemake runs one job per output, and its lock on the working directory keeps any other
+    ``snakemake`` off the outputs it plans; a retried job's earlier attempt was killed, or given up by the
+    executor (which then cannot rename over this job's own, distinct temporary). Why it must: the SLURM
+    profile retries a job with more memory after an OOM kill, and the retry lands on another node, so the
+    killed attempt's partial file (a generated ROOT file, a checkpoint folder) had stayed hidden on the
+    shared filesystem for good; a pid reused by an unrelated process had kept one alive on the same host
+    too. Its own temporaries stay (the pid is this process's). A process that is not a workflow job (a
+    notebook, a test, the bundle runner) never claims it and keeps the checks of :func:`_writer_is_gone`;
+    ``snakemake --nolock`` gives up the lock's guarantee, so two such runs must not share outputs.
+    """
+    global _sole_writer
+    _sole_writer = True
+
+
 def _remove_stale_temporaries(final_path: Path, ending: str) -> None:
-    """Remove temporaries of ``final_path`` left by a writer of this host that no longer runs."""
+    """Remove temporaries of ``final_path`` whose writer is gone (:func:`_writer_is_gone`)."""
     prefix = f".{final_path.name}."
     for entry in os.scandir(final_path.parent):
         name = entry.name
@@ -111,14 +137,22 @@ def _remove_stale_temporaries(final_path: Path, ending: str) -> None:
 
 
 def _writer_is_gone(tag: str) -> bool:
-    """True only for ``<host>_<namespace>_<pid>.<random>`` of this host and namespace whose pid has exited.
+    """True for a ``<host>_<namespace>_<pid>.<random>`` tag of another process once this one is the sole
+    writer (:func:`claim_sole_writer`); otherwise only for one of this host and namespace whose pid has exited.
 
-    Anything else (another host, an older naming, a live or foreign-owned pid) counts as alive."""
-    fields = tag.rpartition(".")[0].split("_")
-    if len(fields) != 3 or tuple(fields[:2]) != _this_host() or not fields[2].isdigit():
+    Anything else (an older naming, another host, a live or foreign-owned pid) counts as alive."""
+    writer = _WRITER_TAG.fullmatch(tag)
+    if writer is None:
+        return False
+    same_host = (writer["host"], writer["namespace"]) == _this_host()
+    if same_host and int(writer["pid"]) == os.getpid():
+        return False
+    if _sole_writer:
+        return True
+    if not same_host:
         return False
     try:
-        os.kill(int(fields[2]), 0)
+        os.kill(int(writer["pid"]), 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # a process of another user has this pid

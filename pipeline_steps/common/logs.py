@@ -92,11 +92,14 @@ def send_process_output_to_log(log_path: str | Path) -> None:
 
 def start_job(log_path: str | Path) -> None:
     """What every rule's script does first: run with the fixed hash seed (re-executing the script if
-    needed, ``reproducible.run_with_fixed_hash_seed``), then send its native output to its log, and let
-    SIGTERM unwind the job (:class:`Stopped`)."""
+    needed, ``reproducible.run_with_fixed_hash_seed``), then send its native output to its log, let
+    SIGTERM unwind the job (:class:`Stopped`), and remove what an earlier, killed attempt of the job left
+    beside its outputs, on whatever node it ran (``atomic.claim_sole_writer``)."""
+    from pipeline_steps.common.atomic import claim_sole_writer
     from pipeline_steps.common.reproducible import run_with_fixed_hash_seed
 
     run_with_fixed_hash_seed()
+    claim_sole_writer()
     send_process_output_to_log(log_path)
     sys.excepthook = _report_uncaught
     signal.signal(signal.SIGTERM, _raise_stopped)
@@ -106,8 +109,7 @@ class Stopped(SystemExit):
     """SIGTERM arrived: a batch system's time limit (SLURM sends SIGKILL 30 s later by default), ``scancel``,
     ``condor_rm`` (Snakemake's own head process, sent SIGTERM, lets its running jobs finish). Python's default
     ends the process at once, so no ``finally`` ran and every ``atomic_path`` under way left its hidden
-    temporary beside the outputs; the next write of the same path removes it only on the same host, and a rerun
-    on a cluster lands on another. Raised in the main thread between two bytecodes (after the native call under
+    temporary beside the outputs until the job's rerun (``atomic.claim_sole_writer``). Raised in the main thread between two bytecodes (after the native call under
     way: a TensorFlow epoch, an ONNX Runtime call), it unwinds every ``with``; a SystemExit, so that no ``except
     Exception`` takes it for a failure to handle, and the job exits 143 as the signal would have made it."""
 
