@@ -240,6 +240,29 @@ def test_standalone_runner_runs_many_files_in_one_process_each_as_it_runs_alone(
     assert output_name("root://eosuser.cern.ch//eos/user/p/physicist/nano_1.root?svcClass=default") == "nano_1.root"
 
 
+def test_standalone_runner_runs_a_file_listed_again_for_the_same_output_once(tmp_path):
+    """Two lists merged, or one file under a relative and an absolute path: the file had run twice to one output,
+    or the run had stopped as two files writing one output. A file run to two outputs still runs twice."""
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(20, seed=5)[FLOW_CONDITIONS]
+    (tmp_path / "a").mkdir()
+    for name, (start, stop) in (("f1", (0, 12)), ("f2", (12, 20))):
+        write_tree(tmp_path / "a" / f"{name}.root", "Events",
+                   {n: rows[n].to_numpy()[start:stop] for n in FLOW_CONDITIONS})
+    f1, f2 = tmp_path / "a" / "f1.root", tmp_path / "a" / "f2.root"
+    (tmp_path / "list_1.txt").write_text(f"{f1}\n{f2}\n")
+    (tmp_path / "list_2.txt").write_text(f"a/../a/f1.root\n{f1}\n")  # read from tmp_path, the runner's folder
+    (tmp_path / "out").mkdir()
+    run = run_guarded(tmp_path, bundle, "@list_1.txt", "@list_2.txt", "--output-dir", "out")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("is listed again") == 2 and f"a/../a/f1.root is listed again (as {f1}): run once, to " \
+        f"out/f1.root" in run.stderr, run.stderr
+    assert run.stderr.count("wrote ") == 2 and "(2 of 2)" in run.stderr and "holds the values of" not in run.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["f1.root", "f2.root"]
+    twice = run_guarded(tmp_path, bundle, f1, tmp_path / "out" / "again.root")
+    assert twice.returncode == 0 and "listed again" not in twice.stderr, twice.stderr
+
+
 def test_standalone_runner_logs_the_call_size_it_measures_on_a_large_file_and_the_values_do_not_move(tmp_path):
     from pipeline_steps.export.run_bundle import CALL_ROWS_TRIED, MEASURE_FROM_ROWS
 

@@ -872,6 +872,24 @@ def check_inputs_and_outputs(pairs: list) -> None:
                               f"names, or run them apart")
 
 
+def without_repeats(pairs: list) -> list:
+    """``pairs`` without a file listed again for the same output, each repeat named on stderr: two lists merged
+    (``cat``, a dataset query run twice) had run a file twice to one output, and the file under a relative and an
+    absolute path had stopped the run as two files writing one output. A file run to two outputs runs twice."""
+    first: dict = {}
+    for input_root, output_root in pairs:
+        key = (_file_of(input_root), _file_of(output_root))
+        if key in first:
+            print(f"{input_root} is listed again (as {first[key][0]}): run once, to {first[key][1]}", file=sys.stderr)
+        first.setdefault(key, (input_root, output_root))
+    return list(first.values())
+
+
+def _file_of(path: str) -> str:
+    """What a path names, for comparing paths: a local one resolved (links, ``..``, relative), a URL as written."""
+    return path if URL.match(path) and not path.startswith("file://") else os.path.realpath(local_path(path))
+
+
 def output_name(input_root: str) -> str:
     """The output's name in ``--output-dir``: the input's own file name (of a URL's path too)."""
     if URL.match(input_root):
@@ -1188,6 +1206,7 @@ def main(argv=None) -> int:
         parser.error(f"expected INPUT OUTPUT, or inputs and --output-dir DIR; got {len(args.files)} files")
     pairs = ([(name, os.path.join(args.output_dir, output_name(name))) for name in args.files] if args.output_dir
              else [tuple(args.files)])
+    pairs = without_repeats(pairs)
     signal.signal(signal.SIGTERM, _stop)
     written = None  # the files written, once the checks of the whole run have passed
     try:
