@@ -116,8 +116,10 @@ def claim_sole_writer() -> None:
     killed attempt's partial file (a generated ROOT file, a checkpoint folder) had stayed hidden on the
     shared filesystem for good; a pid reused by an unrelated process had kept one alive on the same host
     too. Its own temporaries stay (the pid is this process's). A process that is not a workflow job (a
-    notebook, a test, the bundle runner) never claims it and keeps the checks of :func:`_writer_is_gone`;
-    ``snakemake --nolock`` gives up the lock's guarantee, so two such runs must not share outputs.
+    notebook, a test, the bundle runner) never claims it and keeps the checks of :func:`_writer_is_gone`.
+    Two runs that do share outputs: ``snakemake --nolock``, and a run started again (``--unlock``) while jobs
+    of a head process that died still run; the README says to wait for those or cancel them first. The old
+    job's output then fails to appear (its temporary is gone), and the new job writes the same bytes.
     """
     global _sole_writer
     _sole_writer = True
