@@ -111,7 +111,7 @@ def claim_sole_writer() -> None:
 
     Why a job may: Snakemake runs one job per output, and its lock on the working directory keeps any other
     ``snakemake`` off the outputs it plans; a retried job's earlier attempt was killed, or given up by the
-    executor (which then cannot rename over this job's own, distinct temporary). Why it must: the SLURM
+    executor. Why it must: the SLURM
     profile retries a job with more memory after an OOM kill, and the retry lands on another node, so the
     killed attempt's partial file (a generated ROOT file, a checkpoint folder) had stayed hidden on the
     shared filesystem for good; a pid reused by an unrelated process had kept one alive on the same host

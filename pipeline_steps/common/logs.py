@@ -109,9 +109,10 @@ class Stopped(SystemExit):
     """SIGTERM arrived: a batch system's time limit (SLURM sends SIGKILL 30 s later by default), ``scancel``,
     ``condor_rm`` (Snakemake's own head process, sent SIGTERM, lets its running jobs finish). Python's default
     ends the process at once, so no ``finally`` ran and every ``atomic_path`` under way left its hidden
-    temporary beside the outputs until the job's rerun (``atomic.claim_sole_writer``). Raised in the main thread between two bytecodes (after the native call under
-    way: a TensorFlow epoch, an ONNX Runtime call), it unwinds every ``with``; a SystemExit, so that no ``except
-    Exception`` takes it for a failure to handle, and the job exits 143 as the signal would have made it."""
+    temporary beside the outputs until the job's rerun (``atomic.claim_sole_writer``). Raised in the main
+    thread between two bytecodes (after the native call under way: a TensorFlow epoch, an ONNX Runtime call),
+    it unwinds every ``with``; a SystemExit, so that no ``except Exception`` takes it for a failure to handle,
+    and the job exits 143 as the signal would have made it."""
 
 
 def _raise_stopped(number, frame) -> None:
