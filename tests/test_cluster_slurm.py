@@ -201,7 +201,8 @@ def test_a_cancelled_job_removes_its_temporaries_and_logs_why(cluster: SlurmClus
 def test_readme_job_array_of_file_lists_runs_each_list_as_one_task(cluster: SlurmCluster, tmp_path):
     """The README's SLURM job array for the bundle runner ("Using a bundle elsewhere", Many files), as written
     there but for the paths and 2 files a list: every task runs its list, and each output is the one its file
-    gets run alone (one --seed for all tasks: the streams are keyed by each file's values)."""
+    gets run alone (one --seed for all tasks: the streams are keyed by each file's values). A task submitted again
+    (``--array=<its index>``) runs only the file it had not written (``--skip-existing``)."""
     import time
 
     import numpy as np
@@ -241,3 +242,20 @@ def test_readme_job_array_of_file_lists_runs_each_list_as_one_task(cluster: Slur
         with uproot.open(tmp_path / "fast" / name) as task, uproot.open(tmp_path / f"alone_{name}") as alone:
             first, second = task["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
         assert all(np.array_equal(first[column], second[column]) for column in first), name
+    # A task cut by its time limit (its second file not written), submitted again as the README says
+    (tmp_path / "fast" / names[3]).unlink()
+    again = script.replace("--array=0-$((n - 1))", "--array=1")
+    assert again != script
+    resubmitted = subprocess.run(["bash", "-ec", again], cwd=tmp_path, env=cluster.env, capture_output=True,
+                                 text=True)
+    task = re.search(r"Submitted batch job (\d+)", resubmitted.stdout)
+    assert task, resubmitted.stdout + resubmitted.stderr
+    while task[1] in subprocess.run(["squeue", "-h", "-o", "%F"], env=cluster.env, capture_output=True,
+                                    text=True).stdout.split() and time.monotonic() < deadline + 120:
+        time.sleep(1)
+    log = (tmp_path / f"slurm-{task[1]}_1.out").read_text()
+    assert f"kept 1 of 2 outputs, each newer than its input and the bundle (fast/{names[2]}); 1 to run" in log, log
+    assert sorted(path.name for path in (tmp_path / "fast").iterdir()) == names
+    with uproot.open(tmp_path / "fast" / names[3]) as task_file, uproot.open(tmp_path / f"alone_{names[3]}") as alone:
+        first, second = task_file["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
+    assert all(np.array_equal(first[column], second[column]) for column in first)

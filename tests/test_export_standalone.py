@@ -5,11 +5,13 @@ reproduces the framework's output from a ROOT file."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +263,53 @@ def test_standalone_runner_runs_a_file_listed_again_for_the_same_output_once(tmp
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["f1.root", "f2.root"]
     twice = run_guarded(tmp_path, bundle, f1, tmp_path / "out" / "again.root")
     assert twice.returncode == 0 and "listed again" not in twice.stderr, twice.stderr
+
+
+def test_standalone_runner_skip_existing_goes_on_where_a_stopped_list_stopped(tmp_path):
+    """A job array task cut by its time limit had to run its whole list again. ``--skip-existing`` leaves out a file
+    whose output exists (outputs appear only once whole) and is newer than the file and the bundle; the files it
+    runs give the outputs they give alone. A file made newer, or a bundle exported again, runs again."""
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(30, seed=8)[FLOW_CONDITIONS]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    names = ["f1", "f2", "f3"]
+    for index, name in enumerate(names):
+        write_tree(tmp_path / "in" / f"{name}.root", "Events",
+                   {n: rows[n].to_numpy()[10 * index:10 * index + 10] for n in FLOW_CONDITIONS})
+    (tmp_path / "list.txt").write_text("".join(f"in/{name}.root\n" for name in names))
+    earlier = time.time_ns() - 100 * 10**9  # inputs and bundle well before any output, whatever the clock's step
+    for made in [bundle / "bundle.json", *(tmp_path / "in").iterdir()]:
+        os.utime(made, ns=(earlier, earlier))
+
+    def run(*extra) -> str:
+        result = run_guarded(tmp_path, bundle, "@list.txt", "--output-dir", "out", "--seed", "3", *extra)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr
+
+    def outputs() -> dict:
+        found = {}
+        for name in names:
+            with uproot.open(tmp_path / "out" / f"{name}.root") as produced:
+                found[name] = produced["Events"].arrays(library="np")
+        return found
+
+    run()
+    first, times = outputs(), {name: (tmp_path / "out" / f"{name}.root").stat().st_mtime_ns for name in names}
+    again = run("--skip-existing")  # everything is done: nothing runs, nothing is rewritten
+    assert "--skip-existing: kept 3 of 3 outputs" in again and "wrote" not in again, again
+    assert {name: (tmp_path / "out" / f"{name}.root").stat().st_mtime_ns for name in names} == times
+    (tmp_path / "out" / "f2.root").unlink()  # stopped before f2 was whole: no output
+    later = times["f3"] + 10 * 10**9
+    os.utime(tmp_path / "in" / "f3.root", ns=(later, later))  # f3 copied again since its output was written
+    resumed = run("--skip-existing")
+    assert "kept 1 of 3 outputs, each newer than its input and the bundle (out/f1.root); 2 to run" in resumed
+    assert "wrote 10 rows to out/f2.root (1 of 2)" in resumed and "(2 of 2)" in resumed, resumed
+    assert (tmp_path / "out" / "f1.root").stat().st_mtime_ns == times["f1"]
+    rerun = outputs()
+    assert all(np.array_equal(rerun[name][column], first[name][column]) for name in names for column in first[name])
+    os.utime(bundle / "bundle.json")  # the bundle exported again: every output is older than it
+    assert "kept" not in run("--skip-existing")
 
 
 def test_standalone_runner_logs_the_call_size_it_measures_on_a_large_file_and_the_values_do_not_move(tmp_path):

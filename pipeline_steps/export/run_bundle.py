@@ -31,7 +31,8 @@ the workflow's generated file in distribution, not row by row. Each file's rando
 per file) do not repeat each other's noise, and the same values give the same rows in any file.
 
 With ``--output-dir`` it runs many files in one process, each output named as its input; the bundle is loaded
-once (~0.55 s a file otherwise), and a file's output is the one it gets alone.
+once (~0.55 s a file otherwise), and a file's output is the one it gets alone. ``--skip-existing`` leaves out the
+files whose outputs are newer than they and the bundle: a list stopped by a time limit goes on where it stopped.
 
 Exit status: 0 written; 2 a bad input or bundle (one line on stderr); 143 stopped by SIGTERM (a batch time
 limit, scancel) and 130 by Ctrl-C, with no output of the file under way and no temporary left. A file of more
@@ -885,6 +886,31 @@ def without_repeats(pairs: list) -> list:
     return list(first.values())
 
 
+def without_existing(pairs: list, manifest: Path) -> list:
+    """``pairs`` without those whose output is newer than its input and ``manifest`` (``--skip-existing``), said
+    in one line on stderr. An output appears only once whole, under its name (:class:`OutputTree`), so one that
+    exists is complete; newer than both, it was written from this input by this bundle, as ``make`` reads
+    times: a bundle exported again or copied (``cp`` without ``-p``) makes every output older. A URL's input
+    has no time here, so its output is compared with the bundle only; a missing input or bundle keeps nothing
+    (the run then names it). Kept outputs are not read: one of another ``--seed`` or ``--tree`` is kept too."""
+    def kept(input_root: str, output_root: str) -> bool:
+        local = not URL.match(input_root) or input_root.startswith("file://")
+        try:
+            written = os.stat(local_path(output_root)).st_mtime_ns
+            sources = [os.stat(manifest), *([os.stat(local_path(input_root))] if local else [])]
+        except FileNotFoundError:
+            return False
+        return all(written > source.st_mtime_ns for source in sources)
+
+    is_kept = [kept(*pair) for pair in pairs]
+    outputs = [output for (_, output), done in zip(pairs, is_kept) if done]
+    if outputs:
+        print(f"--skip-existing: kept {len(outputs)} of {len(pairs)} outputs, each newer than its input and the "
+              f"bundle ({outputs[0]}{', ...' if len(outputs) > 1 else ''}); {len(pairs) - len(outputs)} to run",
+              file=sys.stderr)
+    return [pair for pair, done in zip(pairs, is_kept) if not done]
+
+
 def _file_of(path: str) -> str:
     """What a path names, for comparing paths: a local one resolved (links, ``..``, relative), a URL as written."""
     return path if URL.match(path) and not path.startswith("file://") else os.path.realpath(local_path(path))
@@ -1198,6 +1224,10 @@ def main(argv=None) -> int:
     parser.add_argument("--empty-tree", choices=EMPTY_TREE, default="error",
                         help="an input tree without entries: stop with an error (default), or write an output tree "
                              "with the same branches and no entries (a skim's empty files, merged later by hadd)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="leave out a file whose output exists and is newer than the file and the bundle's "
+                             "bundle.json (outputs appear only once whole): a list stopped by a time limit, run "
+                             "again, goes on where it stopped; another --seed or --tree needs another output folder")
     parser.add_argument("--step-rows", type=int, default=None,
                         help=f"input rows read, run and written at a time (default: {STEP_ROWS}, or fewer where a row "
                              f"is wide: ~140 MB a step for the jets bundle); the values do not depend on it")
@@ -1207,6 +1237,10 @@ def main(argv=None) -> int:
     pairs = ([(name, os.path.join(args.output_dir, output_name(name))) for name in args.files] if args.output_dir
              else [tuple(args.files)])
     pairs = without_repeats(pairs)
+    if args.skip_existing:
+        pairs = without_existing(pairs, Path(args.bundle) / "bundle.json")
+        if not pairs:
+            return 0
     signal.signal(signal.SIGTERM, _stop)
     written = None  # the files written, once the checks of the whole run have passed
     try:
