@@ -331,12 +331,24 @@ def test_decompressing_on_threads_writes_the_same_bytes(tmp_path):
     assert written[1] == written[3] and len(written[1]) > 10_000
 
 
-def test_a_bad_file_fails_its_whole_part_naming_it(tmp_path):
+def test_a_bad_file_fails_its_whole_part_naming_it_and_the_later_files_that_fail_too(tmp_path):
+    """The part's job stops at its first bad file; the files after it are opened and checked, so that one run
+    names every file of the part a blacklist needs (one a run had cost a cluster queue wait each)."""
     good, truncated = _ship_file(tmp_path / "0.root"), tmp_path / "1.root"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(InputError, match="1.root"):
-        _ingest_part(tmp_path, [good, truncated])
+    also_good, not_root, other_tree = (_ship_file(tmp_path / "2.root"), tmp_path / "3.root", tmp_path / "4.root")
+    not_root.write_text("not a ROOT file\n" * 20)
+    with uproot.recreate(other_tree) as file:
+        _write_tree(file, "Events", {"x": np.zeros(2, np.float32)})
+    with pytest.raises(InputError) as raised:
+        _ingest_part(tmp_path, [good, truncated, also_good, not_root, other_tree])
+    message = str(raised.value)
+    assert message.startswith(f"{truncated}: truncated ROOT file"), message
+    assert "and 2 of the part's later files (3)" in message and f"{not_root}: cannot be opened" in message
+    assert f"{other_tree}: no tree 'cbmsim'" in message and f"{also_good}" not in message
     assert not (tmp_path / "part.parquet").exists() and not (tmp_path / "part.json").exists()
+    with pytest.raises(InputError, match=r"1\.root: truncated .* \(the part's later files \(1\) open and hold"):
+        _ingest_part(tmp_path, [good, truncated, also_good])
 
 
 def test_a_later_file_is_cast_to_the_first_files_types_or_named(tmp_path):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -104,8 +105,11 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
     files = []
     branches: list[str] | None = None  # resolved on the first file, so every file reads a name from one branch
     try:
-        for raw_file in raw_files:
-            ingested, writer, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches, threads)
+        for index, raw_file in enumerate(raw_files):
+            try:
+                ingested, writer, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches, threads)
+            except InputError as error:
+                raise InputError(f"{error}{_later_failures(raw_files[index + 1:], reading, mapping, branches)}") from None
             files.append(ingested)
     finally:
         if writer is not None:
@@ -113,17 +117,43 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
     return files, writer.schema.names
 
 
-def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading, mapping: TableMapping,
-                 branches: list[str] | None, threads: int = 1) -> tuple[IngestedFile, TableWriter, list[str]]:
-    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file).
+#: The later files of a part named after its first bad file's error, at most (the rest counted).
+LATER_FAILURES_LISTED = 10
+
+
+def _later_failures(later_files: Sequence[str], reading: Reading, mapping: TableMapping,
+                    branches: list[str] | None) -> str:
+    """What the part's files after a bad one give when opened and checked (:func:`_checked_tree`: the header, the
+    keys, the tree, its branches and entries), said after the bad file's error. A part's job stops at its first
+    bad file, so a part holding several (a batch of copies cut short) named one a run: on a cluster, one queue
+    wait each before the blacklist was whole. A damaged basket shows only when its entries are read."""
+    failures = []
+    for raw_file in later_files:
+        try:
+            with _checked_tree(raw_file, reading, mapping, branches, threads=1):
+                pass
+        except InputError as error:
+            failures.append(str(error))
+    if not later_files:
+        return ""
+    later = f"the part's later files ({len(later_files)})"
+    if not failures:
+        return f" ({later} open and hold the branches)"
+    listed = "; ".join(failures[:LATER_FAILURES_LISTED])
+    more = f"; and {len(failures) - LATER_FAILURES_LISTED} more" if len(failures) > LATER_FAILURES_LISTED else ""
+    return f" (and {len(failures)} of {later}, opened and checked as far as the tree and its branches: {listed}{more})"
+
+
+@contextlib.contextmanager
+def _checked_tree(raw_file: str, reading: Reading, mapping: TableMapping, branches: list[str] | None,
+                  threads: int = 1) -> Iterator[tuple[object, int, list[str], dict]]:
+    """Yield ``(tree, bytes past its file's end, branches, parts)`` of ``raw_file`` once the file opens whole
+    (``reader.open_tree``) and its tree holds every branch the table reads and, unless allowed, an entry.
 
     ``branches`` are those the part's first file resolved the names of ``selection`` and ``unique`` to
     (``required_branches``), None for the first file: a selection's ``HLT_IsoMu24`` read from the event-level
     branch in one file and from ``Jet_HLT_IsoMu24`` in the next would change meaning between files."""
-    source_file = Path(raw_file).name
     where = f"{raw_file}:{reading.tree}"
-    counts = ChunkCounts()
-    digest = RowsDigest()
     with open_tree(raw_file, reading.tree, threads) as (tree, bytes_past_end):
         names = branch_names(tree)
         if branches is None:
@@ -133,6 +163,18 @@ def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None,
                        name_alternatives(mapping, reading.identity))
         if tree.num_entries == 0 and reading.empty_tree == "error":
             raise InputError(f"{where}: the tree is empty (0 entries); set empty_tree: empty_table to accept this")
+        yield tree, bytes_past_end, branches, parts
+
+
+def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading, mapping: TableMapping,
+                 branches: list[str] | None, threads: int = 1) -> tuple[IngestedFile, TableWriter, list[str]]:
+    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file);
+    ``branches``: see :func:`_checked_tree`."""
+    source_file = Path(raw_file).name
+    where = f"{raw_file}:{reading.tree}"
+    counts = ChunkCounts()
+    digest = RowsDigest()
+    with _checked_tree(raw_file, reading, mapping, branches, threads) as (tree, bytes_past_end, branches, parts):
         read = branches_to_read(branches, parts)
         steps = ((start, with_parts(arrays, parts, where))
                  for start, arrays in iterate_entries(tree, read, reading.step_size, where))
