@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import awkward as ak
@@ -349,6 +350,15 @@ def test_a_bad_file_fails_its_whole_part_naming_it_and_the_later_files_that_fail
     assert not (tmp_path / "part.parquet").exists() and not (tmp_path / "part.json").exists()
     with pytest.raises(InputError, match=r"1\.root: truncated .* \(the part's later files \(1\) open and hold"):
         _ingest_part(tmp_path, [good, truncated, also_good])
+    others = [tmp_path / f"{index}.root" for index in range(5, 10)]
+    for other in others:
+        shutil.copyfile(other_tree, other)
+    with pytest.raises(InputError) as raised:  # one reason of many files (a wrong tree name) is said once
+        _ingest_part(tmp_path, [good, truncated, *others])
+    message = str(raised.value)
+    assert message.count("no tree 'cbmsim'") == 1 and "and 5 of the part's later files (5)" in message, message
+    assert f"{others[0]}: no tree 'cbmsim'; the file has trees ['Events'] (the same for 4 more: 6.root, 7.root, " \
+        f"8.root, ...)" in message, message
 
 
 def test_a_later_file_is_cast_to_the_first_files_types_or_named(tmp_path):

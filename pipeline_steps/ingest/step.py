@@ -117,7 +117,7 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
     return files, writer.schema.names
 
 
-#: The later files of a part named after its first bad file's error, at most (the rest counted).
+#: The reasons said of the later files of a part after its first bad file's error, at most (the rest counted).
 LATER_FAILURES_LISTED = 10
 
 
@@ -126,22 +126,30 @@ def _later_failures(later_files: Sequence[str], reading: Reading, mapping: Table
     """What the part's files after a bad one give when opened and checked (:func:`_checked_tree`: the header, the
     keys, the tree, its branches and entries), said after the bad file's error. A part's job stops at its first
     bad file, so a part holding several (a batch of copies cut short) named one a run: on a cluster, one queue
-    wait each before the blacklist was whole. A damaged basket shows only when its entries are read."""
-    failures = []
+    wait each before the blacklist was whole. Files failing for one reason (a branch the config names wrongly
+    is missing from all) are said once. A damaged basket shows only when its entries are read."""
+    if not later_files:
+        return ""
+    by_reason: dict[str, list[str]] = {}
     for raw_file in later_files:
         try:
             with _checked_tree(raw_file, reading, mapping, branches, threads=1):
                 pass
         except InputError as error:
-            failures.append(str(error))
-    if not later_files:
-        return ""
+            by_reason.setdefault(str(error).replace(str(raw_file), "\0"), []).append(str(raw_file))
     later = f"the part's later files ({len(later_files)})"
-    if not failures:
+    if not by_reason:
         return f" ({later} open and hold the branches)"
-    listed = "; ".join(failures[:LATER_FAILURES_LISTED])
-    more = f"; and {len(failures) - LATER_FAILURES_LISTED} more" if len(failures) > LATER_FAILURES_LISTED else ""
-    return f" (and {len(failures)} of {later}, opened and checked as far as the tree and its branches: {listed}{more})"
+    said = [_reason_of(reason, files) for reason, files in list(by_reason.items())[:LATER_FAILURES_LISTED]]
+    more = f"; and {len(by_reason) - LATER_FAILURES_LISTED} more" if len(by_reason) > LATER_FAILURES_LISTED else ""
+    failing = sum(len(files) for files in by_reason.values())
+    return f" (and {failing} of {later}, opened and checked as far as the tree and its branches: {'; '.join(said)}{more})"
+
+
+def _reason_of(reason: str, files: list[str]) -> str:
+    """One reason, said of its first file, and the other files it holds for."""
+    others = ", ".join(Path(name).name for name in files[1:4]) + (", ..." if len(files) > 4 else "")
+    return reason.replace("\0", files[0]) + (f" (the same for {len(files) - 1} more: {others})" if others else "")
 
 
 @contextlib.contextmanager
