@@ -361,6 +361,18 @@ def test_a_bad_file_fails_its_whole_part_naming_it_and_the_later_files_that_fail
         f"8.root, ...)" in message, message
 
 
+def test_a_config_error_found_in_a_later_file_is_said_after_the_bad_files_error(tmp_path):
+    """A part whose first file is cut short never resolved the selection's names: the later files' check meets the
+    bad selection, and says it after the first file's error instead of raising it in its place."""
+    good = _ship_file(tmp_path / "1.root")
+    truncated = tmp_path / "0.root"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    mapping = {**CONFIG["datasets"]["ship"]["tables"]["muons"], "selection": "__import__('os') == 1"}
+    with pytest.raises(InputError, match=r"0\.root: truncated .*\(and 1 of the part's later files \(1\).*selection"):
+        run([str(truncated), str(good)], str(tmp_path / "p.parquet"), str(tmp_path / "p.json"), _reading("ship"),
+            mapping, "muons", "ship")
+
+
 def test_a_later_file_is_cast_to_the_first_files_types_or_named(tmp_path):
     """Productions differ in float precision: cast, as per-file tables read together would be. A float
     branch where the first file had integers would lose its fractions: refused, naming the file."""

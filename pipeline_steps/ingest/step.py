@@ -13,7 +13,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
-from pipeline_steps.common.errors import InputError
+from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.ingest.flatten import ChunkCounts, flatten_chunk, name_alternatives, required_branches
 from pipeline_steps.ingest.branch_parts import branch_names, branch_parts, branches_to_read, with_parts
@@ -135,7 +135,7 @@ def _later_failures(later_files: Sequence[str], reading: Reading, mapping: Table
         try:
             with _checked_tree(raw_file, reading, mapping, branches, threads=1):
                 pass
-        except InputError as error:
+        except (InputError, ConfigError) as error:  # a selection the first file never reached: said, not raised
             by_reason.setdefault(str(error).replace(str(raw_file), "\0"), []).append(str(raw_file))
     later = f"the part's later files ({len(later_files)})"
     if not by_reason:
