@@ -85,6 +85,18 @@ def test_every_rule_asking_for_a_gpu_lands_where_a_gpu_is_and_no_other():
     assert {entry.split(":")[0] for entry in htcondor if entry.endswith(":request_gpus=1")} == GPU_RULES
 
 
+def test_without_gpus_every_gpu_rule_asks_for_none_and_no_gpu_partition_or_model():
+    """FASTSIM_NO_GPU=1 (a cluster or pool without GPUs): the GPU partition and model set for a GPU cluster are
+    ignored, since `--gpus=a100:0` is no request the plugin can make."""
+    site = {"FASTSIM_SLURM_GPU_PARTITION": "gpu", "FASTSIM_GPU_MODEL": "a100"}
+    slurm = _profile("slurm", **site, FASTSIM_NO_GPU="1")["set-resources"]
+    htcondor = _profile("htcondor", FASTSIM_NO_GPU="1")["set-resources"]
+    assert {entry.split(":")[0] for entry in slurm if entry.endswith(":gpu=0")} == GPU_RULES
+    assert {entry.split(":")[0] for entry in htcondor if entry.endswith(":request_gpus=0")} == GPU_RULES
+    assert not any(":slurm_partition=gpu" in entry or ":gpu_model=" in entry for entry in slurm)
+    assert not any(":gpu=0" in entry for entry in _profile("slurm", **site, FASTSIM_NO_GPU="0")["set-resources"])
+
+
 def test_resources_scale_with_the_attempt_and_gpus_never_via_slurm_extra():
     for name in ("slurm", "htcondor"):
         entries = _profile(name)["default-resources"] + _profile(name)["set-resources"]
@@ -121,6 +133,27 @@ def test_dry_run_plans_the_whole_workflow(name, config, tmp_path):
     result = _snakemake("-n", "--quiet", "rules", "--profile", str(REPO / "profiles" / name), "--configfile",
                         str(REPO / config), "--directory", str(tmp_path), "--sdm=env-modules")
     assert "This was a dry-run" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_command_line_set_resources_replaces_the_profiles_whole_list_as_the_readme_says(tmp_path):
+    """The README had said one resource could be changed on the command line; Snakemake replaces the profile's
+    list instead, and the README now says so and to copy the profile. If Snakemake starts to merge the two, this
+    fails and the README's advice can be simplified."""
+    env = dict(_QUIET_ENV, FASTSIM_SLURM_GPU_PARTITION="gpu")
+    base = ("-n", "--profile", str(REPO / "profiles" / "slurm"), "--directory", str(tmp_path), "--sdm=env-modules",
+            "--slurm-no-account", "results/generate/jets/generated.root")
+
+    def resources(*extra: str) -> dict:
+        printed = _snakemake(*base, *extra, env=env).stdout
+        return {rule: lines for rule, lines in re.findall(r"rule (\w+):\n(?:.*\n)*?\s+resources: (.*)", printed)}
+
+    alone, overridden = resources(), resources("--set-resources", "train_flow:runtime=4320")
+    assert "slurm_partition=gpu" in alone["generate_flow"] and "mem_mb=32000" in alone["train_flow"]
+    assert "runtime=4320" in overridden["train_flow"] and "mem_mb=32000" not in overridden["train_flow"]
+    assert "slurm_partition=gpu" not in overridden["generate_flow"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "a `--set-resources` or `--default-resources` there replaces the profile's whole list" in readme
 
 
 # No conda channel is reachable here, so no env can be built; what `--sdm conda` needs to *plan* is only

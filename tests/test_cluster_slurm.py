@@ -111,6 +111,30 @@ def test_failing_job_is_reported_failed(cluster: SlurmCluster, tmp_path):
     assert not (tmp_path / "broken.txt").exists()
 
 
+#: A GPU rule of the workflow's name (the profile's set-resources apply by rule name) that says what it got.
+_GPU_PROBE_SNAKEFILE = """
+rule generate_flow:
+    output: "generated.txt"
+    log: "logs/generate.log"
+    resources: gpu=1
+    shell: 'echo "$SLURM_JOB_ID ${{CUDA_VISIBLE_DEVICES:-no GPU}}" > {output}'
+"""
+
+
+def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu(cluster: SlurmCluster, tmp_path):
+    """The test cluster, like many a university's, has no GPU: sbatch refuses `--gpus=1` ("Invalid generic
+    resource"), so every training and generation job had failed to submit. FASTSIM_NO_GPU=1 makes the profile ask
+    for `gpu: 0`; the job runs on its CPU cores."""
+    (tmp_path / "Snakefile").write_text(_GPU_PROBE_SNAKEFILE)
+    arguments = ("--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0")
+    refused = _snakemake(cluster, tmp_path, *arguments, snakefile=tmp_path / "Snakefile", check=False)
+    assert refused.returncode != 0 and "Invalid generic resource" in refused.stdout + refused.stderr, refused.stderr
+    on_cpu = _snakemake(cluster, tmp_path, *arguments, snakefile=tmp_path / "Snakefile",
+                        env={"FASTSIM_NO_GPU": "1"})
+    job_id, devices = (tmp_path / "generated.txt").read_text().strip().split(maxsplit=1)
+    assert job_id in SUBMITTED.findall(on_cpu.stdout + on_cpu.stderr) and devices == "no GPU"
+
+
 def _targets() -> list[str]:
     """The earliest stages' outputs of one dataset: toy files, plus ingest's when that stage exists."""
     rules = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
@@ -122,10 +146,11 @@ def _targets() -> list[str]:
 
 
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
-               check: bool = True) -> subprocess.CompletedProcess:
-    """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable."""
+               check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable, and the
+    FASTSIM_* variables of ``env``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition)
+    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition, **(env or {}))
     env.pop("PYTHONPATH", None)  # what jobs see of it must come from the workflow
     env.pop("FASTSIM_SLURM_GPU_PARTITION", None)
     env.pop("FASTSIM_SLURM_ACCOUNT", None)
