@@ -891,14 +891,14 @@ def without_existing(pairs: list, manifest: Path) -> list:
     in one line on stderr. An output appears only once whole, under its name (:class:`OutputTree`), so one that
     exists is complete; newer than both, it was written from this input by this bundle, as ``make`` reads
     times: a bundle exported again or copied (``cp`` without ``-p``) makes every output older. A URL's input
-    has no time here, so its output is compared with the bundle only; a missing input or bundle keeps nothing
-    (the run then names it). Kept outputs are not read: one of another ``--seed`` or ``--tree`` is kept too."""
+    has no time here, so its output is compared with the bundle only; a missing or unreadable input or bundle
+    keeps nothing (the run then names it). Kept outputs are not read: one of another ``--seed`` or ``--tree`` is kept too."""
     def kept(input_root: str, output_root: str) -> bool:
         local = not URL.match(input_root) or input_root.startswith("file://")
         try:
             written = os.stat(local_path(output_root)).st_mtime_ns
             sources = [os.stat(manifest), *([os.stat(local_path(input_root))] if local else [])]
-        except FileNotFoundError:
+        except OSError:  # missing, or not to be read here: the run says which
             return False
         return all(written > source.st_mtime_ns for source in sources)
 
