@@ -120,6 +120,8 @@ PIPELINE_RUNS = {
     "complete_run": ("complete", ("--configfile", str(TINY_CONFIG)), "0"),
     "fresh_run": ("fresh", ("--configfile", str(TINY_CONFIG), "--cores", "1"), "2718"),
 }
+#: The folder of the complete run where each job records its rule and the modules it loaded.
+IMPORT_TRACE = "import_trace"
 #: How often a test waiting for a background run looks for its exit status (seconds).
 RUN_POLL_SECONDS = 2.0
 
@@ -156,6 +158,11 @@ def start_background_run(root: Path, name: str, args: tuple[str, ...], hash_seed
             return None
         folder.mkdir()
         command, environment = snakemake_command(folder, *args, snakefile=snakefile, hash_seed=hash_seed)
+        if name == PIPELINE_RUNS["complete_run"][0]:  # its jobs record what they import (tests/import_trace)
+            (folder / IMPORT_TRACE).mkdir()
+            environment["FASTSIM_IMPORT_TRACE"] = str(folder / IMPORT_TRACE)
+            environment["PYTHONPATH"] = os.pathsep.join(
+                entry for entry in (str(REPO / "tests" / "import_trace"), environment.get("PYTHONPATH")) if entry)
         terminal = (folder / "terminal.txt").open("w")
         process = subprocess.Popen(command, cwd=folder, stdout=terminal, stderr=subprocess.STDOUT, text=True,
                                    env=environment)
