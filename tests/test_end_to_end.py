@@ -255,17 +255,12 @@ def test_calratio_separates_signal_from_background_beyond_noise(tiny_run):
                for key in ("ks_sig", "ks_qcd", "ks_bib"))
 
 
-def _declared(requirement_lines) -> set[str]:
-    """Normalised distribution names of requirement strings (``tensorflow[and-cuda]>=2.21`` -> ``tensorflow``)."""
-    return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", line.strip()).group(0)).lower()
-            for line in requirement_lines if re.match(r"[A-Za-z0-9_.\-]+", line.strip())}
-
-
 def _installed_closure(names: set[str]) -> set[str]:
     """``names`` with every distribution they require, as this environment's metadata says."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     seen, todo = set(), list(names)
     while todo:
@@ -280,29 +275,8 @@ def _installed_closure(names: set[str]) -> set[str]:
         for text in requirements:
             requirement = Requirement(text)
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(re.sub(r"[-_.]+", "-", requirement.name).lower())
+                todo.append(canonicalize_name(requirement.name))
     return seen
-
-
-def _rule_envs() -> dict[str, str]:
-    """Each rule's conda env file name (``ingest``), from its ``conda:`` directive (a path or ``kind_env(kind)``);
-    a rule named in a loop (``name: f"toy_{_dataset}"``) by its name's fixed start (``toy_``)."""
-    from pipeline_steps.model_kinds import MODEL_KINDS
-
-    envs = {}
-    for rule_file in (REPO / "workflow" / "rules").glob("*.smk"):
-        text = rule_file.read_text()
-        rules = re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", text, re.M | re.S)
-        rules += re.findall(r"^\s+rule:\n\s+name:\s*\n\s+f\"(\w+)\{.*?\n(.*?)(?=^\S|\Z)", text, re.M | re.S)
-        for rule, body in rules:
-            named = re.search(r"conda:\s*\n\s+(?:\"\.\./\.\./envs/(\w+)\.yaml\"|kind_env\(\"(\w+)\"\))", body)
-            if named:
-                envs[rule] = named[1] or MODEL_KINDS[named[2]].env
-    return envs
-
-
-def _env_of(rule: str, rule_envs: dict[str, str]) -> str:
-    return rule_envs.get(rule) or next(env for start, env in rule_envs.items() if rule.startswith(start))
 
 
 def test_every_job_finds_the_declared_packages_it_imports_in_its_conda_env(tiny_run):
@@ -310,23 +284,24 @@ def test_every_job_finds_the_declared_packages_it_imports_in_its_conda_env(tiny_
     a job importing a package its env lacks would pass here and stop there with a ModuleNotFoundError. Each job of the
     tiny run records the modules it loaded (tests/import_trace); every one that belongs to a package pyproject.toml
     declares must belong to the job's env or to what that env's packages require."""
-    import tomllib
     from importlib import metadata
 
-    from tests.conftest import IMPORT_TRACE
+    from packaging.utils import canonicalize_name
 
-    declared = _declared(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
-    declared.discard("snakemake")  # the script's wrapper: Snakemake puts its own on the job's path
-    providers = {module: {re.sub(r"[-_.]+", "-", name).lower() for name in names}
+    from tests.conftest import IMPORT_TRACE
+    from tests.workflow_files import env_of_rule, env_requirements, pyproject_requirements, rules_with_conda
+
+    declared = set(pyproject_requirements()) - {"snakemake"}  # the script's wrapper: Snakemake puts its own on the path
+    providers = {module: {canonicalize_name(name) for name in names}
                  for module, names in metadata.packages_distributions().items()}
-    envs = {path.stem: _installed_closure(_declared(re.findall(r"^\s+- ([^\s#]+)", path.read_text(), re.M)))
+    envs = {path.stem: _installed_closure({canonicalize_name(r.name) for r in env_requirements(path)})
             for path in (REPO / "envs").glob("*.yaml")}
-    rule_envs = _rule_envs()
+    rules = rules_with_conda()
     records = [json.loads(path.read_text()) for path in (tiny_run / IMPORT_TRACE).glob("*.json")]
     assert len({record["rule"] for record in records}) >= 15, sorted({record["rule"] for record in records})
     missing = {}
     for record in records:
-        env_name = _env_of(record["rule"], rule_envs)
+        env_name = env_of_rule(record["rule"], rules)
         for module in record["modules"]:
             needed = providers.get(module, set()) & declared
             if needed and not needed & envs[env_name]:

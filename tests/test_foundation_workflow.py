@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline_steps.model_kinds import MODEL_KINDS
 from tests.conftest import REPO, run_snakemake
-
-RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+from tests.workflow_files import RULE_FILES, env_requirements, pyproject_requirements, rules_with_conda
 
 
 def test_dry_run_of_default_config_plans_every_stage(tmp_path):
@@ -30,24 +25,6 @@ def test_lint_is_clean():
     result = run_snakemake("--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
-
-
-def _rules_with_conda() -> dict[str, str | None]:
-    """{rule name: conda path or None} read from the rule files' text."""
-    rules: dict[str, str | None] = {}
-    for rule_file in RULE_FILES:
-        current, previous_line = None, ""
-        for line in rule_file.read_text().splitlines():
-            header = re.match(r"^(?:rule|checkpoint) (\w+):", line)
-            if header:
-                current = header.group(1)
-                rules[current] = None
-            conda = re.match(r'^\s+"(\.\./\.\./envs/[\w.]+)"', line)
-            by_kind = re.match(r'^\s+kind_env\("(\w+)"\)', line)  # the env of a model kind: MODEL_KINDS
-            if current and previous_line.strip() == "conda:" and (conda or by_kind):
-                rules[current] = conda.group(1) if conda else MODEL_KINDS[by_kind.group(1)].env_file
-            previous_line = line
-    return rules
 
 
 RERUN_TRIGGER_PARAMS = {"code"}
@@ -74,7 +51,7 @@ def test_every_param_a_rule_sets_reaches_its_script():
 
 
 def test_every_rule_names_an_existing_env():
-    rules = _rules_with_conda()
+    rules = rules_with_conda()
     assert rules, "no rules found"
     for name, env in rules.items():
         assert env is not None, f"rule {name} has no conda: directive"
@@ -82,30 +59,13 @@ def test_every_rule_names_an_existing_env():
         assert env_path.exists(), f"rule {name} names {env}, which does not exist"
 
 
-def _pyproject_requirements() -> dict[str, Requirement]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = [Requirement(r) for r in project["dependencies"]]
-    return {canonicalize_name(r.name): r for r in requirements}
-
-
-def _env_requirements(env_file: Path) -> list[Requirement]:
-    env = yaml.safe_load(env_file.read_text())
-    specs = []
-    for dependency in env["dependencies"]:
-        if isinstance(dependency, dict):
-            specs += [d for d in dependency.get("pip", []) if not d.startswith("-")]
-        elif dependency not in ("pip",) and not dependency.startswith("python="):
-            specs.append(dependency)
-    return [Requirement(spec) for spec in specs]
-
-
 @pytest.mark.parametrize("env_file", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
 def test_env_pins_agree_with_pyproject(env_file):
-    pinned = _pyproject_requirements()
+    pinned = pyproject_requirements()
     env = yaml.safe_load(env_file.read_text())
     assert env["name"].startswith("fastsim-")
     assert "python=3.11" in env["dependencies"]
-    for requirement in _env_requirements(env_file):
+    for requirement in env_requirements(env_file):
         name = canonicalize_name(requirement.name)
         assert name in pinned, f"{env_file.name}: {requirement.name} is not a dependency in pyproject.toml"
         assert requirement.specifier == pinned[name].specifier, (

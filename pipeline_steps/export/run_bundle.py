@@ -847,7 +847,7 @@ def run_input(bundle: Bundle, input_root: str, output_root: Path, tree: str, see
 def check_output(input_root: str, output_root: str) -> Path:
     """The output's path on this machine, once it is known not to be a URL nor the input, and its folder to
     exist: before the model runs, not after."""
-    if URL.match(output_root) and not output_root.startswith("file://"):
+    if remote(output_root):
         raise BundleError(f"{output_root}: the output must be a path on this machine, not a URL: it is written "
                           f"under a temporary name and renamed once complete; write it here and copy it (xrdcp), "
                           f"or name a mounted path (/eos/...)")  # it had read "no folder <cwd>/root:/eos..."
@@ -865,7 +865,7 @@ def check_inputs_and_outputs(pairs: list) -> None:
     999 before it."""
     written_by: dict = {}
     for input_root, output in pairs:
-        if not (URL.match(input_root) or Path(input_root).is_file()):
+        if not (remote(input_root) or local_path(input_root).is_file()):
             raise BundleError(f"{input_root}: no such file")
         first = written_by.setdefault(output.resolve(), input_root)
         if first != input_root:
@@ -894,10 +894,9 @@ def without_existing(pairs: list, manifest: Path) -> list:
     has no time here, so its output is compared with the bundle only; a missing or unreadable input or bundle
     keeps nothing (the run then names it). Kept outputs are not read: one of another ``--seed`` or ``--tree`` is kept too."""
     def kept(input_root: str, output_root: str) -> bool:
-        local = not URL.match(input_root) or input_root.startswith("file://")
         try:
             written = os.stat(local_path(output_root)).st_mtime_ns
-            sources = [os.stat(manifest), *([os.stat(local_path(input_root))] if local else [])]
+            sources = [os.stat(manifest), *([] if remote(input_root) else [os.stat(local_path(input_root))])]
         except OSError:  # missing, or not to be read here: the run says which
             return False
         return all(written > source.st_mtime_ns for source in sources)
@@ -913,7 +912,7 @@ def without_existing(pairs: list, manifest: Path) -> list:
 
 def _file_of(path: str) -> str:
     """What a path names, for comparing paths: a local one resolved (links, ``..``, relative), a URL as written."""
-    return path if URL.match(path) and not path.startswith("file://") else os.path.realpath(local_path(path))
+    return path if remote(path) else os.path.realpath(local_path(path))
 
 
 def output_name(input_root: str) -> str:
@@ -1102,6 +1101,11 @@ def open_input(path: str):
 
 
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a scheme: root://, https://, file://
+
+
+def remote(path: str) -> bool:
+    """A URL that names no file on this machine (``root://``, ``https://``; not ``file://``)."""
+    return bool(URL.match(path)) and not path.startswith("file://")
 
 
 def local_path(path: str) -> Path:
