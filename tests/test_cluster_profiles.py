@@ -97,6 +97,16 @@ def test_without_gpus_every_gpu_rule_asks_for_none_and_no_gpu_partition_or_model
     assert not any(":gpu=0" in entry for entry in _profile("slurm", **site, FASTSIM_NO_GPU="0")["set-resources"])
 
 
+def test_htcondor_jobs_start_through_the_checkouts_wrapper_from_any_folder(tmp_path, monkeypatch):
+    """Every HTCondor job runs job_wrapper.sh (it brings the job back from a worker's sandbox to its submit folder
+    and the venv's python; tests/test_cluster_htcondor.py runs it live), found from the head's cwd anywhere."""
+    monkeypatch.chdir(tmp_path)
+    (entry,) = [entry for entry in _profile("htcondor")["default-resources"] if entry.startswith("job_wrapper=")]
+    wrapper = Path(entry.removeprefix("job_wrapper="))
+    assert wrapper == REPO / "profiles" / "htcondor" / "job_wrapper.sh"
+    assert os.access(wrapper, os.X_OK), "git must keep the wrapper executable"
+
+
 def test_resources_scale_with_the_attempt_and_gpus_never_via_slurm_extra():
     for name in ("slurm", "htcondor"):
         entries = _profile(name)["default-resources"] + _profile(name)["set-resources"]

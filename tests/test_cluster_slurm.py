@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
+from tests.cluster_runs import assert_same_outputs, count_jobs, early_targets, run_local
 from tests.slurm_cluster import SlurmCluster, start_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-DATASET = "lhcb_tracks"
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
 
 # Runs on the test cluster only: status checks start after 2 s instead of 40 s; no conda here.
@@ -66,21 +66,17 @@ def cluster(tmp_path_factory):
 
 
 def test_tiny_workflow_through_sbatch_matches_local_run(cluster: SlurmCluster, tmp_path):
-    targets = _targets()
+    targets = early_targets()
     on_slurm, local = tmp_path / "slurm", tmp_path / "local"
     result = _snakemake(cluster, on_slurm, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, *targets)
-    _run_local(local, targets)
+    run_local(local, targets)
 
     job_ids = SUBMITTED.findall(result.stdout + result.stderr)
-    assert len(job_ids) == _count_jobs(local), f"one sbatch per job expected:\n{result.stderr[-3000:]}"
+    assert len(job_ids) == count_jobs(local), f"one sbatch per job expected:\n{result.stderr[-3000:]}"
     remembered = cluster.squeue_all()
     for job_id in job_ids:
         assert re.search(rf"^{job_id}\|[^|]*\|COMPLETED\|rule_", remembered, re.M), remembered
-    produced = sorted(p.relative_to(local) for p in (local / "data").rglob("*") if p.is_file())
-    produced += sorted(p.relative_to(local) for p in (local / "results").rglob("*") if p.is_file())
-    assert produced, "the local run produced nothing to compare"
-    for relative in produced:
-        assert (on_slurm / relative).read_bytes() == (local / relative).read_bytes(), f"{relative} differs"
+    assert_same_outputs(on_slurm, local)
 
 
 def test_job_sees_its_allocation_and_a_retry_is_resubmitted(cluster: SlurmCluster, tmp_path):
@@ -135,16 +131,6 @@ def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu
     assert job_id in SUBMITTED.findall(on_cpu.stdout + on_cpu.stderr) and devices == "no GPU"
 
 
-def _targets() -> list[str]:
-    """The earliest stages' outputs of one dataset: toy files, plus ingest's when that stage exists."""
-    rules = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
-                           capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
-    targets = [f"data/raw/{DATASET}/{index}.root" for index in range(2)]
-    if any(rule.startswith("ingest") for rule in rules):
-        targets.append(f"results/ingest/{DATASET}/summary.json")
-    return targets
-
-
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
                check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable, and the
@@ -160,19 +146,6 @@ def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{cluster.daemon_logs()}")
     return result
-
-
-def _run_local(workdir: Path, targets: list[str]) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
-               str(TINY_CONFIG), "--cores", "2", *targets]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=dict(os.environ))
-    assert result.returncode == 0, result.stderr[-4000:]
-
-
-def _count_jobs(local_workdir: Path) -> int:
-    """Jobs the local run ran: one log file per job under logs/ (the cluster run must match it)."""
-    return sum(1 for log in (local_workdir / "logs").rglob("*.log"))
 
 
 def _alive(pid: int) -> bool:
