@@ -1,15 +1,15 @@
 """A throw-away personal HTCondor pool on localhost, for the live HTCondor test.
 
 Debian bookworm has no HTCondor package, so the pool runs Debian trixie's `condor` (23.9) in a chroot,
-built once with debootstrap and kept in ``CHROOT`` (~330 MB, ~80 s to build; root, debootstrap and a Debian
+built once with debootstrap and kept in ``CHROOT`` (~400 MB, 30-80 s to build; root, debootstrap and a Debian
 mirror needed). Its daemons run as an unprivileged user of the chroot, as a personal pool does; they and
 every job see the checkout, the venv's base Python and the test's folders at the paths they have outside
 (bind mounts), so the head process runs in the chroot exactly as on a submit node.
 
 A job submitted from under a folder named ``sandboxed`` runs as on CERN's lxbatch, in its own directory on
 the worker with file transfer (a schedd transform sets ``ShouldTransferFiles = "YES"``); any other runs in its
-submit directory, as in a default personal pool. Stopping kills exactly the processes whose root is the chroot and
-removes the mounts this object made.
+submit directory, as in a default personal pool. Stopping kills exactly the processes in the chroot whose
+environment names this pool's config, and removes the mounts this object made.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ STARTER_UPDATE_INTERVAL = 5
 """
 
 SANDBOXED = "sandboxed"
-"""A job submitted from a folder under one of this name runs as on CERN's lxbatch (``_SANDBOX``)."""
+"""A job submitted from under a folder of this name runs as on CERN's lxbatch (``_SANDBOX``)."""
 
 _SANDBOX = f"""\
 # as CERN's lxbatch: the job runs in its own directory on the worker, with file transfer
@@ -109,7 +109,7 @@ class HTCondorPool:
         self._bind(path, self.root / path.relative_to("/"), "--bind")
 
     def stop(self) -> None:
-        """Kill the processes running in the chroot (daemons, jobs), then undo the mounts, newest first."""
+        """Kill the pool's processes (daemons, head processes, jobs), then undo its mounts, newest first."""
         _kill_pool_processes(self.root, self.config)
         for target in reversed(self.mounts):
             if subprocess.run(["umount", str(target)], capture_output=True).returncode != 0:
@@ -189,6 +189,7 @@ def _build_chroot() -> None:
     try:
         for command in (["apt-get", "update", "-qq"],
                         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "condor"],
+                        ["apt-get", "clean"],
                         ["useradd", "--create-home", "--shell", "/bin/sh", USER]):
             _chroot_output(building, command)
     finally:
