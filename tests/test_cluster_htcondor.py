@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -86,3 +88,64 @@ def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakef
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{pool.daemon_logs()}")
     return result
+
+
+def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HTCondorPool, tmp_path):
+    """The README's HTCondor submit file for the bundle runner ("Using a bundle elsewhere", Many files), as written
+    there but for DIR and the python, from a folder the pool sandboxes as lxbatch does: each job runs its list, and
+    each output is the one its file gets alone. Without `transfer_executable = false` every job fails."""
+    import numpy as np
+    import uproot
+
+    from tests.test_export_bundle import FLOW_CONDITIONS, export_flow, physical_rows
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("- **Many files**"):readme.index("- **Noise**")]
+    (block,) = re.findall(r"```\n( *# fastsim\.sub.*?)```", section, re.S)
+    folder = tmp_path / SANDBOXED / "run"
+    folder.mkdir(parents=True)
+    bundle = export_flow(folder)
+    submit = (re.sub(r"^DIR *= .*$", f"DIR = {folder}", textwrap.dedent(block), flags=re.M)
+              .replace("$(DIR)/fastsim-env/bin/python", sys.executable)
+              .replace("$(DIR)/jets/run_bundle.py $(DIR)/jets", f"{bundle}/run_bundle.py {bundle}"))
+    assert f"DIR = {folder}\n" in submit and sys.executable in submit and f"{bundle}/run_bundle.py" in submit
+    rows = physical_rows(50, seed=9)[FLOW_CONDITIONS]
+    names = [f"{index:04d}-GUID.root" for index in range(5)]
+    (folder / "gen").mkdir()
+    for index, name in enumerate(names):
+        with uproot.recreate(folder / "gen" / name) as sink:
+            sink.mktree("Events", {column: rows[column].dtype for column in FLOW_CONDITIONS})
+            sink["Events"].extend({column: rows[column].to_numpy()[10 * index:10 * index + 10]
+                                   for column in FLOW_CONDITIONS})
+    (folder / "gen_files.txt").write_text("".join(f"{folder / 'gen' / name}\n" for name in names))
+    (folder / "fastsim.sub").write_text(submit)
+    (folder / "copied.sub").write_text(submit.replace("transfer_executable = false\n", ""))
+    pool.share(folder, writable=True)
+
+    copied = _submit_and_wait(pool, folder, "copied.sub")
+    assert copied == ["1", "1", "1"], copied  # 5 files in lists of 2: three jobs, each failing
+    error = (folder / "logs" / "part_000.err").read_text()
+    assert "ModuleNotFoundError: No module named" in error, error  # which one: what the base Python lacks
+    assert not any((folder / "fast").iterdir())
+    assert _submit_and_wait(pool, folder, "fastsim.sub") == ["0", "0", "0"], pool.daemon_logs()
+    assert sorted(path.name for path in (folder / "fast").iterdir()) == names
+    for name in names:
+        subprocess.run([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(folder / "gen" / name),
+                        str(tmp_path / f"alone_{name}")], check=True, capture_output=True)
+        with uproot.open(folder / "fast" / name) as job, uproot.open(tmp_path / f"alone_{name}") as alone:
+            first, second = job["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
+        assert all(np.array_equal(first[column], second[column]) for column in first), name
+
+
+def _submit_and_wait(pool: HTCondorPool, folder, submit_file: str) -> list[str]:
+    """Split the list as the README says, submit ``submit_file`` and wait for its jobs: their exit codes."""
+    prepared = pool.run(["sh", "-ec", "rm -rf part_* logs; split -l 2 -d -a 3 gen_files.txt part_; mkdir -p fast logs"],
+                        cwd=folder)
+    assert prepared.returncode == 0, prepared.stderr
+    submitted = pool.run(["condor_submit", submit_file], cwd=folder)
+    cluster = re.search(r"submitted to cluster (\d+)", submitted.stdout)
+    assert cluster, submitted.stdout + submitted.stderr
+    waited = pool.run(["condor_wait", "-wait", "300", "logs/fastsim.log", cluster[1]], cwd=folder, timeout=330)
+    assert waited.returncode == 0, waited.stdout + waited.stderr + pool.daemon_logs()
+    rows = pool.history("ClusterId", "ExitCode", cwd=folder)
+    return [code for job_cluster, code in rows if job_cluster == cluster[1]]
