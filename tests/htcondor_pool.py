@@ -148,7 +148,9 @@ def start_pool(checkout: Path, *, timeout_s: float = 120) -> HTCondorPool:
         for shared in _outside_paths(checkout):
             pool.share(shared)
         _write_config(pool)
-        pool.run(["/usr/sbin/condor_master"], cwd=HOME)
+        started = pool.run(["/usr/sbin/condor_master"], cwd=HOME)
+        if started.returncode != 0:
+            raise RuntimeError(f"condor_master did not start:\n{started.stdout}\n{started.stderr}")
         _wait_until_ready(pool, timeout_s)
     except BaseException:
         pool.stop()
@@ -175,25 +177,28 @@ def ensure_chroot() -> Path:
 
 
 def _build_chroot() -> None:
+    """debootstrap trixie (minbase), install `condor` and add the pool's user; a failed build leaves nothing."""
     if not shutil.which("debootstrap"):
-        environment = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
-            subprocess.run(command, check=True, capture_output=True, env=environment)
+            _checked(command)
     building = CHROOT.with_name(CHROOT.name + f".building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["debootstrap", "--variant=minbase", SUITE, str(building), MIRROR], check=True, capture_output=True)
-    (building / "etc/apt/sources.list").write_text(f"deb {MIRROR} {SUITE} main\n")
-    shutil.copy("/etc/resolv.conf", building / "etc/resolv.conf")
-    subprocess.run(["mount", "-t", "proc", "proc", str(building / "proc")], check=True)
     try:
-        for command in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "condor"],
-                        ["apt-get", "clean"],
-                        ["useradd", "--create-home", "--shell", "/bin/sh", USER]):
-            _chroot_output(building, command)
-    finally:
-        subprocess.run(["umount", str(building / "proc")], check=True)
+        _checked(["debootstrap", "--variant=minbase", SUITE, str(building), MIRROR])
+        (building / "etc/apt/sources.list").write_text(f"deb {MIRROR} {SUITE} main\n")
+        shutil.copy("/etc/resolv.conf", building / "etc/resolv.conf")
+        _checked(["mount", "-t", "proc", "proc", str(building / "proc")])
+        try:
+            for command in (["apt-get", "update", "-qq"],
+                            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "condor"],
+                            ["apt-get", "clean"],
+                            ["useradd", "--create-home", "--shell", "/bin/sh", USER]):
+                _checked(["chroot", str(building), *command])
+        finally:
+            subprocess.run(["umount", str(building / "proc")], capture_output=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     (building / "root").chmod(0o755)  # a base Python under /root (pyenv) is reached through it
     (building / "tmp").chmod(0o1777)
     building.rename(CHROOT)
@@ -245,8 +250,14 @@ def _kill_pool_processes(root: Path, config: Path) -> None:
 
 
 def _chroot_output(root: Path, command: list[str]) -> str:
-    result = subprocess.run(["chroot", str(root), *command], capture_output=True, text=True,
+    return _checked(["chroot", str(root), *command])
+
+
+def _checked(command: list[str]) -> str:
+    """Run ``command`` (as root, non-interactive apt); its stdout, or an error that shows what it said."""
+    result = subprocess.run(command, capture_output=True, text=True,
                             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} in {root} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"building/starting the HTCondor test pool: {' '.join(command)} failed "
+                           f"(status {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return result.stdout.strip()
