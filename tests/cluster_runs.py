@@ -1,10 +1,14 @@
 """What the live cluster tests (SLURM, HTCondor) share: the tiny workflow's early targets, a local run of
-them to compare with, and the comparison itself."""
+them to compare with and the comparison, and for the README's bundle-runner batch examples their block, their
+input files and the check that each output is its file's run alone."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
@@ -43,3 +47,44 @@ def assert_same_outputs(remote: Path, local: Path) -> None:
     assert produced, "the local run produced nothing to compare"
     for relative in produced:
         assert (remote / relative).read_bytes() == (local / relative).read_bytes(), f"{relative} differs"
+
+
+def readme_block(start: str, end: str, pattern: str) -> str:
+    """The one fenced block matching ``pattern`` between the README's ``start`` and ``end`` markers, dedented."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index(start):readme.index(end)]
+    (block,) = re.findall(pattern, section, re.S)
+    return textwrap.dedent(block)
+
+
+def write_condition_files(folder: Path, count: int = 5, rows_each: int = 10) -> list[Path]:
+    """``count`` ROOT files of a flow bundle's conditions (``tests/test_export_bundle.py``) in ``folder/gen``,
+    named as CMS names files, and ``folder/gen_files.txt`` listing them: a bundle runner's list of inputs."""
+    import uproot
+
+    from tests.test_export_bundle import FLOW_CONDITIONS, physical_rows
+
+    rows = physical_rows(count * rows_each, seed=9)[FLOW_CONDITIONS]
+    (folder / "gen").mkdir(parents=True)
+    paths = [folder / "gen" / f"{index:04d}-GUID.root" for index in range(count)]
+    for index, path in enumerate(paths):
+        with uproot.recreate(path) as sink:
+            sink.mktree("Events", {column: rows[column].dtype for column in FLOW_CONDITIONS})
+            sink["Events"].extend({column: rows[column].to_numpy()[rows_each * index:rows_each * (index + 1)]
+                                   for column in FLOW_CONDITIONS})
+    (folder / "gen_files.txt").write_text("".join(f"{path}\n" for path in paths))
+    return paths
+
+
+def assert_each_output_is_its_file_alone(bundle: Path, inputs: list[Path], outputs: Path, scratch: Path) -> None:
+    """Every input's output in ``outputs`` holds the values the bundle gives that file run alone (into ``scratch``)."""
+    import numpy as np
+    import uproot
+
+    for path in inputs:
+        alone = scratch / f"alone_{path.name}"
+        subprocess.run([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(path), str(alone)],
+                       check=True, capture_output=True)
+        with uproot.open(outputs / path.name) as batch, uproot.open(alone) as single:
+            first, second = batch["Events"].arrays(library="np"), single["Events"].arrays(library="np")
+        assert all(np.array_equal(first[column], second[column]) for column in first), path.name

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from tests.cluster_runs import assert_same_outputs, count_jobs, early_targets, run_local
+from tests.cluster_runs import (assert_each_output_is_its_file_alone, assert_same_outputs, count_jobs, early_targets,
+                                readme_block, run_local, write_condition_files)
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
 from tests.htcondor_pool import SANDBOXED, HTCondorPool, start_pool, unavailable_reason
 
@@ -94,32 +94,21 @@ def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HT
     """The README's HTCondor submit file for the bundle runner ("Using a bundle elsewhere", Many files), as written
     there but for DIR and the python, from a folder the pool sandboxes as lxbatch does: each job runs its list, and
     each output is the one its file gets alone. Without `transfer_executable = false` every job fails."""
-    import numpy as np
-    import uproot
+    from tests.test_export_bundle import export_flow
 
-    from tests.test_export_bundle import FLOW_CONDITIONS, export_flow, physical_rows
-
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("- **Many files**"):readme.index("- **Noise**")]
-    (block,) = re.findall(r"```\n( *# fastsim\.sub.*?)```", section, re.S)
+    block = readme_block("- **Many files**", "- **Noise**", r"```\n( *# fastsim\.sub.*?)```")
     folder = tmp_path / SANDBOXED / "run"
     folder.mkdir(parents=True)
     bundle = export_flow(folder)
-    submit = (re.sub(r"^DIR *= .*$", f"DIR = {folder}", textwrap.dedent(block), flags=re.M)
+    submit = (re.sub(r"^DIR *= .*$", f"DIR = {folder}", block, flags=re.M)
               .replace("$(DIR)/fastsim-env/bin/python", sys.executable)
               .replace("$(DIR)/jets/run_bundle.py $(DIR)/jets", f"{bundle}/run_bundle.py {bundle}"))
     assert f"DIR = {folder}\n" in submit and sys.executable in submit and f"{bundle}/run_bundle.py" in submit
-    rows = physical_rows(50, seed=9)[FLOW_CONDITIONS]
-    names = [f"{index:04d}-GUID.root" for index in range(5)]
-    (folder / "gen").mkdir()
-    for index, name in enumerate(names):
-        with uproot.recreate(folder / "gen" / name) as sink:
-            sink.mktree("Events", {column: rows[column].dtype for column in FLOW_CONDITIONS})
-            sink["Events"].extend({column: rows[column].to_numpy()[10 * index:10 * index + 10]
-                                   for column in FLOW_CONDITIONS})
-    (folder / "gen_files.txt").write_text("".join(f"{folder / 'gen' / name}\n" for name in names))
+    inputs = write_condition_files(folder)
     (folder / "fastsim.sub").write_text(submit)
-    (folder / "copied.sub").write_text(submit.replace("transfer_executable = false\n", ""))
+    copied_executable = submit.replace("transfer_executable = false\n", "")
+    assert "transfer_executable" not in copied_executable
+    (folder / "copied.sub").write_text(copied_executable)
     pool.share(folder, writable=True)
 
     copied = _submit_and_wait(pool, folder, "copied.sub")
@@ -128,13 +117,8 @@ def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HT
     assert "ModuleNotFoundError: No module named" in error, error  # which one: what the base Python lacks
     assert not any((folder / "fast").iterdir())
     assert _submit_and_wait(pool, folder, "fastsim.sub") == ["0", "0", "0"], pool.daemon_logs()
-    assert sorted(path.name for path in (folder / "fast").iterdir()) == names
-    for name in names:
-        subprocess.run([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(folder / "gen" / name),
-                        str(tmp_path / f"alone_{name}")], check=True, capture_output=True)
-        with uproot.open(folder / "fast" / name) as job, uproot.open(tmp_path / f"alone_{name}") as alone:
-            first, second = job["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
-        assert all(np.array_equal(first[column], second[column]) for column in first), name
+    assert sorted(path.name for path in (folder / "fast").iterdir()) == [path.name for path in inputs]
+    assert_each_output_is_its_file_alone(bundle, inputs, folder / "fast", tmp_path)
 
 
 def _submit_and_wait(pool: HTCondorPool, folder, submit_file: str) -> list[str]:

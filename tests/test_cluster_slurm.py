@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
-from tests.cluster_runs import assert_same_outputs, count_jobs, early_targets, run_local
+from tests.cluster_runs import (assert_each_output_is_its_file_alone, assert_same_outputs, count_jobs, early_targets,
+                                readme_block, run_local, write_condition_files)
 from tests.slurm_cluster import SlurmCluster, start_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -203,27 +204,15 @@ def test_readme_job_array_of_file_lists_runs_each_list_as_one_task(cluster: Slur
     (``--array=<its index>``) runs only the file it had not written (``--skip-existing``)."""
     import time
 
-    import numpy as np
-    import uproot
+    from tests.test_export_bundle import export_flow
 
-    from tests.test_export_bundle import FLOW_CONDITIONS, export_flow, physical_rows
-
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("- **Many files**"):readme.index("- **Noise**")]
-    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    block = readme_block("- **Many files**", "- **Noise**", r"```bash\n(.*?)```")
     bundle = export_flow(tmp_path)
     script = (block.replace("-l 50", "-l 2").replace("fastsim-env/bin/python", sys.executable)
               .replace("jets/run_bundle.py jets", f"{bundle}/run_bundle.py {bundle}"))
     assert script != block and "sbatch --array" in script
-    rows = physical_rows(50, seed=9)[FLOW_CONDITIONS]
-    (tmp_path / "gen").mkdir()
-    names = [f"{index:04d}-GUID.root" for index in range(5)]
-    for index, name in enumerate(names):
-        with uproot.recreate(tmp_path / "gen" / name) as sink:
-            sink.mktree("Events", {column: rows[column].dtype for column in FLOW_CONDITIONS})
-            sink["Events"].extend({column: rows[column].to_numpy()[10 * index:10 * index + 10]
-                                   for column in FLOW_CONDITIONS})
-    (tmp_path / "gen_files.txt").write_text("".join(f"{tmp_path / 'gen' / name}\n" for name in names))
+    inputs = write_condition_files(tmp_path)
+    names = [path.name for path in inputs]
     submitted = subprocess.run(["bash", "-ec", script], cwd=tmp_path, env=cluster.env, capture_output=True, text=True)
     job = re.search(r"Submitted batch job (\d+)", submitted.stdout)
     assert job, submitted.stdout + submitted.stderr
@@ -234,12 +223,7 @@ def test_readme_job_array_of_file_lists_runs_each_list_as_one_task(cluster: Slur
     logs = sorted(tmp_path.glob(f"slurm-{job[1]}_*.out"))
     assert len(logs) == 3, cluster.daemon_logs()  # 5 files in lists of 2: three tasks
     assert sorted(path.name for path in (tmp_path / "fast").iterdir()) == names, [log.read_text() for log in logs]
-    for name in names:
-        subprocess.run([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(tmp_path / "gen" / name),
-                        str(tmp_path / f"alone_{name}")], check=True, capture_output=True)
-        with uproot.open(tmp_path / "fast" / name) as task, uproot.open(tmp_path / f"alone_{name}") as alone:
-            first, second = task["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
-        assert all(np.array_equal(first[column], second[column]) for column in first), name
+    assert_each_output_is_its_file_alone(bundle, inputs, tmp_path / "fast", tmp_path)
     # A task cut by its time limit (its second file not written), submitted again as the README says
     (tmp_path / "fast" / names[3]).unlink()
     again = script.replace("--array=0-$((n - 1))", "--array=1")
@@ -254,6 +238,4 @@ def test_readme_job_array_of_file_lists_runs_each_list_as_one_task(cluster: Slur
     log = (tmp_path / f"slurm-{task[1]}_1.out").read_text()
     assert f"kept 1 of 2 outputs, each newer than its input and the bundle (fast/{names[2]}); 1 to run" in log, log
     assert sorted(path.name for path in (tmp_path / "fast").iterdir()) == names
-    with uproot.open(tmp_path / "fast" / names[3]) as task_file, uproot.open(tmp_path / f"alone_{names[3]}") as alone:
-        first, second = task_file["Events"].arrays(library="np"), alone["Events"].arrays(library="np")
-    assert all(np.array_equal(first[column], second[column]) for column in first)
+    assert_each_output_is_its_file_alone(bundle, inputs[3:4], tmp_path / "fast", tmp_path)
