@@ -77,17 +77,38 @@ def test_failing_job_is_retried_with_more_memory_and_time_and_reported(pool: HTC
     assert not (tmp_path / "broken.txt").exists()
 
 
-def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile",
-               check: bool = True) -> subprocess.CompletedProcess:
-    """snakemake with the HTCondor profile, run in the pool's chroot as its user (a submit node's view)."""
+def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile", check: bool = True,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """snakemake with the HTCondor profile and FASTSIM_NO_GPU=1 (the pool has no GPU), run in the pool's chroot as
+    its user (a submit node's view)."""
     workdir.mkdir(parents=True, exist_ok=True)
     pool.share(workdir, writable=True)
     command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
                "--profile", str(REPO / "profiles" / "htcondor"), "--sdm=env-modules", "--latency-wait", "5", *args]
-    result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"})
+    result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"}, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{pool.daemon_logs()}")
     return result
+
+
+#: A GPU rule of the workflow's name (the profile's set-resources apply by rule name).
+_GPU_SNAKEFILE = """
+rule generate_flow:
+    output: "generated.txt"
+    log: "logs/generate.log"
+    resources: gpu=1
+    shell: 'echo ok > {output}'
+"""
+
+
+def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondorPool, tmp_path):
+    """Asking for a GPU, such a job stays idle on this pool (`condor_q -better-analyze`: `TARGET.GPUs >= RequestGPUs`
+    matches no slot; HTCondor does not refuse it as sbatch does). FASTSIM_NO_GPU=1 asks for none, and it runs."""
+    (tmp_path / "Snakefile").write_text(_GPU_SNAKEFILE)
+    _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
+    assert (tmp_path / "generated.txt").read_text() == "ok\n"
+    asked = [gpus for gpus, name in pool.history("RequestGpus", "JobBatchName", cwd=tmp_path) if name.startswith("generate_flow")]
+    assert asked == ["0"], asked
 
 
 def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HTCondorPool, tmp_path):
