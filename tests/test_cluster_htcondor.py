@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -75,6 +76,48 @@ def test_failing_job_is_retried_with_more_memory_and_time_and_reported(pool: HTC
     assert asked == [["IF_NEEDED", "1", str(4000 * attempt), str(3600 * attempt)] for attempt in (1, 2, 3)], asked
     assert (tmp_path / "where.txt").read_text().strip() == str(tmp_path), "the job must run in its submit directory"
     assert not (tmp_path / "broken.txt").exists()
+
+
+#: A rule that would run for 5 minutes on its first attempt (held by the test meanwhile) and at once after.
+_HELD_SNAKEFILE = """
+rule heavy:
+    output: "heavy.txt"
+    log: "logs/heavy.log"
+    resources: attempt_number=lambda wildcards, attempt: attempt
+    shell: 'if [ {resources.attempt_number} -lt 2 ]; then sleep 300; fi; echo ok > {output}'
+"""
+
+
+def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCondorPool, tmp_path):
+    """CERN's pool holds a job that passes its memory or time. The profile fails it at once (`htcondor-held-timeout:
+    0`) and Snakemake resubmits it with more memory; plugin 0.3 leaves the held job in the queue, as the README warns
+    (released, it would run beside its retry)."""
+    import threading
+
+    (tmp_path / "Snakefile").write_text(_HELD_SNAKEFILE)
+    held = []
+
+    def hold_the_first_job_once_it_runs() -> None:
+        for _ in range(240):
+            running = pool.run(["condor_q", "-af", "ClusterId", "JobStatus"], cwd=tmp_path).stdout.split()
+            if running[1:2] == ["2"]:
+                pool.run(["condor_hold", "-reason", "memory usage exceeded request_memory", running[0]], cwd=tmp_path)
+                held.append(running[0])
+                return
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold_the_first_job_once_it_runs)
+    holder.start()
+    result = _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=240)
+    holder.join()
+
+    assert held, "the first attempt never ran"
+    assert f"HTCondor Cluster ID {held[0]} is held: memory usage exceeded request_memory" in result.stderr, result.stderr
+    assert (tmp_path / "heavy.txt").read_text() == "ok\n"
+    retried = [row for row in pool.history("ClusterId", "RequestMemory", "ExitCode", cwd=tmp_path) if row[0] != held[0]]
+    assert [row[1:] for row in retried] == [["8000", "0"]], retried
+    left = pool.run(["condor_q", "-af", "ClusterId", "JobStatus"], cwd=tmp_path).stdout.split()
+    assert left == [held[0], "5"], left
 
 
 def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile", check: bool = True,
