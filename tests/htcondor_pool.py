@@ -95,9 +95,18 @@ class HTCondorPool:
                     "sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *command]
         return subprocess.run(chrooted, capture_output=True, text=True, timeout=timeout)
 
-    def history(self, *attributes: str, cwd: Path) -> list[list[str]]:
-        """The finished jobs' ``attributes`` (condor_history), oldest first."""
-        result = self.run(["condor_history", "-forwards", "-af", *attributes], cwd=cwd)
+    def history(self, *attributes: str, submitted_from: Path) -> list[list[str]]:
+        """``attributes`` of the finished jobs submitted from ``submitted_from`` (condor_history), oldest first."""
+        return self._jobs(["condor_history", "-forwards"], attributes, submitted_from)
+
+    def queue(self, *attributes: str, submitted_from: Path) -> list[list[str]]:
+        """``attributes`` of the queued jobs (idle, running, held) submitted from ``submitted_from`` (condor_q)."""
+        return self._jobs(["condor_q"], attributes, submitted_from)
+
+    def _jobs(self, tool: list[str], attributes: tuple[str, ...], submitted_from: Path) -> list[list[str]]:
+        """One row per job of this submit directory only: the other tests of a pytest worker share its pool."""
+        result = self.run([*tool, "-constraint", f'Iwd == "{submitted_from}"', "-af", *attributes], cwd=submitted_from)
+        assert result.returncode == 0, result.stderr
         return [line.split() for line in result.stdout.splitlines() if line.strip()]
 
     def share(self, path: Path, *, writable: bool = False) -> None:

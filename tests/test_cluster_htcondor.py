@@ -53,7 +53,7 @@ def test_tiny_workflow_through_htcondor_sandboxes_matches_local_run(pool: HTCond
     clusters = SUBMITTED.findall(result.stdout + result.stderr)
     assert len(clusters) == count_jobs(local), f"one submission per job expected:\n{result.stderr[-3000:]}"
     finished = {cluster: (transfer, code, command) for cluster, transfer, code, command in
-                pool.history("ClusterId", "ShouldTransferFiles", "ExitCode", "Cmd", cwd=on_condor)}
+                pool.history("ClusterId", "ShouldTransferFiles", "ExitCode", "Cmd", submitted_from=on_condor)}
     for cluster in clusters:
         assert finished[cluster][:2] == ("YES", "0"), (cluster, finished, pool.daemon_logs())
         assert finished[cluster][2] == str(REPO / "profiles" / "htcondor" / "job_wrapper.sh")
@@ -71,7 +71,7 @@ def test_failing_job_is_retried_with_more_memory_and_time_and_reported(pool: HTC
     clusters = SUBMITTED.findall(output)
     assert len(clusters) == 3, f"the profile's two retries expected:\n{output[-3000:]}"
     finished = {row[0]: row[1:] for row in pool.history("ClusterId", "ShouldTransferFiles", "ExitCode", "RequestMemory",
-                                                        "MaxRuntime", cwd=tmp_path)}
+                                                        "MaxRuntime", submitted_from=tmp_path)}
     asked = [finished[cluster] for cluster in clusters]  # the job is snakemake: it exits 1 for its rule
     assert asked == [["IF_NEEDED", "1", str(4000 * attempt), str(3600 * attempt)] for attempt in (1, 2, 3)], asked
     assert (tmp_path / "where.txt").read_text().strip() == str(tmp_path), "the job must run in its submit directory"
@@ -99,8 +99,9 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
 
     def hold_the_first_job_once_it_runs() -> None:
         for _ in range(240):
-            running = pool.run(["condor_q", "-af", "ClusterId", "JobStatus"], cwd=tmp_path).stdout.split()
-            if running[1:2] == ["2"]:
+            running = [cluster for cluster, status in pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path)
+                       if status == "2"]
+            if running:
                 pool.run(["condor_hold", "-reason", "memory usage exceeded request_memory", running[0]], cwd=tmp_path)
                 held.append(running[0])
                 return
@@ -114,10 +115,9 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
     assert held, "the first attempt never ran"
     assert f"HTCondor Cluster ID {held[0]} is held: memory usage exceeded request_memory" in result.stderr, result.stderr
     assert (tmp_path / "heavy.txt").read_text() == "ok\n"
-    retried = [row for row in pool.history("ClusterId", "RequestMemory", "ExitCode", cwd=tmp_path) if row[0] != held[0]]
-    assert [row[1:] for row in retried] == [["8000", "0"]], retried
-    left = pool.run(["condor_q", "-af", "ClusterId", "JobStatus"], cwd=tmp_path).stdout.split()
-    assert left == [held[0], "5"], left
+    retried = pool.history("ClusterId", "RequestMemory", "ExitCode", submitted_from=tmp_path)
+    assert [row[1:] for row in retried] == [["8000", "0"]] and retried[0][0] != held[0], retried
+    assert pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path) == [[held[0], "5"]]
 
 
 def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile", check: bool = True,
@@ -150,8 +150,7 @@ def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondor
     (tmp_path / "Snakefile").write_text(_GPU_SNAKEFILE)
     _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
     assert (tmp_path / "generated.txt").read_text() == "ok\n"
-    asked = [gpus for gpus, name in pool.history("RequestGpus", "JobBatchName", cwd=tmp_path) if name.startswith("generate_flow")]
-    assert asked == ["0"], asked
+    assert pool.history("RequestGpus", "JobBatchName", submitted_from=tmp_path) == [["0", "generate_flow-0"]]
 
 
 def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HTCondorPool, tmp_path):
@@ -195,5 +194,5 @@ def _submit_and_wait(pool: HTCondorPool, folder, submit_file: str) -> list[str]:
     assert cluster, submitted.stdout + submitted.stderr
     waited = pool.run(["condor_wait", "-wait", "300", "logs/fastsim.log", cluster[1]], cwd=folder, timeout=330)
     assert waited.returncode == 0, waited.stdout + waited.stderr + pool.daemon_logs()
-    rows = pool.history("ClusterId", "ExitCode", cwd=folder)
+    rows = pool.history("ClusterId", "ExitCode", submitted_from=folder)
     return [code for job_cluster, code in rows if job_cluster == cluster[1]]
