@@ -127,7 +127,8 @@ def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakef
     workdir.mkdir(parents=True, exist_ok=True)
     pool.share(workdir, writable=True)
     command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
-               "--profile", str(REPO / "profiles" / "htcondor"), "--sdm=env-modules", "--latency-wait", "5", *args]
+               "--profile", str(REPO / "profiles" / "htcondor"), "--sdm=env-modules", "--latency-wait", "5",
+               "--seconds-between-status-checks", "2", *args]  # the test pool only: 10 s by default
     result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"}, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{pool.daemon_logs()}")
