@@ -78,13 +78,13 @@ def test_failing_job_is_retried_with_more_memory_and_time_and_reported(pool: HTC
     assert not (tmp_path / "broken.txt").exists()
 
 
-#: A rule that would run for 5 minutes on its first attempt (held by the test meanwhile) and at once after.
+#: A rule that would run for 3 minutes on its first attempt (held by the test meanwhile) and at once after.
 _HELD_SNAKEFILE = """
 rule heavy:
     output: "heavy.txt"
     log: "logs/heavy.log"
     resources: attempt_number=lambda wildcards, attempt: attempt
-    shell: 'if [ {resources.attempt_number} -lt 2 ]; then sleep 300; fi; echo ok > {output}'
+    shell: 'if [ {resources.attempt_number} -lt 2 ]; then sleep 180; fi; echo ok > {output}'
 """
 
 
@@ -98,18 +98,24 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
     held = []
 
     def hold_the_first_job_once_it_runs() -> None:
-        for _ in range(240):
-            running = [cluster for cluster, status in pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path)
-                       if status == "2"]
-            if running:
-                pool.run(["condor_hold", "-reason", "memory usage exceeded request_memory", running[0]], cwd=tmp_path)
+        """Polls until the job runs and is held; a query or hold that fails under load is tried again (an exception
+        here would end the thread unseen, and the test would only time out)."""
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            try:
+                running = [cluster for cluster, status in pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path)
+                           if status == "2"]
+            except AssertionError:
+                running = []
+            if running and pool.run(["condor_hold", "-reason", "memory usage exceeded request_memory", running[0]],
+                                    cwd=tmp_path).returncode == 0:
                 held.append(running[0])
                 return
             time.sleep(0.5)
 
     holder = threading.Thread(target=hold_the_first_job_once_it_runs)
     holder.start()
-    result = _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=240)
+    result = _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=300)
     holder.join()
 
     assert held, "the first attempt never ran"
@@ -118,21 +124,6 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
     retried = pool.history("ClusterId", "RequestMemory", "ExitCode", submitted_from=tmp_path)
     assert [row[1:] for row in retried] == [["8000", "0"]] and retried[0][0] != held[0], retried
     assert pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path) == [[held[0], "5"]]
-
-
-def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile", check: bool = True,
-               timeout: float = 600) -> subprocess.CompletedProcess:
-    """snakemake with the HTCondor profile and FASTSIM_NO_GPU=1 (the pool has no GPU), run in the pool's chroot as
-    its user (a submit node's view)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    pool.share(workdir, writable=True)
-    command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
-               "--profile", str(REPO / "profiles" / "htcondor"), "--sdm=env-modules", "--latency-wait", "5",
-               "--seconds-between-status-checks", "2", *args]  # the test pool only: 10 s by default
-    result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"}, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{pool.daemon_logs()}")
-    return result
 
 
 #: A GPU rule of the workflow's name (the profile's set-resources apply by rule name).
@@ -197,3 +188,18 @@ def _submit_and_wait(pool: HTCondorPool, folder, submit_file: str) -> list[str]:
     assert waited.returncode == 0, waited.stdout + waited.stderr + pool.daemon_logs()
     rows = pool.history("ClusterId", "ExitCode", submitted_from=folder)
     return [code for job_cluster, code in rows if job_cluster == cluster[1]]
+
+
+def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile", check: bool = True,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """snakemake with the HTCondor profile and FASTSIM_NO_GPU=1 (the pool has no GPU), run in the pool's chroot as
+    its user (a submit node's view)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pool.share(workdir, writable=True)
+    command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
+               "--profile", str(REPO / "profiles" / "htcondor"), "--sdm=env-modules", "--latency-wait", "5",
+               "--seconds-between-status-checks", "2", *args]  # the test pool only: 10 s by default
+    result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"}, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{pool.daemon_logs()}")
+    return result
