@@ -791,12 +791,11 @@ def test_two_writers_of_one_output_never_share_a_temporary(tmp_path):
     """The same file in two SLURM array tasks' lists: two writers of one output. Its temporary had been named by
     the pid alone, so two hosts whose pids matched wrote one temporary, the second truncating the first's (here
     one process plays both). Each writer now has its own, and the last to finish leaves a whole file."""
-    import socket
 
-    from pipeline_steps.export.run_bundle import OutputTree
+    from pipeline_steps.export.run_bundle import OutputTree, this_process_place
 
     with OutputTree(tmp_path / "out.root", "Events") as first, OutputTree(tmp_path / "out.root", "Events") as second:
-        assert first.temporary != second.temporary and socket.gethostname() in first.temporary.name
+        assert first.temporary != second.temporary and this_process_place()[0] in first.temporary.name
         first.write({"x": np.arange(3.0)})
         second.write({"x": np.arange(5.0)})
     with uproot.open(tmp_path / "out.root") as produced:  # first finished last
@@ -838,6 +837,64 @@ def test_standalone_runner_stopped_by_sigterm_leaves_neither_output_nor_temporar
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM; no output written" in stderr, stderr
     assert not output.exists() and not list(tmp_path.glob(".out.root.*")), sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_a_rerun_removes_the_temporaries_of_its_output_that_a_hard_kill_left_on_its_host_and_names_the_rest(
+        tmp_path):
+    """SIGKILL (the OOM killer, SLURM 30 s after a time limit) runs no ``finally``: the killed run's hidden
+    temporary had stayed beside the outputs for good, each rerun adding one. A rerun removes those of this host
+    whose process is gone, keeps a live process's (the same file in two array tasks' lists), and names another
+    host's, which it cannot check. Other outputs' temporaries are not its own."""
+    import signal
+
+    from pipeline_steps.export.run_bundle import TEMPORARY_END, this_process_place
+
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(200_000, seed=5)[FLOW_CONDITIONS]
+    source, output = tmp_path / "in.root", tmp_path / "out.root"
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
+    killed = subprocess.Popen([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(source), str(output),
+                               "--batch-rows", "16", "--step-rows", "20000"], cwd=tmp_path, stderr=subprocess.DEVNULL,
+                              env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(f".out.root.*{TEMPORARY_END}")) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert killed.poll() is None, "the run ended before it could be killed: give it more rows"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    [left] = tmp_path.glob(f".out.root.*{TEMPORARY_END}")  # what the OOM killer leaves
+    host, namespace = this_process_place()
+    kept = {"alive": f".out.root.{host}_{namespace}_{os.getpid()}_0a1b2c3d{TEMPORARY_END}",
+            "elsewhere": f".out.root.node-b17_4026531836_{killed.pid}_0a1b2c3d{TEMPORARY_END}",
+            "other output": f".out.root.x.root.{host}_{namespace}_{killed.pid}_0a1b2c3d{TEMPORARY_END}"}
+    for name in kept.values():
+        (tmp_path / name).write_bytes(b"half a ROOT file")
+    run = run_standalone(tmp_path, bundle, source, output, "--seed", "1", "--step-rows", "100000")
+    assert not left.exists()
+    assert f"removed {left}, left by process {killed.pid} of this host, which is gone" in run.stderr, run.stderr
+    assert all((tmp_path / name).exists() for name in kept.values())
+    assert (f"{tmp_path / kept['elsewhere']}: a temporary of {output} written on node-b17 (process {killed.pid}): "
+            f"a run there writes it, or was killed outright") in run.stderr
+    assert run.stderr.count(TEMPORARY_END) == 2, run.stderr  # the removed one and the other host's, nothing else
+
+
+def test_the_runner_makes_a_missing_output_dir_and_names_one_it_cannot_make(tmp_path):
+    """The jobs of an array given a new ``--output-dir`` had each stopped with "no folder ... to write the output
+    into": the folder and its parents are made, as ``mkdir -p``, and said; a file in the way is one line."""
+    bundle = export_flow(tmp_path)
+    rows = physical_rows(30, seed=8)[FLOW_CONDITIONS]
+    source = tmp_path / "in.root"
+    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
+    run = run_guarded(tmp_path, bundle, source, "--output-dir", "run3/outputs", "--seed", "2")
+    assert run.returncode == 0 and "made the output folder run3/outputs" in run.stderr, run.stderr
+    with uproot.open(tmp_path / "run3" / "outputs" / "in.root") as produced:
+        assert produced["Events"].num_entries == 30
+    again = run_guarded(tmp_path, bundle, source, "--output-dir", "run3/outputs", "--seed", "2")
+    assert again.returncode == 0 and "made the output folder" not in again.stderr, again.stderr
+    (tmp_path / "taken").write_text("a file, not a folder")
+    refused = run_guarded(tmp_path, bundle, source, "--output-dir", "taken/outputs")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "run_bundle.py: error: --output-dir taken/outputs: cannot be made a folder (" in refused.stderr
 
 
 def test_the_runners_domain_check_takes_what_the_forward_transform_takes():

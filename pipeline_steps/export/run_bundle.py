@@ -35,13 +35,15 @@ once (~0.55 s a file otherwise), and a file's output is the one it gets alone. `
 files whose outputs are newer than they and the bundle: a list stopped by a time limit goes on where it stopped.
 
 Exit status: 0 written; 2 a bad input or bundle (one line on stderr); 143 stopped by SIGTERM (a batch time
-limit, scancel) and 130 by Ctrl-C, with no output of the file under way and no temporary left. A file of more
+limit, scancel) and 130 by Ctrl-C, with no output of the file under way and no temporary left (one a SIGKILL left
+is removed by the next run of its output on that host, or named on stderr from another host). A file of more
 than one step logs its progress on stderr after the first step, then at most every 30 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -758,7 +760,7 @@ def run_file(bundle_dir: str, input_root: str, output_root: str, tree: str | Non
 
 
 def run_files(bundle_dir: str, pairs: list, tree: str | None = None, seed: int = 0, batch_rows: int | None = None,
-              empty_tree: str = "error", step_rows: int | None = None):
+              empty_tree: str = "error", step_rows: int | None = None, output_dir: str | None = None):
     """Check the run, load the bundle, and return a generator that runs it on each ``(input, output)`` of ``pairs``
     in turn, yielding each file's rows once its output is written.
 
@@ -774,12 +776,17 @@ def run_files(bundle_dir: str, pairs: list, tree: str | None = None, seed: int =
     Runtime had stopped on it with a traceback from inside the graph. A skim can leave files empty on purpose;
     ``empty_tree="empty_output"`` then writes the output tree with its branches and types and no entries, so
     that a loop over files gives one output per input and ``hadd`` merges them.
+
+    ``output_dir`` (``--output-dir``, the folder of every output) is made once the options are known good
+    (:func:`make_output_dir`).
     """
     if empty_tree not in EMPTY_TREE:
         raise BundleError(f"--empty-tree {empty_tree!r}: expected one of {list(EMPTY_TREE)}")
     keyed_seed(seed, 0)  # a seed out of range is refused before anything runs
     if step_rows is not None and step_rows < 1:
         raise BundleError(f"--step-rows {step_rows}: expected 1 or more rows a step")
+    if output_dir is not None:
+        make_output_dir(output_dir)
     pairs = [(str(input_root), check_output(str(input_root), str(output_root))) for input_root, output_root in pairs]
     check_inputs_and_outputs(pairs)
     check_checksums(Path(bundle_dir), read_manifest(Path(bundle_dir)))  # before any file of the bundle is loaded
@@ -857,6 +864,22 @@ def check_output(input_root: str, output_root: str) -> Path:
     if not output.resolve().parent.is_dir():
         raise BundleError(f"{output}: no folder {output.resolve().parent} to write the output into")
     return output
+
+
+def make_output_dir(output_dir: str) -> None:
+    """Make ``--output-dir`` and its parents where they are missing, said on stderr: the jobs of an array given
+    one new folder had each stopped with "no folder ... to write the output into", a resubmission of them all
+    (many jobs making it at once is fine). A URL is left to :func:`check_output`, which refuses it."""
+    if remote(output_dir):
+        return
+    folder = local_path(output_dir)
+    if folder.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file of that name, no permission, a read-only filesystem
+        raise BundleError(f"--output-dir {output_dir}: cannot be made a folder ({error.strerror or error})") from None
+    print(f"made the output folder {output_dir}", file=sys.stderr)
 
 
 def check_inputs_and_outputs(pairs: list) -> None:
@@ -1142,6 +1165,62 @@ def output_compression():
     return uproot.ZSTD(1)
 
 
+TEMPORARY_END = ".tmp.root"
+#: ``<host>_<pid namespace>_<pid>_<token>``: the writer of a temporary (:class:`OutputTree`). The host has no dots
+#: or underscores (:func:`this_process_place`), so another output's temporary (``out.root.x.root``'s) never matches.
+WRITER = re.compile(r"(?P<host>[A-Za-z0-9-]+)_(?P<namespace>\d+)_(?P<pid>\d+)_[0-9a-f]{8}")
+
+
+def this_process_place() -> tuple[str, str]:
+    """(host name, dots and underscores made dashes; pid namespace): where a pid names one process. Containers
+    (Docker, Kubernetes) number their processes apart; Apptainer shares the host's numbers."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+    try:
+        namespace = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:  # not Linux
+        namespace = "0"
+    return host, namespace
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporaries of ``path`` whose writer is gone, and name on stderr those it cannot tell of.
+
+    A run killed outright (SIGKILL: the OOM killer, SLURM 30 s after a time limit's SIGTERM, a lost node) runs no
+    ``finally``, so its hidden temporary, up to the whole output's size, had stayed beside the outputs for good,
+    each rerun adding one (a bundle run is nobody's only writer, unlike a workflow job). A temporary of this host
+    and pid namespace whose process has exited is removed; one of another host may be a live run's (the same file
+    in two array tasks' lists), so it is only named, with what to do. A reused pid keeps a leftover: the safe side.
+    """
+    prefix, here = f".{path.name}.", this_process_place()
+    try:
+        names = [name for name in os.listdir(path.parent) if name.startswith(prefix) and name.endswith(TEMPORARY_END)]
+    except OSError:  # the folder is checked, and named, when the output is opened
+        return
+    for name in names:
+        writer = WRITER.fullmatch(name[len(prefix):-len(TEMPORARY_END)])
+        if writer is None:
+            continue
+        if (writer["host"], writer["namespace"]) != here:
+            print(f"{path.parent / name}: a temporary of {path} written on {writer['host']} (process {writer['pid']}): "
+                  f"a run there writes it, or was killed outright (SIGKILL, the OOM killer); remove it once no run "
+                  f"writes {path.name}", file=sys.stderr)
+        elif not _process_exists(int(writer["pid"])):
+            with contextlib.suppress(FileNotFoundError):  # another run removed it first
+                os.unlink(path.parent / name)
+                print(f"removed {path.parent / name}, left by process {writer['pid']} of this host, which is gone",
+                      file=sys.stderr)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has this pid
+        return True
+    return True
+
+
 class OutputTree:
     """``path``'s TTree ``tree`` written a step at a time (``write``: one basket per branch) under a temporary
     name beside ``path``, renamed into place when the ``with`` body ends without an error: a run killed while
@@ -1153,13 +1232,15 @@ class OutputTree:
         self.path, self.tree = Path(path), tree
         # host, pid and a random token: the same file in two array tasks' lists had two writers of one temporary
         # name, on two hosts whose pids matched, the second truncating the first's; "x" refuses a name in use
-        self.temporary = self.path.with_name(f".{self.path.name}.{socket.gethostname()}_{os.getpid()}_"
-                                             f"{os.urandom(4).hex()}.tmp.root")
+        host, namespace = this_process_place()
+        self.temporary = self.path.with_name(f".{self.path.name}.{host}_{namespace}_{os.getpid()}_"
+                                             f"{os.urandom(4).hex()}{TEMPORARY_END}")
         self._stream = self._sink = self._tree = None
 
     def __enter__(self) -> "OutputTree":
         import uproot
 
+        remove_leftovers(self.path)
         try:
             self._stream = open(self.temporary, "xb+")
             self._sink = uproot.recreate(self._stream, compression=output_compression())
@@ -1214,7 +1295,8 @@ def main(argv=None) -> int:
                              "file to write (replaced whole once complete); with --output-dir, one or more inputs, "
                              "and @LIST reads them from LIST, one a line")
     parser.add_argument("--output-dir", default=None,
-                        help="write each input's output here, under the input's file name: many files in one run, "
+                        help="write each input's output here (made if missing), under the input's file name: many "
+                             "files in one run, "
                              "the bundle loaded once (~0.55 s a file otherwise); a bad file stops the run after the "
                              "files before it are written")
     parser.add_argument("--tree", default=None, help="input/output tree name (default: bundle.json io.tree)")
@@ -1248,7 +1330,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     written = None  # the files written, once the checks of the whole run have passed
     try:
-        files = run_files(args.bundle, pairs, args.tree, args.seed, args.batch_rows, args.empty_tree, args.step_rows)
+        files = run_files(args.bundle, pairs, args.tree, args.seed, args.batch_rows, args.empty_tree, args.step_rows,
+                          args.output_dir)
         written = 0
         for (_, output), rows in zip(pairs, files):
             written += 1
