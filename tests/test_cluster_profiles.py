@@ -115,6 +115,21 @@ def test_resources_scale_with_the_attempt_and_gpus_never_via_slurm_extra():
         assert memory and all("attempt" in entry for entry in memory), memory
 
 
+def test_every_slurm_request_is_held_to_what_a_job_may_ask_of_its_partition():
+    """A request above its partition's MaxTime or largest node stays pending for good (pipeline_steps/slurm_limits.py;
+    tests/test_cluster_slurm.py reads a live partition): every runtime, mem_mb and cpus_per_task is held."""
+    limits = {"FASTSIM_SLURM_MAX_RUNTIME": "1440", "FASTSIM_SLURM_MAX_MEM_MB": "64000", "FASTSIM_SLURM_MAX_CPUS": "4"}
+    profile = _profile("slurm", **limits, FASTSIM_SLURM_GPU_PARTITION="gpu")
+    held = {"runtime": "1440", "mem_mb": "64000", "cpus_per_task": "4"}
+    entries = [entry.split(":", 1)[-1] for entry in profile["default-resources"] + profile["set-resources"]]
+    requests = [entry for entry in entries if entry.split("=")[0] in held]
+    assert len(requests) == 3 * (1 + len(GPU_RULES)) - 2, requests  # the generations set no cores
+    assert all(re.fullmatch(r"(\w+)=min\((.+), (\d+)\)", entry).group(3) == held[entry.split("=")[0]]
+               for entry in requests), requests
+    assert "train_flow:runtime=min(2880 * attempt, 1440)" in profile["set-resources"]
+    assert "train_flow:runtime=2880 * attempt" in _profile("slurm")["set-resources"]  # no limit known: as written
+
+
 def test_profile_resource_rules_exist_in_the_workflow():
     rules = _snakemake("--list-rules").stdout.split()
     for name in PROFILES:

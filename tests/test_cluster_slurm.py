@@ -132,6 +132,38 @@ def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu
     assert job_id in SUBMITTED.findall(on_cpu.stdout + on_cpu.stderr) and devices == "no GPU"
 
 
+#: A rule of the workflow's longest and largest request (train_flow: 2880 min and 32000 MB a attempt) that says
+#: what SLURM gave it.
+_LIMITS_PROBE_SNAKEFILE = """
+rule train_flow:
+    output: "job.txt"
+    log: "logs/train.log"
+    resources: gpu=1
+    shell: 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}'
+"""
+
+
+def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmCluster, tmp_path):
+    """Above its partition's MaxTime a job stays pending for good under SLURM's default EnforcePartLimits=NO
+    (reason PartitionTimeLimit), and Snakemake waits on it: train_flow's 48 h had never started on a 24 h
+    partition, nor its 8 cores on this one of 2 (PartitionConfig). Memory above every node's is refused by
+    sbatch. The profile reads the limits when it loads and holds the requests to them; the job runs."""
+    (tmp_path / "Snakefile").write_text(_LIMITS_PROBE_SNAKEFILE)
+    node = dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
+    node_cpus, node_mb = int(node["CPUTot"]), int(node["RealMemory"])
+    cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=90")
+    try:
+        result = _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM,
+                            "--retries", "0", snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
+    finally:
+        cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=INFINITE")
+    job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
+    assert job["TimeLimit"] == "01:30:00" and job["MinMemoryNode"] == f"{min(32000, node_mb)}M", job
+    assert job["MinCPUsNode"] == str(min(8, node_cpus)), job
+    assert (f"profiles/slurm: partition {cluster.partition}: a job may ask for at most 90 min, {node_mb} MB and "
+            f"{node_cpus} cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
+
+
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
                check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable, and the

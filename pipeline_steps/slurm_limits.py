@@ -1,0 +1,134 @@
+"""What one job may ask of a SLURM partition, read when the SLURM profile loads (``profiles/slurm/config.yaml``).
+
+The profile's requests grow with the attempt: a job killed for time or memory is resubmitted asking for more.
+A request above the partition's ``MaxTime`` is not refused under SLURM's default ``EnforcePartLimits=NO``: the
+job stays pending (reason ``PartitionTimeLimit``) for good, and Snakemake waits on it without a word: a
+``train_flow`` job (48 h) on a 90-minute partition of the test cluster (``tests/slurm_cluster.py``, SLURM 22.05)
+did, as its first attempt would on a 24-hour partition and its retry (96 h) on a 48-hour one. So each request is
+held to what the partition allows: a training stopped at the limit resumes from its checkpoint in the next attempt.
+
+More cores than any node of the partition has keep a job pending for good as well (reason
+``PartitionConfig``: the trainings' 8 cores on a partition of 2-core nodes), and memory above every node's is
+refused by sbatch ("Requested node configuration is not available"), failing the attempt: both are held to the
+partition's largest node (each on its own: a partition of nodes with many cores and little memory beside nodes
+with few cores and much could still be asked for a pair no node has). A step granted fewer cores than
+``training.threads`` says so in its log and computes the same numbers, more slowly. A QOS's limits
+(``sacctmgr show qos``) are not read: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes), ``FASTSIM_SLURM_MAX_MEM_MB`` and
+``FASTSIM_SLURM_MAX_CPUS`` hold every request to them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+#: slurmctld may be slow to answer on a busy login node; no answer leaves the requests as written.
+QUERY_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class PartitionLimits:
+    """The most a job may ask for: minutes of wall time, MB of memory and cores (None: no limit known)."""
+
+    runtime_min: int | None = None
+    mem_mb: int | None = None
+    cpus: int | None = None
+
+    def held(self, expression: str, resource: str) -> str:
+        """``expression`` (a Snakemake resource expression of ``attempt`` or ``threads``) held to this limit of
+        ``resource`` (``runtime``, ``mem_mb`` or ``cpus_per_task``)."""
+        cap = {"runtime": self.runtime_min, "mem_mb": self.mem_mb, "cpus_per_task": self.cpus}[resource]
+        return expression if cap is None else f"min({expression}, {cap})"
+
+
+def partition_limits(partition: str = "", environ: Mapping[str, str] = os.environ,
+                     query: Callable[[list[str]], str | None] | None = None) -> PartitionLimits:
+    """The limits of ``partition`` (the cluster's default partition when empty): its ``MaxTime``, and the smaller
+    of its ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores;
+    ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without
+    SLURM's commands (a laptop's dry run) nothing is read."""
+    query = query or _query
+    fields = _partition_fields(partition, query)
+    runtime = _env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME")
+    memory = _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB")
+    cpus = _env_int(environ, "FASTSIM_SLURM_MAX_CPUS")
+    if fields is not None:
+        nodes_cpus, nodes_mb = _largest_node(fields["PartitionName"], query)
+        runtime = runtime or slurm_minutes(fields.get("MaxTime", "UNLIMITED"))
+        memory = memory or _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb)
+        cpus = cpus or _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus)
+        print(f"profiles/slurm: partition {fields['PartitionName']}: a job may ask for at most "
+              f"{_said(runtime, 'min')}, {_said(memory, 'MB')} and {_said(cpus, 'cores')}; larger requests are "
+              f"held to them", file=sys.stderr)
+    return PartitionLimits(runtime, memory, cpus)
+
+
+def slurm_minutes(text: str) -> int | None:
+    """SLURM's time format -> whole minutes (None: ``UNLIMITED``). As sbatch's ``--time`` reads it: ``minutes``,
+    ``minutes:seconds``, ``hours:minutes:seconds``, ``days-hours``, ``days-hours:minutes``,
+    ``days-hours:minutes:seconds``."""
+    if text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text)
+    if match is None:
+        raise ValueError(f"SLURM time {text!r}: expected [days-]hours:minutes:seconds, minutes[:seconds] or UNLIMITED")
+    days, parts = match.group(1), [int(part) for part in match.group(2).split(":")]
+    if days is not None:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+        return int(days) * 1440 + hours * 60 + minutes + seconds // 60
+    if len(parts) == 3:
+        return parts[0] * 60 + parts[1] + parts[2] // 60
+    return parts[0] + (parts[1] // 60 if len(parts) == 2 else 0)
+
+
+def _partition_fields(partition: str, query) -> dict | None:
+    """``scontrol show partition``'s fields of ``partition``, or of the one marked ``Default=YES``."""
+    shown = query(["scontrol", "show", "partition", *([partition] if partition else []), "--oneliner"])
+    if shown is None:
+        return None
+    lines = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in shown.splitlines() if "PartitionName=" in line]
+    chosen = [fields for fields in lines if fields["PartitionName"] == partition or
+              (not partition and fields.get("Default") == "YES")]
+    return chosen[0] if chosen else None
+
+
+def _largest_node(partition: str, query) -> tuple[int | None, int | None]:
+    """The most cores and the most memory (MB) of a node of ``partition``."""
+    shown = query(["sinfo", "--noheader", "--Node", "--partition", partition, "--format", "%c %m"]) or ""
+    nodes = [tuple(map(int, pair)) for pair in re.findall(r"^\s*(\d+)\s+(\d+)", shown, re.M)]
+    return (max(c for c, _ in nodes), max(m for _, m in nodes)) if nodes else (None, None)
+
+
+def _query(command: list[str]) -> str | None:
+    """A SLURM command's output, or None where it is missing, fails or does not answer in time."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=QUERY_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _env_int(environ: Mapping[str, str], name: str) -> int | None:
+    value = environ.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise ValueError(f"{name}={value!r}: expected a whole number above 0 ({'minutes' if 'RUNTIME' in name else 'MB'})")
+    return int(value)
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _smallest(*values: int | None) -> int | None:
+    known = [value for value in values if value is not None]
+    return min(known) if known else None
+
+
+def _said(value: int | None, unit: str) -> str:
+    return f"{value} {unit}" if value is not None else {"min": "any time", "MB": "any memory"}.get(unit, f"any {unit}")

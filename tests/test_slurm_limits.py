@@ -1,0 +1,76 @@
+"""What the SLURM profile reads of a partition (pipeline_steps/slurm_limits.py), on the output of SLURM 22.05's
+scontrol and sinfo; tests/test_cluster_slurm.py runs it against a live slurmctld."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_steps.slurm_limits import PartitionLimits, partition_limits, slurm_minutes
+
+#: ``scontrol show partition --oneliner`` of a site with a default CPU partition and a GPU one (fields trimmed).
+PARTITIONS = (
+    "PartitionName=short AllowGroups=ALL Default=NO MaxNodes=UNLIMITED MaxTime=04:00:00 MinNodes=0 "
+    "MaxCPUsPerNode=UNLIMITED Nodes=c[01-04] State=UP DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED\n"
+    "PartitionName=batch AllowGroups=ALL Default=YES MaxNodes=UNLIMITED MaxTime=1-00:00:00 MinNodes=0 "
+    "MaxCPUsPerNode=UNLIMITED Nodes=c[01-40] State=UP DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED\n"
+    "PartitionName=gpu AllowGroups=ALL Default=NO MaxNodes=UNLIMITED MaxTime=2-00:00:00 MinNodes=0 "
+    "MaxCPUsPerNode=32 Nodes=g[01-02] State=UP DefMemPerNode=UNLIMITED MaxMemPerNode=190000\n"
+)
+#: ``sinfo --noheader --Node --partition P --format "%c %m"``: cores and MB per node.
+NODES = {"batch": "64 257000\n64 257000\n128 515000\n", "gpu": "64 257000\n64 257000\n", "short": "64 257000\n"}
+
+
+def site(command: list[str]) -> str | None:
+    """The answers of the site above to the commands partition_limits runs."""
+    if command[:3] == ["scontrol", "show", "partition"]:
+        named = [word for word in command[3:] if not word.startswith("--")]
+        lines = [line for line in PARTITIONS.splitlines() if not named or f"PartitionName={named[0]} " in line]
+        return "\n".join(lines) + "\n" if lines else None  # scontrol fails on an unknown partition
+    if command[0] == "sinfo":
+        return NODES[command[command.index("--partition") + 1]]
+    raise AssertionError(f"unexpected command {command}")
+
+
+def test_the_default_partition_is_read_when_none_is_named():
+    assert partition_limits("", environ={}, query=site) == PartitionLimits(1440, 515000, 128)
+
+
+def test_a_partitions_own_caps_take_precedence_over_its_largest_node():
+    assert partition_limits("gpu", environ={}, query=site) == PartitionLimits(2880, 190000, 32)
+    assert partition_limits("short", environ={}, query=site) == PartitionLimits(240, 257000, 64)
+
+
+def test_requests_are_held_to_the_limits_and_left_alone_without_any():
+    limits = PartitionLimits(1440, 190000, 32)
+    assert limits.held("2880 * attempt", "runtime") == "min(2880 * attempt, 1440)"
+    assert limits.held("32000 * attempt", "mem_mb") == "min(32000 * attempt, 190000)"
+    assert limits.held("threads", "cpus_per_task") == "min(threads, 32)"
+    assert eval(limits.held("720 * attempt", "runtime"), {"attempt": 3}) == 1440
+    assert eval(limits.held("720 * attempt", "runtime"), {"attempt": 1}) == 720
+    assert PartitionLimits().held("2880 * attempt", "runtime") == "2880 * attempt"
+
+
+def test_the_environment_sets_a_qos_limit_and_without_slurm_only_it_holds():
+    environ = {"FASTSIM_SLURM_MAX_RUNTIME": "720", "FASTSIM_SLURM_MAX_MEM_MB": "", "FASTSIM_SLURM_MAX_CPUS": "16"}
+    assert partition_limits("gpu", environ=environ, query=site) == PartitionLimits(720, 190000, 16)
+    assert partition_limits("gpu", environ=environ, query=lambda command: None) == PartitionLimits(720, None, 16)
+    assert partition_limits("", environ={}, query=lambda command: None) == PartitionLimits()
+    with pytest.raises(ValueError, match=r"FASTSIM_SLURM_MAX_RUNTIME='2-00:00:00': expected a whole number above 0 "
+                                         r"\(minutes\)"):
+        partition_limits("gpu", environ={"FASTSIM_SLURM_MAX_RUNTIME": "2-00:00:00"}, query=site)
+
+
+def test_a_partition_sbatch_will_refuse_is_left_to_sbatch_to_name():
+    assert partition_limits("gpus", environ={}, query=site) == PartitionLimits()
+
+
+@pytest.mark.parametrize("text, minutes", [("UNLIMITED", None), ("INFINITE", None), ("45", 45), ("30:00", 30),
+                                           ("12:00:00", 720), ("0:59:59", 59), ("2-00:00:00", 2880),
+                                           ("1-12", 2160), ("1-12:30", 2190)])
+def test_slurm_times_read_as_sbatch_reads_them(text, minutes):
+    assert slurm_minutes(text) == minutes
+
+
+def test_a_time_slurm_would_not_write_is_refused_by_name():
+    with pytest.raises(ValueError, match="SLURM time '2 days'"):
+        slurm_minutes("2 days")
