@@ -132,7 +132,7 @@ def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu
     assert job_id in SUBMITTED.findall(on_cpu.stdout + on_cpu.stderr) and devices == "no GPU"
 
 
-#: A rule of the workflow's longest and largest request (train_flow: 2880 min and 32000 MB a attempt) that says
+#: A rule of the workflow's longest and largest request (train_flow: 2880 min, 32000 MB and 8 cores an attempt) that says
 #: what SLURM gave it.
 _LIMITS_PROBE_SNAKEFILE = """
 rule train_flow:
@@ -145,9 +145,9 @@ rule train_flow:
 
 def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmCluster, tmp_path):
     """Above its partition's MaxTime a job stays pending for good under SLURM's default EnforcePartLimits=NO
-    (reason PartitionTimeLimit), and Snakemake waits on it: train_flow's 48 h had never started on a 24 h
-    partition, nor its 8 cores on this one of 2 (PartitionConfig). Memory above every node's is refused by
-    sbatch. The profile reads the limits when it loads and holds the requests to them; the job runs."""
+    (reason PartitionTimeLimit), and Snakemake waits on it: train_flow's 48 h did on this cluster's partition
+    made 90 minutes long, and its 8 cores on these 2-core nodes (PartitionConfig). Memory above every node's is
+    refused by sbatch. The profile reads the limits when it loads and holds the requests to them; the job runs."""
     (tmp_path / "Snakefile").write_text(_LIMITS_PROBE_SNAKEFILE)
     node = dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
     node_cpus, node_mb = int(node["CPUTot"]), int(node["RealMemory"])

@@ -816,23 +816,29 @@ def test_standalone_runner_writes_zlib_where_its_uproot_cannot_write_zstd(monkey
     assert output_compression() == uproot.ZLIB(1)
 
 
-def test_standalone_runner_stopped_by_sigterm_leaves_neither_output_nor_temporary(tmp_path):
-    """A batch job at its time limit gets SIGTERM: Python's default had ended the runner at once and left its
-    hidden temporary output (up to the whole output's size) beside the user's files."""
-    import signal
-    import time
-
+def run_slowly_until_it_writes(tmp_path: Path, stderr) -> tuple:
+    """(bundle, input, output, process): a runner of 200,000 rows in calls of 16, seconds long, returned once its
+    temporary output appears (every entry checked, the first step not yet written), to be stopped there."""
     bundle = export_flow(tmp_path)
     rows = physical_rows(200_000, seed=4)[FLOW_CONDITIONS]
     source, output = tmp_path / "in.root", tmp_path / "out.root"
     write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
     run = subprocess.Popen([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(source), str(output),
-                            "--batch-rows", "16", "--step-rows", "20000"], cwd=tmp_path, stderr=subprocess.PIPE,
-                           text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                            "--batch-rows", "16", "--step-rows", "20000"], cwd=tmp_path, stderr=stderr, text=True,
+                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.root.*.tmp.root")) and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)  # the temporary appears once every entry is checked, before the first step runs
+        time.sleep(0.005)
     assert run.poll() is None, "the run ended before it could be stopped: give it more rows"
+    return bundle, source, output, run
+
+
+def test_standalone_runner_stopped_by_sigterm_leaves_neither_output_nor_temporary(tmp_path):
+    """A batch job at its time limit gets SIGTERM: Python's default had ended the runner at once and left its
+    hidden temporary output (up to the whole output's size) beside the user's files."""
+    import signal
+
+    _, _, output, run = run_slowly_until_it_writes(tmp_path, stderr=subprocess.PIPE)
     run.send_signal(signal.SIGTERM)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM; no output written" in stderr, stderr
@@ -849,17 +855,7 @@ def test_a_rerun_removes_the_temporaries_of_its_output_that_a_hard_kill_left_on_
 
     from pipeline_steps.export.run_bundle import TEMPORARY_END, this_process_place
 
-    bundle = export_flow(tmp_path)
-    rows = physical_rows(200_000, seed=5)[FLOW_CONDITIONS]
-    source, output = tmp_path / "in.root", tmp_path / "out.root"
-    write_tree(source, "Events", {name: rows[name].to_numpy() for name in FLOW_CONDITIONS})
-    killed = subprocess.Popen([sys.executable, str(bundle / "run_bundle.py"), str(bundle), str(source), str(output),
-                               "--batch-rows", "16", "--step-rows", "20000"], cwd=tmp_path, stderr=subprocess.DEVNULL,
-                              env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(f".out.root.*{TEMPORARY_END}")) and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert killed.poll() is None, "the run ended before it could be killed: give it more rows"
+    bundle, source, output, killed = run_slowly_until_it_writes(tmp_path, stderr=subprocess.DEVNULL)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
     [left] = tmp_path.glob(f".out.root.*{TEMPORARY_END}")  # what the OOM killer leaves
