@@ -23,7 +23,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Callable, Mapping
 
 #: slurmctld may be slow to answer on a busy login node; no answer leaves the requests as written.
@@ -47,24 +47,34 @@ class PartitionLimits:
 
 def partition_limits(partition: str = "", environ: Mapping[str, str] = os.environ,
                      query: Callable[[list[str]], str | None] | None = None) -> PartitionLimits:
-    """The limits of ``partition`` (the cluster's default partition when empty): its ``MaxTime``, and the smaller
-    of its ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores;
-    ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without
-    SLURM's commands (a laptop's dry run) nothing is read."""
+    """The limits of ``partition`` (the cluster's default partition when empty; of the most generous where it
+    lists several, ``short,long``, as sbatch's ``-p`` takes them): its ``MaxTime``, and the smaller of its
+    ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores. ``FASTSIM_SLURM_MAX_RUNTIME``,
+    ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without SLURM's commands (a laptop's
+    dry run), or for a partition they do not know (sbatch names it), nothing is read."""
     query = query or _query
-    fields = _partition_fields(partition, query)
-    runtime = _env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME")
-    memory = _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB")
-    cpus = _env_int(environ, "FASTSIM_SLURM_MAX_CPUS")
-    if fields is not None:
-        nodes_cpus, nodes_mb = _largest_node(fields["PartitionName"], query)
-        runtime = runtime or slurm_minutes(fields.get("MaxTime", "UNLIMITED"))
-        memory = memory or _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb)
-        cpus = cpus or _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus)
-        print(f"profiles/slurm: partition {fields['PartitionName']}: a job may ask for at most "
-              f"{_said(runtime, 'min')}, {_said(memory, 'MB')} and {_said(cpus, 'cores')}; larger requests are "
-              f"held to them", file=sys.stderr)
-    return PartitionLimits(runtime, memory, cpus)
+    each = [_one_partition(name, query) for name in partition.split(",")]
+    read = (PartitionLimits(*map(_largest, *(astuple(limits) for limits in each))) if None not in each
+            else PartitionLimits())
+    limits = PartitionLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
+                             _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
+                             _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus)
+    if None not in each:
+        where = f"partition {partition}" if partition else "the default partition"
+        print(f"profiles/slurm: {where}: a job may ask for at most {_said(limits.runtime_min, 'min')}, "
+              f"{_said(limits.mem_mb, 'MB')} and {_said(limits.cpus, 'cores')}; larger requests are held to them",
+              file=sys.stderr)
+    return limits
+
+
+def _one_partition(name: str, query) -> PartitionLimits | None:
+    fields = _partition_fields(name, query)
+    if fields is None:
+        return None
+    nodes_cpus, nodes_mb = _largest_node(fields["PartitionName"], query)
+    return PartitionLimits(slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
+                           _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb),
+                           _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus))
 
 
 def slurm_minutes(text: str) -> int | None:
@@ -117,12 +127,18 @@ def _env_int(environ: Mapping[str, str], name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) == 0:
-        raise ValueError(f"{name}={value!r}: expected a whole number above 0 ({'minutes' if 'RUNTIME' in name else 'MB'})")
+        unit = {"RUNTIME": "minutes", "MEM_MB": "MB", "CPUS": "cores"}[name.rsplit("MAX_", 1)[1]]
+        raise ValueError(f"{name}={value!r}: expected a whole number above 0 ({unit})")
     return int(value)
 
 
 def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
+
+
+def _largest(*values: int | None) -> int | None:
+    """The most any of several partitions allows; None (no limit) where one has none."""
+    return None if None in values else max(values)
 
 
 def _smallest(*values: int | None) -> int | None:

@@ -40,6 +40,11 @@ def test_a_partitions_own_caps_take_precedence_over_its_largest_node():
     assert partition_limits("short", environ={}, query=site) == PartitionLimits(240, 257000, 64)
 
 
+def test_a_job_offered_several_partitions_may_ask_for_the_most_any_of_them_allows():
+    assert partition_limits("short,gpu", environ={}, query=site) == PartitionLimits(2880, 257000, 64)
+    assert partition_limits("short,gpus", environ={}, query=site) == PartitionLimits()  # one unknown: sbatch names it
+
+
 def test_requests_are_held_to_the_limits_and_left_alone_without_any():
     limits = PartitionLimits(1440, 190000, 32)
     assert limits.held("2880 * attempt", "runtime") == "min(2880 * attempt, 1440)"
