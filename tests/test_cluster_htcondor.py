@@ -145,6 +145,28 @@ def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondor
     assert pool.history("RequestGpus", "JobBatchName", submitted_from=tmp_path) == [["0", "generate_flow-0"]]
 
 
+#: The rule of the profile's largest request (train_flow: 32000 MB on its first attempt).
+_LARGEST_SNAKEFILE = """
+rule train_flow:
+    output: "trained.txt"
+    log: "logs/train.log"
+    resources: gpu=1
+    shell: 'echo ok > {output}'
+"""
+
+
+def test_requests_are_held_to_the_pools_largest_slot(pool: HTCondorPool, tmp_path):
+    """A job asking for more memory than any slot is never matched and idles for good (`TARGET.Memory >=
+    RequestMemory` matches no slot; checked by hand on this pool), the head waiting on it: lxbatch's machines have
+    less than the trainings' 64 and 96 GB retries. The profile reads the pool's largest slot (24000 MB here) when
+    it loads and holds the request to it; the job runs."""
+    (tmp_path / "Snakefile").write_text(_LARGEST_SNAKEFILE)
+    result = _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
+    assert (tmp_path / "trained.txt").read_text() == "ok\n"
+    assert pool.history("RequestMemory", "JobBatchName", submitted_from=tmp_path) == [["24000", "train_flow-0"]]
+    assert "profiles/htcondor: the pool's largest slot has 24000 MB; a job asks for at most 24000 MB" in result.stderr
+
+
 def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HTCondorPool, tmp_path):
     """The README's HTCondor submit file for the bundle runner ("Using a bundle elsewhere", Many files), as written
     there but for DIR and the python, from a folder the pool sandboxes as lxbatch does: each job runs its list, and

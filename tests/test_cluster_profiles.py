@@ -116,7 +116,7 @@ def test_resources_scale_with_the_attempt_and_gpus_never_via_slurm_extra():
 
 
 def test_every_slurm_request_is_held_to_what_a_job_may_ask_of_its_partition():
-    """A request above its partition's MaxTime or largest node stays pending for good (pipeline_steps/slurm_limits.py;
+    """A request above its partition's MaxTime or largest node stays pending for good (pipeline_steps/batch_limits.py;
     tests/test_cluster_slurm.py reads a live partition): every runtime, mem_mb and cpus_per_task is held."""
     limits = {"FASTSIM_SLURM_MAX_RUNTIME": "1440", "FASTSIM_SLURM_MAX_MEM_MB": "64000", "FASTSIM_SLURM_MAX_CPUS": "4"}
     profile = _profile("slurm", **limits, FASTSIM_SLURM_GPU_PARTITION="gpu")
@@ -128,6 +128,14 @@ def test_every_slurm_request_is_held_to_what_a_job_may_ask_of_its_partition():
                for entry in requests), requests
     assert "train_flow:runtime=min(2880 * attempt, 1440)" in profile["set-resources"]
     assert "train_flow:runtime=2880 * attempt" in _profile("slurm")["set-resources"]  # no limit known: as written
+
+
+def test_every_htcondor_memory_request_is_held_to_the_pools_largest_slot():
+    """A request above every slot idles for good (tests/test_cluster_htcondor.py reads a live pool)."""
+    profile = _profile("htcondor", FASTSIM_HTCONDOR_MAX_MEM_MB="60000")
+    requests = [entry for entry in profile["default-resources"] + profile["set-resources"] if "request_memory=" in entry]
+    assert len(requests) == 1 + len(GPU_RULES) and all(entry.endswith(", 60000)") for entry in requests), requests
+    assert "train_flow:request_memory=32000 * attempt" in _profile("htcondor")["set-resources"]  # no pool: as written
 
 
 def test_profile_resource_rules_exist_in_the_workflow():

@@ -1,6 +1,7 @@
-"""What one job may ask of a SLURM partition, read when the SLURM profile loads (``profiles/slurm/config.yaml``).
+"""What one job may ask of a SLURM partition or an HTCondor pool, read when the profile loads
+(``profiles/slurm/config.yaml``, ``profiles/htcondor/config.yaml``), which holds its requests to it.
 
-The profile's requests grow with the attempt: a job killed for time or memory is resubmitted asking for more.
+SLURM. The profile's requests grow with the attempt: a job killed for time or memory is resubmitted asking for more.
 A request above the partition's ``MaxTime`` is not refused under SLURM's default ``EnforcePartLimits=NO``: the
 job stays pending (reason ``PartitionTimeLimit``) for good, and Snakemake waits on it without a word: a
 ``train_flow`` job (48 h) on a 90-minute partition of the test cluster (``tests/slurm_cluster.py``, SLURM 22.05)
@@ -15,6 +16,13 @@ with few cores and much could still be asked for a pair no node has). A step gra
 ``training.threads`` says so in its log and computes the same numbers, more slowly. A QOS's limits
 (``sacctmgr show qos``) are not read: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes), ``FASTSIM_SLURM_MAX_MEM_MB`` and
 ``FASTSIM_SLURM_MAX_CPUS`` hold every request to them instead.
+
+HTCondor. A job asking for more memory than any slot of the pool has is never matched and stays idle for good
+(``condor_q -better-analyze``: ``TARGET.Memory >= RequestMemory`` matches no slot), the head waiting on it: the
+trainings' third attempt asks for 96 GB, their second 64 GB, where lxbatch's machines have up to 32 cores at
+~2 GB each. The profile holds ``request_memory`` to the largest slot of the pool (of those with a GPU for a GPU
+job), read with ``condor_status``; ``FASTSIM_HTCONDOR_MAX_MEM_MB`` sets it instead. Time is not read: a pool
+says nothing of its longest job (lxbatch: a week, above the profile's longest, 6 days for a third attempt).
 """
 
 from __future__ import annotations
@@ -26,12 +34,12 @@ import sys
 from dataclasses import astuple, dataclass
 from typing import Callable, Mapping
 
-#: slurmctld may be slow to answer on a busy login node; no answer leaves the requests as written.
+#: slurmctld or a collector may be slow to answer on a busy login node; no answer leaves the requests as written.
 QUERY_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
-class PartitionLimits:
+class JobLimits:
     """The most a job may ask for: minutes of wall time, MB of memory and cores (None: no limit known)."""
 
     runtime_min: int | None = None
@@ -40,13 +48,14 @@ class PartitionLimits:
 
     def held(self, expression: str, resource: str) -> str:
         """``expression`` (a Snakemake resource expression of ``attempt`` or ``threads``) held to this limit of
-        ``resource`` (``runtime``, ``mem_mb`` or ``cpus_per_task``)."""
-        cap = {"runtime": self.runtime_min, "mem_mb": self.mem_mb, "cpus_per_task": self.cpus}[resource]
+        ``resource`` (SLURM's ``runtime``, ``mem_mb`` or ``cpus_per_task``; HTCondor's ``request_memory``)."""
+        cap = {"runtime": self.runtime_min, "mem_mb": self.mem_mb, "request_memory": self.mem_mb,
+               "cpus_per_task": self.cpus}[resource]
         return expression if cap is None else f"min({expression}, {cap})"
 
 
-def partition_limits(partition: str = "", environ: Mapping[str, str] = os.environ,
-                     query: Callable[[list[str]], str | None] | None = None) -> PartitionLimits:
+def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.environ,
+                     query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
     """The limits of ``partition`` (the cluster's default partition when empty; of the most generous where it
     lists several, ``short,long``, as sbatch's ``-p`` takes them): its ``MaxTime``, and the smaller of its
     ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores. ``FASTSIM_SLURM_MAX_RUNTIME``,
@@ -54,9 +63,9 @@ def partition_limits(partition: str = "", environ: Mapping[str, str] = os.enviro
     dry run), or for a partition they do not know (sbatch names it), nothing is read."""
     query = query or _query
     each = [_one_partition(name, query) for name in partition.split(",")]
-    read = (PartitionLimits(*map(_largest, *(astuple(limits) for limits in each))) if None not in each
-            else PartitionLimits())
-    limits = PartitionLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
+    read = (JobLimits(*map(_largest, *(astuple(limits) for limits in each))) if None not in each
+            else JobLimits())
+    limits = JobLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
                              _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
                              _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus)
     if None not in each:
@@ -67,12 +76,27 @@ def partition_limits(partition: str = "", environ: Mapping[str, str] = os.enviro
     return limits
 
 
-def _one_partition(name: str, query) -> PartitionLimits | None:
+def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
+                         query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
+    """The memory of the pool's largest slot (partitionable or static; with a GPU where ``gpu``), or
+    ``FASTSIM_HTCONDOR_MAX_MEM_MB`` from ``environ``. Without ``condor_status``, or no slot (none with a GPU: the
+    README's ``FASTSIM_NO_GPU``), nothing is read."""
+    constraint = 'SlotType =!= "Dynamic"' + (" && TotalSlotGPUs =!= undefined && TotalSlotGPUs > 0" if gpu else "")
+    shown = (query or _query)(["condor_status", "-constraint", constraint, "-af", "TotalSlotMemory"])
+    sizes = [int(size) for size in re.findall(r"^\s*(\d+)\s*$", shown or "", re.M)]
+    memory = _env_int(environ, "FASTSIM_HTCONDOR_MAX_MEM_MB") or (max(sizes) if sizes else None)
+    if sizes:
+        print(f"profiles/htcondor: the pool's largest slot{' with a GPU' if gpu else ''} has {max(sizes)} MB; a "
+              f"job asks for at most {memory} MB", file=sys.stderr)
+    return JobLimits(mem_mb=memory)
+
+
+def _one_partition(name: str, query) -> JobLimits | None:
     fields = _partition_fields(name, query)
     if fields is None:
         return None
     nodes_cpus, nodes_mb = _largest_node(fields["PartitionName"], query)
-    return PartitionLimits(slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
+    return JobLimits(slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
                            _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb),
                            _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus))
 

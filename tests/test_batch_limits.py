@@ -1,11 +1,11 @@
-"""What the SLURM profile reads of a partition (pipeline_steps/slurm_limits.py), on the output of SLURM 22.05's
+"""What the SLURM profile reads of a partition (pipeline_steps/batch_limits.py), on the output of SLURM 22.05's
 scontrol and sinfo; tests/test_cluster_slurm.py runs it against a live slurmctld."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline_steps.slurm_limits import PartitionLimits, partition_limits, slurm_minutes
+from pipeline_steps.batch_limits import JobLimits, htcondor_pool_limits, slurm_minutes, slurm_partition_limits
 
 #: ``scontrol show partition --oneliner`` of a site with a default CPU partition and a GPU one (fields trimmed).
 PARTITIONS = (
@@ -21,7 +21,7 @@ NODES = {"batch": "64 257000\n64 257000\n128 515000\n", "gpu": "64 257000\n64 25
 
 
 def site(command: list[str]) -> str | None:
-    """The answers of the site above to the commands partition_limits runs."""
+    """The answers of the site above to the commands slurm_partition_limits runs."""
     if command[:3] == ["scontrol", "show", "partition"]:
         named = [word for word in command[3:] if not word.startswith("--")]
         lines = [line for line in PARTITIONS.splitlines() if not named or f"PartitionName={named[0]} " in line]
@@ -32,41 +32,41 @@ def site(command: list[str]) -> str | None:
 
 
 def test_the_default_partition_is_read_when_none_is_named():
-    assert partition_limits("", environ={}, query=site) == PartitionLimits(1440, 515000, 128)
+    assert slurm_partition_limits("", environ={}, query=site) == JobLimits(1440, 515000, 128)
 
 
 def test_a_partitions_own_caps_take_precedence_over_its_largest_node():
-    assert partition_limits("gpu", environ={}, query=site) == PartitionLimits(2880, 190000, 32)
-    assert partition_limits("short", environ={}, query=site) == PartitionLimits(240, 257000, 64)
+    assert slurm_partition_limits("gpu", environ={}, query=site) == JobLimits(2880, 190000, 32)
+    assert slurm_partition_limits("short", environ={}, query=site) == JobLimits(240, 257000, 64)
 
 
 def test_a_job_offered_several_partitions_may_ask_for_the_most_any_of_them_allows():
-    assert partition_limits("short,gpu", environ={}, query=site) == PartitionLimits(2880, 257000, 64)
-    assert partition_limits("short,gpus", environ={}, query=site) == PartitionLimits()  # one unknown: sbatch names it
+    assert slurm_partition_limits("short,gpu", environ={}, query=site) == JobLimits(2880, 257000, 64)
+    assert slurm_partition_limits("short,gpus", environ={}, query=site) == JobLimits()  # one unknown: sbatch names it
 
 
 def test_requests_are_held_to_the_limits_and_left_alone_without_any():
-    limits = PartitionLimits(1440, 190000, 32)
+    limits = JobLimits(1440, 190000, 32)
     assert limits.held("2880 * attempt", "runtime") == "min(2880 * attempt, 1440)"
     assert limits.held("32000 * attempt", "mem_mb") == "min(32000 * attempt, 190000)"
     assert limits.held("threads", "cpus_per_task") == "min(threads, 32)"
     assert eval(limits.held("720 * attempt", "runtime"), {"attempt": 3}) == 1440
     assert eval(limits.held("720 * attempt", "runtime"), {"attempt": 1}) == 720
-    assert PartitionLimits().held("2880 * attempt", "runtime") == "2880 * attempt"
+    assert JobLimits().held("2880 * attempt", "runtime") == "2880 * attempt"
 
 
 def test_the_environment_sets_a_qos_limit_and_without_slurm_only_it_holds():
     environ = {"FASTSIM_SLURM_MAX_RUNTIME": "720", "FASTSIM_SLURM_MAX_MEM_MB": "", "FASTSIM_SLURM_MAX_CPUS": "16"}
-    assert partition_limits("gpu", environ=environ, query=site) == PartitionLimits(720, 190000, 16)
-    assert partition_limits("gpu", environ=environ, query=lambda command: None) == PartitionLimits(720, None, 16)
-    assert partition_limits("", environ={}, query=lambda command: None) == PartitionLimits()
+    assert slurm_partition_limits("gpu", environ=environ, query=site) == JobLimits(720, 190000, 16)
+    assert slurm_partition_limits("gpu", environ=environ, query=lambda command: None) == JobLimits(720, None, 16)
+    assert slurm_partition_limits("", environ={}, query=lambda command: None) == JobLimits()
     with pytest.raises(ValueError, match=r"FASTSIM_SLURM_MAX_RUNTIME='2-00:00:00': expected a whole number above 0 "
                                          r"\(minutes\)"):
-        partition_limits("gpu", environ={"FASTSIM_SLURM_MAX_RUNTIME": "2-00:00:00"}, query=site)
+        slurm_partition_limits("gpu", environ={"FASTSIM_SLURM_MAX_RUNTIME": "2-00:00:00"}, query=site)
 
 
 def test_a_partition_sbatch_will_refuse_is_left_to_sbatch_to_name():
-    assert partition_limits("gpus", environ={}, query=site) == PartitionLimits()
+    assert slurm_partition_limits("gpus", environ={}, query=site) == JobLimits()
 
 
 @pytest.mark.parametrize("text, minutes", [("UNLIMITED", None), ("INFINITE", None), ("45", 45), ("30:00", 30),
@@ -79,3 +79,18 @@ def test_slurm_times_read_as_sbatch_reads_them(text, minutes):
 def test_a_time_slurm_would_not_write_is_refused_by_name():
     with pytest.raises(ValueError, match="SLURM time '2 days'"):
         slurm_minutes("2 days")
+
+
+def pool(command: list[str]) -> str | None:
+    """``condor_status -constraint C -af TotalSlotMemory`` of a pool with two CPU machines and a GPU one."""
+    assert command[:2] == ["condor_status", "-constraint"] and command[3:] == ["-af", "TotalSlotMemory"], command
+    return "96000\n" if "TotalSlotGPUs" in command[2] else "64000\n128000\n96000\n"
+
+
+def test_an_htcondor_request_is_held_to_the_largest_slot_of_its_kind():
+    assert htcondor_pool_limits(gpu=False, environ={}, query=pool) == JobLimits(mem_mb=128000)
+    assert htcondor_pool_limits(gpu=True, environ={}, query=pool) == JobLimits(mem_mb=96000)
+    assert JobLimits(mem_mb=96000).held("32000 * attempt", "request_memory") == "min(32000 * attempt, 96000)"
+    assert htcondor_pool_limits(gpu=True, environ={"FASTSIM_HTCONDOR_MAX_MEM_MB": "60000"}, query=pool).mem_mb == 60000
+    assert htcondor_pool_limits(gpu=True, environ={}, query=lambda command: None) == JobLimits()  # no condor_status
+    assert htcondor_pool_limits(gpu=True, environ={}, query=lambda command: "") == JobLimits()  # no GPU slot
