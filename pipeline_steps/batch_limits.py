@@ -34,6 +34,8 @@ import sys
 from dataclasses import astuple, dataclass
 from typing import Callable, Mapping
 
+#: SLURM's RealMemory of a node whose memory is not configured (slurm.conf's default).
+UNCONFIGURED_MEMORY_MB = 1
 #: slurmctld or a collector may be slow to answer on a busy login node; no answer leaves the requests as written.
 QUERY_TIMEOUT_S = 10
 
@@ -131,10 +133,12 @@ def _partition_fields(partition: str, query) -> dict | None:
 
 
 def _largest_node(partition: str, query) -> tuple[int | None, int | None]:
-    """The most cores and the most memory (MB) of a node of ``partition``."""
+    """The most cores and the most memory (MB) of a node of ``partition``. A node whose ``RealMemory`` is not
+    configured reports SLURM's default of 1 MB, which says nothing: held to it, every job would ask for 1 MB."""
     shown = query(["sinfo", "--noheader", "--Node", "--partition", partition, "--format", "%c %m"]) or ""
     nodes = [tuple(map(int, pair)) for pair in re.findall(r"^\s*(\d+)\s+(\d+)", shown, re.M)]
-    return (max(c for c, _ in nodes), max(m for _, m in nodes)) if nodes else (None, None)
+    memories = [memory for _, memory in nodes if memory > UNCONFIGURED_MEMORY_MB]
+    return (max(c for c, _ in nodes) if nodes else None), (max(memories) if memories else None)
 
 
 def _query(command: list[str]) -> str | None:

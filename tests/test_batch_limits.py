@@ -40,6 +40,14 @@ def test_a_partitions_own_caps_take_precedence_over_its_largest_node():
     assert slurm_partition_limits("short", environ={}, query=site) == JobLimits(240, 257000, 64)
 
 
+def test_a_node_of_unconfigured_memory_holds_no_memory_request():
+    """SLURM reports 1 MB for a node without RealMemory in slurm.conf: held to it, every job would ask for 1 MB."""
+    def unconfigured(command):
+        return "16 1\n16 1\n" if command[0] == "sinfo" else site(command)
+
+    assert slurm_partition_limits("short", environ={}, query=unconfigured) == JobLimits(240, None, 16)
+
+
 def test_a_job_offered_several_partitions_may_ask_for_the_most_any_of_them_allows():
     assert slurm_partition_limits("short,gpu", environ={}, query=site) == JobLimits(2880, 257000, 64)
     assert slurm_partition_limits("short,gpus", environ={}, query=site) == JobLimits()  # one unknown: sbatch names it
