@@ -65,11 +65,10 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
     dry run), or for a partition they do not know (sbatch names it), nothing is read."""
     query = query or _query
     each = [_one_partition(name, query) for name in partition.split(",")]
-    read = (JobLimits(*map(_largest, *(astuple(limits) for limits in each))) if None not in each
-            else JobLimits())
+    read = JobLimits(*map(_largest, *map(astuple, each))) if None not in each else JobLimits()
     limits = JobLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
-                             _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
-                             _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus)
+                       _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
+                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus)
     if None not in each:
         where = f"partition {partition}" if partition else "the default partition"
         print(f"profiles/slurm: {where}: a job may ask for at most {_said(limits.runtime_min, 'min')}, "
