@@ -1190,6 +1190,7 @@ def remove_leftovers(path: Path) -> None:
     each rerun adding one (a bundle run is nobody's only writer, unlike a workflow job). A temporary of this host
     and pid namespace whose process has exited is removed; one of another host may be a live run's (the same file
     in two array tasks' lists), so it is only named, with what to do. A reused pid keeps a leftover: the safe side.
+    The workflow's own writes do the same in ``pipeline_steps/common/atomic.py``, which the runner cannot import.
     """
     prefix, here = f".{path.name}.", this_process_place()
     try:
