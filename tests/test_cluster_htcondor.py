@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.cluster_runs import (assert_each_output_is_its_file_alone, assert_same_outputs, count_jobs, early_targets,
-                                readme_block, run_local, write_condition_files)
+                                gpu_rule_snakefile, readme_block, run_local, write_condition_files)
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
 from tests.htcondor_pool import SANDBOXED, HTCondorPool, start_pool, unavailable_reason
 
@@ -126,33 +126,13 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
     assert pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path) == [[held[0], "5"]]
 
 
-#: A GPU rule of the workflow's name (the profile's set-resources apply by rule name).
-_GPU_SNAKEFILE = """
-rule generate_flow:
-    output: "generated.txt"
-    log: "logs/generate.log"
-    resources: gpu=1
-    shell: 'echo ok > {output}'
-"""
-
-
 def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondorPool, tmp_path):
     """Asking for a GPU, such a job stays idle on this pool (`condor_q -better-analyze`: `TARGET.GPUs >= RequestGPUs`
     matches no slot; HTCondor does not refuse it as sbatch does). FASTSIM_NO_GPU=1 asks for none, and it runs."""
-    (tmp_path / "Snakefile").write_text(_GPU_SNAKEFILE)
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("generate_flow", "generated.txt", "echo ok > {output}"))
     _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
     assert (tmp_path / "generated.txt").read_text() == "ok\n"
     assert pool.history("RequestGpus", "JobBatchName", submitted_from=tmp_path) == [["0", "generate_flow-0"]]
-
-
-#: The rule of the profile's largest request (train_flow: 32000 MB on its first attempt).
-_LARGEST_SNAKEFILE = """
-rule train_flow:
-    output: "trained.txt"
-    log: "logs/train.log"
-    resources: gpu=1
-    shell: 'echo ok > {output}'
-"""
 
 
 def test_requests_are_held_to_the_pools_largest_slot(pool: HTCondorPool, tmp_path):
@@ -160,7 +140,8 @@ def test_requests_are_held_to_the_pools_largest_slot(pool: HTCondorPool, tmp_pat
     RequestMemory` matches no slot; checked by hand on this pool), the head waiting on it: lxbatch's machines have
     less than the trainings' 64 and 96 GB retries. The profile reads the pool's largest slot (24000 MB here) when
     it loads and holds the request to it; the job runs."""
-    (tmp_path / "Snakefile").write_text(_LARGEST_SNAKEFILE)
+    # train_flow: the profile's largest request (32000 MB on a first attempt)
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("train_flow", "trained.txt", "echo ok > {output}"))
     result = _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
     assert (tmp_path / "trained.txt").read_text() == "ok\n"
     assert pool.history("RequestMemory", "JobBatchName", submitted_from=tmp_path) == [["24000", "train_flow-0"]]

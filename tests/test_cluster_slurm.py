@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
 from tests.cluster_runs import (assert_each_output_is_its_file_alone, assert_same_outputs, count_jobs, early_targets,
-                                readme_block, run_local, write_condition_files)
+                                gpu_rule_snakefile, readme_block, run_local, write_condition_files)
 from tests.slurm_cluster import SlurmCluster, start_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -108,21 +108,12 @@ def test_failing_job_is_reported_failed(cluster: SlurmCluster, tmp_path):
     assert not (tmp_path / "broken.txt").exists()
 
 
-#: A GPU rule of the workflow's name (the profile's set-resources apply by rule name) that says what it got.
-_GPU_PROBE_SNAKEFILE = """
-rule generate_flow:
-    output: "generated.txt"
-    log: "logs/generate.log"
-    resources: gpu=1
-    shell: 'echo "$SLURM_JOB_ID ${{CUDA_VISIBLE_DEVICES:-no GPU}}" > {output}'
-"""
-
-
 def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu(cluster: SlurmCluster, tmp_path):
     """The test cluster, like many a university's, has no GPU: sbatch refuses `--gpus=1` ("Invalid generic
     resource"), so every training and generation job had failed to submit. FASTSIM_NO_GPU=1 makes the profile ask
     for `gpu: 0`; the job runs on its CPU cores."""
-    (tmp_path / "Snakefile").write_text(_GPU_PROBE_SNAKEFILE)
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
+        "generate_flow", "generated.txt", 'echo "$SLURM_JOB_ID ${{CUDA_VISIBLE_DEVICES:-no GPU}}" > {output}'))
     arguments = ("--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0")
     refused = _snakemake(cluster, tmp_path, *arguments, snakefile=tmp_path / "Snakefile", check=False)
     assert refused.returncode != 0 and "Invalid generic resource" in refused.stdout + refused.stderr, refused.stderr
@@ -132,23 +123,14 @@ def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu
     assert job_id in SUBMITTED.findall(on_cpu.stdout + on_cpu.stderr) and devices == "no GPU"
 
 
-#: A rule of the workflow's longest and largest request (train_flow: 2880 min, 32000 MB and 8 cores an attempt) that says
-#: what SLURM gave it.
-_LIMITS_PROBE_SNAKEFILE = """
-rule train_flow:
-    output: "job.txt"
-    log: "logs/train.log"
-    resources: gpu=1
-    shell: 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}'
-"""
-
-
 def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmCluster, tmp_path):
     """Above its partition's MaxTime a job stays pending for good under SLURM's default EnforcePartLimits=NO
     (reason PartitionTimeLimit), and Snakemake waits on it: train_flow's 48 h did on this cluster's partition
     made 90 minutes long, and its 8 cores on these 2-core nodes (PartitionConfig). Memory above every node's is
     refused by sbatch. The profile reads the limits when it loads and holds the requests to them; the job runs."""
-    (tmp_path / "Snakefile").write_text(_LIMITS_PROBE_SNAKEFILE)
+    # train_flow: the profile's longest and largest request (2880 min, 32000 MB and 8 cores on a first attempt)
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
+        "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}'))
     node = dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
     node_cpus, node_mb = int(node["CPUTot"]), int(node["RealMemory"])
     cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=90")
