@@ -21,8 +21,13 @@ HTCondor. A job asking for more memory than any slot of the pool has is never ma
 (``condor_q -better-analyze``: ``TARGET.Memory >= RequestMemory`` matches no slot), the head waiting on it: the
 trainings' third attempt asks for 96 GB, their second 64 GB, where lxbatch's machines have up to 32 cores at
 ~2 GB each. The profile holds ``request_memory`` to the largest slot of the pool (of those with a GPU for a GPU
-job), read with ``condor_status``; ``FASTSIM_HTCONDOR_MAX_MEM_MB`` sets it instead. Time is not read: a pool
-says nothing of its longest job (lxbatch: a week, above the profile's longest, 6 days for a third attempt).
+job), read with ``condor_status``; ``FASTSIM_HTCONDOR_MAX_MEM_MB`` sets it instead. Cores idle a job the same way
+(``TARGET.Cpus >= RequestCpus``: a job of 8 cores on the test pool's 2-core slot, checked by hand), and the plugin
+asks for the rule's threads (``request_cpus``), which only Snakemake's ``max-threads`` holds: the profile sets it to
+the largest slot's cores (the smaller of the CPU and GPU slots' where GPU jobs run), or ``FASTSIM_HTCONDOR_MAX_CPUS``;
+a training so granted fewer cores still runs ``training.threads`` threads (train/settings.py: the threads are part
+of the result) and computes the same numbers, more slowly. Time is not read:
+a pool says nothing of its longest job (lxbatch: a week, above the profile's longest, 6 days for a third attempt).
 """
 
 from __future__ import annotations
@@ -79,17 +84,27 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
 
 def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
                          query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
-    """The memory of the pool's largest slot (partitionable or static; with a GPU where ``gpu``), or
-    ``FASTSIM_HTCONDOR_MAX_MEM_MB`` from ``environ``. Without ``condor_status``, or no slot (none with a GPU: the
-    README's ``FASTSIM_NO_GPU``), nothing is read."""
+    """The memory and the cores of the pool's largest slot (partitionable or static; with a GPU where ``gpu``; each
+    on its own), or ``FASTSIM_HTCONDOR_MAX_MEM_MB`` / ``_MAX_CPUS`` from ``environ``. Without ``condor_status``, or
+    no slot (none with a GPU: the README's ``FASTSIM_NO_GPU``), nothing is read."""
     constraint = 'SlotType =!= "Dynamic"' + (" && TotalSlotGPUs =!= undefined && TotalSlotGPUs > 0" if gpu else "")
-    shown = (query or _query)(["condor_status", "-constraint", constraint, "-af", "TotalSlotMemory"])
-    sizes = [int(size) for size in re.findall(r"^\s*(\d+)\s*$", shown or "", re.M)]
-    memory = _env_int(environ, "FASTSIM_HTCONDOR_MAX_MEM_MB") or (max(sizes) if sizes else None)
-    if sizes:
-        print(f"profiles/htcondor: the pool's largest slot{' with a GPU' if gpu else ''} has {max(sizes)} MB; a "
-              f"job asks for at most {memory} MB", file=sys.stderr)
-    return JobLimits(mem_mb=memory)
+    shown = (query or _query)(["condor_status", "-constraint", constraint, "-af", "TotalSlotMemory", "TotalSlotCpus"])
+    slots = [tuple(map(int, pair)) for pair in re.findall(r"^\s*(\d+)\s+(\d+)\s*$", shown or "", re.M)]
+    largest = JobLimits(mem_mb=max(memory for memory, _ in slots), cpus=max(cpus for _, cpus in slots)) if slots \
+        else JobLimits()
+    limits = JobLimits(mem_mb=_env_int(environ, "FASTSIM_HTCONDOR_MAX_MEM_MB") or largest.mem_mb,
+                       cpus=_env_int(environ, "FASTSIM_HTCONDOR_MAX_CPUS") or largest.cpus)
+    if slots:
+        print(f"profiles/htcondor: the pool's largest slot{' with a GPU' if gpu else ''} has {largest.mem_mb} MB and "
+              f"{largest.cpus} cores; a job asks for at most {limits.mem_mb} MB and {limits.cpus} cores",
+              file=sys.stderr)
+    return limits
+
+
+def most_threads(*limits: JobLimits) -> int | None:
+    """The threads a job may run with where its rule may go to any of ``limits`` (Snakemake's ``max-threads`` is one
+    number for all rules): the fewest cores known, or None where none is."""
+    return _smallest(*(limit.cpus for limit in limits))
 
 
 def _one_partition(name: str, query) -> JobLimits | None:

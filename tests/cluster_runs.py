@@ -26,14 +26,15 @@ def early_targets(dataset: str = DATASET) -> list[str]:
     return targets
 
 
-def gpu_rule_snakefile(rule: str, output: str, shell: str) -> str:
-    """A Snakefile of one rule that asks for a GPU, named as a rule of the workflow so that a profile's
+def gpu_rule_snakefile(rule: str, output: str, shell: str, threads: int = 1) -> str:
+    """A Snakefile of one rule of ``threads`` that asks for a GPU, named as a rule of the workflow so that a profile's
     ``set-resources`` for it apply, writing ``output`` with ``shell`` (a Snakefile's shell string: ``{output}``,
     ``${{VAR}}``): it says what the batch system gave the job."""
     return f"""
 rule {rule}:
     output: "{output}"
     log: "logs/{rule}.log"
+    threads: {threads}
     resources: gpu=1
     shell: {shell!r}
 """

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_steps.batch_limits import JobLimits, htcondor_pool_limits, slurm_minutes, slurm_partition_limits
+from pipeline_steps.batch_limits import (JobLimits, htcondor_pool_limits, most_threads, slurm_minutes,
+                                         slurm_partition_limits)
 
 #: ``scontrol show partition --oneliner`` of a site with a default CPU partition and a GPU one (fields trimmed).
 PARTITIONS = (
@@ -90,15 +91,25 @@ def test_a_time_slurm_would_not_write_is_refused_by_name():
 
 
 def pool(command: list[str]) -> str | None:
-    """``condor_status -constraint C -af TotalSlotMemory`` of a pool with two CPU machines and a GPU one."""
-    assert command[:2] == ["condor_status", "-constraint"] and command[3:] == ["-af", "TotalSlotMemory"], command
-    return "96000\n" if "TotalSlotGPUs" in command[2] else "64000\n128000\n96000\n"
+    """``condor_status -constraint C -af TotalSlotMemory TotalSlotCpus`` of a pool with two CPU machines and a GPU
+    one; the CPU machine of most memory is not the one of most cores."""
+    assert command[:2] == ["condor_status", "-constraint"], command
+    assert command[3:] == ["-af", "TotalSlotMemory", "TotalSlotCpus"], command
+    return "96000 16\n" if "TotalSlotGPUs" in command[2] else "64000 32\n128000 24\n96000 16\n"
 
 
 def test_an_htcondor_request_is_held_to_the_largest_slot_of_its_kind():
-    assert htcondor_pool_limits(gpu=False, environ={}, query=pool) == JobLimits(mem_mb=128000)
-    assert htcondor_pool_limits(gpu=True, environ={}, query=pool) == JobLimits(mem_mb=96000)
+    assert htcondor_pool_limits(gpu=False, environ={}, query=pool) == JobLimits(mem_mb=128000, cpus=32)
+    assert htcondor_pool_limits(gpu=True, environ={}, query=pool) == JobLimits(mem_mb=96000, cpus=16)
     assert JobLimits(mem_mb=96000).held("32000 * attempt", "request_memory") == "min(32000 * attempt, 96000)"
-    assert htcondor_pool_limits(gpu=True, environ={"FASTSIM_HTCONDOR_MAX_MEM_MB": "60000"}, query=pool).mem_mb == 60000
+    set_by_hand = {"FASTSIM_HTCONDOR_MAX_MEM_MB": "60000", "FASTSIM_HTCONDOR_MAX_CPUS": "8"}
+    assert htcondor_pool_limits(gpu=True, environ=set_by_hand, query=pool) == JobLimits(mem_mb=60000, cpus=8)
     assert htcondor_pool_limits(gpu=True, environ={}, query=lambda command: None) == JobLimits()  # no condor_status
     assert htcondor_pool_limits(gpu=True, environ={}, query=lambda command: "") == JobLimits()  # no GPU slot
+
+
+def test_htcondor_threads_are_held_to_the_fewest_cores_a_job_may_land_on():
+    """max-threads is one number for every rule: where GPU jobs go to GPU slots, their cores bound it too."""
+    cpu, gpu = (htcondor_pool_limits(gpu=kind, environ={}, query=pool) for kind in (False, True))
+    assert most_threads(cpu, gpu) == 16 and most_threads(cpu, cpu) == 32
+    assert most_threads(cpu, JobLimits()) == 32 and most_threads(JobLimits(), JobLimits()) is None

@@ -136,20 +136,22 @@ def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondor
 
 
 def test_requests_are_held_to_the_pools_largest_slot(pool: HTCondorPool, tmp_path):
-    """A job asking for more memory than any slot is never matched and idles for good (`TARGET.Memory >=
-    RequestMemory` matches no slot; checked by hand on this pool), the head waiting on it: lxbatch's machines have
-    less than the trainings' 64 and 96 GB retries. The profile reads the pool's largest slot (24000 MB here:
-    tests/htcondor_pool.py) when it loads and holds the request to it; the job runs."""
-    # train_flow: the profile's largest request (32000 MB on a first attempt)
-    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("train_flow", "trained.txt", "echo ok > {output}"))
-    slots = pool.run(["condor_status", "-af", "TotalSlotMemory"], cwd=REPO)
-    largest = max(int(size) for size in slots.stdout.split())
-    assert largest < 32000, f"the pool's slot ({largest} MB) must be smaller than the request for the hold to show"
+    """A job asking for more memory or cores than any slot has is never matched and idles for good (`TARGET.Memory
+    >= RequestMemory`, `TARGET.Cpus >= RequestCpus` match no slot; checked by hand on this pool), the head waiting on
+    it: lxbatch's machines have less than the trainings' 64 and 96 GB retries, and a site training on CPUs may set
+    more `training.threads` than a slot's cores. The profile reads the pool's largest slot (24000 MB and 2 cores
+    here: tests/htcondor_pool.py) when it loads and holds the request to it; the job runs."""
+    # train_flow: the profile's largest request (32000 MB on a first attempt), with 8 threads (request_cpus)
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("train_flow", "trained.txt", "echo {threads} > {output}", threads=8))
+    slots = pool.run(["condor_status", "-af", "TotalSlotMemory", "TotalSlotCpus"], cwd=REPO)
+    memory, cores = (max(int(line.split()[column]) for line in slots.stdout.splitlines()) for column in (0, 1))
+    assert memory < 32000 and cores < 8, f"the pool's slot ({memory} MB, {cores} cores) must be smaller than the job"
     result = _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
-    assert (tmp_path / "trained.txt").read_text() == "ok\n"
-    assert pool.history("RequestMemory", "JobBatchName", submitted_from=tmp_path) == [[str(largest), "train_flow-0"]]
-    assert (f"profiles/htcondor: the pool's largest slot has {largest} MB; a job asks for at most {largest} MB"
-            in result.stderr), result.stderr[-3000:]
+    assert (tmp_path / "trained.txt").read_text() == f"{cores}\n"  # the threads the step is told it has
+    asked = pool.history("RequestMemory", "RequestCpus", "JobBatchName", submitted_from=tmp_path)
+    assert asked == [[str(memory), str(cores), "train_flow-0"]], asked
+    assert (f"profiles/htcondor: the pool's largest slot has {memory} MB and {cores} cores; a job asks for at most "
+            f"{memory} MB and {cores} cores" in result.stderr), result.stderr[-3000:]
 
 
 def test_readme_htcondor_submit_of_file_lists_runs_each_list_as_one_job(pool: HTCondorPool, tmp_path):

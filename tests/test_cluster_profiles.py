@@ -138,6 +138,12 @@ def test_every_htcondor_memory_request_is_held_to_the_pools_largest_slot():
     assert "train_flow:request_memory=32000 * attempt" in _profile("htcondor")["set-resources"]  # no pool: as written
 
 
+def test_htcondor_threads_are_held_to_the_pools_largest_slot():
+    """The plugin asks for a job's threads as request_cpus; more than any slot has idles for good, as memory does."""
+    assert _profile("htcondor", FASTSIM_HTCONDOR_MAX_CPUS="4")["max-threads"] == "4"
+    assert "max-threads" not in _profile("htcondor")  # no pool: the rules' threads as written
+
+
 def test_profile_resource_rules_exist_in_the_workflow():
     rules = _snakemake("--list-rules").stdout.split()
     for name in PROFILES:
