@@ -142,7 +142,8 @@ def test_requests_are_held_to_the_pools_largest_slot(pool: HTCondorPool, tmp_pat
     more `training.threads` than a slot's cores. The profile reads the pool's largest slot (24000 MB and 2 cores
     here: tests/htcondor_pool.py) when it loads and holds the request to it; the job runs."""
     # train_flow: the profile's largest request (32000 MB on a first attempt), with 8 threads (request_cpus)
-    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("train_flow", "trained.txt", "echo {threads} > {output}", threads=8))
+    snakefile = gpu_rule_snakefile("train_flow", "trained.txt", "echo {threads} > {output}", threads=8)
+    (tmp_path / "Snakefile").write_text(snakefile)
     slots = pool.run(["condor_status", "-af", "TotalSlotMemory", "TotalSlotCpus"], cwd=REPO)
     memory, cores = (max(int(line.split()[column]) for line in slots.stdout.splitlines()) for column in (0, 1))
     assert memory < 32000 and cores < 8, f"the pool's slot ({memory} MB, {cores} cores) must be smaller than the job"
