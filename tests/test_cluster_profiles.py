@@ -130,6 +130,16 @@ def test_every_slurm_request_is_held_to_what_a_job_may_ask_of_its_partition():
     assert "train_flow:runtime=2880 * attempt" in _profile("slurm")["set-resources"]  # no limit known: as written
 
 
+def test_slurm_trainings_without_gpus_ask_for_the_cores_their_threads_use():
+    """With a GPU a training asks for 8 cores beside it; on CPU cores (FASTSIM_NO_GPU=1) it asks for its rule's
+    threads (training.threads), as every other rule does: asking 8 for a one-thread training had kept 7 idle."""
+    trainings = {rule for rule in GPU_RULES if rule.startswith("train_")}
+    assert trainings and {f"{rule}:cpus_per_task='8'" for rule in trainings} <= set(_profile("slurm")["set-resources"])
+    on_cpus = _profile("slurm", FASTSIM_NO_GPU="1")
+    assert not any("cpus_per_task" in entry for entry in on_cpus["set-resources"]), on_cpus["set-resources"]
+    assert "cpus_per_task=threads" in on_cpus["default-resources"]
+
+
 def test_every_htcondor_memory_request_is_held_to_the_pools_largest_slot():
     """A request above every slot idles for good (tests/test_cluster_htcondor.py reads a live pool)."""
     profile = _profile("htcondor", FASTSIM_HTCONDOR_MAX_MEM_MB="60000")

@@ -128,9 +128,10 @@ def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmClus
     (reason PartitionTimeLimit), and Snakemake waits on it: train_flow's 48 h did on this cluster's partition
     made 90 minutes long, and its 8 cores on these 2-core nodes (PartitionConfig). Memory above every node's is
     refused by sbatch. The profile reads the limits when it loads and holds the requests to them; the job runs."""
-    # train_flow: the profile's longest and largest request (2880 min, 32000 MB and 8 cores on a first attempt)
+    # train_flow: the profile's longest and largest request (2880 min and 32000 MB on a first attempt), on CPU cores
+    # with training.threads 8 (a GPU job asks for 8 cores as well)
     (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
-        "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}'))
+        "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}', threads=8))
     node = dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
     node_cpus, node_mb = int(node["CPUTot"]), int(node["RealMemory"])
     cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=90")
