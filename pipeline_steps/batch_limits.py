@@ -13,9 +13,17 @@ More cores than any node of the partition has keep a job pending for good as wel
 refused by sbatch ("Requested node configuration is not available"), failing the attempt: both are held to the
 partition's largest node (each on its own: a partition of nodes with many cores and little memory beside nodes
 with few cores and much could still be asked for a pair no node has). A step granted fewer cores than
-``training.threads`` says so in its log and computes the same numbers, more slowly. A QOS's limits
-(``sacctmgr show qos``) are not read: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes), ``FASTSIM_SLURM_MAX_MEM_MB`` and
-``FASTSIM_SLURM_MAX_CPUS`` hold every request to them instead.
+``training.threads`` says so in its log and computes the same numbers, more slowly.
+
+Where SLURM enforces accounting limits (``AccountingStorageEnforce`` with ``limits``), a job above its QOS's
+``MaxWall`` or ``MaxTRES`` stays pending for good as well (reasons ``QOSMaxWallDurationPerJobLimit``,
+``QOSMaxCpuPerJobLimit``, ``QOSMaxMemoryPerJob``: each seen on the test cluster with slurmdbd, a QOS of 60 min, one
+core and 1000 MB). So the requests are also held to the job's association (the user's, under
+``FASTSIM_SLURM_ACCOUNT`` or the default account, for the partition or for any): its own ``MaxWall`` and
+``MaxTRES``, and those of its default QOS and of the partition's QOS (``sacctmgr``; the tighter of the two where
+both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
+then, never too little). Another QOS given by hand is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
+``FASTSIM_SLURM_MAX_MEM_MB`` and ``FASTSIM_SLURM_MAX_CPUS`` replace everything read.
 
 HTCondor. A job asking for more memory than any slot of the pool has is never matched and stays idle for good
 (``condor_q -better-analyze``: ``TARGET.Memory >= RequestMemory`` matches no slot), the head waiting on it: the
@@ -32,6 +40,8 @@ a pool says nothing of its longest job (lxbatch: a week, above the profile's lon
 
 from __future__ import annotations
 
+import functools
+import getpass
 import os
 import re
 import subprocess
@@ -62,20 +72,24 @@ class JobLimits:
 
 
 def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.environ,
-                     query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
+                           query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
     """The limits of ``partition`` (the cluster's default partition when empty; of the most generous where it
     lists several, ``short,long``, as sbatch's ``-p`` takes them): its ``MaxTime``, and the smaller of its
-    ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores. ``FASTSIM_SLURM_MAX_RUNTIME``,
-    ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without SLURM's commands (a laptop's
-    dry run), or for a partition they do not know (sbatch names it), nothing is read."""
+    ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores, tightened by its association's and
+    QOS's limits where they are enforced. ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in
+    ``environ`` replace what is read. Without SLURM's commands (a laptop's dry run), or for a partition they do not
+    know (sbatch names it), nothing is read."""
     query = query or _query
-    each = [_one_partition(name, query) for name in partition.split(",")]
-    read = JobLimits(*map(_largest, *map(astuple, each))) if None not in each else JobLimits()
+    each = [_one_partition(name, environ, query) for name in partition.split(",")]
+    known = None not in each
+    read = JobLimits(*map(_largest, *(astuple(limits) for limits, _ in each))) if known else JobLimits()
     limits = JobLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
                        _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
                        _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus)
-    if None not in each:
+    if known:
         where = f"partition {partition}" if partition else "the default partition"
+        qos = sorted({name for _, names in each for name in names})
+        where += f" with QOS {','.join(qos)}" if qos else ""
         print(f"profiles/slurm: {where}: a job may ask for at most {_said(limits.runtime_min, 'min')}, "
               f"{_said(limits.mem_mb, 'MB')} and {_said(limits.cpus, 'cores')}; larger requests are held to them",
               file=sys.stderr)
@@ -107,14 +121,84 @@ def most_threads(*limits: JobLimits) -> int | None:
     return _smallest(*(limit.cpus for limit in limits))
 
 
-def _one_partition(name: str, query) -> JobLimits | None:
+def _one_partition(name: str, environ: Mapping[str, str], query) -> tuple[JobLimits, list[str]] | None:
+    """The limits of one partition, and the QOS whose limits were read for it."""
     fields = _partition_fields(name, query)
     if fields is None:
         return None
     nodes_cpus, nodes_mb = _largest_node(fields["PartitionName"], query)
-    return JobLimits(slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
-                           _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb),
-                           _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus))
+    own = JobLimits(slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
+                    _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb),
+                    _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus))
+    accounting, qos = _accounting_limits(fields, environ, query)
+    return _tightest(own, accounting), qos
+
+
+def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str], query) -> tuple[JobLimits, list[str]]:
+    """The ``MaxWall`` and per-job ``MaxTRES`` of the job's association, of its default QOS and of the partition's
+    QOS, where SLURM enforces them, and those QOS's names; nothing where it keeps no accounting or enforces no
+    limits (``scontrol show config``), or where ``sacctmgr`` does not answer."""
+    config = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", query(["scontrol", "show", "config"]) or "", re.M))
+    if config.get("AccountingStorageType", "accounting_storage/none").endswith("/none") or \
+            "limits" not in config.get("AccountingStorageEnforce", ""):
+        return JobLimits(), []
+    association = _association(partition["PartitionName"], environ, query)
+    if association is None:
+        return JobLimits(), []
+    default_qos, max_wall, max_tres = association
+    names = [name for name in (default_qos, partition.get("QoS", "N/A")) if name not in ("", "N/A")]
+    limits = [_tres_limits(max_wall, max_tres)]
+    if names:
+        for _, qos_wall, qos_tres, qos_tres_per_node in _sacctmgr(query, "qos", f"name={','.join(names)}",
+                                                                  "Name,MaxWall,MaxTRES,MaxTRESPerNode"):
+            limits += [_tres_limits(qos_wall, qos_tres), _tres_limits("", qos_tres_per_node)]
+    return _tightest(*limits), names
+
+
+def _association(partition: str, environ: Mapping[str, str], query) -> list[str] | None:
+    """``[DefaultQOS, MaxWall, MaxTRES]`` of the association a job of this user would run under: its account's
+    (``FASTSIM_SLURM_ACCOUNT``, else the user's default account), for ``partition`` where one is, else for any."""
+    user = environ.get("USER") or _login_name()
+    account = environ.get("FASTSIM_SLURM_ACCOUNT") or \
+        next((row[0] for row in _sacctmgr(query, "user", f"name={user}", "DefaultAccount")), "")
+    if not user or not account:
+        return None
+    rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", "Partition,DefaultQOS,MaxWall,MaxTRES")
+    chosen = [row for row in rows if row[0] == partition] or [row for row in rows if not row[0]]
+    return chosen[0][1:] if chosen else None
+
+
+def _login_name() -> str:
+    """The user's name, or "" in a container whose user id has no name (getpass raises there)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _sacctmgr(query, entity: str, *where_and_format: str) -> list[list[str]]:
+    """Rows of ``sacctmgr show <entity> where <conditions> format=<columns>`` (the last argument), split on |."""
+    *conditions, columns = where_and_format
+    shown = query(["sacctmgr", "--noheader", "--parsable2", "show", entity, "where", *conditions, f"format={columns}"])
+    return [line.split("|") for line in (shown or "").splitlines() if line.strip()]
+
+
+#: MB per unit of a TRES memory value, as sacctmgr prints them (``mem=1000M``, ``mem=256G``).
+MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}
+
+
+def _tres_limits(max_wall: str, tres: str) -> JobLimits:
+    """A ``MaxWall`` (SLURM time, empty for none) and a ``MaxTRES``-style ``cpu=64,mem=256G,node=1`` as limits."""
+    values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/]+)=(\d+)([KMGTP]?)", tres)}
+    memory = values.get("mem")
+    return JobLimits(slurm_minutes(max_wall) if max_wall else None,
+                     int(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
+                     values["cpu"][0] if "cpu" in values else None)
+
+
+def _tightest(*limits: JobLimits) -> JobLimits:
+    """Each limit the smallest of those known (a job must satisfy all of them)."""
+    return JobLimits(*map(_smallest, *map(astuple, limits)))
 
 
 def slurm_minutes(text: str) -> int | None:
@@ -156,7 +240,14 @@ def _largest_node(partition: str, query) -> tuple[int | None, int | None]:
 
 
 def _query(command: list[str]) -> str | None:
-    """A SLURM command's output, or None where it is missing, fails or does not answer in time."""
+    """A batch system command's output, or None where it is missing, fails or does not answer in time. Asked once
+    per process: the profile reads the CPU and the GPU partition's limits, and their association is the same
+    (each sacctmgr call takes ~0.2 s on the test cluster)."""
+    return _query_once(tuple(command))
+
+
+@functools.lru_cache(maxsize=None)
+def _query_once(command: tuple[str, ...]) -> str | None:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=QUERY_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):

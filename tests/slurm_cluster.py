@@ -9,6 +9,7 @@ through ``SLURM_CONF`` in ``cluster.env``.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -21,6 +22,11 @@ from pathlib import Path
 # Debian packages of the daemons and client commands (bookworm: SLURM 22.05, munge 0.5.15).
 DEBIAN_PACKAGES = ("slurm-wlm", "munge")
 REQUIRED_COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun")
+# With accounting: slurmdbd and its database (bookworm: MariaDB 10.11).
+ACCOUNTING_PACKAGES = ("slurmdbd", "mariadb-server")
+ACCOUNTING_COMMANDS = ("slurmdbd", "mariadbd", "mariadb-install-db", "sacctmgr")
+#: The account the cluster's user runs under when it keeps accounting.
+ACCOUNT = "fastsim"
 
 
 @dataclass
@@ -47,6 +53,10 @@ class SlurmCluster:
             _terminate(self.processes[name])
         self.processes.clear()
 
+    def sacctmgr(self, *args: str) -> str:
+        """``sacctmgr -i`` (no confirmation) against this cluster's slurmdbd."""
+        return _check_output(["sacctmgr", "-i", *args], self.env)
+
     def daemon_logs(self) -> str:
         """The tails of the daemon logs, for assertion messages."""
         parts = []
@@ -55,41 +65,47 @@ class SlurmCluster:
         return "\n".join(parts)
 
 
-def ensure_slurm_installed() -> None:
-    """Install slurm-wlm and munge from Debian when a command is missing (CI machines may lack them)."""
-    if all(shutil.which(command) or shutil.which(f"/usr/sbin/{command}") for command in REQUIRED_COMMANDS):
+def ensure_slurm_installed(commands: tuple[str, ...] = REQUIRED_COMMANDS,
+                           packages: tuple[str, ...] = DEBIAN_PACKAGES) -> None:
+    """Install ``packages`` from Debian when one of ``commands`` is missing (CI machines may lack them)."""
+    if all(shutil.which(command) or shutil.which(f"/usr/sbin/{command}") for command in commands):
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise RuntimeError(
-            f"SLURM/munge commands {REQUIRED_COMMANDS} are missing and cannot be installed here "
-            f"(needs root and apt-get): install {' '.join(DEBIAN_PACKAGES)}"
+            f"SLURM/munge commands {commands} are missing and cannot be installed here "
+            f"(needs root and apt-get): install {' '.join(packages)}"
         )
     environment = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment, capture_output=True)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
         check=True,
         env=environment,
         capture_output=True,
     )
 
 
-def start_cluster(root: Path, *, partition: str = "debug", min_job_age_s: int = 300, timeout_s: float = 60) -> SlurmCluster:
+def start_cluster(root: Path, *, partition: str = "debug", min_job_age_s: int = 300, timeout_s: float = 60,
+                  accounting: bool = False) -> SlurmCluster:
     """Start munged, slurmctld and slurmd under ``root`` and wait until the node is idle.
 
     MinJobAge is how long the controller keeps a finished job: the SLURM profile's squeue status
-    command only sees a job's final state within it, hence the 300 s default.
+    command only sees a job's final state within it, hence the 300 s default. With ``accounting``, a
+    MariaDB and slurmdbd start first, SLURM enforces associations, limits and QOS, and the user running
+    this has an association under :data:`ACCOUNT`, its default QOS ``normal`` (of no limits).
     """
     ensure_slurm_installed()
+    if accounting:
+        ensure_slurm_installed(ACCOUNTING_COMMANDS, ACCOUNTING_PACKAGES)
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # munged wants the socket's folder searchable by all
     node = socket.gethostname().split(".")[0]
     for folder in ("state", "spool"):
         (root / folder).mkdir(exist_ok=True)
     conf = root / "slurm.conf"
-    conf.write_text(
-        slurm_conf(root, node=node, partition=partition, min_job_age_s=min_job_age_s, ports=_free_ports(2))
-    )
+    ctld_port, slurmd_port, dbd_port, database_port = _free_ports(4)
+    text = slurm_conf(root, node=node, partition=partition, min_job_age_s=min_job_age_s, ports=[ctld_port, slurmd_port])
+    conf.write_text(_with_accounting(text, root, dbd_port) if accounting else text)
     (root / "plugstack.conf").write_text("")
     env = dict(os.environ, SLURM_CONF=str(conf), PATH=f"{_srun_shim(root, conf)}{os.pathsep}{os.environ['PATH']}")
     for key in ("SLURM_JOB_ID", "SLURM_JOBID", "SBATCH_PARTITION", "SLURM_PARTITION", "SBATCH_ACCOUNT"):
@@ -97,9 +113,14 @@ def start_cluster(root: Path, *, partition: str = "debug", min_job_age_s: int = 
     cluster = SlurmCluster(root=root, conf=conf, partition=partition, node=node, env=env)
     try:
         _start_munged(cluster)
+        if accounting:
+            _start_slurmdbd(cluster, dbd_port, database_port, timeout_s)
         _start_daemon(cluster, "slurmctld", ["slurmctld", "-D", "-f", str(conf)])
         _start_daemon(cluster, "slurmd", ["slurmd", "-D", "-N", node, "-f", str(conf)])
         _wait_for_idle_node(cluster, timeout_s)
+        if accounting:
+            cluster.sacctmgr("add", "account", ACCOUNT)
+            cluster.sacctmgr("add", "user", getpass.getuser(), f"account={ACCOUNT}", f"defaultaccount={ACCOUNT}")
     except BaseException:
         cluster.stop()
         raise
@@ -157,6 +178,51 @@ def slurm_conf(root: Path, *, node: str, partition: str, min_job_age_s: int, por
             "",
         ]
     )
+
+
+def _with_accounting(conf_text: str, root: Path, dbd_port: int) -> str:
+    """slurm.conf's lines for a slurmdbd on ``dbd_port``, enforcing what real clusters enforce; the munge socket
+    (AccountingStoragePass) is this cluster's, as for its other connections."""
+    return conf_text.replace("AccountingStorageType=accounting_storage/none\n", "\n".join([
+        "AccountingStorageType=accounting_storage/slurmdbd",
+        "AccountingStorageHost=127.0.0.1",
+        f"AccountingStoragePort={dbd_port}",
+        f"AccountingStoragePass={root / 'munge.socket'}",
+        "AccountingStorageEnforce=associations,limits,qos",
+        "",
+    ]))
+
+
+def _start_slurmdbd(cluster: SlurmCluster, dbd_port: int, database_port: int, timeout_s: float) -> None:
+    """A MariaDB of its own (no passwords: it listens on 127.0.0.1 only) and slurmdbd on it, with this cluster
+    registered, as slurmctld needs at its start."""
+    root = cluster.root
+    subprocess.run(["mariadb-install-db", "--user=root", f"--datadir={root / 'database'}", "--skip-test-db",
+                    "--auth-root-authentication-method=normal"], check=True, capture_output=True)
+    _start_daemon(cluster, "mariadbd", ["mariadbd", "--user=root", f"--datadir={root / 'database'}",
+                                        f"--socket={root / 'mariadb.socket'}", f"--port={database_port}",
+                                        "--bind-address=127.0.0.1", "--skip-grant-tables",
+                                        f"--pid-file={root / 'mariadbd.pid'}", f"--log-error={root / 'mariadbd.log'}"])
+    _wait_for(lambda: (root / "mariadb.socket").exists(), timeout_s, "MariaDB did not create its socket", cluster)
+    dbd_conf = root / "slurmdbd.conf"
+    dbd_conf.write_text("\n".join([
+        "AuthType=auth/munge", f"AuthInfo=socket={root / 'munge.socket'}", "DbdHost=localhost", "DbdAddr=127.0.0.1",
+        f"DbdPort={dbd_port}", "SlurmUser=root", "StorageType=accounting_storage/mysql", "StorageHost=127.0.0.1",
+        f"StoragePort={database_port}", "StorageUser=root", "StorageLoc=slurm_acct_db",
+        f"PidFile={root / 'slurmdbd.pid'}", f"LogFile={root / 'slurmdbd.log'}", "",
+    ]))
+    dbd_conf.chmod(0o600)  # it holds the database's credentials: slurmdbd wants it readable by its user only
+    cluster.env["SLURMDBD_CONF"] = str(dbd_conf)
+    _start_daemon(cluster, "slurmdbd", ["slurmdbd", "-D"])
+
+    def registered() -> bool:
+        try:
+            cluster.sacctmgr("add", "cluster", "fastsimtest")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return False  # slurmdbd not listening yet
+        return True
+
+    _wait_for(registered, timeout_s, "slurmdbd did not answer", cluster)
 
 
 def _srun_shim(root: Path, conf: Path) -> Path:

@@ -1,5 +1,5 @@
-"""What the SLURM profile reads of a partition (pipeline_steps/batch_limits.py), on the output of SLURM 22.05's
-scontrol and sinfo; tests/test_cluster_slurm.py runs it against a live slurmctld."""
+"""What the SLURM profile reads of a partition and its QOS (pipeline_steps/batch_limits.py), on the output of SLURM
+22.05's scontrol, sinfo and sacctmgr; tests/test_cluster_slurm.py runs it against a live slurmctld and slurmdbd."""
 
 from __future__ import annotations
 
@@ -21,8 +21,14 @@ PARTITIONS = (
 NODES = {"batch": "64 257000\n64 257000\n128 515000\n", "gpu": "64 257000\n64 257000\n", "short": "64 257000\n"}
 
 
+#: ``scontrol show config`` (two of its lines) of a site that keeps no accounting.
+NO_ACCOUNTING = "AccountingStorageEnforce = none\nAccountingStorageType   = accounting_storage/none\n"
+
+
 def site(command: list[str]) -> str | None:
     """The answers of the site above to the commands slurm_partition_limits runs."""
+    if command == ["scontrol", "show", "config"]:
+        return NO_ACCOUNTING
     if command[:3] == ["scontrol", "show", "partition"]:
         named = [word for word in command[3:] if not word.startswith("--")]
         lines = [line for line in PARTITIONS.splitlines() if not named or f"PartitionName={named[0]} " in line]
@@ -113,3 +119,53 @@ def test_htcondor_threads_are_held_to_the_fewest_cores_a_job_may_land_on():
     cpu, gpu = (htcondor_pool_limits(gpu=kind, environ={}, query=pool) for kind in (False, True))
     assert most_threads(cpu, gpu) == 16 and most_threads(cpu, cpu) == 32
     assert most_threads(cpu, JobLimits()) == 32 and most_threads(JobLimits(), JobLimits()) is None
+
+
+#: The same site keeping accounting (``sacctmgr --noheader --parsable2`` answers, by entity and conditions): user ana
+#: runs under account cms by default, whose association has its own MaxWall for the gpu partition; QOS normal is
+#: cms's default, long atlas's, and the gpu partition has a QOS of its own (``QoS=gpu_qos``).
+ENFORCED = "AccountingStorageEnforce = associations,limits,qos\nAccountingStorageType   = accounting_storage/slurmdbd\n"
+SACCTMGR = {
+    ("user", "name=ana"): "cms\n",
+    ("assoc", "user=ana", "account=cms"): "|normal||\ngpu|normal|1-00:00:00|\n",
+    ("assoc", "user=ana", "account=atlas"): "|long||cpu=16\n",
+    ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G|\n",
+    ("qos", "name=long"): "long|7-00:00:00||mem=128G\n",
+    ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G|\ngpu_qos|2-00:00:00|cpu=16|mem=100000M\n",
+}
+
+
+def accounting_site(command: list[str], enforce: str = ENFORCED) -> str | None:
+    if command == ["scontrol", "show", "config"]:
+        return enforce
+    if command[0] == "sacctmgr":
+        assert command[1:4] == ["--noheader", "--parsable2", "show"] and command[5] == "where", command
+        return SACCTMGR.get((command[4], *command[6:-1]))
+    shown = site(command)
+    return shown.replace("PartitionName=gpu ", "PartitionName=gpu QoS=gpu_qos ") if shown else shown
+
+
+def test_a_job_is_held_to_its_associations_and_qos_limits_where_slurm_enforces_them(capsys):
+    """A job above its QOS's MaxWall or MaxTRES stays pending for good (QOSMaxWallDurationPerJobLimit, ...): each
+    limit is the tightest of the partition's, the association's and its QOS's (the default QOS and the partition's)."""
+    ana = {"USER": "ana"}
+    assert slurm_partition_limits("", environ=ana, query=accounting_site) == JobLimits(720, 256 * 1024, 64)
+    assert slurm_partition_limits("gpu", environ=ana, query=accounting_site) == JobLimits(720, 100000, 16)
+    assert "partition gpu with QOS gpu_qos,normal: a job may ask for at most 720 min" in capsys.readouterr().err
+    atlas = {"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "atlas"}
+    assert slurm_partition_limits("batch", environ=atlas, query=accounting_site) == JobLimits(1440, 128 * 1024, 16)
+    overridden = {**ana, "FASTSIM_SLURM_MAX_RUNTIME": "2880"}  # another QOS asked for by hand
+    assert slurm_partition_limits("gpu", environ=overridden, query=accounting_site).runtime_min == 2880
+
+
+def test_accounting_limits_are_not_read_where_slurm_does_not_enforce_them_or_does_not_answer():
+    partition_only = JobLimits(1440, 515000, 128)
+    not_enforced = "AccountingStorageEnforce = associations\nAccountingStorageType   = accounting_storage/slurmdbd\n"
+    assert slurm_partition_limits("batch", environ={"USER": "ana"},
+                                  query=lambda command: accounting_site(command, not_enforced)) == partition_only
+    no_account = {"USER": "bob"}  # a user sacctmgr does not know
+    assert slurm_partition_limits("batch", environ=no_account, query=accounting_site) == partition_only
+    def slurmdbd_down(command):  # sacctmgr fails
+        return None if command[0] == "sacctmgr" else accounting_site(command)
+
+    assert slurm_partition_limits("batch", environ={"USER": "ana"}, query=slurmdbd_down) == partition_only

@@ -6,6 +6,7 @@ Needs root (or slurm-wlm and munge already installed); `tests/slurm_cluster.py` 
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shutil
@@ -145,6 +146,36 @@ def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmClus
     assert job["MinCPUsNode"] == str(min(8, node_cpus)), job
     assert (f"profiles/slurm: partition {cluster.partition}: a job may ask for at most 90 min, {node_mb} MB and "
             f"{node_cpus} cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def accounting_cluster(tmp_path_factory):
+    """A cluster with slurmdbd, enforcing associations, limits and QOS, as clusters with a QOS per queue do."""
+    if os.geteuid() != 0 and not shutil.which("slurmdbd"):
+        pytest.skip("starting SLURM with accounting needs root or slurmdbd and MariaDB installed")
+    running = start_cluster(tmp_path_factory.mktemp("slurm_accounting"), accounting=True)
+    yield running
+    running.stop()
+
+
+def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluster, tmp_path):
+    """Above its QOS's MaxWall or MaxTRES a job stays pending for good where SLURM enforces limits (reasons
+    QOSMaxWallDurationPerJobLimit, QOSMaxCpuPerJobLimit, QOSMaxMemoryPerJob: each seen here by hand, with sbatch, on
+    this cluster; a job of the profile waited until the test's timeout), and Snakemake waits on it. The profile
+    reads the default QOS of the user's association and holds the requests to it; the job runs."""
+    cluster = accounting_cluster
+    cluster.sacctmgr("add", "qos", "short", "MaxWall=60", "MaxTRES=cpu=1,mem=1000")
+    cluster.sacctmgr("modify", "user", getpass.getuser(), "set", "qos=normal,short", "defaultqos=short")
+    # train_flow: 2880 min and 32000 MB on a first attempt, on CPU cores with training.threads 8
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
+        "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}', threads=8))
+    result = _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM,
+                        "--retries", "0", snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
+    job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
+    assert (job["QOS"], job["TimeLimit"], job["MinMemoryNode"], job["MinCPUsNode"]) == ("short", "01:00:00", "1000M",
+                                                                                         "1"), job
+    assert (f"profiles/slurm: partition {cluster.partition} with QOS short: a job may ask for at most 60 min, 1000 MB "
+            f"and 1 cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
 
 
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
