@@ -22,7 +22,8 @@ core and 1000 MB). So the requests are also held to the job's association (the u
 ``FASTSIM_SLURM_ACCOUNT`` or the default account, for the partition or for any): its own ``MaxWall`` and
 ``MaxTRES``, and those of its default QOS and of the partition's QOS (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
-then, never too little). Another QOS given by hand is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
+then, never too little). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with, read instead of the default;
+one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
 ``FASTSIM_SLURM_MAX_MEM_MB`` and ``FASTSIM_SLURM_MAX_CPUS`` replace everything read.
 
 HTCondor. A job asking for more memory than any slot of the pool has is never matched and stays idle for good
@@ -135,18 +136,17 @@ def _one_partition(name: str, environ: Mapping[str, str], query) -> tuple[JobLim
 
 
 def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str], query) -> tuple[JobLimits, list[str]]:
-    """The ``MaxWall`` and per-job ``MaxTRES`` of the job's association, of its default QOS and of the partition's
-    QOS, where SLURM enforces them, and those QOS's names; nothing where it keeps no accounting or enforces no
-    limits (``scontrol show config``), or where ``sacctmgr`` does not answer."""
+    """The ``MaxWall`` and per-job ``MaxTRES`` of the job's association, of its QOS (``FASTSIM_SLURM_QOS``, which the
+    profile submits with, else the association's default) and of the partition's QOS, where SLURM enforces them,
+    and those QOS's names; nothing where it keeps no accounting or enforces no limits (``scontrol show config``),
+    or where ``sacctmgr`` does not answer."""
     config = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", query(["scontrol", "show", "config"]) or "", re.M))
     if config.get("AccountingStorageType", "accounting_storage/none").endswith("/none") or \
             "limits" not in config.get("AccountingStorageEnforce", ""):
         return JobLimits(), []
-    association = _association(partition["PartitionName"], environ, query)
-    if association is None:
-        return JobLimits(), []
-    default_qos, max_wall, max_tres = association
-    names = [name for name in (default_qos, partition.get("QoS", "N/A")) if name not in ("", "N/A")]
+    default_qos, max_wall, max_tres = _association(partition["PartitionName"], environ, query) or ("", "", "")
+    job_qos = environ.get("FASTSIM_SLURM_QOS") or default_qos
+    names = [name for name in (job_qos, partition.get("QoS", "N/A")) if name not in ("", "N/A")]
     limits = [_tres_limits(max_wall, max_tres)]
     if names:
         for _, qos_wall, qos_tres, qos_tres_per_node in _sacctmgr(query, "qos", f"name={','.join(names)}",

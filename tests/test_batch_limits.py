@@ -154,6 +154,9 @@ def test_a_job_is_held_to_its_associations_and_qos_limits_where_slurm_enforces_t
     assert "partition gpu with QOS gpu_qos,normal: a job may ask for at most 720 min" in capsys.readouterr().err
     atlas = {"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "atlas"}
     assert slurm_partition_limits("batch", environ=atlas, query=accounting_site) == JobLimits(1440, 128 * 1024, 16)
+    long = {**ana, "FASTSIM_SLURM_QOS": "long"}  # the QOS the profile submits with, not the default
+    assert slurm_partition_limits("batch", environ=long, query=accounting_site) == JobLimits(1440, 128 * 1024, 128)
+    assert "partition batch with QOS long: a job may ask for at most 1440 min" in capsys.readouterr().err
     overridden = {**ana, "FASTSIM_SLURM_MAX_RUNTIME": "2880"}  # another QOS asked for by hand
     assert slurm_partition_limits("gpu", environ=overridden, query=accounting_site).runtime_min == 2880
 

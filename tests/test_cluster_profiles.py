@@ -58,9 +58,11 @@ def test_profile_names_only_known_options(name):
 def test_slurm_site_values_come_from_the_environment():
     plain = _profile("slurm")
     assert not any(entry.startswith(("slurm_partition=", "slurm_account=")) for entry in plain["default-resources"])
+    assert "slurm-qos" not in plain
     site = _profile("slurm", FASTSIM_SLURM_PARTITION="cpu", FASTSIM_SLURM_ACCOUNT="proj",
-                    FASTSIM_SLURM_GPU_PARTITION="gpu", FASTSIM_GPU_MODEL="a100")
+                    FASTSIM_SLURM_GPU_PARTITION="gpu", FASTSIM_GPU_MODEL="a100", FASTSIM_SLURM_QOS="long")
     assert {"slurm_partition=cpu", "slurm_account=proj"} <= set(site["default-resources"])
+    assert site["slurm-qos"] == "long"
     for rule in GPU_RULES:
         assert {f"{rule}:slurm_partition=gpu", f"{rule}:gpu_model=a100"} <= set(site["set-resources"])
 

@@ -176,6 +176,12 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
                                                                                          "1"), job
     assert (f"profiles/slurm: partition {cluster.partition} with QOS short: a job may ask for at most 60 min, 1000 MB "
             f"and 1 cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
+    # FASTSIM_SLURM_QOS: the profile submits with that QOS (normal: no limits) and reads it instead of the default
+    (tmp_path / "job.txt").unlink()
+    _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0",
+               snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1", "FASTSIM_SLURM_QOS": "normal"})
+    job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
+    assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == ("normal", "2-00:00:00", "2"), job
 
 
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
@@ -183,10 +189,12 @@ def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path
     """snakemake against the test cluster: its SLURM_CONF, partition via the profile's SITE variable, and the
     FASTSIM_* variables of ``env``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition, **(env or {}))
+    given = env or {}
+    env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition)
     env.pop("PYTHONPATH", None)  # what jobs see of it must come from the workflow
-    env.pop("FASTSIM_SLURM_GPU_PARTITION", None)
-    env.pop("FASTSIM_SLURM_ACCOUNT", None)
+    for key in ("FASTSIM_SLURM_GPU_PARTITION", "FASTSIM_SLURM_ACCOUNT", "FASTSIM_SLURM_QOS"):
+        env.pop(key, None)  # this machine's site values
+    env.update(given)
     command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
                "--slurm-no-account", "--slurm-keep-successful-logs", *args]
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
