@@ -91,7 +91,8 @@ rule heavy:
 def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCondorPool, tmp_path):
     """CERN's pool holds a job that passes its memory or time. The profile fails it at once (`htcondor-held-timeout:
     0`) and Snakemake resubmits it with more memory; plugin 0.3 leaves the held job in the queue, as the README warns
-    (released, it would run beside its retry)."""
+    (released, it would run beside its retry). The README's commands, run from the run's folder, list it and remove
+    it, and not a held job of another folder."""
     import threading
 
     (tmp_path / "Snakefile").write_text(_HELD_SNAKEFILE)
@@ -124,6 +125,18 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
     retried = pool.history("ClusterId", "RequestMemory", "ExitCode", submitted_from=tmp_path)
     assert [row[1:] for row in retried] == [["8000", "0"]] and retried[0][0] != held[0], retried
     assert pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path) == [[held[0], "5"]]
+
+    elsewhere = tmp_path / "another_run"  # another workflow's held job, which the README's commands must leave
+    elsewhere.mkdir()
+    pool.share(elsewhere, writable=True)
+    (elsewhere / "job.sub").write_text("executable = /bin/true\nhold = true\nlog = job.log\nqueue\n")
+    assert pool.run(["condor_submit", "job.sub"], cwd=elsewhere).returncode == 0
+    listed, removed = readme_block("plugin 0.3 leaves the held job", "Do not `condor_release`",
+                                   r"```bash\n(.*?)```").splitlines()
+    assert re.search(rf"^ *{held[0]}\.0 ", pool.run(["sh", "-c", listed], cwd=tmp_path).stdout, re.M)
+    assert pool.run(["sh", "-c", removed], cwd=tmp_path).returncode == 0
+    assert "5" not in [status for _, status in pool.queue("ClusterId", "JobStatus", submitted_from=tmp_path)]
+    assert [status for _, status in pool.queue("ClusterId", "JobStatus", submitted_from=elsewhere)] == ["5"]
 
 
 def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondorPool, tmp_path):
