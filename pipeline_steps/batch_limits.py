@@ -18,7 +18,7 @@ with few cores and much could still be asked for a pair no node has). A step gra
 Where SLURM enforces accounting limits (``AccountingStorageEnforce`` with ``limits``), a job above its QOS's
 ``MaxWall`` or ``MaxTRES`` stays pending for good as well (reasons ``QOSMaxWallDurationPerJobLimit``,
 ``QOSMaxCpuPerJobLimit``, ``QOSMaxMemoryPerJob``: each seen on the test cluster with slurmdbd, a QOS of 60 min, one
-core and 1000 MB). So the requests are also held to the job's association (the user's, under
+core and 1000 MB). So the requests are also held to the job's association (the user's on this cluster, under
 ``FASTSIM_SLURM_ACCOUNT`` or the default account, for the partition or for any): its own ``MaxWall`` and
 ``MaxTRES``, and those of its default QOS and of the partition's QOS (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
@@ -144,7 +144,8 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
     if config.get("AccountingStorageType", "accounting_storage/none").endswith("/none") or \
             "limits" not in config.get("AccountingStorageEnforce", ""):
         return JobLimits(), []
-    default_qos, max_wall, max_tres = _association(partition["PartitionName"], environ, query) or ("", "", "")
+    cluster = config.get("ClusterName", "")
+    default_qos, max_wall, max_tres = _association(cluster, partition["PartitionName"], environ, query) or ("", "", "")
     job_qos = environ.get("FASTSIM_SLURM_QOS") or default_qos
     names = [name for name in (job_qos, partition.get("QoS", "N/A")) if name not in ("", "N/A")]
     limits = [_tres_limits(max_wall, max_tres)]
@@ -155,16 +156,19 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
     return _tightest(*limits), names
 
 
-def _association(partition: str, environ: Mapping[str, str], query) -> list[str] | None:
-    """``[DefaultQOS, MaxWall, MaxTRES]`` of the association a job of this user would run under: its account's
-    (``FASTSIM_SLURM_ACCOUNT``, else the user's default account), for ``partition`` where one is, else for any."""
+def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> list[str] | None:
+    """``[DefaultQOS, MaxWall, MaxTRES]`` of the association a job of this user would run under: on this ``cluster``
+    (one slurmdbd may keep several), its account's (``FASTSIM_SLURM_ACCOUNT``, else the user's default account), for
+    ``partition`` where one is, else for any."""
     user = environ.get("USER") or _login_name()
     account = environ.get("FASTSIM_SLURM_ACCOUNT") or \
         next((row[0] for row in _sacctmgr(query, "user", f"name={user}", "DefaultAccount")), "")
     if not user or not account:
         return None
-    rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", "Partition,DefaultQOS,MaxWall,MaxTRES")
-    chosen = [row for row in rows if row[0] == partition] or [row for row in rows if not row[0]]
+    rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", "Cluster,Partition,DefaultQOS,MaxWall,"
+                     "MaxTRES")
+    here = [row[1:] for row in rows if row[0] == cluster or not cluster]
+    chosen = [row for row in here if row[0] == partition] or [row for row in here if not row[0]]
     return chosen[0][1:] if chosen else None
 
 

@@ -124,11 +124,12 @@ def test_htcondor_threads_are_held_to_the_fewest_cores_a_job_may_land_on():
 #: The same site keeping accounting (``sacctmgr --noheader --parsable2`` answers, by entity and conditions): user ana
 #: runs under account cms by default, whose association has its own MaxWall for the gpu partition; QOS normal is
 #: cms's default, long atlas's, and the gpu partition has a QOS of its own (``QoS=gpu_qos``).
-ENFORCED = "AccountingStorageEnforce = associations,limits,qos\nAccountingStorageType   = accounting_storage/slurmdbd\n"
-SACCTMGR = {
+ENFORCED = ("AccountingStorageEnforce = associations,limits,qos\nAccountingStorageType   = accounting_storage/slurmdbd\n"
+            "ClusterName             = hpc\n")
+SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations differ
     ("user", "name=ana"): "cms\n",
-    ("assoc", "user=ana", "account=cms"): "|normal||\ngpu|normal|1-00:00:00|\n",
-    ("assoc", "user=ana", "account=atlas"): "|long||cpu=16\n",
+    ("assoc", "user=ana", "account=cms"): "old|gpu|long||\nhpc||normal||\nhpc|gpu|normal|1-00:00:00|\nold||long||\n",
+    ("assoc", "user=ana", "account=atlas"): "hpc||long||cpu=16\n",
     ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G|\n",
     ("qos", "name=long"): "long|7-00:00:00||mem=128G\n",
     ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G|\ngpu_qos|2-00:00:00|cpu=16|mem=100000M\n",
@@ -163,7 +164,7 @@ def test_a_job_is_held_to_its_associations_and_qos_limits_where_slurm_enforces_t
 
 def test_accounting_limits_are_not_read_where_slurm_does_not_enforce_them_or_does_not_answer():
     partition_only = JobLimits(1440, 515000, 128)
-    not_enforced = "AccountingStorageEnforce = associations\nAccountingStorageType   = accounting_storage/slurmdbd\n"
+    not_enforced = ENFORCED.replace("associations,limits,qos", "associations")
     assert slurm_partition_limits("batch", environ={"USER": "ana"},
                                   query=lambda command: accounting_site(command, not_enforced)) == partition_only
     no_account = {"USER": "bob"}  # a user sacctmgr does not know
