@@ -124,7 +124,8 @@ def test_htcondor_threads_are_held_to_the_fewest_cores_a_job_may_land_on():
 #: The same site keeping accounting (``sacctmgr --noheader --parsable2`` answers, by entity and conditions): user ana
 #: runs under account cms by default, whose association has its own MaxWall for the gpu partition; QOS normal is
 #: cms's default, long atlas's, and the gpu partition has a QOS of its own (``QoS=gpu_qos``).
-ENFORCED = ("AccountingStorageEnforce = associations,limits,qos\nAccountingStorageType   = accounting_storage/slurmdbd\n"
+ENFORCED = ("AccountingStorageEnforce = associations,limits,qos\n"
+            "AccountingStorageType   = accounting_storage/slurmdbd\n"
             "ClusterName             = hpc\n")
 SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations differ
     ("user", "name=ana"): "cms\n",
