@@ -19,8 +19,9 @@ Where SLURM enforces accounting limits (``AccountingStorageEnforce`` with ``limi
 ``MaxWall`` or ``MaxTRES`` stays pending for good as well (reasons ``QOSMaxWallDurationPerJobLimit``,
 ``QOSMaxCpuPerJobLimit``, ``QOSMaxMemoryPerJob``: each seen on the test cluster with slurmdbd, a QOS of 60 min, one
 core and 1000 MB). So the requests are also held to the job's association (the user's on this cluster, under
-``FASTSIM_SLURM_ACCOUNT`` or the default account, for the partition or for any): its own ``MaxWall`` and
-``MaxTRES``, and those of its default QOS and of the partition's QOS (``sacctmgr``; the tighter of the two where
+``FASTSIM_SLURM_ACCOUNT`` or the default account, for the partition or for any): its own ``MaxWall`` and TRES caps
+(per job, per node, and the group's and a user's totals, which one job above them never fits under either), and
+those of its default QOS and of the partition's QOS (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
 then, never too little). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with, read instead of the default;
 one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
@@ -135,8 +136,15 @@ def _one_partition(name: str, environ: Mapping[str, str], query) -> tuple[JobLim
     return _tightest(own, accounting), qos
 
 
+#: sacctmgr's columns of the TRES caps one job must fit under: its own (``MaxTRES``), per node, and the totals of a
+#: user's or a group's running jobs, which a job above them alone never fits either (pending for good with
+#: ``QOSGrpMemLimit``, seen on the test cluster with ``GrpTRES=mem=1000``).
+ASSOCIATION_CAPS = ("MaxTRES", "MaxTRESPerNode", "GrpTRES")
+QOS_CAPS = ("MaxTRES", "MaxTRESPerNode", "MaxTRESPerUser", "GrpTRES")
+
+
 def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str], query) -> tuple[JobLimits, list[str]]:
-    """The ``MaxWall`` and per-job ``MaxTRES`` of the job's association, of its QOS (``FASTSIM_SLURM_QOS``, which the
+    """The ``MaxWall`` and the TRES caps of the job's association, of its QOS (``FASTSIM_SLURM_QOS``, which the
     profile submits with, else the association's default) and of the partition's QOS, where SLURM enforces them,
     and those QOS's names; nothing where it keeps no accounting or enforces no limits (``scontrol show config``),
     or where ``sacctmgr`` does not answer."""
@@ -144,29 +152,31 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
     if config.get("AccountingStorageType", "accounting_storage/none").endswith("/none") or \
             "limits" not in config.get("AccountingStorageEnforce", ""):
         return JobLimits(), []
-    cluster = config.get("ClusterName", "")
-    default_qos, max_wall, max_tres = _association(cluster, partition["PartitionName"], environ, query) or ("", "", "")
-    job_qos = environ.get("FASTSIM_SLURM_QOS") or default_qos
-    names = [name for name in (job_qos, partition.get("QoS", "N/A")) if name not in ("", "N/A")]
-    limits = [_tres_limits(max_wall, max_tres)]
-    if names:
-        for _, qos_wall, qos_tres, qos_tres_per_node in _sacctmgr(query, "qos", f"name={','.join(names)}",
-                                                                  "Name,MaxWall,MaxTRES,MaxTRESPerNode"):
-            limits += [_tres_limits(qos_wall, qos_tres), _tres_limits("", qos_tres_per_node)]
-    return _tightest(*limits), names
+    association = _association(config.get("ClusterName", ""), partition["PartitionName"], environ, query)
+    default_qos, *caps = association or [""] * (2 + len(ASSOCIATION_CAPS))
+    names = [name for name in (environ.get("FASTSIM_SLURM_QOS") or default_qos, partition.get("QoS", "N/A"))
+             if name not in ("", "N/A")]
+    qos_rows = _sacctmgr(query, "qos", f"name={','.join(names)}", ",".join(("Name", "MaxWall", *QOS_CAPS))) \
+        if names else []
+    return _tightest(*(_caps(*row) for row in [caps, *(row[1:] for row in qos_rows)])), names
+
+
+def _caps(max_wall: str, *tres_caps: str) -> JobLimits:
+    """A ``MaxWall`` and TRES caps (sacctmgr's text of each) as one job's limits."""
+    return _tightest(_tres_limits(max_wall, ""), *(_tres_limits("", tres) for tres in tres_caps))
 
 
 def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> list[str] | None:
-    """``[DefaultQOS, MaxWall, MaxTRES]`` of the association a job of this user would run under: on this ``cluster``
-    (one slurmdbd may keep several), its account's (``FASTSIM_SLURM_ACCOUNT``, else the user's default account), for
-    ``partition`` where one is, else for any."""
+    """``[DefaultQOS, MaxWall, *ASSOCIATION_CAPS]`` of the association a job of this user would run under: on this
+    ``cluster`` (one slurmdbd may keep several), its account's (``FASTSIM_SLURM_ACCOUNT``, else the user's default
+    account), for ``partition`` where one is, else for any."""
     user = environ.get("USER") or _login_name()
     account = environ.get("FASTSIM_SLURM_ACCOUNT") or \
         next((row[0] for row in _sacctmgr(query, "user", f"name={user}", "DefaultAccount")), "")
     if not user or not account:
         return None
-    rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", "Cluster,Partition,DefaultQOS,MaxWall,"
-                     "MaxTRES")
+    columns = ",".join(("Cluster", "Partition", "DefaultQOS", "MaxWall", *ASSOCIATION_CAPS))
+    rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", columns)
     here = [row[1:] for row in rows if row[0] == cluster or not cluster]
     chosen = [row for row in here if row[0] == partition] or [row for row in here if not row[0]]
     return chosen[0][1:] if chosen else None

@@ -129,11 +129,14 @@ ENFORCED = ("AccountingStorageEnforce = associations,limits,qos\n"
             "ClusterName             = hpc\n")
 SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations differ
     ("user", "name=ana"): "cms\n",
-    ("assoc", "user=ana", "account=cms"): "old|gpu|long||\nhpc||normal||\nhpc|gpu|normal|1-00:00:00|\nold||long||\n",
-    ("assoc", "user=ana", "account=atlas"): "hpc||long||cpu=16\n",
-    ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G|\n",
-    ("qos", "name=long"): "long|7-00:00:00||mem=128G\n",
-    ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G|\ngpu_qos|2-00:00:00|cpu=16|mem=100000M\n",
+    # Cluster|Partition|DefaultQOS|MaxWall|MaxTRES|MaxTRESPerNode|GrpTRES
+    ("assoc", "user=ana", "account=cms"): ("old|gpu|long||||\nhpc||normal||||\nhpc|gpu|normal|1-00:00:00|||\n"
+                                           "old||long||||\n"),
+    ("assoc", "user=ana", "account=atlas"): "hpc||long||||cpu=16\n",  # a group cap no job of more cores fits under
+    # Name|MaxWall|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|GrpTRES
+    ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G|||\n",
+    ("qos", "name=long"): "long|7-00:00:00|||mem=128G|\n",
+    ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G|||\ngpu_qos|2-00:00:00|cpu=16|mem=100000M||\n",
 }
 
 
@@ -142,7 +145,10 @@ def accounting_site(command: list[str], enforce: str = ENFORCED) -> str | None:
         return enforce
     if command[0] == "sacctmgr":
         assert command[1:4] == ["--noheader", "--parsable2", "show"] and command[5] == "where", command
-        return SACCTMGR.get((command[4], *command[6:-1]))
+        shown = SACCTMGR.get((command[4], *command[6:-1]))
+        columns = command[-1].removeprefix("format=").split(",")
+        assert all(len(line.split("|")) == len(columns) for line in (shown or "").splitlines()), (command, shown)
+        return shown
     shown = site(command)
     return shown.replace("PartitionName=gpu ", "PartitionName=gpu QoS=gpu_qos ") if shown else shown
 
