@@ -184,6 +184,13 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
                snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1", "FASTSIM_SLURM_QOS": "normal"})
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
     assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == ("normal", "2-00:00:00", "2"), job
+    # a partition's own QOS binds its jobs too (the cluster is this test's alone: its partition keeps the QOS)
+    cluster.sacctmgr("add", "qos", "partqos", "MaxWall=30", "MaxTRESPerNode=mem=500")
+    cluster.scontrol("update", f"PartitionName={cluster.partition}", "QoS=partqos")
+    planned = _snakemake(cluster, tmp_path, "-n", "--forceall", "--profile", str(REPO / "profiles" / "slurm"),
+                         *_FAST_SLURM, snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
+    assert (f"profiles/slurm: partition {cluster.partition} with QOS partqos,short: a job may ask for at most 30 min, "
+            f"500 MB and 1 cores") in planned.stderr, planned.stderr[-3000:]
 
 
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
