@@ -163,8 +163,8 @@ def accounting_cluster(tmp_path_factory):
 def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluster, tmp_path):
     """Above its QOS's MaxWall or MaxTRES a job stays pending for good where SLURM enforces limits (reasons
     QOSMaxWallDurationPerJobLimit, QOSMaxCpuPerJobLimit, QOSMaxMemoryPerJob: each seen here by hand, with sbatch, on
-    this cluster; without the hold, this test's job stayed pending with the first), and Snakemake waits on it. The profile
-    reads the default QOS of the user's association and holds the requests to it; the job runs."""
+    this cluster; without the hold, this test's job stayed pending with the first), and Snakemake waits on it. The
+    profile reads the default QOS of the user's association and holds the requests to it; the job runs."""
     cluster = accounting_cluster
     cluster.sacctmgr("add", "qos", "short", "MaxWall=60", "MaxTRES=cpu=1,mem=1000")
     cluster.sacctmgr("modify", "user", getpass.getuser(), "set", "qos=normal,short", "defaultqos=short")
