@@ -133,7 +133,7 @@ def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmClus
     # with training.threads 8 (a GPU job asks for 8 cores as well)
     (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
         "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}', threads=8))
-    node = dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
+    node = _node(cluster)
     node_cpus, node_mb = int(node["CPUTot"]), int(node["RealMemory"])
     cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=90")
     try:
@@ -183,7 +183,8 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
     _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0",
                snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1", "FASTSIM_SLURM_QOS": "normal"})
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
-    assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == ("normal", "2-00:00:00", "2"), job
+    node_cpus = int(_node(cluster)["CPUTot"])
+    assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == ("normal", "2-00:00:00", str(min(8, node_cpus))), job
     # a partition's own QOS binds its jobs too (the cluster is this test's alone: its partition keeps the QOS)
     cluster.sacctmgr("add", "qos", "partqos", "MaxWall=30", "MaxTRESPerNode=mem=500")
     cluster.scontrol("update", f"PartitionName={cluster.partition}", "QoS=partqos")
@@ -191,6 +192,11 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
                          *_FAST_SLURM, snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
     assert (f"profiles/slurm: partition {cluster.partition} with QOS partqos,short: a job may ask for at most 30 min, "
             f"500 MB and 1 cores") in planned.stderr, planned.stderr[-3000:]
+
+
+def _node(cluster: SlurmCluster) -> dict[str, str]:
+    """``scontrol show node``'s fields of the cluster's one node (its cores: ``CPUTot``; memory: ``RealMemory``)."""
+    return dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
 
 
 def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
