@@ -48,10 +48,15 @@ def _profile(name: str, **environment: str) -> dict:
         os.environ.update(saved)
 
 
+#: Every FASTSIM_* variable that adds a top-level key to a profile (its ``?if`` keys are read only when set).
+ALL_SITE_VALUES = {"FASTSIM_SLURM_QOS": "long", "FASTSIM_HTCONDOR_MAX_CPUS": "4"}
+
+
 @pytest.mark.parametrize("name", PROFILES)
-def test_profile_names_only_known_options(name):
+@pytest.mark.parametrize("environment", [{}, ALL_SITE_VALUES], ids=["plain", "site values"])
+def test_profile_names_only_known_options(name, environment):
     known = {option for action in get_argument_parser()._actions for option in action.option_strings}
-    unknown = [key for key in _profile(name) if f"--{key}" not in known]
+    unknown = [key for key in _profile(name, **environment) if f"--{key}" not in known]
     assert not unknown, f"profiles/{name}/config.yaml: no such snakemake/plugin option: {unknown}"
 
 
