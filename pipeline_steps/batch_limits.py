@@ -12,7 +12,10 @@ More cores than any node of the partition has keep a job pending for good as wel
 ``PartitionConfig``: the trainings' 8 cores on a partition of 2-core nodes), and memory above every node's is
 refused by sbatch ("Requested node configuration is not available"), failing the attempt: both are held to the
 partition's largest node (each on its own: a partition of nodes with many cores and little memory beside nodes
-with few cores and much could still be asked for a pair no node has). A step granted fewer cores than
+with few cores and much could still be asked for a pair no node has). Where the partition sets ``MaxMemPerCPU``,
+SLURM gives a job as many cores as its memory needs at that rate, and sbatch refuses it where no node has them
+("CPU count per node can not be satisfied": 3000 MB at 1000 MB per core on the 2-core test node), so memory is
+held to that rate times the largest node's cores as well. A step granted fewer cores than
 ``training.threads`` says so in its log and computes the same numbers, more slowly.
 
 Where SLURM enforces accounting limits (``AccountingStorageEnforce`` with ``limits``), a job above its QOS's
@@ -77,7 +80,8 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
                            query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
     """The limits of ``partition`` (the cluster's default partition when empty; of the most generous where it
     lists several, ``short,long``, as sbatch's ``-p`` takes them): its ``MaxTime``, and the smaller of its
-    ``MaxMemPerNode`` / ``MaxCPUsPerNode`` and its largest node's memory / cores, tightened by its association's and
+    ``MaxMemPerNode`` (or ``MaxMemPerCPU`` times its largest node's cores) / ``MaxCPUsPerNode`` and its largest
+    node's memory / cores, tightened by its association's and
     QOS's limits where they are enforced. ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in
     ``environ`` replace what is read. Without SLURM's commands (a laptop's dry run), or for a partition they do not
     know (sbatch names it), nothing is read."""
@@ -129,8 +133,10 @@ def _one_partition(name: str, environ: Mapping[str, str], query) -> tuple[JobLim
     if fields is None:
         return None
     nodes_cpus, nodes_mb = _largest_node(fields["PartitionName"], query)
+    per_core = _number(fields.get("MaxMemPerCPU", ""))
     own = JobLimits(slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
-                    _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb),
+                    _smallest(_number(fields.get("MaxMemPerNode", "")), nodes_mb,
+                              per_core * nodes_cpus if per_core and nodes_cpus else None),
                     _smallest(_number(fields.get("MaxCPUsPerNode", "")), nodes_cpus))
     accounting, qos = _accounting_limits(fields, environ, query)
     return _tightest(own, accounting), qos

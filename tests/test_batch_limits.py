@@ -16,9 +16,12 @@ PARTITIONS = (
     "MaxCPUsPerNode=UNLIMITED Nodes=c[01-40] State=UP DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED\n"
     "PartitionName=gpu AllowGroups=ALL Default=NO MaxNodes=UNLIMITED MaxTime=2-00:00:00 MinNodes=0 "
     "MaxCPUsPerNode=32 Nodes=g[01-02] State=UP DefMemPerNode=UNLIMITED MaxMemPerNode=190000\n"
+    "PartitionName=percore AllowGroups=ALL Default=NO MaxNodes=UNLIMITED MaxTime=04:00:00 MinNodes=0 "
+    "MaxCPUsPerNode=UNLIMITED Nodes=c[01-04] State=UP DefMemPerCPU=2000 MaxMemPerCPU=2000\n"
 )
 #: ``sinfo --noheader --Node --partition P --format "%c %m"``: cores and MB per node.
-NODES = {"batch": "64 257000\n64 257000\n128 515000\n", "gpu": "64 257000\n64 257000\n", "short": "64 257000\n"}
+NODES = {"batch": "64 257000\n64 257000\n128 515000\n", "gpu": "64 257000\n64 257000\n", "short": "64 257000\n",
+         "percore": "64 257000\n"}
 
 
 #: ``scontrol show config`` (two of its lines) of a site that keeps no accounting.
@@ -45,6 +48,8 @@ def test_the_default_partition_is_read_when_none_is_named():
 def test_a_partitions_own_caps_take_precedence_over_its_largest_node():
     assert slurm_partition_limits("gpu", environ={}, query=site) == JobLimits(2880, 190000, 32)
     assert slurm_partition_limits("short", environ={}, query=site) == JobLimits(240, 257000, 64)
+    # 2000 MB a core: sbatch refuses more memory than the largest node's 64 cores are given at that rate
+    assert slurm_partition_limits("percore", environ={}, query=site) == JobLimits(240, 128000, 64)
 
 
 def test_a_node_of_unconfigured_memory_holds_no_memory_request():

@@ -135,17 +135,20 @@ def test_requests_are_held_to_what_the_partition_allows_a_job(cluster: SlurmClus
         "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}', threads=8))
     node = _node(cluster)
     node_cpus, node_mb = int(node["CPUTot"]), int(node["RealMemory"])
-    cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=90")
+    # memory per core: SLURM gives a job the cores its memory needs at this rate, and sbatch refuses one needing more
+    # cores than the node has ("CPU count per node can not be satisfied"), as 32000 MB would here
+    per_core = min(32000, node_mb) // (2 * node_cpus)
+    cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=90", f"MaxMemPerCPU={per_core}")
     try:
         result = _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM,
                             "--retries", "0", snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
     finally:
-        cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=INFINITE")
+        cluster.scontrol("update", f"PartitionName={cluster.partition}", "MaxTime=INFINITE", "MaxMemPerCPU=0")
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
-    assert job["TimeLimit"] == "01:30:00" and job["MinMemoryNode"] == f"{min(32000, node_mb)}M", job
+    assert job["TimeLimit"] == "01:30:00" and job["MinMemoryNode"] == f"{per_core * node_cpus}M", job
     assert job["MinCPUsNode"] == str(min(8, node_cpus)), job
-    assert (f"profiles/slurm: partition {cluster.partition}: a job may ask for at most 90 min, {node_mb} MB and "
-            f"{node_cpus} cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
+    assert (f"profiles/slurm: partition {cluster.partition}: a job may ask for at most 90 min, {per_core * node_cpus} "
+            f"MB and {node_cpus} cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
