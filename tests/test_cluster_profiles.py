@@ -15,6 +15,7 @@ os.environ.setdefault("CONDOR_CONFIG", "/dev/null")  # the htcondor bindings (a 
 from snakemake.cli import get_argument_parser  # noqa: E402
 from snakemake.profiles import ProfileConfigFileParser  # noqa: E402
 
+from pipeline_steps import batch_limits  # noqa: E402
 from pipeline_steps.model_kinds import MODEL_KINDS  # noqa: E402
 from tests.conftest import REPO, SNAKEMAKE  # noqa: E402
 
@@ -34,6 +35,15 @@ def _rules_asking_for_a_gpu() -> set[str]:
 
 GPU_RULES = _rules_asking_for_a_gpu()
 _QUIET_ENV = dict(os.environ)
+
+
+@pytest.fixture(autouse=True)
+def no_batch_system_here(monkeypatch):
+    """The cluster profiles read their partition's or pool's limits when they load (pipeline_steps/batch_limits.py):
+    these tests read the profiles as written, also on a login node whose SLURM or HTCondor answers (there a test
+    cluster's 2-core partition had made the trainings' 8 cores read min(8, 2)). test_batch_limits.py and the live
+    tests read real answers."""
+    monkeypatch.setattr(batch_limits, "_query", lambda command: None)
 
 
 def _profile(name: str, **environment: str) -> dict:
