@@ -81,9 +81,8 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
     """The limits of ``partition`` (the cluster's default partition when empty; of the most generous where it
     lists several, ``short,long``, as sbatch's ``-p`` takes them): its ``MaxTime``, and the smaller of its
     ``MaxMemPerNode`` (or ``MaxMemPerCPU`` times its largest node's cores) / ``MaxCPUsPerNode`` and its largest
-    node's memory / cores, tightened by its association's and
-    QOS's limits where they are enforced. ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in
-    ``environ`` replace what is read. Without SLURM's commands (a laptop's dry run), or for a partition they do not
+    node's memory / cores, tightened by its association's and QOS's limits where they are enforced.
+    ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without SLURM's commands (a laptop's dry run), or for a partition they do not
     know (sbatch names it), nothing is read."""
     query = query or _query
     each = [_one_partition(name, environ, query) for name in partition.split(",")]
@@ -124,7 +123,7 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
 def most_threads(*limits: JobLimits) -> int | None:
     """The threads a job may run with where its rule may go to any of ``limits`` (Snakemake's ``max-threads`` is one
     number for all rules): the fewest cores known, or None where none is."""
-    return _smallest(*(limit.cpus for limit in limits))
+    return _tightest(*limits).cpus
 
 
 def _one_partition(name: str, environ: Mapping[str, str], query) -> tuple[JobLimits, list[str]] | None:
@@ -168,8 +167,9 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
 
 
 def _caps(max_wall: str, *tres_caps: str) -> JobLimits:
-    """A ``MaxWall`` and TRES caps (sacctmgr's text of each) as one job's limits."""
-    return _tightest(_tres_limits(max_wall, ""), *(_tres_limits("", tres) for tres in tres_caps))
+    """A ``MaxWall`` (SLURM time, empty for none) and TRES caps (sacctmgr's text of each) as one job's limits."""
+    wall = JobLimits(runtime_min=slurm_minutes(max_wall) if max_wall else None)
+    return _tightest(wall, *map(_tres_limits, tres_caps))
 
 
 def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> list[str] | None:
@@ -207,13 +207,12 @@ def _sacctmgr(query, entity: str, *where_and_format: str) -> list[list[str]]:
 MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}
 
 
-def _tres_limits(max_wall: str, tres: str) -> JobLimits:
-    """A ``MaxWall`` (SLURM time, empty for none) and a ``MaxTRES``-style ``cpu=64,mem=256G,node=1`` as limits."""
+def _tres_limits(tres: str) -> JobLimits:
+    """A ``MaxTRES``-style ``cpu=64,mem=256G,node=1`` (empty for none) as memory and core limits."""
     values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/]+)=(\d+)([KMGTP]?)", tres)}
     memory = values.get("mem")
-    return JobLimits(slurm_minutes(max_wall) if max_wall else None,
-                     int(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
-                     values["cpu"][0] if "cpu" in values else None)
+    return JobLimits(mem_mb=int(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
+                     cpus=values["cpu"][0] if "cpu" in values else None)
 
 
 def _tightest(*limits: JobLimits) -> JobLimits:
