@@ -128,6 +128,10 @@ class WorkflowPlan:
         return [f"results/ingest/{dataset}/{table}/{part}.json"
                 for table in self.tables_of(dataset) for part in self.ingest_parts(dataset)]
 
+    def raw_checksum_files(self, dataset: str) -> list[str]:
+        """Outputs of checksum_raw for a dataset: the sha256 of each part's raw files (provenance/raw_checksums.py)."""
+        return [f"results/checksums/{dataset}/{part}.json" for part in self.ingest_parts(dataset)]
+
     def categorised_table(self, dataset: str) -> str:
         """The table that the `categorised: true` model(s) of a dataset read (SHiP: `muons`)."""
         tables = sorted({m["table"] for m in self.config["models"].values()
@@ -177,6 +181,10 @@ class WorkflowPlan:
     def model_raw_files(self, name: str) -> list[str]:
         """Raw files behind a model (its dataset and, for CalRatio, the control dataset)."""
         return [path for dataset in self.model_datasets(name) for path in self.raw_files(dataset)]
+
+    def model_raw_checksums(self, name: str) -> list[str]:
+        """Input of export: the sha256 JSONs of the raw files behind a model (not the files: they are hashed once)."""
+        return [path for dataset in self.model_datasets(name) for path in self.raw_checksum_files(dataset)]
 
     def model_categories(self, name: str) -> list[str]:
         """categories.json of a categorised (SHiP) model's dataset; nothing for other models."""
@@ -332,9 +340,9 @@ class WorkflowPlan:
             files.append(f"results/export/{name}/bundle.json")
         return files
 
-    def provenance_raw_inputs(self) -> list[str]:
-        """Every raw ROOT file a model was trained on (blacklist removed)."""
-        return sorted({path for model in self.config["models"] for path in self.model_raw_files(model)})
+    def provenance_raw_checksums(self) -> list[str]:
+        """Input of provenance: the sha256 JSONs of every raw ROOT file a model was trained on (blacklist removed)."""
+        return sorted({path for model in self.config["models"] for path in self.model_raw_checksums(model)})
 
     def provenance_model_slices(self, bundles_built: bool) -> dict:
         """params of the provenance job: per model its config slice, raw inputs, artifacts."""

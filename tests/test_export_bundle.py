@@ -15,11 +15,15 @@ from pipeline_steps.preprocess.transforms import fit_variable_transforms
 EXPORT = {"opset": 18, "tolerance": 1.0e-4, "c": False}  # config/config.yaml's defaults
 
 
-def raw_file(tmp_path: Path) -> str:
+def raw_checksums(tmp_path: Path) -> str:
+    """A raw file and rule checksum_raw's JSON of it: what an export is given to record the raw files' sha256."""
+    from pipeline_steps.provenance.raw_checksums import write_part_checksums
+
     path = tmp_path / "raw" / "0.root"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not really ROOT, only hashed for provenance")
-    return str(path)
+    write_part_checksums([str(path)], tmp_path / "raw" / "checksums.json")
+    return str(tmp_path / "raw" / "checksums.json")
 
 
 def physical_rows(n: int, seed: int = 0) -> pd.DataFrame:
@@ -154,7 +158,7 @@ def export_flow(tmp_path: Path) -> Path:
     model = {"kind": "flow", "conditions": FLOW_CONDITIONS, "targets": FLOW_TARGETS, "derived": FLOW_DERIVED}
     out = tmp_path / "export" / "tiny_flow"
     run(files, str(transforms), str(tmp_path / "pre" / "test.parquet"), str(out),
-        {"model_name": "tiny_flow", "model": model, "tree": "Events", "export": EXPORT}, [raw_file(tmp_path)])
+        {"model_name": "tiny_flow", "model": model, "tree": "Events", "export": EXPORT}, [raw_checksums(tmp_path)])
     return out
 
 
@@ -227,7 +231,8 @@ def test_covariance_gan_exports_a_verified_bundle(tmp_path):
     out = tmp_path / "export" / "gan"
     run(files, str(transforms), str(tmp_path / "pre" / "test.parquet"), str(out),
         {"model_name": "gan", "model": {"kind": "covariance_gan", "conditions": conditions, "targets": targets},
-         "tree": "Tracks", "branches": {"gen_pt": "GenPT"}, "export": EXPORT, "code": "0123"}, [raw_file(tmp_path)])
+         "tree": "Tracks", "branches": {"gen_pt": "GenPT"}, "export": EXPORT, "code": "0123"},
+        [raw_checksums(tmp_path)])
     manifest = read_manifest(out)
     assert manifest["verified"] and manifest["noise"]["dim"] == 4
     assert manifest["files"]["native"] == ["model.keras", "model.json"]
@@ -242,7 +247,7 @@ def test_calratio_exports_a_verified_bundle_with_padding_lengths(tmp_path):
     out = tmp_path / "export" / "calratio"
     model = {"kind": "calratio_rnn", "conditions": ["jet_pt", "jet_eta"], "hyperparameters": CALRATIO_HYPER}
     run(files, str(transforms), str(tmp_path / "cr" / "test.parquet"), str(out),
-        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(tmp_path)])
+        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_checksums(tmp_path)])
     manifest = read_manifest(out)
     onnx = manifest["verification"]["onnx_vs_reference"]
     assert manifest["verified"] and onnx["found"]["max"] <= onnx["allowed"]["max"]

@@ -68,7 +68,7 @@ def test_corrupted_weight_in_c_source_fails_the_check(tmp_path):
 
 
 def test_gan_bundle_with_c_true_lists_and_verifies_the_c_files(tmp_path):
-    from tests.test_export_bundle import raw_file, tiny_gan, write_generative_inputs
+    from tests.test_export_bundle import raw_checksums, tiny_gan, write_generative_inputs
 
     from pipeline_steps.export.manifest import read_manifest
     from pipeline_steps.export.step import run
@@ -78,7 +78,7 @@ def test_gan_bundle_with_c_true_lists_and_verifies_the_c_files(tmp_path):
     out = tmp_path / "export" / "gan"
     run(files, str(transforms), str(tmp_path / "pre" / "test.parquet"), str(out),
         {"model_name": "gan", "model": {"kind": "covariance_gan", "conditions": CONDITIONS, "targets": TARGETS}, "tree": "Tracks",
-         "export": {"opset": 18, "tolerance": 1e-5, "c": True}}, [raw_file(tmp_path)])
+         "export": {"opset": 18, "tolerance": 1e-5, "c": True}}, [raw_checksums(tmp_path)])
     manifest = read_manifest(out)
     assert set(manifest["checksums"]) >= {"generator.c", "generator.h", c_export.LIBRARY}
     assert manifest["c"]["function"] == c_export.SIGNATURE

@@ -25,7 +25,7 @@ from tests.test_export_bundle import (
     FLOW_CONDITIONS,
     FLOW_DERIVED,
     FLOW_TARGETS,
-    raw_file,
+    raw_checksums,
     tiny_calratio,
     tiny_flow,
     tiny_gan,
@@ -102,7 +102,7 @@ def _flow_bundle(root: Path) -> Path:
     _train_flow_a_few_steps(root / "train", root / "pre" / "test.parquet")
     model = {"kind": "flow", "conditions": FLOW_CONDITIONS, "targets": FLOW_TARGETS, "derived": FLOW_DERIVED}
     run(files, str(transforms), str(root / "pre" / "test.parquet"), str(root / "bundle"),
-        {"model_name": "flow", "model": model, "tree": "Events", "export": EXPORT}, [raw_file(root)])
+        {"model_name": "flow", "model": model, "tree": "Events", "export": EXPORT}, [raw_checksums(root)])
     return root / "bundle"
 
 
@@ -151,7 +151,7 @@ def _gan_bundle(root: Path) -> Path:
                              rng.normal(1.0, 2.0, (len(conditions), len(GAN_TARGETS))).astype(np.float32), "mse")
     model = {"kind": "covariance_gan", "conditions": GAN_CONDITIONS, "targets": GAN_TARGETS}
     run(files, str(transforms), str(root / "pre" / "test.parquet"), str(root / "bundle"),
-        {"model_name": "gan", "model": model, "tree": "Tracks", "export": EXPORT}, [raw_file(root)])
+        {"model_name": "gan", "model": model, "tree": "Tracks", "export": EXPORT}, [raw_checksums(root)])
     return root / "bundle"
 
 
@@ -166,7 +166,7 @@ def _calratio_bundle(root: Path) -> Path:
     _train_keras_a_few_steps(Path(files[0]), inputs, labels, "sparse_categorical_crossentropy")
     model = {"kind": "calratio_rnn", "conditions": ["jet_pt", "jet_eta"], "hyperparameters": CALRATIO_HYPER}
     run(files, str(transforms), str(root / "cr" / "test.parquet"), str(root / "bundle"),
-        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(root)])
+        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_checksums(root)])
     return root / "bundle"
 
 

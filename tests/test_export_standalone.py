@@ -27,7 +27,7 @@ from tests.test_export_bundle import (
     FLOW_CONDITIONS,
     export_flow,
     physical_rows,
-    raw_file,
+    raw_checksums,
     tiny_calratio,
     tiny_flow,
 )
@@ -386,7 +386,7 @@ def test_standalone_runner_reproduces_the_calratio_classifier(tmp_path):
     bundle = tmp_path / "export" / "calratio"
     model = {"kind": "calratio_rnn", "conditions": ["jet_pt", "jet_eta"], "hyperparameters": CALRATIO_HYPER}
     run(files, str(transforms), str(tmp_path / "cr" / "test.parquet"), str(bundle),
-        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(tmp_path)])
+        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_checksums(tmp_path)])
     source, output = tmp_path / "jets.root", tmp_path / "scores.root"
     import awkward as ak
 
@@ -415,7 +415,7 @@ def test_standalone_runner_names_a_bad_calratio_sequence(tmp_path):
     bundle = tmp_path / "export" / "calratio"
     model = {"kind": "calratio_rnn", "conditions": ["jet_pt", "jet_eta"], "hyperparameters": CALRATIO_HYPER}
     run(files, str(transforms), str(tmp_path / "cr" / "test.parquet"), str(bundle),
-        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_file(tmp_path)])
+        {"model_name": "calratio", "model": model, "tree": "CalRatio", "export": EXPORT}, [raw_checksums(tmp_path)])
     flat = {c: jets[c].to_numpy() for c in jets.columns}
     lists = {name: [list(row) for row in rows] for name, rows in jagged.items()}
     busy = next(i for i, row in enumerate(lists["clus_pt"]) if i > 10 and len(row) > 1)
@@ -550,7 +550,7 @@ def test_standalone_runner_reproduces_a_flow_with_offsets_clips_and_ratio_floors
              "derived": JETS_DERIVED}
     bundle = tmp_path / "export" / "jets"
     run(files, str(pre / "transforms.json"), str(pre / "test.parquet"), str(bundle),
-        {"model_name": "jets", "model": model, "tree": "Events", "export": EXPORT}, [raw_file(tmp_path)])
+        {"model_name": "jets", "model": model, "tree": "Events", "export": EXPORT}, [raw_checksums(tmp_path)])
 
     source, output = tmp_path / "in.root", tmp_path / "out.root"
     write_tree(source, "Events", {name: rows[name].to_numpy() for name in rows.columns})

@@ -17,6 +17,7 @@ from pipeline_steps.common.atomic import write_text_atomic
 from pipeline_steps.common.errors import InputError
 from pipeline_steps.common.source_hash import sha256_file
 from pipeline_steps.common.versions import package_versions
+from pipeline_steps.provenance.raw_checksums import read_checksums
 
 MANIFEST = "bundle.json"
 FORMAT_VERSION = 2  # 2: verification.npz holds the float64 reference, verification records quantiles
@@ -60,16 +61,6 @@ def bundle_checksums(folder: str | Path, names: Iterable[str]) -> dict[str, str]
     return {name: sha256_file(folder / name) for name in sorted(names)}
 
 
-def raw_file_checksums(paths: Iterable[str | Path]) -> dict[str, str]:
-    """{path: sha256} of the raw ROOT files the model was trained from."""
-    checksums = {}
-    for path in paths:
-        if not Path(path).exists():
-            raise InputError(f"export provenance: raw input file {path} does not exist")
-        checksums[str(path)] = sha256_file(path)
-    return checksums
-
-
 def git_commit(where: str | Path = ".") -> str:
     """The project's git commit (with ``-dirty`` when the tree has changes), ``unknown`` outside git."""
     try:
@@ -82,9 +73,12 @@ def git_commit(where: str | Path = ".") -> str:
     return f"{commit}-dirty" if dirty else (commit or "unknown")
 
 
-def provenance(raw_files: Iterable[str | Path], model_config: Mapping[str, Any], project_dir: str | Path) -> dict[str, Any]:
+def provenance(raw_checksums: Iterable[str | Path], model_config: Mapping[str, Any],
+               project_dir: str | Path) -> dict[str, Any]:
+    """The bundle's provenance; the raw files' sha256 as rule checksum_raw recorded them (``raw_checksums``: its
+    JSONs for the model's datasets), not hashed again here (``provenance/raw_checksums.py`` says why)."""
     return {
-        "raw_files_sha256": raw_file_checksums(raw_files),
+        "raw_files_sha256": read_checksums(raw_checksums),
         "model_config": dict(model_config),
         "packages": package_versions(PACKAGES),  # an absent one (TensorFlow in a torch env) is null
         "git_commit": git_commit(project_dir),

@@ -84,10 +84,11 @@ class ExportSettings:
 
 
 def run(model_files: Sequence[str], transforms: str, test_split: str, output_dir: str, params: Mapping[str, Any],
-        raw_files: Sequence[str], log_path: str | None = None, categories: str | None = None,
+        raw_checksums: Sequence[str], log_path: str | None = None, categories: str | None = None,
         project_dir: str | Path = PROJECT_DIR) -> None:
     """Rule entry point: export, verify and move the bundle into ``output_dir``.
 
+    ``raw_checksums`` are rule checksum_raw's JSONs of the model's datasets, the sha256 that bundle.json records.
     ``project_dir`` is where the git commit is read (this package's checkout, not the run's workdir).
     """
     with step_logging(log_path):
@@ -95,7 +96,7 @@ def run(model_files: Sequence[str], transforms: str, test_split: str, output_dir
         with atomic_dir(output_dir) as folder:
             export_bundle(settings, [Path(p) for p in model_files], Path(transforms), Path(test_split), folder,
                           categories=Path(categories) if categories else None)
-            header = mf.provenance(raw_files, settings.model, project_dir)
+            header = mf.provenance(raw_checksums, settings.model, project_dir)
             finalise(folder, header)
         log.info("exported and verified %s into %s", settings.model_name, output_dir)
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from pipeline_steps.common.source_hash import sha256_file
 from pipeline_steps.common.versions import package_versions
+from pipeline_steps.provenance.raw_checksums import checksums_of
 
 #: Packages whose version can change a result's bytes (recorded in provenance.json).
 RECORDED_PACKAGES = (
@@ -55,9 +56,10 @@ def hash_files(paths: Sequence[str], hasher: Callable[[str], str] = sha256_file)
     return {path: hasher(path) for path in sorted(set(paths))}
 
 
-def build_provenance(models: Sequence[ModelRecord], checkout: str | Path, seed: int,
+def build_provenance(models: Sequence[ModelRecord], checkout: str | Path, seed: int, raw_checksums: Mapping[str, str],
                      hasher: Callable[[str], str] = sha256_file) -> dict[str, Any]:
-    """The provenance document (pure apart from hashing files, reading git and package metadata)."""
+    """The provenance document (pure apart from hashing files, reading git and package metadata). The raw files'
+    sha256 are looked up in ``raw_checksums`` (rule checksum_raw's, ``raw_checksums.py``), not hashed again."""
     cache: dict[str, str] = {}
 
     def cached(path: str) -> str:
@@ -75,7 +77,7 @@ def build_provenance(models: Sequence[ModelRecord], checkout: str | Path, seed: 
             record.name: {
                 "config": dict(record.config),
                 "config_sha256": hashlib.sha256(json.dumps(record.config, sort_keys=True).encode()).hexdigest(),
-                "raw_inputs": hash_files(record.raw_inputs, cached),
+                "raw_inputs": checksums_of(record.raw_inputs, raw_checksums, f"provenance of model {record.name}"),
                 "outputs": hash_files(record.outputs, cached),
             }
             for record in models

@@ -231,8 +231,8 @@ def model_branches(wildcards):
     return PLAN.model_branches(wildcards.model)
 
 
-def export_raw_files(wildcards):
-    return PLAN.model_raw_files(wildcards.model)
+def export_raw_checksums(wildcards):
+    return PLAN.model_raw_checksums(wildcards.model)
 
 
 def export_settings(kind):
@@ -286,8 +286,8 @@ def _export_bundles_built():
     )
 
 
-def provenance_raw_inputs(wildcards):
-    return PLAN.provenance_raw_inputs()
+def provenance_raw_checksums(wildcards):
+    return PLAN.provenance_raw_checksums()
 
 
 def provenance_model_outputs(wildcards):

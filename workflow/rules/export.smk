@@ -10,7 +10,7 @@ rule export_covariance_gan:
         transforms=preprocessed("transforms.json"),
         test=preprocessed("test.parquet"),
         categories=model_categories,
-        raw=export_raw_files,
+        raw_checksums=export_raw_checksums,
     output:
         onnx=protected("results/export/{model}/model.onnx"),
         native=protected("results/export/{model}/model.keras"),
@@ -44,7 +44,7 @@ rule export_flow:
         transforms=preprocessed("transforms.json"),
         test=preprocessed("test.parquet"),
         categories=model_categories,
-        raw=export_raw_files,
+        raw_checksums=export_raw_checksums,
     output:
         onnx=protected("results/export/{model}/model.onnx"),
         native=protected("results/export/{model}/model.pt"),
@@ -79,7 +79,7 @@ rule export_calratio_rnn:
         test=preprocessed("test.parquet"),
         test_sequences=preprocessed("test_sequences.npz"),
         categories=[],
-        raw=export_raw_files,
+        raw_checksums=export_raw_checksums,
     output:
         onnx=protected("results/export/{model}/model.onnx"),
         native=protected("results/export/{model}/model.keras"),
