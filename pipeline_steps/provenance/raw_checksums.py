@@ -4,7 +4,7 @@
 trained on. They had hashed the files themselves, so every export of a dataset's models and the provenance
 job read the whole dataset again: three full reads of a NanoAOD dataset per run (the jets and muon models'
 exports, then provenance), and provenance, which reruns after any model's edit, reread every dataset. A real
-dataset is terabytes on EOS or GPFS, where that is hours of reading for a 16-byte answer. Now one job per
+dataset is terabytes on EOS or GPFS, where that is hours of reading for a 32-byte answer. Now one job per
 ingest part hashes the part's files once, and again only when they change (it has the ingest job's input:
 a new, replaced or touched file reruns both); export and provenance read these small JSONs. The checksums
 so recorded are those of the files as ingested, which is what the model was made from.
