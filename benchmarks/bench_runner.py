@@ -69,6 +69,7 @@ def export_bundle(folder: Path) -> Path:
     from pipeline_steps.export.step import run
     from pipeline_steps.preprocess.model_transforms import ModelTransforms, save_transforms
     from pipeline_steps.preprocess.transforms import fit_variable_transforms
+    from pipeline_steps.provenance.raw_checksums import write_part_checksums
 
     rows = synthetic_rows(5000, seed=1)
     standard = dict.fromkeys(JETS_CONDITIONS, "standard")
@@ -84,12 +85,13 @@ def export_bundle(folder: Path) -> Path:
     (folder / "model.json").write_text(spec.to_json())
     raw = folder / "raw.root"
     raw.write_bytes(b"synthetic: hashed for the manifest's provenance only")
+    write_part_checksums([str(raw)], folder / "raw_checksums.json")  # what rule checksum_raw gives an export
     bundle = folder / "bundle"
     model = {"kind": "flow", "conditions": JETS_CONDITIONS, "targets": JETS_TARGETS}
     settings = {"model_name": "bench", "model": model,
                 "tree": "Events", "export": {"opset": 18, "tolerance": 1.0e-4, "c": False}}
     run([str(folder / "model.pt"), str(folder / "model.json")], str(folder / "transforms.json"),
-        str(folder / "test.parquet"), str(bundle), settings, [str(raw)])
+        str(folder / "test.parquet"), str(bundle), settings, [str(folder / "raw_checksums.json")])
     return bundle
 
 
