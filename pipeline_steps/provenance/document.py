@@ -60,13 +60,6 @@ def build_provenance(models: Sequence[ModelRecord], checkout: str | Path, seed: 
                      hasher: Callable[[str], str] = sha256_file) -> dict[str, Any]:
     """The provenance document (pure apart from hashing files, reading git and package metadata). The raw files'
     sha256 are looked up in ``raw_checksums`` (rule checksum_raw's, ``raw_checksums.py``), not hashed again."""
-    cache: dict[str, str] = {}
-
-    def cached(path: str) -> str:
-        if path not in cache:
-            cache[path] = hasher(path)
-        return cache[path]
-
     return {
         "format": 1,
         "seed": seed,
@@ -78,7 +71,7 @@ def build_provenance(models: Sequence[ModelRecord], checkout: str | Path, seed: 
                 "config": dict(record.config),
                 "config_sha256": hashlib.sha256(json.dumps(record.config, sort_keys=True).encode()).hexdigest(),
                 "raw_inputs": checksums_of(record.raw_inputs, raw_checksums, f"provenance of model {record.name}"),
-                "outputs": hash_files(record.outputs, cached),
+                "outputs": hash_files(record.outputs, hasher),
             }
             for record in models
         },

@@ -57,5 +57,5 @@ def checksums_of(paths: Iterable[str], checksums: Mapping[str, str], where: str)
     if missing:
         raise InputError(f"{where}: no recorded sha256 for raw file {missing[0]}"
                          f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; the checksum JSONs "
-                         f"given (rule checksum_raw) cover {len(checksums)} other files")
+                         f"given (rule checksum_raw) cover {len(checksums)} files")
     return {path: checksums[path] for path in sorted(set(paths))}
