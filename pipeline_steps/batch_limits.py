@@ -82,8 +82,8 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
     lists several, ``short,long``, as sbatch's ``-p`` takes them): its ``MaxTime``, and the smaller of its
     ``MaxMemPerNode`` (or ``MaxMemPerCPU`` times its largest node's cores) / ``MaxCPUsPerNode`` and its largest
     node's memory / cores, tightened by its association's and QOS's limits where they are enforced.
-    ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without SLURM's commands (a laptop's dry run), or for a partition they do not
-    know (sbatch names it), nothing is read."""
+    ``FASTSIM_SLURM_MAX_RUNTIME``, ``_MAX_MEM_MB`` and ``_MAX_CPUS`` in ``environ`` replace what is read. Without
+    SLURM's commands (a laptop's dry run), or for a partition they do not know (sbatch names it), nothing is read."""
     query = query or _query
     each = [_one_partition(name, environ, query) for name in partition.split(",")]
     known = None not in each
