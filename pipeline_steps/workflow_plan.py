@@ -29,6 +29,19 @@ HOW_NOT_WHAT = ("read_threads",)
 provenance), so that changing them reruns nothing."""
 
 
+TOY_FILES_PER_JOB = 100
+"""Toy files one toy job writes, at least (whole ingest parts). Why not all of a dataset's: Snakemake finds
+the job that makes a file by matching the file against each output of the rules its prefix index returns,
+one regex after the other (``Rule.is_producer``), and after each job it looks at every output of every job
+it depends on (``DAG.handle_temp``, even in a dry run). Every toy file is looked up 2-3 times (ingest,
+checksum and SHiP min/max parts), and each of the 64 x 3 part jobs depended on the one toy job, so one job
+of n outputs cost ~n^2 matches and ~600 n output checks: 5.5 and 1.3 million, ~3 s of a 9-11 s plan at 1000
+files x 5 datasets (cProfile). In runs of k files that is n*k matches, each part job sees k outputs, and
+there are n/k more jobs at Snakemake's ~2 ms each; k = 100 makes each ~0.3 s or less for that plan, and
+keeps the default toy (4 files a dataset) and production.yaml's (at most 66) at one job, one process
+start, a dataset. A file's bytes depend only on (seed, dataset, index), so the split changes no byte."""
+
+
 class WorkflowPlan:
     """Queries on one validated config; every method is a pure function of it (and of the file system
     for the ``files:`` globs, read once)."""
@@ -51,6 +64,25 @@ class WorkflowPlan:
     def toy_files(self, dataset: str) -> list[str]:
         """Toy files a dataset without `files` gets: data/raw/<dataset>/<n>.root, n = 0 .. toy.n_files - 1."""
         return [f"data/raw/{dataset}/{index}.root" for index in range(self.toy_params(dataset)["n_files"])]
+
+    def toy_jobs(self, dataset: str) -> list[tuple[str, list[str]]]:
+        """[(job name, its files)]: one toy rule per run of whole ingest parts of at least TOY_FILES_PER_JOB files.
+
+        Parts are taken in order, blacklisted files included (they are written too), so each ingest part
+        reads the files of exactly one toy job, and rewriting a toy job's files re-ingests its parts only.
+        The first job is named after the dataset (``ship``: rule ``toy_ship``, log ``logs/toy/ship.log``),
+        the next ``ship_1``, ``ship_2``, ...; a dataset of fewer than 2 x TOY_FILES_PER_JOB files has the one job."""
+        files = self.toy_files(dataset)
+        index_of = {path: index for index, path in enumerate(files)}
+        parts = partition({str(index): path for path, index in index_of.items()}, self._n_ingest_parts(dataset))
+        runs: list[list[str]] = [[]]
+        for part_files in parts.values():
+            if len(runs[-1]) >= TOY_FILES_PER_JOB:
+                runs.append([])
+            runs[-1].extend(part_files)
+        if len(runs) > 1 and len(runs[-1]) < TOY_FILES_PER_JOB:
+            runs[-2].extend(runs.pop())
+        return [(f"{dataset}_{n}" if n else dataset, sorted(run, key=index_of.get)) for n, run in enumerate(runs)]
 
     def toy_params(self, dataset: str) -> dict:
         """Params of the dataset's toy rule, i.e. its `toy` slice; a dataset with neither `files` nor `toy` is an error."""
@@ -81,8 +113,10 @@ class WorkflowPlan:
 
     def _ingest_parts(self, dataset: str) -> dict[str, list[str]]:
         """{part: raw files} of a dataset: one ingest job per part and table (pipeline_steps/ingest/parts.py)."""
-        n_parts = self.config["datasets"][dataset].get("ingest_parts", DEFAULT_INGEST_PARTS)
-        return partition(self.raw_file_by_stem(dataset), n_parts)
+        return partition(self.raw_file_by_stem(dataset), self._n_ingest_parts(dataset))
+
+    def _n_ingest_parts(self, dataset: str) -> int:
+        return self.config["datasets"][dataset].get("ingest_parts", DEFAULT_INGEST_PARTS)
 
     def part_files(self, dataset: str, part: str) -> list[str]:
         """Input of ingest_table: the raw files of one part; a part the plan does not have is an error."""

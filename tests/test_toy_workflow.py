@@ -35,6 +35,17 @@ def test_one_toy_job_writes_every_file_of_a_dataset_without_files(tmp_path):
     assert _planned_toy_jobs(result.stdout) == {"toy_nanoaod": [f"data/raw/nanoaod/{i}.root" for i in range(n_files)]}
 
 
+def test_a_toy_dataset_past_two_hundred_files_gets_a_toy_rule_per_run_of_its_ingest_parts(tmp_path):
+    """Planning cost grows with the outputs of the one job that makes a file (workflow_plan.TOY_FILES_PER_JOB)."""
+    override = "datasets:\n  nanoaod:\n    toy: {layout: nanoaod, n_files: 250, entries_per_file: 10}\n"
+    result = _dry_run(tmp_path, "results/ingest/nanoaod/summary.json", override=override)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _planned_toy_jobs(result.stdout)
+    assert sorted(jobs) == ["toy_nanoaod", "toy_nanoaod_1"]
+    assert sorted(sum(jobs.values(), []), key=lambda path: int(Path(path).stem)) == [
+        f"data/raw/nanoaod/{index}.root" for index in range(250)]
+
+
 def test_the_blacklisted_toy_file_is_written_but_never_ingested(tmp_path):
     """The toy rogue file exists, as a bad real file would; the blacklist keeps it out of ingestion."""
     result = _dry_run(tmp_path, "results/ingest/ship/summary.json")

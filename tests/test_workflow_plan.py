@@ -11,7 +11,7 @@ import yaml
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.model_kinds import MODEL_KINDS, STAGE_MODULES, kind_of
-from pipeline_steps.workflow_plan import WorkflowPlan
+from pipeline_steps.workflow_plan import TOY_FILES_PER_JOB, WorkflowPlan
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -112,6 +112,32 @@ def test_toy_jobs_only_for_datasets_without_files(plan, tmp_path):
     del plan.config["datasets"]["lhcb_tracks"]["toy"]
     with pytest.raises(ValueError, match="neither `files` nor a `toy` section"):
         plan.toy_files("lhcb_tracks")
+
+
+def test_a_small_toy_dataset_is_one_toy_job_in_file_order(plan):
+    n_files = plan.config["datasets"]["nanoaod"]["toy"]["n_files"]
+    assert plan.toy_jobs("nanoaod") == [("nanoaod", plan.toy_files("nanoaod"))]
+    assert n_files < TOY_FILES_PER_JOB
+
+
+@pytest.mark.parametrize("n_files, n_parts, split", [(1000, 64, True), (250, 64, True), (250, 3, False), (199, 64, False)])
+def test_a_large_toy_dataset_is_split_along_its_ingest_parts(plan, n_files, n_parts, split):
+    """Each ingest part reads one toy job's files, so rewriting one job re-ingests its parts only; every file,
+    the blacklisted one too, is written by exactly one job of at least TOY_FILES_PER_JOB files."""
+    plan.config["datasets"]["ship"]["toy"]["n_files"] = n_files
+    plan.config["datasets"]["ship"]["ingest_parts"] = n_parts
+    plan.config["blacklist"] = ["data/raw/ship/3.root"]
+    jobs = plan.toy_jobs("ship")
+    job_of = {file: name for name, files in jobs for file in files}
+    assert sorted(job_of) == sorted(plan.toy_files("ship")) and sum(len(files) for _, files in jobs) == n_files
+    assert [name for name, _ in jobs] == ["ship"] + [f"ship_{n}" for n in range(1, len(jobs))]
+    assert len(jobs) <= max(1, n_files // TOY_FILES_PER_JOB) and (len(jobs) > 1) == split  # 250 in 3 parts: 83+83+84
+    assert all(len(files) >= TOY_FILES_PER_JOB for _, files in jobs) and "data/raw/ship/3.root" in job_of
+    for part, files in plan.ingest_parts("ship").items():
+        assert len({job_of[file] for file in files}) == 1, part
+    for _, files in jobs:
+        indices = [int(Path(file).stem) for file in files]
+        assert indices == sorted(indices)
 
 
 def test_files_read_once_per_dataset(plan, tmp_path):
