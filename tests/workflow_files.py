@@ -19,7 +19,7 @@ RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 
 def rules_with_conda() -> dict[str, str | None]:
     """{rule name: conda path (relative to a rule file) or None}. A rule named in a loop (``rule:`` then
-    ``name: f"toy_{_dataset}"``) is listed under its name's fixed start (``toy_``)."""
+    ``name: f"toy_{_job}"``) is listed under its name's fixed start (``toy_``)."""
     rules: dict[str, str | None] = {}
     for rule_file in RULE_FILES:
         current, previous_line, naming = None, "", False
