@@ -120,7 +120,8 @@ def test_a_small_toy_dataset_is_one_toy_job_in_file_order(plan):
     assert n_files < TOY_FILES_PER_JOB
 
 
-@pytest.mark.parametrize("n_files, n_parts, split", [(1000, 64, True), (250, 64, True), (250, 3, False), (199, 64, False)])
+@pytest.mark.parametrize("n_files, n_parts, split",
+                         [(1000, 64, True), (250, 64, True), (250, 3, False), (199, 64, False)])
 def test_a_large_toy_dataset_is_split_along_its_ingest_parts(plan, n_files, n_parts, split):
     """Each ingest part reads one toy job's files, so rewriting one job re-ingests its parts only; every file,
     the blacklisted one too, is written by exactly one job of at least TOY_FILES_PER_JOB files."""
