@@ -2,7 +2,10 @@
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,9 @@ import uproot
 from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.toy import writer
 from pipeline_steps.toy.step import ToySettings, file_seed_sequence, generate_file, run
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _sha(path):
@@ -28,6 +34,23 @@ def test_same_seed_gives_identical_bytes(tmp_path, layout, dataset, tree):
     other_seed = tmp_path / "c.root"
     generate_file(other_seed, dataset, 0, ToySettings(layout, 2, 200, tree, 8))
     assert _sha(first) != _sha(other_seed)
+
+
+def test_lhcb_toy_bytes_do_not_follow_the_cpus_blas_kernel(tmp_path):
+    """The same file whichever kernel OpenBLAS picks for the CPU: its own (Haswell, SkylakeX, Zen: FMA) or
+    Nehalem's (no FMA), as on an older CPU. The covariances' A A^T had been a matmul, and the bytes differed."""
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    if "openblas" not in blas:
+        pytest.skip(f"numpy's BLAS here is {blas}, not OpenBLAS, whose kernel choice this test varies")
+    script = ("import sys; from pipeline_steps.toy.step import ToySettings, generate_file; "
+              "generate_file(sys.argv[1], 'lhcb_tracks', 0, ToySettings('lhcb_tracks', 1, 3000, 'Tracks', 42))")
+    files = {}
+    for kernel in ("", "Nehalem"):
+        env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_CORETYPE"}
+        env.update({"OPENBLAS_CORETYPE": kernel} if kernel else {})
+        files[kernel] = tmp_path / f"{kernel or 'native'}.root"
+        subprocess.run([sys.executable, "-c", script, str(files[kernel])], env=env, check=True, cwd=REPO)
+    assert _sha(files[""]) == _sha(files["Nehalem"])
 
 
 def test_seed_streams_differ_by_dataset_and_index():

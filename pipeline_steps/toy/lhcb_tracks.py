@@ -92,7 +92,11 @@ def _correlation(ms_share: np.ndarray, charge: np.ndarray, track_type: np.ndarra
     loading[:, 2, [0, 2, 3]] = np.column_stack([slope, bend, 0.08 * stereo])
     loading[:, 3, [1, 3, 4]] = np.column_stack([slope, 0.08 * stereo, 0.1 * charge])
     loading[:, 4, [0, 2, 3, 4]] = np.column_stack([0.15 * charge, np.full(n, 0.85), np.full(n, 0.05), np.full(n, 0.1)])
-    correlation = loading @ np.swapaxes(loading, 1, 2)
+    # A A^T as products summed over the factors in a fixed order, not `loading @ loading^T`: numpy hands a matmul
+    # to OpenBLAS, whose kernel is picked for the CPU (with or without FMA, its own summation order), and the toy
+    # file's bytes followed it (OPENBLAS_CORETYPE=Nehalem against Haswell, the same seed). Each product and sum
+    # here is one correctly rounded IEEE operation, the same on every CPU.
+    correlation = sum(loading[:, :, None, k] * loading[:, None, :, k] for k in range(loading.shape[2]))
     unique = 1.0 - np.einsum("nii->ni", correlation)
     if not np.all(unique >= 0.02):
         raise RuntimeError("lhcb_tracks toy: correlation loadings leave no idiosyncratic variance")
