@@ -75,7 +75,8 @@ class WorkflowPlan:
         the next ``ship_1``, ``ship_2``, ...; a dataset of fewer than 2 x TOY_FILES_PER_JOB files has the one job."""
         files = self.toy_files(dataset)
         index_of = {path: index for index, path in enumerate(files)}
-        parts = partition({str(index): path for path, index in index_of.items()}, self._n_ingest_parts(dataset))
+        every_file = files_by_stem(dataset, files, (), f"datasets.{dataset}.toy")  # ingestion's keys, no blacklist
+        parts = partition(every_file, self._n_ingest_parts(dataset))
         runs: list[list[str]] = [[]]
         for part_files in parts.values():
             if len(runs[-1]) >= TOY_FILES_PER_JOB:
