@@ -42,6 +42,8 @@ MARGIN_INCHES = 0.7  # around the grid: y tick labels on the left, x tick labels
 TITLE_INCHES = 0.8  # above the grid: the suptitle, then the first row's titles
 TICKS_PER_AXIS = 5  # at most (matplotlib: up to 9); each tick's text is drawn, ~700 ticks in the jets figure
 TICK_SCILIMITS = (-3, 5)  # tick labels of at most 7 characters ("-0.0025", "-80000"), see _histogram
+TITLE_POINTS = 8  # a panel's title, set smaller where it is wider than its axes (_fitted_title)
+SMALLEST_TITLE_POINTS = 5
 
 
 def plot_distributions(before: pd.DataFrame, after: pd.DataFrame, path: str | Path, title: str = "") -> None:
@@ -116,10 +118,6 @@ def _histogram(axis, values: np.ndarray, label: str, color: str) -> None:
     axis.locator_params(nbins=TICKS_PER_AXIS)
     axis.xaxis.get_offset_text().set_fontsize(6)
     axis.yaxis.get_offset_text().set_fontsize(6)
-
-
-TITLE_POINTS = 8
-SMALLEST_TITLE_POINTS = 5
 
 
 def _fitted_title(label: str) -> tuple[str, float]:
