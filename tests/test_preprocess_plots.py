@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipeline_steps.common.figures import CROP_PAD_INCHES
 from pipeline_steps.preprocess import plots
 
 
@@ -79,11 +80,12 @@ def test_the_suptitle_stays_above_the_first_rows_titles(drawn):
 
 
 def test_the_saved_figure_is_cropped_to_its_content(drawn):
-    """The margins only hold the outer text: the PNG keeps the crop's 0.1-inch pad of white around the ink."""
+    """The margins only hold the outer text: the PNG keeps the crop's pad of white around the ink."""
     _, path = drawn
-    pixels = np.asarray(Image.open(path).convert("RGB"))
+    image = Image.open(path)
+    pixels = np.asarray(image.convert("RGB"))
     ink = np.any(pixels != 255, axis=2)
     rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    pad = round(0.1 * 80)  # CROP_PAD_INCHES at the figure's 80 dpi
+    pad = round(CROP_PAD_INCHES * image.info["dpi"][0])  # the dpi the figure was saved at, from the PNG
     assert (rows[0], columns[0]) == (pad, pad)
     assert (ink.shape[0] - 1 - rows[-1], ink.shape[1] - 1 - columns[-1]) == (pad, pad)
