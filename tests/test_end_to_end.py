@@ -33,6 +33,11 @@ def test_terminal_shows_no_library_start_up_lines(tiny_run):
     assert "Finished jobid" in terminal or "steps (100%) done" in terminal  # Snakemake's progress stays
 
 
+def test_local_run_schedules_without_snakemake_job_rate_limit(tiny_run):
+    """The workflow's onstart hook (workflow/rules/common.smk, pipeline_steps/local_scheduler.py) ran in the head."""
+    assert "scheduling: local run, Snakemake's default job rate limit" in (tiny_run / "terminal.txt").read_text()
+
+
 def test_ingest_summaries_count_rows(tiny_run):
     for dataset in ("ship", "nanoaod", "lhcb_tracks", "calratio_main", "calratio_cr"):
         summary = json.loads((tiny_run / "results" / "ingest" / dataset / "summary.json").read_text())

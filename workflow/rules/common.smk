@@ -21,6 +21,7 @@ from pipeline_steps.categorise.category_ids import CATEGORIES
 from pipeline_steps.workflow_plan import WorkflowPlan
 from pipeline_steps.common.source_hash import source_hash
 from pipeline_steps.common.reproducible import give_jobs_the_fixed_hash_seed
+from pipeline_steps.local_scheduler import unthrottle_local_scheduler
 from pipeline_steps.scan.expansion import expand_scans, validate_instances
 
 check_job_interpreter_path(
@@ -42,6 +43,14 @@ if SCANS:
 
 expose_package_to_jobs(workflow.basedir)
 give_jobs_the_fixed_hash_seed()
+
+
+# Snakemake's default job rate limit re-runs its scheduler from ever more timers on a local run: 41 s of the head
+# process's CPU in `make run` instead of 6 (pipeline_steps/local_scheduler.py). Cluster runs keep it.
+onstart:
+    unthrottle_local_scheduler(workflow)
+
+
 PLAN = WorkflowPlan(config, SCANS)
 PLAN.check_shared_preprocessing()
 for unread in PLAN.tables_no_model_reads():
