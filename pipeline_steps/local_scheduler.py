@@ -5,8 +5,8 @@ limiter present every scheduling pass ends by arming a one-second timer that sta
 start or end set off arms a timer too, so each job event starts one more chain of passes that lasts to the end of
 the run (snakemake#2967; the open upstream change snakemake#3744). Each pass resets the params and resources of every
 ready job and, under the greedy scheduler, stats every input file of them. In ``make run`` (85 jobs on 2 cores,
-AVX2-only AMD EPYC, 2026-12-07) the head process used 41.2 s of CPU (26.9 user, 14.3 system) over the 351 s of jobs,
-beside two jobs that each had a core of their own to use: ~20 s of the run. With the limiter off it used 6.3 s,
+AVX2-only AMD EPYC, 2026-12-07) the head process used 41.2 s of CPU (26.9 user, 14.3 system) during the 351 s of
+jobs, time taken from the two jobs that keep both cores busy: ~20 s of the run. With the limiter off it used 6.3 s,
 and the jobs and their outputs were the same (the four ``generated.root`` identical by sha256).
 
 What stays: the limit protects a batch system from a burst of submissions, so a cluster run (``--executor slurm``,
