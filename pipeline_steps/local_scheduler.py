@@ -42,6 +42,7 @@ def unthrottle_local_scheduler(workflow, stream=sys.stderr) -> bool:
     if (limiter.max_jobs, float(limiter.timespan)) != SNAKEMAKE_DEFAULT_RATE:
         return False  # a limit the user chose
     scheduler.job_rate_limiter = None
-    print("scheduling: local run, Snakemake's default job rate limit (100 per second) off: passes on job events only "
-          "(pipeline_steps/local_scheduler.py)", file=stream)
+    jobs, seconds = SNAKEMAKE_DEFAULT_RATE
+    print(f"scheduling: local run, Snakemake's default job rate limit ({jobs} per {seconds:g} s) off: passes on job "
+          "events only (pipeline_steps/local_scheduler.py)", file=stream)
     return True
