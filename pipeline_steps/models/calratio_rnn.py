@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pipeline_steps.common.errors import ConfigError
+from pipeline_steps.common.traced_once import traced_once
 
 SEQUENCE_NAMES = ("clusters", "tracks", "muon_segments")
 CLASS_NAMES = ("signal", "qcd", "bib")  # index = label: 0 signal, 1 QCD, 2 BIB
@@ -143,14 +144,30 @@ def llp_parameters(sample: Mapping[str, np.ndarray], rows=slice(None)) -> np.nda
     return np.nan_to_num(masses / LLP_SCALE_GEV, nan=0.0).astype(np.float32)
 
 
-def predict(classifier, sample: Mapping[str, np.ndarray], use_llp_parameters: bool, batch_size: int) -> np.ndarray:
-    """Class probabilities [n, 3] for a whole split, in batches (fits any GPU)."""
+def predict(classifier, sample: Mapping[str, np.ndarray], use_llp_parameters: bool, batch_size: int,
+            classify=None) -> np.ndarray:
+    """Class probabilities [n, 3] for a whole split, in batches (fits any GPU).
+
+    ``classify`` computes a batch's probabilities: :func:`inference` of ``classifier`` unless the caller
+    keeps one to predict again (a trace costs about what one eager call of the toy's splits does).
+    """
+    classify = classify or inference(classifier)
     n_jets = len(sample["jets"])
     outputs = [
-        np.asarray(classifier(model_inputs(sample, use_llp_parameters, slice(start, start + batch_size)), training=False))
+        np.asarray(classify(model_inputs(sample, use_llp_parameters, slice(start, start + batch_size))))
         for start in range(0, n_jets, batch_size)
     ]
     return np.concatenate(outputs) if outputs else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+
+def inference(classifier):
+    """``classifier(inputs, training=False)`` as one graph for batches of any size.
+
+    Why: called eagerly, Keras runs the three LSTMs op by op, 1.7 ms per jet on the default toy's 374
+    validation jets against 0.11 ms traced (2 cores), with the same probabilities to the bit; the trace
+    itself takes about 0.5 s. The batch's padding length is fixed by the first call.
+    """
+    return traced_once(lambda inputs: classifier(inputs, training=False))
 
 
 def _sequence_branch(sequence, name: str, hyper: CalRatioHyperparameters, pad_value: float):

@@ -34,6 +34,7 @@ from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
 from pipeline_steps.common.reproducible import normalise_keras_archive
+from pipeline_steps.common.traced_once import traced_once
 from pipeline_steps.model_kinds import MODEL_KINDS
 from pipeline_steps.models import calratio_rnn as net
 from pipeline_steps.train.checkpoint import KerasEpochCheckpoints, fingerprint_of
@@ -85,15 +86,16 @@ class AdversarialTrainer:
     def __init__(self, classifier, adversary, hyper: net.CalRatioHyperparameters, learning_rate: float,
                  adversary_learning_rate: float):
         import keras
-        import tensorflow as tf
 
         self.classifier, self.adversary, self.hyper = classifier, adversary, hyper
         self.main_optimizer = keras.optimizers.Adam(learning_rate)
         self.adversary_optimizer = keras.optimizers.Adam(adversary_learning_rate)
         self.main_optimizer.build(classifier.trainable_variables)
         self.adversary_optimizer.build(adversary.trainable_variables)
-        self.adversary_step = tf.function(self._adversary_step, reduce_retracing=True)
-        self.main_step = tf.function(self._main_step, reduce_retracing=True)
+        # one graph each for mini-batches of any size (array_split's two sizes had traced them five times)
+        self.adversary_step = traced_once(self._adversary_step)
+        self.main_step = traced_once(self._main_step)
+        self.classify = net.inference(classifier)  # the per-epoch evaluation's, traced once for all epochs
 
     def _adversary_step(self, cr_inputs, is_data, cr_weights):
         """Adversary update on CR jets; returns (weighted BCE, weighted accuracy, sum of |weights|)."""
@@ -201,8 +203,8 @@ def evaluate(trainer: AdversarialTrainer, samples: Mapping[str, Mapping], cfg: C
     (max - min) of the signal probability: 0 when the classifier has collapsed to one answer."""
     use_llp = trainer.hyper.use_llp_parameters
     main, cr = samples["validation"], samples["cr_validation"]
-    main_probabilities = net.predict(trainer.classifier, main, use_llp, cfg.batch_size)
-    cr_probabilities = net.predict(trainer.classifier, cr, use_llp, cfg.batch_size)
+    main_probabilities = net.predict(trainer.classifier, main, use_llp, cfg.batch_size, trainer.classify)
+    cr_probabilities = net.predict(trainer.classifier, cr, use_llp, cfg.batch_size, trainer.classify)
     data_probability = np.asarray(trainer.adversary(cr_probabilities, training=False))
     main_loss, main_acc = classifier_loss(main_probabilities, main["label"], main["mc_weight"])
     adv_loss, adv_acc = adversary_loss(data_probability, cr["is_data"], cr["weight"])

@@ -212,8 +212,9 @@ def run(chosen_model, preprocess_dir, history, selection, outputs: Mapping[str, 
         identity = identity or {}
         main = load_split(preprocess_dir, "test", region="main", identity=identity.get("identity"))
         cr = load_split(preprocess_dir, "test", region="cr", identity=identity.get("control_identity"))
-        main_probabilities = net.predict(classifier, main, hyper.use_llp_parameters, settings.batch_size)
-        cr_probabilities = net.predict(classifier, cr, hyper.use_llp_parameters, settings.batch_size)
+        classify = net.inference(classifier)  # one trace for both regions
+        main_probabilities = net.predict(classifier, main, hyper.use_llp_parameters, settings.batch_size, classify)
+        cr_probabilities = net.predict(classifier, cr, hyper.use_llp_parameters, settings.batch_size, classify)
         choice = json.loads(Path(selection).read_text())
         metrics = {"chosen_epoch": choice["epoch"], **compute_metrics(main_probabilities, main, cr_probabilities, cr, settings)}
         figures = draw_all(main_probabilities, main, cr_probabilities, cr, pd.read_csv(history), choice,
