@@ -1,5 +1,6 @@
 """CalRatio adversarial training: which weights each step moves, metrics, checkpoints, resume."""
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
@@ -61,6 +62,23 @@ def test_training_writes_whole_epoch_metrics_and_a_checkpoint_per_epoch(tmp_path
     np.testing.assert_allclose(history["loss"], history["main_loss"] - HYPER.adversary_lambda * history["adv_loss"], rtol=1e-6)
     assert ((history[["ks_sig", "ks_qcd", "ks_bib"]] >= 0) & (history[["ks_sig", "ks_qcd", "ks_bib"]] <= 1)).all().all()
     assert training.epoch_weights_path(tmp_path, 1).exists() and training.epoch_weights_path(tmp_path, 2).exists()
+
+
+def test_the_parameterised_classifier_trains_on_unequal_mini_batches_and_predicts_as_eager(tmp_path):
+    """The steps and the evaluation run as graphs traced once (``common/traced_once.py``): mini-batches of 21/20
+    and 14/13 jets and the extra LLP input must go through them, and the traced inference must give the eager
+    call's probabilities. Tolerance: a probability's float32 rounding error grows at most about linearly with
+    the ~10^3 sequential operations from input to output (70 LSTM steps of a few each, the convolutions, the
+    dense layers), u = 6e-8 each: <= 6e-5; 1e-4."""
+    hyper = dataclasses.replace(HYPER, use_llp_parameters=True)
+    samples = _samples(n_main=61, n_cr=41)
+    cfg = training.CalRatioTrainingConfig(epochs=1, num_splits=3, batch_size=16, seed=7)
+    classifier, history = training.train(samples, hyper, cfg, tmp_path)
+    assert np.isfinite(history[["loss", "val_loss", "val_main_loss"]].to_numpy()).all()
+    validation = samples["validation"]
+    eager = [np.asarray(classifier(net.model_inputs(validation, True, slice(start, start + 16)), training=False))
+             for start in range(0, len(validation["jets"]), 16)]
+    np.testing.assert_allclose(net.predict(classifier, validation, True, 16), np.concatenate(eager), rtol=0, atol=1e-4)
 
 
 @pytest.mark.slow
