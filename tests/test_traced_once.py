@@ -37,7 +37,8 @@ def test_batches_of_two_sizes_run_one_graph_with_the_eager_numbers():
     for rows in (724, 723, 724, 5):  # np.array_split's two sizes, then a remainder
         inputs = {"x": rng.normal(size=(rows, 4)).astype(np.float32)}
         scale = rng.random(rows).astype(np.float32)
-        np.testing.assert_array_less(np.abs(traced(inputs, scale) - step(inputs, scale)), _rounding_bound(inputs["x"], weights, scale))
+        difference = np.abs(traced(inputs, scale) - step(inputs, scale))
+        np.testing.assert_array_less(difference, _rounding_bound(inputs["x"], weights, scale))
     assert traces[0] == (None, 4) and len(traces) == 1 + 4  # one trace, then the four eager reference calls
 
 

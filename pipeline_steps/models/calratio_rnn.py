@@ -164,7 +164,7 @@ def inference(classifier):
     """``classifier(inputs, training=False)`` as one graph for batches of any size.
 
     Why: called eagerly, Keras runs the three LSTMs op by op, 1.7 ms per jet on the default toy's 374
-    validation jets against 0.11 ms traced (2 cores), with the same probabilities to the bit; the trace
+    validation jets against 0.11 ms traced (one TensorFlow thread), the same probabilities to the bit; the trace
     itself takes about 0.5 s. The batch's padding length is fixed by the first call.
     """
     return traced_once(lambda inputs: classifier(inputs, training=False))
