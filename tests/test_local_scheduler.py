@@ -14,21 +14,24 @@ import pytest
 from pipeline_steps.local_scheduler import SNAKEMAKE_DEFAULT_RATE, unthrottle_local_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_JOBS, DEFAULT_SECONDS = SNAKEMAKE_DEFAULT_RATE
 
 
-def _workflow(max_jobs=100, timespan=1, local=True):
+def _workflow(max_jobs, timespan, local=True):
     limiter = SimpleNamespace(max_jobs=max_jobs, timespan=timespan)
     return SimpleNamespace(scheduler=SimpleNamespace(job_rate_limiter=limiter), local_exec=local)
 
 
 def test_the_default_limit_of_a_local_run_goes_and_says_so():
-    workflow, stream = _workflow(*SNAKEMAKE_DEFAULT_RATE), io.StringIO()
+    workflow, stream = _workflow(DEFAULT_JOBS, DEFAULT_SECONDS), io.StringIO()
     assert unthrottle_local_scheduler(workflow, stream) is True
     assert workflow.scheduler.job_rate_limiter is None
     assert "job rate limit" in stream.getvalue()
 
 
-@pytest.mark.parametrize("max_jobs, timespan, local", [(100, 1, False), (10, 1, True), (100, 60, True)])
+@pytest.mark.parametrize("max_jobs, timespan, local", [(DEFAULT_JOBS, DEFAULT_SECONDS, False),
+                                                       (DEFAULT_JOBS // 10, DEFAULT_SECONDS, True),
+                                                       (DEFAULT_JOBS, 60 * DEFAULT_SECONDS, True)])
 def test_cluster_runs_and_chosen_limits_keep_their_limiter(max_jobs, timespan, local):
     workflow, stream = _workflow(max_jobs, timespan, local), io.StringIO()
     limiter = workflow.scheduler.job_rate_limiter

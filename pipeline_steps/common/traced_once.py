@@ -30,13 +30,13 @@ def traced_once(function: Callable) -> Callable:
         if traced is None:
             import tensorflow as tf
 
-            traced = tf.function(function, input_signature=tf.nest.map_structure(any_batch_spec, list(args)))
+            traced = tf.function(function, input_signature=tf.nest.map_structure(_any_batch_spec, list(args)))
         return traced(*args)
 
     return call
 
 
-def any_batch_spec(value):
+def _any_batch_spec(value):
     """The ``tf.TensorSpec`` of ``value`` (an array or tensor) with its first axis of any length."""
     import tensorflow as tf
 
