@@ -94,6 +94,25 @@ def test_run_writes_selection_and_chosen_model_with_that_epochs_weights(tmp_path
         np.testing.assert_array_equal(a, b)
 
 
+def test_weights_of_another_architecture_are_refused_naming_the_checkpoint(tmp_path):
+    """The archive is assembled without Keras: a checkpoint of other layer sizes must not slip into it."""
+    import keras
+
+    from pipeline_steps.models import calratio_rnn as net
+
+    features = {"clusters": 2, "tracks": 2, "muon_segments": 2}
+    keras.utils.set_random_seed(0)
+    net.build_classifier(3, features, net.CalRatioHyperparameters(conv_filters=(2,), lstm_units=2, dense_units=(3,))
+                         ).save(tmp_path / "final.keras")
+    other = net.build_classifier(3, features, net.CalRatioHyperparameters(conv_filters=(2,), lstm_units=3,
+                                                                           dense_units=(3,)))
+    other.save_weights(tmp_path / "epoch_004.weights.h5")
+    with pytest.raises(InputError, match=r"epoch_004.weights.h5: its variables are not those of .*final.keras"):
+        selection.save_chosen_model(tmp_path / "final.keras", tmp_path / "epoch_004.weights.h5",
+                                    tmp_path / "chosen.keras")
+    assert not (tmp_path / "chosen.keras").exists()
+
+
 def test_missing_checkpoint_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="epoch_004"):
         selection.save_chosen_model(tmp_path / "final.keras", tmp_path / "epoch_004.weights.h5", tmp_path / "chosen.keras")

@@ -111,19 +111,68 @@ def run(history, final_model, selection, chosen_model, model: Mapping, checkpoin
 
 
 def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None:
-    """The final model's architecture with the chosen epoch's weights, as a safe-mode .keras file."""
-    import keras
+    """The final model's ``.keras`` archive with its weights swapped for the chosen epoch's.
 
-    if not Path(weights_path).exists():
+    Why not load the model and save it with Keras: a ``.keras`` archive is a zip of ``config.json``,
+    ``metadata.json`` and ``model.weights.h5``, and ``save_weights`` writes the epoch's weights in the
+    layout of that entry (Keras's ``H5IOStore``, the same variable paths and attributes). Loading and
+    saving cost TensorFlow's import and a rebuild of the three LSTMs: the job, forced alone, took 8.6-9.3 s
+    of Snakemake's elapsed time, 2.7-3.0 s with the swap (AVX2 EPYC, 2026-12-07), and Keras loads the same
+    weights to the bit from either archive (tests/test_calratio_selection.py).
+    The swap is refused unless the epoch's file holds the final model's variables (path, shape, dtype),
+    so weights of another architecture cannot go into the archive to fail in a later job.
+    """
+    import zipfile
+
+    final_model_path, weights_path = Path(final_model_path), Path(weights_path)
+    if not weights_path.exists():
         raise InputError(f"{weights_path}: checkpoint of the chosen epoch is missing: the epoch selection reads "
                          f"every epoch's weights from the checkpoint folder, which was removed or emptied after "
                          f"training. Train again (byte-identical): snakemake --profile profiles/local "
                          f"--forcerun train_calratio_rnn <target>")
-    model = keras.saving.load_model(final_model_path, safe_mode=True)
-    model.load_weights(weights_path)
+    with zipfile.ZipFile(final_model_path) as archive:
+        entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    final_weights = next((data for info, data in entries if info.filename == KERAS_WEIGHTS_ENTRY), None)
+    if final_weights is None:
+        raise InputError(f"{final_model_path}: no {KERAS_WEIGHTS_ENTRY} in this .keras archive; expected the "
+                         f"classifier that train_calratio_rnn saves (Keras 3 format)")
+    chosen_weights = weights_path.read_bytes()
+    _require_same_variables(final_model_path, final_weights, weights_path, chosen_weights)
     with atomic_path(chosen_model_path, suffix=".keras") as tmp:
-        model.save(tmp)
+        with zipfile.ZipFile(tmp, "w") as target:
+            for info, data in entries:
+                target.writestr(info, chosen_weights if info.filename == KERAS_WEIGHTS_ENTRY else data)
         normalise_keras_archive(tmp)
+
+
+#: The entry of a Keras 3 ``.keras`` archive that holds the variables.
+KERAS_WEIGHTS_ENTRY = "model.weights.h5"
+
+
+def _require_same_variables(final_model_path: Path, final_weights: bytes, weights_path: Path, weights: bytes) -> None:
+    """Refuse weights whose variables differ from the final model's, naming the first that does."""
+    final, chosen = _variables(final_weights), _variables(weights)
+    if final == chosen:
+        return
+    differing = sorted(set(final.items()) ^ set(chosen.items()))[0][0]
+    raise InputError(f"{weights_path}: its variables are not those of {final_model_path} (first difference: "
+                     f"{differing!r}: {chosen.get(differing, 'absent')} in the checkpoint, "
+                     f"{final.get(differing, 'absent')} in the model); expected the checkpoints of the training "
+                     f"that saved this model. Train again: snakemake --profile profiles/local "
+                     f"--forcerun train_calratio_rnn <target>")
+
+
+def _variables(h5_bytes: bytes) -> dict[str, tuple]:
+    """Path -> (shape, dtype) of every dataset in an HDF5 file held in memory."""
+    import io
+
+    import h5py
+
+    found = {}
+    with h5py.File(io.BytesIO(h5_bytes), "r") as store:
+        store.visititems(lambda name, node: found.__setitem__(name, (node.shape, str(node.dtype)))
+                         if isinstance(node, h5py.Dataset) else None)
+    return found
 
 
 def _finite(record: Mapping) -> dict:
