@@ -113,6 +113,28 @@ def test_weights_of_another_architecture_are_refused_naming_the_checkpoint(tmp_p
     assert not (tmp_path / "chosen.keras").exists()
 
 
+def test_a_damaged_checkpoint_or_archive_is_an_input_error_naming_it(tmp_path):
+    import keras
+
+    from pipeline_steps.models import calratio_rnn as net
+
+    keras.utils.set_random_seed(0)
+    model = net.build_classifier(3, {"clusters": 2, "tracks": 2, "muon_segments": 2},
+                                 net.CalRatioHyperparameters(conv_filters=(2,), lstm_units=2, dense_units=(3,)))
+    model.save(tmp_path / "final.keras")
+    model.save_weights(tmp_path / "epoch_002.weights.h5")
+    whole = (tmp_path / "epoch_002.weights.h5").read_bytes()
+    (tmp_path / "epoch_002.weights.h5").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    arguments = (tmp_path / "final.keras", tmp_path / "epoch_002.weights.h5", tmp_path / "chosen.keras")
+    with pytest.raises(InputError, match=r"epoch_002.weights.h5: cannot be read as Keras weights"):
+        selection.save_chosen_model(*arguments)
+    (tmp_path / "epoch_002.weights.h5").write_bytes(whole)
+    (tmp_path / "final.keras").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match=r"final.keras: cannot be read as a .keras archive"):
+        selection.save_chosen_model(*arguments)
+    assert not (tmp_path / "chosen.keras").exists()
+
+
 def test_missing_checkpoint_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="epoch_004"):
         selection.save_chosen_model(tmp_path / "final.keras", tmp_path / "epoch_004.weights.h5", tmp_path / "chosen.keras")

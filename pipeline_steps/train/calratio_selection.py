@@ -130,8 +130,13 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
                          f"every epoch's weights from the checkpoint folder, which was removed or emptied after "
                          f"training. Train again (byte-identical): snakemake --profile profiles/local "
                          f"--forcerun train_calratio_rnn <target>")
-    with zipfile.ZipFile(final_model_path) as archive:
-        entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    try:
+        with zipfile.ZipFile(final_model_path) as archive:
+            entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    except (zipfile.BadZipFile, OSError) as error:
+        raise InputError(f"{final_model_path}: cannot be read as a .keras archive ({error}); expected the "
+                         f"classifier that train_calratio_rnn saves. Train again: snakemake --profile "
+                         f"profiles/local --forcerun train_calratio_rnn <target>") from error
     final_weights = next((data for info, data in entries if info.filename == KERAS_WEIGHTS_ENTRY), None)
     if final_weights is None:
         raise InputError(f"{final_model_path}: no {KERAS_WEIGHTS_ENTRY} in this .keras archive; expected the "
@@ -151,7 +156,8 @@ KERAS_WEIGHTS_ENTRY = "model.weights.h5"
 
 def _require_same_variables(final_model_path: Path, final_weights: bytes, weights_path: Path, weights: bytes) -> None:
     """Refuse weights whose variables differ from the final model's, naming the first that does."""
-    final, chosen = _variables(final_weights), _variables(weights)
+    final = _variables(final_weights, f"{final_model_path}:{KERAS_WEIGHTS_ENTRY}")
+    chosen = _variables(weights, weights_path)
     if final == chosen:
         return
     differing = sorted(set(final.items()) ^ set(chosen.items()))[0][0]
@@ -162,16 +168,21 @@ def _require_same_variables(final_model_path: Path, final_weights: bytes, weight
                      f"--forcerun train_calratio_rnn <target>")
 
 
-def _variables(h5_bytes: bytes) -> dict[str, tuple]:
-    """Path -> (shape, dtype) of every dataset in an HDF5 file held in memory."""
+def _variables(h5_bytes: bytes, source) -> dict[str, tuple]:
+    """Path -> (shape, dtype) of every dataset in an HDF5 file held in memory; ``source`` names it in errors."""
     import io
 
     import h5py
 
     found = {}
-    with h5py.File(io.BytesIO(h5_bytes), "r") as store:
-        store.visititems(lambda name, node: found.__setitem__(name, (node.shape, str(node.dtype)))
-                         if isinstance(node, h5py.Dataset) else None)
+    try:
+        with h5py.File(io.BytesIO(h5_bytes), "r") as store:
+            store.visititems(lambda name, node: found.__setitem__(name, (node.shape, str(node.dtype)))
+                             if isinstance(node, h5py.Dataset) else None)
+    except OSError as error:
+        raise InputError(f"{source}: cannot be read as Keras weights (HDF5: {error}); the file is damaged or "
+                         f"not written by Keras's save_weights. Train again: snakemake --profile profiles/local "
+                         f"--forcerun train_calratio_rnn <target>") from error
     return found
 
 
