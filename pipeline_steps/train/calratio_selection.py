@@ -31,6 +31,10 @@ from pipeline_steps.validate.ks import MIN_WORTH as KS_MIN_WORTH
 
 LOGGER = logging.getLogger("pipeline_steps.train.calratio_selection")
 KS_COLUMN = "ks_bib"
+#: The entry of a Keras 3 ``.keras`` archive that holds the variables.
+KERAS_WEIGHTS_ENTRY = "model.weights.h5"
+#: What to run when the training's outputs are missing or damaged.
+RETRAIN = "snakemake --profile profiles/local --forcerun train_calratio_rnn <target>"
 
 
 #: Name parts of the adversary's own metrics (``val_adv_loss``, ``adv_acc``, ``disc_loss``...): the classifier is
@@ -128,15 +132,13 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
     if not weights_path.exists():
         raise InputError(f"{weights_path}: checkpoint of the chosen epoch is missing: the epoch selection reads "
                          f"every epoch's weights from the checkpoint folder, which was removed or emptied after "
-                         f"training. Train again (byte-identical): snakemake --profile profiles/local "
-                         f"--forcerun train_calratio_rnn <target>")
+                         f"training. Train again (byte-identical): {RETRAIN}")
     try:
         with zipfile.ZipFile(final_model_path) as archive:
             entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
     except (zipfile.BadZipFile, OSError) as error:
         raise InputError(f"{final_model_path}: cannot be read as a .keras archive ({error}); expected the "
-                         f"classifier that train_calratio_rnn saves. Train again: snakemake --profile "
-                         f"profiles/local --forcerun train_calratio_rnn <target>") from error
+                         f"classifier that train_calratio_rnn saves. Train again: {RETRAIN}") from error
     final_weights = next((data for info, data in entries if info.filename == KERAS_WEIGHTS_ENTRY), None)
     if final_weights is None:
         raise InputError(f"{final_model_path}: no {KERAS_WEIGHTS_ENTRY} in this .keras archive; expected the "
@@ -150,10 +152,6 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
         normalise_keras_archive(tmp)
 
 
-#: The entry of a Keras 3 ``.keras`` archive that holds the variables.
-KERAS_WEIGHTS_ENTRY = "model.weights.h5"
-
-
 def _require_same_variables(final_model_path: Path, final_weights: bytes, weights_path: Path, weights: bytes) -> None:
     """Refuse weights whose variables differ from the final model's, naming the first that does."""
     final = _variables(final_weights, f"{final_model_path}:{KERAS_WEIGHTS_ENTRY}")
@@ -164,11 +162,10 @@ def _require_same_variables(final_model_path: Path, final_weights: bytes, weight
     raise InputError(f"{weights_path}: its variables are not those of {final_model_path} (first difference: "
                      f"{differing!r}: {chosen.get(differing, 'absent')} in the checkpoint, "
                      f"{final.get(differing, 'absent')} in the model); expected the checkpoints of the training "
-                     f"that saved this model. Train again: snakemake --profile profiles/local "
-                     f"--forcerun train_calratio_rnn <target>")
+                     f"that saved this model. Train again: {RETRAIN}")
 
 
-def _variables(h5_bytes: bytes, source) -> dict[str, tuple]:
+def _variables(h5_bytes: bytes, source: str | Path) -> dict[str, tuple]:
     """Path -> (shape, dtype) of every dataset in an HDF5 file held in memory; ``source`` names it in errors."""
     import io
 
@@ -181,8 +178,7 @@ def _variables(h5_bytes: bytes, source) -> dict[str, tuple]:
                              if isinstance(node, h5py.Dataset) else None)
     except OSError as error:
         raise InputError(f"{source}: cannot be read as Keras weights (HDF5: {error}); the file is damaged or "
-                         f"not written by Keras's save_weights. Train again: snakemake --profile profiles/local "
-                         f"--forcerun train_calratio_rnn <target>") from error
+                         f"not written by Keras's save_weights. Train again: {RETRAIN}") from error
     return found
 
 
