@@ -29,7 +29,6 @@ import json
 import os
 import uuid
 import zipfile
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 #: The hash seed every job runs with (``run_with_fixed_hash_seed``).
@@ -74,9 +73,18 @@ def normalise_keras_archive(path: str | os.PathLike) -> None:
     Called on the temporary file of an atomic write, before the rename. Entry order and
     compression are kept, so Keras loads the result exactly as before.
     """
-    path = Path(path)
+    write_keras_archive(path, keras_archive_entries(path))
+
+
+def keras_archive_entries(path: str | os.PathLike) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    """Every entry of a ``.keras`` zip, in order, with its bytes."""
     with zipfile.ZipFile(path) as source:
-        entries = [(info, source.read(info.filename)) for info in source.infolist()]
+        return [(info, source.read(info.filename)) for info in source.infolist()]
+
+
+def write_keras_archive(path: str | os.PathLike, entries: list[tuple[zipfile.ZipInfo, bytes]]) -> None:
+    """Write ``entries`` as a ``.keras`` zip as :func:`normalise_keras_archive` leaves one (fixed times,
+    fixed ``date_saved``, renumbered shared objects), keeping their order and compression."""
     fixed_time = FIXED_DATETIME.timetuple()[:6]
     with zipfile.ZipFile(path, "w") as target:
         for info, data in entries:

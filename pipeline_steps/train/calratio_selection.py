@@ -24,7 +24,7 @@ import pandas as pd
 from pipeline_steps.common.atomic import atomic_path, write_text_atomic
 from pipeline_steps.common.errors import ConfigError, InputError
 from pipeline_steps.common.logs import step_logging
-from pipeline_steps.common.reproducible import normalise_keras_archive
+from pipeline_steps.common.reproducible import keras_archive_entries, write_keras_archive
 from pipeline_steps.train.calratio_rnn import epoch_weights_path
 from pipeline_steps.train.collapsed_epochs import CONSTANT_SPREAD, SPREAD_COLUMN, informative
 from pipeline_steps.validate.ks import MIN_WORTH as KS_MIN_WORTH
@@ -134,8 +134,7 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
                          f"every epoch's weights from the checkpoint folder, which was removed or emptied after "
                          f"training. Train again (byte-identical): {RETRAIN}")
     try:
-        with zipfile.ZipFile(final_model_path) as archive:
-            entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+        entries = keras_archive_entries(final_model_path)
     except (zipfile.BadZipFile, OSError) as error:
         raise InputError(f"{final_model_path}: cannot be read as a .keras archive ({error}); expected the "
                          f"classifier that train_calratio_rnn saves. Train again: {RETRAIN}") from error
@@ -146,10 +145,8 @@ def save_chosen_model(final_model_path, weights_path, chosen_model_path) -> None
     chosen_weights = weights_path.read_bytes()
     _require_same_variables(final_model_path, final_weights, weights_path, chosen_weights)
     with atomic_path(chosen_model_path, suffix=".keras") as tmp:
-        with zipfile.ZipFile(tmp, "w") as target:
-            for info, data in entries:
-                target.writestr(info, chosen_weights if info.filename == KERAS_WEIGHTS_ENTRY else data)
-        normalise_keras_archive(tmp)
+        write_keras_archive(tmp, [(info, chosen_weights if info.filename == KERAS_WEIGHTS_ENTRY else data)
+                                  for info, data in entries])
 
 
 def _require_same_variables(final_model_path: Path, final_weights: bytes, weights_path: Path, weights: bytes) -> None:
@@ -172,10 +169,14 @@ def _variables(h5_bytes: bytes, source: str | Path) -> dict[str, tuple]:
     import h5py
 
     found = {}
+
+    def record(name, node):
+        if isinstance(node, h5py.Dataset):
+            found[name] = (node.shape, str(node.dtype))
+
     try:
         with h5py.File(io.BytesIO(h5_bytes), "r") as store:
-            store.visititems(lambda name, node: found.__setitem__(name, (node.shape, str(node.dtype)))
-                             if isinstance(node, h5py.Dataset) else None)
+            store.visititems(record)
     except OSError as error:
         raise InputError(f"{source}: cannot be read as Keras weights (HDF5: {error}); the file is damaged or "
                          f"not written by Keras's save_weights. Train again: {RETRAIN}") from error
