@@ -36,21 +36,44 @@ def test_same_seed_gives_identical_bytes(tmp_path, layout, dataset, tree):
     assert _sha(first) != _sha(other_seed)
 
 
-def test_lhcb_toy_bytes_do_not_follow_the_cpus_blas_kernel(tmp_path):
-    """The same file whichever kernel OpenBLAS picks for the CPU: its own (Haswell, SkylakeX, Zen: FMA) or
-    Nehalem's (no FMA), as on an older CPU. The covariances' A A^T had been a matmul, and the bytes differed."""
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    if "openblas" not in blas:
-        pytest.skip(f"numpy's BLAS here is {blas}, not OpenBLAS, whose kernel choice this test varies")
+def _numpy_blas() -> str:
+    return np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+
+
+def _numpy_runs_avx512() -> bool:
+    return bool(np._core._multiarray_umath.__cpu_features__.get("X86_V4"))
+
+
+# Each a way the CPU had moved the LHCb toy's bytes, the setting that makes this machine compute as another CPU,
+# and when this machine cannot show it.
+CPU_DEPENDENCES = {
+    # the covariances' A A^T had been a matmul: OpenBLAS picks its kernel (FMA or not, its summation order) by CPU
+    "blas_kernel": ({"OPENBLAS_CORETYPE": "Nehalem"},
+                    lambda: "openblas" not in _numpy_blas() and f"numpy's BLAS here is {_numpy_blas()}, not OpenBLAS"),
+    # exp, tan, arctan and 10**x had been numpy's, which has its own AVX-512 code for them (toy/libm.py)
+    "numpy_simd": ({"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
+                   lambda: not _numpy_runs_avx512() and "numpy runs no AVX-512 code here (none on this CPU, or "
+                                                         "NPY_DISABLE_CPU_FEATURES): nothing to turn off"),
+}
+
+
+@pytest.mark.parametrize("dependence", sorted(CPU_DEPENDENCES))
+def test_lhcb_toy_bytes_do_not_follow_the_cpu(tmp_path, dependence):
+    """The same file whether this CPU's kernels run or another CPU's (Nehalem's OpenBLAS, numpy without AVX-512).
+    The toy's values are float64, written as they are, so a last-bit difference in one function changed the file."""
+    setting, cannot_show = CPU_DEPENDENCES[dependence]
+    reason = cannot_show()
+    if reason:
+        pytest.skip(reason)
     script = ("import sys; from pipeline_steps.toy.step import ToySettings, generate_file; "
               "generate_file(sys.argv[1], 'lhcb_tracks', 0, ToySettings('lhcb_tracks', 1, 3000, 'Tracks', 42))")
     files = {}
-    for kernel in ("", "Nehalem"):
-        env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_CORETYPE"}
-        env.update({"OPENBLAS_CORETYPE": kernel} if kernel else {})
-        files[kernel] = tmp_path / f"{kernel or 'native'}.root"
-        subprocess.run([sys.executable, "-c", script, str(files[kernel])], env=env, check=True, cwd=REPO)
-    assert _sha(files[""]) == _sha(files["Nehalem"])
+    for name, changes in (("native", {}), ("other", setting)):
+        env = {key: value for key, value in os.environ.items() if key not in setting}
+        env.update(changes)
+        files[name] = tmp_path / f"{name}.root"
+        subprocess.run([sys.executable, "-c", script, str(files[name])], env=env, check=True, cwd=REPO)
+    assert _sha(files["native"]) == _sha(files["other"])
 
 
 def test_seed_streams_differ_by_dataset_and_index():

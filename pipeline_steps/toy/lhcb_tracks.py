@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_steps.toy import libm
+
 COUNTERS: dict[str, str] = {}
 
 #: LHCb track types: 3 Long (VELO+UT+SciFi), 4 Upstream (VELO+UT), 5 Downstream (UT+SciFi).
@@ -115,11 +117,12 @@ def _track_kinematics(rng: np.random.Generator, n: int, pv: np.ndarray) -> dict[
     """Generator-level state at the first measurement, track type and hit counts."""
     track_type = rng.choice(TRACK_TYPES, size=n, p=TRACK_TYPE_P)
     log10_p = np.select([track_type == 3, track_type == 4], [rng.normal(4.0, 0.35, n), rng.normal(3.3, 0.2, n)], rng.normal(3.8, 0.3, n))
-    p = np.maximum(10.0**log10_p, np.select([track_type == 3, track_type == 4], [2000.0, 800.0], 1500.0))
+    p = np.maximum(libm.power(10.0, log10_p), np.select([track_type == 3, track_type == 4], [2000.0, 800.0], 1500.0))
     eta = np.clip(rng.normal(3.2, 0.7, n), 1.9, 5.1)
     phi = rng.uniform(-np.pi, np.pi, n)
-    tan_theta = np.tan(2.0 * np.arctan(np.exp(-eta)))
-    tx, ty = tan_theta * np.cos(phi), tan_theta * np.sin(phi)
+    # glibc's functions, not numpy's: on an AVX-512 CPU numpy's own differ in the last bit (toy/libm.py)
+    tan_theta = libm.tan(2.0 * libm.arctan(libm.exp(-eta)))
+    tx, ty = tan_theta * libm.cos(phi), tan_theta * libm.sin(phi)
     downstream = track_type == 5
     z = np.where(downstream, 2330.0 + rng.uniform(0.0, 350.0, n), pv[:, 2] + 15.0 + rng.exponential(60.0, n))
     decay_offset = np.where(downstream, 1.0, 0.0)[:, None] * rng.normal(0.0, 20.0, (n, 2))
