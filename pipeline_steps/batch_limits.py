@@ -23,8 +23,9 @@ Where SLURM enforces accounting limits (``AccountingStorageEnforce`` with ``limi
 ``QOSMaxCpuPerJobLimit``, ``QOSMaxMemoryPerJob``: each seen on the test cluster with slurmdbd, a QOS of 60 min, one
 core and 1000 MB). So the requests are also held to the job's association (the user's on this cluster, under
 ``FASTSIM_SLURM_ACCOUNT`` or the default account, for the partition or for any): its own ``MaxWall`` and TRES caps
-(per job, per node, and the group's and a user's totals, which one job above them never fits under either), and
-those of its default QOS and of the partition's QOS (``sacctmgr``; the tighter of the two where
+(per job, per node, and the group's and a user's totals, which one job above them never fits under either), the
+group totals of its account and of every account above it (``AssocGrpCpuLimit``), and those of its default QOS and
+of the partition's QOS, an account's total among them (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
 then, never too little). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with, read instead of the default;
 one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
@@ -145,7 +146,8 @@ def _one_partition(name: str, environ: Mapping[str, str], query) -> tuple[JobLim
 #: user's or a group's running jobs, which a job above them alone never fits either (pending for good with
 #: ``QOSGrpMemLimit``, seen on the test cluster with ``GrpTRES=mem=1000``).
 ASSOCIATION_CAPS = ("MaxTRES", "MaxTRESPerNode", "GrpTRES")
-QOS_CAPS = ("MaxTRES", "MaxTRESPerNode", "MaxTRESPerUser", "GrpTRES")
+#: A QOS's cap of one account's running jobs holds the same way (``MaxCpuPerAccount``, seen on the test cluster).
+QOS_CAPS = ("MaxTRES", "MaxTRESPerNode", "MaxTRESPerUser", "MaxTRESPerAccount", "GrpTRES")
 
 
 def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str], query) -> tuple[JobLimits, list[str]]:
@@ -157,13 +159,16 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
     if config.get("AccountingStorageType", "accounting_storage/none").endswith("/none") or \
             "limits" not in config.get("AccountingStorageEnforce", ""):
         return JobLimits(), []
-    association = _association(config.get("ClusterName", ""), partition["PartitionName"], environ, query)
+    cluster = config.get("ClusterName", "")
+    account, association = _association(cluster, partition["PartitionName"], environ, query)
     default_qos, *caps = association or [""] * (2 + len(ASSOCIATION_CAPS))
     names = [name for name in (environ.get("FASTSIM_SLURM_QOS") or default_qos, partition.get("QoS", "N/A"))
              if name not in ("", "N/A")]
     qos_rows = _sacctmgr(query, "qos", f"name={','.join(names)}", ",".join(("Name", "MaxWall", *QOS_CAPS))) \
         if names else []
-    return _tightest(*(_caps(*row) for row in [caps, *(row[1:] for row in qos_rows)])), names
+    group_caps = _account_group_caps(cluster, account, query) if association else []
+    return _tightest(*(_caps(*row) for row in [caps, *(row[1:] for row in qos_rows)]),
+                     *map(_tres_limits, group_caps)), names
 
 
 def _caps(max_wall: str, *tres_caps: str) -> JobLimits:
@@ -172,20 +177,37 @@ def _caps(max_wall: str, *tres_caps: str) -> JobLimits:
     return _tightest(wall, *map(_tres_limits, tres_caps))
 
 
-def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> list[str] | None:
-    """``[DefaultQOS, MaxWall, *ASSOCIATION_CAPS]`` of the association a job of this user would run under: on this
-    ``cluster`` (one slurmdbd may keep several), its account's (``FASTSIM_SLURM_ACCOUNT``, else the user's default
-    account), for ``partition`` where one is, else for any."""
+def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> tuple[str, list[str] | None]:
+    """The account a job of this user would run under (``FASTSIM_SLURM_ACCOUNT``, else the user's default account)
+    and ``[DefaultQOS, MaxWall, *ASSOCIATION_CAPS]`` of its association: on this ``cluster`` (one slurmdbd may keep
+    several), for ``partition`` where one is, else for any. An account's ``Max*`` limits are copied into its users'
+    associations by slurmdbd (seen on the test cluster), so this row holds them; its ``Grp*`` totals are not."""
     user = environ.get("USER") or _login_name()
     account = environ.get("FASTSIM_SLURM_ACCOUNT") or \
         next((row[0] for row in _sacctmgr(query, "user", f"name={user}", "DefaultAccount")), "")
     if not user or not account:
-        return None
+        return account, None
     columns = ",".join(("Cluster", "Partition", "DefaultQOS", "MaxWall", *ASSOCIATION_CAPS))
     rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", columns)
     here = [row[1:] for row in rows if row[0] == cluster or not cluster]
     chosen = [row for row in here if row[0] == partition] or [row for row in here if not row[0]]
-    return chosen[0][1:] if chosen else None
+    return account, chosen[0][1:] if chosen else None
+
+
+def _account_group_caps(cluster: str, account: str, query) -> list[str]:
+    """The ``GrpTRES`` of ``account`` and of each account above it up to ``root``: the total of all their users'
+    running jobs, which a job above it alone never fits under (pending for good with ``AssocGrpCpuLimit``, seen on
+    the test cluster with ``GrpTRES=cpu=1`` on the parent account). One ``sacctmgr`` call lists every account's
+    association (``user=`` empty: the accounts' rows, not the users'), walked up by ``ParentName``."""
+    rows = _sacctmgr(query, "assoc", "user=", "Cluster,Account,User,ParentName,GrpTRES")
+    accounts = {name: (parent, caps) for row_cluster, name, user, parent, caps in rows
+                if not user and (row_cluster == cluster or not cluster)}
+    caps, seen = [], set()
+    while account in accounts and account not in seen:
+        seen.add(account)
+        account, own = accounts[account]
+        caps.append(own)
+    return caps
 
 
 def _login_name() -> str:

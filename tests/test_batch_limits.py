@@ -138,10 +138,14 @@ SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations di
     ("assoc", "user=ana", "account=cms"): ("old|gpu|long||||\nhpc||normal||||\nhpc|gpu|normal|1-00:00:00|||\n"
                                            "old||long||||\n"),
     ("assoc", "user=ana", "account=atlas"): "hpc||long||||cpu=16\n",  # a group cap no job of more cores fits under
-    # Name|MaxWall|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|GrpTRES
-    ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G|||\n",
-    ("qos", "name=long"): "long|7-00:00:00|||mem=128G|\n",
-    ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G|||\ngpu_qos|2-00:00:00|cpu=16|mem=100000M||\n",
+    # the accounts' own associations (Cluster|Account|User|ParentName|GrpTRES): on hpc, cms sits under physics, whose
+    # group may run 48 cores in all and root's 200 GB; the other cluster's tree is not this one's
+    ("assoc", "user="): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\nhpc|atlas||physics|\n"
+                         "old|root|||\nold|cms||root|cpu=2,mem=1G\n"),
+    # Name|MaxWall|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
+    ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G||||\n",
+    ("qos", "name=long"): "long|7-00:00:00|||mem=128G|cpu=40|\n",
+    ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G||||\ngpu_qos|2-00:00:00|cpu=16|mem=100000M|||\n",
 }
 
 
@@ -160,15 +164,17 @@ def accounting_site(command: list[str], enforce: str = ENFORCED) -> str | None:
 
 def test_a_job_is_held_to_its_associations_and_qos_limits_where_slurm_enforces_them(capsys):
     """A job above its QOS's MaxWall or MaxTRES stays pending for good (QOSMaxWallDurationPerJobLimit, ...): each
-    limit is the tightest of the partition's, the association's and its QOS's (the default QOS and the partition's)."""
+    limit is the tightest of the partition's, the association's, its accounts' group totals and its QOS's (the
+    default QOS and the partition's)."""
     ana = {"USER": "ana"}
-    assert slurm_partition_limits("", environ=ana, query=accounting_site) == JobLimits(720, 256 * 1024, 64)
+    assert slurm_partition_limits("", environ=ana, query=accounting_site) == JobLimits(720, 200 * 1024, 48)
     assert slurm_partition_limits("gpu", environ=ana, query=accounting_site) == JobLimits(720, 100000, 16)
     assert "partition gpu with QOS gpu_qos,normal: a job may ask for at most 720 min" in capsys.readouterr().err
     atlas = {"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "atlas"}
     assert slurm_partition_limits("batch", environ=atlas, query=accounting_site) == JobLimits(1440, 128 * 1024, 16)
-    long = {**ana, "FASTSIM_SLURM_QOS": "long"}  # the QOS the profile submits with, not the default
-    assert slurm_partition_limits("batch", environ=long, query=accounting_site) == JobLimits(1440, 128 * 1024, 128)
+    long = {**ana, "FASTSIM_SLURM_QOS": "long"}  # the QOS the profile submits with, not the default (and its cap of
+    # one account's running jobs: pending for good with MaxCpuPerAccount above it)
+    assert slurm_partition_limits("batch", environ=long, query=accounting_site) == JobLimits(1440, 128 * 1024, 40)
     assert "partition batch with QOS long: a job may ask for at most 1440 min" in capsys.readouterr().err
     overridden = {**ana, "FASTSIM_SLURM_MAX_RUNTIME": "2880"}  # another QOS asked for by hand
     assert slurm_partition_limits("gpu", environ=overridden, query=accounting_site).runtime_min == 2880

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO, SNAKEMAKE, TINY_CONFIG
 from tests.cluster_runs import (assert_each_output_is_its_file_alone, assert_same_outputs, count_jobs, early_targets,
                                 gpu_rule_snakefile, readme_block, run_local, write_condition_files)
-from tests.slurm_cluster import SlurmCluster, start_cluster
+from tests.slurm_cluster import ACCOUNT, SlurmCluster, start_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -196,6 +196,34 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
     assert (f"profiles/slurm: partition {cluster.partition} with QOS partqos,short: a job may ask for at most 30 min, "
             f"500 MB and 1 cores") in planned.stderr, planned.stderr[-3000:]
 
+
+
+def test_requests_are_held_to_the_group_total_of_an_account_above_the_users(accounting_cluster: SlurmCluster,
+                                                                            tmp_path):
+    """A job above the running-jobs total (``GrpTRES``) of an account above the user's stays pending for good
+    (``AssocGrpCpuLimit``: a 2-core job under ``GrpTRES=cpu=1`` of the parent account, seen here by hand with
+    sbatch), and that total is not copied into the user's association as its ``Max*`` limits are. The profile walks
+    the accounts up to root and holds the cores to it; the job runs."""
+    cluster = accounting_cluster
+    if int(_node(cluster)["CPUTot"]) < 2:
+        pytest.skip("a node of one core holds every job to one core already")
+    cluster.sacctmgr("add", "account", "physics")
+    cluster.sacctmgr("modify", "account", ACCOUNT, "set", "parent=physics")
+    cluster.sacctmgr("modify", "account", "physics", "set", "GrpTRES=cpu=1")
+    run = ["--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0"]
+    site = {"FASTSIM_NO_GPU": "1", "FASTSIM_SLURM_QOS": "normal"}
+    try:
+        (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
+            "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}', threads=8))
+        planned = _snakemake(cluster, tmp_path, "-n", *run, snakefile=tmp_path / "Snakefile", env=site)
+        # said before any job is submitted: a job held too little would wait here for good
+        assert re.search(r"profiles/slurm: partition \S+ with QOS \S+: a job may ask for at most .* and 1 cores",
+                         planned.stderr), planned.stderr[-3000:]
+        _snakemake(cluster, tmp_path, *run, snakefile=tmp_path / "Snakefile", env=site)
+    finally:
+        cluster.sacctmgr("modify", "account", "physics", "set", "GrpTRES=cpu=-1")
+    job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
+    assert (job["Account"], job["MinCPUsNode"]) == (ACCOUNT, "1"), job
 
 def _node(cluster: SlurmCluster) -> dict[str, str]:
     """``scontrol show node``'s fields of the cluster's one node (its cores: ``CPUTot``; memory: ``RealMemory``)."""
