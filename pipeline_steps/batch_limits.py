@@ -198,8 +198,10 @@ def _account_group_caps(cluster: str, account: str, query) -> list[str]:
     """The ``GrpTRES`` of ``account`` and of each account above it up to ``root``: the total of all their users'
     running jobs, which a job above it alone never fits under (pending for good with ``AssocGrpCpuLimit``, seen on
     the test cluster with ``GrpTRES=cpu=1`` on the parent account). One ``sacctmgr`` call lists every account's
-    association (``user=`` empty: the accounts' rows, not the users'), walked up by ``ParentName``."""
-    rows = _sacctmgr(query, "assoc", "user=", "Cluster,Account,User,ParentName,GrpTRES")
+    association on this cluster (``user=`` empty: the accounts' rows, not the users'; a site's slurmdbd may keep
+    thousands), walked up by ``ParentName``."""
+    where = ["user=", *([f"cluster={cluster}"] if cluster else [])]
+    rows = _sacctmgr(query, "assoc", *where, "Cluster,Account,User,ParentName,GrpTRES")
     accounts = {name: (parent, caps) for row_cluster, name, user, parent, caps in rows
                 if not user and (row_cluster == cluster or not cluster)}
     caps, seen = [], set()

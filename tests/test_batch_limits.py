@@ -139,8 +139,8 @@ SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations di
                                            "old||long||||\n"),
     ("assoc", "user=ana", "account=atlas"): "hpc||long||||cpu=16\n",  # a group cap no job of more cores fits under
     # the accounts' own associations (Cluster|Account|User|ParentName|GrpTRES): on hpc, cms sits under physics, whose
-    # group may run 48 cores in all and root's 200 GB; the other cluster's tree is not this one's
-    ("assoc", "user="): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\nhpc|atlas||physics|\n"
+    # group may run 48 cores in all and root's 200 GB; the other cluster's rows, were they shown, are not this one's
+    ("assoc", "user=", "cluster=hpc"): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\nhpc|atlas||physics|\n"
                          "old|root|||\nold|cms||root|cpu=2,mem=1G\n"),
     # Name|MaxWall|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
     ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G||||\n",
