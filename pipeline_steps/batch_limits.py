@@ -27,7 +27,9 @@ core and 1000 MB). So the requests are also held to the job's association (the u
 group totals of its account and of every account above it (``AssocGrpCpuLimit``), and those of its default QOS and
 of the partition's QOS, an account's total among them (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
-then, never too little). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with, read instead of the default;
+then, never too little). Where any of them allows no GPU (``gres/gpu=0``), a job asking for one waits for good
+(``AssocGrpGRES``): the profile stops at planning instead (:func:`with_a_gpu`). ``FASTSIM_SLURM_QOS`` names the QOS
+the profile submits with, read instead of the default;
 one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
 ``FASTSIM_SLURM_MAX_MEM_MB`` and ``FASTSIM_SLURM_MAX_CPUS`` replace everything read.
 
@@ -63,11 +65,12 @@ QUERY_TIMEOUT_S = 10
 
 @dataclass(frozen=True)
 class JobLimits:
-    """The most a job may ask for: minutes of wall time, MB of memory and cores (None: no limit known)."""
+    """The most a job may ask for: minutes of wall time, MB of memory, cores and GPUs (None: no limit known)."""
 
     runtime_min: int | None = None
     mem_mb: int | None = None
     cpus: int | None = None
+    gpus: int | None = None
 
     def held(self, expression: str, resource: str) -> str:
         """``expression`` (a Snakemake resource expression of ``attempt`` or ``threads``) held to this limit of
@@ -91,7 +94,7 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
     read = JobLimits(*map(_largest, *(astuple(limits) for limits, _ in each))) if known else JobLimits()
     limits = JobLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
                        _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
-                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus)
+                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus, read.gpus)
     if known:
         where = f"partition {partition}" if partition else "the default partition"
         qos = sorted({name for _, names in each for name in names})
@@ -118,6 +121,19 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
         print(f"profiles/htcondor: the pool's largest slot{' with a GPU' if gpu else ''} has {largest.mem_mb} MB and "
               f"{largest.cpus} cores; a job asks for at most {limits.mem_mb} MB and {limits.cpus} cores",
               file=sys.stderr)
+    return limits
+
+
+def with_a_gpu(limits: JobLimits, partition: str) -> JobLimits:
+    """``limits`` of the jobs that ask for a GPU, or a clear error where the association, an account above it or the
+    QOS allows none (``gres/gpu=0``, a site's way of keeping an account off its GPUs): each such job would stay
+    pending for good (``AssocGrpGRES``, seen on the test cluster with a GPU declared), and the run with it."""
+    if limits.gpus == 0:
+        where = f"partition {partition}" if partition else "the default partition"
+        raise ValueError(f"profiles/slurm: on {where} your association, an account above it or your QOS allows no GPU "
+                         "(gres/gpu=0 in sacctmgr's limits), so every job asking for one would wait for good: set "
+                         "FASTSIM_NO_GPU=1 to train on CPU cores, or FASTSIM_SLURM_ACCOUNT / FASTSIM_SLURM_QOS to "
+                         "ones with GPUs")
     return limits
 
 
@@ -232,11 +248,13 @@ MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2, "P": 1024*
 
 
 def _tres_limits(tres: str) -> JobLimits:
-    """A ``MaxTRES``-style ``cpu=64,mem=256G,node=1`` (empty for none) as memory and core limits."""
-    values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/]+)=(\d+)([KMGTP]?)", tres)}
+    """A ``MaxTRES``-style ``cpu=64,mem=256G,node=1,gres/gpu=4`` (empty for none) as memory, core and GPU limits
+    (a GPU model's own count, ``gres/gpu:a100=2``, is not read)."""
+    values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/:]+)=(\d+)([KMGTP]?)", tres)}
     memory = values.get("mem")
     return JobLimits(mem_mb=int(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
-                     cpus=values["cpu"][0] if "cpu" in values else None)
+                     cpus=values["cpu"][0] if "cpu" in values else None,
+                     gpus=values["gres/gpu"][0] if "gres/gpu" in values else None)
 
 
 def _tightest(*limits: JobLimits) -> JobLimits:

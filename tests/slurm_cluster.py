@@ -189,6 +189,7 @@ def _with_accounting(conf_text: str, root: Path, dbd_port: int) -> str:
         f"AccountingStoragePort={dbd_port}",
         f"AccountingStoragePass={root / 'munge.socket'}",
         "AccountingStorageEnforce=associations,limits,qos",
+        "AccountingStorageTRES=gres/gpu",  # so a limit can name GPUs (gres/gpu=0), though the node has none
         "",
     ]))
 

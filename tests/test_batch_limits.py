@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_steps.batch_limits import (JobLimits, htcondor_pool_limits, most_threads, slurm_minutes,
-                                         slurm_partition_limits)
+from pipeline_steps.batch_limits import (JobLimits, _tres_limits, htcondor_pool_limits, most_threads, slurm_minutes,
+                                         slurm_partition_limits, with_a_gpu)
 
 #: ``scontrol show partition --oneliner`` of a site with a default CPU partition and a GPU one (fields trimmed).
 PARTITIONS = (
@@ -138,10 +138,11 @@ SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations di
     ("assoc", "user=ana", "account=cms"): ("old|gpu|long||||\nhpc||normal||||\nhpc|gpu|normal|1-00:00:00|||\n"
                                            "old||long||||\n"),
     ("assoc", "user=ana", "account=atlas"): "hpc||long||||cpu=16\n",  # a group cap no job of more cores fits under
+    ("assoc", "user=ana", "account=theory"): "hpc||normal||||\n",  # an account kept off the GPUs (below)
     # the accounts' own associations (Cluster|Account|User|ParentName|GrpTRES): on hpc, cms sits under physics, whose
     # group may run 48 cores in all and root's 200 GB; the other cluster's rows, were they shown, are not this one's
     ("assoc", "user=", "cluster=hpc"): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\nhpc|atlas||physics|\n"
-                         "old|root|||\nold|cms||root|cpu=2,mem=1G\n"),
+                                        "hpc|theory||physics|gres/gpu=0\nold|root|||\nold|cms||root|cpu=2,mem=1G\n"),
     # Name|MaxWall|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
     ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G||||\n",
     ("qos", "name=long"): "long|7-00:00:00|||mem=128G|cpu=40|\n",
@@ -179,6 +180,28 @@ def test_a_job_is_held_to_its_associations_and_qos_limits_where_slurm_enforces_t
     overridden = {**ana, "FASTSIM_SLURM_MAX_RUNTIME": "2880"}  # another QOS asked for by hand
     assert slurm_partition_limits("gpu", environ=overridden, query=accounting_site).runtime_min == 2880
 
+
+
+def test_an_account_kept_off_the_gpus_stops_the_gpu_jobs_before_any_waits_for_good():
+    """``gres/gpu=0`` on an account above the user's keeps its GPU jobs pending for good (AssocGrpGRES): the profile
+    says so at planning and names the way out; an account with GPUs, or one of a known count, passes."""
+    theory = {"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "theory"}
+    limits = slurm_partition_limits("gpu", environ=theory, query=accounting_site)
+    assert limits.gpus == 0
+    with pytest.raises(ValueError, match=r"on partition gpu .* allows no GPU .*FASTSIM_NO_GPU=1"):
+        with_a_gpu(limits, "gpu")
+    cms = slurm_partition_limits("gpu", environ={"USER": "ana"}, query=accounting_site)
+    assert cms.gpus is None and with_a_gpu(cms, "gpu") == cms
+    assert with_a_gpu(JobLimits(gpus=2), "") == JobLimits(gpus=2)
+
+
+@pytest.mark.parametrize("tres, limits", [
+    ("cpu=8,gres/gpu=2,mem=1G", JobLimits(mem_mb=1024, cpus=8, gpus=2)),
+    ("gres/gpu:a100=0", JobLimits()),  # one model's count: the profile asks for any GPU
+    ("", JobLimits()),
+])
+def test_tres_caps_read_as_sacctmgr_prints_them(tres, limits):
+    assert _tres_limits(tres) == limits
 
 def test_accounting_limits_are_not_read_where_slurm_does_not_enforce_them_or_does_not_answer():
     partition_only = JobLimits(1440, 515000, 128)

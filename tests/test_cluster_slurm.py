@@ -225,6 +225,23 @@ def test_requests_are_held_to_the_group_total_of_an_account_above_the_users(acco
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
     assert (job["Account"], job["MinCPUsNode"]) == (ACCOUNT, "1"), job
 
+
+def test_an_account_without_gpus_is_named_at_planning(accounting_cluster: SlurmCluster, tmp_path):
+    """``GrpTRES=gres/gpu=0`` on the user's account keeps a GPU job pending for good (``AssocGrpGRES``: seen by hand
+    on this cluster with a GPU declared in gres.conf). Planning with the profile stops and names the way out;
+    with ``FASTSIM_NO_GPU=1`` it plans."""
+    cluster = accounting_cluster
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("train_flow", "job.txt", "echo > {output}", threads=1))
+    plan = ["-n", "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM]
+    cluster.sacctmgr("modify", "account", ACCOUNT, "set", "GrpTRES=gres/gpu=0")
+    try:
+        stopped = _snakemake(cluster, tmp_path, *plan, snakefile=tmp_path / "Snakefile", check=False)
+        planned = _snakemake(cluster, tmp_path, *plan, snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
+    finally:
+        cluster.sacctmgr("modify", "account", ACCOUNT, "set", "GrpTRES=gres/gpu=-1")
+    assert stopped.returncode != 0 and "allows no GPU (gres/gpu=0" in stopped.stderr, stopped.stderr[-3000:]
+    assert "FASTSIM_NO_GPU=1" in stopped.stderr and "train_flow" in planned.stdout + planned.stderr
+
 def _node(cluster: SlurmCluster) -> dict[str, str]:
     """``scontrol show node``'s fields of the cluster's one node (its cores: ``CPUTot``; memory: ``RealMemory``)."""
     return dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
