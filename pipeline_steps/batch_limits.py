@@ -28,7 +28,9 @@ group totals of its account and of every account above it (``AssocGrpCpuLimit``)
 of the partition's QOS, an account's total among them (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
 then, never too little). Where any of them allows no GPU (``gres/gpu=0``), a job asking for one waits for good
-(``AssocGrpGRES``): the profile stops at planning instead (:func:`with_a_gpu`). ``FASTSIM_SLURM_QOS`` names the QOS
+(``AssocGrpGRES``): the profile stops at planning instead (:func:`with_a_gpu`). Above a per-job ``MaxTRESMins`` (cores
+or GPUs times minutes) a job waits as well (``QOSMaxCpuMinutesPerJobLimit``), so a runtime is held to it over the
+job's cores and GPUs (:meth:`JobLimits.held`). ``FASTSIM_SLURM_QOS`` names the QOS
 the profile submits with, read instead of the default;
 one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
 ``FASTSIM_SLURM_MAX_MEM_MB`` and ``FASTSIM_SLURM_MAX_CPUS`` replace everything read.
@@ -65,19 +67,29 @@ QUERY_TIMEOUT_S = 10
 
 @dataclass(frozen=True)
 class JobLimits:
-    """The most a job may ask for: minutes of wall time, MB of memory, cores and GPUs (None: no limit known)."""
+    """The most a job may ask for: minutes of wall time, MB of memory, cores and GPUs, and core-minutes and
+    GPU-minutes (cores or GPUs times wall time: SLURM's ``MaxTRESMins``) (None: no limit known)."""
 
     runtime_min: int | None = None
     mem_mb: int | None = None
     cpus: int | None = None
     gpus: int | None = None
+    cpu_minutes: int | None = None
+    gpu_minutes: int | None = None
 
-    def held(self, expression: str, resource: str) -> str:
+    def held(self, expression: str, resource: str, cores: str = "threads", gpus: int = 0) -> str:
         """``expression`` (a Snakemake resource expression of ``attempt`` or ``threads``) held to this limit of
-        ``resource`` (SLURM's ``runtime``, ``mem_mb`` or ``cpus_per_task``; HTCondor's ``request_memory``)."""
+        ``resource`` (SLURM's ``runtime``, ``mem_mb`` or ``cpus_per_task``; HTCondor's ``request_memory``). A
+        ``runtime`` is also held to the core-minutes over the job's ``cores`` (the expression it asks its cores with,
+        held in turn) and, for a job of ``gpus``, to the GPU-minutes over them."""
         cap = {"runtime": self.runtime_min, "mem_mb": self.mem_mb, "request_memory": self.mem_mb,
                "cpus_per_task": self.cpus}[resource]
-        return expression if cap is None else f"min({expression}, {cap})"
+        caps = [str(cap)] if cap is not None else []
+        if resource == "runtime" and self.cpu_minutes is not None:
+            caps.append(f"max(1, {self.cpu_minutes} // {self.held(cores, 'cpus_per_task')})")
+        if resource == "runtime" and gpus and self.gpu_minutes is not None:
+            caps.append(f"max(1, {self.gpu_minutes} // {gpus})")
+        return f"min({expression}, {', '.join(caps)})" if caps else expression
 
 
 def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.environ,
@@ -94,14 +106,18 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
     read = JobLimits(*map(_largest, *(astuple(limits) for limits, _ in each))) if known else JobLimits()
     limits = JobLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
                        _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
-                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus, read.gpus)
+                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus, read.gpus, read.cpu_minutes,
+                       read.gpu_minutes)
     if known:
         where = f"partition {partition}" if partition else "the default partition"
         qos = sorted({name for _, names in each for name in names})
         where += f" with QOS {','.join(qos)}" if qos else ""
+        minutes = [f"{value} {unit}-minutes" for value, unit in ((limits.cpu_minutes, "core"),
+                                                                (limits.gpu_minutes, "GPU")) if value is not None]
+        per_job = f" (and runtimes to {' and '.join(minutes)} over the job's cores or GPUs)" if minutes else ""
         print(f"profiles/slurm: {where}: a job may ask for at most {_said(limits.runtime_min, 'min')}, "
-              f"{_said(limits.mem_mb, 'MB')} and {_said(limits.cpus, 'cores')}; larger requests are held to them",
-              file=sys.stderr)
+              f"{_said(limits.mem_mb, 'MB')} and {_said(limits.cpus, 'cores')}; larger requests are held to them"
+              f"{per_job}", file=sys.stderr)
     return limits
 
 
@@ -177,25 +193,29 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
         return JobLimits(), []
     cluster = config.get("ClusterName", "")
     account, association = _association(cluster, partition["PartitionName"], environ, query)
-    default_qos, *caps = association or [""] * (2 + len(ASSOCIATION_CAPS))
+    default_qos, *caps = association or [""] * (3 + len(ASSOCIATION_CAPS))
     names = [name for name in (environ.get("FASTSIM_SLURM_QOS") or default_qos, partition.get("QoS", "N/A"))
              if name not in ("", "N/A")]
-    qos_rows = _sacctmgr(query, "qos", f"name={','.join(names)}", ",".join(("Name", "MaxWall", *QOS_CAPS))) \
-        if names else []
+    columns = ",".join(("Name", "MaxWall", "MaxTRESMins", *QOS_CAPS))
+    qos_rows = _sacctmgr(query, "qos", f"name={','.join(names)}", columns) if names else []
     group_caps = _account_group_caps(cluster, account, query) if association else []
     return _tightest(*(_caps(*row) for row in [caps, *(row[1:] for row in qos_rows)]),
                      *map(_tres_limits, group_caps)), names
 
 
-def _caps(max_wall: str, *tres_caps: str) -> JobLimits:
-    """A ``MaxWall`` (SLURM time, empty for none) and TRES caps (sacctmgr's text of each) as one job's limits."""
+def _caps(max_wall: str, tres_minutes: str, *tres_caps: str) -> JobLimits:
+    """A ``MaxWall`` (SLURM time, empty for none), a ``MaxTRESMins`` and TRES caps (sacctmgr's text of each) as one
+    job's limits. Above its core-minutes a job waits for good too (``QOSMaxCpuMinutesPerJobLimit``: 2 cores for 40
+    minutes under ``MaxTRESMins=cpu=60`` on the test cluster, while 1 core ran)."""
     wall = JobLimits(runtime_min=slurm_minutes(max_wall) if max_wall else None)
-    return _tightest(wall, *map(_tres_limits, tres_caps))
+    per_minute = _tres_limits(tres_minutes)
+    minutes = JobLimits(cpu_minutes=per_minute.cpus, gpu_minutes=per_minute.gpus)
+    return _tightest(wall, minutes, *map(_tres_limits, tres_caps))
 
 
 def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> tuple[str, list[str] | None]:
     """The account a job of this user would run under (``FASTSIM_SLURM_ACCOUNT``, else the user's default account)
-    and ``[DefaultQOS, MaxWall, *ASSOCIATION_CAPS]`` of its association: on this ``cluster`` (one slurmdbd may keep
+    and ``[DefaultQOS, MaxWall, MaxTRESMins, *ASSOCIATION_CAPS]`` of its association: on this ``cluster`` (one slurmdbd may keep
     several), for ``partition`` where one is, else for any. An account's ``Max*`` limits are copied into its users'
     associations by slurmdbd (seen on the test cluster), so this row holds them; its ``Grp*`` totals are not."""
     user = environ.get("USER") or _login_name()
@@ -203,7 +223,7 @@ def _association(cluster: str, partition: str, environ: Mapping[str, str], query
         next((row[0] for row in _sacctmgr(query, "user", f"name={user}", "DefaultAccount")), "")
     if not user or not account:
         return account, None
-    columns = ",".join(("Cluster", "Partition", "DefaultQOS", "MaxWall", *ASSOCIATION_CAPS))
+    columns = ",".join(("Cluster", "Partition", "DefaultQOS", "MaxWall", "MaxTRESMins", *ASSOCIATION_CAPS))
     rows = _sacctmgr(query, "assoc", f"user={user}", f"account={account}", columns)
     here = [row[1:] for row in rows if row[0] == cluster or not cluster]
     chosen = [row for row in here if row[0] == partition] or [row for row in here if not row[0]]

@@ -134,19 +134,21 @@ ENFORCED = ("AccountingStorageEnforce = associations,limits,qos\n"
             "ClusterName             = hpc\n")
 SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations differ
     ("user", "name=ana"): "cms\n",
-    # Cluster|Partition|DefaultQOS|MaxWall|MaxTRES|MaxTRESPerNode|GrpTRES
-    ("assoc", "user=ana", "account=cms"): ("old|gpu|long||||\nhpc||normal||||\nhpc|gpu|normal|1-00:00:00|||\n"
-                                           "old||long||||\n"),
-    ("assoc", "user=ana", "account=atlas"): "hpc||long||||cpu=16\n",  # a group cap no job of more cores fits under
-    ("assoc", "user=ana", "account=theory"): "hpc||normal||||\n",  # an account kept off the GPUs (below)
+    # Cluster|Partition|DefaultQOS|MaxWall|MaxTRESMins|MaxTRES|MaxTRESPerNode|GrpTRES
+    ("assoc", "user=ana", "account=cms"): ("old|gpu|long|||||\nhpc||normal|||||\nhpc|gpu|normal|1-00:00:00||||\n"
+                                           "old||long|||||\n"),
+    ("assoc", "user=ana", "account=atlas"): "hpc||long|||||cpu=16\n",  # a group cap no job of more cores fits under
+    ("assoc", "user=ana", "account=theory"): "hpc||normal|||||\n",  # an account kept off the GPUs (below)
+    # a job's core-minutes and GPU-minutes capped (MaxTRESMins) by the association itself
+    ("assoc", "user=ana", "account=lattice"): "hpc||normal||cpu=2880,gres/gpu=600|||\n",
     # the accounts' own associations (Cluster|Account|User|ParentName|GrpTRES): on hpc, cms sits under physics, whose
     # group may run 48 cores in all and root's 200 GB; the other cluster's rows, were they shown, are not this one's
     ("assoc", "user=", "cluster=hpc"): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\nhpc|atlas||physics|\n"
-                                        "hpc|theory||physics|gres/gpu=0\nold|root|||\nold|cms||root|cpu=2,mem=1G\n"),
-    # Name|MaxWall|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
-    ("qos", "name=normal"): "normal|12:00:00|cpu=64,mem=256G||||\n",
-    ("qos", "name=long"): "long|7-00:00:00|||mem=128G|cpu=40|\n",
-    ("qos", "name=normal,gpu_qos"): "normal|12:00:00|cpu=64,mem=256G||||\ngpu_qos|2-00:00:00|cpu=16|mem=100000M|||\n",
+                                        "hpc|theory||physics|gres/gpu=0\nhpc|lattice||physics|\nold|root|||\nold|cms||root|cpu=2,mem=1G\n"),
+    # Name|MaxWall|MaxTRESMins|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
+    ("qos", "name=normal"): "normal|12:00:00||cpu=64,mem=256G||||\n",
+    ("qos", "name=long"): "long|7-00:00:00||||mem=128G|cpu=40|\n",
+    ("qos", "name=normal,gpu_qos"): "normal|12:00:00||cpu=64,mem=256G||||\ngpu_qos|2-00:00:00||cpu=16|mem=100000M|||\n",
 }
 
 
@@ -202,6 +204,27 @@ def test_an_account_kept_off_the_gpus_stops_the_gpu_jobs_before_any_waits_for_go
 ])
 def test_tres_caps_read_as_sacctmgr_prints_them(tres, limits):
     assert _tres_limits(tres) == limits
+
+
+def test_a_jobs_runtime_is_held_to_its_core_and_gpu_minutes():
+    """Above ``MaxTRESMins`` (cores or GPUs times minutes) a job waits for good (QOSMaxCpuMinutesPerJobLimit): the
+    runtime is held to the core-minutes over the cores the job asks for (its threads held to the cores allowed) and,
+    for a GPU job, to the GPU-minutes over its GPUs."""
+    lattice = slurm_partition_limits("gpu", environ={"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "lattice"},
+                                     query=accounting_site)
+    assert (lattice.cpu_minutes, lattice.gpu_minutes, lattice.cpus) == (2880, 600, 16)
+
+    def runtime(expression: str, attempt: int, threads: int) -> int:
+        return eval(expression, {}, {"attempt": attempt, "threads": threads})
+
+    cpu_job = lattice.held("2880 * attempt", "runtime")  # a job of its rule's threads
+    # 1 thread: QOS normal's 12 h; 32 threads ask for the 16 cores allowed: 2880 / 16
+    assert [runtime(cpu_job, 1, threads) for threads in (1, 8, 32)] == [720, 360, 180]
+    gpu_job = lattice.held("2880 * attempt", "runtime", cores="8", gpus=1)
+    assert runtime(gpu_job, 3, 1) == 360  # 2880 core-minutes over 8 cores (600 GPU-minutes, 720 of the QOS)
+    assert JobLimits(gpu_minutes=600).held("120 * attempt", "runtime", gpus=1) == "min(120 * attempt, max(1, 600 // 1))"
+    assert JobLimits(cpu_minutes=10).held("60", "runtime", cores="threads") == "min(60, max(1, 10 // threads))"
+    assert JobLimits(gpu_minutes=600).held("60", "runtime") == "60"  # a CPU job has no GPU-minutes to spend
 
 def test_accounting_limits_are_not_read_where_slurm_does_not_enforce_them_or_does_not_answer():
     partition_only = JobLimits(1440, 515000, 128)

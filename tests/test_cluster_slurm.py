@@ -242,6 +242,27 @@ def test_an_account_without_gpus_is_named_at_planning(accounting_cluster: SlurmC
     assert stopped.returncode != 0 and "allows no GPU (gres/gpu=0" in stopped.stderr, stopped.stderr[-3000:]
     assert "FASTSIM_NO_GPU=1" in stopped.stderr and "train_flow" in planned.stdout + planned.stderr
 
+
+def test_a_runtime_is_held_to_the_core_minutes_of_the_qos(accounting_cluster: SlurmCluster, tmp_path):
+    """Above its QOS's ``MaxTRESMins`` (cores times minutes) a job stays pending for good
+    (``QOSMaxCpuMinutesPerJobLimit``: 2 cores for 40 minutes under ``cpu=60`` here by hand, while 1 core ran). The
+    profile holds the runtime to the core-minutes over the cores the job asks for; the job runs."""
+    cluster = accounting_cluster
+    cores = min(2, int(_node(cluster)["CPUTot"]))
+    cluster.sacctmgr("add", "qos", "coremin", "MaxTRESMins=cpu=40")
+    cluster.sacctmgr("modify", "user", getpass.getuser(), "set", "qos+=coremin")
+    (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
+        "train_flow", "job.txt", 'scontrol show job "$SLURM_JOB_ID" --oneliner > {output}', threads=cores))
+    run = ["--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0"]
+    site = {"FASTSIM_NO_GPU": "1", "FASTSIM_SLURM_QOS": "coremin"}
+    planned = _snakemake(cluster, tmp_path, "-n", *run, snakefile=tmp_path / "Snakefile", env=site)
+    # said before any job is submitted: 2880 minutes would have waited for good
+    assert "held to them (and runtimes to 40 core-minutes over the job's cores or GPUs)" in planned.stderr, \
+        planned.stderr[-3000:]
+    _snakemake(cluster, tmp_path, *run, snakefile=tmp_path / "Snakefile", env=site)
+    job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
+    assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == ("coremin", f"00:{40 // cores:02d}:00", str(cores)), job
+
 def _node(cluster: SlurmCluster) -> dict[str, str]:
     """``scontrol show node``'s fields of the cluster's one node (its cores: ``CPUTot``; memory: ``RealMemory``)."""
     return dict(re.findall(r"(\w+)=(\S*)", cluster.scontrol("show", "node", cluster.node, "--oneliner")))
