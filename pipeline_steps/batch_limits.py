@@ -28,12 +28,12 @@ group totals of its account and of every account above it (``AssocGrpCpuLimit``)
 of the partition's QOS, an account's total among them (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
 then, never too little). Where any of them allows no GPU (``gres/gpu=0``), a job asking for one waits for good
-(``AssocGrpGRES``): the profile stops at planning instead (:func:`with_a_gpu`). Above a per-job ``MaxTRESMins`` (cores
-or GPUs times minutes) a job waits as well (``QOSMaxCpuMinutesPerJobLimit``), so a runtime is held to it over the
-job's cores and GPUs (:meth:`JobLimits.held`). ``FASTSIM_SLURM_QOS`` names the QOS
-the profile submits with, read instead of the default;
-one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME`` (minutes),
-``FASTSIM_SLURM_MAX_MEM_MB`` and ``FASTSIM_SLURM_MAX_CPUS`` replace everything read.
+(``AssocGrpGRES``): the profile stops at planning instead (:func:`with_a_gpu`). Above a per-job ``MaxTRESMins``
+(cores or GPUs times minutes) a job waits as well (``QOSMaxCpuMinutesPerJobLimit``), so a runtime is held to it over
+the job's cores and GPUs (:meth:`JobLimits.held`). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with,
+read instead of the default; one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME``
+(minutes; it replaces the core- and GPU-minutes read as well), ``FASTSIM_SLURM_MAX_MEM_MB`` and
+``FASTSIM_SLURM_MAX_CPUS`` replace everything read.
 
 HTCondor. A job asking for more memory than any slot of the pool has is never matched and stays idle for good
 (``condor_q -better-analyze``: ``TARGET.Memory >= RequestMemory`` matches no slot), the head waiting on it: the
@@ -104,10 +104,11 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
     each = [_one_partition(name, environ, query) for name in partition.split(",")]
     known = None not in each
     read = JobLimits(*map(_largest, *(astuple(limits) for limits, _ in each))) if known else JobLimits()
-    limits = JobLimits(_env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME") or read.runtime_min,
+    runtime = _env_int(environ, "FASTSIM_SLURM_MAX_RUNTIME")  # given: the minutes read, per job and per core, go
+    limits = JobLimits(runtime or read.runtime_min,
                        _env_int(environ, "FASTSIM_SLURM_MAX_MEM_MB") or read.mem_mb,
-                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus, read.gpus, read.cpu_minutes,
-                       read.gpu_minutes)
+                       _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus, read.gpus,
+                       None if runtime else read.cpu_minutes, None if runtime else read.gpu_minutes)
     if known:
         where = f"partition {partition}" if partition else "the default partition"
         qos = sorted({name for _, names in each for name in names})
@@ -215,9 +216,10 @@ def _caps(max_wall: str, tres_minutes: str, *tres_caps: str) -> JobLimits:
 
 def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> tuple[str, list[str] | None]:
     """The account a job of this user would run under (``FASTSIM_SLURM_ACCOUNT``, else the user's default account)
-    and ``[DefaultQOS, MaxWall, MaxTRESMins, *ASSOCIATION_CAPS]`` of its association: on this ``cluster`` (one slurmdbd may keep
-    several), for ``partition`` where one is, else for any. An account's ``Max*`` limits are copied into its users'
-    associations by slurmdbd (seen on the test cluster), so this row holds them; its ``Grp*`` totals are not."""
+    and ``[DefaultQOS, MaxWall, MaxTRESMins, *ASSOCIATION_CAPS]`` of its association: on this ``cluster`` (one
+    slurmdbd may keep several), for ``partition`` where one is, else for any. An account's ``Max*`` limits are copied
+    into its users' associations by slurmdbd (seen on the test cluster), so this row holds them; its ``Grp*`` totals
+    are not."""
     user = environ.get("USER") or _login_name()
     account = environ.get("FASTSIM_SLURM_ACCOUNT") or \
         next((row[0] for row in _sacctmgr(query, "user", f"name={user}", "DefaultAccount")), "")

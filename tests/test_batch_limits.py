@@ -143,8 +143,9 @@ SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations di
     ("assoc", "user=ana", "account=lattice"): "hpc||normal||cpu=2880,gres/gpu=600|||\n",
     # the accounts' own associations (Cluster|Account|User|ParentName|GrpTRES): on hpc, cms sits under physics, whose
     # group may run 48 cores in all and root's 200 GB; the other cluster's rows, were they shown, are not this one's
-    ("assoc", "user=", "cluster=hpc"): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\nhpc|atlas||physics|\n"
-                                        "hpc|theory||physics|gres/gpu=0\nhpc|lattice||physics|\nold|root|||\nold|cms||root|cpu=2,mem=1G\n"),
+    ("assoc", "user=", "cluster=hpc"): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\n"
+                                        "hpc|atlas||physics|\nhpc|theory||physics|gres/gpu=0\nhpc|lattice||physics|\n"
+                                        "old|root|||\nold|cms||root|cpu=2,mem=1G\n"),
     # Name|MaxWall|MaxTRESMins|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
     ("qos", "name=normal"): "normal|12:00:00||cpu=64,mem=256G||||\n",
     ("qos", "name=long"): "long|7-00:00:00||||mem=128G|cpu=40|\n",
@@ -222,6 +223,10 @@ def test_a_jobs_runtime_is_held_to_its_core_and_gpu_minutes():
     assert [runtime(cpu_job, 1, threads) for threads in (1, 8, 32)] == [720, 360, 180]
     gpu_job = lattice.held("2880 * attempt", "runtime", cores="8", gpus=1)
     assert runtime(gpu_job, 3, 1) == 360  # 2880 core-minutes over 8 cores (600 GPU-minutes, 720 of the QOS)
+    by_hand = slurm_partition_limits("gpu", query=accounting_site,  # minutes of another QOS, given by hand
+                                     environ={"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "lattice",
+                                              "FASTSIM_SLURM_MAX_RUNTIME": "4320"})
+    assert by_hand.held("2880 * attempt", "runtime", cores="8", gpus=1) == "min(2880 * attempt, 4320)"
     assert JobLimits(gpu_minutes=600).held("120 * attempt", "runtime", gpus=1) == "min(120 * attempt, max(1, 600 // 1))"
     assert JobLimits(cpu_minutes=10).held("60", "runtime", cores="threads") == "min(60, max(1, 10 // threads))"
     assert JobLimits(gpu_minutes=600).held("60", "runtime") == "60"  # a CPU job has no GPU-minutes to spend

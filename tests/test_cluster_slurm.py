@@ -261,7 +261,8 @@ def test_a_runtime_is_held_to_the_core_minutes_of_the_qos(accounting_cluster: Sl
         planned.stderr[-3000:]
     _snakemake(cluster, tmp_path, *run, snakefile=tmp_path / "Snakefile", env=site)
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
-    assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == ("coremin", f"00:{40 // cores:02d}:00", str(cores)), job
+    held = ("coremin", f"00:{40 // cores:02d}:00", str(cores))
+    assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == held, job
 
 def _node(cluster: SlurmCluster) -> dict[str, str]:
     """``scontrol show node``'s fields of the cluster's one node (its cores: ``CPUTot``; memory: ``RealMemory``)."""
