@@ -126,7 +126,8 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
                          query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
     """The memory and the cores of the pool's largest slot (partitionable or static; with a GPU where ``gpu``; each
     on its own), or ``FASTSIM_HTCONDOR_MAX_MEM_MB`` / ``_MAX_CPUS`` from ``environ``. Without ``condor_status``, or
-    no slot (none with a GPU: the README's ``FASTSIM_NO_GPU``), nothing is read."""
+    no slot, nothing is read; where the pool answers with no GPU slot for ``gpu``, the profile says to set
+    ``FASTSIM_NO_GPU`` (a warning: a pool may flock its GPU jobs to machines its collector does not list)."""
     constraint = 'SlotType =!= "Dynamic"' + (" && TotalSlotGPUs =!= undefined && TotalSlotGPUs > 0" if gpu else "")
     shown = (query or _query)(["condor_status", "-constraint", constraint, "-af", "TotalSlotMemory", "TotalSlotCpus"])
     slots = [tuple(map(int, pair)) for pair in re.findall(r"^\s*(\d+)\s+(\d+)\s*$", shown or "", re.M)]
@@ -138,6 +139,10 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
         print(f"profiles/htcondor: the pool's largest slot{' with a GPU' if gpu else ''} has {largest.mem_mb} MB and "
               f"{largest.cpus} cores; a job asks for at most {limits.mem_mb} MB and {limits.cpus} cores",
               file=sys.stderr)
+    elif gpu and shown is not None:  # the collector answered: no slot of this pool has a GPU
+        print("profiles/htcondor: the pool lists no slot with a GPU, so the jobs that ask for one (trainings, "
+              "generation) match no slot here and wait idle: set FASTSIM_NO_GPU=1 to run them on CPU cores (unless "
+              "the pool flocks them to GPU machines elsewhere)", file=sys.stderr)
     return limits
 
 

@@ -119,6 +119,17 @@ def test_an_htcondor_request_is_held_to_the_largest_slot_of_its_kind():
     assert htcondor_pool_limits(gpu=True, environ={}, query=lambda command: "") == JobLimits()  # no GPU slot
 
 
+def test_a_pool_without_gpu_slots_is_named_where_gpu_jobs_would_wait_unmatched(capsys):
+    def cpu_only(command: list[str]) -> str:
+        return "" if "TotalSlotGPUs" in command[2] else "64000 32\n"
+
+    htcondor_pool_limits(gpu=True, environ={}, query=cpu_only)
+    assert "the pool lists no slot with a GPU" in capsys.readouterr().err
+    for gpu, query in ((False, cpu_only), (True, pool), (True, lambda command: None)):  # no GPU asked, one, no pool
+        htcondor_pool_limits(gpu=gpu, environ={}, query=query)
+        assert "no slot with a GPU" not in capsys.readouterr().err
+
+
 def test_htcondor_threads_are_held_to_the_fewest_cores_a_job_may_land_on():
     """max-threads is one number for every rule: where GPU jobs go to GPU slots, their cores bound it too."""
     cpu, gpu = (htcondor_pool_limits(gpu=kind, environ={}, query=pool) for kind in (False, True))
