@@ -141,8 +141,12 @@ def test_a_held_job_is_retried_with_more_memory_and_left_in_the_queue(pool: HTCo
 
 def test_gpu_rule_runs_on_a_pool_without_gpus_with_fastsim_no_gpu(pool: HTCondorPool, tmp_path):
     """Asking for a GPU, such a job stays idle on this pool (`condor_q -better-analyze`: `TARGET.GPUs >= RequestGPUs`
-    matches no slot; HTCondor does not refuse it as sbatch does). FASTSIM_NO_GPU=1 asks for none, and it runs."""
+    matches no slot; HTCondor does not refuse it as sbatch does): the profile says so when it loads. FASTSIM_NO_GPU=1
+    asks for none, and it runs."""
     (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("generate_flow", "generated.txt", "echo ok > {output}"))
+    planned = _snakemake(pool, tmp_path, "-n", snakefile=tmp_path / "Snakefile", env={})
+    assert "the pool lists no slot with a GPU" in planned.stderr and "FASTSIM_NO_GPU=1" in planned.stderr, \
+        planned.stderr[-3000:]
     _snakemake(pool, tmp_path, snakefile=tmp_path / "Snakefile", timeout=180)
     assert (tmp_path / "generated.txt").read_text() == "ok\n"
     assert pool.history("RequestGpus", "JobBatchName", submitted_from=tmp_path) == [["0", "generate_flow-0"]]
@@ -214,15 +218,15 @@ def _submit_and_wait(pool: HTCondorPool, folder, submit_file: str) -> list[str]:
 
 
 def _snakemake(pool: HTCondorPool, workdir, *args: str, snakefile=REPO / "Snakefile", check: bool = True,
-               timeout: float = 600) -> subprocess.CompletedProcess:
-    """snakemake with the HTCondor profile and FASTSIM_NO_GPU=1 (the pool has no GPU), run in the pool's chroot as
-    its user (a submit node's view)."""
+               timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """snakemake with the HTCondor profile and FASTSIM_NO_GPU=1 (the pool has no GPU; ``env`` replaces it), run in
+    the pool's chroot as its user (a submit node's view)."""
     workdir.mkdir(parents=True, exist_ok=True)
     pool.share(workdir, writable=True)
     command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
                "--profile", str(REPO / "profiles" / "htcondor"), "--sdm=env-modules", "--latency-wait", "5",
                "--seconds-between-status-checks", "2", *args]  # the test pool only: 10 s by default
-    result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"}, timeout=timeout)
+    result = pool.run(command, cwd=workdir, env={"FASTSIM_NO_GPU": "1"} if env is None else env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}\n{pool.daemon_logs()}")
     return result
