@@ -197,7 +197,6 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
             f"500 MB and 1 cores") in planned.stderr, planned.stderr[-3000:]
 
 
-
 def test_requests_are_held_to_the_group_total_of_an_account_above_the_users(accounting_cluster: SlurmCluster,
                                                                             tmp_path):
     """A job above the running-jobs total (``GrpTRES``) of an account above the user's stays pending for good
@@ -263,6 +262,7 @@ def test_a_runtime_is_held_to_the_core_minutes_of_the_qos(accounting_cluster: Sl
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
     held = ("coremin", f"00:{40 // cores:02d}:00", str(cores))
     assert (job["QOS"], job["TimeLimit"], job["MinCPUsNode"]) == held, job
+
 
 def _node(cluster: SlurmCluster) -> dict[str, str]:
     """``scontrol show node``'s fields of the cluster's one node (its cores: ``CPUTot``; memory: ``RealMemory``)."""
