@@ -110,7 +110,7 @@ def slurm_partition_limits(partition: str = "", environ: Mapping[str, str] = os.
                        _env_int(environ, "FASTSIM_SLURM_MAX_CPUS") or read.cpus, read.gpus,
                        None if runtime else read.cpu_minutes, None if runtime else read.gpu_minutes)
     if known:
-        where = f"partition {partition}" if partition else "the default partition"
+        where = _partition_named(partition)
         qos = sorted({name for _, names in each for name in names})
         where += f" with QOS {','.join(qos)}" if qos else ""
         minutes = [f"{value} {unit}-minutes" for value, unit in ((limits.cpu_minutes, "core"),
@@ -151,11 +151,10 @@ def with_a_gpu(limits: JobLimits, partition: str) -> JobLimits:
     QOS allows none (``gres/gpu=0``, a site's way of keeping an account off its GPUs): each such job would stay
     pending for good (``AssocGrpGRES``, seen on the test cluster with a GPU declared), and the run with it."""
     if limits.gpus == 0:
-        where = f"partition {partition}" if partition else "the default partition"
-        raise ValueError(f"profiles/slurm: on {where} your association, an account above it or your QOS allows no GPU "
-                         "(gres/gpu=0 in sacctmgr's limits), so every job asking for one would wait for good: set "
-                         "FASTSIM_NO_GPU=1 to train on CPU cores, or FASTSIM_SLURM_ACCOUNT / FASTSIM_SLURM_QOS to "
-                         "ones with GPUs")
+        raise ValueError(f"profiles/slurm: on {_partition_named(partition)} your association, an account above it "
+                         "or your QOS allows no GPU (gres/gpu=0 in sacctmgr's limits), so every job asking for one "
+                         "would wait for good: set FASTSIM_NO_GPU=1 to train on CPU cores, or "
+                         "FASTSIM_SLURM_ACCOUNT / FASTSIM_SLURM_QOS to ones with GPUs")
     return limits
 
 
@@ -365,6 +364,11 @@ def _largest(*values: int | None) -> int | None:
 def _smallest(*values: int | None) -> int | None:
     known = [value for value in values if value is not None]
     return min(known) if known else None
+
+
+def _partition_named(partition: str) -> str:
+    """How a line names ``partition`` (empty: the cluster's default one)."""
+    return f"partition {partition}" if partition else "the default partition"
 
 
 def _said(value: int | None, unit: str) -> str:
