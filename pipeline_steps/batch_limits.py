@@ -27,8 +27,9 @@ core and 1000 MB). So the requests are also held to the job's association (the u
 group totals of its account and of every account above it (``AssocGrpCpuLimit``), and those of its default QOS and
 of the partition's QOS, an account's total among them (``sacctmgr``; the tighter of the two where
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
-then, never too little). Where any of them allows no GPU (``gres/gpu=0``), a job asking for one waits for good
-(``AssocGrpGRES``): the profile stops at planning instead (:func:`with_a_gpu`). Above a per-job ``MaxTRESMins``
+then, never too little). Where any of them allows no GPU (``gres/gpu=0``, or ``gres/gpu:a100=0`` for jobs asking for
+``FASTSIM_GPU_MODEL=a100``), a job asking for one waits for good (``AssocGrpGRES``): the profile stops at planning
+instead (:func:`with_a_gpu`). Above a per-job ``MaxTRESMins``
 (cores or GPUs times minutes) a job waits as well (``QOSMaxCpuMinutesPerJobLimit``), so a runtime is held to it over
 the job's cores and GPUs (:meth:`JobLimits.held`). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with,
 read instead of the default; one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME``
@@ -146,15 +147,18 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
     return limits
 
 
-def with_a_gpu(limits: JobLimits, partition: str) -> JobLimits:
-    """``limits`` of the jobs that ask for a GPU, or a clear error where the association, an account above it or the
-    QOS allows none (``gres/gpu=0``, a site's way of keeping an account off its GPUs): each such job would stay
-    pending for good (``AssocGrpGRES``, seen on the test cluster with a GPU declared), and the run with it."""
+def with_a_gpu(limits: JobLimits, partition: str, gpu_model: str = "") -> JobLimits:
+    """``limits`` of the jobs that ask for a GPU (of ``gpu_model`` where one is named), or a clear error where the
+    association, an account above it or the QOS allows none (``gres/gpu=0``, or ``gres/gpu:<model>=0``, a site's way
+    of keeping an account off its GPUs): each such job would stay pending for good (``AssocGrpGRES``, seen on the
+    test cluster with a GPU declared), and the run with it."""
     if limits.gpus == 0:
+        limit = f"gres/gpu=0 or gres/gpu:{gpu_model}=0" if gpu_model else "gres/gpu=0"
+        other_model = " or FASTSIM_GPU_MODEL to another model" if gpu_model else ""
         raise ValueError(f"profiles/slurm: on {_partition_named(partition)} your association, an account above it "
-                         "or your QOS allows no GPU (gres/gpu=0 in sacctmgr's limits), so every job asking for one "
-                         "would wait for good: set FASTSIM_NO_GPU=1 to train on CPU cores, or "
-                         "FASTSIM_SLURM_ACCOUNT / FASTSIM_SLURM_QOS to ones with GPUs")
+                         f"or your QOS allows no {gpu_model or 'GPU'} ({limit} in sacctmgr's limits), so every job "
+                         "asking for one would wait for good: set FASTSIM_NO_GPU=1 to train on CPU cores, or "
+                         f"FASTSIM_SLURM_ACCOUNT / FASTSIM_SLURM_QOS to ones with GPUs{other_model}")
     return limits
 
 
@@ -204,18 +208,20 @@ def _accounting_limits(partition: Mapping[str, str], environ: Mapping[str, str],
     columns = ",".join(("Name", "MaxWall", "MaxTRESMins", *QOS_CAPS))
     qos_rows = _sacctmgr(query, "qos", f"name={','.join(names)}", columns) if names else []
     group_caps = _account_group_caps(cluster, account, query) if association else []
-    return _tightest(*(_caps(*row) for row in [caps, *(row[1:] for row in qos_rows)]),
-                     *map(_tres_limits, group_caps)), names
+    model = environ.get("FASTSIM_GPU_MODEL", "")
+    return _tightest(*(_caps(*row, gpu_model=model) for row in [caps, *(row[1:] for row in qos_rows)]),
+                     *(_tres_limits(total, model) for total in group_caps)), names
 
 
-def _caps(max_wall: str, tres_minutes: str, *tres_caps: str) -> JobLimits:
+def _caps(max_wall: str, tres_minutes: str, *tres_caps: str, gpu_model: str = "") -> JobLimits:
     """A ``MaxWall`` (SLURM time, empty for none), a ``MaxTRESMins`` and TRES caps (sacctmgr's text of each) as one
     job's limits. Above its core-minutes a job waits for good too (``QOSMaxCpuMinutesPerJobLimit``: 2 cores for 40
-    minutes under ``MaxTRESMins=cpu=60`` on the test cluster, while 1 core ran)."""
+    minutes under ``MaxTRESMins=cpu=60`` on the test cluster, while 1 core ran), and above its model's GPU-minutes
+    (``QOSMaxGRESMinutesPerJob``: an a100 job of 60 minutes under ``gres/gpu:a100=30``, while 20 minutes ran)."""
     wall = JobLimits(runtime_min=slurm_minutes(max_wall) if max_wall else None)
-    per_minute = _tres_limits(tres_minutes)
+    per_minute = _tres_limits(tres_minutes, gpu_model)
     minutes = JobLimits(cpu_minutes=per_minute.cpus, gpu_minutes=per_minute.gpus)
-    return _tightest(wall, minutes, *map(_tres_limits, tres_caps))
+    return _tightest(wall, minutes, *(_tres_limits(caps, gpu_model) for caps in tres_caps))
 
 
 def _association(cluster: str, partition: str, environ: Mapping[str, str], query) -> tuple[str, list[str] | None]:
@@ -273,14 +279,19 @@ def _sacctmgr(query, entity: str, *where_and_format: str) -> list[list[str]]:
 MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}
 
 
-def _tres_limits(tres: str) -> JobLimits:
-    """A ``MaxTRES``-style ``cpu=64,mem=256G,node=1,gres/gpu=4`` (empty for none) as memory, core and GPU limits
-    (a GPU model's own count, ``gres/gpu:a100=2``, is not read)."""
-    values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/:]+)=(\d+)([KMGTP]?)", tres)}
+def _tres_limits(tres: str, gpu_model: str = "") -> JobLimits:
+    """A ``MaxTRES``-style ``cpu=64,mem=256G,node=1,gres/gpu=4`` (empty for none) as memory, core and GPU limits.
+    A job that asks for a GPU model (``--gpus=a100:1``: ``gpu_model``) is held to that model's own count as well
+    (``gres/gpu:a100=0``: pending for good with ``AssocGrpGRES`` on the test cluster, its GPU declared as an a100);
+    one that asks for any GPU is not (it ran there under the same limit), so other models' counts are not read.
+    Type names may hold dashes and dots (``gres/gpu:a100-sxm4-80gb``); sacctmgr prints them as gres.conf spells
+    them, and sbatch matches the model's case exactly (``--gpus=A100:1`` was refused there)."""
+    values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/:.-]+)=(\d+)([KMGTP]?)", tres)}
     memory = values.get("mem")
+    gpus = [values[key][0] for key in ("gres/gpu", *([f"gres/gpu:{gpu_model}"] if gpu_model else [])) if key in values]
     return JobLimits(mem_mb=int(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
                      cpus=values["cpu"][0] if "cpu" in values else None,
-                     gpus=values["gres/gpu"][0] if "gres/gpu" in values else None)
+                     gpus=min(gpus) if gpus else None)
 
 
 def _tightest(*limits: JobLimits) -> JobLimits:

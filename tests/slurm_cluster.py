@@ -189,7 +189,8 @@ def _with_accounting(conf_text: str, root: Path, dbd_port: int) -> str:
         f"AccountingStoragePort={dbd_port}",
         f"AccountingStoragePass={root / 'munge.socket'}",
         "AccountingStorageEnforce=associations,limits,qos",
-        "AccountingStorageTRES=gres/gpu",  # so a limit can name GPUs (gres/gpu=0), though the node has none
+        # so a limit can name GPUs (gres/gpu=0) and a model's own (gres/gpu:a100=0), though the node has none
+        "AccountingStorageTRES=gres/gpu,gres/gpu:a100",
         "",
     ]))
 

@@ -152,10 +152,13 @@ SACCTMGR = {  # the slurmdbd keeps a second cluster, where ana's associations di
     ("assoc", "user=ana", "account=theory"): "hpc||normal|||||\n",  # an account kept off the GPUs (below)
     # a job's core-minutes and GPU-minutes capped (MaxTRESMins) by the association itself
     ("assoc", "user=ana", "account=lattice"): "hpc||normal||cpu=2880,gres/gpu=600|||\n",
+    # one GPU model's minutes per job; its account keeps another model off (typed GPU limits, below)
+    ("assoc", "user=ana", "account=cosmo"): "hpc||normal||gres/gpu:h100-80gb=120|||\n",
     # the accounts' own associations (Cluster|Account|User|ParentName|GrpTRES): on hpc, cms sits under physics, whose
     # group may run 48 cores in all and root's 200 GB; the other cluster's rows, were they shown, are not this one's
     ("assoc", "user=", "cluster=hpc"): ("hpc|root|||mem=200G\nhpc|physics||root|cpu=48\nhpc|cms||physics|\n"
                                         "hpc|atlas||physics|\nhpc|theory||physics|gres/gpu=0\nhpc|lattice||physics|\n"
+                                        "hpc|cosmo||physics|gres/gpu:a100=0\n"
                                         "old|root|||\nold|cms||root|cpu=2,mem=1G\n"),
     # Name|MaxWall|MaxTRESMins|MaxTRES|MaxTRESPerNode|MaxTRESPerUser|MaxTRESPerAccount|GrpTRES
     ("qos", "name=normal"): "normal|12:00:00||cpu=64,mem=256G||||\n",
@@ -209,13 +212,34 @@ def test_an_account_kept_off_the_gpus_stops_the_gpu_jobs_before_any_waits_for_go
     assert with_a_gpu(JobLimits(gpus=2), "") == JobLimits(gpus=2)
 
 
-@pytest.mark.parametrize("tres, limits", [
-    ("cpu=8,gres/gpu=2,mem=1G", JobLimits(mem_mb=1024, cpus=8, gpus=2)),
-    ("gres/gpu:a100=0", JobLimits()),  # one model's count: the profile asks for any GPU
-    ("", JobLimits()),
+def test_a_gpu_models_own_limits_hold_the_jobs_that_ask_for_that_model():
+    """A job asking for a GPU model (``FASTSIM_GPU_MODEL=a100``: ``--gpus=a100:1``) waits for good under that model's
+    ``gres/gpu:a100=0`` (AssocGrpGRES) or above its GPU-minutes (QOSMaxGRESMinutesPerJob), one asking for any GPU
+    does not (both seen on the test cluster with its GPU declared as an a100): each model's limits are read for the
+    jobs of that model only."""
+    def gpu_limits(model: str) -> JobLimits:
+        environ = {"USER": "ana", "FASTSIM_SLURM_ACCOUNT": "cosmo", **({"FASTSIM_GPU_MODEL": model} if model else {})}
+        return slurm_partition_limits("gpu", environ=environ, query=accounting_site)
+
+    assert (gpu_limits("").gpus, gpu_limits("").gpu_minutes) == (None, None)
+    assert (gpu_limits("h100-80gb").gpus, gpu_limits("h100-80gb").gpu_minutes) == (None, 120)
+    assert gpu_limits("a100").gpus == 0
+    with pytest.raises(ValueError, match=r"allows no a100 \(gres/gpu=0 or gres/gpu:a100=0 .*FASTSIM_GPU_MODEL"):
+        with_a_gpu(gpu_limits("a100"), "gpu", "a100")
+
+
+@pytest.mark.parametrize("tres, model, limits", [
+    ("cpu=8,gres/gpu=2,mem=1G", "", JobLimits(mem_mb=1024, cpus=8, gpus=2)),
+    ("gres/gpu:a100=0", "", JobLimits()),  # one model's count: the job asks for any GPU
+    ("gres/gpu:a100=0", "a100", JobLimits(gpus=0)),
+    ("gres/gpu=4,gres/gpu:a100=1", "a100", JobLimits(gpus=1)),  # the tighter of the two holds
+    ("gres/gpu=1,gres/gpu:a100=3", "a100", JobLimits(gpus=1)),
+    ("gres/gpu:a100-sxm4-80gb=2,cpu=4", "a100-sxm4-80gb", JobLimits(cpus=4, gpus=2)),  # a type name with dashes
+    ("gres/gpu:a100-sxm4-80gb=0", "a100", JobLimits()),  # another model, not a prefix of the name read
+    ("", "a100", JobLimits()),
 ])
-def test_tres_caps_read_as_sacctmgr_prints_them(tres, limits):
-    assert _tres_limits(tres) == limits
+def test_tres_caps_read_as_sacctmgr_prints_them(tres, model, limits):
+    assert _tres_limits(tres, model) == limits
 
 
 def test_a_jobs_runtime_is_held_to_its_core_and_gpu_minutes():

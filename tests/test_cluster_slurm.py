@@ -225,20 +225,27 @@ def test_requests_are_held_to_the_group_total_of_an_account_above_the_users(acco
     assert (job["Account"], job["MinCPUsNode"]) == (ACCOUNT, "1"), job
 
 
-def test_an_account_without_gpus_is_named_at_planning(accounting_cluster: SlurmCluster, tmp_path):
+@pytest.mark.parametrize("tres, stopped_env, planned_env, said", [
+    ("gres/gpu", {}, {"FASTSIM_NO_GPU": "1"}, "allows no GPU (gres/gpu=0"),
+    # a model's own count holds the jobs asking for that model (--gpus=a100:1), not those asking for any GPU
+    ("gres/gpu:a100", {"FASTSIM_GPU_MODEL": "a100"}, {}, "allows no a100 (gres/gpu=0 or gres/gpu:a100=0"),
+])
+def test_an_account_without_gpus_is_named_at_planning(accounting_cluster: SlurmCluster, tmp_path, tres, stopped_env,
+                                                     planned_env, said):
     """``GrpTRES=gres/gpu=0`` on the user's account keeps a GPU job pending for good (``AssocGrpGRES``: seen by hand
-    on this cluster with a GPU declared in gres.conf). Planning with the profile stops and names the way out;
-    with ``FASTSIM_NO_GPU=1`` it plans."""
+    on this cluster with a GPU declared in gres.conf), and ``gres/gpu:a100=0`` a job asking for an a100 (a GPU
+    declared as one; a job asking for any GPU ran). Planning with the profile stops and names the way out; with
+    ``FASTSIM_NO_GPU=1``, or without the model, it plans."""
     cluster = accounting_cluster
     (tmp_path / "Snakefile").write_text(gpu_rule_snakefile("train_flow", "job.txt", "echo > {output}", threads=1))
     plan = ["-n", "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM]
-    cluster.sacctmgr("modify", "account", ACCOUNT, "set", "GrpTRES=gres/gpu=0")
+    cluster.sacctmgr("modify", "account", ACCOUNT, "set", f"GrpTRES={tres}=0")
     try:
-        stopped = _snakemake(cluster, tmp_path, *plan, snakefile=tmp_path / "Snakefile", check=False)
-        planned = _snakemake(cluster, tmp_path, *plan, snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
+        stopped = _snakemake(cluster, tmp_path, *plan, snakefile=tmp_path / "Snakefile", check=False, env=stopped_env)
+        planned = _snakemake(cluster, tmp_path, *plan, snakefile=tmp_path / "Snakefile", env=planned_env)
     finally:
-        cluster.sacctmgr("modify", "account", ACCOUNT, "set", "GrpTRES=gres/gpu=-1")
-    assert stopped.returncode != 0 and "allows no GPU (gres/gpu=0" in stopped.stderr, stopped.stderr[-3000:]
+        cluster.sacctmgr("modify", "account", ACCOUNT, "set", f"GrpTRES={tres}=-1")
+    assert stopped.returncode != 0 and said in stopped.stderr, stopped.stderr[-3000:]
     assert "FASTSIM_NO_GPU=1" in stopped.stderr and "train_flow" in planned.stdout + planned.stderr
 
 
@@ -277,7 +284,8 @@ def _snakemake(cluster: SlurmCluster, workdir: Path, *args: str, snakefile: Path
     given = env or {}
     env = dict(cluster.env, FASTSIM_SLURM_PARTITION=cluster.partition)
     env.pop("PYTHONPATH", None)  # what jobs see of it must come from the workflow
-    for key in ("FASTSIM_SLURM_GPU_PARTITION", "FASTSIM_SLURM_ACCOUNT", "FASTSIM_SLURM_QOS"):
+    for key in ("FASTSIM_SLURM_GPU_PARTITION", "FASTSIM_SLURM_ACCOUNT", "FASTSIM_SLURM_QOS", "FASTSIM_GPU_MODEL",
+                "FASTSIM_NO_GPU"):
         env.pop(key, None)  # this machine's site values
     env.update(given)
     command = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--configfile", str(TINY_CONFIG),
