@@ -43,6 +43,7 @@ class FlowInverse(nn.Module):
         spec = model.spec
         self.n_targets = len(spec.targets)
         self.parts = list(spec.parts)
+        self.steps = {name: inverse_steps(flow) for name, flow in model.flows.items()}
 
     def forward(self, conditions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         context = conditions[:, self.model.context_index] if self.model.context_index else None
@@ -64,14 +65,33 @@ class FlowInverse(nn.Module):
             columns[self.model.spec.targets.index(target)] = noise.new_full((noise.shape[0],), float(value))
         if name in self.model.flows:
             index = self.model.modelled_index[name]
-            y = flow_inverse(self.model.flows[name], context, noise[:, index])
+            y = flow_inverse(self.steps[name], context, noise[:, index])
             for position, target_index in enumerate(index):
                 columns[target_index] = y[:, position]
         return torch.stack(columns, dim=1)
 
 
-def flow_inverse(flow, context: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
-    """zuko's ``flow(c).transform.inv(z)`` for export, in a layout ONNX Runtime runs fast.
+def inverse_steps(flow) -> list[tuple[SplineCoupling, list[bool]] | list[int]]:
+    """The flow's transforms in the order its inverse runs them, with their structure as Python values: a coupling
+    with its mask, a permutation as the inverse order of its variables. Taken from the model before tracing, so the
+    graph holds them as constants and no exporter meets a tensor turned into a Python value (``torch.export``
+    refuses ``mask.tolist()`` on a traced buffer: a data-dependent value; the TorchScript tracer warned)."""
+    steps = []
+    for lazy in reversed(list(flow.transform.transforms)):
+        if isinstance(lazy, SplineCoupling):
+            steps.append((lazy, lazy.mask.tolist()))
+            continue
+        permutation = lazy(None)  # unconditional: the order is a buffer of the model
+        if not isinstance(permutation, PermutationTransform):
+            raise InputError(f"flow export: unexpected transform {type(permutation).__name__}; "
+                             f"expected the permutations and spline couplings of pipeline_steps.models.flow")
+        steps.append(torch.argsort(permutation.order).tolist())
+    return steps
+
+
+def flow_inverse(steps: list, context: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+    """zuko's ``flow(c).transform.inv(z)`` for export (``steps``: :func:`inverse_steps` of the flow), in a layout
+    ONNX Runtime runs fast.
 
     The flow state is kept feature-major, ``[features, n]``: the splines' per-bin steps (softmax,
     cumulative sum, padding, bin search, gathers) then run along a long contiguous axis instead of
@@ -87,23 +107,19 @@ def flow_inverse(flow, context: torch.Tensor | None, z: torch.Tensor) -> torch.T
     state = z.T
     context_t = context.T if context is not None else None
     rows = list(range(z.shape[1]))  # rows[j]: the row of ``state`` holding the flow's variable j
-    for lazy in reversed(list(flow.transform.transforms)):
-        if isinstance(lazy, SplineCoupling):
-            mask = lazy.mask.tolist()
-            kept = [i for i, m in enumerate(mask) if m]
-            moved = [i for i, m in enumerate(mask) if not m]
-            y_kept = _take_rows(state, [rows[i] for i in kept])
-            y_moved = _take_rows(state, [rows[i] for i in moved])
-            parameters = _conditioner(lazy.hyper, y_kept, context_t).unflatten(0, (len(moved), -1))
-            x_moved = spline_inverse(parameters, y_moved, lazy.shapes[0][0])
-            state = torch.cat([y_kept, x_moved], dim=0)
-            rows = [(kept + moved).index(i) for i in range(len(mask))]
-        else:
-            permutation = lazy(context)
-            if not isinstance(permutation, PermutationTransform):
-                raise InputError(f"flow export: unexpected transform {type(permutation).__name__}; "
-                                 f"expected the permutations and spline couplings of pipeline_steps.models.flow")
-            rows = [rows[j] for j in torch.argsort(permutation.order).tolist()]
+    for step in steps:
+        if isinstance(step, list):  # a permutation's inverse order
+            rows = [rows[j] for j in step]
+            continue
+        coupling, mask = step
+        kept = [i for i, m in enumerate(mask) if m]
+        moved = [i for i, m in enumerate(mask) if not m]
+        y_kept = _take_rows(state, [rows[i] for i in kept])
+        y_moved = _take_rows(state, [rows[i] for i in moved])
+        parameters = _conditioner(coupling.hyper, y_kept, context_t).unflatten(0, (len(moved), -1))
+        x_moved = spline_inverse(parameters, y_moved, coupling.shapes[0][0])
+        state = torch.cat([y_kept, x_moved], dim=0)
+        rows = [(kept + moved).index(i) for i in range(len(mask))]
     return _take_rows(state, rows).T
 
 
@@ -246,9 +262,9 @@ def export_flow_onnx(model: FlowModel, path: str | Path, opset: int, example_row
 def _ignore_intended_trace_warnings() -> None:
     """Silence the tracer's warnings about what this module fixes at export time on purpose.
 
-    The tracer warns wherever a tensor becomes a Python value (a coupling's ``mask``, a permutation's
-    order, a feature axis's length): those are the model's structure, constant for a given model, and
-    :func:`flow_inverse` needs them as Python lists (see its docstring). Its constant-folding warning
+    The tracer warns wherever a tensor becomes a Python value (a feature axis's length): that is the model's
+    structure, constant for a given model (the couplings' masks and the permutations' orders are taken before
+    tracing: :func:`inverse_steps`). Its constant-folding warning
     about ``Slice`` with a step other than 1 only says that folding was skipped. Every export log
     repeated these seven warnings; a wrong trace would still fail the bundle's verification, which
     compares the ONNX graph against the framework on every row it checks.
