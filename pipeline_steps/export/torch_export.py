@@ -262,12 +262,11 @@ def export_flow_onnx(model: FlowModel, path: str | Path, opset: int, example_row
 def _ignore_intended_trace_warnings() -> None:
     """Silence the tracer's warnings about what this module fixes at export time on purpose.
 
-    The tracer warns wherever a tensor becomes a Python value (a feature axis's length): that is the model's
-    structure, constant for a given model (the couplings' masks and the permutations' orders are taken before
-    tracing: :func:`inverse_steps`). Its constant-folding warning
-    about ``Slice`` with a step other than 1 only says that folding was skipped. Every export log
-    repeated these seven warnings; a wrong trace would still fail the bundle's verification, which
-    compares the ONNX graph against the framework on every row it checks.
+    The tracer warns wherever a tensor becomes a Python value (a feature axis's length in the conditioner): that is
+    the model's structure, constant for a given model (the couplings' masks and the permutations' orders are taken
+    before tracing: :func:`inverse_steps`). Its constant-folding warning about ``Slice`` with a step other than 1
+    only says that folding was skipped. Every export log repeated these warnings; a wrong trace would still fail
+    the bundle's verification, which compares the ONNX graph against the framework on every row it checks.
     """
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=__name__)
     warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded",
