@@ -29,7 +29,8 @@ of the partition's QOS, an account's total among them (``sacctmgr``; the tighter
 both set one, where SLURM lets the partition's win unless the job's QOS has ``OverPartQOS``: held a little too far
 then, never too little). Where any of them allows no GPU (``gres/gpu=0``, or ``gres/gpu:a100=0`` for jobs asking for
 ``FASTSIM_GPU_MODEL=a100``), a job asking for one waits for good (``AssocGrpGRES``): the profile stops at planning
-instead (:func:`with_a_gpu`). Above a per-job ``MaxTRESMins``
+instead (:func:`with_a_gpu`), as it does where no node of the partition has the model asked for (sbatch's refusal
+would not say why). Above a per-job ``MaxTRESMins``
 (cores or GPUs times minutes) a job waits as well (``QOSMaxCpuMinutesPerJobLimit``), so a runtime is held to it over
 the job's cores and GPUs (:meth:`JobLimits.held`). ``FASTSIM_SLURM_QOS`` names the QOS the profile submits with,
 read instead of the default; one given by hand otherwise (``--slurm-qos``) is not seen: ``FASTSIM_SLURM_MAX_RUNTIME``
@@ -147,11 +148,13 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
     return limits
 
 
-def with_a_gpu(limits: JobLimits, partition: str, gpu_model: str = "") -> JobLimits:
+def with_a_gpu(limits: JobLimits, partition: str, gpu_model: str = "",
+               query: Callable[[list[str]], str | None] | None = None) -> JobLimits:
     """``limits`` of the jobs that ask for a GPU (of ``gpu_model`` where one is named), or a clear error where the
     association, an account above it or the QOS allows none (``gres/gpu=0``, or ``gres/gpu:<model>=0``, a site's way
     of keeping an account off its GPUs): each such job would stay pending for good (``AssocGrpGRES``, seen on the
-    test cluster with a GPU declared), and the run with it."""
+    test cluster with a GPU declared), and the run with it. Also where no node of ``partition`` has a GPU of
+    ``gpu_model`` (:func:`_check_gpu_model`)."""
     if limits.gpus == 0:
         limit = f"gres/gpu=0 or gres/gpu:{gpu_model}=0" if gpu_model else "gres/gpu=0"
         other_model = " or FASTSIM_GPU_MODEL to another model" if gpu_model else ""
@@ -159,7 +162,42 @@ def with_a_gpu(limits: JobLimits, partition: str, gpu_model: str = "") -> JobLim
                          f"or your QOS allows no {gpu_model or 'GPU'} ({limit} in sacctmgr's limits), so every job "
                          "asking for one would wait for good: set FASTSIM_NO_GPU=1 to train on CPU cores, or "
                          f"FASTSIM_SLURM_ACCOUNT / FASTSIM_SLURM_QOS to ones with GPUs{other_model}")
+    if gpu_model:
+        _check_gpu_model(partition, gpu_model, query or _query)
     return limits
+
+
+def _check_gpu_model(partition: str, gpu_model: str, query) -> None:
+    """Stop where no node of ``partition`` has a GPU of ``gpu_model``: sbatch refuses every such job with only
+    "Requested node configuration is not available" (``--gpus=A100:1`` on the test cluster's a100, and
+    ``--gpus=a100:1`` on a node whose GPU is declared without a model), so every GPU job of the run would fail at
+    submission, three times each. The models are read as sinfo lists the nodes' GRES; where sinfo does not answer or
+    lists no node, nothing is checked."""
+    name = partition or (_partition_fields("", query) or {}).get("PartitionName", "")
+    shown = query(["sinfo", "--noheader", "--Node", *(["--partition", name] if name else []), "--format", "%G"])
+    if not (shown or "").strip():
+        return
+    models = gpu_models(shown)
+    if gpu_model in models:
+        return
+    have = ", ".join(sorted(f"'{model}'" if model else "GPUs without a model" for model in models))
+    way_out = ("set FASTSIM_GPU_MODEL to one of them as spelt there (case counts) or unset it to take any GPU, or "
+               "FASTSIM_SLURM_GPU_PARTITION to a partition with that model") if models else \
+        "set FASTSIM_SLURM_GPU_PARTITION to a partition with GPUs, or FASTSIM_NO_GPU=1 to train on CPU cores"
+    raise ValueError(f"profiles/slurm: FASTSIM_GPU_MODEL={gpu_model}, but no node of {_partition_named(name)} has a "
+                     f"GPU of that model (sinfo's GRES of its nodes: {have or 'no GPU'}), so sbatch would refuse every "
+                     f"job asking for one: {way_out}")
+
+
+def gpu_models(sinfo_gres: str) -> set[str]:
+    """The GPU models in sinfo's ``%G`` lines (``gpu:a100:4(S:0-1),gpu:v100:2``; ``gpu:2`` a GPU declared without
+    a model, given as ""; ``(null)`` none)."""
+    models = set()
+    for entry in re.split(r"[,\s]+", re.sub(r"\([^)]*\)", "", sinfo_gres)):  # sockets, "(S:0,1)", dropped first
+        name, *rest = entry.split(":")
+        if name == "gpu" and rest:
+            models.add("" if len(rest) == 1 and rest[0].isdigit() else rest[0])
+    return models
 
 
 def most_threads(*limits: JobLimits) -> int | None:

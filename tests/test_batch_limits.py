@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_steps.batch_limits import (JobLimits, _tres_limits, htcondor_pool_limits, most_threads, slurm_minutes,
-                                         slurm_partition_limits, with_a_gpu)
+from pipeline_steps.batch_limits import (JobLimits, _tres_limits, gpu_models, htcondor_pool_limits, most_threads,
+                                         slurm_minutes, slurm_partition_limits, with_a_gpu)
 
 #: ``scontrol show partition --oneliner`` of a site with a default CPU partition and a GPU one (fields trimmed).
 PARTITIONS = (
@@ -24,6 +24,11 @@ NODES = {"batch": "64 257000\n64 257000\n128 515000\n", "gpu": "64 257000\n64 25
          "percore": "64 257000\n"}
 
 
+#: ``sinfo --noheader --Node --partition P --format "%G"``: the nodes' GRES (the GPU nodes of two models).
+GRES = {"batch": "(null)\n(null)\n(null)\n", "gpu": "gpu:a100-sxm4-80gb:4(S:0-1)\ngpu:v100:2(S:0,1),mps:200\n",
+        "short": "(null)\n", "percore": "(null)\n"}
+
+
 #: ``scontrol show config`` (two of its lines) of a site that keeps no accounting.
 NO_ACCOUNTING = "AccountingStorageEnforce = none\nAccountingStorageType   = accounting_storage/none\n"
 
@@ -37,7 +42,8 @@ def site(command: list[str]) -> str | None:
         lines = [line for line in PARTITIONS.splitlines() if not named or f"PartitionName={named[0]} " in line]
         return "\n".join(lines) + "\n" if lines else None  # scontrol fails on an unknown partition
     if command[0] == "sinfo":
-        return NODES[command[command.index("--partition") + 1]]
+        partition = command[command.index("--partition") + 1]
+        return GRES[partition] if command[-1] == "%G" else NODES[partition]
     raise AssertionError(f"unexpected command {command}")
 
 
@@ -226,6 +232,32 @@ def test_a_gpu_models_own_limits_hold_the_jobs_that_ask_for_that_model():
     assert gpu_limits("a100").gpus == 0
     with pytest.raises(ValueError, match=r"allows no a100 \(gres/gpu=0 or gres/gpu:a100=0 .*FASTSIM_GPU_MODEL"):
         with_a_gpu(gpu_limits("a100"), "gpu", "a100")
+
+
+def test_a_gpu_model_no_node_of_the_partition_has_is_named_at_planning():
+    """sbatch refuses a GPU model that no node of the partition has with only "Requested node configuration is not
+    available" (a model spelt in another case, or a node whose GPU is declared without one, on the test cluster):
+    planning stops instead and names the models sinfo lists; a model there, or no model, passes."""
+    limits = JobLimits(gpus=2)
+    assert with_a_gpu(limits, "gpu", "a100-sxm4-80gb", query=site) == limits
+    assert with_a_gpu(limits, "gpu", "", query=site) == limits
+    for model in ("A100-SXM4-80GB", "a100"):
+        with pytest.raises(ValueError, match=rf"FASTSIM_GPU_MODEL={model}, but no node of partition gpu has .*"
+                                             r"'a100-sxm4-80gb', 'v100'"):
+            with_a_gpu(limits, "gpu", model, query=site)
+    with pytest.raises(ValueError, match=r"no node of partition batch has .*: no GPU\).*FASTSIM_NO_GPU=1"):
+        with_a_gpu(limits, "", "v100", query=site)  # the default partition, batch, has none
+    assert with_a_gpu(limits, "gpu", "a100", query=lambda command: None) == limits  # sinfo did not answer
+
+
+@pytest.mark.parametrize("sinfo_gres, models", [
+    ("gpu:a100:4(S:0-1),gpu:v100:2\n", {"a100", "v100"}),
+    ("gpu:2\n(null)\n", {""}),  # declared without a model
+    ("gpu:tesla:2(S:0,1),mps:400,bandwidth:lustre:no_consume:4G\n", {"tesla"}),
+    ("(null)\n", set()),
+])
+def test_gpu_models_read_as_sinfo_prints_them(sinfo_gres, models):
+    assert gpu_models(sinfo_gres) == models
 
 
 @pytest.mark.parametrize("tres, model, limits", [

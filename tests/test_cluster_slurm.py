@@ -112,12 +112,17 @@ def test_failing_job_is_reported_failed(cluster: SlurmCluster, tmp_path):
 def test_gpu_jobs_run_on_cpu_cores_of_a_cluster_without_gpus_with_fastsim_no_gpu(cluster: SlurmCluster, tmp_path):
     """The test cluster, like many a university's, has no GPU: sbatch refuses `--gpus=1` ("Invalid generic
     resource"), so every training and generation job had failed to submit. FASTSIM_NO_GPU=1 makes the profile ask
-    for `gpu: 0`; the job runs on its CPU cores."""
+    for `gpu: 0`; the job runs on its CPU cores. With a GPU model named, sbatch's refusal would not say why ("Requested
+    node configuration is not available"): planning stops on what sinfo lists instead."""
     (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
         "generate_flow", "generated.txt", 'echo "$SLURM_JOB_ID ${{CUDA_VISIBLE_DEVICES:-no GPU}}" > {output}'))
     arguments = ("--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM, "--retries", "0")
     refused = _snakemake(cluster, tmp_path, *arguments, snakefile=tmp_path / "Snakefile", check=False)
     assert refused.returncode != 0 and "Invalid generic resource" in refused.stdout + refused.stderr, refused.stderr
+    named = _snakemake(cluster, tmp_path, "-n", *arguments, snakefile=tmp_path / "Snakefile", check=False,
+                       env={"FASTSIM_GPU_MODEL": "a100"})
+    assert named.returncode != 0 and f"but no node of partition {cluster.partition} has a GPU of that model (sinfo's " \
+        "GRES of its nodes: no GPU)" in named.stderr and "FASTSIM_NO_GPU=1" in named.stderr, named.stderr[-3000:]
     on_cpu = _snakemake(cluster, tmp_path, *arguments, snakefile=tmp_path / "Snakefile",
                         env={"FASTSIM_NO_GPU": "1"})
     job_id, devices = (tmp_path / "generated.txt").read_text().strip().split(maxsplit=1)
