@@ -323,12 +323,16 @@ def _tres_limits(tres: str, gpu_model: str = "") -> JobLimits:
     (``gres/gpu:a100=0``: pending for good with ``AssocGrpGRES`` on the test cluster, its GPU declared as an a100);
     one that asks for any GPU is not (it ran there under the same limit), so other models' counts are not read.
     Type names may hold dashes and dots (``gres/gpu:a100-sxm4-80gb``); sacctmgr prints them as gres.conf spells
-    them, and sbatch matches the model's case exactly (``--gpus=A100:1`` was refused there)."""
-    values = {key: (int(number), unit) for key, number, unit in re.findall(r"([\w/:.-]+)=(\d+)([KMGTP]?)", tres)}
+    them, and sbatch matches the model's case exactly (``--gpus=A100:1`` was refused there). Memory is printed in
+    the largest unit that holds it in two decimals (``mem=1536M`` as ``mem=1.50G``, 1572864M as ``1.50T``; 1365M
+    as set), so a value may have decimals: read as ``1`` it had held every job to 1 MB."""
+    values = {key: (float(number), unit)
+              for key, number, unit in re.findall(r"([\w/:.-]+)=(\d+(?:\.\d+)?)([KMGTP]?)", tres)}
     memory = values.get("mem")
-    gpus = [values[key][0] for key in ("gres/gpu", *([f"gres/gpu:{gpu_model}"] if gpu_model else [])) if key in values]
-    return JobLimits(mem_mb=int(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
-                     cpus=values["cpu"][0] if "cpu" in values else None,
+    gpus = [int(values[key][0]) for key in ("gres/gpu", *([f"gres/gpu:{gpu_model}"] if gpu_model else []))
+            if key in values]
+    return JobLimits(mem_mb=round(memory[0] * MB_PER_UNIT[memory[1]]) if memory else None,
+                     cpus=int(values["cpu"][0]) if "cpu" in values else None,
                      gpus=min(gpus) if gpus else None)
 
 

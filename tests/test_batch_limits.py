@@ -269,6 +269,10 @@ def test_gpu_models_read_as_sinfo_prints_them(sinfo_gres, models):
     ("gres/gpu:a100-sxm4-80gb=2,cpu=4", "a100-sxm4-80gb", JobLimits(cpus=4, gpus=2)),  # a type name with dashes
     ("gres/gpu:a100-sxm4-80gb=0", "a100", JobLimits()),  # another model, not a prefix of the name read
     ("", "a100", JobLimits()),
+    # sacctmgr prints memory in the largest unit that holds it in two decimals (mem=1536M on the test cluster)
+    ("cpu=4,mem=1.50G", "", JobLimits(mem_mb=1536, cpus=4)),
+    ("mem=1.50T", "", JobLimits(mem_mb=1572864)),
+    ("mem=1365M", "", JobLimits(mem_mb=1365)),
 ])
 def test_tres_caps_read_as_sacctmgr_prints_them(tres, model, limits):
     assert _tres_limits(tres, model) == limits

@@ -172,9 +172,10 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
     """Above its QOS's MaxWall or MaxTRES a job stays pending for good where SLURM enforces limits (reasons
     QOSMaxWallDurationPerJobLimit, QOSMaxCpuPerJobLimit, QOSMaxMemoryPerJob: each seen here by hand, with sbatch, on
     this cluster; without the hold, this test's job stayed pending with the first), and Snakemake waits on it. The
-    profile reads the default QOS of the user's association and holds the requests to it; the job runs."""
+    profile reads the default QOS of the user's association and holds the requests to it; the job runs. sacctmgr
+    prints 1536 MB as ``mem=1.50G``, which had been read as 1 MB."""
     cluster = accounting_cluster
-    cluster.sacctmgr("add", "qos", "short", "MaxWall=60", "MaxTRES=cpu=1,mem=1000")
+    cluster.sacctmgr("add", "qos", "short", "MaxWall=60", "MaxTRES=cpu=1,mem=1536")
     cluster.sacctmgr("modify", "user", getpass.getuser(), "set", "qos=normal,short", "defaultqos=short")
     # train_flow: 2880 min and 32000 MB on a first attempt, on CPU cores with training.threads 8
     (tmp_path / "Snakefile").write_text(gpu_rule_snakefile(
@@ -182,9 +183,9 @@ def test_requests_are_held_to_the_qos_a_job_gets(accounting_cluster: SlurmCluste
     result = _snakemake(cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *_FAST_SLURM,
                         "--retries", "0", snakefile=tmp_path / "Snakefile", env={"FASTSIM_NO_GPU": "1"})
     job = dict(re.findall(r"(\w+)=(\S*)", (tmp_path / "job.txt").read_text()))
-    assert (job["QOS"], job["TimeLimit"], job["MinMemoryNode"], job["MinCPUsNode"]) == ("short", "01:00:00", "1000M",
+    assert (job["QOS"], job["TimeLimit"], job["MinMemoryNode"], job["MinCPUsNode"]) == ("short", "01:00:00", "1.50G",
                                                                                          "1"), job
-    assert (f"profiles/slurm: partition {cluster.partition} with QOS short: a job may ask for at most 60 min, 1000 MB "
+    assert (f"profiles/slurm: partition {cluster.partition} with QOS short: a job may ask for at most 60 min, 1536 MB "
             f"and 1 cores; larger requests are held to them") in result.stderr, result.stderr[-3000:]
     # FASTSIM_SLURM_QOS: the profile submits with that QOS (normal: no limits) and reads it instead of the default
     (tmp_path / "job.txt").unlink()
