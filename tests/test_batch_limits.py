@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_steps.batch_limits import (JobLimits, _tres_limits, gpu_models, htcondor_pool_limits, most_threads,
-                                         slurm_minutes, slurm_partition_limits, with_a_gpu)
+from pipeline_steps.batch_limits import (JobLimits, _tres_limits, asks_for_gpus, gpu_models, htcondor_pool_limits,
+                                         most_threads, slurm_minutes, slurm_partition_limits, with_a_gpu)
 
 #: ``scontrol show partition --oneliner`` of a site with a default CPU partition and a GPU one (fields trimmed).
 PARTITIONS = (
@@ -248,6 +248,18 @@ def test_a_gpu_model_no_node_of_the_partition_has_is_named_at_planning():
     with pytest.raises(ValueError, match=r"no node of partition batch has .*: no GPU\).*FASTSIM_NO_GPU=1"):
         with_a_gpu(limits, "", "v100", query=site)  # the default partition, batch, has none
     assert with_a_gpu(limits, "gpu", "a100", query=lambda command: None) == limits  # sinfo did not answer
+
+
+@pytest.mark.parametrize("value, gpus", [(None, True), ("", True), ("0", True), ("false", True), ("No", True),
+                                          ("1", False), ("true", False), (" YES ", False)])
+def test_fastsim_no_gpu_is_read_as_its_words_say(value, gpus):
+    """``FASTSIM_NO_GPU=false`` had sent a GPU cluster's trainings to CPU cores (any value but 0 meant no GPU)."""
+    assert asks_for_gpus({} if value is None else {"FASTSIM_NO_GPU": value}) is gpus
+
+
+def test_fastsim_no_gpu_of_another_value_is_refused_not_guessed():
+    with pytest.raises(ValueError, match=r"FASTSIM_NO_GPU='on': expected 1 .* or 0 / unset"):
+        asks_for_gpus({"FASTSIM_NO_GPU": "on"})
 
 
 @pytest.mark.parametrize("sinfo_gres, models", [

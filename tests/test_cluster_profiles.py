@@ -112,6 +112,14 @@ def test_without_gpus_every_gpu_rule_asks_for_none_and_no_gpu_partition_or_model
     assert {entry.split(":")[0] for entry in htcondor if entry.endswith(":request_gpus=0")} == GPU_RULES
     assert not any(":slurm_partition=gpu" in entry or ":gpu_model=" in entry for entry in slurm)
     assert not any(":gpu=0" in entry for entry in _profile("slurm", **site, FASTSIM_NO_GPU="0")["set-resources"])
+    # "false" asks for GPUs (it had meant none, as every value but 0 did); a value of no clear meaning stops
+    slurm_false = _profile("slurm", **site, FASTSIM_NO_GPU="false")["set-resources"]
+    htcondor_false = _profile("htcondor", FASTSIM_NO_GPU="false")["set-resources"]
+    assert not any(":gpu=0" in entry for entry in slurm_false)
+    assert not any(":request_gpus=0" in entry for entry in htcondor_false)
+    for name in ("slurm", "htcondor"):  # the batch profiles: the local ones run where the GPUs are seen
+        with pytest.raises(Exception, match="FASTSIM_NO_GPU='maybe': expected 1"):
+            _profile(name, FASTSIM_NO_GPU="maybe")
 
 
 def test_htcondor_jobs_start_through_the_checkouts_wrapper_from_any_folder(tmp_path, monkeypatch):
