@@ -148,18 +148,16 @@ def htcondor_pool_limits(gpu: bool, environ: Mapping[str, str] = os.environ,
     return limits
 
 
-#: FASTSIM_NO_GPU's values, by what they mean (case aside): the GPU jobs run on CPU cores, or ask for a GPU.
-NO_GPU_WORDS = {True: ("1", "true", "yes"), False: ("", "0", "false", "no")}
-
-
 def asks_for_gpus(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether the GPU jobs ask for a GPU: not where ``FASTSIM_NO_GPU`` says so. Any other value is refused, not
-    guessed: ``FASTSIM_NO_GPU=false`` had meant "no GPU" (every non-empty value but ``0`` did), sending the
-    trainings of a GPU cluster to CPU cores without a word."""
+    """Whether the GPU jobs ask for a GPU: not where ``FASTSIM_NO_GPU`` is 1, true or yes (case aside); they do
+    where it is 0, false, no or unset. Any other value is refused, not guessed: ``FASTSIM_NO_GPU=false`` had meant
+    "no GPU" (every non-empty value but ``0`` did), sending the trainings of a GPU cluster to CPU cores without a
+    word."""
     value = environ.get("FASTSIM_NO_GPU", "").strip().lower()
-    for no_gpu, words in NO_GPU_WORDS.items():
-        if value in words:
-            return not no_gpu
+    if value in ("", "0", "false", "no"):
+        return True
+    if value in ("1", "true", "yes"):
+        return False
     raise ValueError(f"FASTSIM_NO_GPU={environ['FASTSIM_NO_GPU']!r}: expected 1 (no GPU: the GPU jobs run on CPU "
                      "cores) or 0 / unset (they ask for a GPU)")
 
