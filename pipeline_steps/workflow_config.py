@@ -259,9 +259,14 @@ def is_blacklisted(path: str, blacklist: Sequence[str]) -> bool:
 def files_by_stem(dataset: str, paths: Sequence[str], blacklist: Sequence[str], origin: str) -> dict[str, str]:
     """``{stem: path}`` of a dataset's files without the blacklisted ones.
 
-    Outputs are named by the file stem (results/ingest/<dataset>/<table>/<stem>.parquet), so two
-    different files with one stem cannot both be read; a dataset left without files would silently
-    give an empty table. ``origin`` says where the paths came from, for the error message.
+    A file's stem is its key within the dataset: it picks the file's ingest part
+    (``ingest/parts.py``) and, with the file's extension, is the ``source_file`` its rows carry, which
+    names their event with ``entry``. It is the file name without its extension, lengthened by as many
+    parent folders as it takes to tell apart files of one name (``job_0/out`` and ``job_1/out``:
+    batch jobs that each write ``out.root`` in their own folder, or two CRAB tasks' ``0000/output_1.root``);
+    only those files' stems change, so a dataset of distinct names keeps its parts when such a pair is added.
+    A dataset left without files would silently give an empty table. ``origin`` says where the paths came
+    from, for the error message.
     """
     kept = [path for path in paths if not is_blacklisted(path, blacklist)]
     if not kept:
@@ -270,16 +275,35 @@ def files_by_stem(dataset: str, paths: Sequence[str], blacklist: Sequence[str], 
             f"blacklist {list(blacklist)} excludes all of them; a dataset needs at least one file, so remove "
             f"the blacklist entries that match them, or the dataset"
         )
-    by_stem: dict[str, str] = {}
+    by_name: dict[str, list[str]] = {}
     for path in kept:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        if stem in by_stem:
-            raise ConfigError(
-                f"datasets.{dataset}.files: {by_stem[stem]} and {path} are two different files with the same "
-                f"file stem '{stem}'; outputs are named by stem, so rename (or link under another name) one of them"
-            )
-        by_stem[stem] = path
-    return by_stem
+        by_name.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+    by_stem: dict[str, str] = {}
+    for name, same_name in by_name.items():
+        by_stem.update(zip(_distinct_stems(dataset, name, same_name), same_name))
+    position = {path: index for index, path in enumerate(kept)}
+    return dict(sorted(by_stem.items(), key=lambda item: position[item[1]]))
+
+
+def source_file_name(stem: str, path: str) -> str:
+    """The ``source_file`` of a file's rows: its stem (:func:`files_by_stem`) with the file's extension."""
+    return stem + os.path.splitext(path)[1]
+
+
+def _distinct_stems(dataset: str, name: str, paths: Sequence[str]) -> list[str]:
+    """The stems of files whose names share the stem ``name``: the name alone for one file, else the shortest
+    run of trailing folders (of the absolute paths) that tells every one of them apart."""
+    if len(paths) == 1:
+        return [name]
+    folders = [os.path.dirname(os.path.abspath(path)).strip("/").split("/") for path in paths]
+    for depth in range(1, max(map(len, folders)) + 1):
+        stems = ["/".join([*parts[max(0, len(parts) - depth):], name]) for parts in folders]
+        if len(set(stems)) == len(stems):
+            return stems
+    raise ConfigError(
+        f"datasets.{dataset}.files: {' and '.join(paths)} are different files with the same file stem '{name}' "
+        f"in one folder; a file's stem and folders name its rows, so rename (or link under another name) all but one"
+    )
 
 
 def key_path(path) -> str:

@@ -21,7 +21,13 @@ from pipeline_steps.common.errors import ConfigError
 from pipeline_steps.ingest.parts import DEFAULT_INGEST_PARTS, partition
 from pipeline_steps.model_kinds import MODEL_KINDS, kind_of
 from pipeline_steps.train.settings import configured_threads
-from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, is_blacklisted
+from pipeline_steps.workflow_config import (
+    check_raw_files,
+    expand_file_patterns,
+    files_by_stem,
+    is_blacklisted,
+    source_file_name,
+)
 
 
 HOW_NOT_WHAT = ("read_threads",)
@@ -53,6 +59,7 @@ class WorkflowPlan:
         self.preprocessing_of = _preprocessing_names(config, scans or {})
         self.scan_points = {instance for group in (scans or {}).values() for instance in group.points}
         self.raw_file_by_stem = functools.cache(self._raw_file_by_stem)
+        self.source_file_of = functools.cache(self._source_file_of)
         self.dataset_files = functools.cache(self._dataset_files)
         self.ingest_parts = functools.cache(self._ingest_parts)
 
@@ -126,6 +133,15 @@ class WorkflowPlan:
         if part not in parts:
             raise ValueError(f"datasets.{dataset}: no ingest part {part!r}; this plan's parts are {list(parts)}")
         return parts[part]
+
+    def part_source_files(self, dataset: str, part: str) -> list[str]:
+        """params of ingest_table: the ``source_file`` of each raw file of the part, in its input's order
+        (the file name, with folders where two files share it: ``files_by_stem``)."""
+        source_file_of = self.source_file_of(dataset)
+        return [source_file_of[path] for path in self.part_files(dataset, part)]
+
+    def _source_file_of(self, dataset: str) -> dict[str, str]:
+        return {path: source_file_name(stem, path) for stem, path in self.raw_file_by_stem(dataset).items()}
 
     def resolve_raw_files(self) -> list[str]:
         """Resolve every dataset's files now (a typo in `files` or a blacklist that empties a dataset fails

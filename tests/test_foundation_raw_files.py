@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem
+from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, source_file_name
 
 
 @pytest.fixture
@@ -58,12 +58,37 @@ def test_the_same_file_by_relative_absolute_and_linked_path_is_read_once_under_t
     assert files_by_stem("ship", paths, [], "datasets.ship.files") == {"a": "raw/a.root", "b": str(raw / "b.root")}
 
 
-def test_two_different_files_with_one_stem_still_clash(raw):
-    (raw / "other").mkdir()
-    (raw / "other" / "a.root").write_bytes(b"")
-    paths = expand_file_patterns("ship", ["raw/*.root", "raw/other/*.root"])
-    with pytest.raises(ConfigError, match=r"raw/a\.root and raw/other/a\.root are two different files .* stem 'a'"):
+def test_files_of_one_name_in_different_folders_are_told_apart_by_their_folders(raw):
+    """Batch jobs that each write ``out.root`` in their own folder: the folders become part of the stem (and so
+    of ``source_file``), as few as tell the files apart; a file whose name is unique keeps its plain stem."""
+    for job in ("job_0", "job_1"):
+        (raw / job).mkdir()
+        (raw / job / "a.root").write_bytes(b"")
+    paths = expand_file_patterns("ship", ["raw/*.root", "raw/*/a.root"])
+    assert files_by_stem("ship", paths, [], "datasets.ship.files") == {
+        "raw/a": "raw/a.root", "b": "raw/b.root", "job_0/a": "raw/job_0/a.root", "job_1/a": "raw/job_1/a.root"}
+    assert source_file_name("job_0/a", "raw/job_0/a.root") == "job_0/a.root"
+
+
+def test_two_crab_tasks_are_told_apart_as_deep_as_their_folders_differ(raw):
+    """Two CRAB tasks each write ``<date>/0000/output_1.root``: ``0000/output_1`` is still shared, so the date
+    folder joins the stem."""
+    for task in ("241201_1200", "241202_0900"):
+        (raw / task / "0000").mkdir(parents=True)
+        (raw / task / "0000" / "output_1.root").write_bytes(b"")
+    paths = expand_file_patterns("ship", ["raw/*/0000/*.root"])
+    assert list(files_by_stem("ship", paths, [], "datasets.ship.files")) == [
+        "241201_1200/0000/output_1", "241202_0900/0000/output_1"]
+
+
+def test_two_files_of_one_stem_in_one_folder_clash_unless_one_is_blacklisted(raw):
+    """``a.root`` and ``a.ROOT``: no folder tells them apart."""
+    (raw / "a.ROOT").write_bytes(b"")
+    paths = expand_file_patterns("ship", ["raw/*"])
+    with pytest.raises(ConfigError, match=r"raw/a\.ROOT and raw/a\.root are different files with the same file "
+                                          r"stem 'a' in one folder"):
         files_by_stem("ship", paths, [], "datasets.ship.files")
+    assert files_by_stem("ship", paths, ["a.ROOT"], "datasets.ship.files") == {"a": "raw/a.root", "b": "raw/b.root"}
 
 
 def test_a_blacklist_that_empties_a_dataset_names_dataset_patterns_and_blacklist(raw):

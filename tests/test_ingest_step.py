@@ -161,6 +161,25 @@ def test_real_root_written_file_matches_uproot(tmp_path):
 
 
 @needs_real_files
+def test_each_file_of_a_part_carries_the_source_file_the_plan_gives_it(tmp_path):
+    """Two files of one name (``job_0/out.root``, ``job_1/out.root``): their rows and summaries keep them apart."""
+    raws = []
+    for job in ("job_0", "job_1"):
+        (tmp_path / job).mkdir()
+        raws.append(str(shutil.copy(REAL / "uproot-Zmumu.root", tmp_path / job / "out.root")))
+    mapping = {"fields": ["pt1", "M"]}
+    out = tmp_path / "pairs.parquet"
+    summaries = run(raws, str(out), str(out.with_suffix(".json")), _reading("lhcb_tracks", tree="events", identity=[]),
+                    mapping, "pairs", "zmumu", source_files=["job_0/out.root", "job_1/out.root"])
+    column = pq.read_table(out).column("source_file").to_pylist()
+    assert column == ["job_0/out.root"] * 2304 + ["job_1/out.root"] * 2304
+    assert [s["source_file"] for s in summaries] == ["job_0/out.root", "job_1/out.root"]
+    with pytest.raises(ValueError, match="zip"):
+        run(raws, str(out), str(out.with_suffix(".json")), _reading("lhcb_tracks", tree="events", identity=[]),
+            mapping, "pairs", "zmumu", source_files=["out.root"])
+
+
+@needs_real_files
 def test_a_trigger_bit_selects_events_of_a_root_written_file(tmp_path):
     """``triggerIsoMu24`` is an event-level bool: named in a muon selection it is read for it, not made a column."""
     raw = REAL / "uproot-HZZ.root"

@@ -103,6 +103,20 @@ def test_ingest_and_categorise_jobs_follow_the_parts(plan, tmp_path):
         plan.part_files("ship", "part7")
 
 
+def test_an_ingest_part_names_each_file_by_its_stem_with_folders_where_names_repeat(plan, tmp_path):
+    for job in range(4):
+        (tmp_path / f"job_{job}").mkdir()
+        (tmp_path / f"job_{job}" / "out.root").touch()
+    (tmp_path / "extra.root").touch()
+    plan.config["datasets"]["ship"] = {**plan.config["datasets"]["ship"], "ingest_parts": 2,
+                                       "files": [str(tmp_path / "*.root"), str(tmp_path / "*" / "out.root")]}
+    names = {}
+    for part, files in plan.ingest_parts("ship").items():
+        names.update(zip(files, plan.part_source_files("ship", part), strict=True))
+    assert names == {str(tmp_path / "extra.root"): "extra.root",
+                     **{str(tmp_path / f"job_{job}" / "out.root"): f"job_{job}/out.root" for job in range(4)}}
+
+
 def test_toy_jobs_only_for_datasets_without_files(plan, tmp_path):
     (tmp_path / "a.root").touch()
     plan.config["datasets"]["ship"] = {**plan.config["datasets"]["ship"], "files": [str(tmp_path / "*.root")]}

@@ -35,20 +35,24 @@ def run(
     dataset: str = "",
     log: str | None = None,
     threads: int = 1,
+    source_files: Sequence[str] | None = None,
 ) -> list[dict]:
     """Ingest one table of one part (a few raw files, pipeline_steps/ingest/parts.py) into one Parquet
     file, the files' rows one after the other. ``reading`` is the dataset slice (tree, step_size,
     empty_tree, identity), ``mapping`` the table's slice. The JSON summary has one entry per file; both
     outputs appear only on success, so one bad file fails its whole part. ``threads`` baskets are
-    decompressed at once (``reader.open_tree``); the output does not depend on it."""
+    decompressed at once (``reader.open_tree``); the output does not depend on it. ``source_files``
+    (one per raw file; default the file names) is each file's ``source_file`` column, which the plan
+    lengthens by folders where two of a dataset's files share a name (``workflow_config.files_by_stem``)."""
     with step_logging(log):
         reading_cfg = reading_from_config(reading)
         table_mapping = table_from_config(table, mapping)
+        names = list(source_files) if source_files is not None else [Path(raw_file).name for raw_file in raw_files]
         with atomic_path(parquet) as tmp_parquet:
-            files, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping, threads)
-            results = [file_summary(dataset, table, Path(raw_file).name, reading_cfg.tree, ingested.counts, columns,
+            files, columns = ingest_files(raw_files, tmp_parquet, reading_cfg, table_mapping, threads, names)
+            results = [file_summary(dataset, table, name, reading_cfg.tree, ingested.counts, columns,
                                     ingested.digest, ingested.bytes_past_end)
-                       for raw_file, ingested in zip(raw_files, files)]
+                       for name, ingested in zip(names, files)]
             part_summary = {"dataset": dataset, "table": table, "files": results}
             write_text_atomic(summary, json.dumps(part_summary, indent=2) + "\n")
         for result in results:
@@ -93,10 +97,11 @@ class IngestedFile:
     bytes_past_end: int
 
 
-def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading,
-                 mapping: TableMapping, threads: int = 1) -> tuple[list[IngestedFile], list[str]]:
+def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading, mapping: TableMapping,
+                 threads: int, source_files: Sequence[str]) -> tuple[list[IngestedFile], list[str]]:
     """Stream each of ``raw_files`` through the mapping into one ``parquet``, in order; returns what each
-    file gave and the column names. The first file fixes the column
+    file gave and the column names. ``source_files``: each file's ``source_file``, one per file. The first
+    file fixes the column
     types; a later file's columns are cast to them (float32 vs float64 across productions), and one that
     cannot be is an InputError naming that file."""
     if not raw_files:
@@ -105,9 +110,10 @@ def ingest_files(raw_files: Sequence[str], parquet: str | Path, reading: Reading
     files = []
     branches: list[str] | None = None  # resolved on the first file, so every file reads a name from one branch
     try:
-        for index, raw_file in enumerate(raw_files):
+        for index, (raw_file, source_file) in enumerate(zip(raw_files, source_files, strict=True)):
             try:
-                ingested, writer, branches = _ingest_file(raw_file, parquet, writer, reading, mapping, branches, threads)
+                ingested, writer, branches = _ingest_file(raw_file, source_file, parquet, writer, reading, mapping,
+                                                          branches, threads)
             except InputError as error:
                 raise InputError(f"{error}{_later_failures(raw_files[index + 1:], reading, mapping, branches)}") from None
             files.append(ingested)
@@ -174,11 +180,11 @@ def _checked_tree(raw_file: str, reading: Reading, mapping: TableMapping, branch
         yield tree, bytes_past_end, branches, parts
 
 
-def _ingest_file(raw_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading, mapping: TableMapping,
-                 branches: list[str] | None, threads: int = 1) -> tuple[IngestedFile, TableWriter, list[str]]:
-    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file);
-    ``branches``: see :func:`_checked_tree`."""
-    source_file = Path(raw_file).name
+def _ingest_file(raw_file: str, source_file: str, parquet: str | Path, writer: TableWriter | None, reading: Reading,
+                 mapping: TableMapping, branches: list[str] | None,
+                 threads: int = 1) -> tuple[IngestedFile, TableWriter, list[str]]:
+    """Append one raw file's rows to ``writer`` (opened on ``parquet`` here for the part's first file), their
+    ``source_file`` column holding ``source_file``; ``branches``: see :func:`_checked_tree`."""
     where = f"{raw_file}:{reading.tree}"
     counts = ChunkCounts()
     digest = RowsDigest()

@@ -76,6 +76,11 @@ def part_raw_files(wildcards):
     return PLAN.part_files(wildcards.dataset, wildcards.part)
 
 
+@stored_signature
+def ingest_source_files(wildcards):
+    return PLAN.part_source_files(wildcards.dataset, wildcards.part)
+
+
 def ingest_threads(wildcards):
     return PLAN.ingest_threads(wildcards.dataset)
 

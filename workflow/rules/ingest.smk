@@ -14,6 +14,7 @@ rule ingest_table:
     params:
         reading=ingest_reading,
         mapping=ingest_mapping,
+        source_files=ingest_source_files,
         code=source_hash("ingest", "common/logs"),
     threads: ingest_threads
     conda:
