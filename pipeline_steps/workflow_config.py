@@ -263,8 +263,8 @@ def files_by_stem(dataset: str, paths: Sequence[str], blacklist: Sequence[str], 
     (``ingest/parts.py``) and, with the file's extension, is the ``source_file`` its rows carry, which
     names their event with ``entry``. It is the file name without its extension, lengthened by as many
     parent folders as it takes to tell apart files of one name (``job_0/out`` and ``job_1/out``:
-    batch jobs that each write ``out.root`` in their own folder, or two CRAB tasks' ``0000/output_1.root``);
-    only those files' stems change, so a dataset of distinct names keeps its parts when such a pair is added.
+    batch jobs that each write ``out.root`` in their own folder, or two CRAB tasks' ``0000/output_1.root``).
+    A file added beside namesakes changes the stems of those files only: every other file keeps its part.
     A dataset left without files would silently give an empty table. ``origin`` says where the paths came
     from, for the error message.
     """
@@ -278,11 +278,10 @@ def files_by_stem(dataset: str, paths: Sequence[str], blacklist: Sequence[str], 
     by_name: dict[str, list[str]] = {}
     for path in kept:
         by_name.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
-    by_stem: dict[str, str] = {}
+    stem_of: dict[str, str] = {}
     for name, same_name in by_name.items():
-        by_stem.update(zip(_distinct_stems(dataset, name, same_name), same_name))
-    position = {path: index for index, path in enumerate(kept)}
-    return dict(sorted(by_stem.items(), key=lambda item: position[item[1]]))
+        stem_of.update(zip(same_name, _distinct_stems(dataset, name, same_name)))
+    return {stem_of[path]: path for path in kept}
 
 
 def source_file_name(stem: str, path: str) -> str:
