@@ -251,9 +251,12 @@ def check_raw_files(dataset: str, paths: Sequence[str]) -> None:
 
 
 def is_blacklisted(path: str, blacklist: Sequence[str]) -> bool:
-    """A blacklist entry matches the whole path or only the file name (``bad_run.root``)."""
+    """A blacklist entry matches the whole path, only the file name (``bad_run.root``), or, holding a ``/``, the
+    path's end (``job_3/out.root``: the ``source_file`` of a file whose name repeats, as the ingest summary
+    and its warnings give it)."""
     name = os.path.basename(path)
-    return any(fnmatch.fnmatch(path, entry) or fnmatch.fnmatch(name, entry) for entry in blacklist)
+    return any(fnmatch.fnmatch(path, entry) or fnmatch.fnmatch(name, entry)
+               or ("/" in entry and fnmatch.fnmatch(path, "*/" + entry)) for entry in blacklist)
 
 
 def files_by_stem(dataset: str, paths: Sequence[str], blacklist: Sequence[str], origin: str) -> dict[str, str]:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from pipeline_steps.common.errors import ConfigError
-from pipeline_steps.workflow_config import check_raw_files, expand_file_patterns, files_by_stem, source_file_name
+from pipeline_steps.workflow_config import (
+    check_raw_files,
+    expand_file_patterns,
+    files_by_stem,
+    is_blacklisted,
+    source_file_name,
+)
 
 
 @pytest.fixture
@@ -68,6 +74,9 @@ def test_files_of_one_name_in_different_folders_are_told_apart_by_their_folders(
     assert files_by_stem("ship", paths, [], "datasets.ship.files") == {
         "raw/a": "raw/a.root", "b": "raw/b.root", "job_0/a": "raw/job_0/a.root", "job_1/a": "raw/job_1/a.root"}
     assert source_file_name("job_0/a", "raw/job_0/a.root") == "job_0/a.root"
+    kept = files_by_stem("ship", paths, ["job_1/a.root"], "datasets.ship.files")  # blacklisted by its source_file
+    assert kept == {"raw/a": "raw/a.root", "b": "raw/b.root", "job_0/a": "raw/job_0/a.root"}
+    assert not is_blacklisted("raw/xjob_1/a.root", ["job_1/a.root"])  # whole folder names only
 
 
 def test_two_crab_tasks_are_told_apart_as_deep_as_their_folders_differ(raw):
